@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+// redi-ps: Reinforcement Distillation (REDI) post-training on a cluster of CPU machines.
+import PackageDescription
+
+let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "redi-ps",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "redi-ps", targets: ["redi-ps"]),
+        .executable(name: "redi-bench", targets: ["redi-bench"]),
+        .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, each wrapped once.
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq",
+                       providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
+        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
+                       providers: [.apt(["libprotobuf-c-dev"]), .brew(["protobuf-c"])]),
+
+        .target(name: "Numerics", dependencies: ["COpenBLAS"], swiftSettings: optimized),
+        .target(name: "Model", dependencies: ["Numerics"], swiftSettings: optimized),
+        .target(name: "Objectives"),
+        .target(name: "Optimizer", swiftSettings: optimized),
+        .target(name: "Tokenizers"),
+        .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
+        .target(name: "Data", dependencies: ["Tokenizers", "Model"]),
+        .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
+        .executableTarget(name: "redi-ps", dependencies: [
+            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives"],
+                          swiftSettings: optimized),
+
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics"]),
+        .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
+        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers"]),
+        .testTarget(name: "CLITests", dependencies: []),
+    ]
+)

@@ -1,0 +1,2 @@
+// libzmq: the transport for every message between coordinator, servers and workers.
+#include <zmq.h>

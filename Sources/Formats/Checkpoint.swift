@@ -1,0 +1,100 @@
+// A checkpoint is a Hugging Face model directory: config.json, model.safetensors (or a
+// sharded set with model.safetensors.index.json) and tokenizer files, which `transformers`
+// opens with `from_pretrained` unchanged. Loading is a fixed pipeline: collect files →
+// map names → verify every tensor is present with the right shape → copy into the flat vector.
+import Foundation
+import Model
+import Numerics
+import Tokenizers
+
+/// A model loaded from disk: configuration, flat fp32 parameters, and its tokenizer when known.
+public struct LoadedModel {
+    public let config: LlamaConfig
+    public let layout: ParameterLayout
+    public let parameters: FloatBuffer
+    public let tokenizer: (any Tokenizer)?
+}
+
+public enum Checkpoint {
+    /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory.
+    public static func write(to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
+                             tokenizer: (any Tokenizer)?) throws {
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw FormatError("\(directory.path): cannot create checkpoint directory (\(error.localizedDescription))")
+        }
+        let layout = ParameterLayout(config: config)
+        try config.write(to: directory.appendingPathComponent("config.json"))
+        var generation: [String: Any] = ["_from_model_config": true]
+        if let bos = config.bosTokenId { generation["bos_token_id"] = bos }
+        if let eos = config.eosTokenId { generation["eos_token_id"] = eos }
+        if let pad = config.padTokenId { generation["pad_token_id"] = pad }
+        try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
+            .write(to: directory.appendingPathComponent("generation_config.json"))
+        try tokenizer?.writeFiles(to: directory)
+        let tensors = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: parameters + $0.offset) }
+        try writeSafetensors(tensors, to: directory.appendingPathComponent("model.safetensors"))
+    }
+
+    /// Loads a checkpoint directory, checking every tensor against the configuration.
+    ///
+    /// - Throws: `FormatError` or `ConfigError` naming the file and the problem: a missing or
+    ///   extra tensor, a wrong shape, a truncated file.
+    public static func load(from directory: URL) throws -> LoadedModel {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw FormatError("\(directory.path): no such checkpoint directory")
+        }
+        let config = try LlamaConfig.load(from: directory.appendingPathComponent("config.json"))
+        let layout = ParameterLayout(config: config)
+        let files = try safetensorsFiles(in: directory)
+
+        var found: [String: SafetensorsFile] = [:]
+        for file in files {
+            for name in file.tensors.keys {
+                guard found[name] == nil else { throw FormatError("\(file.url.path): tensor \"\(name)\" appears in more than one file") }
+                found[name] = file
+            }
+        }
+        let parameters = FloatBuffer(count: layout.totalCount)
+        for entry in layout.entries {
+            guard let file = found.removeValue(forKey: entry.name) else {
+                throw FormatError("\(directory.path): missing tensor \"\(entry.name)\" (shape \(entry.shape))")
+            }
+            let info = file.tensors[entry.name]!
+            guard info.shape == entry.shape else {
+                throw FormatError("\(file.url.path): tensor \"\(entry.name)\" has shape \(info.shape), config.json implies \(entry.shape)")
+            }
+            try file.read(entry.name, into: parameters.baseAddress + entry.offset)
+        }
+        // Tied checkpoints sometimes also store lm_head.weight; accept it only as an exact copy.
+        if config.tieWordEmbeddings, let file = found.removeValue(forKey: "lm_head.weight") {
+            let head = try file.read("lm_head.weight")
+            let embed = Array(UnsafeBufferPointer(start: parameters.baseAddress + layout.embedding, count: head.count))
+            guard head == embed else {
+                throw FormatError("\(file.url.path): lm_head.weight differs from model.embed_tokens.weight but tie_word_embeddings is true")
+            }
+        }
+        for name in found.keys where name.hasSuffix("rotary_emb.inv_freq") { found.removeValue(forKey: name) }
+        if let extra = found.keys.sorted().first {
+            throw FormatError("\(found[extra]!.url.path): unexpected tensor \"\(extra)\" for a \(config.modelType) model with this config\(found.count > 1 ? " (and \(found.count - 1) more)" : "")")
+        }
+        let tokenizer: (any Tokenizer)? = ByteTokenizer.isStored(in: directory) ? ByteTokenizer() : nil
+        return LoadedModel(config: config, layout: layout, parameters: parameters, tokenizer: tokenizer)
+    }
+
+    static func safetensorsFiles(in directory: URL) throws -> [SafetensorsFile] {
+        let single = directory.appendingPathComponent("model.safetensors")
+        if FileManager.default.fileExists(atPath: single.path) { return [try SafetensorsFile(url: single)] }
+        let indexURL = directory.appendingPathComponent("model.safetensors.index.json")
+        guard let data = try? Data(contentsOf: indexURL) else {
+            throw FormatError("\(directory.path): neither model.safetensors nor model.safetensors.index.json found")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let map = json["weight_map"] as? [String: String] else {
+            throw FormatError("\(indexURL.path): expected a JSON object with a \"weight_map\"")
+        }
+        return try Set(map.values).sorted().map { try SafetensorsFile(url: directory.appendingPathComponent($0)) }
+    }
+}

@@ -1,0 +1,175 @@
+// safetensors I/O to the format's specification: an 8-byte little-endian header length, a
+// JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {…}}, then the tensor
+// bytes, packed without holes. Reads F32, F16 and BF16 (converted to fp32); writes F32.
+import Foundation
+
+/// Errors from reading or writing safetensors files; the message names the file.
+public struct FormatError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Element types this reader converts to fp32.
+public enum TensorDType: String, Sendable {
+    case f32 = "F32", f16 = "F16", bf16 = "BF16"
+    public var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// One tensor's header entry.
+public struct TensorInfo: Equatable, Sendable {
+    public let name: String
+    public let dtype: TensorDType
+    public let shape: [Int]
+    /// Byte range relative to the start of the data section.
+    public let dataRange: Range<Int>
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// A parsed, validated safetensors file, memory-mapped.
+public struct SafetensorsFile {
+    public let url: URL
+    public let tensors: [String: TensorInfo]
+    public let metadata: [String: String]
+    private let data: Data
+    private let dataStart: Int
+
+    /// Opens and validates `url`: header bounds, JSON shape, dtypes, offsets that tile the data exactly.
+    public init(url: URL) throws {
+        self.url = url
+        let path = url.path
+        do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
+            throw FormatError("\(path): cannot read (\(error.localizedDescription))")
+        }
+        guard data.count >= 8 else { throw FormatError("\(path): truncated: \(data.count) bytes, shorter than the 8-byte header length") }
+        let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard headerLength <= 100_000_000, Int(headerLength) <= data.count - 8 else {
+            throw FormatError("\(path): header length \(headerLength) exceeds the file (\(data.count) bytes): truncated or not safetensors")
+        }
+        dataStart = 8 + Int(headerLength)
+        guard let json = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
+            throw FormatError("\(path): header is not a JSON object")
+        }
+        var tensors: [String: TensorInfo] = [:]
+        var metadata: [String: String] = [:]
+        for (name, value) in json {
+            if name == "__metadata__" {
+                guard let m = value as? [String: String] else { throw FormatError("\(path): __metadata__ must map strings to strings") }
+                metadata = m
+                continue
+            }
+            guard let entry = value as? [String: Any], let dtypeName = entry["dtype"] as? String,
+                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw FormatError("\(path): tensor \"\(name)\" needs dtype, shape and data_offsets [begin, end]")
+            }
+            guard let dtype = TensorDType(rawValue: dtypeName) else {
+                throw FormatError("\(path): tensor \"\(name)\" has dtype \(dtypeName); supported: F32, F16, BF16")
+            }
+            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0] else {
+                throw FormatError("\(path): tensor \"\(name)\" has a negative dimension or reversed offsets")
+            }
+            let info = TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: offsets[0]..<offsets[1])
+            guard info.count * dtype.size == info.dataRange.count else {
+                throw FormatError("\(path): tensor \"\(name)\" shape \(shape) needs \(info.count * dtype.size) bytes but data_offsets span \(info.dataRange.count)")
+            }
+            tensors[name] = info
+        }
+        var cursor = 0
+        for info in tensors.values.sorted(by: { $0.dataRange.lowerBound < $1.dataRange.lowerBound }) {
+            guard info.dataRange.lowerBound == cursor else {
+                throw FormatError("\(path): tensor \"\(info.name)\" starts at byte \(info.dataRange.lowerBound), expected \(cursor) (overlap or hole in the data)")
+            }
+            cursor = info.dataRange.upperBound
+        }
+        guard dataStart + cursor == data.count else {
+            throw FormatError("\(path): header describes \(cursor) data bytes but the file holds \(data.count - dataStart) (truncated or trailing bytes)")
+        }
+        self.tensors = tensors
+        self.metadata = metadata
+    }
+
+    /// Converts tensor `name` to fp32 into `destination` (which must hold `count` floats).
+    public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
+        guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
+        data.withUnsafeBytes { raw in
+            let src = raw.baseAddress! + dataStart + info.dataRange.lowerBound
+            switch info.dtype {
+            case .f32:
+                for i in 0..<info.count { destination[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+            case .bf16:
+                for i in 0..<info.count { destination[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+            case .f16:
+                for i in 0..<info.count { destination[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+            }
+        }
+    }
+
+    /// Tensor `name` as a new fp32 array.
+    public func read(_ name: String) throws -> [Float] {
+        guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
+        var out = [Float](repeating: 0, count: info.count)
+        try out.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!) }
+        return out
+    }
+}
+
+/// IEEE binary16 → binary32, including subnormals, infinities and NaN.
+public func halfToFloat(_ h: UInt16) -> Float {
+    let sign = UInt32(h & 0x8000) << 16
+    let exponent = Int((h >> 10) & 0x1F)
+    let mantissa = UInt32(h & 0x3FF)
+    if exponent == 0 {
+        let magnitude = Float(mantissa) * 0x1.0p-24
+        return sign != 0 ? -magnitude : magnitude
+    }
+    if exponent == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mantissa << 13)) }
+    return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
+}
+
+/// A tensor to write: a name, a shape, and `shape.product` floats at `values`.
+public struct TensorToWrite {
+    public let name: String
+    public let shape: [Int]
+    public let values: UnsafePointer<Float>
+    public init(name: String, shape: [Int], values: UnsafePointer<Float>) {
+        self.name = name; self.shape = shape; self.values = values
+    }
+}
+
+/// Writes F32 tensors in the given order, header padded with spaces to 8 bytes as Hugging Face does.
+///
+/// Writes to a temporary file first and renames it, so a crash never leaves a half-written checkpoint.
+public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: String] = ["format": "pt"], to url: URL) throws {
+    var header = "{"
+    var offset = 0
+    func quote(_ s: String) -> String {
+        let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+        return String(decoding: d.dropFirst().dropLast(), as: UTF8.self)
+    }
+    if !metadata.isEmpty {
+        header += "\"__metadata__\":{" + metadata.keys.sorted().map { "\(quote($0)):\(quote(metadata[$0]!))" }.joined(separator: ",") + "},"
+    }
+    header += tensors.map { t -> String in
+        let bytes = t.shape.reduce(1, *) * 4
+        defer { offset += bytes }
+        return "\(quote(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+    }.joined(separator: ",") + "}"
+    while header.utf8.count % 8 != 0 { header += " " }
+
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
+    guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
+        throw FormatError("\(tmp.path): cannot create (is the directory writable?)")
+    }
+    let handle = try FileHandle(forWritingTo: tmp)
+    defer { try? handle.close() }
+    var length = UInt64(header.utf8.count).littleEndian
+    try handle.write(contentsOf: Data(bytes: &length, count: 8))
+    try handle.write(contentsOf: Data(header.utf8))
+    for t in tensors {
+        let count = t.shape.reduce(1, *)
+        // fp32 little-endian is the in-memory layout on every platform we build for.
+        try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.values), count: count * 4, deallocator: .none))
+    }
+    try handle.close()
+    _ = try? FileManager.default.removeItem(at: url)
+    try FileManager.default.moveItem(at: tmp, to: url)
+}

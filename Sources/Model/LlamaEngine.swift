@@ -1,0 +1,201 @@
+// Forward and backward of a Llama-family decoder over a packed batch, written as explicit
+// layer pairs (in the spirit of llm.c). Every matrix product goes through sgemm; activations
+// live in one arena reused across calls. The engine holds no weights: it reads a flat
+// parameter vector and accumulates into a flat gradient vector of the same layout.
+//
+// Not for generation (no KV cache) and not thread-safe: one engine per worker thread.
+import Numerics
+
+/// Computes per-token log-probabilities of completion tokens and their gradients.
+public final class LlamaEngine {
+    public let config: LlamaConfig
+    public let layout: ParameterLayout
+    let rope: RotaryTable
+
+    private var arena = GrowableBuffer()
+    private var scratchArena = GrowableBuffer()
+    private var saved: Saved?
+
+    public init(config: LlamaConfig) {
+        self.config = config
+        layout = ParameterLayout(config: config)
+        rope = RotaryTable(headDim: config.headDim, maxPosition: config.maxPositionEmbeddings, theta: config.ropeTheta)
+    }
+
+    /// Where each activation of the last forward pass lives in the arena.
+    struct Saved {
+        let batch: PackedBatch
+        let shape: AttentionShape
+        let layers: [LayerSlots]
+        let finalInput: Int, finalNorm: Int, finalRstd: Int
+        let headIn: Int, logits: Int, lse: Int
+    }
+
+    struct LayerSlots {
+        let x, ln1, rstd1, q, k, v, probs, attn, xMid, ln2, rstd2, gate, up, h: Int
+    }
+
+    /// Runs the model over `batch` and returns logp of every scored token, in `batch.predictRows` order.
+    ///
+    /// Keeps every activation needed by `backward`. Throws nothing: token ids and lengths are
+    /// checked by preconditions because the data layer validates them against the config first.
+    public func forward(parameters: UnsafePointer<Float>, batch: PackedBatch) -> [Float] {
+        let t = batch.tokenCount, p = batch.scoredCount
+        let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
+        let qDim = config.numAttentionHeads * hd, kvDim = config.numKeyValueHeads * hd, vocab = config.vocabSize
+        let shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads,
+                                   headDim: hd, sequenceStarts: batch.sequenceStarts)
+        precondition(shape.longest <= config.maxPositionEmbeddings,
+                     "sequence of \(shape.longest) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+
+        // Carve the arena.
+        var next = 0
+        func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
+        var layers: [LayerSlots] = []
+        for _ in 0..<config.numHiddenLayers {
+            layers.append(LayerSlots(x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
+                                     k: slot(t * kvDim), v: slot(t * kvDim), probs: slot(shape.probabilityCount),
+                                     attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
+                                     gate: slot(t * inter), up: slot(t * inter), h: slot(t * inter)))
+        }
+        let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
+        let headIn = slot(p * c), logits = slot(p * vocab), lse = slot(p)
+        let a = arena.reserve(next)
+        let w = parameters
+        let eps = Float(config.rmsNormEps)
+
+        // Embedding lookup into the first residual stream.
+        let x0 = layers.first.map { a + $0.x } ?? a + finalInput
+        batch.tokens.withUnsafeBufferPointer { tok in
+            for i in 0..<t {
+                let id = Int(tok[i])
+                precondition(id >= 0 && id < vocab, "token id \(id) outside vocabulary \(vocab)")
+                (x0 + i * c).update(from: w + layout.embedding + id * c, count: c)
+            }
+        }
+
+        batch.positions.withUnsafeBufferPointer { pos in
+            for (l, s) in layers.enumerated() {
+                let o = layout.layers[l]
+                let out = l + 1 < layers.count ? a + layers[l + 1].x : a + finalInput
+                rmsnormForward(a + s.ln1, a + s.rstd1, a + s.x, w + o.inputNorm, rows: t, width: c, eps: eps)
+                linearForward(a + s.q, a + s.ln1, w + o.q, o.qBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: qDim)
+                linearForward(a + s.k, a + s.ln1, w + o.k, o.kBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
+                linearForward(a + s.v, a + s.ln1, w + o.v, o.vBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
+                ropeApply(a + s.q, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numAttentionHeads, inverse: false)
+                ropeApply(a + s.k, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: false)
+                attentionForward(a + s.attn, a + s.probs, a + s.q, a + s.k, a + s.v, shape: shape)
+                linearForward(a + s.xMid, a + s.attn, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c)
+                add(a + s.xMid, a + s.x, count: t * c)
+                rmsnormForward(a + s.ln2, a + s.rstd2, a + s.xMid, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
+                linearForward(a + s.gate, a + s.ln2, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: inter)
+                linearForward(a + s.up, a + s.ln2, w + o.up, nil, rows: t, inFeatures: c, outFeatures: inter)
+                swigluForward(a + s.h, a + s.gate, a + s.up, count: t * inter)
+                linearForward(out, a + s.h, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c)
+                add(out, a + s.xMid, count: t * c)
+            }
+        }
+
+        rmsnormForward(a + finalNorm, a + finalRstd, a + finalInput, w + layout.finalNorm, rows: t, width: c, eps: eps)
+        // LM head only on rows whose next token is scored.
+        batch.predictRows.withUnsafeBufferPointer { rows in
+            for i in 0..<p { (a + headIn + i * c).update(from: a + finalNorm + Int(rows[i]) * c, count: c) }
+        }
+        linearForward(a + logits, a + headIn, w + layout.lmHead, nil, rows: p, inFeatures: c, outFeatures: vocab)
+        var logp = [Float](repeating: 0, count: p)
+        batch.predictTargets.withUnsafeBufferPointer { targets in
+            logp.withUnsafeMutableBufferPointer { lp in
+                targetLogProbs(lp.baseAddress!, a + lse, a + logits, targets: targets.baseAddress!, rows: p, vocab: vocab)
+            }
+        }
+        saved = Saved(batch: batch, shape: shape, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
+                      finalRstd: finalRstd, headIn: headIn, logits: logits, lse: lse)
+        return logp
+    }
+
+    /// Accumulates into `gradients` the gradient of Σ_i weights[i]·logp[i] for the last `forward`.
+    ///
+    /// - Parameters:
+    ///   - weights: [P] dL/dlogp of each scored token (from the objective), in `predictRows` order.
+    ///   - gradients: flat vector in `layout`, added to (not overwritten), so micro-batches accumulate.
+    /// - Precondition: `forward` ran on these parameters and nothing ran in between.
+    public func backward(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, weights: [Float]) {
+        guard let s = saved else { preconditionFailure("backward called without a forward pass") }
+        let batch = s.batch
+        let t = batch.tokenCount, p = batch.scoredCount
+        precondition(weights.count == p, "one weight per scored token: \(weights.count) vs \(p)")
+        let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
+        let qDim = config.numAttentionHeads * hd, kvDim = config.numKeyValueHeads * hd, vocab = config.vocabSize
+        let a = arena.buffer.baseAddress
+        let w = parameters, g = gradients
+
+        var next = 0
+        func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
+        let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dgate = slot(t * inter), dup = slot(t * inter)
+        let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
+        let dHeadIn = slot(p * c), attScratch = slot(s.shape.scratchCount), partials = slot(elementwiseThreads * c)
+        let d = scratchArena.reserve(next)
+
+        // LM head: dlogits in place, then into the final norm's output rows.
+        weights.withUnsafeBufferPointer { wt in
+            batch.predictTargets.withUnsafeBufferPointer { targets in
+                targetLogProbsBackward(a + s.logits, lse: a + s.lse, targets: targets.baseAddress!,
+                                       weights: wt.baseAddress!, rows: p, vocab: vocab)
+            }
+        }
+        linearBackward(d + dHeadIn, g + layout.lmHead, nil, a + s.logits, a + s.headIn, w + layout.lmHead,
+                       rows: p, inFeatures: c, outFeatures: vocab)
+        (d + dln).update(repeating: 0, count: t * c)
+        batch.predictRows.withUnsafeBufferPointer { rows in
+            for i in 0..<p { (d + dln + Int(rows[i]) * c).update(from: d + dHeadIn + i * c, count: c) }
+        }
+        rmsnormBackward(d + dx, g + layout.finalNorm, d + dln, a + s.finalInput, w + layout.finalNorm, a + s.finalRstd,
+                        partials: d + partials, rows: t, width: c, accumulate: false)
+
+        batch.positions.withUnsafeBufferPointer { pos in
+            for l in stride(from: s.layers.count - 1, through: 0, by: -1) {
+                let sl = s.layers[l], o = layout.layers[l]
+                // MLP: out = xMid + down(silu(gate)·up).
+                linearBackward(d + dh, g + o.down, nil, d + dx, a + sl.h, w + o.down, rows: t, inFeatures: inter, outFeatures: c)
+                swigluBackward(d + dgate, d + dup, d + dh, a + sl.gate, a + sl.up, count: t * inter)
+                linearBackward(d + dln, g + o.gate, nil, d + dgate, a + sl.ln2, w + o.gate, rows: t, inFeatures: c, outFeatures: inter)
+                linearBackward(d + dln, g + o.up, nil, d + dup, a + sl.ln2, w + o.up, rows: t, inFeatures: c, outFeatures: inter,
+                               accumulateInput: true)
+                rmsnormBackward(d + dx, g + o.postAttentionNorm, d + dln, a + sl.xMid, w + o.postAttentionNorm, a + sl.rstd2,
+                                partials: d + partials, rows: t, width: c, accumulate: true)
+                // Attention: xMid = x + o_proj(attn(rope(q), rope(k), v)).
+                linearBackward(d + dattn, g + o.o, nil, d + dx, a + sl.attn, w + o.o, rows: t, inFeatures: qDim, outFeatures: c)
+                attentionBackward(d + dq, d + dk, d + dv, scratch: d + attScratch, d + dattn, a + sl.probs,
+                                  a + sl.q, a + sl.k, a + sl.v, shape: s.shape)
+                ropeApply(d + dq, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numAttentionHeads, inverse: true)
+                ropeApply(d + dk, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: true)
+                linearBackward(d + dln, g + o.q, o.qBias.map { g + $0 }, d + dq, a + sl.ln1, w + o.q, rows: t, inFeatures: c, outFeatures: qDim)
+                linearBackward(d + dln, g + o.k, o.kBias.map { g + $0 }, d + dk, a + sl.ln1, w + o.k, rows: t, inFeatures: c, outFeatures: kvDim,
+                               accumulateInput: true)
+                linearBackward(d + dln, g + o.v, o.vBias.map { g + $0 }, d + dv, a + sl.ln1, w + o.v, rows: t, inFeatures: c, outFeatures: kvDim,
+                               accumulateInput: true)
+                rmsnormBackward(d + dx, g + o.inputNorm, d + dln, a + sl.x, w + o.inputNorm, a + sl.rstd1,
+                                partials: d + partials, rows: t, width: c, accumulate: true)
+            }
+        }
+
+        // Embedding rows: scatter-add, split by columns so the order of additions is fixed.
+        let dxp = UncheckedSendable(d + dx), ge = UncheckedSendable(g + layout.embedding)
+        batch.tokens.withUnsafeBufferPointer { tok in
+            let tk = UncheckedSendable(tok.baseAddress!)
+            parallelRanges(c, minimumPerThread: 16) { cols in
+                for i in 0..<t {
+                    let row = ge.value + Int(tk.value[i]) * c, src = dxp.value + i * c
+                    for j in cols { row[j] += src[j] }
+                }
+            }
+        }
+        saved = nil
+    }
+}
+
+/// y += x elementwise.
+@inline(__always)
+func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+    parallelRanges(count, minimumPerThread: 8192) { r in for i in r { y[i] += x[i] } }
+}

@@ -1,0 +1,116 @@
+// Causal grouped-query attention over packed sequences: each sequence attends only to its
+// own earlier tokens, never across a boundary. Products through sgemm per (sequence, head).
+
+/// Shapes and packing for one attention call.
+public struct AttentionShape: Sendable {
+    public let heads: Int
+    public let kvHeads: Int
+    public let headDim: Int
+    /// Start row of each sequence plus the total row count at the end: [n+1].
+    public let sequenceStarts: [Int]
+    /// Offset of each sequence's probability block in the saved-probabilities buffer: [n+1].
+    public let probabilityOffsets: [Int]
+
+    public init(heads: Int, kvHeads: Int, headDim: Int, sequenceStarts: [Int]) {
+        precondition(heads % kvHeads == 0, "heads must be a multiple of kvHeads")
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.sequenceStarts = sequenceStarts
+        var offsets = [0]
+        for j in 0..<(sequenceStarts.count - 1) {
+            let l = sequenceStarts[j + 1] - sequenceStarts[j]
+            offsets.append(offsets[j] + heads * l * l)
+        }
+        probabilityOffsets = offsets
+    }
+
+    public var sequences: Int { sequenceStarts.count - 1 }
+    public var probabilityCount: Int { probabilityOffsets.last! }
+    public var longest: Int { (0..<sequences).map { sequenceStarts[$0 + 1] - sequenceStarts[$0] }.max() ?? 0 }
+    /// Scratch floats `attentionBackward` needs.
+    public var scratchCount: Int { elementwiseThreads * longest * longest }
+}
+
+/// out[T, H·hd] = softmax(q kᵀ / √hd, causal) · v per sequence and head; saves the probabilities.
+public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
+                             _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                             shape: AttentionShape) {
+    let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
+    let group = shape.heads / shape.kvHeads
+    let scale = 1 / Float(hd).squareRoot()
+    forEachSequenceAndKVHead(shape) { j, g in
+        let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
+        let kg = k + start * kvStride + g * hd, vg = v + start * kvStride + g * hd
+        for h in (g * group)..<((g + 1) * group) {
+            let qh = q + start * qStride + h * hd
+            let p = probs + shape.probabilityOffsets[j] + h * l * l
+            gemm(.n, .t, m: l, n: l, k: hd, alpha: scale, qh, lda: qStride, kg, ldb: kvStride, p, ldc: l)
+            for i in 0..<l {
+                let row = p + i * l
+                let m = rowMax(row, i + 1)
+                let sum = sumExp(row, i + 1, shift: m)
+                scaledExp(row, row, i + 1, shift: m, scale: 1 / sum)
+                (row + i + 1).update(repeating: 0, count: l - i - 1)
+            }
+            gemm(.n, .n, m: l, n: hd, k: l, p, lda: l, vg, ldb: kvStride, out + start * qStride + h * hd, ldc: qStride)
+        }
+    }
+}
+
+/// Backward of `attentionForward`: dq is overwritten; dk and dv are overwritten too (each
+/// (sequence, kv head) block is owned by one task, which zeroes it before accumulating its heads).
+public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
+                              _ dv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+                              _ dout: UnsafePointer<Float>, _ probs: UnsafePointer<Float>,
+                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                              shape: AttentionShape) {
+    let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
+    let group = shape.heads / shape.kvHeads
+    let scale = 1 / Float(hd).squareRoot()
+    let longest = shape.longest
+    forEachSequenceAndKVHead(shape) { j, g, worker in
+        let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
+        let kg = k + start * kvStride + g * hd, vg = v + start * kvStride + g * hd
+        let dkg = dk + start * kvStride + g * hd, dvg = dv + start * kvStride + g * hd
+        for t in 0..<l { (dkg + t * kvStride).update(repeating: 0, count: hd); (dvg + t * kvStride).update(repeating: 0, count: hd) }
+        let ds = scratch + worker * longest * longest
+        for h in (g * group)..<((g + 1) * group) {
+            let qh = q + start * qStride + h * hd, doh = dout + start * qStride + h * hd
+            let p = probs + shape.probabilityOffsets[j] + h * l * l
+            gemm(.t, .n, m: l, n: hd, k: l, p, lda: l, doh, ldb: qStride, beta: 1, dvg, ldc: kvStride)
+            gemm(.n, .t, m: l, n: l, k: hd, doh, lda: qStride, vg, ldb: kvStride, ds, ldc: l)
+            for i in 0..<l {
+                let pr = p + i * l, dr = ds + i * l
+                var dot: Float = 0
+                for c in 0...i { dot += pr[c] * dr[c] }
+                for c in 0...i { dr[c] = pr[c] * (dr[c] - dot) * scale }
+                (dr + i + 1).update(repeating: 0, count: l - i - 1)
+            }
+            gemm(.n, .n, m: l, n: hd, k: l, ds, lda: l, kg, ldb: kvStride, dq + start * qStride + h * hd, ldc: qStride)
+            gemm(.t, .n, m: l, n: hd, k: l, ds, lda: l, qh, ldb: qStride, beta: 1, dkg, ldc: kvStride)
+        }
+    }
+}
+
+/// Runs `body(sequence, kvHead, workerIndex)` for every pair, spread over the cores with
+/// single-threaded sgemm inside (many small products beat one threaded product each).
+func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int, Int) -> Void) {
+    let pairs = shape.sequences * shape.kvHeads
+    let workers = min(elementwiseThreads, pairs)
+    let saved = matmulThreads
+    if workers > 1 { setMatmulThreads(1) }
+    defer { if workers > 1 { setMatmulThreads(saved) } }
+    // Static round-robin assignment: worker w takes pairs w, w+workers, …; the order of
+    // floating-point work inside a pair never depends on scheduling.
+    parallelRanges(workers) { range in
+        for w in range {
+            var pair = w
+            while pair < pairs { body(pair / shape.kvHeads, pair % shape.kvHeads, w); pair += workers }
+        }
+    }
+}
+
+func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int) -> Void) {
+    forEachSequenceAndKVHead(shape) { j, g, _ in body(j, g) }
+}

@@ -1,0 +1,55 @@
+// Owned, 64-byte-aligned fp32 storage: the one allocation behind parameters,
+// gradients, optimizer state and activations. Not for small scratch values.
+
+/// A fixed-size, zero-initialised, 64-byte-aligned array of `Float` that owns its memory.
+///
+/// Reference semantics on purpose: parameters, gradients and activation workspaces are
+/// large and shared by views, never copied implicitly.
+public final class FloatBuffer: @unchecked Sendable {
+    public let count: Int
+    public let baseAddress: UnsafeMutablePointer<Float>
+
+    /// Allocates `count` floats, all zero.
+    public init(count: Int) {
+        precondition(count >= 0, "FloatBuffer count must be non-negative")
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        baseAddress = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        baseAddress.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    /// Copies `values` into a new buffer.
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count)
+        values.withUnsafeBufferPointer { baseAddress.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { baseAddress.deallocate() }
+
+    public subscript(i: Int) -> Float {
+        get { precondition(i >= 0 && i < count); return baseAddress[i] }
+        set { precondition(i >= 0 && i < count); baseAddress[i] = newValue }
+    }
+
+    public func zero() { baseAddress.update(repeating: 0, count: count) }
+
+    public var array: [Float] { Array(UnsafeBufferPointer(start: baseAddress, count: count)) }
+
+    /// Copies all values from `other`, which must have the same count.
+    public func copy(from other: FloatBuffer) {
+        precondition(other.count == count, "FloatBuffer.copy: count mismatch \(other.count) vs \(count)")
+        baseAddress.update(from: other.baseAddress, count: count)
+    }
+}
+
+/// Grows on demand and never shrinks; the workspace for activations whose size depends on the batch.
+public struct GrowableBuffer {
+    public private(set) var buffer = FloatBuffer(count: 0)
+    public init() {}
+
+    /// Returns a pointer to at least `count` floats (contents unspecified after growth: zeroed).
+    public mutating func reserve(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if buffer.count < count { buffer = FloatBuffer(count: count) }
+        return buffer.baseAddress
+    }
+}

@@ -1,0 +1,179 @@
+// The training objectives as functions of per-sequence summed log-probabilities.
+// Every objective here is a sum over examples of a function of its sequences' logp, so the
+// model only needs dLoss/dlogp per sequence; the engine turns that into token weights.
+// Not here: anything that touches the model, tokens or the optimizer.
+import Foundation
+
+/// Which loss a batch is trained with, and its hyper-parameters.
+public enum Objective: Equatable, Sendable {
+    /// Mean NLL over all completion tokens of the batch.
+    case sft
+    /// REDI: −c·logp(y_w)/|y_w| + α·logp(y_l)/|y_l| per triplet; `gamma` enables the detached
+    /// negative weight exp(γ·logp(y_l)/|y_l|) on the rejected term.
+    case redi(c: Double = 1, alpha: Double = 0.8, gamma: Double? = nil)
+    /// DPO, sigmoid loss, reference log-probs supplied per example.
+    case dpo(beta: Double = 0.1)
+    /// SimPO: −log σ(β·(logp_w/|y_w| − logp_l/|y_l|) − γ), reference-free.
+    case simpo(beta: Double = 2.0, gamma: Double = 1.0)
+
+    public var name: String {
+        switch self {
+        case .sft: "sft"
+        case .redi: "redi"
+        case .dpo: "dpo"
+        case .simpo: "simpo"
+        }
+    }
+
+    /// Whether each example is a (chosen, rejected) pair rather than one sequence.
+    public var isPreference: Bool { self != .sft }
+
+    /// What the summed loss is divided by: total scored tokens for SFT, examples otherwise.
+    public var normalizesByTokens: Bool { self == .sft }
+}
+
+/// Summed log-probability of one sequence's completion and how many tokens it covers.
+public struct SequenceScore: Equatable, Sendable {
+    public var logp: Double
+    public var tokens: Int
+    public init(logp: Double, tokens: Int) { self.logp = logp; self.tokens = tokens }
+    public var mean: Double { tokens > 0 ? logp / Double(tokens) : 0 }
+}
+
+/// Reference-model log-probabilities of a pair (DPO only).
+public struct ReferenceScores: Equatable, Sendable {
+    public var chosen: Double
+    public var rejected: Double
+    public init(chosen: Double, rejected: Double) { self.chosen = chosen; self.rejected = rejected }
+}
+
+/// Errors a user can cause by pairing an objective with the wrong data.
+public struct ObjectiveError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// The unnormalised result over some examples; partial results from micro-batches and
+/// workers add up, and the loss is `lossSum / normalizer` of the whole global batch.
+public struct ObjectiveResult: Sendable {
+    /// Σ of per-example (or per-token, for SFT) losses.
+    public var lossSum: Double = 0
+    /// dLossSum/dlogp for each sequence, in input order.
+    public var sequenceGradients: [Double] = []
+    /// Metric sums (divide by `examples`), keyed by TRL's names.
+    public var metricSums: [String: Double] = [:]
+    public var examples = 0
+    public var tokens = 0
+
+    public init() {}
+
+    /// The global normaliser for this objective: tokens (SFT) or examples (preference).
+    public func normalizer(for objective: Objective) -> Double {
+        Double(objective.normalizesByTokens ? tokens : examples)
+    }
+
+    /// Merges another partial result (metric sums add; gradients concatenate).
+    public mutating func merge(_ other: ObjectiveResult) {
+        lossSum += other.lossSum
+        sequenceGradients += other.sequenceGradients
+        for (k, v) in other.metricSums { metricSums[k, default: 0] += v }
+        examples += other.examples
+        tokens += other.tokens
+    }
+
+    /// Metrics as TRL reports them: loss normalised, other sums averaged over examples.
+    public func metrics(for objective: Objective) -> [String: Double] {
+        var m: [String: Double] = [:]
+        let n = max(1, Double(examples))
+        for (k, v) in metricSums { m[k] = v / n }
+        m["loss"] = lossSum / max(1, normalizer(for: objective))
+        m["num_tokens"] = Double(tokens)
+        return m
+    }
+}
+
+extension Objective {
+    /// Evaluates the objective on sequences (pairs interleaved chosen, rejected for preference objectives).
+    ///
+    /// - Parameters:
+    ///   - sequences: one score per sequence; for preference objectives 2·examples, chosen first.
+    ///   - references: per-example reference scores; required for DPO, ignored otherwise.
+    /// - Throws: `ObjectiveError` when the data does not fit the objective.
+    public func evaluate(_ sequences: [SequenceScore], references: [ReferenceScores]? = nil) throws -> ObjectiveResult {
+        var r = ObjectiveResult()
+        r.tokens = sequences.reduce(0) { $0 + $1.tokens }
+        switch self {
+        case .sft:
+            r.examples = sequences.count
+            r.lossSum = -sequences.reduce(0) { $0 + $1.logp }
+            r.sequenceGradients = Array(repeating: -1, count: sequences.count)
+            r.metricSums["logps/chosen"] = sequences.reduce(0) { $0 + $1.logp }
+            return r
+        default:
+            break
+        }
+        guard sequences.count % 2 == 0 else {
+            throw ObjectiveError(description: "\(name) needs (chosen, rejected) pairs; got an odd number of sequences")
+        }
+        let pairs = sequences.count / 2
+        r.examples = pairs
+        r.sequenceGradients = Array(repeating: 0, count: sequences.count)
+        if case .dpo = self {
+            guard let references, references.count == pairs else {
+                throw ObjectiveError(description: "dpo needs ref_chosen_logp and ref_rejected_logp for every record")
+            }
+        }
+        for i in 0..<pairs {
+            let w = sequences[2 * i], l = sequences[2 * i + 1]
+            guard w.tokens > 0, l.tokens > 0 else {
+                throw ObjectiveError(description: "pair \(i) has an empty chosen or rejected completion")
+            }
+            var chosenReward = 0.0, rejectedReward = 0.0
+            switch self {
+            case .sft:
+                fatalError("handled above")
+            case let .redi(c, alpha, gamma):
+                let weight = gamma.map { Foundation.exp($0 * l.mean) } ?? 1
+                r.lossSum += -c * w.mean + alpha * weight * l.mean
+                r.sequenceGradients[2 * i] = -c / Double(w.tokens)
+                r.sequenceGradients[2 * i + 1] = alpha * weight / Double(l.tokens)
+                chosenReward = w.mean
+                rejectedReward = l.mean
+                r.metricSums["logps/chosen_normalized", default: 0] += w.mean
+                r.metricSums["logps/rejected_normalized", default: 0] += l.mean
+                if gamma != nil { r.metricSums["negative_weight", default: 0] += weight }
+            case let .dpo(beta):
+                let ref = references![i]
+                chosenReward = beta * (w.logp - ref.chosen)
+                rejectedReward = beta * (l.logp - ref.rejected)
+                let z = chosenReward - rejectedReward
+                r.lossSum += softplus(-z)
+                let s = sigmoid(-z)
+                r.sequenceGradients[2 * i] = -beta * s
+                r.sequenceGradients[2 * i + 1] = beta * s
+            case let .simpo(beta, gamma):
+                chosenReward = beta * w.mean
+                rejectedReward = beta * l.mean
+                let z = chosenReward - rejectedReward - gamma
+                r.lossSum += softplus(-z)
+                let s = sigmoid(-z)
+                r.sequenceGradients[2 * i] = -beta * s / Double(w.tokens)
+                r.sequenceGradients[2 * i + 1] = beta * s / Double(l.tokens)
+            }
+            r.metricSums["logps/chosen", default: 0] += w.logp
+            r.metricSums["logps/rejected", default: 0] += l.logp
+            r.metricSums["rewards/chosen", default: 0] += chosenReward
+            r.metricSums["rewards/rejected", default: 0] += rejectedReward
+            r.metricSums["rewards/margins", default: 0] += chosenReward - rejectedReward
+            r.metricSums["rewards/accuracies", default: 0] += chosenReward > rejectedReward ? 1 : 0
+        }
+        return r
+    }
+}
+
+/// log(1 + e^x) without overflow.
+func softplus(_ x: Double) -> Double { x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x)) }
+
+/// 1 / (1 + e^−x) without overflow.
+func sigmoid(_ x: Double) -> Double {
+    x >= 0 ? 1 / (1 + Foundation.exp(-x)) : Foundation.exp(x) / (1 + Foundation.exp(x))
+}
