@@ -50,6 +50,7 @@ public struct ReferenceScores: Equatable, Sendable {
 /// Errors a user can cause by pairing an objective with the wrong data.
 public struct ObjectiveError: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
 }
 
 /// The unnormalised result over some examples; partial results from micro-batches and

@@ -1,0 +1,160 @@
+// Training records in TRL's standard JSONL formats, and their tokenisation into sequences.
+//   prompt/completion: {"prompt": "...", "completion": "..."}
+//   preference:        {"prompt": "...", "chosen": "...", "rejected": "..."}
+//                      (+ "ref_chosen_logp", "ref_rejected_logp" for DPO)
+// Conversational (message-list) records and truncation arrive with the chat-template issue.
+import Foundation
+import Model
+import Tokenizers
+
+/// One record of a JSONL file.
+public enum Record: Equatable, Sendable {
+    case completion(prompt: String, completion: String)
+    case preference(prompt: String, chosen: String, rejected: String, refChosen: Double?, refRejected: Double?)
+
+    public var isPreference: Bool { if case .preference = self { true } else { false } }
+}
+
+/// A problem in a data file, located by file and 1-based line number.
+public struct DataError: Error, CustomStringConvertible {
+    public let file: String
+    public let line: Int?
+    public let message: String
+    public init(file: String, line: Int?, message: String) { self.file = file; self.line = line; self.message = message }
+    public var description: String { line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)" }
+}
+
+/// Several data errors reported together, so a user fixes a file in one pass.
+public struct DataErrors: Error, CustomStringConvertible {
+    public let errors: [DataError]
+    public var description: String {
+        let shown = errors.prefix(20).map(\.description).joined(separator: "\n")
+        return errors.count > 20 ? shown + "\n… and \(errors.count - 20) more" : shown
+    }
+}
+
+public enum RecordReader {
+    /// Parses every line of a JSONL file; blank lines are skipped.
+    ///
+    /// - Throws: `DataErrors` listing every malformed line (invalid JSON, missing field, wrong
+    ///   type, empty completion, mixed formats), or a single `DataError` if the file is unreadable or empty.
+    public static func read(_ url: URL) throws -> [(line: Int, record: Record)] {
+        let path = url.path
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw DataError(file: path, line: nil, message: "cannot read (\(error.localizedDescription))")
+        }
+        var records: [(Int, Record)] = []
+        var errors: [DataError] = []
+        var lineNumber = 0
+        for rawLine in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if rawLine.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            do {
+                records.append((lineNumber, try parse(Data(rawLine))))
+            } catch {
+                errors.append(DataError(file: path, line: lineNumber, message: error.message))
+            }
+        }
+        if let first = records.first?.1 {
+            for (line, r) in records where r.isPreference != first.isPreference {
+                errors.append(DataError(file: path, line: line, message: "mixes formats: expected a \(first.isPreference ? "preference" : "prompt/completion") record like the first one"))
+            }
+        }
+        if !errors.isEmpty { throw DataErrors(errors: errors.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
+        if records.isEmpty { throw DataError(file: path, line: nil, message: "no records") }
+        return records
+    }
+
+    static func parse(_ line: Data) throws(LineProblem) -> Record {
+        guard let object = try? JSONSerialization.jsonObject(with: line) else { throw LineProblem("invalid JSON") }
+        guard let json = object as? [String: Any] else { throw LineProblem("expected a JSON object") }
+        func text(_ key: String) throws(LineProblem) -> String {
+            guard let value = json[key] else { throw LineProblem("missing field \"\(key)\"") }
+            guard let s = value as? String else {
+                if value is [Any] { throw LineProblem("field \"\(key)\" is a message list; conversational records are not supported yet") }
+                throw LineProblem("field \"\(key)\" must be a string")
+            }
+            return s
+        }
+        func number(_ key: String) throws(LineProblem) -> Double? {
+            guard let value = json[key], !(value is NSNull) else { return nil }
+            guard !(value is Bool), let n = value as? NSNumber else { throw LineProblem("field \"\(key)\" must be a number") }
+            guard n.doubleValue.isFinite else { throw LineProblem("field \"\(key)\" must be finite") }
+            return n.doubleValue
+        }
+        if json["chosen"] != nil || json["rejected"] != nil {
+            let prompt = try text("prompt"), chosen = try text("chosen"), rejected = try text("rejected")
+            if chosen.isEmpty { throw LineProblem("field \"chosen\" is empty") }
+            if rejected.isEmpty { throw LineProblem("field \"rejected\" is empty") }
+            let rc = try number("ref_chosen_logp"), rr = try number("ref_rejected_logp")
+            if (rc == nil) != (rr == nil) { throw LineProblem("give both ref_chosen_logp and ref_rejected_logp, or neither") }
+            return .preference(prompt: prompt, chosen: chosen, rejected: rejected, refChosen: rc, refRejected: rr)
+        }
+        if json["completion"] != nil {
+            let prompt = try text("prompt"), completion = try text("completion")
+            if completion.isEmpty { throw LineProblem("field \"completion\" is empty") }
+            return .completion(prompt: prompt, completion: completion)
+        }
+        throw LineProblem("expected {\"prompt\", \"completion\"} or {\"prompt\", \"chosen\", \"rejected\"}")
+    }
+}
+
+/// What is wrong with one line; the reader adds the file and line number.
+struct LineProblem: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// A record as token sequences: one for prompt/completion, (chosen, rejected) for preference.
+public struct Example: Equatable, Sendable {
+    public var sequences: [TokenSequence]
+    public var refChosen: Double?
+    public var refRejected: Double?
+    /// 1-based line in the source file, for error messages.
+    public var line: Int
+}
+
+extension Example {
+    /// Tokenises as `bos? + tok(prompt) + tok(completion) + eos`; the completion part is `tok(completion) + eos`.
+    public init(record: Record, line: Int, tokenizer: any Tokenizer) {
+        let bos = tokenizer.bosID.map { [$0] } ?? []
+        let eos = tokenizer.eosID.map { [$0] } ?? []
+        func sequence(_ prompt: String, _ completion: String) -> TokenSequence {
+            let p = bos + tokenizer.encode(prompt)
+            return TokenSequence(tokens: p + tokenizer.encode(completion) + eos, promptLength: p.count)
+        }
+        self.line = line
+        switch record {
+        case let .completion(prompt, completion):
+            sequences = [sequence(prompt, completion)]
+        case let .preference(prompt, chosen, rejected, rc, rr):
+            sequences = [sequence(prompt, chosen), sequence(prompt, rejected)]
+            refChosen = rc
+            refRejected = rr
+        }
+    }
+
+    public var isPreference: Bool { sequences.count == 2 }
+}
+
+public enum Dataset {
+    /// Reads and tokenises a JSONL file, checking every sequence fits the model.
+    ///
+    /// - Throws: `DataErrors` naming each line whose tokens exceed `maxLength` or the vocabulary.
+    public static func load(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int) throws -> [Example] {
+        let examples = try RecordReader.read(url).map { Example(record: $0.record, line: $0.line, tokenizer: tokenizer) }
+        var errors: [DataError] = []
+        for e in examples {
+            for s in e.sequences {
+                if s.tokens.count > maxLength {
+                    errors.append(DataError(file: url.path, line: e.line, message: "\(s.tokens.count) tokens exceed the model's limit of \(maxLength)"))
+                } else if let bad = s.tokens.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
+                    errors.append(DataError(file: url.path, line: e.line, message: "token id \(bad) is outside the model's vocabulary (\(vocabularySize)); is this the model's tokenizer?"))
+                }
+            }
+        }
+        if !errors.isEmpty { throw DataErrors(errors: errors) }
+        return examples
+    }
+}

@@ -1,0 +1,212 @@
+// Each kernel against a naive reference, and each layer's backward against central finite
+// differences of its own forward (loss = Σ r·out with a random projection r, in float64).
+import Foundation
+import Numerics
+import XCTest
+
+func randomArray(_ n: Int, _ rng: inout SeededGenerator, scale: Double = 1) -> [Float] {
+    (0..<n).map { _ in Float(rng.nextNormal() * scale) }
+}
+
+/// Checks `analytic` (∂L/∂x) against finite differences of `loss(x)` at a sample of indices.
+func checkGradient(_ name: String, x: [Float], analytic: [Float], samples: Int = 40, h: Float = 1e-2,
+                   tolerance: Double = 2e-3, file: StaticString = #filePath, line: UInt = #line,
+                   loss: ([Float]) -> Double) {
+    var rng = SeededGenerator(seed: 99)
+    let scale = analytic.map { abs(Double($0)) }.max() ?? 0
+    XCTAssertGreaterThan(scale, 0, "\(name): zero gradient", file: file, line: line)
+    var worst = 0.0
+    for _ in 0..<samples {
+        let i = Int(rng.next() % UInt64(x.count))
+        var p = x, m = x
+        p[i] += h; m[i] -= h
+        let fd = (loss(p) - loss(m)) / Double(2 * h)
+        let err = abs(fd - Double(analytic[i])) / max(scale, 1e-6)
+        worst = max(worst, err)
+    }
+    XCTAssertLessThan(worst, tolerance, "\(name): worst finite-difference error \(worst) relative to gradient scale \(scale)", file: file, line: line)
+}
+
+func dot(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0) * Double($1.1) } }
+
+final class MatmulTests: XCTestCase {
+    func testBLASAgreesWithNaiveReferenceForEveryTransposeAndStride() {
+        var rng = SeededGenerator(seed: 1)
+        for (opA, opB) in [(Op.n, Op.n), (.n, .t), (.t, .n), (.t, .t)] {
+            let m = 37, n = 29, k = 53, pad = 3
+            let lda = (opA == .n ? k : m) + pad, ldb = (opB == .n ? n : k) + pad, ldc = n + pad
+            let a = randomArray((opA == .n ? m : k) * lda, &rng), b = randomArray((opB == .n ? k : n) * ldb, &rng)
+            let c0 = randomArray(m * ldc, &rng)
+            var fast = c0, slow = c0
+            a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in
+                gemm(opA, opB, m: m, n: n, k: k, alpha: 0.7, a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb,
+                     beta: 0.3, &fast, ldc: ldc)
+                referenceGemm(opA, opB, m: m, n: n, k: k, alpha: 0.7, a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb,
+                              beta: 0.3, &slow, ldc: ldc)
+            } }
+            let worst = zip(fast, slow).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, 1e-4, "\(opA)\(opB): max difference \(worst)")
+        }
+    }
+
+    func testLinearBackwardMatchesFiniteDifferences() {
+        var rng = SeededGenerator(seed: 2)
+        let t = 5, i = 7, o = 6
+        let x = randomArray(t * i, &rng), w = randomArray(o * i, &rng), b = randomArray(o, &rng), r = randomArray(t * o, &rng)
+        func forward(_ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
+            var y = [Float](repeating: 0, count: t * o)
+            linearForward(&y, x, w, b, rows: t, inFeatures: i, outFeatures: o)
+            return y
+        }
+        var dx = [Float](repeating: 0, count: t * i), dw = [Float](repeating: 0, count: o * i), db = [Float](repeating: 0, count: o)
+        linearBackward(&dx, &dw, &db, r, x, w, rows: t, inFeatures: i, outFeatures: o)
+        checkGradient("linear dx", x: x, analytic: dx) { dot(forward($0, w, b), r) }
+        checkGradient("linear dw", x: w, analytic: dw) { dot(forward(x, $0, b), r) }
+        checkGradient("linear db", x: b, analytic: db) { dot(forward(x, w, $0), r) }
+    }
+}
+
+final class LayerGradientTests: XCTestCase {
+    func testRMSNorm() {
+        var rng = SeededGenerator(seed: 3)
+        let t = 6, c = 40
+        let x = randomArray(t * c, &rng), w = randomArray(c, &rng), r = randomArray(t * c, &rng)
+        func forward(_ x: [Float], _ w: [Float]) -> [Float] {
+            var y = [Float](repeating: 0, count: t * c), rstd = [Float](repeating: 0, count: t)
+            rmsnormForward(&y, &rstd, x, w, rows: t, width: c, eps: 1e-5)
+            return y
+        }
+        var y = [Float](repeating: 0, count: t * c), rstd = [Float](repeating: 0, count: t)
+        rmsnormForward(&y, &rstd, x, w, rows: t, width: c, eps: 1e-5)
+        // Reference forward in float64.
+        for row in 0..<t {
+            let xs = x[(row * c)..<((row + 1) * c)].map(Double.init)
+            let inv = 1 / (xs.reduce(0) { $0 + $1 * $1 } / Double(c) + 1e-5).squareRoot()
+            for j in 0..<c { XCTAssertEqual(Double(y[row * c + j]), xs[j] * inv * Double(w[j]), accuracy: 1e-5) }
+        }
+        var dx = [Float](repeating: 0, count: t * c), dw = [Float](repeating: 0, count: c)
+        var partials = [Float](repeating: 0, count: elementwiseThreads * c)
+        rmsnormBackward(&dx, &dw, r, x, w, rstd, partials: &partials, rows: t, width: c, accumulate: false)
+        checkGradient("rmsnorm dx", x: x, analytic: dx) { dot(forward($0, w), r) }
+        checkGradient("rmsnorm dw", x: w, analytic: dw) { dot(forward(x, $0), r) }
+    }
+
+    func testRoPEIsARotationAndInverseUndoesIt() {
+        var rng = SeededGenerator(seed: 4)
+        let t = 9, heads = 3, hd = 8
+        let table = RotaryTable(headDim: hd, maxPosition: 16, theta: 10000)
+        let positions: [Int32] = [0, 1, 2, 3, 0, 1, 2, 7, 15]
+        let x = randomArray(t * heads * hd, &rng)
+        var y = x
+        ropeApply(&y, positions: positions, table: table, rows: t, heads: heads, inverse: false)
+        // Position 0 is the identity; every other position preserves each head's norm.
+        for j in 0..<(heads * hd) { XCTAssertEqual(y[j], x[j], accuracy: 1e-6) }
+        for row in 0..<t {
+            for h in 0..<heads {
+                let base = (row * heads + h) * hd
+                let nx = (0..<hd).reduce(0.0) { $0 + Double(x[base + $1] * x[base + $1]) }
+                let ny = (0..<hd).reduce(0.0) { $0 + Double(y[base + $1] * y[base + $1]) }
+                XCTAssertEqual(nx, ny, accuracy: 1e-4)
+            }
+        }
+        // Hugging Face's rotate_half at position 7, dimension pair (1, 5).
+        let angle = 7 * Double(Float(1 / Foundation.pow(10000, 2.0 / 8)))
+        let base = 7 * heads * hd
+        XCTAssertEqual(Double(y[base + 1]), Double(x[base + 1]) * cos(angle) - Double(x[base + 5]) * sin(angle), accuracy: 1e-5)
+        XCTAssertEqual(Double(y[base + 5]), Double(x[base + 5]) * cos(angle) + Double(x[base + 1]) * sin(angle), accuracy: 1e-5)
+        // The backward (inverse rotation) is the transpose: <R x, r> = <x, Rᵀ r>.
+        let r = randomArray(t * heads * hd, &rng)
+        var back = r
+        ropeApply(&back, positions: positions, table: table, rows: t, heads: heads, inverse: true)
+        XCTAssertEqual(dot(y, r), dot(x, back), accuracy: 1e-3)
+    }
+
+    func testSwiGLU() {
+        var rng = SeededGenerator(seed: 5)
+        let n = 64
+        let g = randomArray(n, &rng, scale: 2), u = randomArray(n, &rng), r = randomArray(n, &rng)
+        func forward(_ g: [Float], _ u: [Float]) -> [Float] {
+            var h = [Float](repeating: 0, count: n); swigluForward(&h, g, u, count: n); return h
+        }
+        let h = forward(g, u)
+        for i in 0..<n { XCTAssertEqual(Double(h[i]), Double(g[i]) / (1 + exp(-Double(g[i]))) * Double(u[i]), accuracy: 1e-5) }
+        var dg = [Float](repeating: 0, count: n), du = [Float](repeating: 0, count: n)
+        swigluBackward(&dg, &du, r, g, u, count: n)
+        checkGradient("swiglu dgate", x: g, analytic: dg) { dot(forward($0, u), r) }
+        checkGradient("swiglu dup", x: u, analytic: du) { dot(forward(g, $0), r) }
+    }
+
+    func testAttentionPackedGroupedQuery() {
+        var rng = SeededGenerator(seed: 6)
+        let heads = 4, kvHeads = 2, hd = 6
+        let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, 5, 6, 13])
+        let t = 13
+        let q = randomArray(t * heads * hd, &rng), k = randomArray(t * kvHeads * hd, &rng), v = randomArray(t * kvHeads * hd, &rng)
+        let r = randomArray(t * heads * hd, &rng)
+        func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: t * heads * hd), probs = [Float](repeating: 0, count: shape.probabilityCount)
+            attentionForward(&out, &probs, q, k, v, shape: shape)
+            return out
+        }
+        // Reference: loops per sequence, causal, float64.
+        let out = forward(q, k, v)
+        for j in 0..<3 {
+            let s0 = shape.sequenceStarts[j], s1 = shape.sequenceStarts[j + 1]
+            for i in s0..<s1 {
+                for h in 0..<heads {
+                    let g = h / (heads / kvHeads)
+                    let scores = (s0...i).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[(i * heads + h) * hd + $1]) * Double(k[(p * kvHeads + g) * hd + $1]) } / Double(hd).squareRoot() }
+                    let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+                    for d in 0..<hd {
+                        let ref = (s0...i).enumerated().reduce(0.0) { $0 + e[$1.offset] / z * Double(v[($1.element * kvHeads + g) * hd + d]) }
+                        XCTAssertEqual(Double(out[(i * heads + h) * hd + d]), ref, accuracy: 1e-5)
+                    }
+                }
+            }
+        }
+        var o2 = [Float](repeating: 0, count: t * heads * hd), probs = [Float](repeating: 0, count: shape.probabilityCount)
+        attentionForward(&o2, &probs, q, k, v, shape: shape)
+        var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 9, count: k.count), dv = [Float](repeating: 9, count: v.count)
+        var scratch = [Float](repeating: 0, count: shape.scratchCount)
+        attentionBackward(&dq, &dk, &dv, scratch: &scratch, r, probs, q, k, v, shape: shape)
+        checkGradient("attention dq", x: q, analytic: dq) { dot(forward($0, k, v), r) }
+        checkGradient("attention dk", x: k, analytic: dk) { dot(forward(q, $0, v), r) }
+        checkGradient("attention dv", x: v, analytic: dv) { dot(forward(q, k, $0), r) }
+    }
+
+    func testTargetLogProbsAndBackward() {
+        var rng = SeededGenerator(seed: 7)
+        let rows = 5, vocab = 37
+        let logits = randomArray(rows * vocab, &rng, scale: 3)
+        let targets: [Int32] = [0, 36, 5, 5, 17]
+        let weights = randomArray(rows, &rng)
+        func forward(_ z: [Float]) -> [Float] {
+            var lp = [Float](repeating: 0, count: rows), lse = [Float](repeating: 0, count: rows)
+            targetLogProbs(&lp, &lse, z, targets: targets, rows: rows, vocab: vocab)
+            return lp
+        }
+        let lp = forward(logits)
+        for r in 0..<rows {
+            let row = logits[(r * vocab)..<((r + 1) * vocab)].map(Double.init)
+            let ref = row[Int(targets[r])] - log(row.map(exp).reduce(0, +))
+            XCTAssertEqual(Double(lp[r]), ref, accuracy: 1e-5)
+        }
+        var lse = [Float](repeating: 0, count: rows), dummy = [Float](repeating: 0, count: rows)
+        targetLogProbs(&dummy, &lse, logits, targets: targets, rows: rows, vocab: vocab)
+        var grad = logits
+        targetLogProbsBackward(&grad, lse: lse, targets: targets, weights: weights, rows: rows, vocab: vocab)
+        checkGradient("log-softmax", x: logits, analytic: grad, h: 1e-2) { dot(forward($0), weights) }
+    }
+
+    func testVectorExpAccuracy() {
+        var worst: Float = 0
+        var x: Float = -87
+        while x < 88 {
+            let rel = abs(expScalar(x) - Foundation.exp(x)) / Foundation.exp(x)
+            worst = max(worst, rel)
+            x += 0.173
+        }
+        XCTAssertLessThan(worst, 1e-6, "vector exp worst relative error \(worst)")
+        XCTAssertEqual(expScalar(-200), 0, accuracy: 1e-37)
+    }
+}
