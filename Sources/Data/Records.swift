@@ -113,6 +113,10 @@ public struct Example: Equatable, Sendable {
     public var refRejected: Double?
     /// 1-based line in the source file, for error messages.
     public var line: Int
+
+    public init(sequences: [TokenSequence], refChosen: Double? = nil, refRejected: Double? = nil, line: Int) {
+        self.sequences = sequences; self.refChosen = refChosen; self.refRejected = refRejected; self.line = line
+    }
 }
 
 extension Example {

@@ -28,7 +28,7 @@ public final class LlamaEngine {
         let shape: AttentionShape
         let layers: [LayerSlots]
         let finalInput: Int, finalNorm: Int, finalRstd: Int
-        let headIn: Int, logits: Int, lse: Int
+        let headIn: Int, logits: Int
     }
 
     struct LayerSlots {
@@ -59,7 +59,7 @@ public final class LlamaEngine {
                                      gate: slot(t * inter), up: slot(t * inter), h: slot(t * inter)))
         }
         let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
-        let headIn = slot(p * c), logits = slot(p * vocab), lse = slot(p)
+        let headIn = slot(p * c), logits = slot(p * vocab)
         let a = arena.reserve(next)
         let w = parameters
         let eps = Float(config.rmsNormEps)
@@ -105,11 +105,11 @@ public final class LlamaEngine {
         var logp = [Float](repeating: 0, count: p)
         batch.predictTargets.withUnsafeBufferPointer { targets in
             logp.withUnsafeMutableBufferPointer { lp in
-                targetLogProbs(lp.baseAddress!, a + lse, a + logits, targets: targets.baseAddress!, rows: p, vocab: vocab)
+                targetLogProbs(lp.baseAddress!, a + logits, targets: targets.baseAddress!, rows: p, vocab: vocab)
             }
         }
         saved = Saved(batch: batch, shape: shape, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
-                      finalRstd: finalRstd, headIn: headIn, logits: logits, lse: lse)
+                      finalRstd: finalRstd, headIn: headIn, logits: logits)
         return logp
     }
 
@@ -136,10 +136,10 @@ public final class LlamaEngine {
         let dHeadIn = slot(p * c), attScratch = slot(s.shape.scratchCount), partials = slot(elementwiseThreads * c)
         let d = scratchArena.reserve(next)
 
-        // LM head: dlogits in place, then into the final norm's output rows.
+        // LM head: probabilities become dlogits in place, then flow into the final norm's output rows.
         weights.withUnsafeBufferPointer { wt in
             batch.predictTargets.withUnsafeBufferPointer { targets in
-                targetLogProbsBackward(a + s.logits, lse: a + s.lse, targets: targets.baseAddress!,
+                targetLogProbsBackward(a + s.logits, targets: targets.baseAddress!,
                                        weights: wt.baseAddress!, rows: p, vocab: vocab)
             }
         }

@@ -48,9 +48,8 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: Unsafe
             gemm(.n, .t, m: l, n: l, k: hd, alpha: scale, qh, lda: qStride, kg, ldb: kvStride, p, ldc: l)
             for i in 0..<l {
                 let row = p + i * l
-                let m = rowMax(row, i + 1)
-                let sum = sumExp(row, i + 1, shift: m)
-                scaledExp(row, row, i + 1, shift: m, scale: 1 / sum)
+                let sum = expInPlace(row, i + 1, shift: rowMax(row, i + 1))
+                scaleInPlace(row, i + 1, by: 1 / sum)
                 (row + i + 1).update(repeating: 0, count: l - i - 1)
             }
             gemm(.n, .n, m: l, n: hd, k: l, p, lda: l, vg, ldb: kvStride, out + start * qStride + h * hd, ldc: qStride)

@@ -1,30 +1,30 @@
 // Log-probabilities of target tokens from LM-head logits, and the gradient of a weighted
 // sum of them. Rows are only the positions the loss scores (no logits for prompt tokens).
+// The forward leaves softmax probabilities in place of the logits, so the backward needs no exp.
 
-/// For each row r: lse[r] = log Σ exp(logits[r,:]), logp[r] = logits[r, target[r]] − lse[r].
-public func targetLogProbs(_ logp: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>,
-                           _ logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
-                           rows: Int, vocab: Int) {
+/// For each row r: logp[r] = logits[r, target[r]] − log Σ exp(logits[r,:]); the row becomes softmax(logits[r,:]).
+public func targetLogProbs(_ logp: UnsafeMutablePointer<Float>, _ logits: UnsafeMutablePointer<Float>,
+                           targets: UnsafePointer<Int32>, rows: Int, vocab: Int) {
     parallelRanges(rows) { range in
         for r in range {
             let row = logits + r * vocab
             let m = rowMax(row, vocab)
-            let l = m + _log(sumExp(row, vocab, shift: m))
-            lse[r] = l
-            logp[r] = row[Int(targets[r])] - l
+            let target = row[Int(targets[r])]
+            let sum = expInPlace(row, vocab, shift: m)
+            logp[r] = target - m - _log(sum)
+            scaleInPlace(row, vocab, by: 1 / sum)
         }
     }
 }
 
-/// In place: logits[r,:] ← weight[r] · (onehot(target[r]) − softmax(logits[r,:])), the gradient
-/// of Σ_r weight[r]·logp[r] with respect to the logits.
-public func targetLogProbsBackward(_ logits: UnsafeMutablePointer<Float>, lse: UnsafePointer<Float>,
-                                   targets: UnsafePointer<Int32>, weights: UnsafePointer<Float>,
-                                   rows: Int, vocab: Int) {
+/// In place: probs[r,:] ← weight[r] · (onehot(target[r]) − probs[r,:]), the gradient of
+/// Σ_r weight[r]·logp[r] with respect to the logits.
+public func targetLogProbsBackward(_ probs: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
+                                   weights: UnsafePointer<Float>, rows: Int, vocab: Int) {
     parallelRanges(rows) { range in
         for r in range {
-            let row = logits + r * vocab
-            scaledExp(row, row, vocab, shift: lse[r], scale: -weights[r])
+            let row = probs + r * vocab
+            scaleInPlace(row, vocab, by: -weights[r])
             row[Int(targets[r])] += weights[r]
         }
     }

@@ -1,6 +1,6 @@
 // The Llama MLP's gate: h = silu(g) · u, elementwise over [T, I].
 
-@inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + expScalar(-x)) }
+@inline(__always) func sigmoid(_ x: Float) -> Float { 1 / (1 + fastExp(-x)) }
 
 /// h = silu(gate) · up.
 public func swigluForward(_ h: UnsafeMutablePointer<Float>, _ gate: UnsafePointer<Float>,
