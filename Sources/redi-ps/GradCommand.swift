@@ -1,0 +1,86 @@
+// redi-ps grad: the gradient of an objective over a whole file taken as one batch, written
+// under Hugging Face tensor names, with the loss and metrics printed as JSON.
+import ArgumentParser
+import Data
+import Formats
+import Foundation
+import Model
+import Numerics
+import Objectives
+import Optimizer
+import Training
+
+/// Objective choice and hyper-parameters, shared by every command that trains.
+struct ObjectiveOptions: ParsableArguments {
+    enum Name: String, ExpressibleByArgument, CaseIterable { case sft, redi, dpo, simpo }
+
+    @Option(help: "Objective: sft, redi, dpo or simpo.")
+    var objective: Name
+
+    @Option(help: "REDI: weight α of the rejected term (1 = symmetric REDI, 0 = SFT on positives).")
+    var alpha: Double = 0.8
+
+    @Option(name: .customLong("chosen-weight"), help: "REDI: weight c of the chosen term.")
+    var chosenWeight: Double = 1
+
+    @Option(help: "DPO (default 0.1) and SimPO (default 2.0): inverse temperature β.")
+    var beta: Double?
+
+    @Option(help: "SimPO: target reward margin γ (default 1.0). REDI: enables negative weighting exp(γ·logp(y_l)/|y_l|).")
+    var gamma: Double?
+
+    func validate() throws {
+        if let beta, !(beta > 0) { throw ValidationError("--beta must be positive") }
+        if alpha < 0 { throw ValidationError("--alpha must be non-negative") }
+        if objective != .redi && objective != .simpo && gamma != nil { throw ValidationError("--gamma applies to redi and simpo only") }
+        if objective != .dpo && objective != .simpo && beta != nil { throw ValidationError("--beta applies to dpo and simpo only") }
+    }
+
+    var value: Objective {
+        switch objective {
+        case .sft: .sft
+        case .redi: .redi(c: chosenWeight, alpha: alpha, gamma: gamma)
+        case .dpo: .dpo(beta: beta ?? 0.1)
+        case .simpo: .simpo(beta: beta ?? 2.0, gamma: gamma ?? 1.0)
+        }
+    }
+}
+
+struct GradCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grad",
+        abstract: "Compute an objective's gradient over a whole JSONL file as one batch.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var objectiveOptions: ObjectiveOptions
+
+    @Option(help: "JSONL data: prompt/completion for sft, prompt/chosen/rejected for the others.")
+    var data: String
+
+    @Option(help: "Output safetensors file with one gradient per parameter, under Hugging Face names.")
+    var out: String
+
+    func run() throws {
+        let (model, tokenizer) = try loadModelWithTokenizer(modelOptions.model)
+        let examples = try loadExamples(data, model: model, tokenizer: tokenizer)
+        let objective = objectiveOptions.value
+        let computer = GradientComputer(config: model.config, microBatchTokens: modelOptions.microBatchTokens)
+        let gradients = FloatBuffer(count: model.layout.totalCount)
+        let result: ObjectiveResult
+        do {
+            result = try computer.accumulate(parameters: model.parameters.baseAddress, gradients: gradients.baseAddress,
+                                             examples: examples, objective: objective,
+                                             normalizer: objective.normalizer(for: examples))
+        } catch let error as ObjectiveError {
+            throw CLIError("\(data): \(error.description)")
+        }
+        var metrics = result.metrics(for: objective)
+        metrics["grad_norm"] = sumOfSquares(gradients.baseAddress, count: gradients.count).squareRoot()
+        let tensors = model.layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: gradients.baseAddress + $0.offset) }
+        try writeSafetensors(tensors, to: URL(fileURLWithPath: out))
+        var report: [String: Any] = metrics
+        report["objective"] = objective.name
+        report["examples"] = result.examples
+        print(try jsonLine(report))
+    }
+}

@@ -1,0 +1,52 @@
+// redi-ps init: a randomly initialised model written as a Hugging Face checkpoint.
+import ArgumentParser
+import Formats
+import Foundation
+import Model
+import Numerics
+import Tokenizers
+import Training
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Write a randomly initialised model (normal std 0.02, norms 1) as a checkpoint directory.")
+
+    @Option(help: "A preset (\(LlamaConfig.presetNames.joined(separator: ", "))) or a path to a Hugging Face config.json.")
+    var config: String
+
+    @Option(help: "Seed for the initial weights.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Output checkpoint directory.")
+    var out: String
+
+    @Flag(help: "Overwrite an existing checkpoint in --out.")
+    var force = false
+
+    func run() throws {
+        let tokenizer = ByteTokenizer()
+        var modelConfig: LlamaConfig
+        if let preset = try LlamaConfig.preset(config, vocabSize: tokenizer.vocabularySize, bos: Int(ByteTokenizer.bos),
+                                               eos: Int(ByteTokenizer.eos), pad: Int(ByteTokenizer.pad)) {
+            modelConfig = preset
+        } else if config.hasSuffix(".json") || FileManager.default.fileExists(atPath: config) {
+            modelConfig = try LlamaConfig.load(from: URL(fileURLWithPath: config))
+        } else {
+            throw ValidationError("--config \(config) is neither a preset (\(LlamaConfig.presetNames.joined(separator: ", "))) nor an existing config.json")
+        }
+        let outURL = URL(fileURLWithPath: out)
+        if !force, FileManager.default.fileExists(atPath: outURL.appendingPathComponent("model.safetensors").path) {
+            throw CLIError("\(out) already holds a checkpoint; pass --force to overwrite it")
+        }
+        // The byte tokenizer's ids fit any model with ≥ 260 ids; a smaller vocabulary gets no tokenizer.
+        let usable = modelConfig.vocabSize >= tokenizer.vocabularySize
+        if !usable { printError("note: vocab_size \(modelConfig.vocabSize) < 260, so no tokenizer files are written") }
+        let layout = ParameterLayout(config: modelConfig)
+        let parameters = FloatBuffer(count: layout.totalCount)
+        initializeParameters(parameters, layout: layout, seed: seed)
+        try Checkpoint.write(to: outURL, config: modelConfig, parameters: parameters.baseAddress,
+                             tokenizer: usable ? tokenizer : nil)
+        print("wrote \(out): \(modelConfig.modelType), \(layout.totalCount) parameters, seed \(seed)")
+    }
+}

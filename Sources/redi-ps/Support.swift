@@ -1,0 +1,50 @@
+// Helpers the subcommands share: loading a model with its tokenizer, writing JSON lines,
+// progress on standard error.
+import Data
+import Formats
+import Foundation
+import Model
+import Tokenizers
+
+/// An error to show the user as is, with exit code 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func loadModelWithTokenizer(_ path: String) throws -> (LoadedModel, any Tokenizer) {
+    let model = try Checkpoint.load(from: URL(fileURLWithPath: path))
+    guard let tokenizer = model.tokenizer else {
+        throw CLIError("\(path): no tokenizer redi-ps can read (expected a ByT5-style byte tokenizer_config.json)")
+    }
+    guard tokenizer.vocabularySize <= model.config.vocabSize else {
+        throw CLIError("\(path): tokenizer has \(tokenizer.vocabularySize) ids but vocab_size is \(model.config.vocabSize)")
+    }
+    return (model, tokenizer)
+}
+
+func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer) throws -> [Example] {
+    try Dataset.load(URL(fileURLWithPath: path), tokenizer: tokenizer,
+                     maxLength: model.config.maxPositionEmbeddings, vocabularySize: model.config.vocabSize)
+}
+
+/// One compact JSON object per line, keys sorted so output is stable.
+func jsonLine(_ object: [String: Any]) throws -> String {
+    String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+}
+
+/// Writes lines to a file or standard output.
+final class LineWriter {
+    private let handle: FileHandle
+    init(path: String?) throws {
+        if let path {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else { throw CLIError("cannot create \(path)") }
+            handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        } else {
+            handle = FileHandle.standardOutput
+        }
+    }
+    func write(_ line: String) { handle.write(Data((line + "\n").utf8)) }
+}
+
+func printError(_ message: String) { FileHandle.standardError.write(Data((message + "\n").utf8)) }

@@ -1,0 +1,77 @@
+// Objectives against their published formulas (hand-computed values) and their gradients
+// against central finite differences in float64.
+import Foundation
+import Objectives
+import XCTest
+
+final class ObjectivesTests: XCTestCase {
+    let pairs = [SequenceScore(logp: -12.0, tokens: 6), SequenceScore(logp: -30.0, tokens: 10),
+                 SequenceScore(logp: -4.5, tokens: 3), SequenceScore(logp: -2.0, tokens: 4)]
+    let refs = [ReferenceScores(chosen: -13.0, rejected: -29.0), ReferenceScores(chosen: -5.0, rejected: -2.5)]
+
+    func testREDIMatchesThePaperFormula() throws {
+        let r = try Objective.redi().evaluate(pairs)
+        // Per triplet: -logp_w/|y_w| + 0.8·logp_l/|y_l|, summed (normalised by 2 examples).
+        let expected = (12.0 / 6 + 0.8 * -30.0 / 10) + (4.5 / 3 + 0.8 * -2.0 / 4)
+        XCTAssertEqual(r.lossSum, expected, accuracy: 1e-12)
+        XCTAssertEqual(r.metrics(for: .redi())["loss"]!, expected / 2, accuracy: 1e-12)
+        XCTAssertEqual(r.sequenceGradients, [-1.0 / 6, 0.8 / 10, -1.0 / 3, 0.8 / 4])
+        XCTAssertEqual(r.metrics(for: .redi())["rewards/accuracies"]!, 0.5)
+        // α = 0 is SFT on positives (length-normalised); symmetric REDI weights both terms equally.
+        XCTAssertEqual(try Objective.redi(alpha: 0).evaluate(pairs).sequenceGradients[1], 0)
+        XCTAssertEqual(try Objective.redi(alpha: 1).evaluate(pairs).sequenceGradients[1], 0.1, accuracy: 1e-15)
+    }
+
+    func testREDINegativeWeightingIsDetached() throws {
+        let gamma = 0.5
+        let r = try Objective.redi(gamma: gamma).evaluate(pairs)
+        let w0 = exp(gamma * -3.0), w1 = exp(gamma * -0.5)
+        XCTAssertEqual(r.lossSum, (2 + 0.8 * w0 * -3) + (1.5 + 0.8 * w1 * -0.5), accuracy: 1e-12)
+        // The weight is a constant in the gradient: α·w/|y_l|, not the derivative through w.
+        XCTAssertEqual(r.sequenceGradients[1], 0.8 * w0 / 10, accuracy: 1e-15)
+        XCTAssertEqual(r.sequenceGradients[3], 0.8 * w1 / 4, accuracy: 1e-15)
+    }
+
+    func testDPOAndSimPOMatchHandComputedValues() throws {
+        let beta = 0.1
+        let z0 = beta * ((-12 + 13) - (-30 + 29)), z1 = beta * ((-4.5 + 5) - (-2 + 2.5))
+        let dpo = try Objective.dpo(beta: beta).evaluate(pairs, references: refs)
+        XCTAssertEqual(dpo.lossSum, log(1 + exp(-z0)) + log(1 + exp(-z1)), accuracy: 1e-12)
+        XCTAssertEqual(dpo.metricSums["rewards/margins"]!, z0 + z1, accuracy: 1e-12)
+        let simpo = try Objective.simpo(beta: 2, gamma: 1).evaluate(pairs)
+        let s0 = 2 * (-2.0 - -3.0) - 1, s1 = 2 * (-1.5 - -0.5) - 1
+        XCTAssertEqual(simpo.lossSum, log(1 + exp(-s0)) + log(1 + exp(-s1)), accuracy: 1e-12)
+    }
+
+    func testSFTIsTokenMeanNLL() throws {
+        let r = try Objective.sft.evaluate(pairs)
+        XCTAssertEqual(r.metrics(for: .sft)["loss"]!, 48.5 / 23, accuracy: 1e-12)
+        XCTAssertEqual(r.sequenceGradients, [-1, -1, -1, -1])
+    }
+
+    func testGradientsMatchFiniteDifferences() throws {
+        for objective in [Objective.sft, .redi(), .redi(c: 0.7, alpha: 1), .dpo(beta: 0.3), .simpo(beta: 2.5, gamma: 0.4)] {
+            let r = try objective.evaluate(pairs, references: refs)
+            for i in pairs.indices {
+                var up = pairs, down = pairs
+                up[i].logp += 1e-6; down[i].logp -= 1e-6
+                let fd = (try objective.evaluate(up, references: refs).lossSum - objective.evaluate(down, references: refs).lossSum) / 2e-6
+                XCTAssertEqual(r.sequenceGradients[i], fd, accuracy: 1e-6, "\(objective) sequence \(i)")
+            }
+        }
+    }
+
+    func testRejectsDataThatDoesNotFit() {
+        XCTAssertThrowsError(try Objective.redi().evaluate(Array(pairs.prefix(3))))
+        XCTAssertThrowsError(try Objective.dpo().evaluate(pairs))
+        XCTAssertThrowsError(try Objective.simpo().evaluate([pairs[0], SequenceScore(logp: 0, tokens: 0)]))
+    }
+
+    func testPartialResultsMergeToTheWhole() throws {
+        var merged = try Objective.redi().evaluate(Array(pairs.prefix(2)))
+        merged.merge(try Objective.redi().evaluate(Array(pairs.suffix(2))))
+        let whole = try Objective.redi().evaluate(pairs)
+        XCTAssertEqual(merged.lossSum, whole.lossSum, accuracy: 1e-12)
+        XCTAssertEqual(merged.metrics(for: .redi())["loss"]!, whole.metrics(for: .redi())["loss"]!, accuracy: 1e-12)
+    }
+}

@@ -1,0 +1,53 @@
+// AdamW, clipping and the schedule against values computed by hand from PyTorch's and
+// Hugging Face's definitions.
+import Foundation
+import Optimizer
+import XCTest
+
+final class OptimizerTests: XCTestCase {
+    func testAdamWTwoStepsByHand() {
+        var p: [Float] = [1.0, -2.0], m: [Float] = [0, 0], v: [Float] = [0, 0]
+        let g1: [Float] = [0.5, -0.25], g2: [Float] = [-0.1, 0.3]
+        let cfg = AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01)
+        adamWStep(parameters: &p, gradients: g1, m: &m, v: &v, count: 2, learningRate: 0.1, step: 1, config: cfg)
+        // Step 1: m̂ = g, v̂ = g², so the update is lr·g/(|g|+eps) = ±lr after decay p·(1 - lr·wd).
+        XCTAssertEqual(Double(p[0]), 1.0 * (1 - 0.001) - 0.1 * 0.5 / (0.5 + 1e-8), accuracy: 1e-6)
+        XCTAssertEqual(Double(p[1]), -2.0 * (1 - 0.001) + 0.1 * 0.25 / (0.25 + 1e-8), accuracy: 1e-6)
+        let p1 = p
+        adamWStep(parameters: &p, gradients: g2, m: &m, v: &v, count: 2, learningRate: 0.05, step: 2, config: cfg)
+        for i in 0..<2 {
+            let m2 = 0.9 * 0.1 * Double(g1[i]) + 0.1 * Double(g2[i])
+            let v2 = 0.999 * 0.001 * Double(g1[i] * g1[i]) + 0.001 * Double(g2[i] * g2[i])
+            let mHat = m2 / (1 - 0.81), vHat = v2 / (1 - 0.998001)
+            let expected = Double(p1[i]) * (1 - 0.05 * 0.01) - 0.05 * mHat / (vHat.squareRoot() + 1e-8)
+            XCTAssertEqual(Double(p[i]), expected, accuracy: 1e-6)
+        }
+    }
+
+    func testGradientScaleIsAppliedBeforeTheMoments() {
+        var a: [Float] = [1], ma: [Float] = [0], va: [Float] = [0]
+        var b: [Float] = [1], mb: [Float] = [0], vb: [Float] = [0]
+        adamWStep(parameters: &a, gradients: [4], m: &ma, v: &va, count: 1, learningRate: 0.1, step: 1, gradientScale: 0.25, config: AdamWConfig())
+        adamWStep(parameters: &b, gradients: [1], m: &mb, v: &vb, count: 1, learningRate: 0.1, step: 1, config: AdamWConfig())
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(ma, mb)
+    }
+
+    func testClipCoefficientFollowsPyTorch() {
+        XCTAssertEqual(clipCoefficient(globalNorm: 4, maxNorm: 1), 1 / (4 + 1e-6), accuracy: 1e-15)
+        XCTAssertEqual(clipCoefficient(globalNorm: 0.5, maxNorm: 1), 1)
+        XCTAssertEqual(clipCoefficient(globalNorm: 10, maxNorm: nil), 1)
+        XCTAssertEqual(sumOfSquares([3, 4], count: 2), 25)
+    }
+
+    func testLinearWarmupThenDecay() {
+        let s = LinearWarmupDecay(peak: 1e-3, totalSteps: 25, warmupRatio: 0.1)
+        XCTAssertEqual(s.warmupSteps, 3)  // ceil(2.5)
+        XCTAssertEqual(s.learningRate(atStep: 0), 0)
+        XCTAssertEqual(s.learningRate(atStep: 1), 1e-3 / 3, accuracy: 1e-15)
+        XCTAssertEqual(s.learningRate(atStep: 3), 1e-3, accuracy: 1e-15)
+        XCTAssertEqual(s.learningRate(atStep: 14), 1e-3 * 11 / 22, accuracy: 1e-15)
+        XCTAssertEqual(s.learningRate(atStep: 25), 0)
+        XCTAssertEqual(LinearWarmupDecay(peak: 1, totalSteps: 10, warmupRatio: 0).learningRate(atStep: 0), 1)
+    }
+}
