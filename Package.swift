@@ -40,12 +40,14 @@ let package = Package(
                           swiftSettings: optimized),
 
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics"]),
+        // The float64 oracle shared by the model and training tests.
+        .target(name: "ReferenceLlama", dependencies: ["Model"], path: "Tests/ReferenceLlama"),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "CLITests", dependencies: []),
     ]
 )

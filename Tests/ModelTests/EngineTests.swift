@@ -3,6 +3,7 @@
 import Foundation
 import Model
 import Numerics
+import ReferenceLlama
 import XCTest
 
 final class EngineTests: XCTestCase {

@@ -3,17 +3,17 @@
 import Foundation
 import Model
 
-struct ReferenceLlama {
-    let config: LlamaConfig
-    let layout: ParameterLayout
+public struct ReferenceLlama {
+    public let config: LlamaConfig
+    public let layout: ParameterLayout
 
-    init(config: LlamaConfig) {
+    public init(config: LlamaConfig) {
         self.config = config
         layout = ParameterLayout(config: config)
     }
 
     /// Log-probability of every scored token, in `PackedBatch` order.
-    func logProbs(_ w: [Double], sequences: [TokenSequence]) -> [Double] {
+    public func logProbs(_ w: [Double], sequences: [TokenSequence]) -> [Double] {
         var out: [Double] = []
         for s in sequences {
             let logits = forward(w, tokens: s.tokens)

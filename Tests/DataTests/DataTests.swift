@@ -1,0 +1,81 @@
+// JSONL records in TRL's formats: tokenisation layout, and every malformed line reported
+// with its file and line number.
+import Data
+import Foundation
+import Model
+import Tokenizers
+import XCTest
+
+final class DataTests: XCTestCase {
+    func write(_ text: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("redi-data-\(UUID().uuidString).jsonl")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url
+    }
+
+    func testByteTokenizerRoundTripsAndMatchesByT5Ids() {
+        let t = ByteTokenizer()
+        XCTAssertEqual(t.encode("hé"), [107, 198, 172])  // UTF-8 bytes + 3, as transformers' ByT5Tokenizer
+        let text = "Ünïcödé ∑ 🙂 tabs\tand\nnewlines"
+        XCTAssertEqual(t.decode(t.encode(text)), text)
+        XCTAssertEqual(t.decode([259, 107, 1]), "<s>h</s>")
+    }
+
+    func testTokenLayoutIsBOSPromptCompletionEOS() throws {
+        let url = try write(#"{"prompt": "ab", "completion": "c"}"# + "\n\n" + #"{"prompt": "x", "chosen": "yy", "rejected": "z", "ref_chosen_logp": -1.5, "ref_rejected_logp": -2}"#.replacingOccurrences(of: "x", with: "x"))
+        XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260)) {
+            XCTAssertTrue("\($0)".contains(":3: mixes formats"), "\($0)")
+        }
+        let sft = try write(#"{"prompt": "ab", "completion": "c"}"# + "\n")
+        let e = try Dataset.load(sft, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260)[0]
+        XCTAssertEqual(e.sequences[0].tokens, [259, 100, 101, 102, 1])
+        XCTAssertEqual(e.sequences[0].promptLength, 3)
+        XCTAssertEqual(e.sequences[0].scoredCount, 2)  // "c" and EOS
+        let pref = try write(#"{"prompt": "x", "chosen": "yy", "rejected": "z", "ref_chosen_logp": -1.5, "ref_rejected_logp": -2}"#)
+        let p = try Dataset.load(pref, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260)[0]
+        XCTAssertEqual(p.sequences.map(\.scoredCount), [3, 2])
+        XCTAssertEqual(p.refChosen, -1.5)
+        XCTAssertEqual(p.refRejected, -2)
+    }
+
+    func testEveryBadLineIsReportedWithItsNumber() throws {
+        let url = try write([
+            #"{"prompt": "a", "completion": "b"}"#,
+            #"{"prompt": "a", "completion": "b""#,
+            #"["not", "an", "object"]"#,
+            #"{"prompt": 3, "completion": "b"}"#,
+            #"{"prompt": "a", "completion": ""}"#,
+            #"{"prompt": "a"}"#,
+            #"{"prompt": [{"role": "user", "content": "hi"}], "completion": "b"}"#,
+        ].joined(separator: "\n"))
+        XCTAssertThrowsError(try RecordReader.read(url)) { error in
+            let text = "\(error)"
+            for (line, needle) in [(2, "invalid JSON"), (3, "expected a JSON object"), (4, "field \"prompt\" must be a string"),
+                                   (5, "field \"completion\" is empty"), (6, "expected"), (7, "field \"prompt\" is a message list")] {
+                XCTAssertTrue(text.contains("\(url.path):\(line): \(needle)"), "missing line \(line) (\(needle)) in:\n\(text)")
+            }
+            XCTAssertFalse(text.contains(":1:"))
+        }
+        let pref = try write(#"{"prompt": "a", "chosen": "b", "rejected": "c", "ref_chosen_logp": -1}"# + "\n" +
+                             #"{"prompt": "a", "chosen": "b", "rejected": "c", "ref_chosen_logp": "x", "ref_rejected_logp": 0}"#)
+        XCTAssertThrowsError(try RecordReader.read(pref)) { error in
+            XCTAssertTrue("\(error)".contains(":1: give both"), "\(error)")
+            XCTAssertTrue("\(error)".contains(":2: field \"ref_chosen_logp\" must be a number"), "\(error)")
+        }
+    }
+
+    func testSequencesLongerThanTheModelAreRejected() throws {
+        let url = try write(#"{"prompt": "abcdef", "completion": "ghij"}"#)
+        XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 8, vocabularySize: 260)) {
+            XCTAssertTrue("\($0)".contains(":1: 12 tokens exceed the model's limit of 8"), "\($0)")
+        }
+        XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 64, vocabularySize: 100)) {
+            XCTAssertTrue("\($0)".contains("outside the model's vocabulary"), "\($0)")
+        }
+    }
+
+    func testEmptyAndMissingFiles() throws {
+        XCTAssertThrowsError(try RecordReader.read(try write("\n\n"))) { XCTAssertTrue("\($0)".contains("no records")) }
+        XCTAssertThrowsError(try RecordReader.read(URL(fileURLWithPath: "/nonexistent.jsonl"))) { XCTAssertTrue("\($0)".contains("cannot read")) }
+    }
+}

@@ -1,0 +1,110 @@
+// safetensors and checkpoint directories: round trips bit for bit, every dtype we read,
+// and a clear error for each way a file can be broken.
+import Foundation
+import Formats
+import Model
+import Numerics
+import Tokenizers
+import XCTest
+
+final class FormatsTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("redi-formats-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func config(tied: Bool = true, type: String = "llama") throws -> LlamaConfig {
+        try LlamaConfig(modelType: type, hiddenSize: 8, intermediateSize: 12, numHiddenLayers: 2, numAttentionHeads: 2,
+                        numKeyValueHeads: 1, vocabSize: 260, maxPositionEmbeddings: 32, tieWordEmbeddings: tied,
+                        bosTokenId: 259, eosTokenId: 1, padTokenId: 0)
+    }
+
+    func randomParameters(_ layout: ParameterLayout) -> FloatBuffer {
+        var rng = SeededGenerator(seed: 1)
+        let p = FloatBuffer(count: layout.totalCount)
+        for i in 0..<p.count { p[i] = Float(rng.nextNormal()) }
+        return p
+    }
+
+    func testCheckpointRoundTripsBitForBit() throws {
+        for (tied, type) in [(true, "llama"), (false, "qwen2")] {
+            let c = try config(tied: tied, type: type)
+            let layout = ParameterLayout(config: c)
+            let params = randomParameters(layout)
+            let a = dir.appendingPathComponent("a-\(type)"), b = dir.appendingPathComponent("b-\(type)")
+            try Checkpoint.write(to: a, config: c, parameters: params.baseAddress, tokenizer: ByteTokenizer())
+            let loaded = try Checkpoint.load(from: a)
+            XCTAssertEqual(loaded.config, c)
+            XCTAssertEqual(loaded.parameters.array.map(\.bitPattern), params.array.map(\.bitPattern))
+            XCTAssertNotNil(loaded.tokenizer)
+            try Checkpoint.write(to: b, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: loaded.tokenizer)
+            for file in ["model.safetensors", "config.json", "tokenizer_config.json"] {
+                XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent(file)), try Data(contentsOf: b.appendingPathComponent(file)), file)
+            }
+        }
+    }
+
+    /// Builds a safetensors file by hand from a header dictionary and raw bytes.
+    func handMade(_ header: String, _ body: [UInt8], pad: Bool = true) throws -> URL {
+        var h = Array(header.utf8)
+        while pad && h.count % 8 != 0 { h.append(0x20) }
+        var bytes = withUnsafeBytes(of: UInt64(h.count).littleEndian) { Array($0) }
+        bytes += h + body
+        let url = dir.appendingPathComponent("\(UUID().uuidString).safetensors")
+        try Data(bytes).write(to: url)
+        return url
+    }
+
+    func testReadsF16AndBF16() throws {
+        // 1.0, -2.5, 65504 (max half), 2^-24 (smallest subnormal) as F16; 1.0 and -3.0 as BF16.
+        let f16: [UInt16] = [0x3C00, 0xC100, 0x7BFF, 0x0001], bf16: [UInt16] = [0x3F80, 0xC040]
+        let body = (f16 + bf16).flatMap { withUnsafeBytes(of: $0.littleEndian) { Array($0) } }
+        let url = try handMade(#"{"a":{"dtype":"F16","shape":[2,2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]}}"#, body)
+        let file = try SafetensorsFile(url: url)
+        XCTAssertEqual(try file.read("a"), [1.0, -2.5, 65504, 0x1.0p-24])
+        XCTAssertEqual(try file.read("b"), [1.0, -3.0])
+    }
+
+    func testRejectsBrokenFilesWithTheProblemNamed() throws {
+        let ok = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        let cases: [(URL, String)] = [
+            (try handMade(ok, [UInt8](repeating: 0, count: 4)), "truncated"),
+            (try handMade(ok, [UInt8](repeating: 0, count: 12)), "trailing"),
+            (try handMade(#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "needs 12 bytes"),
+            (try handMade(#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "I64"),
+            (try handMade(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, [UInt8](repeating: 0, count: 8)), "hole"),
+            (try handMade("not json", []), "JSON"),
+        ]
+        for (url, needle) in cases {
+            XCTAssertThrowsError(try SafetensorsFile(url: url)) { error in
+                XCTAssertTrue("\(error)".contains(needle) && "\(error)".contains(url.lastPathComponent), "\(error) should name the file and mention \(needle)")
+            }
+        }
+        let short = dir.appendingPathComponent("short.safetensors")
+        try Data([1, 2, 3]).write(to: short)
+        XCTAssertThrowsError(try SafetensorsFile(url: short)) { XCTAssertTrue("\($0)".contains("truncated")) }
+    }
+
+    func testCheckpointRejectsMissingExtraAndMisshapenTensors() throws {
+        let c = try config()
+        let layout = ParameterLayout(config: c)
+        let params = randomParameters(layout)
+        let ckpt = dir.appendingPathComponent("ckpt")
+        try Checkpoint.write(to: ckpt, config: c, parameters: params.baseAddress, tokenizer: nil)
+        let weights = ckpt.appendingPathComponent("model.safetensors")
+        func rewrite(_ tensors: [TensorToWrite]) throws { try writeSafetensors(tensors, to: weights) }
+        let all = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: params.baseAddress + $0.offset) }
+
+        try rewrite(all.filter { $0.name != "model.norm.weight" })
+        XCTAssertThrowsError(try Checkpoint.load(from: ckpt)) { XCTAssertTrue("\($0)".contains("missing tensor \"model.norm.weight\"")) }
+        try rewrite(all + [TensorToWrite(name: "model.layers.9.mlp.up_proj.weight", shape: [1], values: params.baseAddress)])
+        XCTAssertThrowsError(try Checkpoint.load(from: ckpt)) { XCTAssertTrue("\($0)".contains("unexpected tensor")) }
+        try rewrite(all.map { $0.name == "model.norm.weight" ? TensorToWrite(name: $0.name, shape: [4, 2], values: $0.values) : $0 })
+        XCTAssertThrowsError(try Checkpoint.load(from: ckpt)) { XCTAssertTrue("\($0)".contains("has shape [4, 2]")) }
+        XCTAssertThrowsError(try Checkpoint.load(from: dir.appendingPathComponent("nowhere"))) { XCTAssertTrue("\($0)".contains("no such checkpoint")) }
+    }
+}

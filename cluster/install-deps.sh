@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what redi-ps needs on a Debian/Ubuntu machine, only where it is missing:
+# OpenBLAS, libzmq, protobuf-c (+ protoc-c), pkg-config, and numpy for the reference tests.
+set -euo pipefail
+packages=(libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v swift >/dev/null 2>&1; then
+  echo "error: swift is not on PATH; install Swift 6 (https://swift.org/install) and retry" >&2
+  exit 1
+fi
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy" 2>/dev/null; then
+  echo "installing numpy for the reference tests" >&2
+  python3 -m pip install -q numpy || echo "warning: numpy could not be installed; the numpy reference test will skip" >&2
+fi
