@@ -120,9 +120,9 @@ public struct Example: Equatable, Sendable {
 }
 
 extension Example {
-    /// Tokenises as `bos? + tok(prompt) + tok(completion) + eos`; the completion part is `tok(completion) + eos`.
+    /// Tokenises as `bos (if the tokenizer adds one) + tok(prompt) + tok(completion) + eos`; the completion part is `tok(completion) + eos`.
     public init(record: Record, line: Int, tokenizer: any Tokenizer) {
-        let bos = tokenizer.bosID.map { [$0] } ?? []
+        let bos = tokenizer.addsBOS ? tokenizer.bosID.map { [$0] } ?? [] : []
         let eos = tokenizer.eosID.map { [$0] } ?? []
         func sequence(_ prompt: String, _ completion: String) -> TokenSequence {
             let p = bos + tokenizer.encode(prompt)

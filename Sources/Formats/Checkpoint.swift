@@ -15,6 +15,13 @@ public struct LoadedModel {
     public let tokenizer: (any Tokenizer)?
 }
 
+/// Opens `--model` arguments: a checkpoint directory or a `.gguf` file.
+public func loadModel(_ path: String) throws -> LoadedModel {
+    let url = URL(fileURLWithPath: path)
+    if path.lowercased().hasSuffix(".gguf") { return try GGUFModel.load(from: url) }
+    return try Checkpoint.load(from: url)
+}
+
 public enum Checkpoint {
     /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory.
     public static func write(to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
@@ -80,7 +87,14 @@ public enum Checkpoint {
         if let extra = found.keys.sorted().first {
             throw FormatError("\(found[extra]!.url.path): unexpected tensor \"\(extra)\" for a \(config.modelType) model with this config\(found.count > 1 ? " (and \(found.count - 1) more)" : "")")
         }
-        let tokenizer: (any Tokenizer)? = ByteTokenizer.isStored(in: directory) ? ByteTokenizer() : nil
+        let tokenizer: (any Tokenizer)?
+        if ByteTokenizer.isStored(in: directory) {
+            tokenizer = ByteTokenizer()
+        } else if FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) {
+            tokenizer = try BPETokenizer.load(huggingFaceDirectory: directory)
+        } else {
+            tokenizer = nil
+        }
         return LoadedModel(config: config, layout: layout, parameters: parameters, tokenizer: tokenizer)
     }
 

@@ -13,6 +13,8 @@ public struct ByteTokenizer: Tokenizer, Equatable {
     public var bosID: Int32? { Self.bos }
     public var eosID: Int32? { Self.eos }
     public var padID: Int32? { Self.pad }
+    public var addsBOS: Bool { true }
+    public var chatTemplate: String? { nil }
 
     public func encode(_ text: String) -> [Int32] { text.utf8.map { Int32($0) + Self.byteOffset } }
 

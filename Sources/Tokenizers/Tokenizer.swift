@@ -8,6 +8,10 @@ public protocol Tokenizer: Sendable {
     var bosID: Int32? { get }
     var eosID: Int32? { get }
     var padID: Int32? { get }
+    /// Whether sequences start with BOS (Hugging Face `add_bos_token`).
+    var addsBOS: Bool { get }
+    /// The Jinja chat template the model was trained with, if any.
+    var chatTemplate: String? { get }
     /// Token ids of `text`, without BOS/EOS.
     func encode(_ text: String) -> [Int32]
     /// Text of `ids`; special tokens are rendered by name.

@@ -8,12 +8,13 @@ struct REDIPS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "redi-ps",
         abstract: "Reinforcement Distillation (REDI) post-training on CPU machines.",
-        subcommands: [InitCommand.self, LogprobsCommand.self, GradCommand.self])
+        subcommands: [InitCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
+                      LogprobsCommand.self, GradCommand.self])
 }
 
 /// `--model DIR`: a Hugging Face checkpoint directory.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: "Checkpoint directory (config.json + model.safetensors + tokenizer files).")
+    @Option(name: .long, help: "Checkpoint directory (config.json + model.safetensors + tokenizer files) or a .gguf file.")
     var model: String
 
     @Option(name: .long, help: "Maximum tokens per forward pass; larger uses more memory.")

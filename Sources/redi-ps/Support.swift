@@ -13,14 +13,20 @@ struct CLIError: Error, CustomStringConvertible {
 }
 
 func loadModelWithTokenizer(_ path: String) throws -> (LoadedModel, any Tokenizer) {
-    let model = try Checkpoint.load(from: URL(fileURLWithPath: path))
+    let model = try loadModel(path)
     guard let tokenizer = model.tokenizer else {
-        throw CLIError("\(path): no tokenizer redi-ps can read (expected a ByT5-style byte tokenizer_config.json)")
+        throw CLIError("\(path): no tokenizer redi-ps can read (a byte-level BPE tokenizer.json, GGUF tokenizer metadata, or redi-ps's byte tokenizer)")
     }
     guard tokenizer.vocabularySize <= model.config.vocabSize else {
         throw CLIError("\(path): tokenizer has \(tokenizer.vocabularySize) ids but vocab_size is \(model.config.vocabSize)")
     }
     return (model, tokenizer)
+}
+
+/// Only the tokenizer of `--model` (a GGUF's metadata, or a directory's tokenizer files).
+func loadTokenizer(_ path: String) throws -> any Tokenizer {
+    guard let tokenizer = try loadModel(path).tokenizer else { throw CLIError("\(path): no tokenizer redi-ps can read") }
+    return tokenizer
 }
 
 func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer) throws -> [Example] {

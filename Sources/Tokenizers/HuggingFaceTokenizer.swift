@@ -1,0 +1,53 @@
+// Reading a Hugging Face `tokenizer.json` (+ `tokenizer_config.json`) for byte-level BPE
+// models, the counterpart of `BPETokenizer.writeFiles`.
+import Foundation
+
+extension BPETokenizer {
+    /// Loads the tokenizer files of a Hugging Face model directory.
+    ///
+    /// - Throws: `TokenizerError` naming the file when it is not byte-level BPE or is malformed.
+    public static func load(huggingFaceDirectory directory: URL) throws -> BPETokenizer {
+        let url = directory.appendingPathComponent("tokenizer.json")
+        guard let data = try? Data(contentsOf: url),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let model = json["model"] as? [String: Any] else {
+            throw TokenizerError("\(url.path): not a readable tokenizer.json")
+        }
+        guard model["type"] as? String == "BPE", let vocab = model["vocab"] as? [String: Int] else {
+            throw TokenizerError("\(url.path): only byte-level BPE tokenizers are supported")
+        }
+        let merges: [(String, String)] = (model["merges"] as? [Any] ?? []).compactMap { m in
+            if let s = m as? String {
+                let p = s.split(separator: " ", maxSplits: 1)
+                return p.count == 2 ? (String(p[0]), String(p[1])) : nil
+            }
+            if let pair = m as? [String], pair.count == 2 { return (pair[0], pair[1]) }
+            return nil
+        }
+        var added: [(Int, String)] = []
+        for t in json["added_tokens"] as? [[String: Any]] ?? [] {
+            if let id = t["id"] as? Int, let content = t["content"] as? String { added.append((id, content)) }
+        }
+        let size = max((vocab.values.max() ?? -1), (added.map(\.0).max() ?? -1)) + 1
+        var tokens = [String](repeating: "", count: size)
+        for (t, i) in vocab { tokens[i] = t }
+        for (i, t) in added { tokens[i] = t }
+
+        let description = String(decoding: try JSONSerialization.data(withJSONObject: json["pre_tokenizer"] ?? NSNull()), as: UTF8.self)
+        let pre: PreTokenizer = description.contains("(?i:'s") ? .qwen2
+            : description.contains("\"individual_digits\":true") ? .smollm : .gpt2
+
+        var config: [String: Any] = [:]
+        if let d = try? Data(contentsOf: directory.appendingPathComponent("tokenizer_config.json")),
+           let c = try? JSONSerialization.jsonObject(with: d) as? [String: Any] { config = c }
+        func tokenText(_ key: String) -> String? {
+            if let s = config[key] as? String { return s }
+            return (config[key] as? [String: Any])?["content"] as? String
+        }
+        let byText = Dictionary(tokens.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { a, _ in a })
+        return BPETokenizer(tokens: tokens, merges: merges, special: added.map { Int32($0.0) }, preTokenizer: pre,
+                            bos: tokenText("bos_token").flatMap { byText[$0] }, eos: tokenText("eos_token").flatMap { byText[$0] },
+                            pad: tokenText("pad_token").flatMap { byText[$0] }, addsBOS: config["add_bos_token"] as? Bool ?? false,
+                            chatTemplate: config["chat_template"] as? String)
+    }
+}
