@@ -10,7 +10,7 @@ let package = Package(
     products: [
         .executable(name: "redi-ps", targets: ["redi-ps"]),
         .executable(name: "redi-bench", targets: ["redi-bench"]),
-        .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training"]),
+        .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training", "Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,14 +29,16 @@ let package = Package(
         .target(name: "Objectives"),
         .target(name: "Optimizer", swiftSettings: optimized),
         .target(name: "Tokenizers"),
+        .target(name: "ChatTemplate"),
         .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
-        .target(name: "Data", dependencies: ["Tokenizers", "Model"]),
+        .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
+        .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data"], swiftSettings: optimized),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
         .executableTarget(name: "redi-ps", dependencies: [
-            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training",
+            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives"],
+        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation"],
                           swiftSettings: optimized),
 
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
@@ -46,7 +48,7 @@ let package = Package(
         .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),
-        .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "CLITests", dependencies: []),
     ]

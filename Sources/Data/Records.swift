@@ -7,12 +7,19 @@ import Foundation
 import Model
 import Tokenizers
 
-/// One record of a JSONL file.
+/// A chat message list as `[{"role": …, "content": …}]`.
+public typealias Messages = [[String: String]]
+
+/// One record of a JSONL file; `.chat*` cases are TRL's conversational formats.
 public enum Record: Equatable, Sendable {
     case completion(prompt: String, completion: String)
     case preference(prompt: String, chosen: String, rejected: String, refChosen: Double?, refRejected: Double?)
+    case chatCompletion(prompt: Messages, completion: Messages)
+    case chatPreference(prompt: Messages, chosen: Messages, rejected: Messages, refChosen: Double?, refRejected: Double?)
 
-    public var isPreference: Bool { if case .preference = self { true } else { false } }
+    public var isPreference: Bool {
+        switch self { case .preference, .chatPreference: true; default: false }
+    }
 }
 
 /// A problem in a data file, located by file and 1-based line number.
@@ -71,11 +78,40 @@ public enum RecordReader {
         guard let json = object as? [String: Any] else { throw LineProblem("expected a JSON object") }
         func text(_ key: String) throws(LineProblem) -> String {
             guard let value = json[key] else { throw LineProblem("missing field \"\(key)\"") }
-            guard let s = value as? String else {
-                if value is [Any] { throw LineProblem("field \"\(key)\" is a message list; conversational records are not supported yet") }
-                throw LineProblem("field \"\(key)\" must be a string")
-            }
+            guard let s = value as? String else { throw LineProblem("field \"\(key)\" must be a string") }
             return s
+        }
+        func messages(_ key: String, _ value: Any) throws(LineProblem) -> Messages {
+            guard let list = value as? [Any], !list.isEmpty else { throw LineProblem("field \"\(key)\" must be a non-empty message list") }
+            var out: Messages = []
+            for (i, m) in list.enumerated() {
+                guard let d = m as? [String: Any], let role = d["role"] as? String, let content = d["content"] as? String else {
+                    throw LineProblem("\(key)[\(i)] needs string \"role\" and \"content\"")
+                }
+                out.append(["role": role, "content": content])
+            }
+            return out
+        }
+        let conversational = ["prompt", "completion", "chosen", "rejected"].contains { json[$0] is [Any] } || json["messages"] != nil
+        if conversational {
+            if let all = json["messages"] {
+                let list = try messages("messages", all)
+                guard list.count >= 2, list.last?["role"] == "assistant" else {
+                    throw LineProblem("\"messages\" needs at least two messages ending with an assistant turn")
+                }
+                return .chatCompletion(prompt: Array(list.dropLast()), completion: [list.last!])
+            }
+            guard let p = json["prompt"] else { throw LineProblem("missing field \"prompt\"") }
+            let prompt = try messages("prompt", p)
+            if json["chosen"] != nil || json["rejected"] != nil {
+                guard let c = json["chosen"], let r = json["rejected"] else { throw LineProblem("preference records need both \"chosen\" and \"rejected\"") }
+                let rc = try number("ref_chosen_logp"), rr = try number("ref_rejected_logp")
+                if (rc == nil) != (rr == nil) { throw LineProblem("give both ref_chosen_logp and ref_rejected_logp, or neither") }
+                return .chatPreference(prompt: prompt, chosen: try messages("chosen", c), rejected: try messages("rejected", r),
+                                       refChosen: rc, refRejected: rr)
+            }
+            guard let c = json["completion"] else { throw LineProblem("missing field \"completion\"") }
+            return .chatCompletion(prompt: prompt, completion: try messages("completion", c))
         }
         func number(_ key: String) throws(LineProblem) -> Double? {
             guard let value = json[key], !(value is NSNull) else { return nil }
@@ -121,12 +157,23 @@ public struct Example: Equatable, Sendable {
 
 extension Example {
     /// Tokenises as `bos (if the tokenizer adds one) + tok(prompt) + tok(completion) + eos`; the completion part is `tok(completion) + eos`.
-    public init(record: Record, line: Int, tokenizer: any Tokenizer) {
+    ///
+    /// Conversational records are rendered with the tokenizer's chat template: the prompt
+    /// messages with the generation prompt, the completion as the rest of the full
+    /// conversation, closed by the end-of-turn (EOS) token.
+    /// - Throws: `LineProblem`-style text when a conversational record meets a tokenizer without a chat template.
+    public init(record: Record, line: Int, tokenizer: any Tokenizer) throws {
         let bos = tokenizer.addsBOS ? tokenizer.bosID.map { [$0] } ?? [] : []
         let eos = tokenizer.eosID.map { [$0] } ?? []
         func sequence(_ prompt: String, _ completion: String) -> TokenSequence {
             let p = bos + tokenizer.encode(prompt)
-            return TokenSequence(tokens: p + tokenizer.encode(completion) + eos, promptLength: p.count)
+            var c = tokenizer.encode(completion)
+            if c.last != eos.first || eos.isEmpty { c += eos }
+            return TokenSequence(tokens: p + c, promptLength: p.count)
+        }
+        func chat(_ prompt: Messages, _ completion: Messages) throws -> TokenSequence {
+            let (p, c) = try ChatRendering.render(prompt: prompt, completion: completion, tokenizer: tokenizer)
+            return sequence(p, c)
         }
         self.line = line
         switch record {
@@ -134,6 +181,12 @@ extension Example {
             sequences = [sequence(prompt, completion)]
         case let .preference(prompt, chosen, rejected, rc, rr):
             sequences = [sequence(prompt, chosen), sequence(prompt, rejected)]
+            refChosen = rc
+            refRejected = rr
+        case let .chatCompletion(prompt, completion):
+            sequences = [try chat(prompt, completion)]
+        case let .chatPreference(prompt, chosen, rejected, rc, rr):
+            sequences = [try chat(prompt, chosen), try chat(prompt, rejected)]
             refChosen = rc
             refRejected = rr
         }
@@ -147,8 +200,13 @@ public enum Dataset {
     ///
     /// - Throws: `DataErrors` naming each line whose tokens exceed `maxLength` or the vocabulary.
     public static func load(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int) throws -> [Example] {
-        let examples = try RecordReader.read(url).map { Example(record: $0.record, line: $0.line, tokenizer: tokenizer) }
         var errors: [DataError] = []
+        var examples: [Example] = []
+        for (line, record) in try RecordReader.read(url) {
+            do { examples.append(try Example(record: record, line: line, tokenizer: tokenizer)) } catch {
+                errors.append(DataError(file: url.path, line: line, message: "\(error)"))
+            }
+        }
         for e in examples {
             for s in e.sequences {
                 if s.tokens.count > maxLength {
