@@ -33,9 +33,10 @@ let package = Package(
         .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data"], swiftSettings: optimized),
+        .target(name: "ReasoningTask", dependencies: ["Numerics"]),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
         .executableTarget(name: "redi-ps", dependencies: [
-            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation",
+            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation"],
@@ -50,6 +51,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "CLITests", dependencies: []),
     ]
 )

@@ -34,6 +34,7 @@ public struct DataError: Error, CustomStringConvertible {
 /// Several data errors reported together, so a user fixes a file in one pass.
 public struct DataErrors: Error, CustomStringConvertible {
     public let errors: [DataError]
+    public init(errors: [DataError]) { self.errors = errors }
     public var description: String {
         let shown = errors.prefix(20).map(\.description).joined(separator: "\n")
         return errors.count > 20 ? shown + "\n… and \(errors.count - 20) more" : shown

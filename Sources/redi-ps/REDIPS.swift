@@ -9,7 +9,8 @@ struct REDIPS: ParsableCommand {
         commandName: "redi-ps",
         abstract: "Reinforcement Distillation (REDI) post-training on CPU machines.",
         subcommands: [InitCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
-                      LogprobsCommand.self, GradCommand.self, GenerateCommand.self, RenderCommand.self])
+                      LogprobsCommand.self, GradCommand.self, GenerateCommand.self, RenderCommand.self,
+                      DataCommand.self, EvalCommand.self])
 }
 
 /// `--model DIR`: a Hugging Face checkpoint directory.

@@ -1,0 +1,75 @@
+// redi-ps eval: accuracy measured like the REDI paper — k samples per problem at
+// temperature 0.6 / top-p 0.95, pass@1 averaged over the samples, unbiased pass@k.
+import ArgumentParser
+import Data
+import Evaluation
+import Formats
+import Foundation
+import ReasoningTask
+import Tokenizers
+
+extension AnswerRule: ExpressibleByArgument {}
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Measure pass@1 and pass@k on a test file.")
+
+    @Option(help: "Checkpoint directory or .gguf file.")
+    var model: String
+    @Option(help: "JSONL with \"prompt\" (text or message list) and \"answer\".")
+    var data: String
+    @Option(help: "Samples per problem (k).")
+    var samples = 4
+    @Option(help: "How final answers are found: marker (\"Answer: N\"), boxed (\\boxed{…}), gsm8k (\"#### N\").")
+    var answerRule: AnswerRule = .marker
+    @Option(help: "Evaluate only the first N problems.")
+    var limit: Int?
+    @Option(help: "Write the JSON report here (it is also printed).")
+    var out: String?
+    @Option(help: "Write one JSON line per problem with its samples here.")
+    var samplesOut: String?
+    @OptionGroup var sampling: SamplingOptions
+
+    func validate() throws {
+        guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
+    }
+
+    func run() throws {
+        let (loaded, tokenizer) = try loadModelWithTokenizer(model)
+        let problems = try EvalSet.load(URL(fileURLWithPath: data), tokenizer: tokenizer, limit: limit)
+        let report = try evaluate(loaded: loaded, tokenizer: tokenizer, problems: problems)
+        let text = try jsonLine(report)
+        if let out { try (text + "\n").write(toFile: out, atomically: true, encoding: .utf8) }
+        print(text)
+    }
+
+    func evaluate(loaded: LoadedModel, tokenizer: any Tokenizer, problems: [EvalSet.Problem]) throws -> [String: Any] {
+        let stop = stopTokens(tokenizer)
+        let writer = try samplesOut.map { try LineWriter(path: $0) }
+        var pass1: [Double] = [], passK: [Double] = [], extracted = 0
+        let started = Date()
+        for (i, p) in problems.enumerated() {
+            var settings = sampling.settings
+            settings.seed = sampling.seed &+ UInt64(i) &* 0x9E37_79B9
+            let outputs = generate(config: loaded.config, parameters: loaded.parameters.baseAddress, prompt: p.promptIDs,
+                                   samples: samples, settings: settings, stop: stop)
+            let texts = outputs.map { tokenizer.decode($0.filter { !stop.contains($0) }) }
+            let answers = texts.map { answerRule.extract($0).map(AnswerRule.normalize) }
+            let correct = answers.filter { $0 == AnswerRule.normalize(p.answer) }.count
+            extracted += answers.compactMap { $0 }.count
+            pass1.append(Double(correct) / Double(samples))
+            passK.append(passAtK(samples: samples, correct: correct, k: samples))
+            writer?.write(try jsonLine(["line": p.line, "answer": p.answer, "correct": correct,
+                                        "samples": zip(texts, answers).map { ["text": $0, "extracted": $1 as Any? ?? NSNull()] as [String: Any] }]))
+            let elapsed = Date().timeIntervalSince(started)
+            printError(String(format: "eval: %d/%d problems, pass@1 %.3f, %.1f s/problem, ETA %.0f s", i + 1, problems.count,
+                              meanAndStandardError(pass1).mean, elapsed / Double(i + 1), elapsed / Double(i + 1) * Double(problems.count - i - 1)))
+        }
+        let p1 = meanAndStandardError(pass1), pk = meanAndStandardError(passK)
+        return ["problems": problems.count, "samples": samples, "pass@1": p1.mean, "pass@1_stderr": p1.stderr,
+                "pass@\(samples)": pk.mean, "pass@\(samples)_stderr": pk.stderr,
+                "answers_extracted": Double(extracted) / Double(max(1, problems.count * samples)),
+                "temperature": sampling.temperature, "top_p": sampling.topP, "max_new_tokens": sampling.maxNewTokens,
+                "answer_rule": answerRule.rawValue]
+    }
+}
