@@ -46,7 +46,7 @@ public enum RecordReader {
     ///
     /// - Throws: `DataErrors` listing every malformed line (invalid JSON, missing field, wrong
     ///   type, empty completion, mixed formats), or a single `DataError` if the file is unreadable or empty.
-    public static func read(_ url: URL) throws -> [(line: Int, record: Record)] {
+    public static func read(_ url: URL, skippingInvalid: Bool = false) throws -> [(line: Int, record: Record)] {
         let path = url.path
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
@@ -69,7 +69,8 @@ public enum RecordReader {
                 errors.append(DataError(file: path, line: line, message: "mixes formats: expected a \(first.isPreference ? "preference" : "prompt/completion") record like the first one"))
             }
         }
-        if !errors.isEmpty { throw DataErrors(errors: errors.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
+        if !errors.isEmpty && !skippingInvalid { throw DataErrors(errors: errors.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
+        if skippingInvalid, let first = records.first?.1 { records = records.filter { $0.1.isPreference == first.isPreference } }
         if records.isEmpty { throw DataError(file: path, line: nil, message: "no records") }
         return records
     }
@@ -196,28 +197,91 @@ extension Example {
     public var isPreference: Bool { sequences.count == 2 }
 }
 
+/// Length limits applied while loading (TRL's `max_prompt_length` / `max_length`).
+public struct LengthLimits: Sendable {
+    /// Longest prompt kept; longer prompts keep their start.
+    public var maxPromptLength: Int?
+    /// Longest sequence kept; longer completions keep their start.
+    public var maxLength: Int?
+    public init(maxPromptLength: Int? = nil, maxLength: Int? = nil) {
+        self.maxPromptLength = maxPromptLength; self.maxLength = maxLength
+    }
+}
+
+/// What loading did to the data, so nothing is lost silently.
+public struct LoadReport: Sendable, CustomStringConvertible {
+    public var records = 0
+    public var truncatedPrompts = 0
+    public var truncatedCompletions = 0
+    /// Records dropped because nothing of the completion fit.
+    public var dropped = 0
+    /// Invalid records skipped (only with `skipInvalid`).
+    public var skipped = 0
+    public var description: String {
+        "\(records) records kept; \(truncatedPrompts) prompts and \(truncatedCompletions) completions truncated, "
+            + "\(dropped) dropped as too long, \(skipped) invalid skipped"
+    }
+}
+
 public enum Dataset {
-    /// Reads and tokenises a JSONL file, checking every sequence fits the model.
+    /// Reads and tokenises a JSONL file, applying `limits` and checking every sequence fits the model.
     ///
-    /// - Throws: `DataErrors` naming each line whose tokens exceed `maxLength` or the vocabulary.
-    public static func load(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int) throws -> [Example] {
+    /// - Parameters:
+    ///   - maxLength: the model's own limit (max_position_embeddings); a longer sequence is an error.
+    ///   - skipInvalid: skip bad records (counted in the report) instead of failing.
+    /// - Throws: `DataErrors` naming every bad line when `skipInvalid` is false.
+    public static func load(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
+                            limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false) throws -> (examples: [Example], report: LoadReport) {
         var errors: [DataError] = []
         var examples: [Example] = []
-        for (line, record) in try RecordReader.read(url) {
-            do { examples.append(try Example(record: record, line: line, tokenizer: tokenizer)) } catch {
-                errors.append(DataError(file: url.path, line: line, message: "\(error)"))
-            }
+        var report = LoadReport()
+        let records: [(line: Int, record: Record)]
+        do {
+            records = try RecordReader.read(url)
+        } catch let e as DataErrors where skipInvalid {
+            report.skipped += e.errors.count
+            records = try RecordReader.read(url, skippingInvalid: true)
         }
-        for e in examples {
-            for s in e.sequences {
+        for (line, record) in records {
+            var example: Example
+            do { example = try Example(record: record, line: line, tokenizer: tokenizer) } catch {
+                errors.append(DataError(file: url.path, line: line, message: "\(error)"))
+                continue
+            }
+            var fits = true
+            for k in example.sequences.indices {
+                var s = example.sequences[k]
+                if let maxPrompt = limits.maxPromptLength, s.promptLength > maxPrompt {
+                    s = TokenSequence(tokens: Array(s.tokens.prefix(maxPrompt)) + s.tokens.dropFirst(s.promptLength), promptLength: maxPrompt)
+                    if k == 0 { report.truncatedPrompts += 1 }
+                }
+                if let maxLen = limits.maxLength, s.tokens.count > maxLen {
+                    if maxLen - max(s.promptLength, 1) < 1 { fits = false; break }
+                    s = TokenSequence(tokens: Array(s.tokens.prefix(maxLen)), promptLength: s.promptLength)
+                    report.truncatedCompletions += 1
+                }
+                example.sequences[k] = s
+            }
+            if !fits { report.dropped += 1; continue }
+            var problem: String?
+            for s in example.sequences {
                 if s.tokens.count > maxLength {
-                    errors.append(DataError(file: url.path, line: e.line, message: "\(s.tokens.count) tokens exceed the model's limit of \(maxLength)"))
+                    problem = "\(s.tokens.count) tokens exceed the model's limit of \(maxLength) (set max_length to truncate)"
                 } else if let bad = s.tokens.first(where: { $0 < 0 || Int($0) >= vocabularySize }) {
-                    errors.append(DataError(file: url.path, line: e.line, message: "token id \(bad) is outside the model's vocabulary (\(vocabularySize)); is this the model's tokenizer?"))
+                    problem = "token id \(bad) is outside the model's vocabulary (\(vocabularySize)); is this the model's tokenizer?"
+                } else if s.scoredCount < 1 {
+                    problem = "nothing to score: the completion is empty after tokenisation"
                 }
             }
+            if let problem {
+                if skipInvalid { report.skipped += 1 } else { errors.append(DataError(file: url.path, line: line, message: problem)) }
+                continue
+            }
+            examples.append(example)
         }
         if !errors.isEmpty { throw DataErrors(errors: errors) }
-        return examples
+        report.records = examples.count
+        if examples.isEmpty { throw DataError(file: url.path, line: nil, message: "no usable records (\(report))") }
+        return (examples, report)
     }
 }

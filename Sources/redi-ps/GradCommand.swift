@@ -52,6 +52,7 @@ struct GradCommand: ParsableCommand {
         abstract: "Compute an objective's gradient over a whole JSONL file as one batch.")
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var dataOptions: DataOptions
     @OptionGroup var objectiveOptions: ObjectiveOptions
 
     @Option(help: "JSONL data: prompt/completion for sft, prompt/chosen/rejected for the others.")
@@ -62,7 +63,7 @@ struct GradCommand: ParsableCommand {
 
     func run() throws {
         let (model, tokenizer) = try loadModelWithTokenizer(modelOptions.model)
-        let examples = try loadExamples(data, model: model, tokenizer: tokenizer)
+        let examples = try loadExamples(data, model: model, tokenizer: tokenizer, options: dataOptions)
         let objective = objectiveOptions.value
         let computer = GradientComputer(config: model.config, microBatchTokens: modelOptions.microBatchTokens)
         let gradients = FloatBuffer(count: model.layout.totalCount)

@@ -11,6 +11,7 @@ struct LogprobsCommand: ParsableCommand {
         abstract: "Print logp of each record's completion (or chosen and rejected) as JSON lines.")
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var dataOptions: DataOptions
 
     @Option(help: "JSONL file of prompt/completion or preference records.")
     var data: String
@@ -23,7 +24,7 @@ struct LogprobsCommand: ParsableCommand {
 
     func run() throws {
         let (model, tokenizer) = try loadModelWithTokenizer(modelOptions.model)
-        let examples = try loadExamples(data, model: model, tokenizer: tokenizer)
+        let examples = try loadExamples(data, model: model, tokenizer: tokenizer, options: dataOptions)
         let computer = GradientComputer(config: model.config, microBatchTokens: modelOptions.microBatchTokens)
         let writer = try LineWriter(path: out)
         let chunk = max(1, examples.count / 20)

@@ -1,5 +1,6 @@
 // Helpers the subcommands share: loading a model with its tokenizer, writing JSON lines,
 // progress on standard error.
+import ArgumentParser
 import Data
 import Formats
 import Foundation
@@ -29,9 +30,30 @@ func loadTokenizer(_ path: String) throws -> any Tokenizer {
     return tokenizer
 }
 
-func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer) throws -> [Example] {
-    try Dataset.load(URL(fileURLWithPath: path), tokenizer: tokenizer,
-                     maxLength: model.config.maxPositionEmbeddings, vocabularySize: model.config.vocabSize)
+func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer, options: DataOptions) throws -> [Example] {
+    let (examples, report) = try Dataset.load(URL(fileURLWithPath: path), tokenizer: tokenizer,
+                                              maxLength: model.config.maxPositionEmbeddings, vocabularySize: model.config.vocabSize,
+                                              limits: LengthLimits(maxPromptLength: options.maxPromptLength, maxLength: options.maxLength),
+                                              skipInvalid: options.skipInvalid)
+    if report.truncatedPrompts + report.truncatedCompletions + report.dropped + report.skipped > 0 {
+        printError("\(path): \(report)")
+    }
+    return examples
+}
+
+/// Truncation and bad-record handling for commands that read training data.
+struct DataOptions: ParsableArguments {
+    @Option(help: "Keep at most this many prompt tokens (the start of the prompt).")
+    var maxPromptLength: Int?
+    @Option(help: "Keep at most this many tokens per sequence (the start of the completion); records with no completion left are dropped.")
+    var maxLength: Int?
+    @Flag(help: "Skip invalid records (and say how many) instead of failing.")
+    var skipInvalid = false
+
+    func validate() throws {
+        if let m = maxPromptLength, m < 1 { throw ValidationError("--max-prompt-length must be positive") }
+        if let m = maxLength, m < 2 { throw ValidationError("--max-length must be at least 2") }
+    }
 }
 
 /// One compact JSON object per line, keys sorted so output is stable.

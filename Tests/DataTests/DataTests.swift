@@ -27,12 +27,12 @@ final class DataTests: XCTestCase {
             XCTAssertTrue("\($0)".contains(":3: mixes formats"), "\($0)")
         }
         let sft = try write(#"{"prompt": "ab", "completion": "c"}"# + "\n")
-        let e = try Dataset.load(sft, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260)[0]
+        let e = try Dataset.load(sft, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260).examples[0]
         XCTAssertEqual(e.sequences[0].tokens, [259, 100, 101, 102, 1])
         XCTAssertEqual(e.sequences[0].promptLength, 3)
         XCTAssertEqual(e.sequences[0].scoredCount, 2)  // "c" and EOS
         let pref = try write(#"{"prompt": "x", "chosen": "yy", "rejected": "z", "ref_chosen_logp": -1.5, "ref_rejected_logp": -2}"#)
-        let p = try Dataset.load(pref, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260)[0]
+        let p = try Dataset.load(pref, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260).examples[0]
         XCTAssertEqual(p.sequences.map(\.scoredCount), [3, 2])
         XCTAssertEqual(p.refChosen, -1.5)
         XCTAssertEqual(p.refRejected, -2)
@@ -51,7 +51,7 @@ final class DataTests: XCTestCase {
         XCTAssertThrowsError(try RecordReader.read(url)) { error in
             let text = "\(error)"
             for (line, needle) in [(2, "invalid JSON"), (3, "expected a JSON object"), (4, "field \"prompt\" must be a string"),
-                                   (5, "field \"completion\" is empty"), (6, "expected"), (7, "field \"prompt\" is a message list")] {
+                                   (5, "field \"completion\" is empty"), (6, "expected"), (7, "field \"completion\" must be a non-empty message list")] {
                 XCTAssertTrue(text.contains("\(url.path):\(line): \(needle)"), "missing line \(line) (\(needle)) in:\n\(text)")
             }
             XCTAssertFalse(text.contains(":1:"))
@@ -72,6 +72,32 @@ final class DataTests: XCTestCase {
         XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 64, vocabularySize: 100)) {
             XCTAssertTrue("\($0)".contains("outside the model's vocabulary"), "\($0)")
         }
+    }
+
+    func testTruncationKeepsStartsAndCountsWhatItDid() throws {
+        let url = try write([#"{"prompt": "abcdefgh", "completion": "ijklmnop"}"#, #"{"prompt": "ab", "completion": "cd"}"#,
+                             #"{"prompt": "abcdefghij", "completion": "k"}"#].joined(separator: "\n"))
+        let (examples, report) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
+                                                  limits: LengthLimits(maxPromptLength: 5, maxLength: 8))
+        // <s> a b c d | i j k  (prompt start kept, completion start kept)
+        XCTAssertEqual(examples[0].sequences[0].tokens, [259, 100, 101, 102, 103, 108, 109, 110])
+        XCTAssertEqual(examples[0].sequences[0].promptLength, 5)
+        XCTAssertEqual(examples[1].sequences[0].tokens, [259, 100, 101, 102, 103, 1])
+        XCTAssertEqual(report.truncatedPrompts, 2)
+        XCTAssertEqual(report.truncatedCompletions, 1)
+        XCTAssertEqual(report.records, 3)
+        let (_, dropped) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
+                                            limits: LengthLimits(maxLength: 10))
+        XCTAssertEqual(dropped.dropped, 1)  // the 11-token prompt leaves no room for its completion
+    }
+
+    func testSkipInvalidCountsInsteadOfFailing() throws {
+        let url = try write([#"{"prompt": "a", "completion": "b"}"#, "garbage", #"{"prompt": "c", "completion": 5}"#,
+                             #"{"prompt": "d", "completion": "e"}"#].joined(separator: "\n"))
+        XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260))
+        let (examples, report) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, skipInvalid: true)
+        XCTAssertEqual(examples.count, 2)
+        XCTAssertEqual(report.skipped, 2)
     }
 
     func testEmptyAndMissingFiles() throws {

@@ -22,13 +22,13 @@ final class TrainingTests: XCTestCase {
             .preference(prompt: "10-4=", chosen: "6", rejected: "14", refChosen: -10.5, refRejected: -16.0),
             .preference(prompt: "7*1=", chosen: "7", rejected: "71", refChosen: -12.0, refRejected: -15.5),
         ]
-        return records.enumerated().map { Example(record: $1, line: $0 + 1, tokenizer: t) }
+        return records.enumerated().map { try! Example(record: $1, line: $0 + 1, tokenizer: t) }
     }
 
     func sftExamples() -> [Example] {
         let t = ByteTokenizer()
         return [("hi ", "there"), ("2+2=", "4"), ("abc", "defg")].enumerated().map {
-            Example(record: .completion(prompt: $1.0, completion: $1.1), line: $0 + 1, tokenizer: t)
+            try! Example(record: .completion(prompt: $1.0, completion: $1.1), line: $0 + 1, tokenizer: t)
         }
     }
 
@@ -103,7 +103,7 @@ final class TrainingTests: XCTestCase {
         var rng = SeededGenerator(seed: 3)
         let data = (0..<48).map { i -> Example in
             let a = Int(rng.next() % 50), b = Int(rng.next() % 50)
-            return Example(record: .completion(prompt: "\(a)+\(b)=", completion: "\(a + b)"), line: i + 1, tokenizer: t)
+            return try! Example(record: .completion(prompt: "\(a)+\(b)=", completion: "\(a + b)"), line: i + 1, tokenizer: t)
         }
         let tiny = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
         let layout = ParameterLayout(config: tiny)
