@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what redi-ps needs on a Debian/Ubuntu machine, only where it is missing:
-# OpenBLAS, libzmq, protobuf-c (+ protoc-c), pkg-config, and numpy for the reference tests.
+# OpenBLAS, libzmq, protobuf-c (+ protoc-c), pkg-config, and the Python references the tests use.
 set -euo pipefail
 packages=(libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config)
 missing=()
@@ -17,7 +17,9 @@ if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://swift.org/install) and retry" >&2
   exit 1
 fi
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy" 2>/dev/null; then
-  echo "installing numpy for the reference tests" >&2
-  python3 -m pip install -q numpy || echo "warning: numpy could not be installed; the numpy reference test will skip" >&2
+# Independent references for the tests: numpy, the gguf reader, jinja2.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, gguf, jinja2" 2>/dev/null; then
+  echo "installing numpy, gguf and jinja2 for the reference tests" >&2
+  python3 -m pip install -q --disable-pip-version-check numpy gguf jinja2 \
+    || echo "warning: reference packages could not be installed; the tests that need them will skip" >&2
 fi

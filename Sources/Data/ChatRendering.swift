@@ -41,7 +41,12 @@ public enum ChatRendering {
 
     /// The prompt text for generation.
     public static func renderPrompt(_ messages: Messages, tokenizer: any Tokenizer) throws -> String {
-        try template(tokenizer).render(messages: messages, addGenerationPrompt: true,
+        try renderConversation(messages, addGenerationPrompt: true, tokenizer: tokenizer)
+    }
+
+    /// A whole conversation exactly as the template renders it (`apply_chat_template(tokenize=False)`).
+    public static func renderConversation(_ messages: Messages, addGenerationPrompt: Bool, tokenizer: any Tokenizer) throws -> String {
+        try template(tokenizer).render(messages: messages, addGenerationPrompt: addGenerationPrompt,
                                        bosToken: specialText(tokenizer, tokenizer.bosID), eosToken: specialText(tokenizer, tokenizer.eosID))
     }
 }

@@ -19,12 +19,21 @@ public final class GradientComputer {
 
     /// Summed log-probabilities of every sequence, forward only, in example order.
     public func scores(parameters: UnsafePointer<Float>, examples: [Example]) -> [SequenceScore] {
-        var out: [SequenceScore] = []
+        scoresWithTokens(parameters: parameters, examples: examples).0
+    }
+
+    /// Summed log-probabilities of every sequence, and each scored token's log-probability.
+    public func scoresWithTokens(parameters: UnsafePointer<Float>, examples: [Example]) -> ([SequenceScore], [[Float]]) {
+        var out: [SequenceScore] = [], tokens: [[Float]] = []
         for group in microBatches(examples) {
             let batch = PackedBatch(group.flatMap(\.sequences))
-            out += sequenceScores(engine.forward(parameters: parameters, batch: batch), batch: batch)
+            let logp = engine.forward(parameters: parameters, batch: batch)
+            out += sequenceScores(logp, batch: batch)
+            var perSequence = [[Float]](repeating: [], count: batch.sequenceCount)
+            for (i, s) in batch.predictSequence.enumerated() { perSequence[Int(s)].append(logp[i]) }
+            tokens += perSequence
         }
-        return out
+        return (out, tokens)
     }
 
     /// Adds ∂(lossSum / normalizer)/∂θ over `examples` into `gradients` and returns the unnormalised result.

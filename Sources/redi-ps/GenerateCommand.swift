@@ -1,5 +1,6 @@
 // redi-ps generate / render: trying a model by hand, and seeing exactly what it is shown.
 import ArgumentParser
+import ChatTemplate
 import Data
 import Evaluation
 import Foundation
@@ -84,23 +85,31 @@ struct RenderCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "render",
         abstract: "Print the text a chat record becomes with the model's chat template.")
 
-    @Option(help: "Checkpoint directory or .gguf file.")
-    var model: String
+    @Option(help: "Checkpoint directory or .gguf file whose chat template to use.")
+    var model: String?
+    @Option(help: "A Jinja chat template file to use instead of a model's.")
+    var template: String?
     @Option(help: "A JSON message list, e.g. '[{\"role\":\"user\",\"content\":\"Hi\"}]'.")
     var messages: String
     @Flag(help: "Append the assistant generation prompt.")
     var addGenerationPrompt = false
 
+    func validate() throws {
+        guard (model == nil) != (template == nil) else { throw ValidationError("give exactly one of --model or --template") }
+    }
+
     func run() throws {
-        let tokenizer = try loadTokenizer(model)
-        guard let list = try? JSONSerialization.jsonObject(with: Data(messages.utf8)) as? [[String: String]] else {
+        guard let list = try? JSONSerialization.jsonObject(with: Data(messages.utf8)) as? [[String: Any]] else {
             throw ValidationError("--messages must be a JSON list of {\"role\", \"content\"} objects")
         }
-        if addGenerationPrompt {
-            print(try ChatRendering.renderPrompt(list, tokenizer: tokenizer), terminator: "")
-        } else {
-            let (p, c) = try ChatRendering.render(prompt: Array(list.dropLast()), completion: Array(list.suffix(1)), tokenizer: tokenizer)
-            print(p + c, terminator: "")
+        if let template {
+            guard let source = try? String(contentsOfFile: template, encoding: .utf8) else { throw CLIError("cannot read \(template)") }
+            print(try ChatTemplate(source).render(messages: list, addGenerationPrompt: addGenerationPrompt, bosToken: nil, eosToken: nil),
+                  terminator: "")
+            return
         }
+        let tokenizer = try loadTokenizer(model!)
+        let strings = list.map { $0.compactMapValues { $0 as? String } }
+        print(try ChatRendering.renderConversation(strings, addGenerationPrompt: addGenerationPrompt, tokenizer: tokenizer), terminator: "")
     }
 }

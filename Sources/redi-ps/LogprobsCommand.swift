@@ -22,6 +22,9 @@ struct LogprobsCommand: ParsableCommand {
     @Flag(help: "Include the token ids used (prompt_ids, completion_ids or chosen_ids/rejected_ids).")
     var ids = false
 
+    @Flag(help: "Include each scored token's log-probability (token_logps, or chosen_/rejected_token_logps).")
+    var perToken = false
+
     func run() throws {
         let (model, tokenizer) = try loadModelWithTokenizer(modelOptions.model)
         let examples = try loadExamples(data, model: model, tokenizer: tokenizer, options: dataOptions)
@@ -31,11 +34,18 @@ struct LogprobsCommand: ParsableCommand {
         let started = Date()
         for start in stride(from: 0, to: examples.count, by: chunk) {
             let part = Array(examples[start..<min(examples.count, start + chunk)])
-            let scores = computer.scores(parameters: model.parameters.baseAddress, examples: part)
+            let (scores, tokenLogps) = computer.scoresWithTokens(parameters: model.parameters.baseAddress, examples: part)
             var k = 0
             for e in part {
                 var line: [String: Any] = [:]
                 let prompt = Array(e.sequences[0].tokens.prefix(e.sequences[0].promptLength))
+                if perToken {
+                    if e.isPreference {
+                        line["chosen_token_logps"] = tokenLogps[k]; line["rejected_token_logps"] = tokenLogps[k + 1]
+                    } else {
+                        line["token_logps"] = tokenLogps[k]
+                    }
+                }
                 if e.isPreference {
                     line["chosen_logp"] = scores[k].logp; line["chosen_tokens"] = scores[k].tokens
                     line["rejected_logp"] = scores[k + 1].logp; line["rejected_tokens"] = scores[k + 1].tokens

@@ -3,7 +3,7 @@
 import Foundation
 import XCTest
 
-final class CLITests: XCTestCase {
+class CLITestCase: XCTestCase {
     static let binary = Bundle.main.bundleURL.appendingPathComponent("redi-ps")
     static let references = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("reference")
@@ -59,6 +59,16 @@ final class CLITests: XCTestCase {
         """.write(to: dir.appendingPathComponent("pref.jsonl"), atomically: true, encoding: .utf8)
     }
 
+    /// Runs a reference script; skips the test when it exits 77 (its Python packages are missing).
+    func reference(_ script: String, _ args: [String]) throws -> String {
+        let r = try run(python, [Self.references.appendingPathComponent(script).path] + args, expect: -1)
+        if r.status == 77 { throw XCTSkip("\(script): \(r.out.trimmingCharacters(in: .whitespacesAndNewlines)) (cluster/install-deps.sh installs it)") }
+        XCTAssertEqual(r.status, 0, "\(script):\n\(r.out)\n\(r.err)")
+        return r.out
+    }
+}
+
+final class CLITests: CLITestCase {
     func testInitLogprobsAgreeWithIndependentNumpyReference() throws {
         guard try run(python, ["-c", "import numpy"], expect: -1).status == 0 else {
             throw XCTSkip("numpy is not installed for \(python); .ci/run installs it")

@@ -1,0 +1,98 @@
+// pass@k, answer extraction, sampling, and the synthetic task's files.
+import Evaluation
+import Foundation
+import Numerics
+import ReasoningTask
+import XCTest
+
+final class EvaluationTests: XCTestCase {
+    func testPassAtKMatchesTheCombinatorialDefinition() {
+        func binomial(_ n: Int, _ k: Int) -> Double { k < 0 || k > n ? 0 : (0..<k).reduce(1.0) { $0 * Double(n - $1) / Double($1 + 1) } }
+        for n in 1...8 {
+            for c in 0...n {
+                for k in 1...n {
+                    XCTAssertEqual(passAtK(samples: n, correct: c, k: k), 1 - binomial(n - c, k) / binomial(n, k), accuracy: 1e-12)
+                }
+            }
+        }
+        XCTAssertEqual(passAtK(samples: 4, correct: 1, k: 1), 0.25)
+        let (m, se) = meanAndStandardError([0, 1, 1, 0])
+        XCTAssertEqual(m, 0.5)
+        XCTAssertEqual(se, (1.0 / 3 / 4).squareRoot(), accuracy: 1e-12)
+    }
+
+    func testAnswerRules() {
+        XCTAssertEqual(AnswerRule.marker.extract("so 3+4=7.\nAnswer: 7\n"), "7")
+        XCTAssertEqual(AnswerRule.marker.extract("Answer: 5 then Answer: -12."), "-12.")
+        XCTAssertEqual(AnswerRule.normalize("-12."), "-12")
+        XCTAssertEqual(AnswerRule.normalize(" 1,234.0 "), "1234")
+        XCTAssertEqual(AnswerRule.boxed.extract("thus \\boxed{\\frac{1}{2}} done"), "\\frac{1}{2}")
+        XCTAssertEqual(AnswerRule.gsm8k.extract("steps\n#### 1,024"), "1,024")
+        XCTAssertNil(AnswerRule.marker.extract("no marker here"))
+    }
+
+    func testSamplingIsGreedyAtZeroReproducibleAndRespectsTopP() {
+        let logits: [Float] = [0.1, 3.0, 2.9, -5, 1.0]
+        logits.withUnsafeBufferPointer { l in
+            var rng = SeededGenerator(seed: 1)
+            XCTAssertEqual(sampleToken(l, settings: SamplingSettings(temperature: 0), rng: &rng), 1)
+            // top-p small enough to keep only the best token.
+            for _ in 0..<50 { XCTAssertEqual(sampleToken(l, settings: SamplingSettings(temperature: 1, topP: 0.3), rng: &rng), 1) }
+            var a = SeededGenerator(seed: 9), b = SeededGenerator(seed: 9)
+            let s1 = (0..<100).map { _ in sampleToken(l, settings: SamplingSettings(temperature: 1, topP: 1), rng: &a) }
+            let s2 = (0..<100).map { _ in sampleToken(l, settings: SamplingSettings(temperature: 1, topP: 1), rng: &b) }
+            XCTAssertEqual(s1, s2)
+            // Frequencies follow softmax(logits): tokens 1 and 2 dominate, token 3 is ~never drawn.
+            var counts = [Int](repeating: 0, count: 5)
+            var rng2 = SeededGenerator(seed: 3)
+            for _ in 0..<20000 { counts[Int(sampleToken(l, settings: SamplingSettings(temperature: 1, topP: 1), rng: &rng2))] += 1 }
+            let z = logits.map { Foundation.exp(Double($0)) }.reduce(0, +)
+            XCTAssertEqual(Double(counts[1]) / 20000, Foundation.exp(3.0) / z, accuracy: 0.015)
+            XCTAssertEqual(Double(counts[2]) / 20000, Foundation.exp(2.9) / z, accuracy: 0.015)
+        }
+    }
+
+    func testSyntheticTaskFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("redi-synth-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let stats = try Synthesis.run(SynthesisSettings(problems: 300, tracesPerProblem: 4, testProblems: 100, seed: 7, errorRate: 0.2), to: dir)
+        func lines(_ name: String) throws -> [[String: String]] {
+            try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8).split(separator: "\n").map {
+                try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String])
+            }
+        }
+        let sft = try lines("sft.jsonl"), pref = try lines("pref.jsonl"), test = try lines("test.jsonl")
+        XCTAssertEqual(sft.count, stats.sftRecords)
+        XCTAssertEqual(pref.count, stats.preferenceRecords)
+        XCTAssertEqual(test.count, 100)
+        XCTAssertGreaterThan(pref.count, 100)
+        // Held-out problems never appear in training.
+        let trainPrompts = Set(sft.map { $0["prompt"]! } + pref.map { $0["prompt"]! })
+        XCTAssertTrue(test.allSatisfy { !trainPrompts.contains($0["prompt"]!) })
+        // Recompute each problem's answer independently from its text and check the verifier's labels.
+        func solve(_ prompt: String) -> Int {
+            let sentences = prompt.components(separatedBy: ". ")
+            var total = 0
+            for s in sentences {
+                let n = s.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+                if s.contains(" has ") && !s.contains("How many") { total = n[0] }
+                else if s.contains("gets") { total += n[0] }
+                else if s.contains("gives away") { total -= n[0] }
+                else if s.contains("times as large") { total *= n[0] }
+                else if s.contains("boxes with") { total += n[0] * n[1] }
+            }
+            return total
+        }
+        for r in sft { XCTAssertTrue(Verifier.check(r["completion"]!, answer: solve(r["prompt"]!))) }
+        for r in pref {
+            let answer = solve(r["prompt"]!)
+            XCTAssertTrue(Verifier.check(r["chosen"]!, answer: answer))
+            XCTAssertFalse(Verifier.check(r["rejected"]!, answer: answer))
+            XCTAssertTrue(r["rejected"]!.contains("Answer: "))
+        }
+        for r in test { XCTAssertEqual(r["answer"], String(solve(r["prompt"]!))) }
+        // Every kind of mistake occurs, and the teacher is right often but not always.
+        XCTAssertEqual(Set(stats.mistakes.keys), Set(MistakeKind.allCases.map(\.rawValue)))
+        XCTAssertTrue((0.3...0.9).contains(stats.teacherAccuracy), "teacher accuracy \(stats.teacherAccuracy)")
+    }
+}
