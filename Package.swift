@@ -39,7 +39,8 @@ let package = Package(
             "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation"],
+        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation",
+                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
 
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),

@@ -15,25 +15,41 @@ public struct SamplingSettings: Sendable, Equatable {
     }
 }
 
-/// Picks the next token from logits.
+/// Picks the next token from logits: argmax at temperature 0, else a draw from the
+/// smallest set of most likely tokens whose probability reaches `topP`.
 public func sampleToken(_ logits: UnsafeBufferPointer<Float>, settings: SamplingSettings, rng: inout SeededGenerator) -> Int32 {
     var best = 0
     for i in 1..<logits.count where logits[i] > logits[best] { best = i }
     if settings.temperature <= 0 { return Int32(best) }
-    let inv = 1 / settings.temperature
-    let m = Double(logits[best])
-    var probs = logits.enumerated().map { (Int32($0.offset), Foundation.exp((Double($0.element) - m) * inv)) }
-    let total = probs.reduce(0) { $0 + $1.1 }
-    probs.sort { $0.1 > $1.1 }
-    // Smallest prefix whose mass reaches top-p (always at least one token).
-    var kept = 0, mass = 0.0
-    while kept < probs.count && (kept == 0 || mass < settings.topP * total) { mass += probs[kept].1; kept += 1 }
-    var u = rng.nextUnit() * mass
-    for i in 0..<kept {
-        u -= probs[i].1
-        if u <= 0 { return probs[i].0 }
+    let inv = Float(1 / settings.temperature), m = logits[best]
+    var weights = [Float](repeating: 0, count: logits.count)
+    var total = 0.0
+    for i in 0..<logits.count { weights[i] = fastExp((logits[i] - m) * inv); total += Double(weights[i]) }
+    let target = settings.topP * total
+    // Sort only the plausible tokens; if they cannot reach the nucleus mass, sort everything.
+    // Either way the kept set is exactly the top-p nucleus, since every excluded token is
+    // less likely than every candidate.
+    var nucleus: [(Int32, Double)] = []
+    for threshold: Float in [1e-4, 0] {
+        var candidates: [(Int32, Double)] = []
+        for i in 0..<weights.count where weights[i] >= threshold { candidates.append((Int32(i), Double(weights[i]))) }
+        candidates.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        var mass = 0.0
+        nucleus = []
+        for c in candidates {
+            nucleus.append(c)
+            mass += c.1
+            if mass >= target { break }
+        }
+        if mass >= target || threshold == 0 { break }
     }
-    return probs[kept - 1].0
+    let mass = nucleus.reduce(0) { $0 + $1.1 }
+    var u = rng.nextUnit() * mass
+    for (id, w) in nucleus {
+        u -= w
+        if u <= 0 { return id }
+    }
+    return nucleus.last!.0
 }
 
 /// Generates `samples` continuations of `prompt` as one decoding batch.

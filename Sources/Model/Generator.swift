@@ -114,12 +114,12 @@ public final class Generator {
                         }
                     }
                 }
-                gemm(.n, .t, m: t, n: c, k: qDim, a + att, lda: qDim, w + o.o, ldb: qDim, beta: 1, a + x, ldc: c)
+                linearForward(a + x, a + att, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c, accumulate: true)
                 rmsnormForward(a + ln, a + rstd, a + x, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
                 linearForward(a + gate, a + ln, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: inter)
                 linearForward(a + up, a + ln, w + o.up, nil, rows: t, inFeatures: c, outFeatures: inter)
                 swigluForward(a + gate, a + gate, a + up, count: t * inter)
-                gemm(.n, .t, m: t, n: c, k: inter, a + gate, lda: inter, w + o.down, ldb: inter, beta: 1, a + x, ldc: c)
+                linearForward(a + x, a + gate, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c, accumulate: true)
             }
         }
         // Only the rows whose next token is wanted go through the LM head.

@@ -51,12 +51,21 @@ public func setMatmulThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 /// The number of threads OpenBLAS uses for each product.
 public var matmulThreads: Int { Int(openblas_get_num_threads()) }
 
-/// y[T,O] = x[T,I] · Wᵀ (+ b), with W stored [O,I] as in Hugging Face `nn.Linear`.
+/// y[T,O] = x[T,I] · Wᵀ (+ b), with W stored [O,I] as in Hugging Face `nn.Linear`;
+/// with `accumulate`, y += x · Wᵀ instead.
+///
+/// A single row goes through sgemv: sgemm would first copy (pack) all of W, doubling the
+/// memory traffic that bounds decoding.
 public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                           _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                          rows: Int, inFeatures: Int, outFeatures: Int) {
-    gemm(.n, .t, m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, w, ldb: inFeatures,
-         y, ldc: outFeatures)
+                          rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+    if rows == 1 {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), 1, w, Int32(inFeatures),
+                    x, 1, accumulate ? 1 : 0, y, 1)
+    } else {
+        gemm(.n, .t, m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, w, ldb: inFeatures,
+             beta: accumulate ? 1 : 0, y, ldc: outFeatures)
+    }
     if let bias {
         parallelRanges(rows, minimumPerThread: 64) { r in
             for t in r { let row = y + t * outFeatures; for o in 0..<outFeatures { row[o] += bias[o] } }

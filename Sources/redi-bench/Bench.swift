@@ -1,0 +1,141 @@
+// redi-bench: throughput against the machine's own limits measured in the same run — the
+// training step against sgemm (MFU), decoding against memory bandwidth. A shared machine is
+// noisy: compare the ratios, not bare times.
+//
+//   redi-bench step     [--config smollm2-135m] [--records 4] [--length 256] [--repeats 3]
+//   redi-bench generate [--config smollm2-135m] [--tokens 128] [--batch 1]
+import ArgumentParser
+import Data
+import Dispatch
+import Evaluation
+import Model
+import Numerics
+import Objectives
+import Training
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// A randomly initialised model of a preset shape.
+struct BenchModel {
+    let config: LlamaConfig
+    let layout: ParameterLayout
+    let parameters: FloatBuffer
+
+    init(preset: String) throws {
+        guard let config = try LlamaConfig.preset(preset, vocabSize: 49152, bos: 1, eos: 2, pad: 2) else {
+            throw ValidationError("unknown --config \(preset); use one of \(LlamaConfig.presetNames)")
+        }
+        self.config = config
+        layout = ParameterLayout(config: config)
+        parameters = FloatBuffer(count: layout.totalCount)
+        initializeParameters(parameters, layout: layout, seed: 0)
+    }
+}
+
+/// Best-of-N sgemm rate in GFLOP/s at the shape (m, n, k).
+func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
+    let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
+    var rng = SeededGenerator(seed: 1)
+    for i in 0..<a.count { a[i] = Float(rng.nextNormal()) }
+    for i in 0..<b.count { b[i] = Float(rng.nextNormal()) }
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let t0 = now()
+        gemm(opA, opB, m: m, n: n, k: k, a.baseAddress, lda: opA == .n ? k : m, b.baseAddress, ldb: opB == .n ? n : k,
+             c.baseAddress, ldc: n)
+        best = min(best, now() - t0)
+    }
+    return 2 * Double(m * n * k) / best / 1e9
+}
+
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
+                                                    subcommands: [Step.self, Generate.self], defaultSubcommand: Step.self)
+}
+
+struct Step: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Forward+backward throughput and MFU against sgemm.")
+    @Option var config = "smollm2-135m"
+    @Option var records = 4
+    @Option var length = 256
+    @Option var repeats = 3
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+
+    func run() throws {
+        if let threads { setMatmulThreads(threads) }
+        let model = try BenchModel(preset: config)
+        let c = model.config
+        var rng = SeededGenerator(seed: 42)
+        // Each record scores every token but the first (BOS), so no work is skipped as "prompt".
+        let examples = (0..<records).map { i in
+            Example(sequences: [TokenSequence(tokens: (0..<length).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }, promptLength: 1)],
+                    line: i + 1)
+        }
+        let tokens = records * length
+        let computer = GradientComputer(config: c, microBatchTokens: tokens)
+        let grads = FloatBuffer(count: model.layout.totalCount)
+        print("redi-bench step: \(config), \(model.layout.totalCount) parameters, \(records) records × \(length) tokens, "
+              + "\(matmulThreads) BLAS threads, \(elementwiseThreads) elementwise threads")
+        let shapes: [(String, Op, Op, Int, Int, Int)] = [
+            ("mlp fwd  [T,C]x[C,I]", .n, .t, tokens, c.intermediateSize, c.hiddenSize),
+            ("mlp dW   [I,T]x[T,C]", .t, .n, c.intermediateSize, c.hiddenSize, tokens),
+            ("head fwd [T,C]x[C,V]", .n, .t, tokens, c.vocabSize, c.hiddenSize),
+        ]
+        var peak = 0.0
+        for (name, a, b, m, n, k) in shapes {
+            let r = sgemmRate(a, b, m: m, n: n, k: k)
+            peak = max(peak, r)
+            print(String(format: "  sgemm %@ %6.1f GFLOP/s", name, r))
+        }
+        let flopsPerToken = 6 * Double(model.layout.totalCount) + 12 * Double(c.numHiddenLayers * c.numAttentionHeads * c.headDim * length)
+        var times: [Double] = []
+        for i in 0...repeats {
+            grads.zero()
+            let t0 = now()
+            _ = try computer.accumulate(parameters: model.parameters.baseAddress, gradients: grads.baseAddress, examples: examples,
+                                        objective: .sft, normalizer: Objective.sft.normalizer(for: examples))
+            let dt = now() - t0
+            if i > 0 { times.append(dt) }   // the first step allocates the arena
+            print(String(format: "  step %d: %.3f s%@", i, dt, i == 0 ? " (warm-up, not counted)" : ""))
+        }
+        let median = times.sorted()[times.count / 2]
+        let achieved = flopsPerToken * Double(tokens) / median / 1e9
+        print(String(format: "forward+backward: %.1f tokens/s, %.1f GFLOP/s model FLOPs (6·N·T + attention), MFU %.1f%% of best sgemm %.1f GFLOP/s",
+                     Double(tokens) / median, achieved, 100 * achieved / peak, peak))
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Decoding throughput against memory bandwidth.")
+    @Option var config = "smollm2-135m"
+    @Option(help: "New tokens per sample.") var tokens = 128
+    @Option(help: "Samples decoded together.") var batch = 1
+
+    func run() throws {
+        let model = try BenchModel(preset: config)
+        let bytes = model.layout.totalCount * 4
+        let copy = FloatBuffer(count: model.layout.totalCount)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = now()
+            copy.baseAddress.update(from: model.parameters.baseAddress, count: model.layout.totalCount)
+            best = min(best, now() - t0)
+        }
+        let bandwidth = 2 * Double(bytes) / best / 1e9  // read + write
+        var rng = SeededGenerator(seed: 3)
+        let prompt = (0..<32).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
+        _ = generate(config: model.config, parameters: model.parameters.baseAddress, prompt: prompt, samples: batch,
+                     settings: SamplingSettings(temperature: 0, maxNewTokens: 4), stop: [])
+        let t0 = now()
+        let out = generate(config: model.config, parameters: model.parameters.baseAddress, prompt: prompt, samples: batch,
+                           settings: SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens, seed: 1), stop: [])
+        let dt = now() - t0
+        let produced = out.reduce(0) { $0 + $1.count }
+        let steps = Double(out.map(\.count).max() ?? 0)
+        let streamed = steps * Double(bytes) / dt / 1e9
+        print(String(format: "redi-bench generate: %@ fp32, batch %d, %d new tokens after a 32-token prompt: %.1f tokens/s "
+                     + "(%.1f steps/s); weights streamed at %.1f GB/s = %.0f%% of memcpy bandwidth %.1f GB/s",
+                     config, batch, produced, Double(produced) / dt, steps / dt, streamed, 100 * streamed / bandwidth, bandwidth))
+    }
+}
