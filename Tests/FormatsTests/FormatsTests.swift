@@ -108,3 +108,33 @@ final class FormatsTests: XCTestCase {
         XCTAssertThrowsError(try Checkpoint.load(from: dir.appendingPathComponent("nowhere"))) { XCTAssertTrue("\($0)".contains("no such checkpoint")) }
     }
 }
+
+final class GGUFErrorTests: XCTestCase {
+    func write(_ bytes: [UInt8]) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("redi-\(UUID().uuidString).gguf")
+        try Data(bytes).write(to: url)
+        return url
+    }
+
+    func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+
+    func testRejectsBadMagicVersionAndTruncation() throws {
+        let cases: [([UInt8], String)] = [
+            (Array("GGML".utf8) + le(UInt32(3)), "bad magic"),
+            (Array("GGUF".utf8) + le(UInt32(9)) + le(UInt64(0)) + le(UInt64(0)), "version 9"),
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)), "truncated"),
+            // One key "k" with an unknown value type 99.
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(99)), "unknown metadata value type 99"),
+            // One tensor of ggml type 12 (Q4_K), which is not supported.
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(256)) + le(UInt32(12)) + le(UInt64(0)), "ggml type 12"),
+            // A tensor whose data lies past the end of the file.
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(64)) + le(UInt32(0)) + le(UInt64(0)), "past the end"),
+        ]
+        for (bytes, needle) in cases {
+            let url = try write(bytes)
+            XCTAssertThrowsError(try GGUFFile(url: url)) { error in
+                XCTAssertTrue("\(error)".contains(needle) && "\(error)".contains(url.lastPathComponent), "\(error) should mention \(needle)")
+            }
+        }
+    }
+}
