@@ -24,6 +24,9 @@ let package = Package(
         .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
                        providers: [.apt(["libprotobuf-c-dev"]), .brew(["protobuf-c"])]),
 
+        // protobuf-c code generated from proto/redi.proto by proto/generate.sh (committed).
+        .target(name: "CREDIProto", dependencies: ["CProtobufC"]),
+
         .target(name: "Numerics", dependencies: ["COpenBLAS"], swiftSettings: optimized),
         .target(name: "Model", dependencies: ["Numerics"], swiftSettings: optimized),
         .target(name: "Objectives"),
@@ -32,6 +35,8 @@ let package = Package(
         .target(name: "ChatTemplate"),
         .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
+        .target(name: "Wire", dependencies: ["CREDIProto"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ", "Wire"]),
         .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data"], swiftSettings: optimized),
         .target(name: "ReasoningTask", dependencies: ["Numerics"]),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
@@ -39,7 +44,7 @@ let package = Package(
             "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation",
+        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
 
@@ -53,6 +58,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Transport"]),
         .testTarget(name: "CLITests", dependencies: []),
     ]
 )

@@ -4,6 +4,7 @@
 //
 //   redi-bench step     [--config smollm2-135m] [--records 4] [--length 256] [--repeats 3]
 //   redi-bench generate [--config smollm2-135m] [--tokens 128] [--batch 1]
+//   redi-bench transport [--mib 4] [--messages 200]
 import ArgumentParser
 import Data
 import Dispatch
@@ -51,7 +52,7 @@ func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -
 @main
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
-                                                    subcommands: [Step.self, Generate.self], defaultSubcommand: Step.self)
+                                                    subcommands: [Step.self, Generate.self, TransportBench.self], defaultSubcommand: Step.self)
 }
 
 struct Step: ParsableCommand {

@@ -1,0 +1,82 @@
+// Protocol messages over ZeroMQ: [routing id (ROUTER only)] + one envelope frame + raw
+// little-endian fp32 tensor frames. Validation happens here, before any role sees a message.
+import Foundation
+import Wire
+
+/// A message as received: who sent it (ROUTER identity), the envelope, and its tensor frames.
+public struct Incoming {
+    public let identity: [UInt8]?
+    public let envelope: Envelope
+    public let tensors: [ReceivedFrame]
+}
+
+/// A tensor to send without copying; `owner` keeps the memory alive until libzmq is done.
+public struct OutgoingTensor {
+    public let pointer: UnsafePointer<Float>
+    public let count: Int
+    public let owner: AnyObject
+    public init(pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = pointer; self.count = count; self.owner = owner
+    }
+}
+
+/// Sends and receives envelopes on one socket for one run and one sender name.
+public final class Messenger {
+    public let socket: ZMQSocket
+    public let runID: String
+    public let sender: String
+    let routed: Bool
+    private var seq: UInt64 = 0
+
+    /// - Parameter routed: true for ROUTER sockets, whose messages start with a peer identity frame.
+    public init(socket: ZMQSocket, runID: String, sender: String, routed: Bool) {
+        self.socket = socket; self.runID = runID; self.sender = sender; self.routed = routed
+    }
+
+    public func send(_ body: Body, to identity: [UInt8]? = nil, tensors: [OutgoingTensor] = []) throws {
+        precondition(routed == (identity != nil), "ROUTER sockets need a destination identity; others must not have one")
+        seq += 1
+        var frames: [OutgoingFrame] = identity.map { [.bytes($0)] } ?? []
+        frames.append(.bytes(Wire.encode(Envelope(runID: runID, sender: sender, seq: seq, body: body))))
+        for t in tensors { frames.append(.borrowed(UnsafeRawPointer(t.pointer), count: t.count * 4, owner: t.owner)) }
+        try socket.send(frames)
+    }
+
+    /// Receives the next valid message, or nil on timeout.
+    ///
+    /// Invalid messages (undecodable, wrong run id, missing frames) are answered with an
+    /// error when the sender can be addressed, reported through `onInvalid`, and skipped.
+    public func receive(timeout: Double?, onInvalid: (String) -> Void = { _ in }) throws -> Incoming? {
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        while true {
+            let remaining = deadline.map { max(0, $0.timeIntervalSinceNow) }
+            guard let frames = try socket.receive(timeout: remaining) else { return nil }
+            let identity = routed ? frames.first?.bytes : nil
+            let rest = routed ? Array(frames.dropFirst()) : frames
+            do {
+                guard let head = rest.first else { throw WireError("message without an envelope frame") }
+                let envelope = try head.withUnsafeBytes { try Wire.decode($0) }
+                guard envelope.runID == runID else { throw WireError("message for run \"\(envelope.runID)\", this is run \"\(runID)\"") }
+                let tensors = Array(rest.dropFirst())
+                for (i, t) in tensors.enumerated() where t.count % 4 != 0 {
+                    throw WireError("tensor frame \(i) has \(t.count) bytes, not a whole number of fp32 values")
+                }
+                return Incoming(identity: identity, envelope: envelope, tensors: tensors)
+            } catch let error as WireError {
+                onInvalid(error.description)
+                if let identity, routed {
+                    try? send(.error(code: 400, message: error.description), to: identity)
+                }
+            }
+        }
+    }
+}
+
+extension ReceivedFrame {
+    /// The frame as fp32 values (copied into `destination`, which must hold `count / 4` floats).
+    public func copyFloats(into destination: UnsafeMutablePointer<Float>) {
+        withUnsafeBytes { if $0.count > 0 { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+
+    public var floatCount: Int { count / 4 }
+}

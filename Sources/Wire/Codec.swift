@@ -1,0 +1,264 @@
+// Envelope ↔ protobuf-c. The only file that touches the generated C structs: every pointer
+// built for encoding lives in one arena freed after packing; every decoded struct is freed
+// before `decode` returns, so nothing from C escapes.
+import CREDIProto
+import Foundation
+
+/// Owns C allocations made while building a message for packing.
+private final class CArena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+    deinit { for b in blocks { free(b) } }
+
+    func string(_ s: String) -> UnsafeMutablePointer<CChar> {
+        let p = strdup(s)!
+        blocks.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    func array<T>(_ xs: [T]) -> UnsafeMutablePointer<T>? {
+        guard !xs.isEmpty else { return nil }
+        let raw = malloc(MemoryLayout<T>.stride * xs.count)!
+        blocks.append(raw)
+        let p = raw.bindMemory(to: T.self, capacity: xs.count)
+        p.initialize(from: xs, count: xs.count)
+        return p
+    }
+
+    func message<T>(_ initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
+        let raw = calloc(1, MemoryLayout<T>.stride)!
+        blocks.append(raw)
+        let p = raw.bindMemory(to: T.self, capacity: 1)
+        initialize(p)
+        return p
+    }
+}
+
+extension Wire {
+    /// Packs an envelope into one protobuf frame.
+    public static func encode(_ e: Envelope) -> [UInt8] {
+        let a = CArena()
+        var env = Redi__Envelope()
+        redi__envelope__init(&env)
+        env.run_id = a.string(e.runID)
+        env.sender = a.string(e.sender)
+        env.seq = e.seq
+        func u32s(_ xs: [Int]) -> UnsafeMutablePointer<UInt32>? { a.array(xs.map { UInt32(truncatingIfNeeded: $0) }) }
+        switch e.body {
+        case let .hello(h):
+            let m: UnsafeMutablePointer<Redi__Hello> = a.message(redi__hello__init)
+            m.pointee.role = Redi__Role(rawValue: UInt32(h.role.rawValue))
+            m.pointee.endpoint = a.string(h.endpoint)
+            m.pointee.threads = UInt32(h.threads)
+            m.pointee.protocol_version = UInt32(h.protocolVersion)
+            env.body_case = REDI__ENVELOPE__BODY_HELLO; env.hello = m
+        case let .welcome(w):
+            let m: UnsafeMutablePointer<Redi__Welcome> = a.message(redi__welcome__init)
+            m.pointee.index = UInt32(w.index)
+            m.pointee.model_config_json = a.string(w.modelConfigJSON)
+            let chunks = w.chunks.map { c -> UnsafeMutablePointer<Redi__ChunkRange>? in
+                let r: UnsafeMutablePointer<Redi__ChunkRange> = a.message(redi__chunk_range__init)
+                r.pointee.chunk = UInt32(c.chunk); r.pointee.offset = UInt64(c.offset); r.pointee.count = UInt64(c.count)
+                return r
+            }
+            m.pointee.n_chunks = chunks.count; m.pointee.chunks = a.array(chunks)
+            m.pointee.n_chunk_owner = w.chunkOwner.count; m.pointee.chunk_owner = u32s(w.chunkOwner)
+            let endpoints = w.serverEndpoints.map { Optional(a.string($0)) }
+            m.pointee.n_server_endpoints = endpoints.count; m.pointee.server_endpoints = a.array(endpoints)
+            m.pointee.parameter_count = UInt64(w.parameterCount)
+            m.pointee.heartbeat_seconds = w.heartbeatSeconds
+            env.body_case = REDI__ENVELOPE__BODY_WELCOME; env.welcome = m
+        case let .error(code, message):
+            let m: UnsafeMutablePointer<Redi__Error> = a.message(redi__error__init)
+            m.pointee.code = UInt32(code); m.pointee.message = a.string(message)
+            env.body_case = REDI__ENVELOPE__BODY_ERROR; env.error = m
+        case let .heartbeat(step):
+            let m: UnsafeMutablePointer<Redi__Heartbeat> = a.message(redi__heartbeat__init)
+            m.pointee.step = UInt64(step)
+            env.body_case = REDI__ENVELOPE__BODY_HEARTBEAT; env.heartbeat = m
+        case let .shutdown(reason):
+            let m: UnsafeMutablePointer<Redi__Shutdown> = a.message(redi__shutdown__init)
+            m.pointee.reason = a.string(reason)
+            env.body_case = REDI__ENVELOPE__BODY_SHUTDOWN; env.shutdown = m
+        case let .work(w):
+            let m: UnsafeMutablePointer<Redi__WorkUnit> = a.message(redi__work_unit__init)
+            m.pointee.stage = a.string(w.stage); m.pointee.step = UInt64(w.step); m.pointee.version = UInt64(w.version)
+            let o: UnsafeMutablePointer<Redi__ObjectiveSpec> = a.message(redi__objective_spec__init)
+            o.pointee.name = a.string(w.objective.name); o.pointee.chosen_weight = w.objective.chosenWeight
+            o.pointee.alpha = w.objective.alpha; o.pointee.beta = w.objective.beta
+            o.pointee.gamma = w.objective.gamma ?? 0; o.pointee.has_gamma = w.objective.gamma == nil ? 0 : 1
+            m.pointee.objective = o
+            m.pointee.normalizer = w.normalizer
+            let examples = w.examples.map { e -> UnsafeMutablePointer<Redi__Example>? in
+                let x: UnsafeMutablePointer<Redi__Example> = a.message(redi__example__init)
+                let seqs = e.sequences.map { s -> UnsafeMutablePointer<Redi__Sequence>? in
+                    let q: UnsafeMutablePointer<Redi__Sequence> = a.message(redi__sequence__init)
+                    q.pointee.n_tokens = s.tokens.count; q.pointee.tokens = a.array(s.tokens)
+                    q.pointee.prompt_length = UInt32(s.promptLength)
+                    return q
+                }
+                x.pointee.n_sequences = seqs.count; x.pointee.sequences = a.array(seqs)
+                if let r = e.reference { x.pointee.has_reference = 1; x.pointee.ref_chosen_logp = r.chosen; x.pointee.ref_rejected_logp = r.rejected }
+                return x
+            }
+            m.pointee.n_examples = examples.count; m.pointee.examples = a.array(examples)
+            m.pointee.micro_batch_tokens = UInt32(w.microBatchTokens)
+            m.pointee.score_only = w.scoreOnly ? 1 : 0
+            env.body_case = REDI__ENVELOPE__BODY_WORK; env.work = m
+        case let .pull(version, chunks):
+            let m: UnsafeMutablePointer<Redi__PullRequest> = a.message(redi__pull_request__init)
+            m.pointee.version = UInt64(version); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
+            env.body_case = REDI__ENVELOPE__BODY_PULL; env.pull = m
+        case let .pullReply(version, chunks):
+            let m: UnsafeMutablePointer<Redi__PullReply> = a.message(redi__pull_reply__init)
+            m.pointee.version = UInt64(version); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
+            env.body_case = REDI__ENVELOPE__BODY_PULL_REPLY; env.pull_reply = m
+        case let .push(step, chunks, worker):
+            let m: UnsafeMutablePointer<Redi__PushGradients> = a.message(redi__push_gradients__init)
+            m.pointee.step = UInt64(step); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
+            m.pointee.worker = UInt32(worker)
+            env.body_case = REDI__ENVELOPE__BODY_PUSH; env.push = m
+        case let .pushAck(step):
+            let m: UnsafeMutablePointer<Redi__PushAck> = a.message(redi__push_ack__init)
+            m.pointee.step = UInt64(step)
+            env.body_case = REDI__ENVELOPE__BODY_PUSH_ACK; env.push_ack = m
+        case let .load(chunks, reset):
+            let m: UnsafeMutablePointer<Redi__LoadChunks> = a.message(redi__load_chunks__init)
+            m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks); m.pointee.reset_optimizer = reset ? 1 : 0
+            env.body_case = REDI__ENVELOPE__BODY_LOAD; env.load = m
+        case let .norm(step, sum):
+            let m: UnsafeMutablePointer<Redi__NormReport> = a.message(redi__norm_report__init)
+            m.pointee.step = UInt64(step); m.pointee.sum_of_squares = sum
+            env.body_case = REDI__ENVELOPE__BODY_NORM; env.norm = m
+        case let .apply(u):
+            let m: UnsafeMutablePointer<Redi__ApplyUpdate> = a.message(redi__apply_update__init)
+            m.pointee.step = UInt64(u.step); m.pointee.optimizer_step = UInt64(u.optimizerStep)
+            m.pointee.learning_rate = u.learningRate; m.pointee.gradient_scale = u.gradientScale
+            let s: UnsafeMutablePointer<Redi__AdamWSpec> = a.message(redi__adam_wspec__init)
+            s.pointee.beta1 = u.adamW.beta1; s.pointee.beta2 = u.adamW.beta2; s.pointee.eps = u.adamW.eps
+            s.pointee.weight_decay = u.adamW.weightDecay
+            m.pointee.adamw = s
+            env.body_case = REDI__ENVELOPE__BODY_APPLY; env.apply = m
+        case let .updateDone(step, version):
+            let m: UnsafeMutablePointer<Redi__UpdateDone> = a.message(redi__update_done__init)
+            m.pointee.step = UInt64(step); m.pointee.version = UInt64(version)
+            env.body_case = REDI__ENVELOPE__BODY_UPDATE_DONE; env.update_done = m
+        case let .stepReport(r):
+            let m: UnsafeMutablePointer<Redi__StepReport> = a.message(redi__step_report__init)
+            m.pointee.step = UInt64(r.step); m.pointee.loss_sum = r.lossSum
+            m.pointee.examples = UInt64(r.examples); m.pointee.tokens = UInt64(r.tokens)
+            let metrics = r.metricSums.keys.sorted().map { k -> UnsafeMutablePointer<Redi__Metric>? in
+                let x: UnsafeMutablePointer<Redi__Metric> = a.message(redi__metric__init)
+                x.pointee.name = a.string(k); x.pointee.value = r.metricSums[k]!
+                return x
+            }
+            m.pointee.n_metric_sums = metrics.count; m.pointee.metric_sums = a.array(metrics)
+            m.pointee.n_sequence_logps = r.sequenceLogps.count; m.pointee.sequence_logps = a.array(r.sequenceLogps)
+            m.pointee.compute_seconds = r.computeSeconds; m.pointee.communication_seconds = r.communicationSeconds
+            m.pointee.waiting_seconds = r.waitingSeconds
+            env.body_case = REDI__ENVELOPE__BODY_STEP_REPORT; env.step_report = m
+        }
+        let size = redi__envelope__get_packed_size(&env)
+        var out = [UInt8](repeating: 0, count: size)
+        out.withUnsafeMutableBufferPointer { _ = redi__envelope__pack(&env, $0.baseAddress) }
+        return out
+    }
+
+    /// Unpacks and validates one protobuf frame.
+    ///
+    /// - Throws: `WireError` for an oversized or undecodable frame, a missing body, or a
+    ///   required sub-message that is absent. Never traps on hostile input.
+    public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Envelope {
+        guard bytes.count <= maximumEnvelopeBytes else { throw WireError("envelope of \(bytes.count) bytes exceeds the \(maximumEnvelopeBytes)-byte limit") }
+        guard let p = redi__envelope__unpack(nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw WireError("undecodable envelope (\(bytes.count) bytes)")
+        }
+        defer { redi__envelope__free_unpacked(p, nil) }
+        let env = p.pointee
+        func str(_ s: UnsafeMutablePointer<CChar>?) -> String { s.map { String(cString: $0) } ?? "" }
+        func ints(_ n: Int, _ p: UnsafeMutablePointer<UInt32>?) -> [Int] { (0..<n).map { Int(p![$0]) } }
+        func require<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws -> T {
+            guard let p else { throw WireError("\(what) message has no body") }
+            return p.pointee
+        }
+        let body: Body
+        switch env.body_case {
+        case REDI__ENVELOPE__BODY_HELLO:
+            let m = try require(env.hello, "hello")
+            guard let role = Role(rawValue: Int(m.role.rawValue)), role != .unspecified else { throw WireError("hello with unknown role \(m.role.rawValue)") }
+            body = .hello(Hello(role: role, endpoint: str(m.endpoint), threads: Int(m.threads), protocolVersion: Int(m.protocol_version)))
+        case REDI__ENVELOPE__BODY_WELCOME:
+            let m = try require(env.welcome, "welcome")
+            let chunks = try (0..<m.n_chunks).map { i -> ChunkRange in
+                let c = try require(m.chunks[i], "chunk range")
+                return ChunkRange(chunk: Int(c.chunk), offset: Int(c.offset), count: Int(c.count))
+            }
+            body = .welcome(Welcome(index: Int(m.index), modelConfigJSON: str(m.model_config_json), chunks: chunks,
+                                    chunkOwner: ints(m.n_chunk_owner, m.chunk_owner),
+                                    serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
+                                    parameterCount: Int(m.parameter_count), heartbeatSeconds: m.heartbeat_seconds))
+        case REDI__ENVELOPE__BODY_ERROR:
+            let m = try require(env.error, "error")
+            body = .error(code: Int(m.code), message: str(m.message))
+        case REDI__ENVELOPE__BODY_HEARTBEAT:
+            body = .heartbeat(step: Int(try require(env.heartbeat, "heartbeat").step))
+        case REDI__ENVELOPE__BODY_SHUTDOWN:
+            body = .shutdown(reason: str(try require(env.shutdown, "shutdown").reason))
+        case REDI__ENVELOPE__BODY_WORK:
+            let m = try require(env.work, "work")
+            let o = try require(m.objective, "objective")
+            let examples = try (0..<m.n_examples).map { i -> WireExample in
+                let x = try require(m.examples[i], "example")
+                let seqs = try (0..<x.n_sequences).map { j -> WireSequence in
+                    let s = try require(x.sequences[j], "sequence")
+                    let tokens = Array(UnsafeBufferPointer(start: s.tokens, count: s.n_tokens))
+                    guard Int(s.prompt_length) <= tokens.count else { throw WireError("sequence prompt_length \(s.prompt_length) exceeds its \(tokens.count) tokens") }
+                    return WireSequence(tokens: tokens, promptLength: Int(s.prompt_length))
+                }
+                return WireExample(sequences: seqs, reference: x.has_reference != 0 ? (x.ref_chosen_logp, x.ref_rejected_logp) : nil)
+            }
+            body = .work(WorkUnit(stage: str(m.stage), step: Int(m.step), version: Int(m.version),
+                                  objective: ObjectiveSpec(name: str(o.name), chosenWeight: o.chosen_weight, alpha: o.alpha, beta: o.beta,
+                                                           gamma: o.has_gamma != 0 ? o.gamma : nil),
+                                  normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
+                                  scoreOnly: m.score_only != 0))
+        case REDI__ENVELOPE__BODY_PULL:
+            let m = try require(env.pull, "pull")
+            body = .pull(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks))
+        case REDI__ENVELOPE__BODY_PULL_REPLY:
+            let m = try require(env.pull_reply, "pull reply")
+            body = .pullReply(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks))
+        case REDI__ENVELOPE__BODY_PUSH:
+            let m = try require(env.push, "push")
+            body = .push(step: Int(m.step), chunks: ints(m.n_chunks, m.chunks), worker: Int(m.worker))
+        case REDI__ENVELOPE__BODY_PUSH_ACK:
+            body = .pushAck(step: Int(try require(env.push_ack, "push ack").step))
+        case REDI__ENVELOPE__BODY_LOAD:
+            let m = try require(env.load, "load")
+            body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0)
+        case REDI__ENVELOPE__BODY_NORM:
+            let m = try require(env.norm, "norm")
+            body = .norm(step: Int(m.step), sumOfSquares: m.sum_of_squares)
+        case REDI__ENVELOPE__BODY_APPLY:
+            let m = try require(env.apply, "apply")
+            let s = try require(m.adamw, "adamw")
+            body = .apply(ApplyUpdate(step: Int(m.step), optimizerStep: Int(m.optimizer_step), learningRate: m.learning_rate,
+                                      gradientScale: m.gradient_scale,
+                                      adamW: AdamWSpec(beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay)))
+        case REDI__ENVELOPE__BODY_UPDATE_DONE:
+            let m = try require(env.update_done, "update done")
+            body = .updateDone(step: Int(m.step), version: Int(m.version))
+        case REDI__ENVELOPE__BODY_STEP_REPORT:
+            let m = try require(env.step_report, "step report")
+            var metrics: [String: Double] = [:]
+            for i in 0..<m.n_metric_sums { let x = try require(m.metric_sums[i], "metric"); metrics[str(x.name)] = x.value }
+            body = .stepReport(StepReport(step: Int(m.step), lossSum: m.loss_sum, examples: Int(m.examples), tokens: Int(m.tokens),
+                                          metricSums: metrics,
+                                          sequenceLogps: Array(UnsafeBufferPointer(start: m.sequence_logps, count: m.n_sequence_logps)),
+                                          computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
+                                          waitingSeconds: m.waiting_seconds))
+        default:
+            throw WireError("envelope without a known body (case \(env.body_case.rawValue))")
+        }
+        return Envelope(runID: str(env.run_id), sender: str(env.sender), seq: env.seq, body: body)
+    }
+}

@@ -1,0 +1,140 @@
+// The protocol's messages as Swift values (proto/redi.proto is the source of truth; the
+// codec in Codec.swift maps between these and the protobuf-c structs). Tensor payloads
+// travel as separate frames next to the envelope, never inside these values.
+
+public enum Role: Int, Sendable { case unspecified = 0, server = 1, worker = 2 }
+
+public struct ChunkRange: Equatable, Sendable {
+    public var chunk: Int, offset: Int, count: Int
+    public init(chunk: Int, offset: Int, count: Int) { self.chunk = chunk; self.offset = offset; self.count = count }
+}
+
+public struct Hello: Equatable, Sendable {
+    public var role: Role, endpoint: String, threads: Int, protocolVersion: Int
+    public init(role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion) {
+        self.role = role; self.endpoint = endpoint; self.threads = threads; self.protocolVersion = protocolVersion
+    }
+}
+
+public struct Welcome: Equatable, Sendable {
+    public var index: Int
+    public var modelConfigJSON: String
+    public var chunks: [ChunkRange]
+    public var chunkOwner: [Int]
+    public var serverEndpoints: [String]
+    public var parameterCount: Int
+    public var heartbeatSeconds: Double
+    public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
+                parameterCount: Int, heartbeatSeconds: Double) {
+        self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
+        self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
+    }
+}
+
+public struct WireSequence: Equatable, Sendable {
+    public var tokens: [Int32], promptLength: Int
+    public init(tokens: [Int32], promptLength: Int) { self.tokens = tokens; self.promptLength = promptLength }
+}
+
+public struct WireExample: Equatable, Sendable {
+    public var sequences: [WireSequence]
+    public var reference: (chosen: Double, rejected: Double)?
+    public init(sequences: [WireSequence], reference: (chosen: Double, rejected: Double)? = nil) {
+        self.sequences = sequences; self.reference = reference
+    }
+    public static func == (a: WireExample, b: WireExample) -> Bool {
+        a.sequences == b.sequences && a.reference?.chosen == b.reference?.chosen && a.reference?.rejected == b.reference?.rejected
+    }
+}
+
+public struct ObjectiveSpec: Equatable, Sendable {
+    public var name: String, chosenWeight: Double, alpha: Double, beta: Double, gamma: Double?
+    public init(name: String, chosenWeight: Double = 1, alpha: Double = 0.8, beta: Double = 0.1, gamma: Double? = nil) {
+        self.name = name; self.chosenWeight = chosenWeight; self.alpha = alpha; self.beta = beta; self.gamma = gamma
+    }
+}
+
+public struct WorkUnit: Equatable, Sendable {
+    public var stage: String, step: Int, version: Int
+    public var objective: ObjectiveSpec
+    public var normalizer: Double
+    public var examples: [WireExample]
+    public var microBatchTokens: Int
+    public var scoreOnly: Bool
+    public init(stage: String, step: Int, version: Int, objective: ObjectiveSpec, normalizer: Double, examples: [WireExample],
+                microBatchTokens: Int, scoreOnly: Bool = false) {
+        self.stage = stage; self.step = step; self.version = version; self.objective = objective; self.normalizer = normalizer
+        self.examples = examples; self.microBatchTokens = microBatchTokens; self.scoreOnly = scoreOnly
+    }
+}
+
+public struct AdamWSpec: Equatable, Sendable {
+    public var beta1: Double, beta2: Double, eps: Double, weightDecay: Double
+    public init(beta1: Double, beta2: Double, eps: Double, weightDecay: Double) {
+        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+    }
+}
+
+public struct ApplyUpdate: Equatable, Sendable {
+    public var step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWSpec
+    public init(step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWSpec) {
+        self.step = step; self.optimizerStep = optimizerStep; self.learningRate = learningRate
+        self.gradientScale = gradientScale; self.adamW = adamW
+    }
+}
+
+public struct StepReport: Equatable, Sendable {
+    public var step: Int, lossSum: Double, examples: Int, tokens: Int
+    public var metricSums: [String: Double]
+    public var sequenceLogps: [Double]
+    public var computeSeconds: Double, communicationSeconds: Double, waitingSeconds: Double
+    public init(step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
+                computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0) {
+        self.step = step; self.lossSum = lossSum; self.examples = examples; self.tokens = tokens; self.metricSums = metricSums
+        self.sequenceLogps = sequenceLogps; self.computeSeconds = computeSeconds
+        self.communicationSeconds = communicationSeconds; self.waitingSeconds = waitingSeconds
+    }
+}
+
+/// The typed body of an envelope.
+public enum Body: Equatable, Sendable {
+    case hello(Hello)
+    case welcome(Welcome)
+    case error(code: Int, message: String)
+    case heartbeat(step: Int)
+    case shutdown(reason: String)
+    case work(WorkUnit)
+    case pull(version: Int, chunks: [Int])
+    case pullReply(version: Int, chunks: [Int])
+    case push(step: Int, chunks: [Int], worker: Int)
+    case pushAck(step: Int)
+    case load(chunks: [Int], resetOptimizer: Bool)
+    case norm(step: Int, sumOfSquares: Double)
+    case apply(ApplyUpdate)
+    case updateDone(step: Int, version: Int)
+    case stepReport(StepReport)
+}
+
+/// One control message: who sent it, in which run, its sequence number, and its body.
+public struct Envelope: Equatable, Sendable {
+    public var runID: String
+    public var sender: String
+    public var seq: UInt64
+    public var body: Body
+    public init(runID: String, sender: String, seq: UInt64, body: Body) {
+        self.runID = runID; self.sender = sender; self.seq = seq; self.body = body
+    }
+}
+
+public enum Wire {
+    /// Bumped when a message changes incompatibly; peers with another version are refused.
+    public static let protocolVersion = 1
+    /// Largest envelope accepted (tensor frames are separate and bounded by the chunk size).
+    public static let maximumEnvelopeBytes = 64 << 20
+}
+
+/// A message that cannot be used: undecodable, oversized, or inconsistent.
+public struct WireError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,148 @@
+// The protocol: every message round-trips through protobuf-c, hostile bytes are errors
+// (never crashes), the committed generated code matches proto/redi.proto, and messages
+// with tensor frames cross a real ZeroMQ connection on 127.0.0.1.
+import Foundation
+import Transport
+import Wire
+import XCTest
+
+final class CodecTests: XCTestCase {
+    static let bodies: [Body] = [
+        .hello(Hello(role: .server, endpoint: "tcp://127.0.0.1:5555", threads: 2)),
+        .hello(Hello(role: .worker)),
+        .welcome(Welcome(index: 1, modelConfigJSON: #"{"hidden_size": 64}"#,
+                         chunks: [ChunkRange(chunk: 0, offset: 0, count: 1_048_576), ChunkRange(chunk: 1, offset: 1_048_576, count: 7)],
+                         chunkOwner: [0, 1], serverEndpoints: ["tcp://a:1", "tcp://b:2"], parameterCount: 1_048_583, heartbeatSeconds: 2.5)),
+        .error(code: 400, message: "bad ünïcode message"),
+        .heartbeat(step: 12),
+        .shutdown(reason: "done"),
+        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: ObjectiveSpec(name: "redi", chosenWeight: 1, alpha: 0.8, beta: 0.1, gamma: 0.5),
+                       normalizer: 32, examples: [
+                        WireExample(sequences: [WireSequence(tokens: [259, 5, 7, 1], promptLength: 2), WireSequence(tokens: [259, 5, 9, 9, 1], promptLength: 2)],
+                                    reference: (-10.5, -12.25)),
+                        WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 0)]),
+                       ], microBatchTokens: 4096, scoreOnly: true)),
+        .pull(version: 4, chunks: [0, 3, 5]),
+        .pullReply(version: 4, chunks: [0, 3, 5]),
+        .push(step: 9, chunks: [2], worker: 1),
+        .pushAck(step: 9),
+        .load(chunks: [0, 1], resetOptimizer: true),
+        .norm(step: 9, sumOfSquares: 123.456),
+        .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
+                           adamW: AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
+        .updateDone(step: 9, version: 10),
+        .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
+                               sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125)),
+    ]
+
+    func testEveryMessageRoundTrips() throws {
+        for (i, body) in Self.bodies.enumerated() {
+            let e = Envelope(runID: "run-1", sender: "worker-0", seq: UInt64(i + 1), body: body)
+            let bytes = Wire.encode(e)
+            let back = try bytes.withUnsafeBytes { try Wire.decode($0) }
+            XCTAssertEqual(back, e, "\(body)")
+        }
+    }
+
+    func testHostileBytesAreErrorsNotCrashes() {
+        var rng = SystemRandomNumberGenerator()
+        let valid = Wire.encode(Envelope(runID: "r", sender: "s", seq: 1, body: Self.bodies[6]))
+        var rejected = 0
+        for trial in 0..<2000 {
+            var bytes: [UInt8]
+            switch trial % 3 {
+            case 0: bytes = (0..<Int(rng.next() % 64)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            case 1: bytes = Array(valid.prefix(Int(rng.next() % UInt64(valid.count))))
+            default:
+                bytes = valid
+                for _ in 0..<3 { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8.random(in: 0...255, using: &rng) }
+            }
+            do { _ = try bytes.withUnsafeBytes { try Wire.decode($0) } } catch is WireError { rejected += 1 } catch { XCTFail("\(error)") }
+        }
+        XCTAssertGreaterThan(rejected, 500)
+        XCTAssertThrowsError(try [UInt8]().withUnsafeBytes { try Wire.decode($0) })  // no body
+    }
+
+    func testCommittedGeneratedCodeMatchesTheProto() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/protoc-c") else { throw XCTSkip("protoc-c not installed") }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("redi-proto-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [root.appendingPathComponent("proto/generate.sh").path, out.path]
+        try p.run(); p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        for file in ["redi.pb-c.c", "include/redi.pb-c.h"] {
+            let fresh = try Data(contentsOf: out.appendingPathComponent(file))
+            let committed = try Data(contentsOf: root.appendingPathComponent("Sources/CREDIProto/\(file)"))
+            XCTAssertEqual(fresh, committed, "\(file) differs from what proto/redi.proto generates: run bash proto/generate.sh and commit")
+        }
+    }
+}
+
+final class TransportTests: XCTestCase {
+    final class Owned { let values: [Float]; init(_ v: [Float]) { values = v } }
+
+    func testEnvelopeAndTensorFramesCrossLoopback() throws {
+        let context = ZMQContext()
+        let router = try ZMQSocket(context, .router)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ZMQSocket(context, .dealer)
+        try dealer.setIdentity("worker-7")
+        try dealer.connect(endpoint)
+        let server = Messenger(socket: router, runID: "run", sender: "server-0", routed: true)
+        let worker = Messenger(socket: dealer, runID: "run", sender: "worker-7", routed: false)
+
+        let big = Owned((0..<1_000_000).map { Float($0) * 0.5 }), small = Owned([1, -2, 3])
+        try big.values.withUnsafeBufferPointer { b in
+            try small.values.withUnsafeBufferPointer { s in
+                try worker.send(.push(step: 1, chunks: [0, 1], worker: 7),
+                                tensors: [OutgoingTensor(pointer: b.baseAddress!, count: b.count, owner: big),
+                                          OutgoingTensor(pointer: s.baseAddress!, count: s.count, owner: small)])
+            }
+        }
+        let got = try XCTUnwrap(try server.receive(timeout: 5))
+        XCTAssertEqual(got.identity, Array("worker-7".utf8))
+        XCTAssertEqual(got.envelope.body, .push(step: 1, chunks: [0, 1], worker: 7))
+        XCTAssertEqual(got.envelope.sender, "worker-7")
+        XCTAssertEqual(got.tensors.map(\.floatCount), [1_000_000, 3])
+        var back = [Float](repeating: 0, count: 3)
+        got.tensors[1].copyFloats(into: &back)
+        XCTAssertEqual(back, [1, -2, 3])
+        got.tensors[0].withUnsafeBytes { XCTAssertEqual($0.load(fromByteOffset: 4 * 999_999, as: Float.self), 499_999.5) }
+
+        try server.send(.pushAck(step: 1), to: got.identity)
+        XCTAssertEqual(try worker.receive(timeout: 5)?.envelope.body, .pushAck(step: 1))
+        XCTAssertNil(try worker.receive(timeout: 0.05))  // nothing more: a timeout, not a hang
+    }
+
+    func testInvalidMessagesAreAnsweredWithAnErrorAndSkipped() throws {
+        let context = ZMQContext()
+        let router = try ZMQSocket(context, .router)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let raw = try ZMQSocket(context, .dealer)
+        try raw.connect(endpoint)
+        let server = Messenger(socket: router, runID: "run", sender: "coordinator", routed: true)
+        let client = Messenger(socket: raw, runID: "run", sender: "w", routed: false)
+        try raw.send([.bytes([0xFF, 0x01, 0x02])])  // garbage
+        try Messenger(socket: raw, runID: "other-run", sender: "w", routed: false).send(.heartbeat(step: 1))
+        try client.send(.heartbeat(step: 2))
+        var problems: [String] = []
+        let got = try XCTUnwrap(try server.receive(timeout: 5) { problems.append($0) })
+        XCTAssertEqual(got.envelope.body, .heartbeat(step: 2))
+        XCTAssertEqual(problems.count, 2)
+        XCTAssertTrue(problems[1].contains("other-run"))
+        // The sender of each bad message was told why.
+        for _ in 0..<2 {
+            guard case let .error(code, _)? = try client.receive(timeout: 5)?.envelope.body else { return XCTFail("expected an error reply") }
+            XCTAssertEqual(code, 400)
+        }
+    }
+
+    func testConnectionErrorsAreThrownWithTheirReason() throws {
+        let context = ZMQContext()
+        let s = try ZMQSocket(context, .router)
+        XCTAssertThrowsError(try s.bind("nonsense://x")) { XCTAssertTrue("\($0)".contains("bind nonsense://x")) }
+    }
+}
