@@ -9,11 +9,14 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "redi-ps", targets: ["redi-ps"]),
+        .executable(name: "redi-worker", targets: ["redi-worker"]),
         .executable(name: "redi-bench", targets: ["redi-bench"]),
         .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training", "Evaluation"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // YAML run recipes; replaces a YAML parser we would otherwise write and keep.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System libraries, each wrapped once.
@@ -37,13 +40,17 @@ let package = Package(
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Wire", dependencies: ["CREDIProto"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire"]),
+        .target(name: "Cluster", dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
+                                                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"],
+                swiftSettings: optimized),
         .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data"], swiftSettings: optimized),
         .target(name: "ReasoningTask", dependencies: ["Numerics"]),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
         .executableTarget(name: "redi-ps", dependencies: [
-            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate",
+            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "redi-worker", dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),

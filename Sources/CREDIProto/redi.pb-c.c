@@ -1138,7 +1138,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[7] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[8] =
 {
   {
     "index",
@@ -1224,6 +1224,18 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[7] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "workers",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, workers),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
   3,   /* field[3] = chunk_owner */
@@ -1233,11 +1245,12 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
   1,   /* field[1] = model_config_json */
   5,   /* field[5] = parameter_count */
   4,   /* field[4] = server_endpoints */
+  7,   /* field[7] = workers */
 };
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1247,7 +1260,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  7,
+  8,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,

@@ -56,7 +56,10 @@ public final class Messenger {
             do {
                 guard let head = rest.first else { throw WireError("message without an envelope frame") }
                 let envelope = try head.withUnsafeBytes { try Wire.decode($0) }
-                guard envelope.runID == runID else { throw WireError("message for run \"\(envelope.runID)\", this is run \"\(runID)\"") }
+                // A process joining a run learns its id from the Welcome, so its Hello carries none.
+                var joining = false
+                if case .hello = envelope.body, envelope.runID.isEmpty { joining = true }
+                guard envelope.runID == runID || joining else { throw WireError("message for run \"\(envelope.runID)\", this is run \"\(runID)\"") }
                 let tensors = Array(rest.dropFirst())
                 for (i, t) in tensors.enumerated() where t.count % 4 != 0 {
                     throw WireError("tensor frame \(i) has \(t.count) bytes, not a whole number of fp32 values")

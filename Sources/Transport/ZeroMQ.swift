@@ -144,3 +144,10 @@ public final class ZMQSocket {
         return frames
     }
 }
+
+/// Waits until any of `sockets` has a message or `timeout` seconds pass; returns which are readable.
+public func poll(_ sockets: [ZMQSocket], timeout: Double) throws -> [Bool] {
+    var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
+    try ZMQError.check(zmq_poll(&items, Int32(items.count), Int(timeout * 1000)), "poll")
+    return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+}

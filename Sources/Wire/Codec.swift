@@ -66,6 +66,7 @@ extension Wire {
             m.pointee.n_server_endpoints = endpoints.count; m.pointee.server_endpoints = a.array(endpoints)
             m.pointee.parameter_count = UInt64(w.parameterCount)
             m.pointee.heartbeat_seconds = w.heartbeatSeconds
+            m.pointee.workers = UInt32(w.workers)
             env.body_case = REDI__ENVELOPE__BODY_WELCOME; env.welcome = m
         case let .error(code, message):
             let m: UnsafeMutablePointer<Redi__Error> = a.message(redi__error__init)
@@ -195,7 +196,8 @@ extension Wire {
             body = .welcome(Welcome(index: Int(m.index), modelConfigJSON: str(m.model_config_json), chunks: chunks,
                                     chunkOwner: ints(m.n_chunk_owner, m.chunk_owner),
                                     serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
-                                    parameterCount: Int(m.parameter_count), heartbeatSeconds: m.heartbeat_seconds))
+                                    parameterCount: Int(m.parameter_count), heartbeatSeconds: m.heartbeat_seconds,
+                                    workers: Int(m.workers)))
         case REDI__ENVELOPE__BODY_ERROR:
             let m = try require(env.error, "error")
             body = .error(code: Int(m.code), message: str(m.message))

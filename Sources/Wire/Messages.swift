@@ -24,10 +24,12 @@ public struct Welcome: Equatable, Sendable {
     public var serverEndpoints: [String]
     public var parameterCount: Int
     public var heartbeatSeconds: Double
+    public var workers: Int
     public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
-                parameterCount: Int, heartbeatSeconds: Double) {
+                parameterCount: Int, heartbeatSeconds: Double, workers: Int) {
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
+        self.workers = workers
     }
 }
 

@@ -103,10 +103,14 @@ struct  Redi__Welcome
   char **server_endpoints;
   uint64_t parameter_count;
   double heartbeat_seconds;
+  /*
+   * Workers in the run: a server sums this many pushes per step.
+   */
+  uint32_t workers;
 };
 #define REDI__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0 }
 
 
 struct  Redi__Error

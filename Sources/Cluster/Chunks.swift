@@ -1,0 +1,17 @@
+// How the flat parameter vector is cut into chunks and spread over the servers.
+import Wire
+
+public enum ChunkPlan {
+    /// Chunks of about `mib` MiB (fp32), assigned round-robin so servers hold even shares.
+    public static func make(parameterCount: Int, mib: Double, servers: Int) -> (chunks: [ChunkRange], owner: [Int]) {
+        let size = max(1, Int(mib * 1_048_576 / 4))
+        var chunks: [ChunkRange] = []
+        var offset = 0
+        while offset < parameterCount {
+            let count = min(size, parameterCount - offset)
+            chunks.append(ChunkRange(chunk: chunks.count, offset: offset, count: count))
+            offset += count
+        }
+        return (chunks, chunks.indices.map { $0 % servers })
+    }
+}

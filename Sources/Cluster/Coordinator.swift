@@ -1,0 +1,386 @@
+// The coordinator: admits servers and workers, owns the data order and the learning-rate
+// schedule, splits every global batch over the workers, turns the servers' partial Σg² into
+// the global norm and clip coefficient, and sequences stage 1 → checkpoint → stage 2 →
+// checkpoint, evaluating after each stage. Synchronous data parallelism.
+import Data
+import Evaluation
+import Formats
+import Foundation
+import Model
+import Numerics
+import Objectives
+import Optimizer
+import ReasoningTask
+import Tokenizers
+import Training
+import Transport
+import Wire
+
+/// What one stage ended with, for the run's summary table.
+public struct StageSummary: Sendable {
+    public var stage: String
+    public var steps: Int
+    public var passAt1: Double?
+    public var logpsChosen: Double?
+    public var logpsRejected: Double?
+    public var checkpoint: String
+}
+
+public final class Coordinator {
+    let recipe: Recipe
+    let bind: String
+    var messenger: Messenger!
+    var servers: [[UInt8]] = []
+    var workers: [[UInt8]] = []
+    var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
+    var version = 0
+    var metricsFile: FileHandle?
+
+    public init(recipe: Recipe, bind: String? = nil) {
+        self.recipe = recipe
+        self.bind = bind ?? recipe.cluster.bind
+    }
+
+    func say(_ message: String) { log("coordinator", message) }
+
+    public func run() throws -> [StageSummary] {
+        let out = URL(fileURLWithPath: recipe.output)
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        if let s = recipe.synth {
+            let stats = try Synthesis.run(SynthesisSettings(problems: s.problems, tracesPerProblem: s.tracesPerProblem, testProblems: s.testProblems,
+                                                            seed: recipe.seed, digits: s.digits, steps: s.steps, errorRate: s.errorRate), to: out)
+            say(String(format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
+                       stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
+        }
+        let (config, parameters, tokenizer) = try prepareModel()
+        let metricsURL = out.appendingPathComponent("metrics.jsonl")
+        FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+        metricsFile = try FileHandle(forWritingTo: metricsURL)
+
+        let context = ZMQContext()
+        let socket = try ZMQSocket(context, .router)
+        let endpoint = try socket.bind(bind)
+        messenger = Messenger(socket: socket, runID: recipe.runID, sender: "coordinator", routed: true)
+        say("run \(recipe.runID): listening on \(endpoint); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
+        defer { shutdownAll("run finished") }
+        let endpoints = try admit()
+        plan = ChunkPlan.make(parameterCount: parameters.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
+        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        func welcome(_ index: Int) -> Body {
+            .welcome(Welcome(index: index, modelConfigJSON: configJSON, chunks: plan.chunks, chunkOwner: plan.owner,
+                             serverEndpoints: endpoints, parameterCount: parameters.count,
+                             heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count))
+        }
+        for (i, s) in servers.enumerated() { try messenger.send(welcome(i), to: s) }
+        for (i, w) in workers.enumerated() { try messenger.send(welcome(i), to: w) }
+        say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
+        try loadWeights(parameters, resetOptimizer: true)
+
+        var summaries: [StageSummary] = []
+        // Log-probabilities of a fixed set of (chosen, rejected) pairs after every stage show
+        // what each stage did to the model.
+        var previousPref: [Example]?
+        if let pref = recipe.stages.first(where: { $0.objective.isPreference }) {
+            previousPref = try Array(Dataset.load(URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
+                                                  vocabularySize: config.vocabSize,
+                                                  limits: LengthLimits(maxPromptLength: pref.maxPromptLength, maxLength: pref.maxLength))
+                .examples.prefix(64))
+        }
+        for (index, stage) in recipe.stages.enumerated() {
+            if index > 0 { try loadWeights(parameters, resetOptimizer: true) }  // stage 2 restarts AdamW and its schedule
+            let summary = try runStage(stage, index: index, config: config, parameters: parameters, tokenizer: tokenizer,
+                                       preferenceProbe: &previousPref)
+            summaries.append(summary)
+        }
+        printTable(summaries)
+        return summaries
+    }
+
+    // MARK: Model and membership
+
+    func prepareModel() throws -> (LlamaConfig, FloatBuffer, any Tokenizer) {
+        if let path = recipe.model.path {
+            let m = try loadModel(path)
+            guard let t = m.tokenizer else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read") }
+            return (m.config, m.parameters, t)
+        }
+        let tokenizer = ByteTokenizer()
+        let name = recipe.model.initialize!
+        let config = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: Int(ByteTokenizer.bos),
+                                            eos: Int(ByteTokenizer.eos), pad: Int(ByteTokenizer.pad))
+            ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
+        let layout = ParameterLayout(config: config)
+        let p = FloatBuffer(count: layout.totalCount)
+        initializeParameters(p, layout: layout, seed: recipe.seed)
+        say("initialised \(config.modelType) from \(name): \(layout.totalCount) parameters")
+        return (config, p, tokenizer)
+    }
+
+    /// Waits until the recipe's servers and workers have said hello; returns the servers' data endpoints.
+    func admit() throws -> [String] {
+        var endpoints: [String] = []
+        let started = Date()
+        var lastStatus = Date()
+        while servers.count < recipe.cluster.servers || workers.count < recipe.cluster.workers {
+            if Date().timeIntervalSince(started) > recipe.cluster.timeoutSeconds {
+                throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count)/\(recipe.cluster.workers) workers joined within \(Int(recipe.cluster.timeoutSeconds)) s")
+            }
+            if Date().timeIntervalSince(lastStatus) > 10 {
+                say("waiting: \(servers.count)/\(recipe.cluster.servers) servers, \(workers.count)/\(recipe.cluster.workers) workers")
+                lastStatus = Date()
+            }
+            guard let msg = try messenger.receive(timeout: 1, onInvalid: { self.say("dropped: \($0)") }), let id = msg.identity else { continue }
+            guard case let .hello(h) = msg.envelope.body else { continue }
+            if servers.contains(id) || workers.contains(id) { continue }  // a repeated hello
+            guard h.protocolVersion == Wire.protocolVersion else {
+                try messenger.send(.error(code: 426, message: "protocol version \(h.protocolVersion), coordinator speaks \(Wire.protocolVersion)"), to: id)
+                continue
+            }
+            switch h.role {
+            case .server where servers.count < recipe.cluster.servers:
+                servers.append(id); endpoints.append(h.endpoint)
+                say("server \(servers.count - 1) joined: \(String(decoding: id, as: UTF8.self)) at \(h.endpoint)")
+            case .worker where workers.count < recipe.cluster.workers:
+                workers.append(id)
+                say("worker \(workers.count - 1) joined: \(String(decoding: id, as: UTF8.self))")
+            default:
+                try messenger.send(.error(code: 409, message: "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
+            }
+        }
+        return endpoints
+    }
+
+    /// Sends the whole vector to the servers (each gets its chunks) and waits for their acknowledgements.
+    func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool) throws {
+        for (s, id) in servers.enumerated() {
+            let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
+            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer), to: id,
+                               tensors: mine.map { OutgoingTensor(pointer: parameters.baseAddress + plan.chunks[$0].offset,
+                                                                  count: plan.chunks[$0].count, owner: parameters) })
+        }
+        _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
+        version += 1
+    }
+
+    /// Pulls every chunk back from the servers into `parameters`.
+    func pullWeights(into parameters: FloatBuffer) throws {
+        for (s, id) in servers.enumerated() {
+            try messenger.send(.pull(version: version, chunks: plan.chunks.indices.filter { plan.owner[$0] == s }), to: id)
+        }
+        for msg in try collect(servers.count, { if case .pullReply = $0 { return true }; return false }) {
+            guard case let .pullReply(_, ids) = msg.envelope.body, ids.count == msg.tensors.count else { continue }
+            for (id, frame) in zip(ids, msg.tensors) { frame.copyFloats(into: parameters.baseAddress + plan.chunks[id].offset) }
+        }
+    }
+
+    /// Receives until `count` messages match; an error from any peer ends the run.
+    func collect(_ count: Int, _ matches: (Body) -> Bool) throws -> [Incoming] {
+        var got: [Incoming] = []
+        var silent = Date()
+        while got.count < count {
+            guard let msg = try messenger.receive(timeout: recipe.cluster.heartbeatSeconds, onInvalid: { self.say("dropped: \($0)") }) else {
+                if Date().timeIntervalSince(silent) > recipe.cluster.timeoutSeconds {
+                    throw ClusterError("no answer from the cluster for \(Int(recipe.cluster.timeoutSeconds)) s (a server or worker died?)")
+                }
+                continue
+            }
+            silent = Date()
+            if case let .error(_, message) = msg.envelope.body { throw ClusterError("\(msg.envelope.sender): \(message)") }
+            if matches(msg.envelope.body) { got.append(msg) }
+        }
+        return got
+    }
+
+    func shutdownAll(_ reason: String) {
+        guard let messenger else { return }
+        for id in servers + workers { try? messenger.send(.shutdown(reason: reason), to: id) }
+        Thread.sleep(forTimeInterval: 0.2)  // let the messages leave before the socket closes
+    }
+
+    // MARK: Stages
+
+    func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer,
+                  preferenceProbe: inout [Example]?) throws -> StageSummary {
+        let (loaded, report) = try Dataset.load(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
+                                                vocabularySize: config.vocabSize,
+                                                limits: LengthLimits(maxPromptLength: stage.maxPromptLength, maxLength: stage.maxLength))
+        var examples = loaded
+        say("stage \(stage.name) (\(stage.objective.name)): \(report)")
+        if case .dpo = stage.objective, examples.contains(where: { $0.refChosen == nil }) {
+            say("computing reference log-probabilities for DPO from the current model")
+            let scores = try score(examples, microBatchTokens: stage.microBatchTokens)
+            for i in examples.indices { examples[i].refChosen = scores[2 * i]; examples[i].refRejected = scores[2 * i + 1] }
+        }
+        if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = Array(examples.prefix(64)) }
+        let total = Int((Double(examples.count) * stage.epochs / Double(stage.batchSize)).rounded(.up))
+        let schedule = LinearWarmupDecay(peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
+        let adamW = AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: stage.weightDecay)
+        var order: [Int] = [], position = 0, epoch = 0
+        func nextBatch() -> [Example] {
+            var batch: [Example] = []
+            while batch.count < min(stage.batchSize, examples.count) {
+                if position >= order.count {
+                    var rng = SeededGenerator(seed: recipe.seed &+ UInt64(index) &* 1_000_003 &+ UInt64(epoch))
+                    order = Array(examples.indices).shuffled(using: &rng)
+                    position = 0; epoch += 1
+                }
+                batch.append(examples[order[position]]); position += 1
+            }
+            return batch
+        }
+        let started = Date()
+        var tokensSeen = 0
+        for step in 0..<total {
+            let t0 = Date()
+            let batch = nextBatch()
+            let normalizer = stage.objective.normalizer(for: batch)
+            let shards = split(batch, into: workers.count)
+            for (w, id) in workers.enumerated() {
+                try messenger.send(.work(WorkUnit(stage: stage.name, step: step, version: version, objective: ObjectiveSpec(stage.objective),
+                                                  normalizer: normalizer, examples: shards[w].map(wire), microBatchTokens: stage.microBatchTokens)), to: id)
+            }
+            var reports: [StepReport] = [], sumsq = 0.0
+            for msg in try collect(workers.count + servers.count, { b in
+                switch b { case .stepReport, .norm: return true; default: return false }
+            }) {
+                if case let .stepReport(r) = msg.envelope.body { reports.append(r) }
+                if case let .norm(_, s) = msg.envelope.body { sumsq += s }
+            }
+            let t1 = Date()
+            let norm = sumsq.squareRoot()
+            let lr = schedule.learningRate(atStep: step)
+            let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr,
+                                    gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
+            for id in servers { try messenger.send(.apply(apply), to: id) }
+            _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
+            version += 1
+            let t2 = Date()
+            var result = ObjectiveResult()
+            for r in reports {
+                var partial = ObjectiveResult()
+                partial.lossSum = r.lossSum; partial.examples = r.examples; partial.tokens = r.tokens; partial.metricSums = r.metricSums
+                result.merge(partial)
+            }
+            tokensSeen += result.tokens
+            var metrics = result.metrics(for: stage.objective)
+            metrics["loss"] = result.lossSum / max(1, normalizer)
+            metrics["grad_norm"] = norm
+            metrics["learning_rate"] = lr
+            let stepSeconds = t2.timeIntervalSince(t0)
+            let compute = reports.map(\.computeSeconds).max() ?? 0
+            let communication = reports.map(\.communicationSeconds).max() ?? 0
+            metrics["tokens_per_second"] = Double(result.tokens) / stepSeconds
+            metrics["time/step"] = stepSeconds
+            metrics["time/compute"] = compute
+            metrics["time/communication"] = communication
+            metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
+            var line: [String: Any] = metrics
+            line["stage"] = stage.name; line["step"] = step + 1; line["epoch"] = Double(step + 1) * Double(stage.batchSize) / Double(examples.count)
+            metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) + Data("\n".utf8))
+            let elapsed = Date().timeIntervalSince(started)
+            let eta = elapsed / Double(step + 1) * Double(total - step - 1)
+            say(String(format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
+                       stage.name, step + 1, total, metrics["loss"]!, norm, lr, metrics["tokens_per_second"]!, eta))
+            if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < total {
+                try checkpoint(stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
+                               parameters: parameters, tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
+            }
+        }
+        let dir = try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
+                                 parameters: parameters, tokenizer: tokenizer, name: stage.name)
+        var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
+        if let probe = preferenceProbe {
+            let s = try score(probe, microBatchTokens: stage.microBatchTokens)
+            summary.logpsChosen = stride(from: 0, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
+            summary.logpsRejected = stride(from: 1, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
+        }
+        if let e = recipe.eval {
+            summary.passAt1 = try evaluate(e, config: config, parameters: parameters, tokenizer: tokenizer, stage: stage.name)
+        }
+        return summary
+    }
+
+    /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
+    func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
+        let shards = split(examples, into: workers.count)
+        for (w, id) in workers.enumerated() {
+            try messenger.send(.work(WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"),
+                                              normalizer: 1, examples: shards[w].map(wire), microBatchTokens: microBatchTokens,
+                                              scoreOnly: true)), to: id)
+        }
+        var byWorker: [Int: [Double]] = [:]
+        for msg in try collect(workers.count, { if case .stepReport = $0 { return true }; return false }) {
+            guard let w = workers.firstIndex(of: msg.identity ?? []), case let .stepReport(r) = msg.envelope.body else { continue }
+            byWorker[w] = r.sequenceLogps
+        }
+        return (0..<workers.count).flatMap { byWorker[$0] ?? [] }
+    }
+
+    /// Contiguous shards of near-equal token counts, one per worker (some may be empty).
+    func split(_ batch: [Example], into parts: Int) -> [[Example]] {
+        let total = batch.reduce(0) { $0 + $1.sequences.reduce(0) { $0 + $1.tokens.count } }
+        var shards = Array(repeating: [Example](), count: parts)
+        var acc = 0, part = 0
+        for e in batch {
+            let n = e.sequences.reduce(0) { $0 + $1.tokens.count }
+            if part < parts - 1 && !shards[part].isEmpty && Double(acc + n / 2) > Double(total) * Double(part + 1) / Double(parts) { part += 1 }
+            shards[part].append(e)
+            acc += n
+        }
+        return shards
+    }
+
+    func wire(_ e: Example) -> WireExample {
+        WireExample(sequences: e.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
+                    reference: e.refChosen.map { ($0, e.refRejected ?? 0) })
+    }
+
+    @discardableResult
+    func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig, parameters: FloatBuffer,
+                    tokenizer: any Tokenizer, name: String) throws -> String {
+        try pullWeights(into: parameters)
+        let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
+        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
+        let state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
+                                    "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
+        try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
+            .write(to: dir.appendingPathComponent("trainer_state.json"))
+        say("checkpoint \(dir.path)")
+        return dir.path
+    }
+
+    func evaluate(_ e: Recipe.EvalSpec, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer, stage: String) throws -> Double {
+        let problems = try EvalSet.load(URL(fileURLWithPath: e.data), tokenizer: tokenizer, limit: e.limit)
+        var stop = Set(tokenizer.eosID.map { [$0] } ?? [])
+        if let bpe = tokenizer as? BPETokenizer, let id = bpe.id(of: "<|im_end|>") { stop.insert(id) }
+        var pass1: [Double] = []
+        for (i, p) in problems.enumerated() {
+            let outputs = generate(config: config, parameters: parameters.baseAddress, prompt: p.promptIDs, samples: e.samples,
+                                   settings: SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens,
+                                                              seed: recipe.seed &+ UInt64(i)), stop: stop)
+            let correct = outputs.filter { o in
+                AnswerRule.marker.extract(tokenizer.decode(o.filter { !stop.contains($0) })).map(AnswerRule.normalize) == AnswerRule.normalize(p.answer)
+            }.count
+            pass1.append(Double(correct) / Double(e.samples))
+        }
+        let (mean, stderr) = meanAndStandardError(pass1)
+        say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
+        let line: [String: Any] = ["stage": stage, "eval/pass@1": mean, "eval/pass@1_stderr": stderr, "eval/problems": problems.count]
+        metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) + Data("\n".utf8))
+        return mean
+    }
+
+    func printTable(_ rows: [StageSummary]) {
+        func f(_ x: Double?) -> String { x.map { String(format: "%.3f", $0) } ?? "-" }
+        var text = "\nstage        steps  pass@1   logps/chosen  logps/rejected\n"
+        for r in rows {
+            text += r.stage.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + String(r.steps).leftPad(5) + "  " + f(r.passAt1).leftPad(6)
+                + "   " + f(r.logpsChosen).leftPad(12) + "  " + f(r.logpsRejected).leftPad(14) + "\n"
+        }
+        print(text)
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

@@ -1,0 +1,219 @@
+// A run recipe (YAML), in the spirit of the REDI paper's recipes: model, data, the two
+// stages, evaluation and the cluster. Unknown keys and bad values are errors naming the key.
+import Foundation
+import Objectives
+import Optimizer
+import Yams
+
+public struct RecipeError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+public struct Recipe: Sendable {
+    public struct ModelSpec: Sendable {
+        /// A checkpoint directory or .gguf file, or nil to initialise from `initialize`.
+        public var path: String?
+        /// A preset name or config.json path for a model trained from scratch.
+        public var initialize: String?
+    }
+
+    public struct SynthSpec: Sendable {
+        public var problems = 400, tracesPerProblem = 4, testProblems = 50, digits = 2, steps = 2
+        public var errorRate = 0.15
+    }
+
+    public struct Stage: Sendable {
+        public var name: String
+        public var objective: Objective
+        public var data: String
+        public var epochs: Double = 1
+        public var batchSize = 32
+        public var microBatchTokens = 4096
+        public var learningRate: Double
+        public var warmupRatio = 0.1
+        public var weightDecay = 1e-4
+        public var maxGradNorm: Double? = 1.0
+        public var maxPromptLength: Int?
+        public var maxLength: Int?
+        public var checkpointEvery: Int?
+    }
+
+    public struct EvalSpec: Sendable {
+        public var data: String
+        public var samples = 4, maxNewTokens = 128
+        public var limit: Int?
+        public var temperature = 0.6, topP = 0.95
+    }
+
+    public struct ClusterSpec: Sendable {
+        public var servers = 1, workers = 1
+        public var bind = "tcp://127.0.0.1:5570"
+        public var heartbeatSeconds = 2.0
+        public var timeoutSeconds = 120.0
+        public var chunkMiB = 4.0
+    }
+
+    public var runID: String
+    public var output: String
+    public var seed: UInt64 = 0
+    public var model: ModelSpec
+    public var synth: SynthSpec?
+    public var stages: [Stage]
+    public var eval: EvalSpec?
+    public var cluster = ClusterSpec()
+
+    /// Reads and validates a recipe; relative paths are resolved against the recipe's directory.
+    public static func load(_ path: String) throws -> Recipe {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RecipeError("cannot read recipe \(path)") }
+        let base = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let node: Any?
+        do { node = try Yams.load(yaml: text) } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
+        guard let root = node as? [String: Any] else { throw RecipeError("\(path): the recipe must be a mapping") }
+        do { return try Recipe(root, base: base) } catch let e as RecipeError { throw RecipeError("\(path): \(e.description)") }
+    }
+
+    init(_ root: [String: Any], base: URL) throws {
+        var r = Reader(root, at: "")
+        func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : base.appendingPathComponent(p).standardized.path }
+        runID = try r.string("run_id", default: "redi")
+        output = resolve(try r.string("output", default: "runs/\(runID)"))
+        seed = UInt64(try r.int("seed", default: 0, min: 0))
+        var m = try r.section("model")
+        let modelPath = try m.optionalString("path").map(resolve)
+        let initialize = try m.optionalString("init").map { LlamaPresetNames.contains($0) ? $0 : resolve($0) }
+        try m.finish()
+        guard (modelPath == nil) != (initialize == nil) else { throw RecipeError("model: give exactly one of path or init") }
+        model = ModelSpec(path: modelPath, initialize: initialize)
+        if r.has("synth") {
+            var s = try r.section("synth")
+            var spec = SynthSpec()
+            spec.problems = try s.int("problems", default: spec.problems, min: 1)
+            spec.tracesPerProblem = try s.int("traces_per_problem", default: spec.tracesPerProblem, min: 2)
+            spec.testProblems = try s.int("test_problems", default: spec.testProblems, min: 0)
+            spec.digits = try s.int("digits", default: spec.digits, min: 1)
+            spec.steps = try s.int("steps", default: spec.steps, min: 1)
+            spec.errorRate = try s.double("error_rate", default: spec.errorRate, min: 0)
+            try s.finish()
+            synth = spec
+        }
+        // Data paths inside a synth run are relative to the output directory.
+        let dataBase = synth != nil ? URL(fileURLWithPath: output) : base
+        func resolveData(_ p: String) -> String { p.hasPrefix("/") ? p : dataBase.appendingPathComponent(p).standardized.path }
+        guard let list = root["stages"] as? [Any], !list.isEmpty else { throw RecipeError("stages: give at least one stage") }
+        r.consumed.insert("stages")
+        stages = try list.enumerated().map { i, item in
+            guard let dict = item as? [String: Any] else { throw RecipeError("stages[\(i)]: must be a mapping") }
+            var s = Reader(dict, at: "stages[\(i)].")
+            let objectiveName = try s.string("objective")
+            let objective: Objective
+            switch objectiveName {
+            case "sft": objective = .sft
+            case "redi": objective = .redi(c: try s.double("chosen_weight", default: 1, min: 0), alpha: try s.double("alpha", default: 0.8, min: 0),
+                                           gamma: try s.optionalDouble("gamma"))
+            case "dpo": objective = .dpo(beta: try s.double("beta", default: 0.1, min: 1e-12))
+            case "simpo": objective = .simpo(beta: try s.double("beta", default: 2.0, min: 1e-12), gamma: try s.double("gamma", default: 1.0, min: 0))
+            default: throw RecipeError("stages[\(i)].objective: \"\(objectiveName)\" is not sft, redi, dpo or simpo")
+            }
+            var stage = Stage(name: try s.string("name", default: objectiveName), objective: objective, data: resolveData(try s.string("data")),
+                              learningRate: try s.double("learning_rate", min: 0))
+            stage.epochs = try s.double("epochs", default: 1, min: 1e-9)
+            stage.batchSize = try s.int("batch_size", default: 32, min: 1)
+            stage.microBatchTokens = try s.int("micro_batch_tokens", default: 4096, min: 1)
+            stage.warmupRatio = try s.double("warmup_ratio", default: 0.1, min: 0)
+            stage.weightDecay = try s.double("weight_decay", default: 1e-4, min: 0)
+            stage.maxGradNorm = try s.optionalDouble("max_grad_norm") ?? 1.0
+            stage.maxPromptLength = try s.optionalInt("max_prompt_length")
+            stage.maxLength = try s.optionalInt("max_length")
+            stage.checkpointEvery = try s.optionalInt("checkpoint_every")
+            guard stage.warmupRatio <= 1 else { throw RecipeError("stages[\(i)].warmup_ratio: must be in [0, 1]") }
+            try s.finish()
+            return stage
+        }
+        if r.has("eval") {
+            var e = try r.section("eval")
+            var spec = EvalSpec(data: resolveData(try e.string("data")))
+            spec.samples = try e.int("samples", default: 4, min: 1)
+            spec.maxNewTokens = try e.int("max_new_tokens", default: 128, min: 1)
+            spec.limit = try e.optionalInt("limit")
+            spec.temperature = try e.double("temperature", default: 0.6, min: 0)
+            spec.topP = try e.double("top_p", default: 0.95, min: 1e-9)
+            try e.finish()
+            eval = spec
+        }
+        if r.has("cluster") {
+            var c = try r.section("cluster")
+            cluster.servers = try c.int("servers", default: 1, min: 1)
+            cluster.workers = try c.int("workers", default: 1, min: 1)
+            cluster.bind = try c.string("bind", default: cluster.bind)
+            cluster.heartbeatSeconds = try c.double("heartbeat_seconds", default: 2, min: 0.01)
+            cluster.timeoutSeconds = try c.double("timeout_seconds", default: 120, min: 0.1)
+            cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
+            try c.finish()
+        }
+        try r.finish()
+    }
+}
+
+let LlamaPresetNames: Set<String> = ["tiny", "small", "smollm2-135m"]
+
+/// Reads typed values from a YAML mapping, remembering which keys were used so leftovers are errors.
+struct Reader {
+    let dict: [String: Any]
+    let prefix: String
+    var consumed: Set<String> = []
+    init(_ dict: [String: Any], at prefix: String) { self.dict = dict; self.prefix = prefix }
+
+    func has(_ key: String) -> Bool { dict[key] != nil }
+
+    mutating func value(_ key: String) -> Any? { consumed.insert(key); return dict[key] }
+
+    mutating func section(_ key: String) throws -> Reader {
+        guard let d = value(key) as? [String: Any] else { throw RecipeError("\(prefix)\(key): must be a mapping") }
+        return Reader(d, at: "\(prefix)\(key).")
+    }
+
+    mutating func optionalString(_ key: String) throws -> String? {
+        guard let v = value(key) else { return nil }
+        guard let s = v as? String else { throw RecipeError("\(prefix)\(key): must be text") }
+        return s
+    }
+
+    mutating func string(_ key: String, default d: String? = nil) throws -> String {
+        if let s = try optionalString(key) { return s }
+        guard let d else { throw RecipeError("\(prefix)\(key): missing") }
+        return d
+    }
+
+    mutating func optionalDouble(_ key: String) throws -> Double? {
+        guard let v = value(key) else { return nil }
+        if let d = v as? Double { return d }
+        if let i = v as? Int { return Double(i) }
+        if let s = v as? String, let d = Double(s) { return d }
+        throw RecipeError("\(prefix)\(key): must be a number")
+    }
+
+    mutating func double(_ key: String, default d: Double? = nil, min: Double) throws -> Double {
+        guard let v = try optionalDouble(key) ?? d else { throw RecipeError("\(prefix)\(key): missing") }
+        guard v >= min, v.isFinite else { throw RecipeError("\(prefix)\(key): \(v) must be ≥ \(min)") }
+        return v
+    }
+
+    mutating func optionalInt(_ key: String) throws -> Int? {
+        guard let v = value(key) else { return nil }
+        guard let i = v as? Int, i > 0 else { throw RecipeError("\(prefix)\(key): must be a positive whole number") }
+        return i
+    }
+
+    mutating func int(_ key: String, default d: Int, min: Int) throws -> Int {
+        guard let v = value(key) else { return d }
+        guard let i = v as? Int else { throw RecipeError("\(prefix)\(key): must be a whole number") }
+        guard i >= min else { throw RecipeError("\(prefix)\(key): \(i) must be ≥ \(min)") }
+        return i
+    }
+
+    func finish() throws {
+        let unknown = Set(dict.keys).subtracting(consumed).sorted()
+        if let first = unknown.first { throw RecipeError("unknown key \(prefix)\(first)\(unknown.count > 1 ? " (and \(unknown.dropFirst().map { prefix + $0 }.joined(separator: ", ")))" : "")") }
+    }
+}
