@@ -66,7 +66,9 @@ public struct Recipe: Sendable {
     /// Reads and validates a recipe; relative paths are resolved against the recipe's directory.
     public static func load(_ path: String) throws -> Recipe {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RecipeError("cannot read recipe \(path)") }
-        let base = URL(fileURLWithPath: path).deletingLastPathComponent()
+        // Resolve against an absolute directory: a relative base would lose its prefix when standardised.
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let base = URL(fileURLWithPath: absolute).deletingLastPathComponent()
         let node: Any?
         do { node = try Yams.load(yaml: text) } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
         guard let root = node as? [String: Any] else { throw RecipeError("\(path): the recipe must be a mapping") }

@@ -1,0 +1,137 @@
+// End to end: a real coordinator, parameter servers and workers as separate processes on
+// 127.0.0.1 must produce the same weights (to float tolerance) as the single-process
+// trainer over the same global batches, through stage 1 → stage 2 → final checkpoint.
+import Data
+import Formats
+import Foundation
+import Model
+import Numerics
+import Objectives
+import Tokenizers
+import Training
+import XCTest
+
+final class ClusterTests: XCTestCase {
+    static let products = Bundle.main.bundleURL
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("redi-cluster-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        var sft = "", pref = ""
+        for i in 0..<12 {
+            let a = i * 7 % 10, b = i * 3 % 10
+            sft += #"{"prompt": "\#(a)+\#(b)=", "completion": "\#(a + b)"}"# + "\n"
+            pref += #"{"prompt": "\#(a)+\#(b)=", "chosen": "\#(a + b)", "rejected": "\#(a + b + 1)"}"# + "\n"
+        }
+        try sft.write(to: dir.appendingPathComponent("sft.jsonl"), atomically: true, encoding: .utf8)
+        try pref.write(to: dir.appendingPathComponent("pref.jsonl"), atomically: true, encoding: .utf8)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func recipe(servers: Int, workers: Int, port: Int) -> String {
+        """
+        run_id: e2e
+        output: out-\(servers)x\(workers)
+        seed: 3
+        model: {init: tiny}
+        stages:
+          - {name: sft, objective: sft, data: sft.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25}
+          - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
+        cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, chunk_mib: 0.05}
+        """
+    }
+
+    func start(_ binary: String, _ args: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = Self.products.appendingPathComponent(binary)
+        p.arguments = args
+        p.currentDirectoryURL = dir
+        FileManager.default.createFile(atPath: dir.appendingPathComponent(log).path, contents: nil)
+        p.standardError = try FileHandle(forWritingTo: dir.appendingPathComponent(log))
+        p.standardOutput = p.standardError
+        try p.run()
+        return p
+    }
+
+    /// Runs the cluster; returns the final checkpoint's parameters.
+    func runCluster(servers: Int, workers: Int) throws -> [Float] {
+        let port = 20000 + Int.random(in: 0..<20000)
+        let name = "recipe-\(servers)x\(workers).yaml"
+        try recipe(servers: servers, workers: workers, port: port).write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        // Start workers and servers first: processes may start in any order.
+        var others: [Process] = []
+        for i in 0..<workers { others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--threads", "1", "--timeout", "30"], log: "w\(i).log")) }
+        for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--timeout", "30"], log: "s\(i).log")) }
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", name], log: "coordinator-\(servers)x\(workers).log")
+        coordinator.waitUntilExit()
+        for p in others { p.waitUntilExit() }
+        let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator-\(servers)x\(workers).log"), encoding: .utf8)) ?? ""
+        XCTAssertEqual(coordinator.terminationStatus, 0, log)
+        for p in others { XCTAssertEqual(p.terminationStatus, 0, "a server or worker failed") }
+        XCTAssertTrue(log.contains("sft step 4/4") && log.contains("redi step 2/2"), log)
+        let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("out-\(servers)x\(workers)/redi"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(servers)x\(workers)/sft/model.safetensors").path))
+        let metrics = try String(contentsOf: dir.appendingPathComponent("out-\(servers)x\(workers)/metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").count, 6)
+        return checkpoint.parameters.array
+    }
+
+    /// The same two stages in one process with LocalTrainer.
+    func runSingleProcess() throws -> [Float] {
+        let tokenizer = ByteTokenizer()
+        let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
+        let layout = ParameterLayout(config: config)
+        let params = FloatBuffer(count: layout.totalCount)
+        initializeParameters(params, layout: layout, seed: 3)
+        let sft = try Dataset.load(dir.appendingPathComponent("sft.jsonl"), tokenizer: tokenizer, maxLength: 1024, vocabularySize: 260).examples
+        let pref = try Dataset.load(dir.appendingPathComponent("pref.jsonl"), tokenizer: tokenizer, maxLength: 1024, vocabularySize: 260).examples
+        let stage1 = LocalTrainer(config: config, parameters: params,
+                                  settings: StageSettings(objective: .sft, learningRate: 1e-2, warmupRatio: 0.25), totalSteps: 4)
+        for _ in 0..<4 { _ = try stage1.step(sft) }
+        let stage2 = LocalTrainer(config: config, parameters: params,
+                                  settings: StageSettings(objective: .redi(), learningRate: 5e-3, warmupRatio: 0), totalSteps: 2)
+        for _ in 0..<2 { _ = try stage2.step(pref) }
+        return params.array
+    }
+
+    func testClustersMatchTheSingleProcessTrainer() throws {
+        let reference = try runSingleProcess()
+        for (servers, workers) in [(1, 1), (2, 2)] {
+            let weights = try runCluster(servers: servers, workers: workers)
+            XCTAssertEqual(weights.count, reference.count)
+            let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
+            print("\(servers) servers × \(workers) workers: max |w - single-process| = \(worst) over \(weights.count) parameters")
+            XCTAssertLessThan(worst, 1e-4)
+        }
+        // And the two stages moved the weights away from the initialisation.
+        let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
+        let initial = FloatBuffer(count: ParameterLayout(config: config).totalCount)
+        initializeParameters(initial, layout: ParameterLayout(config: config), seed: 3)
+        XCTAssertGreaterThan(zip(initial.array, reference).map { abs($0 - $1) }.max()!, 1e-3)
+    }
+
+    func testMissingCoordinatorIsAClearErrorNotAHang() throws {
+        let p = try start("redi-worker", ["join", "--coordinator", "tcp://127.0.0.1:1", "--timeout", "2"], log: "lonely.log")
+        p.waitUntilExit()
+        let log = try String(contentsOf: dir.appendingPathComponent("lonely.log"), encoding: .utf8)
+        XCTAssertTrue(log.contains("no coordinator answered"), log)
+    }
+
+    func testBadRecipesNameTheKey() throws {
+        for (text, needle) in [("run_id: x\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\nbogus: 1", "unknown key bogus"),
+                               ("model: {init: tiny}\nstages: [{objective: sfx, data: a.jsonl, learning_rate: 1}]", "stages[0].objective"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: -1}]", "stages[0].learning_rate"),
+                               ("model: {init: tiny, path: x}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: give exactly one"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers")] {
+            try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
+            let p = try start("redi-ps", ["coordinate", "--recipe", "bad.yaml"], log: "bad.log")
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 1)
+            let log = try String(contentsOf: dir.appendingPathComponent("bad.log"), encoding: .utf8)
+            XCTAssertTrue(log.contains(needle), "\(log) should mention \(needle)")
+        }
+    }
+}
