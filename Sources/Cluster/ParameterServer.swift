@@ -45,9 +45,10 @@ public final class ParameterServer {
         for (i, c) in welcome.chunks.enumerated() where welcome.chunkOwner[i] == welcome.index { chunks[c.chunk] = Chunk(c, workers: welcome.workers) }
         log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
         var version = 0
-        var pushesThisStep = 0
         let expectedPushes = welcome.workers
-        var pushedWorkers = Set<Int>()
+        // Chunks received from each worker this step; the step's gradient is complete when
+        // every worker has sent every chunk this server holds (in one push or several).
+        var received = Array(repeating: Set<Int>(), count: expectedPushes)
         var lastHeard = Date()
 
         func tensors(_ ids: [Int]) throws -> [OutgoingTensor] {
@@ -103,7 +104,8 @@ public final class ParameterServer {
                         try peers.send(.error(code: 404, message: e.description), to: peer)
                     }
                 case let .push(step, ids, worker):
-                    guard worker >= 0 && worker < expectedPushes, ids.count == msg.tensors.count, !pushedWorkers.contains(worker) else {
+                    guard worker >= 0 && worker < expectedPushes, ids.count == msg.tensors.count,
+                          received[worker].isDisjoint(with: ids) else {
                         try peers.send(.error(code: 400, message: "bad or duplicate push from worker \(worker)"), to: peer)
                         continue
                     }
@@ -116,10 +118,9 @@ public final class ParameterServer {
                         frame.copyFloats(into: slot.baseAddress)
                         c.pushes[worker] = slot
                     }
-                    pushedWorkers.insert(worker)
-                    pushesThisStep += 1
+                    received[worker].formUnion(ids)
                     try peers.send(.pushAck(step: step), to: peer)
-                    if pushesThisStep == expectedPushes {
+                    if received.allSatisfy({ $0.count == chunks.count }) {
                         var sumsq = 0.0
                         for c in chunks.values.sorted(by: { $0.range.chunk < $1.range.chunk }) {
                             c.gradient.zero()
@@ -130,8 +131,7 @@ public final class ParameterServer {
                             }
                             sumsq += sumOfSquares(c.gradient.baseAddress, count: c.range.count)
                         }
-                        pushesThisStep = 0
-                        pushedWorkers.removeAll()
+                        for w in received.indices { received[w].removeAll() }
                         try control.send(.norm(step: step, sumOfSquares: sumsq))
                     }
                 default:

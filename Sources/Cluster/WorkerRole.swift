@@ -39,6 +39,7 @@ public final class WorkerRole {
         let computer = GradientComputer(config: config)
         log(name, "joined run \(runID): \(welcome.parameterCount) parameters on \(servers.count) servers")
         var lastHeard = Date()
+        var pushMessages = 0
 
         func expect(_ m: Messenger, _ what: String) throws -> Incoming {
             guard let reply = try m.receive(timeout: timeout) else { throw ClusterError("\(name): no \(what) within \(Int(timeout)) s") }
@@ -84,19 +85,44 @@ public final class WorkerRole {
                 } else {
                     gradients.zero()
                     let objective = try unit.objective.objective()
+                    // Push each chunk as soon as backward has finished every parameter in it: the
+                    // send only queues the frame (no copy), so compute continues while it travels.
+                    var pushed = Set<Int>()
+                    pushMessages = 0
+                    func push(from frontier: Int) throws {
+                        for (s, server) in servers.enumerated() {
+                            let ready = owned[s].filter { $0.offset >= frontier && !pushed.contains($0.chunk) }
+                            guard !ready.isEmpty else { continue }
+                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), worker: welcome.index),
+                                            tensors: ready.map { OutgoingTensor(pointer: gradients.baseAddress + $0.offset, count: $0.count, owner: gradients) })
+                            pushMessages += 1
+                            pushed.formUnion(ready.map(\.chunk))
+                        }
+                    }
+                    var pushError: Error?
                     let result = examples.isEmpty ? ObjectiveResult()
                         : try computer.accumulate(parameters: parameters.baseAddress, gradients: gradients.baseAddress,
-                                                  examples: examples, objective: objective, normalizer: unit.normalizer)
+                                                  examples: examples, objective: objective, normalizer: unit.normalizer,
+                                                  gradientsFinal: { frontier in
+                                                      do { try push(from: frontier) } catch { pushError = error }
+                                                  })
+                    if let pushError { throw pushError }
+                    try push(from: 0)
                     report = StepReport(step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
                                         metricSums: result.metricSums)
                 }
                 let t2 = Date()
                 if !unit.scoreOnly {
-                    for (s, server) in servers.enumerated() where !owned[s].isEmpty {
-                        try server.send(.push(step: unit.step, chunks: owned[s].map(\.chunk), worker: welcome.index),
-                                        tensors: owned[s].map { OutgoingTensor(pointer: gradients.baseAddress + $0.offset, count: $0.count, owner: gradients) })
+                    // One acknowledgement per push message, from whichever server it went to.
+                    var acks = 0
+                    while acks < pushMessages {
+                        let ready = try poll(servers.map(\.socket), timeout: timeout)
+                        guard ready.contains(true) else { throw ClusterError("\(name): no push acknowledgement within \(Int(timeout)) s") }
+                        for (s, server) in servers.enumerated() where ready[s] {
+                            _ = try expect(server, "push acknowledgement from server \(s)")
+                            acks += 1
+                        }
                     }
-                    for (s, server) in servers.enumerated() where !owned[s].isEmpty { _ = try expect(server, "push acknowledgement from server \(s)") }
                 }
                 let t3 = Date()
                 report.computeSeconds = t2.timeIntervalSince(t1)

@@ -118,8 +118,13 @@ public final class LlamaEngine {
     /// - Parameters:
     ///   - weights: [P] dL/dlogp of each scored token (from the objective), in `predictRows` order.
     ///   - gradients: flat vector in `layout`, added to (not overwritten), so micro-batches accumulate.
+    ///   - gradientsFinal: called as backward finishes each transformer block, with the offset
+    ///     from which every gradient in the flat vector is final (blocks finish last to first;
+    ///     the embedding, finished last, is covered when backward returns). Lets a worker push
+    ///     a layer's gradients while backward continues below it.
     /// - Precondition: `forward` ran on these parameters and nothing ran in between.
-    public func backward(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, weights: [Float]) {
+    public func backward(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, weights: [Float],
+                         gradientsFinal: ((Int) -> Void)? = nil) {
         guard let s = saved else { preconditionFailure("backward called without a forward pass") }
         let batch = s.batch
         let t = batch.tokenCount, p = batch.scoredCount
@@ -176,6 +181,8 @@ public final class LlamaEngine {
                                accumulateInput: true)
                 rmsnormBackward(d + dx, g + o.inputNorm, d + dln, a + sl.x, w + o.inputNorm, a + sl.rstd1,
                                 partials: d + partials, rows: t, width: c, accumulate: true)
+                // Everything from this block's first tensor on is final (the embedding lies before it).
+                gradientsFinal?(o.q)
             }
         }
 

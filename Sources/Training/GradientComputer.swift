@@ -42,10 +42,14 @@ public final class GradientComputer {
     ///   - normalizer: the global batch's count (tokens for SFT, examples otherwise), so partial
     ///     gradients from micro-batches and workers add up to the gradient of the batch mean.
     /// - Throws: `ObjectiveError` when the examples do not fit the objective.
+    ///   - gradientsFinal: called during the last micro-batch's backward with the offset from
+    ///     which gradients are final (see `LlamaEngine.backward`).
     public func accumulate(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-                           examples: [Example], objective: Objective, normalizer: Double) throws -> ObjectiveResult {
+                           examples: [Example], objective: Objective, normalizer: Double,
+                           gradientsFinal: ((Int) -> Void)? = nil) throws -> ObjectiveResult {
         var total = ObjectiveResult()
-        for group in microBatches(examples) {
+        let groups = microBatches(examples)
+        for (index, group) in groups.enumerated() {
             if objective.isPreference, let bad = group.first(where: { !$0.isPreference }) {
                 throw ObjectiveError(description: "\(objective.name) needs preference records (prompt, chosen, rejected); line \(bad.line) is prompt/completion")
             }
@@ -66,7 +70,8 @@ public final class GradientComputer {
             }
             let result = try objective.evaluate(scores, references: references)
             let weights = batch.predictSequence.map { Float(result.sequenceGradients[Int($0)] / normalizer) }
-            engine.backward(parameters: parameters, gradients: gradients, weights: weights)
+            engine.backward(parameters: parameters, gradients: gradients, weights: weights,
+                            gradientsFinal: index == groups.count - 1 ? gradientsFinal : nil)
             total.merge(result)
         }
         return total

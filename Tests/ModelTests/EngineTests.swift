@@ -96,6 +96,26 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    func testGradientsAreReportedFinalLayerByLayerAndAreFinalWhenReported() throws {
+        let config = try Self.config("llama", tied: true)
+        let engine = LlamaEngine(config: config)
+        let params = Self.randomParameters(engine.layout, seed: 4)
+        let batch = PackedBatch(Self.sequences)
+        let weights = [Float](repeating: -1, count: batch.scoredCount)
+        let grads = FloatBuffer(count: engine.layout.totalCount)
+        _ = engine.forward(parameters: params.baseAddress, batch: batch)
+        var frontiers: [Int] = [], snapshots: [[Float]] = []
+        engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: weights) { frontier in
+            frontiers.append(frontier)
+            snapshots.append(Array(UnsafeBufferPointer(start: grads.baseAddress + frontier, count: grads.count - frontier)))
+        }
+        XCTAssertEqual(frontiers, engine.layout.layers.map(\.q).reversed())
+        // What was reported final did not change afterwards.
+        for (f, snap) in zip(frontiers, snapshots) {
+            XCTAssertEqual(snap, Array(UnsafeBufferPointer(start: grads.baseAddress + f, count: grads.count - f)))
+        }
+    }
+
     func testBackwardAccumulates() throws {
         let config = try Self.config("llama", tied: true)
         let engine = LlamaEngine(config: config)
