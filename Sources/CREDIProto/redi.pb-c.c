@@ -1754,7 +1754,7 @@ const ProtobufCMessageDescriptor redi__work_unit__descriptor =
   (ProtobufCMessageInit) redi__work_unit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__pull_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor redi__pull_request__field_descriptors[3] =
 {
   {
     "version",
@@ -1780,15 +1780,28 @@ static const ProtobufCFieldDescriptor redi__pull_request__field_descriptors[2] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "optimizer_state",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__PullRequest, optimizer_state),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__pull_request__field_indices_by_name[] = {
   1,   /* field[1] = chunks */
+  2,   /* field[2] = optimizer_state */
   0,   /* field[0] = version */
 };
 static const ProtobufCIntRange redi__pull_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor redi__pull_request__descriptor =
 {
@@ -1798,14 +1811,14 @@ const ProtobufCMessageDescriptor redi__pull_request__descriptor =
   "Redi__PullRequest",
   "redi",
   sizeof(Redi__PullRequest),
-  2,
+  3,
   redi__pull_request__field_descriptors,
   redi__pull_request__field_indices_by_name,
   1,  redi__pull_request__number_ranges,
   (ProtobufCMessageInit) redi__pull_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__pull_reply__field_descriptors[2] =
+static const ProtobufCFieldDescriptor redi__pull_reply__field_descriptors[3] =
 {
   {
     "version",
@@ -1831,15 +1844,28 @@ static const ProtobufCFieldDescriptor redi__pull_reply__field_descriptors[2] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "optimizer_state",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__PullReply, optimizer_state),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__pull_reply__field_indices_by_name[] = {
   1,   /* field[1] = chunks */
+  2,   /* field[2] = optimizer_state */
   0,   /* field[0] = version */
 };
 static const ProtobufCIntRange redi__pull_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor redi__pull_reply__descriptor =
 {
@@ -1849,7 +1875,7 @@ const ProtobufCMessageDescriptor redi__pull_reply__descriptor =
   "Redi__PullReply",
   "redi",
   sizeof(Redi__PullReply),
-  2,
+  3,
   redi__pull_reply__field_descriptors,
   redi__pull_reply__field_indices_by_name,
   1,  redi__pull_reply__number_ranges,
@@ -1958,7 +1984,7 @@ const ProtobufCMessageDescriptor redi__push_ack__descriptor =
   (ProtobufCMessageInit) redi__push_ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__load_chunks__field_descriptors[2] =
+static const ProtobufCFieldDescriptor redi__load_chunks__field_descriptors[3] =
 {
   {
     "chunks",
@@ -1984,15 +2010,28 @@ static const ProtobufCFieldDescriptor redi__load_chunks__field_descriptors[2] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "optimizer_state",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__LoadChunks, optimizer_state),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__load_chunks__field_indices_by_name[] = {
   0,   /* field[0] = chunks */
+  2,   /* field[2] = optimizer_state */
   1,   /* field[1] = reset_optimizer */
 };
 static const ProtobufCIntRange redi__load_chunks__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor redi__load_chunks__descriptor =
 {
@@ -2002,7 +2041,7 @@ const ProtobufCMessageDescriptor redi__load_chunks__descriptor =
   "Redi__LoadChunks",
   "redi",
   sizeof(Redi__LoadChunks),
-  2,
+  3,
   redi__load_chunks__field_descriptors,
   redi__load_chunks__field_indices_by_name,
   1,  redi__load_chunks__number_ranges,

@@ -36,9 +36,46 @@ public final class Coordinator {
     var version = 0
     var metricsFile: FileHandle?
 
-    public init(recipe: Recipe, bind: String? = nil) {
+    let resume: String?
+
+    /// - Parameter resume: a checkpoint directory written by this recipe (with
+    ///   `trainer_state.json` and `optimizer.safetensors`) to continue from.
+    public init(recipe: Recipe, bind: String? = nil, resume: String? = nil) {
         self.recipe = recipe
         self.bind = bind ?? recipe.cluster.bind
+        self.resume = resume
+    }
+
+    /// Where an interrupted run continues: its stage, step, data position and AdamW state.
+    struct ResumePoint {
+        let stage: Int, step: Int, epoch: Int, position: Int
+        let m: FloatBuffer, v: FloatBuffer
+    }
+
+    /// Set from a signal handler; checked wherever the coordinator waits, so Ctrl-C or a
+    /// TERM ends the run with every server and worker told to shut down.
+    final class StopFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var signal: Int32?
+        func set(_ s: Int32) { lock.lock(); signal = s; lock.unlock() }
+        var value: Int32? { lock.lock(); defer { lock.unlock() }; return signal }
+    }
+    let stop = StopFlag()
+    var signalSources: [DispatchSourceSignal] = []
+
+    func installSignalHandlers() {
+        for sig in [SIGINT, SIGTERM] {
+            Foundation.signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            let flag = stop
+            source.setEventHandler { flag.set(sig) }
+            source.resume()
+            signalSources.append(source)
+        }
+    }
+
+    func checkStop() throws {
+        if let sig = stop.value { throw ClusterError("stopped by signal \(sig); servers and workers were told to shut down") }
     }
 
     func say(_ message: String) { log("coordinator", message) }
@@ -53,16 +90,21 @@ public final class Coordinator {
                        stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
         let (config, parameters, tokenizer) = try prepareModel()
+        let resumePoint = try resume.map { try loadResumePoint($0, into: parameters) }
         let metricsURL = out.appendingPathComponent("metrics.jsonl")
-        FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+        if resumePoint == nil || !FileManager.default.fileExists(atPath: metricsURL.path) {
+            FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
+        }
         metricsFile = try FileHandle(forWritingTo: metricsURL)
+        metricsFile?.seekToEndOfFile()
 
+        installSignalHandlers()
         let context = ZMQContext()
         let socket = try ZMQSocket(context, .router)
         let endpoint = try socket.bind(bind)
         messenger = Messenger(socket: socket, runID: recipe.runID, sender: "coordinator", routed: true)
         say("run \(recipe.runID): listening on \(endpoint); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
-        defer { shutdownAll("run finished") }
+        defer { shutdownAll("run ended") }
         let endpoints = try admit()
         plan = ChunkPlan.make(parameterCount: parameters.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
@@ -87,9 +129,16 @@ public final class Coordinator {
                 .examples.prefix(64))
         }
         for (index, stage) in recipe.stages.enumerated() {
-            if index > 0 { try loadWeights(parameters, resetOptimizer: true) }  // stage 2 restarts AdamW and its schedule
+            if let r = resumePoint, index < r.stage { continue }
+            let start = resumePoint.flatMap { $0.stage == index ? $0 : nil }
+            if let start {
+                try loadWeights(parameters, resetOptimizer: false, optimizer: (start.m, start.v))
+                say("resuming \(stage.name) at step \(start.step)")
+            } else if index > 0 {
+                try loadWeights(parameters, resetOptimizer: true)  // stage 2 restarts AdamW and its schedule
+            }
             let summary = try runStage(stage, index: index, config: config, parameters: parameters, tokenizer: tokenizer,
-                                       preferenceProbe: &previousPref)
+                                       preferenceProbe: &previousPref, start: start)
             summaries.append(summary)
         }
         printTable(summaries)
@@ -122,6 +171,7 @@ public final class Coordinator {
         let started = Date()
         var lastStatus = Date()
         while servers.count < recipe.cluster.servers || workers.count < recipe.cluster.workers {
+            try checkStop()
             if Date().timeIntervalSince(started) > recipe.cluster.timeoutSeconds {
                 throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count)/\(recipe.cluster.workers) workers joined within \(Int(recipe.cluster.timeoutSeconds)) s")
             }
@@ -150,26 +200,36 @@ public final class Coordinator {
         return endpoints
     }
 
-    /// Sends the whole vector to the servers (each gets its chunks) and waits for their acknowledgements.
-    func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool) throws {
+    /// Sends the whole vector to the servers (each gets its chunks) and waits for their
+    /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming).
+    func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
         for (s, id) in servers.enumerated() {
             let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
-            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer), to: id,
-                               tensors: mine.map { OutgoingTensor(pointer: parameters.baseAddress + plan.chunks[$0].offset,
-                                                                  count: plan.chunks[$0].count, owner: parameters) })
+            let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
+            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil), to: id,
+                               tensors: mine.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
+                                                                                         count: plan.chunks[c].count, owner: $0) } })
         }
         _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
         version += 1
     }
 
-    /// Pulls every chunk back from the servers into `parameters`.
-    func pullWeights(into parameters: FloatBuffer) throws {
+    /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into `optimizer`).
+    func pullWeights(into parameters: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
         for (s, id) in servers.enumerated() {
-            try messenger.send(.pull(version: version, chunks: plan.chunks.indices.filter { plan.owner[$0] == s }), to: id)
+            try messenger.send(.pull(version: version, chunks: plan.chunks.indices.filter { plan.owner[$0] == s },
+                                     optimizerState: optimizer != nil), to: id)
         }
+        let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
         for msg in try collect(servers.count, { if case .pullReply = $0 { return true }; return false }) {
-            guard case let .pullReply(_, ids) = msg.envelope.body, ids.count == msg.tensors.count else { continue }
-            for (id, frame) in zip(ids, msg.tensors) { frame.copyFloats(into: parameters.baseAddress + plan.chunks[id].offset) }
+            guard case let .pullReply(_, ids, _) = msg.envelope.body, ids.count * buffers.count == msg.tensors.count else {
+                throw ClusterError("\(msg.envelope.sender): malformed pull reply")
+            }
+            for (k, id) in ids.enumerated() {
+                for (b, buffer) in buffers.enumerated() {
+                    msg.tensors[k * buffers.count + b].copyFloats(into: buffer.baseAddress + plan.chunks[id].offset)
+                }
+            }
         }
     }
 
@@ -178,7 +238,8 @@ public final class Coordinator {
         var got: [Incoming] = []
         var silent = Date()
         while got.count < count {
-            guard let msg = try messenger.receive(timeout: recipe.cluster.heartbeatSeconds, onInvalid: { self.say("dropped: \($0)") }) else {
+            try checkStop()
+            guard let msg = try messenger.receive(timeout: min(1, recipe.cluster.heartbeatSeconds), onInvalid: { self.say("dropped: \($0)") }) else {
                 if Date().timeIntervalSince(silent) > recipe.cluster.timeoutSeconds {
                     throw ClusterError("no answer from the cluster for \(Int(recipe.cluster.timeoutSeconds)) s (a server or worker died?)")
                 }
@@ -193,14 +254,40 @@ public final class Coordinator {
 
     func shutdownAll(_ reason: String) {
         guard let messenger else { return }
+        let reason = stop.value.map { "coordinator stopped by signal \($0)" } ?? reason
         for id in servers + workers { try? messenger.send(.shutdown(reason: reason), to: id) }
         Thread.sleep(forTimeInterval: 0.2)  // let the messages leave before the socket closes
     }
 
     // MARK: Stages
 
+    func loadResumePoint(_ path: String, into parameters: FloatBuffer) throws -> ResumePoint {
+        let dir = URL(fileURLWithPath: path)
+        guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
+              let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let stageName = state["stage"] as? String, let step = state["step"] as? Int,
+              let epoch = state["epoch"] as? Int, let position = state["data_position"] as? Int else {
+            throw ClusterError("\(path): no readable trainer_state.json to resume from")
+        }
+        guard let stage = recipe.stages.firstIndex(where: { $0.name == stageName }) else {
+            throw ClusterError("\(path): stage \"\(stageName)\" is not in this recipe")
+        }
+        let checkpoint = try Checkpoint.load(from: dir)
+        guard checkpoint.parameters.count == parameters.count else {
+            throw ClusterError("\(path): \(checkpoint.parameters.count) parameters, the recipe's model has \(parameters.count)")
+        }
+        parameters.copy(from: checkpoint.parameters)
+        let optimizer = try SafetensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
+        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
+        for (name, buffer) in [("exp_avg", m), ("exp_avg_sq", v)] {
+            guard optimizer.tensors[name]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name)") }
+            try optimizer.read(name, into: buffer.baseAddress)
+        }
+        return ResumePoint(stage: stage, step: step, epoch: epoch, position: position, m: m, v: v)
+    }
+
     func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer,
-                  preferenceProbe: inout [Example]?) throws -> StageSummary {
+                  preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> StageSummary {
         let (loaded, report) = try Dataset.load(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
                                                 vocabularySize: config.vocabSize,
                                                 limits: LengthLimits(maxPromptLength: stage.maxPromptLength, maxLength: stage.maxLength))
@@ -216,12 +303,18 @@ public final class Coordinator {
         let schedule = LinearWarmupDecay(peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
         let adamW = AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: stage.weightDecay)
         var order: [Int] = [], position = 0, epoch = 0
+        // The data order of each epoch is a function of (seed, stage, epoch), so a resumed run
+        // rebuilds the current epoch's order and continues at the saved position.
+        func shuffled(_ e: Int) -> [Int] {
+            var rng = SeededGenerator(seed: recipe.seed &+ UInt64(index) &* 1_000_003 &+ UInt64(e))
+            return Array(examples.indices).shuffled(using: &rng)
+        }
+        if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
         func nextBatch() -> [Example] {
             var batch: [Example] = []
             while batch.count < min(stage.batchSize, examples.count) {
                 if position >= order.count {
-                    var rng = SeededGenerator(seed: recipe.seed &+ UInt64(index) &* 1_000_003 &+ UInt64(epoch))
-                    order = Array(examples.indices).shuffled(using: &rng)
+                    order = shuffled(epoch)
                     position = 0; epoch += 1
                 }
                 batch.append(examples[order[position]]); position += 1
@@ -230,7 +323,7 @@ public final class Coordinator {
         }
         let started = Date()
         var tokensSeen = 0
-        for step in 0..<total {
+        for step in (start?.step ?? 0)..<total {
             let t0 = Date()
             let batch = nextBatch()
             let normalizer = stage.objective.normalizer(for: batch)
@@ -338,11 +431,17 @@ public final class Coordinator {
     @discardableResult
     func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig, parameters: FloatBuffer,
                     tokenizer: any Tokenizer, name: String) throws -> String {
-        try pullWeights(into: parameters)
+        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
+        try pullWeights(into: parameters, optimizer: (m, v))
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
+        // AdamW state beside the model, as flat vectors in the parameter layout, for resuming.
+        try writeSafetensors([TensorToWrite(name: "exp_avg", shape: [m.count], values: m.baseAddress),
+                              TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)],
+                             metadata: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)],
+                             to: dir.appendingPathComponent("optimizer.safetensors"))
         let state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
-                                    "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
+                                    "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
         try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
             .write(to: dir.appendingPathComponent("trainer_state.json"))
         say("checkpoint \(dir.path)")

@@ -51,10 +51,11 @@ public final class ParameterServer {
         var received = Array(repeating: Set<Int>(), count: expectedPushes)
         var lastHeard = Date()
 
-        func tensors(_ ids: [Int]) throws -> [OutgoingTensor] {
-            try ids.map { id in
+        func tensors(_ ids: [Int], optimizerState: Bool = false) throws -> [OutgoingTensor] {
+            try ids.flatMap { id -> [OutgoingTensor] in
                 guard let c = chunks[id] else { throw WireError("chunk \(id) is not held by \(name)") }
-                return OutgoingTensor(pointer: c.weights.baseAddress, count: c.range.count, owner: c.weights)
+                let buffers = optimizerState ? [c.weights, c.m, c.v] : [c.weights]
+                return buffers.map { OutgoingTensor(pointer: $0.baseAddress, count: c.range.count, owner: $0) }
             }
         }
 
@@ -67,12 +68,20 @@ public final class ParameterServer {
             if ready[0], let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
                 lastHeard = Date()
                 switch msg.envelope.body {
-                case let .load(ids, reset):
-                    guard ids.count == msg.tensors.count else { throw ClusterError("\(name): load of \(ids.count) chunks with \(msg.tensors.count) tensors") }
-                    for (id, frame) in zip(ids, msg.tensors) {
-                        guard let c = chunks[id], frame.floatCount == c.range.count else { throw ClusterError("\(name): bad load for chunk \(id)") }
-                        frame.copyFloats(into: c.weights.baseAddress)
-                        if reset { c.m.zero(); c.v.zero() }
+                case let .load(ids, reset, state):
+                    let per = state ? 3 : 1
+                    guard ids.count * per == msg.tensors.count else { throw ClusterError("\(name): load of \(ids.count) chunks with \(msg.tensors.count) tensors") }
+                    for (k, id) in ids.enumerated() {
+                        guard let c = chunks[id], msg.tensors[k * per..<(k + 1) * per].allSatisfy({ $0.floatCount == c.range.count }) else {
+                            throw ClusterError("\(name): bad load for chunk \(id)")
+                        }
+                        msg.tensors[k * per].copyFloats(into: c.weights.baseAddress)
+                        if state {
+                            msg.tensors[k * per + 1].copyFloats(into: c.m.baseAddress)
+                            msg.tensors[k * per + 2].copyFloats(into: c.v.baseAddress)
+                        } else if reset {
+                            c.m.zero(); c.v.zero()
+                        }
                     }
                     version += 1
                     try control.send(.updateDone(step: 0, version: version))
@@ -85,8 +94,8 @@ public final class ParameterServer {
                     }
                     version += 1
                     try control.send(.updateDone(step: u.step, version: version))
-                case let .pull(_, ids):
-                    try control.send(.pullReply(version: version, chunks: ids), tensors: try tensors(ids))
+                case let .pull(_, ids, state):
+                    try control.send(.pullReply(version: version, chunks: ids, optimizerState: state), tensors: try tensors(ids, optimizerState: state))
                 case let .shutdown(reason):
                     log(name, "shutting down: \(reason)")
                     return
@@ -99,7 +108,7 @@ public final class ParameterServer {
             if ready[1], let msg = try peers.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
                 guard let peer = msg.identity else { continue }
                 switch msg.envelope.body {
-                case let .pull(_, ids):
+                case let .pull(_, ids, _):
                     do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try tensors(ids)) } catch let e as WireError {
                         try peers.send(.error(code: 404, message: e.description), to: peer)
                     }

@@ -62,7 +62,7 @@ public final class WorkerRole {
                 }
                 for (s, server) in servers.enumerated() where !owned[s].isEmpty {
                     let reply = try expect(server, "pull from server \(s)")
-                    guard case let .pullReply(_, ids) = reply.envelope.body, ids.count == reply.tensors.count else {
+                    guard case let .pullReply(_, ids, _) = reply.envelope.body, ids.count == reply.tensors.count else {
                         throw ClusterError("\(name): unexpected reply to a pull: \(reply.envelope.body)")
                     }
                     for (id, frame) in zip(ids, reply.tensors) {

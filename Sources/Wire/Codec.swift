@@ -105,13 +105,15 @@ extension Wire {
             m.pointee.micro_batch_tokens = UInt32(w.microBatchTokens)
             m.pointee.score_only = w.scoreOnly ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_WORK; env.work = m
-        case let .pull(version, chunks):
+        case let .pull(version, chunks, state):
             let m: UnsafeMutablePointer<Redi__PullRequest> = a.message(redi__pull_request__init)
             m.pointee.version = UInt64(version); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
+            m.pointee.optimizer_state = state ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_PULL; env.pull = m
-        case let .pullReply(version, chunks):
+        case let .pullReply(version, chunks, state):
             let m: UnsafeMutablePointer<Redi__PullReply> = a.message(redi__pull_reply__init)
             m.pointee.version = UInt64(version); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
+            m.pointee.optimizer_state = state ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_PULL_REPLY; env.pull_reply = m
         case let .push(step, chunks, worker):
             let m: UnsafeMutablePointer<Redi__PushGradients> = a.message(redi__push_gradients__init)
@@ -122,9 +124,10 @@ extension Wire {
             let m: UnsafeMutablePointer<Redi__PushAck> = a.message(redi__push_ack__init)
             m.pointee.step = UInt64(step)
             env.body_case = REDI__ENVELOPE__BODY_PUSH_ACK; env.push_ack = m
-        case let .load(chunks, reset):
+        case let .load(chunks, reset, state):
             let m: UnsafeMutablePointer<Redi__LoadChunks> = a.message(redi__load_chunks__init)
             m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks); m.pointee.reset_optimizer = reset ? 1 : 0
+            m.pointee.optimizer_state = state ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_LOAD; env.load = m
         case let .norm(step, sum):
             let m: UnsafeMutablePointer<Redi__NormReport> = a.message(redi__norm_report__init)
@@ -225,10 +228,10 @@ extension Wire {
                                   scoreOnly: m.score_only != 0))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")
-            body = .pull(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks))
+            body = .pull(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_PULL_REPLY:
             let m = try require(env.pull_reply, "pull reply")
-            body = .pullReply(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks))
+            body = .pullReply(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_PUSH:
             let m = try require(env.push, "push")
             body = .push(step: Int(m.step), chunks: ints(m.n_chunks, m.chunks), worker: Int(m.worker))
@@ -236,7 +239,7 @@ extension Wire {
             body = .pushAck(step: Int(try require(env.push_ack, "push ack").step))
         case REDI__ENVELOPE__BODY_LOAD:
             let m = try require(env.load, "load")
-            body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0)
+            body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_NORM:
             let m = try require(env.norm, "norm")
             body = .norm(step: Int(m.step), sumOfSquares: m.sum_of_squares)

@@ -8,10 +8,11 @@ struct CoordinateCommand: ParsableCommand {
         abstract: "Run a recipe: admit servers and workers, train stage 1 then stage 2, checkpoint and evaluate.")
     @Option(help: "Run recipe (YAML).") var recipe: String
     @Option(help: "Control endpoint to bind (overrides the recipe's cluster.bind), e.g. tcp://*:5570.") var bind: String?
+    @Option(help: "Continue from a checkpoint of this recipe (a stage or step checkpoint directory).") var resume: String?
 
     func run() throws {
         let r = try wrap { try Recipe.load(recipe) }
-        _ = try wrap { try Coordinator(recipe: r, bind: bind).run() }
+        _ = try wrap { try Coordinator(recipe: r, bind: bind, resume: resume).run() }
     }
 }
 

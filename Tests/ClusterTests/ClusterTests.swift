@@ -30,14 +30,14 @@ final class ClusterTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func recipe(servers: Int, workers: Int, port: Int) -> String {
+    func recipe(servers: Int, workers: Int, port: Int, output: String? = nil) -> String {
         """
         run_id: e2e
-        output: out-\(servers)x\(workers)
+        output: \(output ?? "out-\(servers)x\(workers)")
         seed: 3
         model: {init: tiny}
         stages:
-          - {name: sft, objective: sft, data: sft.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25}
+          - {name: sft, objective: sft, data: sft.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25, checkpoint_every: 2}
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
         cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, chunk_mib: 0.05}
         """
@@ -56,26 +56,30 @@ final class ClusterTests: XCTestCase {
     }
 
     /// Runs the cluster; returns the final checkpoint's parameters.
-    func runCluster(servers: Int, workers: Int) throws -> [Float] {
+    func runCluster(servers: Int, workers: Int, resume: String? = nil) throws -> [Float] {
         let port = 20000 + Int.random(in: 0..<20000)
-        let name = "recipe-\(servers)x\(workers).yaml"
-        try recipe(servers: servers, workers: workers, port: port).write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")"
+        let name = "recipe-\(tag).yaml"
+        try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)")
+            .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         let endpoint = "tcp://127.0.0.1:\(port)"
         // Start workers and servers first: processes may start in any order.
         var others: [Process] = []
         for i in 0..<workers { others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--threads", "1", "--timeout", "30"], log: "w\(i).log")) }
         for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--timeout", "30"], log: "s\(i).log")) }
-        let coordinator = try start("redi-ps", ["coordinate", "--recipe", name], log: "coordinator-\(servers)x\(workers).log")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", name] + (resume.map { ["--resume", $0] } ?? []),
+                                    log: "coordinator-\(tag).log")
         coordinator.waitUntilExit()
         for p in others { p.waitUntilExit() }
-        let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator-\(servers)x\(workers).log"), encoding: .utf8)) ?? ""
+        let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator-\(tag).log"), encoding: .utf8)) ?? ""
         XCTAssertEqual(coordinator.terminationStatus, 0, log)
         for p in others { XCTAssertEqual(p.terminationStatus, 0, "a server or worker failed") }
         XCTAssertTrue(log.contains("sft step 4/4") && log.contains("redi step 2/2"), log)
-        let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("out-\(servers)x\(workers)/redi"))
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(servers)x\(workers)/sft/model.safetensors").path))
-        let metrics = try String(contentsOf: dir.appendingPathComponent("out-\(servers)x\(workers)/metrics.jsonl"), encoding: .utf8)
-        XCTAssertEqual(metrics.split(separator: "\n").count, 6)
+        let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("out-\(tag)/redi"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(tag)/sft/model.safetensors").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(tag)/sft/optimizer.safetensors").path))
+        let metrics = try String(contentsOf: dir.appendingPathComponent("out-\(tag)/metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").count, resume == nil ? 6 : 4)
         return checkpoint.parameters.array
     }
 
@@ -111,6 +115,16 @@ final class ClusterTests: XCTestCase {
         let initial = FloatBuffer(count: ParameterLayout(config: config).totalCount)
         initializeParameters(initial, layout: ParameterLayout(config: config), seed: 3)
         XCTAssertGreaterThan(zip(initial.array, reference).map { abs($0 - $1) }.max()!, 1e-3)
+    }
+
+    func testResumingFromAStepCheckpointGivesTheSameWeights() throws {
+        let full = try runCluster(servers: 1, workers: 1)
+        let from = dir.appendingPathComponent("out-1x1/sft-step2").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: from + "/trainer_state.json"))
+        let resumed = try runCluster(servers: 1, workers: 1, resume: from)
+        let worst = zip(full, resumed).map { abs($0 - $1) }.max()!
+        print("resumed from sft step 2: max |w - uninterrupted| = \(worst)")
+        XCTAssertLessThan(worst, 1e-6)
     }
 
     func testMissingCoordinatorIsAClearErrorNotAHang() throws {

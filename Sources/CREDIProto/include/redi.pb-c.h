@@ -222,7 +222,8 @@ struct  Redi__WorkUnit
 
 
 /*
- * Ask a server for its chunks at a version; the reply carries one tensor frame per chunk.
+ * Ask a server for its chunks at a version; the reply carries one tensor frame per chunk,
+ * or three (weights, AdamW m, AdamW v) with optimizer_state (for checkpoints).
  */
 struct  Redi__PullRequest
 {
@@ -230,10 +231,11 @@ struct  Redi__PullRequest
   uint64_t version;
   size_t n_chunks;
   uint32_t *chunks;
+  protobuf_c_boolean optimizer_state;
 };
 #define REDI__PULL_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__pull_request__descriptor) \
-    , 0, 0,NULL }
+    , 0, 0,NULL, 0 }
 
 
 struct  Redi__PullReply
@@ -242,10 +244,11 @@ struct  Redi__PullReply
   uint64_t version;
   size_t n_chunks;
   uint32_t *chunks;
+  protobuf_c_boolean optimizer_state;
 };
 #define REDI__PULL_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__pull_reply__descriptor) \
-    , 0, 0,NULL }
+    , 0, 0,NULL, 0 }
 
 
 /*
@@ -275,7 +278,8 @@ struct  Redi__PushAck
 
 
 /*
- * Initial weights or optimizer state for the listed chunks, one tensor frame each.
+ * Weights for the listed chunks, one tensor frame each, or three (weights, m, v) with
+ * optimizer_state (resuming); reset_optimizer zeroes m and v instead.
  */
 struct  Redi__LoadChunks
 {
@@ -283,10 +287,11 @@ struct  Redi__LoadChunks
   size_t n_chunks;
   uint32_t *chunks;
   protobuf_c_boolean reset_optimizer;
+  protobuf_c_boolean optimizer_state;
 };
 #define REDI__LOAD_CHUNKS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__load_chunks__descriptor) \
-    , 0,NULL, 0 }
+    , 0,NULL, 0, 0 }
 
 
 /*
