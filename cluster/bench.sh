@@ -20,7 +20,7 @@ PY
 python3 - "$out" "$raw" <<'PY'
 import json, os, sys, statistics
 out, raw = sys.argv[1], float(sys.argv[2])
-rows = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if '"time/step"' in l]
+rows = [r for r in (json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if l.strip()) if "time/step" in r]
 params = None
 for stage in ("sft", "redi", "dpo", "simpo"):
     cfg = os.path.join(out, stage, "config.json")

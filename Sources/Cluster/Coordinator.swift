@@ -369,7 +369,7 @@ public final class Coordinator {
             metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
             var line: [String: Any] = metrics
             line["stage"] = stage.name; line["step"] = step + 1; line["epoch"] = Double(step + 1) * Double(stage.batchSize) / Double(examples.count)
-            metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) + Data("\n".utf8))
+            metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
             let elapsed = Date().timeIntervalSince(started)
             let eta = elapsed / Double(step + 1) * Double(total - step - 1)
             say(String(format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
@@ -465,7 +465,7 @@ public final class Coordinator {
         let (mean, stderr) = meanAndStandardError(pass1)
         say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
         let line: [String: Any] = ["stage": stage, "eval/pass@1": mean, "eval/pass@1_stderr": stderr, "eval/problems": problems.count]
-        metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys]) + Data("\n".utf8))
+        metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
         return mean
     }
 
