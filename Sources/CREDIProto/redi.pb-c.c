@@ -862,6 +862,51 @@ void   redi__update_done__free_unpacked
   assert(message->base.descriptor == &redi__update_done__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   redi__step_reset__init
+                     (Redi__StepReset         *message)
+{
+  static const Redi__StepReset init_value = REDI__STEP_RESET__INIT;
+  *message = init_value;
+}
+size_t redi__step_reset__get_packed_size
+                     (const Redi__StepReset *message)
+{
+  assert(message->base.descriptor == &redi__step_reset__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t redi__step_reset__pack
+                     (const Redi__StepReset *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &redi__step_reset__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t redi__step_reset__pack_to_buffer
+                     (const Redi__StepReset *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &redi__step_reset__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Redi__StepReset *
+       redi__step_reset__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Redi__StepReset *)
+     protobuf_c_message_unpack (&redi__step_reset__descriptor,
+                                allocator, len, data);
+}
+void   redi__step_reset__free_unpacked
+                     (Redi__StepReset *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &redi__step_reset__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   redi__metric__init
                      (Redi__Metric         *message)
 {
@@ -2317,6 +2362,57 @@ const ProtobufCMessageDescriptor redi__update_done__descriptor =
   (ProtobufCMessageInit) redi__update_done__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[2] =
+{
+  {
+    "step",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__StepReset, step),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "live_workers",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Redi__StepReset, n_live_workers),
+    offsetof(Redi__StepReset, live_workers),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned redi__step_reset__field_indices_by_name[] = {
+  1,   /* field[1] = live_workers */
+  0,   /* field[0] = step */
+};
+static const ProtobufCIntRange redi__step_reset__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor redi__step_reset__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "redi.StepReset",
+  "StepReset",
+  "Redi__StepReset",
+  "redi",
+  sizeof(Redi__StepReset),
+  2,
+  redi__step_reset__field_descriptors,
+  redi__step_reset__field_indices_by_name,
+  1,  redi__step_reset__number_ranges,
+  (ProtobufCMessageInit) redi__step_reset__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor redi__metric__field_descriptors[2] =
 {
   {
@@ -2510,7 +2606,7 @@ const ProtobufCMessageDescriptor redi__step_report__descriptor =
   (ProtobufCMessageInit) redi__step_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__envelope__field_descriptors[18] =
+static const ProtobufCFieldDescriptor redi__envelope__field_descriptors[19] =
 {
   {
     "run_id",
@@ -2728,6 +2824,18 @@ static const ProtobufCFieldDescriptor redi__envelope__field_descriptors[18] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "reset",
+    30,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Redi__Envelope, body_case),
+    offsetof(Redi__Envelope, reset),
+    &redi__step_reset__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__envelope__field_indices_by_name[] = {
   15,   /* field[15] = apply */
@@ -2740,6 +2848,7 @@ static const unsigned redi__envelope__field_indices_by_name[] = {
   10,   /* field[10] = pull_reply */
   11,   /* field[11] = push */
   12,   /* field[12] = push_ack */
+  18,   /* field[18] = reset */
   0,   /* field[0] = run_id */
   1,   /* field[1] = sender */
   2,   /* field[2] = seq */
@@ -2754,7 +2863,7 @@ static const ProtobufCIntRange redi__envelope__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 3 },
   { 20, 8 },
-  { 0, 18 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor redi__envelope__descriptor =
 {
@@ -2764,7 +2873,7 @@ const ProtobufCMessageDescriptor redi__envelope__descriptor =
   "Redi__Envelope",
   "redi",
   sizeof(Redi__Envelope),
-  18,
+  19,
   redi__envelope__field_descriptors,
   redi__envelope__field_indices_by_name,
   3,  redi__envelope__number_ranges,

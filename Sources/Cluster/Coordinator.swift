@@ -33,6 +33,8 @@ public final class Coordinator {
     var servers: [[UInt8]] = []
     var workers: [[UInt8]] = []
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
+    /// Indices (into `workers`) of the workers still answering; batches are split over these.
+    var live: [Int] = []
     var version = 0
     var metricsFile: FileHandle?
 
@@ -106,6 +108,7 @@ public final class Coordinator {
         say("run \(recipe.runID): listening on \(endpoint); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
         defer { shutdownAll("run ended") }
         let endpoints = try admit()
+        live = Array(workers.indices)
         plan = ChunkPlan.make(parameterCount: parameters.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         func welcome(_ index: Int) -> Body {
@@ -327,18 +330,17 @@ public final class Coordinator {
             let t0 = Date()
             let batch = nextBatch()
             let normalizer = stage.objective.normalizer(for: batch)
-            let shards = split(batch, into: workers.count)
-            for (w, id) in workers.enumerated() {
-                try messenger.send(.work(WorkUnit(stage: stage.name, step: step, version: version, objective: ObjectiveSpec(stage.objective),
-                                                  normalizer: normalizer, examples: shards[w].map(wire), microBatchTokens: stage.microBatchTokens)), to: id)
+            var outcome: (reports: [StepReport], sumsq: Double)?
+            while outcome == nil {
+                let shards = split(batch, into: live.count)
+                for (k, w) in live.enumerated() {
+                    try messenger.send(.work(WorkUnit(stage: stage.name, step: step, version: version, objective: ObjectiveSpec(stage.objective),
+                                                      normalizer: normalizer, examples: shards[k].map(wire), microBatchTokens: stage.microBatchTokens)),
+                                       to: workers[w])
+                }
+                outcome = try collectStep(step)
             }
-            var reports: [StepReport] = [], sumsq = 0.0
-            for msg in try collect(workers.count + servers.count, { b in
-                switch b { case .stepReport, .norm: return true; default: return false }
-            }) {
-                if case let .stepReport(r) = msg.envelope.body { reports.append(r) }
-                if case let .norm(_, s) = msg.envelope.body { sumsq += s }
-            }
+            let (reports, sumsq) = outcome!
             let t1 = Date()
             let norm = sumsq.squareRoot()
             let lr = schedule.learningRate(atStep: step)
@@ -393,20 +395,59 @@ public final class Coordinator {
         return summary
     }
 
+    /// Collects one step's worker reports and server norms. When workers stop answering for
+    /// `timeout_seconds`, they are dropped, the servers restart the step with the live
+    /// workers, and nil asks the caller to re-send the step.
+    func collectStep(_ step: Int) throws -> (reports: [StepReport], sumsq: Double)? {
+        var reports: [Int: StepReport] = [:], norms: [Int: Double] = [:]
+        var silent = Date()
+        while reports.count < live.count || norms.count < servers.count {
+            try checkStop()
+            if let msg = try messenger.receive(timeout: min(1, recipe.cluster.heartbeatSeconds), onInvalid: { self.say("dropped: \($0)") }),
+               let id = msg.identity {
+                silent = Date()
+                switch msg.envelope.body {
+                case let .stepReport(r) where r.step == step:
+                    if let w = workers.firstIndex(of: id), live.contains(w) { reports[w] = r }
+                case let .norm(s, sumsq) where s == step:
+                    if let server = servers.firstIndex(of: id) { norms[server] = sumsq }
+                case let .error(_, message):
+                    if let w = workers.firstIndex(of: id), !live.contains(w) { continue }  // a dropped worker's last words
+                    throw ClusterError("\(msg.envelope.sender): \(message)")
+                default:
+                    continue
+                }
+                continue
+            }
+            guard Date().timeIntervalSince(silent) > recipe.cluster.timeoutSeconds else { continue }
+            let missing = live.filter { reports[$0] == nil }
+            guard !missing.isEmpty, missing.count < live.count else {
+                throw ClusterError("no answer from the cluster for \(Int(recipe.cluster.timeoutSeconds)) s (a server or every worker died?)")
+            }
+            live.removeAll { missing.contains($0) }
+            say("worker(s) \(missing) stopped answering at step \(step + 1); continuing with \(live.count) workers")
+            for id in servers { try messenger.send(.reset(step: step, liveWorkers: live), to: id) }
+            // The acknowledgements follow any stale norm on each server's connection, so those are discarded too.
+            _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
+            return nil
+        }
+        return (live.compactMap { reports[$0] }, norms.values.reduce(0, +))
+    }
+
     /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
-        let shards = split(examples, into: workers.count)
-        for (w, id) in workers.enumerated() {
+        let shards = split(examples, into: live.count)
+        for (k, w) in live.enumerated() {
             try messenger.send(.work(WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"),
-                                              normalizer: 1, examples: shards[w].map(wire), microBatchTokens: microBatchTokens,
-                                              scoreOnly: true)), to: id)
+                                              normalizer: 1, examples: shards[k].map(wire), microBatchTokens: microBatchTokens,
+                                              scoreOnly: true)), to: workers[w])
         }
         var byWorker: [Int: [Double]] = [:]
-        for msg in try collect(workers.count, { if case .stepReport = $0 { return true }; return false }) {
+        for msg in try collect(live.count, { if case .stepReport = $0 { return true }; return false }) {
             guard let w = workers.firstIndex(of: msg.identity ?? []), case let .stepReport(r) = msg.envelope.body else { continue }
             byWorker[w] = r.sequenceLogps
         }
-        return (0..<workers.count).flatMap { byWorker[$0] ?? [] }
+        return live.flatMap { byWorker[$0] ?? [] }
     }
 
     /// Contiguous shards of near-equal token counts, one per worker (some may be empty).

@@ -49,6 +49,7 @@ public final class ParameterServer {
         // Chunks received from each worker this step; the step's gradient is complete when
         // every worker has sent every chunk this server holds (in one push or several).
         var received = Array(repeating: Set<Int>(), count: expectedPushes)
+        var live = Set(0..<expectedPushes)
         var lastHeard = Date()
 
         func tensors(_ ids: [Int], optimizerState: Bool = false) throws -> [OutgoingTensor] {
@@ -96,6 +97,12 @@ public final class ParameterServer {
                     try control.send(.updateDone(step: u.step, version: version))
                 case let .pull(_, ids, state):
                     try control.send(.pullReply(version: version, chunks: ids, optimizerState: state), tensors: try tensors(ids, optimizerState: state))
+                case let .reset(step, workers):
+                    live = Set(workers.filter { $0 >= 0 && $0 < expectedPushes })
+                    for w in received.indices { received[w].removeAll() }
+                    for c in chunks.values { for w in c.pushes.indices { c.pushes[w] = nil } }
+                    log(name, "step \(step) restarts with workers \(live.sorted())")
+                    try control.send(.updateDone(step: step, version: version))
                 case let .shutdown(reason):
                     log(name, "shutting down: \(reason)")
                     return
@@ -112,6 +119,8 @@ public final class ParameterServer {
                     do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try tensors(ids)) } catch let e as WireError {
                         try peers.send(.error(code: 404, message: e.description), to: peer)
                     }
+                case let .push(_, _, worker) where !live.contains(worker):
+                    try peers.send(.error(code: 410, message: "worker \(worker) was dropped from the run after it stopped answering"), to: peer)
                 case let .push(step, ids, worker):
                     guard worker >= 0 && worker < expectedPushes, ids.count == msg.tensors.count,
                           received[worker].isDisjoint(with: ids) else {
@@ -129,11 +138,11 @@ public final class ParameterServer {
                     }
                     received[worker].formUnion(ids)
                     try peers.send(.pushAck(step: step), to: peer)
-                    if received.allSatisfy({ $0.count == chunks.count }) {
+                    if live.allSatisfy({ received[$0].count == chunks.count }) {
                         var sumsq = 0.0
                         for c in chunks.values.sorted(by: { $0.range.chunk < $1.range.chunk }) {
                             c.gradient.zero()
-                            for w in 0..<expectedPushes {
+                            for w in live.sorted() {
                                 guard let p = c.pushes[w] else { continue }
                                 let g = c.gradient.baseAddress, x = p.baseAddress
                                 for i in 0..<c.range.count { g[i] += x[i] }

@@ -13,9 +13,11 @@ import Wire
 public final class WorkerRole {
     let coordinator: String
     let timeout: Double
+    /// Fault injection: exit abruptly on receiving this training step (tests the failure path).
+    let failAtStep: Int?
 
-    public init(coordinator: String, timeout: Double) {
-        self.coordinator = coordinator; self.timeout = timeout
+    public init(coordinator: String, timeout: Double, failAtStep: Int? = nil) {
+        self.coordinator = coordinator; self.timeout = timeout; self.failAtStep = failAtStep
     }
 
     public func run() throws {
@@ -55,6 +57,10 @@ public final class WorkerRole {
             lastHeard = Date()
             switch msg.envelope.body {
             case let .work(unit):
+                if let failAtStep, unit.step == failAtStep, !unit.scoreOnly {
+                    log(name, "fault injection: exiting at step \(unit.step + 1)")
+                    exit(3)
+                }
                 let t0 = Date()
                 // Pull every chunk at the unit's version.
                 for (s, server) in servers.enumerated() where !owned[s].isEmpty {

@@ -160,6 +160,10 @@ extension Wire {
             m.pointee.compute_seconds = r.computeSeconds; m.pointee.communication_seconds = r.communicationSeconds
             m.pointee.waiting_seconds = r.waitingSeconds
             env.body_case = REDI__ENVELOPE__BODY_STEP_REPORT; env.step_report = m
+        case let .reset(step, live):
+            let m: UnsafeMutablePointer<Redi__StepReset> = a.message(redi__step_reset__init)
+            m.pointee.step = UInt64(step); m.pointee.n_live_workers = live.count; m.pointee.live_workers = u32s(live)
+            env.body_case = REDI__ENVELOPE__BODY_RESET; env.reset = m
         }
         let size = redi__envelope__get_packed_size(&env)
         var out = [UInt8](repeating: 0, count: size)
@@ -261,6 +265,9 @@ extension Wire {
                                           sequenceLogps: Array(UnsafeBufferPointer(start: m.sequence_logps, count: m.n_sequence_logps)),
                                           computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
                                           waitingSeconds: m.waiting_seconds))
+        case REDI__ENVELOPE__BODY_RESET:
+            let m = try require(env.reset, "reset")
+            body = .reset(step: Int(m.step), liveWorkers: ints(m.n_live_workers, m.live_workers))
         default:
             throw WireError("envelope without a known body (case \(env.body_case.rawValue))")
         }

@@ -115,6 +115,7 @@ public enum Body: Equatable, Sendable {
     case apply(ApplyUpdate)
     case updateDone(step: Int, version: Int)
     case stepReport(StepReport)
+    case reset(step: Int, liveWorkers: [Int])
 }
 
 /// One control message: who sent it, in which run, its sequence number, and its body.

@@ -13,6 +13,8 @@ struct RediWorker: ParsableCommand {
         @Option(help: "The coordinator's control endpoint, e.g. tcp://host:5570.") var coordinator: String
         @Option(help: "Threads for matrix products (default: all cores).") var threads: Int?
         @Option(help: "Seconds to wait for the coordinator or a peer before giving up.") var timeout: Double = 120
+        @Option(help: ArgumentHelp("Fault injection: exit abruptly when given this 0-based training step.", visibility: .hidden))
+        var failAtStep: Int?
 
         func validate() throws {
             guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else { throw ValidationError("--coordinator must be tcp://HOST:PORT") }
@@ -21,7 +23,7 @@ struct RediWorker: ParsableCommand {
 
         func run() throws {
             if let threads { setMatmulThreads(threads) }
-            do { try WorkerRole(coordinator: coordinator, timeout: timeout).run() } catch let e as ClusterError {
+            do { try WorkerRole(coordinator: coordinator, timeout: timeout, failAtStep: failAtStep).run() } catch let e as ClusterError {
                 throw CleanExit.message("error: \(e.description)")
             }
         }

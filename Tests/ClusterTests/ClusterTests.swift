@@ -30,7 +30,7 @@ final class ClusterTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func recipe(servers: Int, workers: Int, port: Int, output: String? = nil) -> String {
+    func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Int = 30) -> String {
         """
         run_id: e2e
         output: \(output ?? "out-\(servers)x\(workers)")
@@ -39,7 +39,8 @@ final class ClusterTests: XCTestCase {
         stages:
           - {name: sft, objective: sft, data: sft.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25, checkpoint_every: 2}
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
-        cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, chunk_mib: 0.05}
+        cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: \(timeout), chunk_mib: 0.05,
+                  heartbeat_seconds: 0.5}
         """
     }
 
@@ -56,16 +57,19 @@ final class ClusterTests: XCTestCase {
     }
 
     /// Runs the cluster; returns the final checkpoint's parameters.
-    func runCluster(servers: Int, workers: Int, resume: String? = nil) throws -> [Float] {
+    func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil) throws -> [Float] {
         let port = 20000 + Int.random(in: 0..<20000)
-        let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")"
+        let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")"
         let name = "recipe-\(tag).yaml"
-        try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)")
+        try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3)
             .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         let endpoint = "tcp://127.0.0.1:\(port)"
         // Start workers and servers first: processes may start in any order.
         var others: [Process] = []
-        for i in 0..<workers { others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--threads", "1", "--timeout", "30"], log: "w\(i).log")) }
+        for i in 0..<workers {
+            let fault = i == 0 ? failingWorkerAtStep.map { ["--fail-at-step", String($0)] } ?? [] : []
+            others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--threads", "1", "--timeout", "30"] + fault, log: "w\(i).log"))
+        }
         for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--timeout", "30"], log: "s\(i).log")) }
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", name] + (resume.map { ["--resume", $0] } ?? []),
                                     log: "coordinator-\(tag).log")
@@ -73,7 +77,10 @@ final class ClusterTests: XCTestCase {
         for p in others { p.waitUntilExit() }
         let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator-\(tag).log"), encoding: .utf8)) ?? ""
         XCTAssertEqual(coordinator.terminationStatus, 0, log)
-        for p in others { XCTAssertEqual(p.terminationStatus, 0, "a server or worker failed") }
+        for (i, p) in others.enumerated() where !(failingWorkerAtStep != nil && i == 0) {
+            XCTAssertEqual(p.terminationStatus, 0, "a server or worker failed")
+        }
+        if failingWorkerAtStep != nil { XCTAssertTrue(log.contains("stopped answering"), log) }
         XCTAssertTrue(log.contains("sft step 4/4") && log.contains("redi step 2/2"), log)
         let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("out-\(tag)/redi"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(tag)/sft/model.safetensors").path))
@@ -115,6 +122,14 @@ final class ClusterTests: XCTestCase {
         let initial = FloatBuffer(count: ParameterLayout(config: config).totalCount)
         initializeParameters(initial, layout: ParameterLayout(config: config), seed: 3)
         XCTAssertGreaterThan(zip(initial.array, reference).map { abs($0 - $1) }.max()!, 1e-3)
+    }
+
+    func testAWorkerThatDiesIsDroppedAndTheStepIsRedone() throws {
+        let reference = try runSingleProcess()
+        let weights = try runCluster(servers: 1, workers: 3, failingWorkerAtStep: 1)
+        let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
+        print("3 workers, one killed at step 2: max |w - single-process| = \(worst)")
+        XCTAssertLessThan(worst, 1e-4)
     }
 
     func testResumingFromAStepCheckpointGivesTheSameWeights() throws {

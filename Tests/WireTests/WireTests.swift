@@ -35,6 +35,7 @@ final class CodecTests: XCTestCase {
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
                            adamW: AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
         .updateDone(step: 9, version: 10),
+        .reset(step: 9, liveWorkers: [0, 2]),
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
                                sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125)),
     ]

@@ -34,6 +34,7 @@ typedef struct Redi__NormReport Redi__NormReport;
 typedef struct Redi__AdamWSpec Redi__AdamWSpec;
 typedef struct Redi__ApplyUpdate Redi__ApplyUpdate;
 typedef struct Redi__UpdateDone Redi__UpdateDone;
+typedef struct Redi__StepReset Redi__StepReset;
 typedef struct Redi__Metric Redi__Metric;
 typedef struct Redi__StepReport Redi__StepReport;
 typedef struct Redi__Envelope Redi__Envelope;
@@ -352,6 +353,22 @@ struct  Redi__UpdateDone
     , 0, 0 }
 
 
+/*
+ * A worker stopped answering: servers drop this step's pushes and expect only the live
+ * workers from now on; the coordinator then re-sends the step to them.
+ */
+struct  Redi__StepReset
+{
+  ProtobufCMessage base;
+  uint64_t step;
+  size_t n_live_workers;
+  uint32_t *live_workers;
+};
+#define REDI__STEP_RESET__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&redi__step_reset__descriptor) \
+    , 0, 0,NULL }
+
+
 struct  Redi__Metric
 {
   ProtobufCMessage base;
@@ -402,7 +419,8 @@ typedef enum {
   REDI__ENVELOPE__BODY_NORM = 26,
   REDI__ENVELOPE__BODY_APPLY = 27,
   REDI__ENVELOPE__BODY_UPDATE_DONE = 28,
-  REDI__ENVELOPE__BODY_STEP_REPORT = 29
+  REDI__ENVELOPE__BODY_STEP_REPORT = 29,
+  REDI__ENVELOPE__BODY_RESET = 30
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REDI__ENVELOPE__BODY__CASE)
 } Redi__Envelope__BodyCase;
 
@@ -429,6 +447,7 @@ struct  Redi__Envelope
     Redi__ApplyUpdate *apply;
     Redi__UpdateDone *update_done;
     Redi__StepReport *step_report;
+    Redi__StepReset *reset;
   };
 };
 #define REDI__ENVELOPE__INIT \
@@ -797,6 +816,25 @@ Redi__UpdateDone *
 void   redi__update_done__free_unpacked
                      (Redi__UpdateDone *message,
                       ProtobufCAllocator *allocator);
+/* Redi__StepReset methods */
+void   redi__step_reset__init
+                     (Redi__StepReset         *message);
+size_t redi__step_reset__get_packed_size
+                     (const Redi__StepReset   *message);
+size_t redi__step_reset__pack
+                     (const Redi__StepReset   *message,
+                      uint8_t             *out);
+size_t redi__step_reset__pack_to_buffer
+                     (const Redi__StepReset   *message,
+                      ProtobufCBuffer     *buffer);
+Redi__StepReset *
+       redi__step_reset__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   redi__step_reset__free_unpacked
+                     (Redi__StepReset *message,
+                      ProtobufCAllocator *allocator);
 /* Redi__Metric methods */
 void   redi__metric__init
                      (Redi__Metric         *message);
@@ -913,6 +951,9 @@ typedef void (*Redi__ApplyUpdate_Closure)
 typedef void (*Redi__UpdateDone_Closure)
                  (const Redi__UpdateDone *message,
                   void *closure_data);
+typedef void (*Redi__StepReset_Closure)
+                 (const Redi__StepReset *message,
+                  void *closure_data);
 typedef void (*Redi__Metric_Closure)
                  (const Redi__Metric *message,
                   void *closure_data);
@@ -948,6 +989,7 @@ extern const ProtobufCMessageDescriptor redi__norm_report__descriptor;
 extern const ProtobufCMessageDescriptor redi__adam_wspec__descriptor;
 extern const ProtobufCMessageDescriptor redi__apply_update__descriptor;
 extern const ProtobufCMessageDescriptor redi__update_done__descriptor;
+extern const ProtobufCMessageDescriptor redi__step_reset__descriptor;
 extern const ProtobufCMessageDescriptor redi__metric__descriptor;
 extern const ProtobufCMessageDescriptor redi__step_report__descriptor;
 extern const ProtobufCMessageDescriptor redi__envelope__descriptor;
