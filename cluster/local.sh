@@ -10,10 +10,8 @@ bash cluster/install-deps.sh
 swift build -c release --product redi-ps >&2
 swift build -c release --product redi-worker >&2
 bin=$(swift build -c release --show-bin-path)
-count() { awk -v key="$1" '$1 == key":" {print $2; exit}' "$recipe"; }
-servers=$(count servers); servers=${servers:-1}
-workers=$(count workers); workers=${workers:-1}
-endpoint=$(awk '$1 == "bind:" {print $2; exit}' "$recipe"); endpoint=${endpoint:-tcp://127.0.0.1:5570}
+# The recipe itself says how many servers and workers to start and where they connect.
+read -r servers workers endpoint < <("$bin/redi-ps" coordinate --recipe "$recipe" --print-cluster)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM

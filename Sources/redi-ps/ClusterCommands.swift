@@ -9,9 +9,16 @@ struct CoordinateCommand: ParsableCommand {
     @Option(help: "Run recipe (YAML).") var recipe: String
     @Option(help: "Control endpoint to bind (overrides the recipe's cluster.bind), e.g. tcp://*:5570.") var bind: String?
     @Option(help: "Continue from a checkpoint of this recipe (a stage or step checkpoint directory).") var resume: String?
+    @Flag(help: ArgumentHelp("Print the recipe's server count, worker count and a local connect endpoint, then exit.", visibility: .hidden))
+    var printCluster = false
 
     func run() throws {
         let r = try wrap { try Recipe.load(recipe) }
+        if printCluster {
+            let local = (bind ?? r.cluster.bind).replacingOccurrences(of: "*", with: "127.0.0.1").replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
+            print("\(r.cluster.servers) \(r.cluster.workers) \(local)")
+            return
+        }
         _ = try wrap { try Coordinator(recipe: r, bind: bind, resume: resume).run() }
     }
 }
