@@ -4,8 +4,11 @@
 # push+pull throughput as a fraction of the raw stream measured in this same run.
 #   bash cluster/bench.sh [RECIPE.yaml]
 set -euo pipefail
+# A recipe given on the command line is relative to where the command was typed.
+recipe=${1:-}
+if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
 cd "$(dirname "$0")/.."
-recipe=${1:-cluster/recipes/default.yaml}
+recipe=${recipe:-cluster/recipes/default.yaml}
 swift build -c release --product redi-bench >&2
 bin=$(swift build -c release --show-bin-path)
 raw=$("$bin/redi-bench" transport | tee /dev/stderr | sed -n 's/.*raw ZeroMQ \([0-9.]*\) GB\/s.*/\1/p')

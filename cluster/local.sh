@@ -3,8 +3,11 @@
 # loopback; waits for the coordinator and stops the rest. Installs what is missing first.
 #   bash cluster/local.sh [RECIPE.yaml]      (default: cluster/recipes/default.yaml)
 set -euo pipefail
+# A recipe given on the command line is relative to where the command was typed.
+recipe=${1:-}
+if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
 cd "$(dirname "$0")/.."
-recipe=${1:-cluster/recipes/default.yaml}
+recipe=${recipe:-cluster/recipes/default.yaml}
 [ -f "$recipe" ] || { echo "error: no recipe at $recipe" >&2; exit 1; }
 bash cluster/install-deps.sh
 swift build -c release --product redi-ps >&2

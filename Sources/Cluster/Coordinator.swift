@@ -151,21 +151,31 @@ public final class Coordinator {
     // MARK: Model and membership
 
     func prepareModel() throws -> (LlamaConfig, FloatBuffer, any Tokenizer) {
+        let chosen = try recipe.model.tokenizer.map { path -> any Tokenizer in
+            guard let t = try loadTokenizer(path) else { throw ClusterError("\(path): no tokenizer redi-ps can read") }
+            return t
+        }
+        func checked(_ t: any Tokenizer, _ config: LlamaConfig) throws -> any Tokenizer {
+            guard t.vocabularySize <= config.vocabSize else {
+                throw ClusterError("the tokenizer has \(t.vocabularySize) ids but the model's vocab_size is \(config.vocabSize)")
+            }
+            return t
+        }
         if let path = recipe.model.path {
             let m = try loadModel(path)
-            guard let t = m.tokenizer else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read") }
-            return (m.config, m.parameters, t)
+            guard let t = chosen ?? m.tokenizer else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read; set model.tokenizer") }
+            return (m.config, m.parameters, try checked(t, m.config))
         }
-        let tokenizer = ByteTokenizer()
+        let tokenizer = chosen ?? ByteTokenizer()
         let name = recipe.model.initialize!
-        let config = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: Int(ByteTokenizer.bos),
-                                            eos: Int(ByteTokenizer.eos), pad: Int(ByteTokenizer.pad))
+        let config = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
+                                            eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
             ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
         let layout = ParameterLayout(config: config)
         let p = FloatBuffer(count: layout.totalCount)
         initializeParameters(p, layout: layout, seed: recipe.seed)
         say("initialised \(config.modelType) from \(name): \(layout.totalCount) parameters")
-        return (config, p, tokenizer)
+        return (config, p, try checked(tokenizer, config))
     }
 
     /// Waits until the recipe's servers and workers have said hello; returns the servers' data endpoints.

@@ -16,6 +16,9 @@ public struct Recipe: Sendable {
         public var path: String?
         /// A preset name or config.json path for a model trained from scratch.
         public var initialize: String?
+        /// A checkpoint directory or .gguf file whose tokenizer to use instead of the model's
+        /// own (or, for `init`, instead of the byte tokenizer).
+        public var tokenizer: String?
     }
 
     public struct SynthSpec: Sendable {
@@ -84,9 +87,10 @@ public struct Recipe: Sendable {
         var m = try r.section("model")
         let modelPath = try m.optionalString("path").map(resolve)
         let initialize = try m.optionalString("init").map { LlamaPresetNames.contains($0) ? $0 : resolve($0) }
+        let tokenizer = try m.optionalString("tokenizer").map(resolve)
         try m.finish()
         guard (modelPath == nil) != (initialize == nil) else { throw RecipeError("model: give exactly one of path or init") }
-        model = ModelSpec(path: modelPath, initialize: initialize)
+        model = ModelSpec(path: modelPath, initialize: initialize, tokenizer: tokenizer)
         if r.has("synth") {
             var s = try r.section("synth")
             var spec = SynthSpec()

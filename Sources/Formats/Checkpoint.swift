@@ -22,6 +22,17 @@ public func loadModel(_ path: String) throws -> LoadedModel {
     return try Checkpoint.load(from: url)
 }
 
+/// Only the tokenizer of a checkpoint directory or `.gguf` file, without reading any weights.
+public func loadTokenizer(_ path: String) throws -> (any Tokenizer)? {
+    let url = URL(fileURLWithPath: path)
+    if path.lowercased().hasSuffix(".gguf") { return try GGUFModel.tokenizer(try GGUFFile(url: url)) }
+    if ByteTokenizer.isStored(in: url) { return ByteTokenizer() }
+    if FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path) {
+        return try BPETokenizer.load(huggingFaceDirectory: url)
+    }
+    return nil
+}
+
 public enum Checkpoint {
     /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory.
     public static func write(to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
@@ -87,15 +98,7 @@ public enum Checkpoint {
         if let extra = found.keys.sorted().first {
             throw FormatError("\(found[extra]!.url.path): unexpected tensor \"\(extra)\" for a \(config.modelType) model with this config\(found.count > 1 ? " (and \(found.count - 1) more)" : "")")
         }
-        let tokenizer: (any Tokenizer)?
-        if ByteTokenizer.isStored(in: directory) {
-            tokenizer = ByteTokenizer()
-        } else if FileManager.default.fileExists(atPath: directory.appendingPathComponent("tokenizer.json").path) {
-            tokenizer = try BPETokenizer.load(huggingFaceDirectory: directory)
-        } else {
-            tokenizer = nil
-        }
-        return LoadedModel(config: config, layout: layout, parameters: parameters, tokenizer: tokenizer)
+        return LoadedModel(config: config, layout: layout, parameters: parameters, tokenizer: try loadTokenizer(directory.path))
     }
 
     static func safetensorsFiles(in directory: URL) throws -> [SafetensorsFile] {

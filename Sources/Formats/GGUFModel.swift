@@ -110,7 +110,8 @@ public enum GGUFModel {
         }
     }
 
-    static func tokenizer(_ file: GGUFFile) throws -> (any Tokenizer)? {
+    /// The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata, if any.
+    public static func tokenizer(_ file: GGUFFile) throws -> (any Tokenizer)? {
         let m = file.metadata, path = file.url.path
         guard let model = m["tokenizer.ggml.model"]?.string else { return nil }
         guard model == "gpt2" else { throw FormatError("\(path): tokenizer model \"\(model)\" is not supported (byte-level BPE \"gpt2\")") }

@@ -48,7 +48,7 @@ struct TokenizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let tokenizer = try loadTokenizer(model)
+        let tokenizer = try requireTokenizer(model)
         let input: String
         if let file {
             guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else { throw CLIError("cannot read \(file) as UTF-8") }
@@ -69,7 +69,7 @@ struct DetokenizeCommand: ParsableCommand {
     var ids: [String]
 
     func run() throws {
-        let tokenizer = try loadTokenizer(model)
+        let tokenizer = try requireTokenizer(model)
         let numbers = ids.joined(separator: " ").split { !"-0123456789".contains($0) }
         let parsed = try numbers.map { s -> Int32 in
             guard let v = Int32(s), v >= 0, Int(v) < tokenizer.vocabularySize else {

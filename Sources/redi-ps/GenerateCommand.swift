@@ -108,7 +108,7 @@ struct RenderCommand: ParsableCommand {
                   terminator: "")
             return
         }
-        let tokenizer = try loadTokenizer(model!)
+        let tokenizer = try requireTokenizer(model!)
         let strings = list.map { $0.compactMapValues { $0 as? String } }
         print(try ChatRendering.renderConversation(strings, addGenerationPrompt: addGenerationPrompt, tokenizer: tokenizer), terminator: "")
     }

@@ -25,8 +25,8 @@ func loadModelWithTokenizer(_ path: String) throws -> (LoadedModel, any Tokenize
 }
 
 /// Only the tokenizer of `--model` (a GGUF's metadata, or a directory's tokenizer files).
-func loadTokenizer(_ path: String) throws -> any Tokenizer {
-    guard let tokenizer = try loadModel(path).tokenizer else { throw CLIError("\(path): no tokenizer redi-ps can read") }
+func requireTokenizer(_ path: String) throws -> any Tokenizer {
+    guard let tokenizer = try Formats.loadTokenizer(path) else { throw CLIError("\(path): no tokenizer redi-ps can read") }
     return tokenizer
 }
 

@@ -154,7 +154,9 @@ final class ClusterTests: XCTestCase {
                                ("model: {init: tiny}\nstages: [{objective: sfx, data: a.jsonl, learning_rate: 1}]", "stages[0].objective"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: -1}]", "stages[0].learning_rate"),
                                ("model: {init: tiny, path: x}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: give exactly one"),
-                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers")] {
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers"),
+                               ("model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 1}",
+                                "/nowhere: no tokenizer")] {
             try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
             let p = try start("redi-ps", ["coordinate", "--recipe", "bad.yaml"], log: "bad.log")
             p.waitUntilExit()
