@@ -265,6 +265,16 @@ public final class Coordinator {
         return got
     }
 
+    private var lastHeartbeat = Date.distantPast
+
+    /// Tells every server and worker the coordinator is alive; called from long in-process
+    /// work (evaluation, checkpoints) so peers do not give up on a silent coordinator.
+    func keepAlive(step: Int = 0) {
+        guard Date().timeIntervalSince(lastHeartbeat) >= recipe.cluster.heartbeatSeconds, let messenger else { return }
+        for id in servers + workers { try? messenger.send(.heartbeat(step: step), to: id) }
+        lastHeartbeat = Date()
+    }
+
     func shutdownAll(_ reason: String) {
         guard let messenger else { return }
         let reason = stop.value.map { "coordinator stopped by signal \($0)" } ?? reason
@@ -305,6 +315,7 @@ public final class Coordinator {
                                                 vocabularySize: config.vocabSize,
                                                 limits: LengthLimits(maxPromptLength: stage.maxPromptLength, maxLength: stage.maxLength))
         var examples = loaded
+        keepAlive()
         say("stage \(stage.name) (\(stage.objective.name)): \(report)")
         if case .dpo = stage.objective, examples.contains(where: { $0.refChosen == nil }) {
             say("computing reference log-probabilities for DPO from the current model")
@@ -484,8 +495,10 @@ public final class Coordinator {
                     tokenizer: any Tokenizer, name: String) throws -> String {
         let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
         try pullWeights(into: parameters, optimizer: (m, v))
+        keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
+        keepAlive()
         // AdamW state beside the model, as flat vectors in the parameter layout, for resuming.
         try writeSafetensors([TensorToWrite(name: "exp_avg", shape: [m.count], values: m.baseAddress),
                               TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)],
@@ -505,6 +518,8 @@ public final class Coordinator {
         if let bpe = tokenizer as? BPETokenizer, let id = bpe.id(of: "<|im_end|>") { stop.insert(id) }
         var pass1: [Double] = []
         for (i, p) in problems.enumerated() {
+            keepAlive()
+            try checkStop()
             let outputs = generate(config: config, parameters: parameters.baseAddress, prompt: p.promptIDs, samples: e.samples,
                                    settings: SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens,
                                                               seed: recipe.seed &+ UInt64(i)), stop: stop)

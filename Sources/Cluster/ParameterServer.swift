@@ -108,6 +108,8 @@ public final class ParameterServer {
                     return
                 case let .error(_, message):
                     throw ClusterError("\(name): coordinator error: \(message)")
+                case .heartbeat:
+                    break
                 default:
                     log(name, "ignored \(msg.envelope.body) from the coordinator")
                 }
