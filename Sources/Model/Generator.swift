@@ -70,7 +70,7 @@ public final class Generator {
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let x = slot(t * c), ln = slot(t * c), rstd = slot(t), q = slot(t * qDim), k = slot(t * kvDim), v = slot(t * kvDim)
-        let att = slot(t * qDim), gate = slot(t * inter), up = slot(t * inter), scores = slot(capacity)
+        let att = slot(t * qDim), gateUp = slot(t * 2 * inter), h = slot(t * inter), scores = slot(capacity)
         let logitsSlot = slot((prefill ? 1 : t) * vocab)
         let a = work.reserve(next)
         let w = parameters
@@ -116,10 +116,9 @@ public final class Generator {
                 }
                 linearForward(a + x, a + att, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c, accumulate: true)
                 rmsnormForward(a + ln, a + rstd, a + x, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
-                linearForward(a + gate, a + ln, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: inter)
-                linearForward(a + up, a + ln, w + o.up, nil, rows: t, inFeatures: c, outFeatures: inter)
-                swigluForward(a + gate, a + gate, a + up, count: t * inter)
-                linearForward(a + x, a + gate, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c, accumulate: true)
+                linearForward(a + gateUp, a + ln, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: 2 * inter)
+                swigluForward(a + h, a + gateUp, rows: t, width: inter)
+                linearForward(a + x, a + h, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c, accumulate: true)
             }
         }
         // Only the rows whose next token is wanted go through the LM head.

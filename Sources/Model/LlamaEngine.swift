@@ -32,7 +32,7 @@ public final class LlamaEngine {
     }
 
     struct LayerSlots {
-        let x, ln1, rstd1, q, k, v, probs, attn, xMid, ln2, rstd2, gate, up, h: Int
+        let x, ln1, rstd1, q, k, v, probs, attn, xMid, ln2, rstd2, gateUp, h: Int
     }
 
     /// Runs the model over `batch` and returns logp of every scored token, in `batch.predictRows` order.
@@ -56,7 +56,7 @@ public final class LlamaEngine {
             layers.append(LayerSlots(x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
                                      k: slot(t * kvDim), v: slot(t * kvDim), probs: slot(shape.probabilityCount),
                                      attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
-                                     gate: slot(t * inter), up: slot(t * inter), h: slot(t * inter)))
+                                     gateUp: slot(t * 2 * inter), h: slot(t * inter)))
         }
         let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
         let headIn = slot(p * c), logits = slot(p * vocab)
@@ -88,9 +88,9 @@ public final class LlamaEngine {
                 linearForward(a + s.xMid, a + s.attn, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c)
                 add(a + s.xMid, a + s.x, count: t * c)
                 rmsnormForward(a + s.ln2, a + s.rstd2, a + s.xMid, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
-                linearForward(a + s.gate, a + s.ln2, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: inter)
-                linearForward(a + s.up, a + s.ln2, w + o.up, nil, rows: t, inFeatures: c, outFeatures: inter)
-                swigluForward(a + s.h, a + s.gate, a + s.up, count: t * inter)
+                // gate_proj and up_proj are adjacent in the flat vector: one product makes [gate | up].
+                linearForward(a + s.gateUp, a + s.ln2, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: 2 * inter)
+                swigluForward(a + s.h, a + s.gateUp, rows: t, width: inter)
                 linearForward(out, a + s.h, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c)
                 add(out, a + s.xMid, count: t * c)
             }
@@ -136,7 +136,7 @@ public final class LlamaEngine {
 
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
-        let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dgate = slot(t * inter), dup = slot(t * inter)
+        let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dGateUp = slot(t * 2 * inter)
         let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
         let dHeadIn = slot(p * c), attScratch = slot(s.shape.scratchCount), partials = slot(elementwiseThreads * c)
         let d = scratchArena.reserve(next)
@@ -162,10 +162,8 @@ public final class LlamaEngine {
                 let sl = s.layers[l], o = layout.layers[l]
                 // MLP: out = xMid + down(silu(gate)·up).
                 linearBackward(d + dh, g + o.down, nil, d + dx, a + sl.h, w + o.down, rows: t, inFeatures: inter, outFeatures: c)
-                swigluBackward(d + dgate, d + dup, d + dh, a + sl.gate, a + sl.up, count: t * inter)
-                linearBackward(d + dln, g + o.gate, nil, d + dgate, a + sl.ln2, w + o.gate, rows: t, inFeatures: c, outFeatures: inter)
-                linearBackward(d + dln, g + o.up, nil, d + dup, a + sl.ln2, w + o.up, rows: t, inFeatures: c, outFeatures: inter,
-                               accumulateInput: true)
+                swigluBackward(d + dGateUp, d + dh, a + sl.gateUp, rows: t, width: inter)
+                linearBackward(d + dln, g + o.gate, nil, d + dGateUp, a + sl.ln2, w + o.gate, rows: t, inFeatures: c, outFeatures: 2 * inter)
                 rmsnormBackward(d + dx, g + o.postAttentionNorm, d + dln, a + sl.xMid, w + o.postAttentionNorm, a + sl.rstd2,
                                 partials: d + partials, rows: t, width: c, accumulate: true)
                 // Attention: xMid = x + o_proj(attn(rope(q), rope(k), v)).

@@ -17,6 +17,7 @@ public struct ParameterEntry: Equatable, Sendable {
 public struct LayerOffsets: Sendable {
     public let q, k, v, o: Int
     public let qBias, kBias, vBias: Int?
+    /// `up` directly follows `gate` ([intermediate, hidden] each), so they form one [2·intermediate, hidden] matrix.
     public let gate, up, down: Int
     public let inputNorm, postAttentionNorm: Int
 }

@@ -123,17 +123,22 @@ final class LayerGradientTests: XCTestCase {
 
     func testSwiGLU() {
         var rng = SeededGenerator(seed: 5)
-        let n = 64
-        let g = randomArray(n, &rng, scale: 2), u = randomArray(n, &rng), r = randomArray(n, &rng)
-        func forward(_ g: [Float], _ u: [Float]) -> [Float] {
-            var h = [Float](repeating: 0, count: n); swigluForward(&h, g, u, count: n); return h
+        let rows = 4, width = 16
+        // Each row is [gate | up].
+        let gu = randomArray(rows * 2 * width, &rng, scale: 2), r = randomArray(rows * width, &rng)
+        func forward(_ gu: [Float]) -> [Float] {
+            var h = [Float](repeating: 0, count: rows * width); swigluForward(&h, gu, rows: rows, width: width); return h
         }
-        let h = forward(g, u)
-        for i in 0..<n { XCTAssertEqual(Double(h[i]), Double(g[i]) / (1 + exp(-Double(g[i]))) * Double(u[i]), accuracy: 1e-5) }
-        var dg = [Float](repeating: 0, count: n), du = [Float](repeating: 0, count: n)
-        swigluBackward(&dg, &du, r, g, u, count: n)
-        checkGradient("swiglu dgate", x: g, analytic: dg) { dot(forward($0, u), r) }
-        checkGradient("swiglu dup", x: u, analytic: du) { dot(forward(g, $0), r) }
+        let h = forward(gu)
+        for t in 0..<rows {
+            for i in 0..<width {
+                let g = Double(gu[t * 2 * width + i]), u = Double(gu[t * 2 * width + width + i])
+                XCTAssertEqual(Double(h[t * width + i]), g / (1 + exp(-g)) * u, accuracy: 1e-5)
+            }
+        }
+        var dgu = [Float](repeating: 0, count: rows * 2 * width)
+        swigluBackward(&dgu, r, gu, rows: rows, width: width)
+        checkGradient("swiglu d[gate|up]", x: gu, analytic: dgu) { dot(forward($0), r) }
     }
 
     func testAttentionPackedGroupedQuery() {
