@@ -43,6 +43,7 @@ public final class ParameterServer {
         let peers = Messenger(socket: data, runID: runID, sender: name, routed: true)
         var chunks: [Int: Chunk] = [:]
         for (i, c) in welcome.chunks.enumerated() where welcome.chunkOwner[i] == welcome.index { chunks[c.chunk] = Chunk(c, workers: welcome.workers) }
+        let ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
         log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
         var version = 0
         let expectedPushes = welcome.workers
@@ -88,10 +89,13 @@ public final class ParameterServer {
                     try control.send(.updateDone(step: 0, version: version))
                 case let .apply(u):
                     let config = AdamWConfig(beta1: u.adamW.beta1, beta2: u.adamW.beta2, eps: u.adamW.eps, weightDecay: u.adamW.weightDecay)
-                    for c in chunks.values {
-                        adamWStep(parameters: c.weights.baseAddress, gradients: c.gradient.baseAddress, m: c.m.baseAddress, v: c.v.baseAddress,
-                                  count: c.range.count, learningRate: u.learningRate, step: u.optimizerStep,
-                                  gradientScale: u.gradientScale, config: config)
+                    // Workers wait for this update, so every core works on it; chunks are independent.
+                    parallelRanges(ordered.count) { r in
+                        for c in ordered[r] {
+                            adamWStep(parameters: c.weights.baseAddress, gradients: c.gradient.baseAddress, m: c.m.baseAddress, v: c.v.baseAddress,
+                                      count: c.range.count, learningRate: u.learningRate, step: u.optimizerStep,
+                                      gradientScale: u.gradientScale, config: config)
+                        }
                     }
                     version += 1
                     try control.send(.updateDone(step: u.step, version: version))
@@ -141,16 +145,25 @@ public final class ParameterServer {
                     received[worker].formUnion(ids)
                     try peers.send(.pushAck(step: step), to: peer)
                     if live.allSatisfy({ received[$0].count == chunks.count }) {
-                        var sumsq = 0.0
-                        for c in chunks.values.sorted(by: { $0.range.chunk < $1.range.chunk }) {
-                            c.gradient.zero()
-                            for w in live.sorted() {
-                                guard let p = c.pushes[w] else { continue }
-                                let g = c.gradient.baseAddress, x = p.baseAddress
-                                for i in 0..<c.range.count { g[i] += x[i] }
+                        // Sum in worker order, chunk by chunk in parallel; partial norms add in chunk order.
+                        let workers = live.sorted()
+                        var partial = [Double](repeating: 0, count: ordered.count)
+                        partial.withUnsafeMutableBufferPointer { out in
+                            let sums = UncheckedSendable(out.baseAddress!)
+                            parallelRanges(ordered.count) { r in
+                                for k in r {
+                                    let c = ordered[k]
+                                    c.gradient.zero()
+                                    for w in workers {
+                                        guard let p = c.pushes[w] else { continue }
+                                        let g = c.gradient.baseAddress, x = p.baseAddress
+                                        for i in 0..<c.range.count { g[i] += x[i] }
+                                    }
+                                    sums.value[k] = sumOfSquares(c.gradient.baseAddress, count: c.range.count)
+                                }
                             }
-                            sumsq += sumOfSquares(c.gradient.baseAddress, count: c.range.count)
                         }
+                        let sumsq = partial.reduce(0, +)
                         for w in received.indices { received[w].removeAll() }
                         try control.send(.norm(step: step, sumOfSquares: sumsq))
                     }
