@@ -4,6 +4,7 @@ import ChatTemplate
 import Data
 import Evaluation
 import Foundation
+import Model
 import Tokenizers
 
 /// Sampling flags shared by generate and eval.
@@ -62,11 +63,17 @@ struct GenerateCommand: ParsableCommand {
     var samples = 1
     @Flag(help: "Print token ids as JSON instead of text.")
     var ids = false
+    @Option(help: "Also write the next-token logits after the prompt (JSON) here, to check against another implementation.")
+    var logitsOut: String?
     @OptionGroup var sampling: SamplingOptions
 
     func run() throws {
         let (loaded, tokenizer) = try loadModelWithTokenizer(model)
         let input = try promptIDs(prompt, system: system, raw: raw, tokenizer: tokenizer)
+        if let logitsOut {
+            let g = Generator(config: loaded.config, parameters: loaded.parameters.baseAddress, batch: 1, capacity: input.count)
+            try (try jsonLine(["prompt_ids": input, "logits": g.prefill(input)]) + "\n").write(toFile: logitsOut, atomically: true, encoding: .utf8)
+        }
         let started = Date()
         let outputs = generate(config: loaded.config, parameters: loaded.parameters.baseAddress, prompt: input,
                                samples: samples, settings: sampling.settings, stop: stopTokens(tokenizer))

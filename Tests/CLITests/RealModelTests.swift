@@ -34,9 +34,9 @@ final class RealModelTests: CLITestCase {
         let lp = try redi("logprobs", "--model", model, "--data", "chat.jsonl", "--ids", "--per-token").out
         try lp.write(to: dir.appendingPathComponent("lp.jsonl"), atomically: true, encoding: .utf8)
         let gen = try redi("generate", "--model", model, "--prompt", "What is the capital of France?", "--temperature", "0",
-                           "--max-new-tokens", "8", "--ids").out
+                           "--max-new-tokens", "8", "--ids", "--logits-out", "logits.json").out
         try gen.write(to: dir.appendingPathComponent("gen.jsonl"), atomically: true, encoding: .utf8)
-        print(try reference("gguf_numpy.py", [model, "lp.jsonl", "gen.jsonl"]))
+        print(try reference("gguf_numpy.py", [model, "lp.jsonl", "gen.jsonl", "logits.json"]))
         XCTAssertTrue(try redi("generate", "--model", model, "--prompt", "What is the capital of France?", "--temperature", "0",
                                "--max-new-tokens", "12").out.contains("Paris"))
     }

@@ -3,10 +3,12 @@
 package (llama.cpp's own Python reader), llama.cpp's Q/K permutation undone here, and the
 float64 numpy forward of llama_numpy.py.
 
-usage: gguf_numpy.py MODEL.gguf LOGPROBS.jsonl [GENERATE.jsonl]
+usage: gguf_numpy.py MODEL.gguf LOGPROBS.jsonl [GENERATE.jsonl [LOGITS.json]]
   LOGPROBS.jsonl: `redi-ps logprobs --ids --per-token` output; each token's log-probability
                   must agree to 1e-3 relative.
   GENERATE.jsonl: `redi-ps generate --ids --temperature 0` output; the greedy tokens must match.
+  LOGITS.json:    `redi-ps generate --logits-out` output; every next-token logit must agree
+                  to 1e-3 relative to the largest logit magnitude.
 Exits 77 when the gguf package is missing (the caller skips).
 """
 import json
@@ -94,6 +96,13 @@ def main():
             same = ref == g["ids"]
             print(f"greedy tokens {'match' if same else 'DIFFER'}: {g['ids']} vs reference {ref}")
             ok = ok and same
+    if len(sys.argv) > 4:
+        g = json.loads(open(sys.argv[4]).read())
+        ref = logits(w, cfg, np.array(g["prompt_ids"]))[-1]
+        mine = np.array(g["logits"], dtype=np.float64)
+        rel = np.abs(mine - ref).max() / np.abs(ref).max()
+        print(f"next-token logits ({len(mine)} of them): max |difference| / max |logit| = {rel:.2e}; argmax equal: {int(mine.argmax()) == int(ref.argmax())}")
+        ok = ok and rel < 1e-3 and int(mine.argmax()) == int(ref.argmax())
     sys.exit(0 if ok else 1)
 
 
