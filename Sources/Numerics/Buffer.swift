@@ -18,12 +18,6 @@ public final class FloatBuffer: @unchecked Sendable {
         baseAddress.initialize(repeating: 0, count: max(count, 1))
     }
 
-    /// Copies `values` into a new buffer.
-    public convenience init(_ values: [Float]) {
-        self.init(count: values.count)
-        values.withUnsafeBufferPointer { baseAddress.update(from: $0.baseAddress!, count: values.count) }
-    }
-
     deinit { baseAddress.deallocate() }
 
     public subscript(i: Int) -> Float {
