@@ -46,7 +46,12 @@ public enum RecordReader {
     ///
     /// - Throws: `DataErrors` listing every malformed line (invalid JSON, missing field, wrong
     ///   type, empty completion, mixed formats), or a single `DataError` if the file is unreadable or empty.
-    public static func read(_ url: URL, skippingInvalid: Bool = false) throws -> [(line: Int, record: Record)] {
+    public static func read(_ url: URL) throws -> [(line: Int, record: Record)] {
+        try read(url, skippingInvalid: false).records
+    }
+
+    /// Parses a JSONL file, either failing with every bad line listed or, with `skippingInvalid`, dropping bad lines and saying how many.
+    public static func read(_ url: URL, skippingInvalid: Bool) throws -> (records: [(line: Int, record: Record)], skipped: Int) {
         let path = url.path
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
@@ -72,7 +77,7 @@ public enum RecordReader {
         if !errors.isEmpty && !skippingInvalid { throw DataErrors(errors: errors.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
         if skippingInvalid, let first = records.first?.1 { records = records.filter { $0.1.isPreference == first.isPreference } }
         if records.isEmpty { throw DataError(file: path, line: nil, message: "no records") }
-        return records
+        return (records, errors.count)
     }
 
     static func parse(_ line: Data) throws(LineProblem) -> Record {
@@ -235,13 +240,8 @@ public enum Dataset {
         var errors: [DataError] = []
         var examples: [Example] = []
         var report = LoadReport()
-        let records: [(line: Int, record: Record)]
-        do {
-            records = try RecordReader.read(url)
-        } catch let e as DataErrors where skipInvalid {
-            report.skipped += e.errors.count
-            records = try RecordReader.read(url, skippingInvalid: true)
-        }
+        let (records, skipped) = try RecordReader.read(url, skippingInvalid: skipInvalid)
+        report.skipped += skipped
         for (line, record) in records {
             var example: Example
             do { example = try Example(record: record, line: line, tokenizer: tokenizer) } catch {
