@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "Cluster", dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
                                                 "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"],
                 swiftSettings: optimized),
-        .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data"], swiftSettings: optimized),
+        .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask"], swiftSettings: optimized),
         .target(name: "ReasoningTask", dependencies: ["Numerics"]),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
         .executableTarget(name: "redi-ps", dependencies: [

@@ -514,19 +514,15 @@ public final class Coordinator {
 
     func evaluate(_ e: Recipe.EvalSpec, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer, stage: String) throws -> Double {
         let problems = try EvalSet.load(URL(fileURLWithPath: e.data), tokenizer: tokenizer, limit: e.limit)
-        var stop = Set(tokenizer.eosID.map { [$0] } ?? [])
-        if let bpe = tokenizer as? BPETokenizer, let id = bpe.id(of: "<|im_end|>") { stop.insert(id) }
+        let stop = stopTokens(tokenizer)
         var pass1: [Double] = []
         for (i, p) in problems.enumerated() {
             keepAlive()
             try checkStop()
-            let outputs = generate(config: config, parameters: parameters.baseAddress, prompt: p.promptIDs, samples: e.samples,
-                                   settings: SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens,
-                                                              seed: recipe.seed &+ UInt64(i)), stop: stop)
-            let correct = outputs.filter { o in
-                AnswerRule.marker.extract(tokenizer.decode(o.filter { !stop.contains($0) })).map(AnswerRule.normalize) == AnswerRule.normalize(p.answer)
-            }.count
-            pass1.append(Double(correct) / Double(e.samples))
+            let settings = SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens, seed: recipe.seed &+ UInt64(i))
+            let result = scoreProblem(p, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer,
+                                      samples: e.samples, settings: settings, rule: e.answerRule, stop: stop)
+            pass1.append(Double(result.correct) / Double(e.samples))
         }
         let (mean, stderr) = meanAndStandardError(pass1)
         say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))

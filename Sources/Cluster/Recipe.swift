@@ -3,6 +3,7 @@
 import Foundation
 import Objectives
 import Optimizer
+import ReasoningTask
 import Yams
 
 public struct RecipeError: Error, CustomStringConvertible {
@@ -47,6 +48,7 @@ public struct Recipe: Sendable {
         public var samples = 4, maxNewTokens = 128
         public var limit: Int?
         public var temperature = 0.6, topP = 0.95
+        public var answerRule = AnswerRule.marker
     }
 
     public struct ClusterSpec: Sendable {
@@ -144,6 +146,11 @@ public struct Recipe: Sendable {
             spec.limit = try e.optionalInt("limit")
             spec.temperature = try e.double("temperature", default: 0.6, min: 0)
             spec.topP = try e.double("top_p", default: 0.95, min: 1e-9)
+            let rule = try e.string("answer_rule", default: "marker")
+            guard let parsed = AnswerRule(rawValue: rule) else {
+                throw RecipeError("eval.answer_rule: \"\(rule)\" is not one of \(AnswerRule.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            spec.answerRule = parsed
             try e.finish()
             eval = spec
         }

@@ -51,11 +51,9 @@ struct EvalCommand: ParsableCommand {
         for (i, p) in problems.enumerated() {
             var settings = sampling.settings
             settings.seed = sampling.seed &+ UInt64(i) &* 0x9E37_79B9
-            let outputs = generate(config: loaded.config, parameters: loaded.parameters.baseAddress, prompt: p.promptIDs,
-                                   samples: samples, settings: settings, stop: stop)
-            let texts = outputs.map { tokenizer.decode($0.filter { !stop.contains($0) }) }
-            let answers = texts.map { answerRule.extract($0).map(AnswerRule.normalize) }
-            let correct = answers.filter { $0 == AnswerRule.normalize(p.answer) }.count
+            let result = scoreProblem(p, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: tokenizer,
+                                      samples: samples, settings: settings, rule: answerRule, stop: stop)
+            let (texts, answers, correct) = (result.texts, result.answers, result.correct)
             extracted += answers.compactMap { $0 }.count
             pass1.append(Double(correct) / Double(samples))
             passK.append(passAtK(samples: samples, correct: correct, k: samples))

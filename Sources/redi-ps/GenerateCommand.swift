@@ -39,15 +39,6 @@ func promptIDs(_ prompt: String, system: String?, raw: Bool, tokenizer: any Toke
     return bos + tokenizer.encode(text)
 }
 
-/// Tokens that end a sample: EOS and, for chat models, the end-of-turn token.
-func stopTokens(_ tokenizer: any Tokenizer) -> Set<Int32> {
-    var stop = Set(tokenizer.eosID.map { [$0] } ?? [])
-    if let bpe = tokenizer as? BPETokenizer {
-        for t in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] { if let id = bpe.id(of: t) { stop.insert(id) } }
-    }
-    return stop
-}
-
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "generate", abstract: "Generate a reply to a prompt.")
 

@@ -1,0 +1,32 @@
+// One problem of an evaluation: k samples decoded as a batch, answers extracted by a named
+// rule and compared with the reference. Shared by `redi-ps eval` and the coordinator.
+import Model
+import ReasoningTask
+import Tokenizers
+
+/// What the samples of one problem produced.
+public struct ProblemResult: Sendable {
+    public let texts: [String]
+    /// Each sample's normalised answer, nil when the rule found none.
+    public let answers: [String?]
+    public let correct: Int
+}
+
+/// Tokens that end a sample: EOS and, for chat models, the end-of-turn token.
+public func stopTokens(_ tokenizer: any Tokenizer) -> Set<Int32> {
+    var stop = Set(tokenizer.eosID.map { [$0] } ?? [])
+    if let bpe = tokenizer as? BPETokenizer {
+        for t in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] { if let id = bpe.id(of: t) { stop.insert(id) } }
+    }
+    return stop
+}
+
+/// Samples `samples` answers to `problem` and counts the correct ones.
+public func scoreProblem(_ problem: EvalSet.Problem, config: LlamaConfig, parameters: UnsafePointer<Float>, tokenizer: any Tokenizer,
+                         samples: Int, settings: SamplingSettings, rule: AnswerRule, stop: Set<Int32>) -> ProblemResult {
+    let outputs = generate(config: config, parameters: parameters, prompt: problem.promptIDs, samples: samples, settings: settings, stop: stop)
+    let texts = outputs.map { tokenizer.decode($0.filter { !stop.contains($0) }) }
+    let answers = texts.map { rule.extract($0).map(AnswerRule.normalize) }
+    let reference = AnswerRule.normalize(problem.answer)
+    return ProblemResult(texts: texts, answers: answers, correct: answers.filter { $0 == reference }.count)
+}
