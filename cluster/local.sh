@@ -15,11 +15,15 @@ swift build -c release --product redi-worker >&2
 bin=$(swift build -c release --show-bin-path)
 # The recipe itself says how many servers and workers to start and where they connect.
 read -r servers workers endpoint < <("$bin/redi-ps" coordinate --recipe "$recipe" --print-cluster)
+# A fresh run key for this launch: every process proves it holds it (CurveZMQ).
+keydir=$(mktemp -d)
+key="$keydir/run.key"
+"$bin/redi-ps" keys --out "$key" >/dev/null
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$keydir"; }
 trap cleanup EXIT INT TERM
-"$bin/redi-ps" coordinate --recipe "$recipe" &
+"$bin/redi-ps" coordinate --recipe "$recipe" --key "$key" &
 coordinator=$!
-for _ in $(seq "$servers"); do "$bin/redi-ps" serve --coordinator "$endpoint" & pids+=($!); done
-for _ in $(seq "$workers"); do "$bin/redi-worker" join --coordinator "$endpoint" --threads 1 & pids+=($!); done
+for _ in $(seq "$servers"); do "$bin/redi-ps" serve --coordinator "$endpoint" --key "$key" & pids+=($!); done
+for _ in $(seq "$workers"); do "$bin/redi-worker" join --coordinator "$endpoint" --key "$key" --threads 1 & pids+=($!); done
 wait "$coordinator"

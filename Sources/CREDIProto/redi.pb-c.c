@@ -1106,7 +1106,7 @@ const ProtobufCMessageDescriptor redi__chunk_range__descriptor =
   (ProtobufCMessageInit) redi__chunk_range__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__hello__field_descriptors[4] =
+static const ProtobufCFieldDescriptor redi__hello__field_descriptors[5] =
 {
   {
     "role",
@@ -1156,8 +1156,21 @@ static const ProtobufCFieldDescriptor redi__hello__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "data_key",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Hello, data_key),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__hello__field_indices_by_name[] = {
+  4,   /* field[4] = data_key */
   1,   /* field[1] = endpoint */
   3,   /* field[3] = protocol_version */
   0,   /* field[0] = role */
@@ -1166,7 +1179,7 @@ static const unsigned redi__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor redi__hello__descriptor =
 {
@@ -1176,14 +1189,14 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   "Redi__Hello",
   "redi",
   sizeof(Redi__Hello),
-  4,
+  5,
   redi__hello__field_descriptors,
   redi__hello__field_indices_by_name,
   1,  redi__hello__number_ranges,
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[8] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[10] =
 {
   {
     "index",
@@ -1281,6 +1294,30 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "timeout_seconds",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "worker_keys",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Redi__Welcome, n_worker_keys),
+    offsetof(Redi__Welcome, worker_keys),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
   3,   /* field[3] = chunk_owner */
@@ -1290,12 +1327,14 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
   1,   /* field[1] = model_config_json */
   5,   /* field[5] = parameter_count */
   4,   /* field[4] = server_endpoints */
+  8,   /* field[8] = timeout_seconds */
+  9,   /* field[9] = worker_keys */
   7,   /* field[7] = workers */
 };
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1305,7 +1344,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  8,
+  10,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,
@@ -1401,7 +1440,7 @@ const ProtobufCMessageDescriptor redi__heartbeat__descriptor =
   (ProtobufCMessageInit) redi__heartbeat__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__shutdown__field_descriptors[1] =
+static const ProtobufCFieldDescriptor redi__shutdown__field_descriptors[2] =
 {
   {
     "reason",
@@ -1415,14 +1454,27 @@ static const ProtobufCFieldDescriptor redi__shutdown__field_descriptors[1] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "failed",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Shutdown, failed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__shutdown__field_indices_by_name[] = {
+  1,   /* field[1] = failed */
   0,   /* field[0] = reason */
 };
 static const ProtobufCIntRange redi__shutdown__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor redi__shutdown__descriptor =
 {
@@ -1432,7 +1484,7 @@ const ProtobufCMessageDescriptor redi__shutdown__descriptor =
   "Redi__Shutdown",
   "redi",
   sizeof(Redi__Shutdown),
-  1,
+  2,
   redi__shutdown__field_descriptors,
   redi__shutdown__field_indices_by_name,
   1,  redi__shutdown__number_ranges,
@@ -1490,7 +1542,7 @@ const ProtobufCMessageDescriptor redi__sequence__descriptor =
   (ProtobufCMessageInit) redi__sequence__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__example__field_descriptors[4] =
+static const ProtobufCFieldDescriptor redi__example__field_descriptors[5] =
 {
   {
     "sequences",
@@ -1540,9 +1592,22 @@ static const ProtobufCFieldDescriptor redi__example__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Example, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__example__field_indices_by_name[] = {
   1,   /* field[1] = has_reference */
+  4,   /* field[4] = id */
   2,   /* field[2] = ref_chosen_logp */
   3,   /* field[3] = ref_rejected_logp */
   0,   /* field[0] = sequences */
@@ -1550,7 +1615,7 @@ static const unsigned redi__example__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__example__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor redi__example__descriptor =
 {
@@ -1560,7 +1625,7 @@ const ProtobufCMessageDescriptor redi__example__descriptor =
   "Redi__Example",
   "redi",
   sizeof(Redi__Example),
-  4,
+  5,
   redi__example__field_descriptors,
   redi__example__field_indices_by_name,
   1,  redi__example__number_ranges,
@@ -1927,7 +1992,7 @@ const ProtobufCMessageDescriptor redi__pull_reply__descriptor =
   (ProtobufCMessageInit) redi__pull_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__push_gradients__field_descriptors[3] =
+static const ProtobufCFieldDescriptor redi__push_gradients__field_descriptors[4] =
 {
   {
     "step",
@@ -1965,16 +2030,29 @@ static const ProtobufCFieldDescriptor redi__push_gradients__field_descriptors[3]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__PushGradients, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__push_gradients__field_indices_by_name[] = {
   1,   /* field[1] = chunks */
   0,   /* field[0] = step */
+  3,   /* field[3] = version */
   2,   /* field[2] = worker */
 };
 static const ProtobufCIntRange redi__push_gradients__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor redi__push_gradients__descriptor =
 {
@@ -1984,7 +2062,7 @@ const ProtobufCMessageDescriptor redi__push_gradients__descriptor =
   "Redi__PushGradients",
   "redi",
   sizeof(Redi__PushGradients),
-  3,
+  4,
   redi__push_gradients__field_descriptors,
   redi__push_gradients__field_indices_by_name,
   1,  redi__push_gradients__number_ranges,
@@ -2362,7 +2440,7 @@ const ProtobufCMessageDescriptor redi__update_done__descriptor =
   (ProtobufCMessageInit) redi__update_done__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[2] =
+static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[3] =
 {
   {
     "step",
@@ -2388,15 +2466,28 @@ static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[2] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "worker_keys",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_BYTES,
+    offsetof(Redi__StepReset, n_worker_keys),
+    offsetof(Redi__StepReset, worker_keys),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__step_reset__field_indices_by_name[] = {
   1,   /* field[1] = live_workers */
   0,   /* field[0] = step */
+  2,   /* field[2] = worker_keys */
 };
 static const ProtobufCIntRange redi__step_reset__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor redi__step_reset__descriptor =
 {
@@ -2406,7 +2497,7 @@ const ProtobufCMessageDescriptor redi__step_reset__descriptor =
   "Redi__StepReset",
   "redi",
   sizeof(Redi__StepReset),
-  2,
+  3,
   redi__step_reset__field_descriptors,
   redi__step_reset__field_indices_by_name,
   1,  redi__step_reset__number_ranges,
@@ -2464,7 +2555,7 @@ const ProtobufCMessageDescriptor redi__metric__descriptor =
   (ProtobufCMessageInit) redi__metric__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[9] =
+static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[11] =
 {
   {
     "step",
@@ -2574,22 +2665,48 @@ static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[9] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "example_ids",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Redi__StepReport, n_example_ids),
+    offsetof(Redi__StepReport, example_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__StepReport, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__step_report__field_indices_by_name[] = {
   7,   /* field[7] = communication_seconds */
   6,   /* field[6] = compute_seconds */
+  9,   /* field[9] = example_ids */
   2,   /* field[2] = examples */
   1,   /* field[1] = loss_sum */
   4,   /* field[4] = metric_sums */
   5,   /* field[5] = sequence_logps */
   0,   /* field[0] = step */
   3,   /* field[3] = tokens */
+  10,   /* field[10] = version */
   8,   /* field[8] = waiting_seconds */
 };
 static const ProtobufCIntRange redi__step_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor redi__step_report__descriptor =
 {
@@ -2599,7 +2716,7 @@ const ProtobufCMessageDescriptor redi__step_report__descriptor =
   "Redi__StepReport",
   "redi",
   sizeof(Redi__StepReport),
-  9,
+  11,
   redi__step_report__field_descriptors,
   redi__step_report__field_indices_by_name,
   1,  redi__step_report__number_ranges,

@@ -4,7 +4,7 @@ import Wire
 public enum ChunkPlan {
     /// Chunks of about `mib` MiB (fp32), assigned round-robin so servers hold even shares.
     public static func make(parameterCount: Int, mib: Double, servers: Int) -> (chunks: [ChunkRange], owner: [Int]) {
-        let size = max(1, Int(mib * 1_048_576 / 4))
+        let size = chunkBytes(mib: mib) / 4
         var chunks: [ChunkRange] = []
         var offset = 0
         while offset < parameterCount {
@@ -14,4 +14,7 @@ public enum ChunkPlan {
         }
         return (chunks, chunks.indices.map { $0 % servers })
     }
+
+    /// Bytes of the largest chunk a plan of `mib` MiB chunks holds.
+    public static func chunkBytes(mib: Double) -> Int { 4 * max(1, Int(mib * 1_048_576 / 4)) }
 }

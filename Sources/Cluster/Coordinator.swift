@@ -1,7 +1,8 @@
 // The coordinator: admits servers and workers, owns the data order and the learning-rate
 // schedule, splits every global batch over the workers, turns the servers' partial Σg² into
 // the global norm and clip coefficient, and sequences stage 1 → checkpoint → stage 2 →
-// checkpoint, evaluating after each stage. Synchronous data parallelism.
+// checkpoint, evaluating after each stage. Synchronous data parallelism. Membership,
+// liveness and the receive loop are in Coordinator+Membership.swift.
 import Data
 import Evaluation
 import Formats
@@ -29,23 +30,38 @@ public struct StageSummary: Sendable {
 public final class Coordinator {
     let recipe: Recipe
     let bind: String
+    let key: RunKey
     var messenger: Messenger!
     var servers: [[UInt8]] = []
-    var workers: [[UInt8]] = []
+    var serverEndpoints: [String] = []
+    /// One slot per worker the recipe asks for; nil while vacant.
+    var workers: [WorkerSlot?]
+    /// Workers that said hello mid-run, admitted into vacant slots at the next step.
+    var joining: [WorkerSlot] = []
+    var admitting = false
+    var lastHeard: [[UInt8]: Date] = [:]
+    var lastHeartbeat = Date.distantPast
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
-    /// Indices (into `workers`) of the workers still answering; batches are split over these.
+    var configJSON = ""
+    /// Slots of the workers in the current step; batches are split over these.
     var live: [Int] = []
     var version = 0
     var metricsFile: FileHandle?
+    /// One line per applied step: the (epoch, example id) pairs the workers reported.
+    var examplesFile: FileHandle?
 
     let resume: String?
 
-    /// - Parameter resume: a checkpoint directory written by this recipe (with
-    ///   `trainer_state.json` and `optimizer.safetensors`) to continue from.
-    public init(recipe: Recipe, bind: String? = nil, resume: String? = nil) {
+    /// - Parameters:
+    ///   - key: the run key every peer must hold.
+    ///   - resume: a checkpoint directory written by this recipe (with `trainer_state.json`
+    ///     and `optimizer.safetensors`) to continue from, or "latest" for the newest in the output.
+    public init(recipe: Recipe, key: RunKey, bind: String? = nil, resume: String? = nil) {
         self.recipe = recipe
+        self.key = key
         self.bind = bind ?? recipe.cluster.bind
         self.resume = resume
+        workers = Array(repeating: nil, count: recipe.cluster.workers)
     }
 
     /// Where an interrupted run continues: its stage, step, data position and AdamW state.
@@ -82,7 +98,22 @@ public final class Coordinator {
 
     func say(_ message: String) { log("coordinator", message) }
 
+    /// Runs the recipe to the end.
+    ///
+    /// - Throws: `ClusterError` (or a data, format or recipe error) when the run fails; every
+    ///   peer has then been told the run failed.
     public func run() throws -> [StageSummary] {
+        do {
+            let summaries = try runStages()
+            shutdownAll("run finished", failed: false)
+            return summaries
+        } catch {
+            shutdownAll("the coordinator failed: \(error)", failed: true)
+            throw error
+        }
+    }
+
+    func runStages() throws -> [StageSummary] {
         let out = URL(fileURLWithPath: recipe.output)
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         if let s = recipe.synth {
@@ -92,34 +123,32 @@ public final class Coordinator {
                        stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
         let (config, parameters, tokenizer) = try prepareModel()
-        let resumePoint = try resume.map { try loadResumePoint($0, into: parameters) }
-        let metricsURL = out.appendingPathComponent("metrics.jsonl")
-        if resumePoint == nil || !FileManager.default.fileExists(atPath: metricsURL.path) {
-            FileManager.default.createFile(atPath: metricsURL.path, contents: nil)
-        }
-        metricsFile = try FileHandle(forWritingTo: metricsURL)
-        metricsFile?.seekToEndOfFile()
+        let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
+        let resumePoint = try resumePath.map { try loadResumePoint($0, into: parameters) }
+        metricsFile = try appendable(out.appendingPathComponent("metrics.jsonl"), fresh: resumePoint == nil)
+        examplesFile = try appendable(out.appendingPathComponent("examples.jsonl"), fresh: resumePoint == nil)
 
         installSignalHandlers()
         let context = ZMQContext()
+        let zap = try ZAPHandler(context: context) { log("coordinator", $0) }
+        defer { zap.stop() }
+        zap.allow(key.keys.publicKey, userID: "member", domain: "control")
         let socket = try ZMQSocket(context, .router)
+        try socket.makeCurveServer(secretKey: key.keys.secretKey, domain: "control")
+        // Pull replies carry whole chunks; nothing larger is ever legitimate.
+        try socket.setMaximumMessageSize(frameLimit(chunkBytes: ChunkPlan.chunkBytes(mib: recipe.cluster.chunkMiB)))
         let endpoint = try socket.bind(bind)
         messenger = Messenger(socket: socket, runID: recipe.runID, sender: "coordinator", routed: true)
-        say("run \(recipe.runID): listening on \(endpoint); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
-        defer { shutdownAll("run ended") }
-        let endpoints = try admit()
+        say("run \(recipe.runID): listening on \(endpoint) (run key \(key.fingerprint)); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
+        try admit()
         live = Array(workers.indices)
         plan = ChunkPlan.make(parameterCount: parameters.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
-        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
-        func welcome(_ index: Int) -> Body {
-            .welcome(Welcome(index: index, modelConfigJSON: configJSON, chunks: plan.chunks, chunkOwner: plan.owner,
-                             serverEndpoints: endpoints, parameterCount: parameters.count,
-                             heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count))
-        }
-        for (i, s) in servers.enumerated() { try messenger.send(welcome(i), to: s) }
-        for (i, w) in workers.enumerated() { try messenger.send(welcome(i), to: w) }
+        configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        // Servers first: they must admit the workers' keys before a worker connects to them.
+        for (i, s) in servers.enumerated() { try messenger.send(welcome(i, role: .server), to: s) }
         say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
         try loadWeights(parameters, resetOptimizer: true)
+        for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
 
         var summaries: [StageSummary] = []
         // Log-probabilities of a fixed set of (chosen, rejected) pairs after every stage show
@@ -146,6 +175,53 @@ public final class Coordinator {
         }
         printTable(summaries)
         return summaries
+    }
+
+    func welcome(_ index: Int, role: Role) -> Body {
+        .welcome(Welcome(index: index, modelConfigJSON: configJSON, chunks: plan.chunks, chunkOwner: plan.owner,
+                         serverEndpoints: serverEndpoints, parameterCount: plan.chunks.last.map { $0.offset + $0.count } ?? 0,
+                         heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
+                         timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : []))
+    }
+
+    /// A log file opened for appending; `fresh` empties it first.
+    func appendable(_ url: URL, fresh: Bool) throws -> FileHandle {
+        if fresh || !FileManager.default.fileExists(atPath: url.path) {
+            guard FileManager.default.createFile(atPath: url.path, contents: nil) else { throw ClusterError("cannot create \(url.path)") }
+        }
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.seekToEnd()
+        return handle
+    }
+
+    /// Appends one JSON line; non-finite numbers are written as null. A full disk is a thrown error.
+    func append(_ line: [String: Any], to file: FileHandle?) throws {
+        guard let file else { return }
+        let clean = line.mapValues { v -> Any in if let d = v as? Double, !d.isFinite { return NSNull() }; return v }
+        do {
+            try file.write(contentsOf: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
+        } catch {
+            throw ClusterError("cannot write to \(recipe.output): \(error.localizedDescription)")
+        }
+    }
+
+    /// The newest complete checkpoint under `out`: the latest stage of the recipe, then the highest step.
+    func latestCheckpoint(in out: URL) throws -> String {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+        var best: (stage: Int, step: Int, path: String)?
+        for entry in entries {
+            let dir = out.appendingPathComponent(entry)
+            guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
+                  let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let stageName = state["stage"] as? String, let step = state["step"] as? Int,
+                  let stage = recipe.stages.firstIndex(where: { $0.name == stageName }),
+                  FileManager.default.fileExists(atPath: dir.appendingPathComponent("optimizer.safetensors").path),
+                  FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) else { continue }
+            if best == nil || (stage, step) > (best!.stage, best!.step) { best = (stage, step, dir.path) }
+        }
+        guard let best else { throw ClusterError("--resume latest: no complete checkpoint (trainer_state.json + optimizer.safetensors) in \(out.path)") }
+        say("resuming from the newest checkpoint, \(best.path)")
+        return best.path
     }
 
     // MARK: Model and membership
@@ -178,41 +254,6 @@ public final class Coordinator {
         return (config, p, try checked(tokenizer, config))
     }
 
-    /// Waits until the recipe's servers and workers have said hello; returns the servers' data endpoints.
-    func admit() throws -> [String] {
-        var endpoints: [String] = []
-        let started = Date()
-        var lastStatus = Date()
-        while servers.count < recipe.cluster.servers || workers.count < recipe.cluster.workers {
-            try checkStop()
-            if Date().timeIntervalSince(started) > recipe.cluster.timeoutSeconds {
-                throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count)/\(recipe.cluster.workers) workers joined within \(Int(recipe.cluster.timeoutSeconds)) s")
-            }
-            if Date().timeIntervalSince(lastStatus) > 10 {
-                say("waiting: \(servers.count)/\(recipe.cluster.servers) servers, \(workers.count)/\(recipe.cluster.workers) workers")
-                lastStatus = Date()
-            }
-            guard let msg = try messenger.receive(timeout: 1, onInvalid: { self.say("dropped: \($0)") }), let id = msg.identity else { continue }
-            guard case let .hello(h) = msg.envelope.body else { continue }
-            if servers.contains(id) || workers.contains(id) { continue }  // a repeated hello
-            guard h.protocolVersion == Wire.protocolVersion else {
-                try messenger.send(.error(code: 426, message: "protocol version \(h.protocolVersion), coordinator speaks \(Wire.protocolVersion)"), to: id)
-                continue
-            }
-            switch h.role {
-            case .server where servers.count < recipe.cluster.servers:
-                servers.append(id); endpoints.append(h.endpoint)
-                say("server \(servers.count - 1) joined: \(String(decoding: id, as: UTF8.self)) at \(h.endpoint)")
-            case .worker where workers.count < recipe.cluster.workers:
-                workers.append(id)
-                say("worker \(workers.count - 1) joined: \(String(decoding: id, as: UTF8.self))")
-            default:
-                try messenger.send(.error(code: 409, message: "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
-            }
-        }
-        return endpoints
-    }
-
     /// Sends the whole vector to the servers (each gets its chunks) and waits for their
     /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming).
     func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
@@ -223,63 +264,35 @@ public final class Coordinator {
                                tensors: mine.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
                                                                                          count: plan.chunks[c].count, owner: $0) } })
         }
-        _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
+        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
         version += 1
     }
 
-    /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into `optimizer`).
+    /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into
+    /// `optimizer`). Each reply is checked against the plan (chunk ids, frame sizes, finite
+    /// values) before anything is copied.
     func pullWeights(into parameters: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
+        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
         for (s, id) in servers.enumerated() {
-            try messenger.send(.pull(version: version, chunks: plan.chunks.indices.filter { plan.owner[$0] == s },
-                                     optimizerState: optimizer != nil), to: id)
+            try messenger.send(.pull(version: version, chunks: owned[s], optimizerState: optimizer != nil), to: id)
         }
         let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-        for msg in try collect(servers.count, { if case .pullReply = $0 { return true }; return false }) {
-            guard case let .pullReply(_, ids, _) = msg.envelope.body, ids.count * buffers.count == msg.tensors.count else {
-                throw ClusterError("\(msg.envelope.sender): malformed pull reply")
+        for msg in try collectFromServers(servers.count, { if case .pullReply = $0 { return true }; return false }) {
+            let s = servers.firstIndex(of: msg.identity!)!
+            guard case let .pullReply(_, ids, _) = msg.envelope.body, ids == owned[s], ids.count * buffers.count == msg.tensors.count,
+                  zip(ids.flatMap { Array(repeating: $0, count: buffers.count) }, msg.tensors).allSatisfy({ plan.chunks[$0].count == $1.floatCount }) else {
+                throw ClusterError("\(name(of: msg.identity!)) answered a pull with chunks or sizes that do not match the plan")
             }
             for (k, id) in ids.enumerated() {
                 for (b, buffer) in buffers.enumerated() {
-                    msg.tensors[k * buffers.count + b].copyFloats(into: buffer.baseAddress + plan.chunks[id].offset)
+                    let destination = buffer.baseAddress + plan.chunks[id].offset
+                    msg.tensors[k * buffers.count + b].copyFloats(into: destination)
+                    guard allFinite(destination, count: plan.chunks[id].count) else {
+                        throw ClusterError("\(name(of: msg.identity!)) sent non-finite values for chunk \(id)")
+                    }
                 }
             }
         }
-    }
-
-    /// Receives until `count` messages match; an error from any peer ends the run.
-    func collect(_ count: Int, _ matches: (Body) -> Bool) throws -> [Incoming] {
-        var got: [Incoming] = []
-        var silent = Date()
-        while got.count < count {
-            try checkStop()
-            guard let msg = try messenger.receive(timeout: min(1, recipe.cluster.heartbeatSeconds), onInvalid: { self.say("dropped: \($0)") }) else {
-                if Date().timeIntervalSince(silent) > recipe.cluster.timeoutSeconds {
-                    throw ClusterError("no answer from the cluster for \(Int(recipe.cluster.timeoutSeconds)) s (a server or worker died?)")
-                }
-                continue
-            }
-            silent = Date()
-            if case let .error(_, message) = msg.envelope.body { throw ClusterError("\(msg.envelope.sender): \(message)") }
-            if matches(msg.envelope.body) { got.append(msg) }
-        }
-        return got
-    }
-
-    private var lastHeartbeat = Date.distantPast
-
-    /// Tells every server and worker the coordinator is alive; called from long in-process
-    /// work (evaluation, checkpoints) so peers do not give up on a silent coordinator.
-    func keepAlive(step: Int = 0) {
-        guard Date().timeIntervalSince(lastHeartbeat) >= recipe.cluster.heartbeatSeconds, let messenger else { return }
-        for id in servers + workers { try? messenger.send(.heartbeat(step: step), to: id) }
-        lastHeartbeat = Date()
-    }
-
-    func shutdownAll(_ reason: String) {
-        guard let messenger else { return }
-        let reason = stop.value.map { "coordinator stopped by signal \($0)" } ?? reason
-        for id in servers + workers { try? messenger.send(.shutdown(reason: reason), to: id) }
-        Thread.sleep(forTimeInterval: 0.2)  // let the messages leave before the socket closes
     }
 
     // MARK: Stages
@@ -334,14 +347,14 @@ public final class Coordinator {
             return Array(examples.indices).shuffled(using: &rng)
         }
         if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
-        func nextBatch() -> [Example] {
-            var batch: [Example] = []
+        func nextBatch() -> [Picked] {
+            var batch: [Picked] = []
             while batch.count < min(stage.batchSize, examples.count) {
                 if position >= order.count {
                     order = shuffled(epoch)
                     position = 0; epoch += 1
                 }
-                batch.append(examples[order[position]]); position += 1
+                batch.append(Picked(example: examples[order[position]], id: order[position], epoch: epoch)); position += 1
             }
             return batch
         }
@@ -350,26 +363,23 @@ public final class Coordinator {
         for step in (start?.step ?? 0)..<total {
             let t0 = Date()
             let batch = nextBatch()
-            let normalizer = stage.objective.normalizer(for: batch)
-            var outcome: (reports: [StepReport], sumsq: Double)?
-            while outcome == nil {
-                let shards = split(batch, into: live.count)
-                for (k, w) in live.enumerated() {
-                    try messenger.send(.work(WorkUnit(stage: stage.name, step: step, version: version, objective: ObjectiveSpec(stage.objective),
-                                                      normalizer: normalizer, examples: shards[k].map(wire), microBatchTokens: stage.microBatchTokens)),
-                                       to: workers[w])
-                }
-                outcome = try collectStep(step)
+            let normalizer = stage.objective.normalizer(for: batch.map(\.example))
+            let (reports, sumsq) = try distribute(batch, step: step, expectNorms: true) { version, shard in
+                WorkUnit(stage: stage.name, step: step, version: version, objective: ObjectiveSpec(stage.objective),
+                         normalizer: normalizer, examples: shard, microBatchTokens: stage.microBatchTokens)
             }
-            let (reports, sumsq) = outcome!
             let t1 = Date()
             let norm = sumsq.squareRoot()
             let lr = schedule.learningRate(atStep: step)
             let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr,
                                     gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
             for id in servers { try messenger.send(.apply(apply), to: id) }
-            _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
+            _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
             version += 1
+            // What was applied, for the exactly-once check: (epoch, example id) in work order.
+            let epochs = Dictionary(batch.map { ($0.id, $0.epoch) }, uniquingKeysWith: { a, _ in a })
+            try append(["stage": stage.name, "step": step + 1, "examples": reports.flatMap { $0.exampleIDs.map { [epochs[$0] ?? -1, $0] } }],
+                       to: examplesFile)
             let t2 = Date()
             var result = ObjectiveResult()
             for r in reports {
@@ -392,7 +402,7 @@ public final class Coordinator {
             metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
             var line: [String: Any] = metrics
             line["stage"] = stage.name; line["step"] = step + 1; line["epoch"] = Double(step + 1) * Double(stage.batchSize) / Double(examples.count)
-            metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
+            try append(line, to: metricsFile)
             let elapsed = Date().timeIntervalSince(started)
             let eta = elapsed / Double(step + 1) * Double(total - step - 1)
             say(String(format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
@@ -416,78 +426,96 @@ public final class Coordinator {
         return summary
     }
 
-    /// Collects one step's worker reports and server norms. When workers stop answering for
-    /// `timeout_seconds`, they are dropped, the servers restart the step with the live
-    /// workers, and nil asks the caller to re-send the step.
-    func collectStep(_ step: Int) throws -> (reports: [StepReport], sumsq: Double)? {
+    /// An example picked for a batch: its dataset index and the epoch it was drawn in.
+    struct Picked {
+        let example: Example
+        let id: Int
+        let epoch: Int
+    }
+
+    /// Runs one step's work on the live workers: admits queued workers, splits `batch`,
+    /// sends each its unit, and collects the reports (and the servers' norms). A worker that
+    /// stays silent for the timeout is dropped and the step starts again on the others.
+    func distribute(_ batch: [Picked], step: Int, expectNorms: Bool,
+                    unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> (reports: [StepReport], sumsq: Double) {
+        while true {
+            try admitJoiners(step: step)
+            let shards = split(batch, into: live.count)
+            var sent: [Int: [Int]] = [:]
+            for (k, w) in live.enumerated() {
+                sent[w] = shards[k].map(\.id)
+                try messenger.send(.work(unit(version, shards[k].map(wire))), to: workers[w]!.id)
+            }
+            if let outcome = try collectStep(step, sent: sent, expectNorms: expectNorms) { return outcome }
+        }
+    }
+
+    /// Collects one attempt's worker reports and server norms; nil when workers were dropped
+    /// (the caller starts the step again).
+    func collectStep(_ step: Int, sent: [Int: [Int]], expectNorms: Bool) throws -> (reports: [StepReport], sumsq: Double)? {
         var reports: [Int: StepReport] = [:], norms: [Int: Double] = [:]
-        var silent = Date()
-        while reports.count < live.count || norms.count < servers.count {
-            try checkStop()
-            if let msg = try messenger.receive(timeout: min(1, recipe.cluster.heartbeatSeconds), onInvalid: { self.say("dropped: \($0)") }),
-               let id = msg.identity {
-                silent = Date()
+        let expectedNorms = expectNorms ? serversWithChunks : []
+        while reports.count < live.count || norms.count < expectedNorms.count {
+            if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
                 switch msg.envelope.body {
-                case let .stepReport(r) where r.step == step:
-                    if let w = workers.firstIndex(of: id), live.contains(w) { reports[w] = r }
+                case let .stepReport(r) where r.step == step && r.version == version:
+                    guard let w = workers.firstIndex(where: { $0?.id == id }), live.contains(w), reports[w] == nil else { continue }
+                    guard r.isFinite else { throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken") }
+                    guard r.exampleIDs == sent[w] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
+                    reports[w] = r
                 case let .norm(s, sumsq) where s == step:
-                    if let server = servers.firstIndex(of: id) { norms[server] = sumsq }
-                case let .error(_, message):
-                    if let w = workers.firstIndex(of: id), !live.contains(w) { continue }  // a dropped worker's last words
-                    throw ClusterError("\(msg.envelope.sender): \(message)")
+                    guard let server = servers.firstIndex(of: id), expectedNorms.contains(server) else { continue }
+                    guard sumsq.isFinite, sumsq >= 0 else { throw ClusterError("\(name(of: id)) reported a gradient Σg² of \(sumsq) for step \(step + 1)") }
+                    norms[server] = sumsq
                 default:
                     continue
                 }
                 continue
             }
-            guard Date().timeIntervalSince(silent) > recipe.cluster.timeoutSeconds else { continue }
-            let missing = live.filter { reports[$0] == nil }
-            guard !missing.isEmpty, missing.count < live.count else {
-                throw ClusterError("no answer from the cluster for \(Int(recipe.cluster.timeoutSeconds)) s (a server or every worker died?)")
+            try checkServers()
+            let silent = live.filter { reports[$0] == nil && Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }
+            guard !silent.isEmpty else { continue }
+            guard silent.count < live.count else {
+                throw ClusterError("every worker stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s at step \(step + 1)")
             }
-            live.removeAll { missing.contains($0) }
-            say("worker(s) \(missing) stopped answering at step \(step + 1); continuing with \(live.count) workers")
-            for id in servers { try messenger.send(.reset(step: step, liveWorkers: live), to: id) }
-            // The acknowledgements follow any stale norm on each server's connection, so those are discarded too.
-            _ = try collect(servers.count) { if case .updateDone = $0 { return true }; return false }
+            try drop(silent, step: step)
             return nil
         }
-        return (live.compactMap { reports[$0] }, norms.values.reduce(0, +))
+        // Norms add in server order, reports come in slot order: the same sums every run.
+        return (live.compactMap { reports[$0] }, expectedNorms.sorted().reduce(0) { $0 + norms[$1]! })
     }
 
     /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
-        let shards = split(examples, into: live.count)
-        for (k, w) in live.enumerated() {
-            try messenger.send(.work(WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"),
-                                              normalizer: 1, examples: shards[k].map(wire), microBatchTokens: microBatchTokens,
-                                              scoreOnly: true)), to: workers[w])
+        let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
+        let (reports, _) = try distribute(picked, step: 0, expectNorms: false) { version, shard in
+            WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
+                     microBatchTokens: microBatchTokens, scoreOnly: true)
         }
-        var byWorker: [Int: [Double]] = [:]
-        for msg in try collect(live.count, { if case .stepReport = $0 { return true }; return false }) {
-            guard let w = workers.firstIndex(of: msg.identity ?? []), case let .stepReport(r) = msg.envelope.body else { continue }
-            byWorker[w] = r.sequenceLogps
+        let scores = reports.flatMap(\.sequenceLogps)
+        guard scores.count == examples.reduce(0, { $0 + $1.sequences.count }) else {
+            throw ClusterError("workers returned \(scores.count) log-probabilities for \(examples.count) examples")
         }
-        return live.flatMap { byWorker[$0] ?? [] }
+        return scores
     }
 
     /// Contiguous shards of near-equal token counts, one per worker (some may be empty).
-    func split(_ batch: [Example], into parts: Int) -> [[Example]] {
-        let total = batch.reduce(0) { $0 + $1.sequences.reduce(0) { $0 + $1.tokens.count } }
-        var shards = Array(repeating: [Example](), count: parts)
+    func split(_ batch: [Picked], into parts: Int) -> [[Picked]] {
+        let total = batch.reduce(0) { $0 + $1.example.sequences.reduce(0) { $0 + $1.tokens.count } }
+        var shards = Array(repeating: [Picked](), count: parts)
         var acc = 0, part = 0
-        for e in batch {
-            let n = e.sequences.reduce(0) { $0 + $1.tokens.count }
+        for p in batch {
+            let n = p.example.sequences.reduce(0) { $0 + $1.tokens.count }
             if part < parts - 1 && !shards[part].isEmpty && Double(acc + n / 2) > Double(total) * Double(part + 1) / Double(parts) { part += 1 }
-            shards[part].append(e)
+            shards[part].append(p)
             acc += n
         }
         return shards
     }
 
-    func wire(_ e: Example) -> WireExample {
-        WireExample(sequences: e.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
-                    reference: e.refChosen.map { ($0, e.refRejected ?? 0) })
+    func wire(_ p: Picked) -> WireExample {
+        WireExample(sequences: p.example.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
+                    reference: p.example.refChosen.map { ($0, p.example.refRejected ?? 0) }, id: p.id)
     }
 
     @discardableResult
@@ -527,7 +555,7 @@ public final class Coordinator {
         let (mean, stderr) = meanAndStandardError(pass1)
         say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
         let line: [String: Any] = ["stage": stage, "eval/pass@1": mean, "eval/pass@1_stderr": stderr, "eval/problems": problems.count]
-        metricsFile?.write(try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
+        try append(line, to: metricsFile)
         return mean
     }
 

@@ -1,6 +1,8 @@
 // A parameter server: owns a set of chunks (fp32 weights + AdamW m and v), serves pulls,
 // sums the workers' pushes in worker order (so runs reproduce), reports its partial Σg²,
-// and applies clip-scaled AdamW when the coordinator says so.
+// and applies clip-scaled AdamW when the coordinator says so. Its data port is a CURVE
+// server that admits only the workers' keys the coordinator announced, and a push counts
+// only from the connection admitted as the worker it names, at the current version.
 import Foundation
 import Numerics
 import Optimizer
@@ -22,36 +24,66 @@ public final class ParameterServer {
     }
 
     let coordinator: String
+    let key: RunKey
     let bind: String
     let advertise: String?
     let timeout: Double
 
-    public init(coordinator: String, bind: String, advertise: String?, timeout: Double) {
-        self.coordinator = coordinator; self.bind = bind; self.advertise = advertise; self.timeout = timeout
+    public init(coordinator: String, key: RunKey, bind: String, advertise: String?, timeout: Double) {
+        self.coordinator = coordinator; self.key = key; self.bind = bind; self.advertise = advertise; self.timeout = timeout
     }
 
+    /// Serves until the coordinator ends the run.
+    ///
+    /// - Throws: `ClusterError` when the run fails; a failure found here is reported to the
+    ///   coordinator first.
     public func run() throws {
         let context = ZMQContext()
+        let identity = hostIdentity("server")
+        let zap = try ZAPHandler(context: context) { log(identity, $0) }
+        defer { zap.stop() }
         let data = try ZMQSocket(context, .router)
+        try data.makeCurveServer(secretKey: key.keys.secretKey, domain: "data")
+        // The chunk size is not known before the Welcome and a bound socket's limit is fixed at bind.
+        try data.setMaximumMessageSize(frameLimit(chunkBytes: Wire.maximumChunkBytes))
         let bound = try data.bind(bind)
         let endpoint = advertise ?? bound
-        let identity = hostIdentity("server")
         log(identity, "serving parameters at \(endpoint)")
-        let (control, welcome, runID) = try join(context: context, coordinator: coordinator, identity: identity,
-                                                 hello: Hello(role: .server, endpoint: endpoint), runID: nil, timeout: timeout)
+        let (control, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
+                                                 hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
         let name = "server-\(welcome.index)"
+        do {
+            try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
+        } catch let stop as Stop {
+            log(name, "shutting down: \(stop.reason)")
+            if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
+        } catch {
+            let e = error as? ClusterError ?? ClusterError("\(name): \(error)")
+            try? control.send(.error(code: 500, message: e.description))
+            throw e
+        }
+    }
+
+    private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome: Welcome, runID: String, name: String) throws {
+        let timeout = peerTimeout(welcome, cli: self.timeout)
         let peers = Messenger(socket: data, runID: runID, sender: name, routed: true)
         var chunks: [Int: Chunk] = [:]
         for (i, c) in welcome.chunks.enumerated() where welcome.chunkOwner[i] == welcome.index { chunks[c.chunk] = Chunk(c, workers: welcome.workers) }
         let ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
         log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
         var version = 0
-        let expectedPushes = welcome.workers
+        let slots = welcome.workers
+        func admit(_ keys: [[UInt8]]) {
+            for w in 0..<slots {
+                if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
+            }
+        }
+        admit(welcome.workerKeys)
         // Chunks received from each worker this step; the step's gradient is complete when
-        // every worker has sent every chunk this server holds (in one push or several).
-        var received = Array(repeating: Set<Int>(), count: expectedPushes)
-        var live = Set(0..<expectedPushes)
-        var lastHeard = Date()
+        // every live worker has sent every chunk this server holds (in one push or several).
+        var received = Array(repeating: Set<Int>(), count: slots)
+        var live = Set((0..<slots).filter { $0 < welcome.workerKeys.count && welcome.workerKeys[$0].count == 32 })
+        var lastHeard = Date(), lastSent = Date()
 
         func tensors(_ ids: [Int], optimizerState: Bool = false) throws -> [OutgoingTensor] {
             try ids.flatMap { id -> [OutgoingTensor] in
@@ -60,9 +92,14 @@ public final class ParameterServer {
                 return buffers.map { OutgoingTensor(pointer: $0.baseAddress, count: c.range.count, owner: $0) }
             }
         }
+        func tellCoordinator(_ body: Body) throws {
+            try control.send(body)
+            lastSent = Date()
+        }
 
         while true {
-            let ready = try poll([control.socket, data], timeout: welcome.heartbeatSeconds)
+            let ready = try poll([control.socket, data], timeout: welcome.heartbeatSeconds / 2)
+            if Date().timeIntervalSince(lastSent) >= welcome.heartbeatSeconds { try tellCoordinator(.heartbeat(step: version)) }
             if !ready[0] && !ready[1] {
                 if Date().timeIntervalSince(lastHeard) > timeout { throw ClusterError("\(name): the coordinator has been silent for \(Int(timeout)) s") }
                 continue
@@ -72,11 +109,16 @@ public final class ParameterServer {
                 switch msg.envelope.body {
                 case let .load(ids, reset, state):
                     let per = state ? 3 : 1
-                    guard ids.count * per == msg.tensors.count else { throw ClusterError("\(name): load of \(ids.count) chunks with \(msg.tensors.count) tensors") }
+                    guard ids.count * per == msg.tensors.count, Set(ids).count == ids.count else {
+                        throw ClusterError("\(name): load of \(ids.count) chunks with \(msg.tensors.count) tensors")
+                    }
                     for (k, id) in ids.enumerated() {
                         guard let c = chunks[id], msg.tensors[k * per..<(k + 1) * per].allSatisfy({ $0.floatCount == c.range.count }) else {
                             throw ClusterError("\(name): bad load for chunk \(id)")
                         }
+                    }
+                    for (k, id) in ids.enumerated() {
+                        let c = chunks[id]!
                         msg.tensors[k * per].copyFloats(into: c.weights.baseAddress)
                         if state {
                             msg.tensors[k * per + 1].copyFloats(into: c.m.baseAddress)
@@ -86,8 +128,12 @@ public final class ParameterServer {
                         }
                     }
                     version += 1
-                    try control.send(.updateDone(step: 0, version: version))
+                    try tellCoordinator(.updateDone(step: 0, version: version))
                 case let .apply(u):
+                    guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
+                          u.optimizerStep >= 1 else {
+                        throw ClusterError("\(name): the coordinator sent an update with non-finite or invalid settings")
+                    }
                     let config = AdamWConfig(beta1: u.adamW.beta1, beta2: u.adamW.beta2, eps: u.adamW.eps, weightDecay: u.adamW.weightDecay)
                     // Workers wait for this update, so every core works on it; chunks are independent.
                     parallelRanges(ordered.count) { r in
@@ -98,18 +144,20 @@ public final class ParameterServer {
                         }
                     }
                     version += 1
-                    try control.send(.updateDone(step: u.step, version: version))
+                    try tellCoordinator(.updateDone(step: u.step, version: version))
                 case let .pull(_, ids, state):
                     try control.send(.pullReply(version: version, chunks: ids, optimizerState: state), tensors: try tensors(ids, optimizerState: state))
-                case let .reset(step, workers):
-                    live = Set(workers.filter { $0 >= 0 && $0 < expectedPushes })
+                    lastSent = Date()
+                case let .reset(step, workers, keys):
+                    live = Set(workers.filter { $0 >= 0 && $0 < slots })
+                    admit(keys)
                     for w in received.indices { received[w].removeAll() }
                     for c in chunks.values { for w in c.pushes.indices { c.pushes[w] = nil } }
-                    log(name, "step \(step) restarts with workers \(live.sorted())")
-                    try control.send(.updateDone(step: step, version: version))
-                case let .shutdown(reason):
-                    log(name, "shutting down: \(reason)")
-                    return
+                    version += 1  // pushes from before the reset are now stale
+                    log(name, "step \(step + 1) runs with workers \(live.sorted())")
+                    try tellCoordinator(.updateDone(step: step, version: version))
+                case let .shutdown(reason, failed):
+                    throw Stop(reason: reason, failed: failed)
                 case let .error(_, message):
                     throw ClusterError("\(name): coordinator error: \(message)")
                 case .heartbeat:
@@ -120,57 +168,76 @@ public final class ParameterServer {
             }
             if ready[1], let msg = try peers.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
                 guard let peer = msg.identity else { continue }
+                func refuse(_ code: Int, _ text: String) throws {
+                    log(name, "refused \(msg.userID.isEmpty ? "an unauthenticated peer" : msg.userID): \(text)")
+                    try peers.send(.error(code: code, message: text), to: peer)
+                }
                 switch msg.envelope.body {
-                case let .pull(_, ids, _):
+                case let .pull(_, ids, _) where msg.userID.hasPrefix("worker-"):
                     do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try tensors(ids)) } catch let e as WireError {
-                        try peers.send(.error(code: 404, message: e.description), to: peer)
+                        try refuse(404, e.description)
                     }
-                case let .push(_, _, worker) where !live.contains(worker):
-                    try peers.send(.error(code: 410, message: "worker \(worker) was dropped from the run after it stopped answering"), to: peer)
-                case let .push(step, ids, worker):
-                    guard worker >= 0 && worker < expectedPushes, ids.count == msg.tensors.count,
-                          received[worker].isDisjoint(with: ids) else {
-                        try peers.send(.error(code: 400, message: "bad or duplicate push from worker \(worker)"), to: peer)
+                case let .push(_, _, worker, _) where msg.userID != "worker-\(worker)":
+                    try refuse(403, "a push for worker \(worker) from \(msg.userID.isEmpty ? "a connection without a worker key" : msg.userID)")
+                case let .push(_, _, worker, _) where !live.contains(worker):
+                    try refuse(410, "worker \(worker) is not in this step (dropped after it stopped answering, or not yet admitted)")
+                case let .push(step, _, worker, pushedAt) where pushedAt < version:
+                    // From an attempt the coordinator abandoned (membership changed): acknowledged, not counted.
+                    log(name, "ignored worker \(worker)'s stale push for step \(step + 1) (version \(pushedAt) < \(version))")
+                    try peers.send(.pushAck(step: step), to: peer)
+                case let .push(step, _, _, pushedAt) where pushedAt > version:
+                    try refuse(409, "a push for step \(step + 1) computed at version \(pushedAt); this server is at version \(version)")
+                case let .push(step, ids, worker, _):
+                    guard ids.count == msg.tensors.count, Set(ids).count == ids.count, received[worker].isDisjoint(with: ids),
+                          zip(ids, msg.tensors).allSatisfy({ chunks[$0]?.range.count == $1.floatCount }) else {
+                        try refuse(400, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
                         continue
                     }
+                    // Copy into the worker's slots, checking every value is finite on the way.
+                    var finite = true
                     for (id, frame) in zip(ids, msg.tensors) {
-                        guard let c = chunks[id], frame.floatCount == c.range.count else {
-                            try peers.send(.error(code: 400, message: "push for chunk \(id) does not match this server"), to: peer)
-                            continue
-                        }
+                        let c = chunks[id]!
                         let slot = c.pushes[worker] ?? FloatBuffer(count: c.range.count)
                         frame.copyFloats(into: slot.baseAddress)
                         c.pushes[worker] = slot
+                        finite = finite && allFinite(slot.baseAddress, count: c.range.count)
+                    }
+                    guard finite else {
+                        let text = "worker \(worker) pushed non-finite gradients for step \(step + 1) (chunks \(ids))"
+                        try refuse(422, text)
+                        throw ClusterError("\(name): \(text)")
                     }
                     received[worker].formUnion(ids)
                     try peers.send(.pushAck(step: step), to: peer)
                     if live.allSatisfy({ received[$0].count == chunks.count }) {
-                        // Sum in worker order, chunk by chunk in parallel; partial norms add in chunk order.
-                        let workers = live.sorted()
-                        var partial = [Double](repeating: 0, count: ordered.count)
-                        partial.withUnsafeMutableBufferPointer { out in
-                            let sums = UncheckedSendable(out.baseAddress!)
-                            parallelRanges(ordered.count) { r in
-                                for k in r {
-                                    let c = ordered[k]
-                                    c.gradient.zero()
-                                    for w in workers {
-                                        guard let p = c.pushes[w] else { continue }
-                                        let g = c.gradient.baseAddress, x = p.baseAddress
-                                        for i in 0..<c.range.count { g[i] += x[i] }
-                                    }
-                                    sums.value[k] = sumOfSquares(c.gradient.baseAddress, count: c.range.count)
-                                }
-                            }
-                        }
-                        let sumsq = partial.reduce(0, +)
+                        try tellCoordinator(.norm(step: step, sumOfSquares: sumPushes(ordered, workers: live.sorted())))
                         for w in received.indices { received[w].removeAll() }
-                        try control.send(.norm(step: step, sumOfSquares: sumsq))
                     }
                 default:
-                    try peers.send(.error(code: 400, message: "\(name) does not handle \(msg.envelope.body)"), to: peer)
+                    try refuse(400, "\(name) does not handle \(msg.envelope.body) from \(msg.userID.isEmpty ? "this peer" : msg.userID)")
                 }
             }
         }
+    }
+
+    /// Sums each chunk's pushes in worker order, chunks in parallel; returns Σg² added in chunk order.
+    private func sumPushes(_ ordered: [Chunk], workers: [Int]) -> Double {
+        var partial = [Double](repeating: 0, count: ordered.count)
+        partial.withUnsafeMutableBufferPointer { out in
+            let sums = UncheckedSendable(out.baseAddress!)
+            parallelRanges(ordered.count) { r in
+                for k in r {
+                    let c = ordered[k]
+                    c.gradient.zero()
+                    for w in workers {
+                        guard let p = c.pushes[w] else { continue }
+                        let g = c.gradient.baseAddress, x = p.baseAddress
+                        for i in 0..<c.range.count { g[i] += x[i] }
+                    }
+                    sums.value[k] = sumOfSquares(c.gradient.baseAddress, count: c.range.count)
+                }
+            }
+        }
+        return partial.reduce(0, +)
     }
 }

@@ -161,7 +161,11 @@ public struct Recipe: Sendable {
             cluster.bind = try c.string("bind", default: cluster.bind)
             cluster.heartbeatSeconds = try c.double("heartbeat_seconds", default: 2, min: 0.01)
             cluster.timeoutSeconds = try c.double("timeout_seconds", default: 120, min: 0.1)
+            guard cluster.heartbeatSeconds * 2 <= cluster.timeoutSeconds else {
+                throw RecipeError("cluster.heartbeat_seconds must be at most half of timeout_seconds (a peer misses a few heartbeats before it counts as gone)")
+            }
             cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
+            guard cluster.chunkMiB <= 1024 else { throw RecipeError("cluster.chunk_mib: at most 1024 (frames larger than 1 GiB are refused)") }
             try c.finish()
         }
         try r.finish()

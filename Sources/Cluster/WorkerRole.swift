@@ -1,6 +1,7 @@
 // A worker: pulls the current weights, computes the gradient of its share of each global
 // batch (micro-batched), pushes the sums to the servers that own each chunk, and reports
-// the objective's sums and its time split to the coordinator.
+// the objective's sums and its time split to the coordinator. While it works, a heartbeat
+// thread tells the coordinator it is alive, so a long step is never taken for a dead worker.
 import Data
 import Foundation
 import Model
@@ -12,27 +13,69 @@ import Wire
 
 public final class WorkerRole {
     let coordinator: String
+    let key: RunKey
     let timeout: Double
     /// Fault injection: exit abruptly on receiving this training step (tests the failure path).
     let failAtStep: Int?
 
-    public init(coordinator: String, timeout: Double, failAtStep: Int? = nil) {
-        self.coordinator = coordinator; self.timeout = timeout; self.failAtStep = failAtStep
+    public init(coordinator: String, key: RunKey, timeout: Double, failAtStep: Int? = nil) {
+        self.coordinator = coordinator; self.key = key; self.timeout = timeout; self.failAtStep = failAtStep
     }
 
+    /// Joins the run and works until the coordinator ends it.
+    ///
+    /// - Throws: `ClusterError` when the run fails (told by the coordinator, or found here);
+    ///   a failure found here is reported to the coordinator first, so the run ends at once.
     public func run() throws {
         let context = ZMQContext()
         let identity = hostIdentity("worker")
-        let (control, welcome, runID) = try join(context: context, coordinator: coordinator, identity: identity,
-                                                 hello: Hello(role: .worker, threads: elementwiseThreads), runID: nil, timeout: timeout)
+        // The data plane: servers admit this key only, bound to the index the coordinator gives.
+        let dataKeys = try CurveKeyPair.generate()
+        let (messenger, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
+                                                   hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey),
+                                                   timeout: timeout)
+        let control = ControlChannel(messenger)
         let name = "worker-\(welcome.index)"
-        let config = try JSONDecoder().decode(LlamaConfig.self, from: Data(welcome.modelConfigJSON.utf8))
+        let step = StepCounter()
+        control.startHeartbeats(every: welcome.heartbeatSeconds) { step.value }
+        defer { control.stop() }
+        do {
+            try work(context: context, control: control, welcome: welcome, runID: runID, name: name, dataKeys: dataKeys, step: step)
+        } catch let error as ClusterError {
+            try? control.send(.error(code: 500, message: error.description))
+            throw error
+        } catch {
+            let e = ClusterError("\(name): \(error)")
+            try? control.send(.error(code: 500, message: e.description))
+            throw e
+        }
+    }
+
+    final class StepCounter: @unchecked Sendable {
+        private let lock = NSLock()
+        private var step = 0
+        var value: Int { get { lock.lock(); defer { lock.unlock() }; return step } set { lock.lock(); step = newValue; lock.unlock() } }
+    }
+
+    private func work(context: ZMQContext, control: ControlChannel, welcome: Welcome, runID: String, name: String,
+                      dataKeys: CurveKeyPair, step: StepCounter) throws {
+        let config: LlamaConfig
+        do { config = try JSONDecoder().decode(LlamaConfig.self, from: Data(welcome.modelConfigJSON.utf8)) } catch {
+            throw ClusterError("\(name): the coordinator sent a model configuration that does not decode: \(error)")
+        }
+        guard ParameterLayout(config: config).totalCount == welcome.parameterCount else {
+            throw ClusterError("\(name): the model configuration has \(ParameterLayout(config: config).totalCount) parameters, the welcome says \(welcome.parameterCount)")
+        }
+        let timeout = peerTimeout(welcome, cli: self.timeout)
         let parameters = FloatBuffer(count: welcome.parameterCount)
         let gradients = FloatBuffer(count: welcome.parameterCount)
+        let largestChunk = welcome.chunks.map(\.count).max() ?? 0
         var servers: [Messenger] = []
         for endpoint in welcome.serverEndpoints {
             let s = try ZMQSocket(context, .dealer)
             try s.setIdentity(name)
+            try s.makeCurveClient(keys: dataKeys, serverKey: key.keys.publicKey)
+            try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
             try s.connect(endpoint)
             servers.append(Messenger(socket: s, runID: runID, sender: name, routed: false))
         }
@@ -43,20 +86,37 @@ public final class WorkerRole {
         var lastHeard = Date()
         var pushMessages = 0
 
-        func expect(_ m: Messenger, _ what: String) throws -> Incoming {
-            guard let reply = try m.receive(timeout: timeout) else { throw ClusterError("\(name): no \(what) within \(Int(timeout)) s") }
-            if case let .error(_, message) = reply.envelope.body { throw ClusterError("\(name): \(what) failed: \(message)") }
-            return reply
+        /// A server's next message; the control channel is watched meanwhile, so a shutdown or
+        /// an error from the coordinator ends the wait.
+        func expect(_ s: Int, _ what: String) throws -> Incoming {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if let reply = try servers[s].receive(timeout: 0.05, onInvalid: { log(name, "dropped from server \(s): \($0)") }) {
+                    if case let .error(_, message) = reply.envelope.body { throw ClusterError("\(name): \(what) failed: \(message)") }
+                    return reply
+                }
+                if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) { try handleInterrupt(msg) }
+            }
+            throw ClusterError("\(name): no \(what) within \(Int(timeout)) s")
+        }
+        func handleInterrupt(_ msg: Incoming) throws {
+            switch msg.envelope.body {
+            case let .shutdown(reason, failed): throw Stop(reason: reason, failed: failed)
+            case let .error(_, message): throw ClusterError("\(name): coordinator error: \(message)")
+            default: break
+            }
         }
 
-        while true {
-            guard let msg = try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") }) else {
-                if Date().timeIntervalSince(lastHeard) > timeout { throw ClusterError("\(name): the coordinator has been silent for \(Int(timeout)) s") }
-                continue
-            }
-            lastHeard = Date()
-            switch msg.envelope.body {
-            case let .work(unit):
+        do {
+            while true {
+                guard let msg = try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") }) else {
+                    if Date().timeIntervalSince(lastHeard) > timeout { throw ClusterError("\(name): the coordinator has been silent for \(Int(timeout)) s") }
+                    continue
+                }
+                lastHeard = Date()
+                guard case let .work(unit) = msg.envelope.body else { try handleInterrupt(msg); continue }
+                try unit.validate(config: config, name: name)
+                step.value = unit.step
                 if let failAtStep, unit.step == failAtStep, !unit.scoreOnly {
                     log(name, "fault injection: exiting at step \(unit.step + 1)")
                     exit(3)
@@ -66,22 +126,22 @@ public final class WorkerRole {
                 for (s, server) in servers.enumerated() where !owned[s].isEmpty {
                     try server.send(.pull(version: unit.version, chunks: owned[s].map(\.chunk)))
                 }
-                for (s, server) in servers.enumerated() where !owned[s].isEmpty {
-                    let reply = try expect(server, "pull from server \(s)")
-                    guard case let .pullReply(_, ids, _) = reply.envelope.body, ids.count == reply.tensors.count else {
-                        throw ClusterError("\(name): unexpected reply to a pull: \(reply.envelope.body)")
+                for (s, _) in servers.enumerated() where !owned[s].isEmpty {
+                    let reply = try expect(s, "pull from server \(s)")
+                    guard case let .pullReply(_, ids, _) = reply.envelope.body, ids == owned[s].map(\.chunk), ids.count == reply.tensors.count else {
+                        throw ClusterError("\(name): server \(s) answered a pull with something else: \(reply.envelope.body)")
                     }
                     for (id, frame) in zip(ids, reply.tensors) {
                         let c = welcome.chunks[id]
-                        guard frame.floatCount == c.count else { throw ClusterError("\(name): chunk \(id) arrived with \(frame.floatCount) values") }
+                        guard frame.floatCount == c.count else { throw ClusterError("\(name): chunk \(id) arrived with \(frame.floatCount) values, expected \(c.count)") }
                         frame.copyFloats(into: parameters.baseAddress + c.offset)
                     }
                 }
                 let t1 = Date()
-                computer.microBatchTokens = max(1, unit.microBatchTokens)
-                let examples = unit.examples.enumerated().map { i, e in
+                computer.microBatchTokens = unit.microBatchTokens
+                let examples = unit.examples.map { e in
                     Example(sequences: e.sequences.map { TokenSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
-                            refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: i + 1)
+                            refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
                 }
                 var report: StepReport
                 if unit.scoreOnly {
@@ -99,48 +159,78 @@ public final class WorkerRole {
                         for (s, server) in servers.enumerated() {
                             let ready = owned[s].filter { $0.offset >= frontier && !pushed.contains($0.chunk) }
                             guard !ready.isEmpty else { continue }
-                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), worker: welcome.index),
+                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), worker: welcome.index, version: unit.version),
                                             tensors: ready.map { OutgoingTensor(pointer: gradients.baseAddress + $0.offset, count: $0.count, owner: gradients) })
                             pushMessages += 1
                             pushed.formUnion(ready.map(\.chunk))
                         }
                     }
                     var pushError: Error?
-                    let result = examples.isEmpty ? ObjectiveResult()
-                        : try computer.accumulate(parameters: parameters.baseAddress, gradients: gradients.baseAddress,
-                                                  examples: examples, objective: objective, normalizer: unit.normalizer,
-                                                  gradientsFinal: { frontier in
-                                                      do { try push(from: frontier) } catch { pushError = error }
-                                                  })
+                    let result: ObjectiveResult
+                    do {
+                        result = examples.isEmpty ? ObjectiveResult()
+                            : try computer.accumulate(parameters: parameters.baseAddress, gradients: gradients.baseAddress,
+                                                      examples: examples, objective: objective, normalizer: unit.normalizer,
+                                                      gradientsFinal: { frontier in
+                                                          do { try push(from: frontier) } catch { pushError = error }
+                                                      })
+                    } catch let e as ObjectiveError {
+                        throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
+                    }
                     if let pushError { throw pushError }
                     try push(from: 0)
                     report = StepReport(step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
                                         metricSums: result.metricSums)
                 }
+                report.exampleIDs = unit.examples.map(\.id)
+                report.version = unit.version
                 let t2 = Date()
                 if !unit.scoreOnly {
                     // One acknowledgement per push message, from whichever server it went to.
                     var acks = 0
+                    let deadline = Date().addingTimeInterval(timeout)
                     while acks < pushMessages {
-                        let ready = try poll(servers.map(\.socket), timeout: timeout)
-                        guard ready.contains(true) else { throw ClusterError("\(name): no push acknowledgement within \(Int(timeout)) s") }
-                        for (s, server) in servers.enumerated() where ready[s] {
-                            _ = try expect(server, "push acknowledgement from server \(s)")
+                        guard Date() < deadline else { throw ClusterError("\(name): no push acknowledgement within \(Int(timeout)) s") }
+                        let ready = try poll(servers.map(\.socket), timeout: 0.05)
+                        for (s, _) in servers.enumerated() where ready[s] {
+                            _ = try expect(s, "push acknowledgement from server \(s)")
                             acks += 1
                         }
+                        if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) { try handleInterrupt(msg) }
                     }
                 }
                 let t3 = Date()
                 report.computeSeconds = t2.timeIntervalSince(t1)
                 report.communicationSeconds = t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2)
                 try control.send(.stepReport(report))
-            case let .shutdown(reason):
-                log(name, "shutting down: \(reason)")
-                return
-            case let .error(_, message):
-                throw ClusterError("\(name): coordinator error: \(message)")
-            default:
-                continue
+            }
+        } catch let stop as Stop {
+            log(name, "shutting down: \(stop.reason)")
+            if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
+        }
+    }
+}
+
+/// The coordinator ended the run (normally or not).
+struct Stop: Error {
+    let reason: String
+    let failed: Bool
+}
+
+extension WorkUnit {
+    /// Checks a unit against the model before any of it is used: token ids, lengths and counts.
+    func validate(config: LlamaConfig, name: String) throws {
+        func bad(_ what: String) -> ClusterError { ClusterError("\(name): work unit for step \(step + 1) \(what)") }
+        guard normalizer > 0, normalizer.isFinite else { throw bad("has normalizer \(normalizer)") }
+        guard microBatchTokens > 0 else { throw bad("has micro_batch_tokens 0") }
+        for (i, e) in examples.enumerated() {
+            guard e.sequences.count == 1 || e.sequences.count == 2 else { throw bad("example \(i) has \(e.sequences.count) sequences") }
+            if let r = e.reference, !(r.chosen.isFinite && r.rejected.isFinite) { throw bad("example \(i) has non-finite reference log-probabilities") }
+            for s in e.sequences {
+                guard s.tokens.count >= 2, s.tokens.count <= config.maxPositionEmbeddings, s.promptLength >= 1, s.promptLength < s.tokens.count else {
+                    throw bad("example \(i) has a sequence of \(s.tokens.count) tokens with prompt length \(s.promptLength)")
+                }
+                guard s.tokens.allSatisfy({ $0 >= 0 && Int($0) < config.vocabSize }) else { throw bad("example \(i) has token ids outside the vocabulary") }
             }
         }
     }
@@ -149,6 +239,7 @@ public final class WorkerRole {
 extension ObjectiveSpec {
     /// The objective this spec names.
     public func objective() throws -> Objective {
+        guard [chosenWeight, alpha, beta].allSatisfy(\.isFinite), gamma?.isFinite ?? true else { throw ClusterError("objective \(name) has non-finite parameters") }
         switch name {
         case "sft": return .sft
         case "redi": return .redi(c: chosenWeight, alpha: alpha, gamma: gamma)

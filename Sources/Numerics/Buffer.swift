@@ -47,3 +47,12 @@ public struct GrowableBuffer {
         return buffer.baseAddress
     }
 }
+
+/// Whether every one of `count` values is finite (no NaN, no ±inf): values from peers are
+/// checked with this before they are used. An integer max over the exponent bits, so it vectorises.
+public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
+    let bits = UnsafeRawPointer(x).assumingMemoryBound(to: UInt32.self)
+    var worst: UInt32 = 0
+    for i in 0..<count { worst = max(worst, bits[i] & 0x7F80_0000) }
+    return worst != 0x7F80_0000
+}

@@ -8,6 +8,8 @@ public struct Incoming {
     public let identity: [UInt8]?
     public let envelope: Envelope
     public let tensors: [ReceivedFrame]
+    /// The user id the ZAP handler admitted the sender's key under ("" without CURVE).
+    public let userID: String
 }
 
 /// A tensor to send without copying; `owner` keeps the memory alive until libzmq is done.
@@ -34,6 +36,10 @@ public final class Messenger {
     }
 
     public func send(_ body: Body, to identity: [UInt8]? = nil, tensors: [OutgoingTensor] = []) throws {
+        try send(body, to: identity, tensors: tensors, runID: runID)
+    }
+
+    private func send(_ body: Body, to identity: [UInt8]?, tensors: [OutgoingTensor], runID: String) throws {
         precondition(routed == (identity != nil), "ROUTER sockets need a destination identity; others must not have one")
         seq += 1
         var frames: [OutgoingFrame] = identity.map { [.bytes($0)] } ?? []
@@ -45,7 +51,8 @@ public final class Messenger {
     /// Receives the next valid message, or nil on timeout.
     ///
     /// Invalid messages (undecodable, wrong run id, missing frames) are answered with an
-    /// error when the sender can be addressed, reported through `onInvalid`, and skipped.
+    /// error (which does not carry the run id) when the sender can be addressed, reported
+    /// through `onInvalid`, and skipped.
     public func receive(timeout: Double?, onInvalid: (String) -> Void = { _ in }) throws -> Incoming? {
         let deadline = timeout.map { Date().addingTimeInterval($0) }
         while true {
@@ -57,18 +64,22 @@ public final class Messenger {
                 guard let head = rest.first else { throw WireError("message without an envelope frame") }
                 let envelope = try head.withUnsafeBytes { try Wire.decode($0) }
                 // A process joining a run learns its id from the Welcome, so its Hello carries none.
+                // Error replies to a message that failed validation carry no run id (they must not leak it).
                 var joining = false
-                if case .hello = envelope.body, envelope.runID.isEmpty { joining = true }
+                if envelope.runID.isEmpty {
+                    switch envelope.body { case .hello, .error: joining = true; default: break }
+                }
                 guard envelope.runID == runID || joining else { throw WireError("message for run \"\(envelope.runID)\", this is run \"\(runID)\"") }
                 let tensors = Array(rest.dropFirst())
-                for (i, t) in tensors.enumerated() where t.count % 4 != 0 {
-                    throw WireError("tensor frame \(i) has \(t.count) bytes, not a whole number of fp32 values")
+                guard tensors.count <= Wire.maximumTensorFrames else { throw WireError("\(tensors.count) tensor frames in one message") }
+                for (i, t) in tensors.enumerated() where t.count % 4 != 0 || t.count > Wire.maximumChunkBytes {
+                    throw WireError("tensor frame \(i) has \(t.count) bytes, not a whole number of fp32 values within the chunk limit")
                 }
-                return Incoming(identity: identity, envelope: envelope, tensors: tensors)
+                return Incoming(identity: identity, envelope: envelope, tensors: tensors, userID: head.userID)
             } catch let error as WireError {
                 onInvalid(error.description)
                 if let identity, routed {
-                    try? send(.error(code: 400, message: error.description), to: identity)
+                    try? send(.error(code: 400, message: error.description), to: identity, tensors: [], runID: "")
                 }
             }
         }

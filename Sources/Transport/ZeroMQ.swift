@@ -27,7 +27,7 @@ public final class ZMQContext: @unchecked Sendable {
 }
 
 public enum SocketType: Int32, Sendable {
-    case router = 6, dealer = 5, push = 8, pull = 7
+    case router = 6, dealer = 5, push = 8, pull = 7, rep = 4, pair = 0
 
     var zmqType: Int32 {
         switch self {
@@ -35,6 +35,8 @@ public enum SocketType: Int32, Sendable {
         case .dealer: ZMQ_DEALER
         case .push: ZMQ_PUSH
         case .pull: ZMQ_PULL
+        case .rep: ZMQ_REP
+        case .pair: ZMQ_PAIR
         }
     }
 }

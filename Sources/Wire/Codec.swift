@@ -24,6 +24,10 @@ private final class CArena {
         return p
     }
 
+    func binary(_ bytes: [UInt8]) -> ProtobufCBinaryData {
+        ProtobufCBinaryData(len: bytes.count, data: array(bytes))
+    }
+
     func message<T>(_ initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
         let raw = calloc(1, MemoryLayout<T>.stride)!
         blocks.append(raw)
@@ -50,6 +54,7 @@ extension Wire {
             m.pointee.endpoint = a.string(h.endpoint)
             m.pointee.threads = UInt32(h.threads)
             m.pointee.protocol_version = UInt32(h.protocolVersion)
+            m.pointee.data_key = a.binary(h.dataKey)
             env.body_case = REDI__ENVELOPE__BODY_HELLO; env.hello = m
         case let .welcome(w):
             let m: UnsafeMutablePointer<Redi__Welcome> = a.message(redi__welcome__init)
@@ -67,6 +72,9 @@ extension Wire {
             m.pointee.parameter_count = UInt64(w.parameterCount)
             m.pointee.heartbeat_seconds = w.heartbeatSeconds
             m.pointee.workers = UInt32(w.workers)
+            m.pointee.timeout_seconds = w.timeoutSeconds
+            let keys = w.workerKeys.map(a.binary)
+            m.pointee.n_worker_keys = keys.count; m.pointee.worker_keys = a.array(keys)
             env.body_case = REDI__ENVELOPE__BODY_WELCOME; env.welcome = m
         case let .error(code, message):
             let m: UnsafeMutablePointer<Redi__Error> = a.message(redi__error__init)
@@ -76,9 +84,9 @@ extension Wire {
             let m: UnsafeMutablePointer<Redi__Heartbeat> = a.message(redi__heartbeat__init)
             m.pointee.step = UInt64(step)
             env.body_case = REDI__ENVELOPE__BODY_HEARTBEAT; env.heartbeat = m
-        case let .shutdown(reason):
+        case let .shutdown(reason, failed):
             let m: UnsafeMutablePointer<Redi__Shutdown> = a.message(redi__shutdown__init)
-            m.pointee.reason = a.string(reason)
+            m.pointee.reason = a.string(reason); m.pointee.failed = failed ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_SHUTDOWN; env.shutdown = m
         case let .work(w):
             let m: UnsafeMutablePointer<Redi__WorkUnit> = a.message(redi__work_unit__init)
@@ -99,6 +107,7 @@ extension Wire {
                 }
                 x.pointee.n_sequences = seqs.count; x.pointee.sequences = a.array(seqs)
                 if let r = e.reference { x.pointee.has_reference = 1; x.pointee.ref_chosen_logp = r.chosen; x.pointee.ref_rejected_logp = r.rejected }
+                x.pointee.id = UInt64(e.id)
                 return x
             }
             m.pointee.n_examples = examples.count; m.pointee.examples = a.array(examples)
@@ -115,10 +124,10 @@ extension Wire {
             m.pointee.version = UInt64(version); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
             m.pointee.optimizer_state = state ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_PULL_REPLY; env.pull_reply = m
-        case let .push(step, chunks, worker):
+        case let .push(step, chunks, worker, version):
             let m: UnsafeMutablePointer<Redi__PushGradients> = a.message(redi__push_gradients__init)
             m.pointee.step = UInt64(step); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
-            m.pointee.worker = UInt32(worker)
+            m.pointee.worker = UInt32(worker); m.pointee.version = UInt64(version)
             env.body_case = REDI__ENVELOPE__BODY_PUSH; env.push = m
         case let .pushAck(step):
             let m: UnsafeMutablePointer<Redi__PushAck> = a.message(redi__push_ack__init)
@@ -159,10 +168,14 @@ extension Wire {
             m.pointee.n_sequence_logps = r.sequenceLogps.count; m.pointee.sequence_logps = a.array(r.sequenceLogps)
             m.pointee.compute_seconds = r.computeSeconds; m.pointee.communication_seconds = r.communicationSeconds
             m.pointee.waiting_seconds = r.waitingSeconds
+            m.pointee.version = UInt64(r.version)
+            m.pointee.n_example_ids = r.exampleIDs.count; m.pointee.example_ids = a.array(r.exampleIDs.map { UInt64($0) })
             env.body_case = REDI__ENVELOPE__BODY_STEP_REPORT; env.step_report = m
-        case let .reset(step, live):
+        case let .reset(step, live, keys):
             let m: UnsafeMutablePointer<Redi__StepReset> = a.message(redi__step_reset__init)
             m.pointee.step = UInt64(step); m.pointee.n_live_workers = live.count; m.pointee.live_workers = u32s(live)
+            let binaries = keys.map(a.binary)
+            m.pointee.n_worker_keys = binaries.count; m.pointee.worker_keys = a.array(binaries)
             env.body_case = REDI__ENVELOPE__BODY_RESET; env.reset = m
         }
         let size = redi__envelope__get_packed_size(&env)
@@ -184,6 +197,12 @@ extension Wire {
         let env = p.pointee
         func str(_ s: UnsafeMutablePointer<CChar>?) -> String { s.map { String(cString: $0) } ?? "" }
         func ints(_ n: Int, _ p: UnsafeMutablePointer<UInt32>?) -> [Int] { (0..<n).map { Int(p![$0]) } }
+        // 64-bit fields a peer controls: anything past 2^53 is no real step, count or offset.
+        func int(_ v: UInt64, _ what: String) throws -> Int {
+            guard v <= 1 << 53 else { throw WireError("\(what) \(v) is out of range") }
+            return Int(v)
+        }
+        func binary(_ b: ProtobufCBinaryData) -> [UInt8] { b.len == 0 ? [] : Array(UnsafeBufferPointer(start: b.data, count: b.len)) }
         func require<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws -> T {
             guard let p else { throw WireError("\(what) message has no body") }
             return p.pointee
@@ -193,25 +212,28 @@ extension Wire {
         case REDI__ENVELOPE__BODY_HELLO:
             let m = try require(env.hello, "hello")
             guard let role = Role(rawValue: Int(m.role.rawValue)), role != .unspecified else { throw WireError("hello with unknown role \(m.role.rawValue)") }
-            body = .hello(Hello(role: role, endpoint: str(m.endpoint), threads: Int(m.threads), protocolVersion: Int(m.protocol_version)))
+            body = .hello(Hello(role: role, endpoint: str(m.endpoint), threads: Int(m.threads), protocolVersion: Int(m.protocol_version),
+                                dataKey: binary(m.data_key)))
         case REDI__ENVELOPE__BODY_WELCOME:
             let m = try require(env.welcome, "welcome")
             let chunks = try (0..<m.n_chunks).map { i -> ChunkRange in
                 let c = try require(m.chunks[i], "chunk range")
-                return ChunkRange(chunk: Int(c.chunk), offset: Int(c.offset), count: Int(c.count))
+                return ChunkRange(chunk: Int(c.chunk), offset: try int(c.offset, "offset"), count: try int(c.count, "count"))
             }
             body = .welcome(Welcome(index: Int(m.index), modelConfigJSON: str(m.model_config_json), chunks: chunks,
                                     chunkOwner: ints(m.n_chunk_owner, m.chunk_owner),
                                     serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
-                                    parameterCount: Int(m.parameter_count), heartbeatSeconds: m.heartbeat_seconds,
-                                    workers: Int(m.workers)))
+                                    parameterCount: try int(m.parameter_count, "parameter_count"), heartbeatSeconds: m.heartbeat_seconds,
+                                    workers: Int(m.workers), timeoutSeconds: m.timeout_seconds,
+                                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }))
         case REDI__ENVELOPE__BODY_ERROR:
             let m = try require(env.error, "error")
             body = .error(code: Int(m.code), message: str(m.message))
         case REDI__ENVELOPE__BODY_HEARTBEAT:
             body = .heartbeat(step: Int(try require(env.heartbeat, "heartbeat").step))
         case REDI__ENVELOPE__BODY_SHUTDOWN:
-            body = .shutdown(reason: str(try require(env.shutdown, "shutdown").reason))
+            let m = try require(env.shutdown, "shutdown")
+            body = .shutdown(reason: str(m.reason), failed: m.failed != 0)
         case REDI__ENVELOPE__BODY_WORK:
             let m = try require(env.work, "work")
             let o = try require(m.objective, "objective")
@@ -223,22 +245,24 @@ extension Wire {
                     guard Int(s.prompt_length) <= tokens.count else { throw WireError("sequence prompt_length \(s.prompt_length) exceeds its \(tokens.count) tokens") }
                     return WireSequence(tokens: tokens, promptLength: Int(s.prompt_length))
                 }
-                return WireExample(sequences: seqs, reference: x.has_reference != 0 ? (x.ref_chosen_logp, x.ref_rejected_logp) : nil)
+                return WireExample(sequences: seqs, reference: x.has_reference != 0 ? (x.ref_chosen_logp, x.ref_rejected_logp) : nil,
+                                   id: try int(x.id, "example id"))
             }
-            body = .work(WorkUnit(stage: str(m.stage), step: Int(m.step), version: Int(m.version),
+            body = .work(WorkUnit(stage: str(m.stage), step: try int(m.step, "step"), version: try int(m.version, "version"),
                                   objective: ObjectiveSpec(name: str(o.name), chosenWeight: o.chosen_weight, alpha: o.alpha, beta: o.beta,
                                                            gamma: o.has_gamma != 0 ? o.gamma : nil),
                                   normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
                                   scoreOnly: m.score_only != 0))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")
-            body = .pull(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
+            body = .pull(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_PULL_REPLY:
             let m = try require(env.pull_reply, "pull reply")
-            body = .pullReply(version: Int(m.version), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
+            body = .pullReply(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_PUSH:
             let m = try require(env.push, "push")
-            body = .push(step: Int(m.step), chunks: ints(m.n_chunks, m.chunks), worker: Int(m.worker))
+            body = .push(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks), worker: Int(m.worker),
+                         version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_PUSH_ACK:
             body = .pushAck(step: Int(try require(env.push_ack, "push ack").step))
         case REDI__ENVELOPE__BODY_LOAD:
@@ -246,28 +270,31 @@ extension Wire {
             body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_NORM:
             let m = try require(env.norm, "norm")
-            body = .norm(step: Int(m.step), sumOfSquares: m.sum_of_squares)
+            body = .norm(step: try int(m.step, "step"), sumOfSquares: m.sum_of_squares)
         case REDI__ENVELOPE__BODY_APPLY:
             let m = try require(env.apply, "apply")
             let s = try require(m.adamw, "adamw")
-            body = .apply(ApplyUpdate(step: Int(m.step), optimizerStep: Int(m.optimizer_step), learningRate: m.learning_rate,
+            body = .apply(ApplyUpdate(step: try int(m.step, "step"), optimizerStep: try int(m.optimizer_step, "optimizer_step"), learningRate: m.learning_rate,
                                       gradientScale: m.gradient_scale,
                                       adamW: AdamWSpec(beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay)))
         case REDI__ENVELOPE__BODY_UPDATE_DONE:
             let m = try require(env.update_done, "update done")
-            body = .updateDone(step: Int(m.step), version: Int(m.version))
+            body = .updateDone(step: try int(m.step, "step"), version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_STEP_REPORT:
             let m = try require(env.step_report, "step report")
             var metrics: [String: Double] = [:]
             for i in 0..<m.n_metric_sums { let x = try require(m.metric_sums[i], "metric"); metrics[str(x.name)] = x.value }
-            body = .stepReport(StepReport(step: Int(m.step), lossSum: m.loss_sum, examples: Int(m.examples), tokens: Int(m.tokens),
+            body = .stepReport(StepReport(step: try int(m.step, "step"), lossSum: m.loss_sum, examples: try int(m.examples, "examples"), tokens: try int(m.tokens, "tokens"),
                                           metricSums: metrics,
                                           sequenceLogps: Array(UnsafeBufferPointer(start: m.sequence_logps, count: m.n_sequence_logps)),
                                           computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
-                                          waitingSeconds: m.waiting_seconds))
+                                          waitingSeconds: m.waiting_seconds,
+                                          exampleIDs: try (0..<m.n_example_ids).map { try int(m.example_ids[$0], "example id") },
+                                          version: try int(m.version, "version")))
         case REDI__ENVELOPE__BODY_RESET:
             let m = try require(env.reset, "reset")
-            body = .reset(step: Int(m.step), liveWorkers: ints(m.n_live_workers, m.live_workers))
+            body = .reset(step: try int(m.step, "step"), liveWorkers: ints(m.n_live_workers, m.live_workers),
+                          workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) })
         default:
             throw WireError("envelope without a known body (case \(env.body_case.rawValue))")
         }

@@ -11,8 +11,10 @@ public struct ChunkRange: Equatable, Sendable {
 
 public struct Hello: Equatable, Sendable {
     public var role: Role, endpoint: String, threads: Int, protocolVersion: Int
-    public init(role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion) {
-        self.role = role; self.endpoint = endpoint; self.threads = threads; self.protocolVersion = protocolVersion
+    /// A worker's data-plane CURVE public key (32 bytes).
+    public var dataKey: [UInt8]
+    public init(role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion, dataKey: [UInt8] = []) {
+        self.role = role; self.endpoint = endpoint; self.threads = threads; self.protocolVersion = protocolVersion; self.dataKey = dataKey
     }
 }
 
@@ -25,11 +27,14 @@ public struct Welcome: Equatable, Sendable {
     public var parameterCount: Int
     public var heartbeatSeconds: Double
     public var workers: Int
+    public var timeoutSeconds: Double
+    /// Servers only: each worker slot's data-plane key (empty for a vacant slot).
+    public var workerKeys: [[UInt8]]
     public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
-                parameterCount: Int, heartbeatSeconds: Double, workers: Int) {
+                parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = []) {
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
-        self.workers = workers
+        self.workers = workers; self.timeoutSeconds = timeoutSeconds; self.workerKeys = workerKeys
     }
 }
 
@@ -41,11 +46,13 @@ public struct WireSequence: Equatable, Sendable {
 public struct WireExample: Equatable, Sendable {
     public var sequences: [WireSequence]
     public var reference: (chosen: Double, rejected: Double)?
-    public init(sequences: [WireSequence], reference: (chosen: Double, rejected: Double)? = nil) {
-        self.sequences = sequences; self.reference = reference
+    /// The example's index in its stage's dataset.
+    public var id: Int
+    public init(sequences: [WireSequence], reference: (chosen: Double, rejected: Double)? = nil, id: Int = 0) {
+        self.sequences = sequences; self.reference = reference; self.id = id
     }
     public static func == (a: WireExample, b: WireExample) -> Bool {
-        a.sequences == b.sequences && a.reference?.chosen == b.reference?.chosen && a.reference?.rejected == b.reference?.rejected
+        a.sequences == b.sequences && a.reference?.chosen == b.reference?.chosen && a.reference?.rejected == b.reference?.rejected && a.id == b.id
     }
 }
 
@@ -90,11 +97,20 @@ public struct StepReport: Equatable, Sendable {
     public var metricSums: [String: Double]
     public var sequenceLogps: [Double]
     public var computeSeconds: Double, communicationSeconds: Double, waitingSeconds: Double
+    public var exampleIDs: [Int]
+    public var version: Int
     public init(step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
-                computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0) {
+                computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0, exampleIDs: [Int] = [],
+                version: Int = 0) {
+        self.version = version
         self.step = step; self.lossSum = lossSum; self.examples = examples; self.tokens = tokens; self.metricSums = metricSums
         self.sequenceLogps = sequenceLogps; self.computeSeconds = computeSeconds
-        self.communicationSeconds = communicationSeconds; self.waitingSeconds = waitingSeconds
+        self.communicationSeconds = communicationSeconds; self.waitingSeconds = waitingSeconds; self.exampleIDs = exampleIDs
+    }
+
+    /// Every number in the report is finite (a peer's report is refused otherwise).
+    public var isFinite: Bool {
+        ([lossSum, computeSeconds, communicationSeconds, waitingSeconds] + Array(metricSums.values) + sequenceLogps).allSatisfy(\.isFinite)
     }
 }
 
@@ -104,18 +120,18 @@ public enum Body: Equatable, Sendable {
     case welcome(Welcome)
     case error(code: Int, message: String)
     case heartbeat(step: Int)
-    case shutdown(reason: String)
+    case shutdown(reason: String, failed: Bool)
     case work(WorkUnit)
     case pull(version: Int, chunks: [Int], optimizerState: Bool = false)
     case pullReply(version: Int, chunks: [Int], optimizerState: Bool = false)
-    case push(step: Int, chunks: [Int], worker: Int)
+    case push(step: Int, chunks: [Int], worker: Int, version: Int)
     case pushAck(step: Int)
     case load(chunks: [Int], resetOptimizer: Bool, optimizerState: Bool = false)
     case norm(step: Int, sumOfSquares: Double)
     case apply(ApplyUpdate)
     case updateDone(step: Int, version: Int)
     case stepReport(StepReport)
-    case reset(step: Int, liveWorkers: [Int])
+    case reset(step: Int, liveWorkers: [Int], workerKeys: [[UInt8]])
 }
 
 /// One control message: who sent it, in which run, its sequence number, and its body.
@@ -131,9 +147,13 @@ public struct Envelope: Equatable, Sendable {
 
 public enum Wire {
     /// Bumped when a message changes incompatibly; peers with another version are refused.
-    public static let protocolVersion = 1
+    public static let protocolVersion = 2
     /// Largest envelope accepted (tensor frames are separate and bounded by the chunk size).
     public static let maximumEnvelopeBytes = 64 << 20
+    /// Largest tensor frame any peer may send: the largest chunk a recipe may ask for.
+    public static let maximumChunkBytes = 1 << 30
+    /// Most tensor frames one message may carry (three per chunk for optimizer state).
+    public static let maximumTensorFrames = 1 << 16
 }
 
 /// A message that cannot be used: undecodable, oversized, or inconsistent.

@@ -1,14 +1,43 @@
-// redi-ps coordinate / serve: the coordinator and parameter-server processes of a run.
+// redi-ps keys / coordinate / serve: the run key and the coordinator and parameter-server
+// processes of a run.
 import ArgumentParser
 import Cluster
 import Foundation
 
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "keys",
+        abstract: "Create a run key: every process of a run needs it (--key); it is the run's only credential.",
+        discussion: "Copy the file to each host over a private channel (scp); it is written with mode 0600 and refused if others can read it.")
+    @Option(help: "Where to write the key file (must not exist).") var out: String
+
+    func run() throws {
+        let key = try wrap { try RunKey.generate() }
+        try wrap { try key.write(to: out) }
+        print("wrote \(out) (public key \(key.fingerprint))")
+    }
+}
+
+/// `--key FILE`: the run key file made by `redi-ps keys`.
+struct KeyOption: ParsableArguments {
+    @Option(help: "The run key file (made by `redi-ps keys`; default: $REDI_PS_KEY).") var key: String?
+
+    var path: String? { key ?? ProcessInfo.processInfo.environment["REDI_PS_KEY"] }
+
+    func load() throws -> RunKey {
+        guard let path else { throw CLIError("no run key: pass --key FILE (made by `redi-ps keys --out FILE`) or set REDI_PS_KEY") }
+        return try wrap { try RunKey.load(path) }
+    }
+}
+
 struct CoordinateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "coordinate",
-        abstract: "Run a recipe: admit servers and workers, train stage 1 then stage 2, checkpoint and evaluate.")
+        abstract: "Run a recipe: admit servers and workers, train stage 1 then stage 2, checkpoint and evaluate.",
+        discussion: "Without --key, the coordinator uses OUTPUT/run.key, creating it when missing; peers then need that file.")
     @Option(help: "Run recipe (YAML).") var recipe: String
     @Option(help: "Control endpoint to bind (overrides the recipe's cluster.bind), e.g. tcp://*:5570.") var bind: String?
-    @Option(help: "Continue from a checkpoint of this recipe (a stage or step checkpoint directory).") var resume: String?
+    @Option(help: "Continue from a checkpoint of this recipe (a stage or step checkpoint directory), or `latest` for the newest in the output.")
+    var resume: String?
+    @OptionGroup var key: KeyOption
     @Flag(help: ArgumentHelp("Print the recipe's server count, worker count and a local connect endpoint, then exit.", visibility: .hidden))
     var printCluster = false
 
@@ -19,23 +48,38 @@ struct CoordinateCommand: ParsableCommand {
             print("\(r.cluster.servers) \(r.cluster.workers) \(local)")
             return
         }
-        _ = try wrap { try Coordinator(recipe: r, bind: bind, resume: resume).run() }
+        let runKey: RunKey
+        if key.path != nil {
+            runKey = try key.load()
+        } else {
+            try FileManager.default.createDirectory(atPath: r.output, withIntermediateDirectories: true)
+            let path = (r.output as NSString).appendingPathComponent("run.key")
+            if !FileManager.default.fileExists(atPath: path) {
+                try wrap { try RunKey.generate().write(to: path) }
+                FileHandle.standardError.write(Data("[coordinator] created the run key \(path): start servers and workers with --key \(path)\n".utf8))
+            }
+            runKey = try wrap { try RunKey.load(path) }
+        }
+        _ = try wrap { try Coordinator(recipe: r, key: runKey, bind: bind, resume: resume).run() }
     }
 }
 
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run one parameter-server shard.")
     @Option(help: "The coordinator's control endpoint, e.g. tcp://host:5570.") var coordinator: String
+    @OptionGroup var key: KeyOption
     @Option(help: "Data-plane endpoint to bind.") var bind = "tcp://127.0.0.1:*"
     @Option(help: "Endpoint workers should connect to, when it differs from --bind (e.g. tcp://0.0.0.0:* behind a host name).") var advertise: String?
     @Option(help: "Seconds to wait for the coordinator before giving up.") var timeout: Double = 120
 
     func validate() throws {
         guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else { throw ValidationError("--coordinator must be tcp://HOST:PORT") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
     }
 
     func run() throws {
-        try wrap { try ParameterServer(coordinator: coordinator, bind: bind, advertise: advertise, timeout: timeout).run() }
+        let runKey = try key.load()
+        try wrap { try ParameterServer(coordinator: coordinator, key: runKey, bind: bind, advertise: advertise, timeout: timeout).run() }
     }
 }
 

@@ -1,6 +1,8 @@
-// redi-worker: the worker process of a redi-ps run.
+// redi-worker: the worker process of a redi-ps run. Exits 0 when the run finished, 1 with
+// a one-line error when it failed (here or anywhere in the run).
 import ArgumentParser
 import Cluster
+import Foundation
 import Numerics
 
 @main
@@ -11,6 +13,7 @@ struct RediWorker: ParsableCommand {
     struct Join: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Join a run and compute gradients until it ends.")
         @Option(help: "The coordinator's control endpoint, e.g. tcp://host:5570.") var coordinator: String
+        @Option(help: "The run key file (made by `redi-ps keys`; default: $REDI_PS_KEY).") var key: String?
         @Option(help: "Threads for matrix products (default: all cores).") var threads: Int?
         @Option(help: "Seconds to wait for the coordinator or a peer before giving up.") var timeout: Double = 120
         @Option(help: ArgumentHelp("Fault injection: exit abruptly when given this 0-based training step.", visibility: .hidden))
@@ -19,12 +22,19 @@ struct RediWorker: ParsableCommand {
         func validate() throws {
             guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else { throw ValidationError("--coordinator must be tcp://HOST:PORT") }
             if let threads, threads < 1 { throw ValidationError("--threads must be positive") }
+            guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
         }
 
         func run() throws {
             if let threads { setMatmulThreads(threads) }
-            do { try WorkerRole(coordinator: coordinator, timeout: timeout, failAtStep: failAtStep).run() } catch let e as ClusterError {
-                throw CleanExit.message("error: \(e.description)")
+            do {
+                guard let path = key ?? ProcessInfo.processInfo.environment["REDI_PS_KEY"] else {
+                    throw ClusterError("no run key: pass --key FILE (made by `redi-ps keys --out FILE`) or set REDI_PS_KEY")
+                }
+                try WorkerRole(coordinator: coordinator, key: try RunKey.load(path), timeout: timeout, failAtStep: failAtStep).run()
+            } catch let e as ClusterError {
+                FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
+                throw ExitCode.failure
             }
         }
     }

@@ -26,6 +26,9 @@ final class ClusterTests: XCTestCase {
         }
         try sft.write(to: dir.appendingPathComponent("sft.jsonl"), atomically: true, encoding: .utf8)
         try pref.write(to: dir.appendingPathComponent("pref.jsonl"), atomically: true, encoding: .utf8)
+        let keys = try start("redi-ps", ["keys", "--out", "run.key"], log: "keys.log")
+        keys.waitUntilExit()
+        XCTAssertEqual(keys.terminationStatus, 0)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
@@ -68,10 +71,11 @@ final class ClusterTests: XCTestCase {
         var others: [Process] = []
         for i in 0..<workers {
             let fault = i == 0 ? failingWorkerAtStep.map { ["--fail-at-step", String($0)] } ?? [] : []
-            others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--threads", "1", "--timeout", "30"] + fault, log: "w\(i).log"))
+            others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + fault,
+                                    log: "w\(i).log"))
         }
-        for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--timeout", "30"], log: "s\(i).log")) }
-        let coordinator = try start("redi-ps", ["coordinate", "--recipe", name] + (resume.map { ["--resume", $0] } ?? []),
+        for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s\(i).log")) }
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", name, "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
                                     log: "coordinator-\(tag).log")
         coordinator.waitUntilExit()
         for p in others { p.waitUntilExit() }
@@ -143,7 +147,7 @@ final class ClusterTests: XCTestCase {
     }
 
     func testMissingCoordinatorIsAClearErrorNotAHang() throws {
-        let p = try start("redi-worker", ["join", "--coordinator", "tcp://127.0.0.1:1", "--timeout", "2"], log: "lonely.log")
+        let p = try start("redi-worker", ["join", "--coordinator", "tcp://127.0.0.1:1", "--key", "run.key", "--timeout", "2"], log: "lonely.log")
         p.waitUntilExit()
         let log = try String(contentsOf: dir.appendingPathComponent("lonely.log"), encoding: .utf8)
         XCTAssertTrue(log.contains("no coordinator answered"), log)
@@ -155,7 +159,10 @@ final class ClusterTests: XCTestCase {
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: -1}]", "stages[0].learning_rate"),
                                ("model: {init: tiny, path: x}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: give exactly one"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers"),
-                               ("model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 1}",
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
+                                "cluster.heartbeat_seconds must be at most half"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {chunk_mib: 4096}", "cluster.chunk_mib"),
+                               ("model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 4, heartbeat_seconds: 1}",
                                 "/nowhere: no tokenizer")] {
             try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
             let p = try start("redi-ps", ["coordinate", "--recipe", "bad.yaml"], log: "bad.log")

@@ -9,18 +9,19 @@ import XCTest
 final class CodecTests: XCTestCase {
     static let bodies: [Body] = [
         .hello(Hello(role: .server, endpoint: "tcp://127.0.0.1:5555", threads: 2)),
-        .hello(Hello(role: .worker)),
+        .hello(Hello(role: .worker, dataKey: Array(0..<32))),
         .welcome(Welcome(index: 1, modelConfigJSON: #"{"hidden_size": 64}"#,
                          chunks: [ChunkRange(chunk: 0, offset: 0, count: 1_048_576), ChunkRange(chunk: 1, offset: 1_048_576, count: 7)],
                          chunkOwner: [0, 1], serverEndpoints: ["tcp://a:1", "tcp://b:2"], parameterCount: 1_048_583, heartbeatSeconds: 2.5,
-                         workers: 2)),
+                         workers: 2, timeoutSeconds: 30, workerKeys: [Array(repeating: 7, count: 32), []])),
         .error(code: 400, message: "bad ünïcode message"),
         .heartbeat(step: 12),
-        .shutdown(reason: "done"),
+        .shutdown(reason: "done", failed: false),
+        .shutdown(reason: "worker 1 failed", failed: true),
         .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: ObjectiveSpec(name: "redi", chosenWeight: 1, alpha: 0.8, beta: 0.1, gamma: 0.5),
                        normalizer: 32, examples: [
                         WireExample(sequences: [WireSequence(tokens: [259, 5, 7, 1], promptLength: 2), WireSequence(tokens: [259, 5, 9, 9, 1], promptLength: 2)],
-                                    reference: (-10.5, -12.25)),
+                                    reference: (-10.5, -12.25), id: 41),
                         WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 0)]),
                        ], microBatchTokens: 4096, scoreOnly: true)),
         .pull(version: 4, chunks: [0, 3, 5]),
@@ -28,16 +29,17 @@ final class CodecTests: XCTestCase {
         .pull(version: 4, chunks: [1], optimizerState: true),
         .pullReply(version: 4, chunks: [1], optimizerState: true),
         .load(chunks: [2], resetOptimizer: false, optimizerState: true),
-        .push(step: 9, chunks: [2], worker: 1),
+        .push(step: 9, chunks: [2], worker: 1, version: 12),
         .pushAck(step: 9),
         .load(chunks: [0, 1], resetOptimizer: true),
         .norm(step: 9, sumOfSquares: 123.456),
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
                            adamW: AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
         .updateDone(step: 9, version: 10),
-        .reset(step: 9, liveWorkers: [0, 2]),
+        .reset(step: 9, liveWorkers: [0, 2], workerKeys: [Array(repeating: 1, count: 32), [], Array(repeating: 2, count: 32)]),
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
-                               sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125)),
+                               sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125,
+                               exampleIDs: [3, 17], version: 8)),
     ]
 
     func testEveryMessageRoundTrips() throws {
@@ -51,7 +53,7 @@ final class CodecTests: XCTestCase {
 
     func testHostileBytesAreErrorsNotCrashes() {
         var rng = SystemRandomNumberGenerator()
-        let valid = Wire.encode(Envelope(runID: "r", sender: "s", seq: 1, body: Self.bodies[6]))
+        let valid = Wire.encode(Envelope(runID: "r", sender: "s", seq: 1, body: Self.bodies[7]))
         var rejected = 0
         for trial in 0..<2000 {
             var bytes: [UInt8]
@@ -102,14 +104,14 @@ final class TransportTests: XCTestCase {
         let big = Owned((0..<1_000_000).map { Float($0) * 0.5 }), small = Owned([1, -2, 3])
         try big.values.withUnsafeBufferPointer { b in
             try small.values.withUnsafeBufferPointer { s in
-                try worker.send(.push(step: 1, chunks: [0, 1], worker: 7),
+                try worker.send(.push(step: 1, chunks: [0, 1], worker: 7, version: 0),
                                 tensors: [OutgoingTensor(pointer: b.baseAddress!, count: b.count, owner: big),
                                           OutgoingTensor(pointer: s.baseAddress!, count: s.count, owner: small)])
             }
         }
         let got = try XCTUnwrap(try server.receive(timeout: 5))
         XCTAssertEqual(got.identity, Array("worker-7".utf8))
-        XCTAssertEqual(got.envelope.body, .push(step: 1, chunks: [0, 1], worker: 7))
+        XCTAssertEqual(got.envelope.body, .push(step: 1, chunks: [0, 1], worker: 7, version: 0))
         XCTAssertEqual(got.envelope.sender, "worker-7")
         XCTAssertEqual(got.tensors.map(\.floatCount), [1_000_000, 3])
         var back = [Float](repeating: 0, count: 3)

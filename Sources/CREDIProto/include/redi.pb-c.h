@@ -79,10 +79,15 @@ struct  Redi__Hello
   char *endpoint;
   uint32_t threads;
   uint32_t protocol_version;
+  /*
+   * The CURVE public key (32 bytes) this worker uses on the servers' data ports; servers
+   * admit that key only, bound to the worker's index.
+   */
+  ProtobufCBinaryData data_key;
 };
 #define REDI__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__hello__descriptor) \
-    , REDI__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0 }
+    , REDI__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, {0,NULL} }
 
 
 /*
@@ -105,13 +110,23 @@ struct  Redi__Welcome
   uint64_t parameter_count;
   double heartbeat_seconds;
   /*
-   * Workers in the run: a server sums this many pushes per step.
+   * Worker slots in the run (the recipe's count): a server keeps one push slot per worker.
    */
   uint32_t workers;
+  /*
+   * The coordinator gives up on a silent peer after this long; peers wait longer for the
+   * coordinator, so it is the one that decides.
+   */
+  double timeout_seconds;
+  /*
+   * Servers only: each worker slot's data-plane key (empty for a vacant slot).
+   */
+  size_t n_worker_keys;
+  ProtobufCBinaryData *worker_keys;
 };
 #define REDI__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL }
 
 
 struct  Redi__Error
@@ -139,10 +154,14 @@ struct  Redi__Shutdown
 {
   ProtobufCMessage base;
   char *reason;
+  /*
+   * The run failed (peers exit nonzero) rather than finished.
+   */
+  protobuf_c_boolean failed;
 };
 #define REDI__SHUTDOWN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__shutdown__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 /*
@@ -168,10 +187,14 @@ struct  Redi__Example
   protobuf_c_boolean has_reference;
   double ref_chosen_logp;
   double ref_rejected_logp;
+  /*
+   * The example's index in its stage's dataset (workers echo it back; exactly-once check).
+   */
+  uint64_t id;
 };
 #define REDI__EXAMPLE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__example__descriptor) \
-    , 0,NULL, 0, 0, 0 }
+    , 0,NULL, 0, 0, 0, 0 }
 
 
 struct  Redi__ObjectiveSpec
@@ -262,10 +285,14 @@ struct  Redi__PushGradients
   size_t n_chunks;
   uint32_t *chunks;
   uint32_t worker;
+  /*
+   * The parameter version the gradients were computed at; a server refuses any other.
+   */
+  uint64_t version;
 };
 #define REDI__PUSH_GRADIENTS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__push_gradients__descriptor) \
-    , 0, 0,NULL, 0 }
+    , 0, 0,NULL, 0, 0 }
 
 
 struct  Redi__PushAck
@@ -354,8 +381,9 @@ struct  Redi__UpdateDone
 
 
 /*
- * A worker stopped answering: servers drop this step's pushes and expect only the live
- * workers from now on; the coordinator then re-sends the step to them.
+ * Membership changed (a worker stopped answering or joined): servers drop this step's
+ * pushes, expect pushes from the live workers only, and admit the listed data keys; the
+ * coordinator then (re-)sends the step to the live workers.
  */
 struct  Redi__StepReset
 {
@@ -363,10 +391,15 @@ struct  Redi__StepReset
   uint64_t step;
   size_t n_live_workers;
   uint32_t *live_workers;
+  /*
+   * Each worker slot's data-plane key (empty for a vacant slot).
+   */
+  size_t n_worker_keys;
+  ProtobufCBinaryData *worker_keys;
 };
 #define REDI__STEP_RESET__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__step_reset__descriptor) \
-    , 0, 0,NULL }
+    , 0, 0,NULL, 0,NULL }
 
 
 struct  Redi__Metric
@@ -397,10 +430,19 @@ struct  Redi__StepReport
   double compute_seconds;
   double communication_seconds;
   double waiting_seconds;
+  /*
+   * The ids of the examples this report covers, in work-unit order.
+   */
+  size_t n_example_ids;
+  uint64_t *example_ids;
+  /*
+   * The work unit's version: a report from an attempt the coordinator abandoned is ignored.
+   */
+  uint64_t version;
 };
 #define REDI__STEP_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__step_report__descriptor) \
-    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0 }
+    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0 }
 
 
 typedef enum {

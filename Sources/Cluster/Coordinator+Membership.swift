@@ -1,0 +1,186 @@
+// The coordinator's view of the cluster: who is in the run (servers, worker slots), who
+// is alive (every message counts as a heartbeat), admission at the start and of workers
+// that join mid-run, the one receive loop every wait goes through, and the shutdown that
+// tells every peer how the run ended.
+import Foundation
+import Transport
+import Wire
+
+/// A worker slot's occupant: its control routing id and its data-plane key.
+struct WorkerSlot {
+    let id: [UInt8]
+    let key: [UInt8]
+}
+
+extension Coordinator {
+    func name(of id: [UInt8]) -> String {
+        let text = String(decoding: id, as: UTF8.self)
+        if let s = servers.firstIndex(of: id) { return "server \(s) (\(text))" }
+        if let w = workers.firstIndex(where: { $0?.id == id }) { return "worker \(w) (\(text))" }
+        return text
+    }
+
+    /// Slots that are empty (never filled, or their worker was dropped).
+    var vacantSlots: [Int] { workers.indices.filter { workers[$0] == nil } }
+
+    /// Every slot's data key, empty for a vacant slot: what servers admit.
+    var workerKeys: [[UInt8]] { workers.map { $0?.key ?? [] } }
+
+    /// Servers that hold at least one chunk (only these report norms).
+    var serversWithChunks: Set<Int> { Set(plan.owner) }
+
+    /// The next message for the caller, or nil when `timeout` passed or the message was one
+    /// this loop consumed: heartbeats, hellos (admitted or queued), errors from dropped peers.
+    ///
+    /// - Throws: `ClusterError` for an error from a member (it ends the run) or a stop signal.
+    func next(timeout: Double) throws -> Incoming? {
+        try checkStop()
+        keepAlive()
+        guard let msg = try messenger.receive(timeout: timeout, onInvalid: { self.say("dropped: \($0)") }), let id = msg.identity else { return nil }
+        let member = servers.contains(id) || workers.contains { $0?.id == id }
+        if member { lastHeard[id] = Date() }
+        switch msg.envelope.body {
+        case .heartbeat:
+            return nil
+        case let .hello(h):
+            try hello(h, from: id)
+            return nil
+        case let .error(_, message):
+            guard member else {
+                say("ignored an error from \(name(of: id)), which is not in the run: \(message)")
+                return nil
+            }
+            throw ClusterError("\(name(of: id)) failed: \(message)")
+        default:
+            guard member else {
+                say("dropped \(msg.envelope.body) from \(name(of: id)), which is not in the run")
+                return nil
+            }
+            return msg
+        }
+    }
+
+    /// A hello: a server or worker filling a slot while the run is admitting, or a worker
+    /// queued for the next step boundary when the run has a vacant slot.
+    func hello(_ h: Hello, from id: [UInt8]) throws {
+        if servers.contains(id) || workers.contains(where: { $0?.id == id }) || joining.contains(where: { $0.id == id }) { return }
+        guard h.protocolVersion == Wire.protocolVersion else {
+            try messenger.send(.error(code: 426, message: "protocol version \(h.protocolVersion), coordinator speaks \(Wire.protocolVersion)"), to: id)
+            return
+        }
+        switch h.role {
+        case .server where admitting && servers.count < recipe.cluster.servers:
+            guard h.endpoint.hasPrefix("tcp://") || h.endpoint.hasPrefix("ipc://"), h.endpoint.utf8.count < 256 else {
+                try messenger.send(.error(code: 400, message: "server endpoint \"\(h.endpoint)\" is not tcp:// or ipc://"), to: id)
+                return
+            }
+            servers.append(id); serverEndpoints.append(h.endpoint)
+            lastHeard[id] = Date()
+            say("server \(servers.count - 1) joined: \(String(decoding: id, as: UTF8.self)) at \(h.endpoint)")
+        case .worker where h.dataKey.count != 32:
+            try messenger.send(.error(code: 400, message: "a worker's hello must carry its 32-byte data key"), to: id)
+        case .worker where !vacantSlots.isEmpty && (admitting || joining.count < vacantSlots.count):
+            if admitting {
+                let slot = vacantSlots[0]
+                workers[slot] = WorkerSlot(id: id, key: h.dataKey)
+                lastHeard[id] = Date()
+                say("worker \(slot) joined: \(String(decoding: id, as: UTF8.self))")
+            } else {
+                joining.append(WorkerSlot(id: id, key: h.dataKey))
+                say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step")
+            }
+        default:
+            try messenger.send(.error(code: 409, message: "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
+        }
+    }
+
+    /// Waits until the recipe's servers and workers have said hello.
+    func admit() throws {
+        admitting = true
+        defer { admitting = false }
+        let started = Date()
+        var lastStatus = Date()
+        while servers.count < recipe.cluster.servers || !vacantSlots.isEmpty {
+            if Date().timeIntervalSince(started) > recipe.cluster.timeoutSeconds {
+                throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers joined within \(Int(recipe.cluster.timeoutSeconds)) s")
+            }
+            if Date().timeIntervalSince(lastStatus) > 10 {
+                say("waiting: \(servers.count)/\(recipe.cluster.servers) servers, \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers")
+                lastStatus = Date()
+            }
+            if let msg = try next(timeout: 1) { say("ignored \(msg.envelope.body) from \(name(of: msg.identity ?? [])) before the run started") }
+        }
+    }
+
+    /// Admits queued workers into vacant slots before step `step`: servers learn the new
+    /// membership and keys first, then the worker gets its Welcome.
+    func admitJoiners(step: Int) throws {
+        guard !joining.isEmpty, !vacantSlots.isEmpty else { return }
+        var admitted: [Int] = []
+        while let slot = vacantSlots.first, !joining.isEmpty {
+            let w = joining.removeFirst()
+            workers[slot] = w
+            lastHeard[w.id] = Date()
+            admitted.append(slot)
+        }
+        live = workers.indices.filter { workers[$0] != nil }
+        try resetServers(step: step)
+        for slot in admitted {
+            try messenger.send(welcome(slot, role: .worker), to: workers[slot]!.id)
+            say("worker \(slot) (\(String(decoding: workers[slot]!.id, as: UTF8.self))) admitted at step \(step + 1); \(live.count) workers")
+        }
+    }
+
+    /// Tells every server the step's live workers and keys; waits for their acknowledgements.
+    func resetServers(step: Int) throws {
+        for id in servers { try messenger.send(.reset(step: step, liveWorkers: live, workerKeys: workerKeys), to: id) }
+        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+        version += 1  // servers bumped theirs: work of the abandoned attempt is now stale
+    }
+
+    /// Drops workers that have been silent for the timeout: their slots become vacant.
+    func drop(_ slots: [Int], step: Int) throws {
+        for w in slots { workers[w] = nil }
+        live.removeAll { slots.contains($0) }
+        say("worker(s) \(slots) stopped answering at step \(step + 1); continuing with \(live.count) workers")
+        try resetServers(step: step)
+    }
+
+    /// Throws when a server has been silent for the timeout (the run cannot go on without its chunks).
+    func checkServers() throws {
+        for (s, id) in servers.enumerated() where Date().timeIntervalSince(lastHeard[id] ?? .distantPast) > recipe.cluster.timeoutSeconds {
+            throw ClusterError("server \(s) (\(String(decoding: id, as: UTF8.self))) stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s")
+        }
+    }
+
+    /// Receives until `count` messages from servers match; an error from any peer ends the run.
+    func collectFromServers(_ count: Int, _ matches: (Body) -> Bool) throws -> [Incoming] {
+        var got: [Incoming] = []
+        while got.count < count {
+            guard let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)) else {
+                try checkServers()
+                continue
+            }
+            guard let id = msg.identity, servers.contains(id) else { continue }
+            if matches(msg.envelope.body) { got.append(msg) }
+        }
+        return got
+    }
+
+    /// Tells every server and worker the coordinator is alive, at most once per heartbeat interval.
+    func keepAlive() {
+        guard Date().timeIntervalSince(lastHeartbeat) >= recipe.cluster.heartbeatSeconds, let messenger else { return }
+        for id in servers + workers.compactMap({ $0?.id }) { try? messenger.send(.heartbeat(step: 0), to: id) }
+        lastHeartbeat = Date()
+    }
+
+    /// Tells every peer the run is over, and whether it failed.
+    func shutdownAll(_ reason: String, failed: Bool) {
+        guard let messenger else { return }
+        let reason = stop.value.map { "coordinator stopped by signal \($0)" } ?? reason
+        for id in servers + workers.compactMap({ $0?.id }) + joining.map(\.id) {
+            try? messenger.send(.shutdown(reason: reason, failed: failed), to: id)
+        }
+        Thread.sleep(forTimeInterval: 0.2)  // let the messages leave before the socket closes
+    }
+}
