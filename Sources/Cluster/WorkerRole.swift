@@ -17,9 +17,11 @@ public final class WorkerRole {
     let timeout: Double
     /// Fault injection: exit abruptly on receiving this training step (tests the failure path).
     let failAtStep: Int?
+    /// Fault injection: seconds added to every work unit (a slow worker; tests liveness).
+    let delay: Double
 
-    public init(coordinator: String, key: RunKey, timeout: Double, failAtStep: Int? = nil) {
-        self.coordinator = coordinator; self.key = key; self.timeout = timeout; self.failAtStep = failAtStep
+    public init(coordinator: String, key: RunKey, timeout: Double, failAtStep: Int? = nil, delay: Double = 0) {
+        self.coordinator = coordinator; self.key = key; self.timeout = timeout; self.failAtStep = failAtStep; self.delay = delay
     }
 
     /// Joins the run and works until the coordinator ends it.
@@ -137,6 +139,7 @@ public final class WorkerRole {
                         frame.copyFloats(into: parameters.baseAddress + c.offset)
                     }
                 }
+                if delay > 0 { Thread.sleep(forTimeInterval: delay) }
                 let t1 = Date()
                 computer.microBatchTokens = unit.microBatchTokens
                 let examples = unit.examples.map { e in

@@ -18,6 +18,8 @@ struct RediWorker: ParsableCommand {
         @Option(help: "Seconds to wait for the coordinator or a peer before giving up.") var timeout: Double = 120
         @Option(help: ArgumentHelp("Fault injection: exit abruptly when given this 0-based training step.", visibility: .hidden))
         var failAtStep: Int?
+        @Option(help: ArgumentHelp("Fault injection: seconds of extra work per work unit.", visibility: .hidden))
+        var delaySteps: Double = 0
 
         func validate() throws {
             guard coordinator.hasPrefix("tcp://") || coordinator.hasPrefix("ipc://") else { throw ValidationError("--coordinator must be tcp://HOST:PORT") }
@@ -31,7 +33,7 @@ struct RediWorker: ParsableCommand {
                 guard let path = key ?? ProcessInfo.processInfo.environment["REDI_PS_KEY"] else {
                     throw ClusterError("no run key: pass --key FILE (made by `redi-ps keys --out FILE`) or set REDI_PS_KEY")
                 }
-                try WorkerRole(coordinator: coordinator, key: try RunKey.load(path), timeout: timeout, failAtStep: failAtStep).run()
+                try WorkerRole(coordinator: coordinator, key: try RunKey.load(path), timeout: timeout, failAtStep: failAtStep, delay: delaySteps).run()
             } catch let e as ClusterError {
                 FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
                 throw ExitCode.failure

@@ -11,7 +11,9 @@ import Tokenizers
 import Training
 import XCTest
 
-final class ClusterTests: XCTestCase {
+/// A temporary directory with small SFT and preference data, a run key, and helpers that
+/// start real processes in it. Tests live in the subclasses.
+class ClusterTestCase: XCTestCase {
     static let products = Bundle.main.bundleURL
     var dir: URL!
 
@@ -33,17 +35,18 @@ final class ClusterTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
-    func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Int = 30) -> String {
+    func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
+                chunkMiB: Double = 0.05, sftData: String = "sft.jsonl") -> String {
         """
         run_id: e2e
         output: \(output ?? "out-\(servers)x\(workers)")
         seed: 3
         model: {init: tiny}
         stages:
-          - {name: sft, objective: sft, data: sft.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25, checkpoint_every: 2}
+          - {name: sft, objective: sft, data: \(sftData), epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25, checkpoint_every: 2}
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
-        cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: \(timeout), chunk_mib: 0.05,
-                  heartbeat_seconds: 0.5}
+        cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: \(timeout), chunk_mib: \(chunkMiB),
+                  heartbeat_seconds: \(heartbeat)}
         """
     }
 
@@ -112,6 +115,9 @@ final class ClusterTests: XCTestCase {
         return params.array
     }
 
+}
+
+final class ClusterTests: ClusterTestCase {
     func testClustersMatchTheSingleProcessTrainer() throws {
         let reference = try runSingleProcess()
         for (servers, workers) in [(1, 1), (2, 2)] {

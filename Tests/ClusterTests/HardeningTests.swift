@@ -1,0 +1,211 @@
+// The cluster under hostile peers and failures, with real processes on 127.0.0.1: peers
+// without the run key get nothing, an insider cannot forge pushes, non-finite gradients
+// stop the run with the peer's name, a failing worker ends the run at once, slow steps do
+// not look like dead workers, a worker can join mid-run with every example still used once
+// per epoch, and every process says how the run ended in its exit status.
+import Formats
+import Foundation
+import XCTest
+
+final class HardeningTests: ClusterTestCase {
+    /// Waits until `log` contains `needle`; returns its text.
+    @discardableResult
+    func waitFor(_ needle: String, in log: String, seconds: Double = 60) throws -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let text = (try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8)) ?? ""
+            if text.contains(needle) { return text }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        XCTFail("\(log) never said \"\(needle)\"")
+        return (try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8)) ?? ""
+    }
+
+    /// Runs Tests/reference/hostile_peer.py with pyzmq; returns its exit status and output.
+    func hostile(_ args: [String]) throws -> (Int32, String) {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("reference/hostile_peer.py")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = [ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", script.path] + args
+        p.currentDirectoryURL = dir
+        let pipe = Pipe()
+        p.standardOutput = pipe; p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, out)
+    }
+
+    func log(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
+
+    func writeRecipe(_ text: String, _ name: String) throws {
+        try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+    }
+
+    func port() -> Int { 20000 + Int.random(in: 0..<20000) }
+
+    func worker(_ endpoint: String, _ log: String, _ extra: [String] = []) throws -> Process {
+        try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + extra, log: log)
+    }
+
+    func server(_ endpoint: String, _ log: String) throws -> Process {
+        try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: log)
+    }
+
+    func testOutsidersGetNothingAndNothingOfTheirsIsApplied() throws {
+        let reference = try runSingleProcess()
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        let serverLog = try waitFor("serving parameters at ", in: "s.log")
+        let data = try XCTUnwrap(serverLog.components(separatedBy: "serving parameters at ").last?.components(separatedBy: "\n").first)
+        try waitFor("listening on", in: "c.log")
+        let (status, output) = try hostile(["outsider", endpoint, data, "run.key"])
+        print(output)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertEqual(output.components(separatedBy: "no answer").count - 1, 6, output)
+        // Each refused key is logged once, by the process that refused it.
+        XCTAssertTrue(log("c.log").contains("refused CURVE peer"), log("c.log"))
+        XCTAssertTrue(log("s.log").contains("refused CURVE peer"), log("s.log"))
+        // The run then goes on with its real worker; no hostile hello took a slot.
+        let w = try worker(endpoint, "w.log")
+        coordinator.waitUntilExit(); s.waitUntilExit(); w.waitUntilExit()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertEqual(s.terminationStatus, 0); XCTAssertEqual(w.terminationStatus, 0)
+        XCTAssertFalse(log("c.log").contains("outsider"), log("c.log"))
+        let weights = try loadCheckpoint("out/redi")
+        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
+    func testAnInsiderCannotForgePushesAndNonFiniteGradientsStopTheRunNamingThePeer() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        let w = try worker(endpoint, "w.log", ["--delay-steps", "1"])
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        let (status, output) = try hostile(["insider", endpoint, "run.key"])
+        print(output)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains(": refused (403)"), output)
+        XCTAssertTrue(output.contains("non-finite push as itself: refused (422)"), output)
+        coordinator.waitUntilExit(); s.waitUntilExit(); w.waitUntilExit()
+        XCTAssertEqual(coordinator.terminationStatus, 1)
+        let slot = output.contains("admitted as worker 0") ? 0 : 1
+        XCTAssertTrue(log("c.log").contains("worker \(slot) pushed non-finite gradients"), log("c.log"))
+        XCTAssertEqual(s.terminationStatus, 1, log("s.log"))
+        XCTAssertEqual(w.terminationStatus, 1, log("w.log"))
+        XCTAssertTrue(log("w.log").contains("the run failed"), log("w.log"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/sft/model.safetensors").path))
+    }
+
+    func testAWorkerThatFailsEndsTheRunAtOnceAndEveryProcessExitsNonzero() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        // Stage 1 is SFT but given preference records: the workers find out, not the coordinator.
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 60, sftData: "pref.jsonl"), "r.yaml")
+        let started = Date()
+        let s = try server(endpoint, "s.log")
+        let workers = [try worker(endpoint, "w0.log"), try worker(endpoint, "w1.log")]
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        coordinator.waitUntilExit(); s.waitUntilExit(); for w in workers { w.waitUntilExit() }
+        let seconds = Date().timeIntervalSince(started)
+        print("a failing worker ended the run in \(String(format: "%.1f", seconds)) s (timeout 60 s)")
+        XCTAssertLessThan(seconds, 20)
+        XCTAssertEqual(coordinator.terminationStatus, 1)
+        XCTAssertTrue(log("c.log").contains("sft needs prompt/completion records"), log("c.log"))
+        XCTAssertEqual(s.terminationStatus, 1, log("s.log"))
+        for w in workers { XCTAssertEqual(w.terminationStatus, 1) }
+    }
+
+    func testStepsLongerThanTheTimeoutDoNotLookLikeDeadWorkers() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", timeout: 1, heartbeat: 0.2), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        let w = try worker(endpoint, "w.log", ["--delay-steps", "1.6"])
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        coordinator.waitUntilExit(); s.waitUntilExit(); w.waitUntilExit()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertFalse(log("c.log").contains("stopped answering"), log("c.log"))
+        XCTAssertTrue(log("c.log").contains("redi step 2/2"), log("c.log"))
+    }
+
+    func testAWorkerJoiningMidRunIsAdmittedAndEveryExampleIsUsedOncePerEpoch() throws {
+        let reference = try runSingleProcess()
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 2, heartbeat: 0.2), "r.yaml")
+        var processes = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"),
+                         try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])]
+        let dying = try worker(endpoint, "w0.log", ["--fail-at-step", "1", "--delay-steps", "0.4"])
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("stopped answering", in: "c.log")
+        processes.append(try worker(endpoint, "w2.log", ["--delay-steps", "0.4"]))
+        coordinator.waitUntilExit(); dying.waitUntilExit()
+        for p in processes { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        let text = log("c.log")
+        XCTAssertEqual(coordinator.terminationStatus, 0, text)
+        XCTAssertEqual(dying.terminationStatus, 3)
+        XCTAssertTrue(text.contains("admitted at step"), text)
+        // Exactly once: in each (stage, epoch), every example id appears once.
+        var seen: [String: [Int]] = [:]
+        for line in try String(contentsOf: dir.appendingPathComponent("out/examples.jsonl"), encoding: .utf8).split(separator: "\n") {
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let stage = try XCTUnwrap(object["stage"] as? String)
+            for pair in try XCTUnwrap(object["examples"] as? [[Int]]) { seen["\(stage) epoch \(pair[0])", default: []].append(pair[1]) }
+        }
+        XCTAssertEqual(seen.count, 6)  // 4 SFT epochs + 2 REDI epochs of 12 examples, one batch each
+        for (key, ids) in seen { XCTAssertEqual(ids.sorted(), Array(0..<12), key) }
+        let weights = try loadCheckpoint("out/redi")
+        let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
+        print("a worker died at step 2 and another joined: max |w - single-process| = \(worst)")
+        XCTAssertLessThan(worst, 1e-4)
+    }
+
+    func testAServerWithoutChunksDoesNotStallTheRun() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        // One chunk for the whole tiny model: the second server holds nothing.
+        try writeRecipe(recipe(servers: 2, workers: 1, port: port, output: "out", chunkMiB: 1), "r.yaml")
+        let ps = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"), try worker(endpoint, "w.log")]
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        coordinator.waitUntilExit()
+        for p in ps { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertTrue(log("c.log").contains("1 chunks of ≤ 1.0 MiB over 2 servers"), log("c.log"))
+    }
+
+    func testKeyFilesAreCheckedAndAWrongKeyIsAClearError() throws {
+        func run(_ binary: String, _ args: [String]) throws -> (Int32, String) {
+            let p = try start(binary, args, log: "k.log")
+            p.waitUntilExit()
+            return (p.terminationStatus, log("k.log"))
+        }
+        var (status, text) = try run("redi-ps", ["keys", "--out", "run.key"])
+        XCTAssertEqual(status, 1); XCTAssertTrue(text.contains("remove it or choose another path"), text)
+        chmod(dir.appendingPathComponent("run.key").path, 0o644)
+        (status, text) = try run("redi-worker", ["join", "--coordinator", "tcp://127.0.0.1:1", "--key", "run.key", "--timeout", "1"])
+        XCTAssertEqual(status, 1); XCTAssertTrue(text.contains("readable by others"), text)
+        try "curve-secret-key = too-short\n".write(to: dir.appendingPathComponent("bad.key"), atomically: true, encoding: .utf8)
+        chmod(dir.appendingPathComponent("bad.key").path, 0o600)
+        (status, text) = try run("redi-ps", ["serve", "--coordinator", "tcp://127.0.0.1:1", "--key", "bad.key", "--timeout", "1"])
+        XCTAssertEqual(status, 1); XCTAssertTrue(text.contains("expected one line `curve-secret-key"), text)
+        (status, text) = try run("redi-worker", ["join", "--coordinator", "tcp://127.0.0.1:1", "--timeout", "1"])
+        XCTAssertEqual(status, 1); XCTAssertTrue(text.contains("no run key"), text)
+        // A peer holding another run's key is told so instead of waiting for its timeout.
+        chmod(dir.appendingPathComponent("run.key").path, 0o600)
+        _ = try run("redi-ps", ["keys", "--out", "other.key"])
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        defer { coordinator.terminate(); coordinator.waitUntilExit() }
+        try waitFor("listening on", in: "c.log")
+        let started = Date()
+        (status, text) = try run("redi-worker", ["join", "--coordinator", endpoint, "--key", "other.key", "--timeout", "20"])
+        XCTAssertEqual(status, 1)
+        XCTAssertTrue(text.contains("refused this process's key"), text)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+    }
+
+    func loadCheckpoint(_ path: String) throws -> [Float] {
+        try Checkpoint.load(from: dir.appendingPathComponent(path)).parameters.array
+    }
+}

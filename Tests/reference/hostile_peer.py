@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""A hostile peer for redi-ps, written against proto/redi.proto with its own protobuf
+encoder (no code shared with redi-ps), over pyzmq.
+
+  hostile_peer.py outsider COORDINATOR SERVER_DATA KEYFILE
+      Tries to join without the key, with a wrong key, and to pull from a server's data
+      port with the run key (which is not a worker key) and without one; then sends an
+      oversized frame with the run key. Prints one line per attempt and exits 0 when every
+      attempt got nothing (no Welcome, no chunks).
+
+  hostile_peer.py insider COORDINATOR KEYFILE
+      Holds the run key: joins as a worker, then pushes gradients claiming another worker's
+      index (must be refused) and non-finite gradients as itself (must be refused and end
+      the run). Exits 0 when both were refused.
+"""
+import os
+import struct
+import sys
+import time
+
+import zmq
+import zmq.utils.z85
+
+PROTOCOL_VERSION = 2
+
+
+# --- a minimal protobuf encoder/decoder -------------------------------------------------
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num, wire, payload):
+    return varint(num << 3 | wire) + payload
+
+
+def f_varint(num, n):
+    return field(num, 0, varint(n)) if n else b""
+
+
+def f_bytes(num, b):
+    return field(num, 2, varint(len(b)) + b)
+
+
+def f_packed(num, xs):
+    return f_bytes(num, b"".join(varint(x) for x in xs)) if xs else b""
+
+
+def envelope(run_id, sender, seq, body_field, body):
+    return f_bytes(1, run_id.encode()) + f_bytes(2, sender.encode()) + f_varint(3, seq) + f_bytes(body_field, body)
+
+
+def parse(buf):
+    """Fields of one message: {number: [values]} (varints as ints, the rest as bytes)."""
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = read_varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = read_varint(buf, i)
+        elif wire == 2:
+            n, i = read_varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        elif wire == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wire == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError("wire type %d" % wire)
+        out.setdefault(num, []).append(v)
+    return out
+
+
+def read_varint(buf, i):
+    n = shift = 0
+    while True:
+        b = buf[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, i
+
+
+def packed(values):
+    """A repeated uint field: packed bytes or single varints."""
+    out = []
+    for v in values:
+        if isinstance(v, int):
+            out.append(v)
+        else:
+            i = 0
+            while i < len(v):
+                x, i = read_varint(v, i)
+                out.append(x)
+    return out
+
+
+def body_of(frame):
+    env = parse(frame)
+    for num in (11, 12, 14, 20, 22, 24):
+        if num in env:
+            return num, parse(env[num][0]), env.get(1, [b""])[0].decode()
+    return None, {}, ""
+
+
+# --- key file ---------------------------------------------------------------------------
+def run_keys(path):
+    for line in open(path):
+        line = line.strip()
+        if line.startswith("curve-secret-key"):
+            secret = line.split("=", 1)[1].strip().encode()
+            return zmq.curve_public(secret), secret
+    raise SystemExit("no key in " + path)
+
+
+def socket(ctx, endpoint, keys=None, server_key=None, identity=None):
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    if identity:
+        s.identity = identity
+    if keys:
+        s.curve_publickey, s.curve_secretkey = keys
+        s.curve_serverkey = server_key
+    s.connect(endpoint)
+    return s
+
+
+def answer(s, timeout_ms):
+    if s.poll(timeout_ms):
+        return s.recv_multipart()
+    return None
+
+
+def hello(role, data_key=b""):
+    return f_varint(1, role) + f_varint(4, PROTOCOL_VERSION) + f_bytes(5, data_key)
+
+
+def outsider(coordinator, data, keyfile):
+    ctx = zmq.Context()
+    public, secret = run_keys(keyfile)
+    failures = 0
+    wrong = zmq.curve_keypair()
+    for label, s in [
+        ("plain TCP hello to the coordinator", socket(ctx, coordinator, identity=b"outsider-plain")),
+        ("CURVE hello with a wrong key", socket(ctx, coordinator, wrong, public, identity=b"outsider-wrong")),
+    ]:
+        s.send(envelope("", "evil", 1, 10, hello(1, b"")))
+        got = answer(s, 3000)
+        print("%s: %s" % (label, "ANSWERED %r" % (body_of(got[0])[0],) if got else "no answer"))
+        failures += got is not None
+    pull = f_packed(2, [0]) + f_varint(1, 0)
+    for label, s in [
+        ("pull from a server's data port without a key", socket(ctx, data, identity=b"worker-0")),
+        ("pull from a server's data port with the run key (not a worker key)", socket(ctx, data, (public, secret), public, identity=b"worker-0")),
+        ("pull from a server's data port with a wrong key", socket(ctx, data, wrong, public, identity=b"worker-0")),
+    ]:
+        s.send(envelope("", "worker-0", 1, 21, pull))
+        got = answer(s, 3000)
+        print("%s: %s" % (label, "GOT %d frames" % len(got) if got else "no answer"))
+        failures += got is not None
+    # An authenticated peer sending a frame past the limit is disconnected by libzmq before
+    # the frame is buffered; the coordinator stays up (the caller checks the run completes).
+    s = socket(ctx, coordinator, (public, secret), public, identity=b"insider-big")
+    s.send_multipart([envelope("", "big", 1, 10, hello(1, b"")), b"\0" * (200 << 20)])
+    got = answer(s, 3000)
+    print("200 MB frame with the run key: %s" % ("ANSWERED" if got else "no answer (dropped)"))
+    failures += got is not None
+    return 1 if failures else 0
+
+
+def insider(coordinator, keyfile):
+    ctx = zmq.Context()
+    public, secret = run_keys(keyfile)
+    control = socket(ctx, coordinator, (public, secret), public, identity=b"worker-insider")
+    data_keys = zmq.curve_keypair()
+    control.send(envelope("", "worker-insider", 1, 10, hello(2, zmq.utils.z85.decode(data_keys[0]))))
+    deadline = time.time() + 30
+    welcome = None
+    while time.time() < deadline and welcome is None:
+        got = answer(control, 1000)
+        if got:
+            num, body, run_id = body_of(got[0])
+            if num == 11:
+                welcome = body
+            elif num in (12, 14):
+                print("refused before the run: %r" % body)
+                return 1
+    if welcome is None:
+        print("never admitted")
+        return 1
+    index = welcome.get(1, [0])[0]
+    chunks = [parse(c) for c in welcome.get(3, [])]
+    owners = packed(welcome.get(4, []))
+    endpoints = [e.decode() for e in welcome.get(5, [])]
+    print("admitted as worker %d of run %r: %d chunks on %d servers" % (index, run_id, len(chunks), len(endpoints)))
+    # Wait for the first work unit to learn the version.
+    version = step = None
+    while time.time() < deadline and version is None:
+        got = answer(control, 1000)
+        if got:
+            num, body, _ = body_of(got[0])
+            if num == 20:
+                step, version = body.get(2, [0])[0], body.get(3, [0])[0]
+    if version is None:
+        print("no work unit")
+        return 1
+    mine = [i for i, o in enumerate(owners) if o == 0]
+    counts = [chunks[i].get(3, [0])[0] for i in mine]
+    data = socket(ctx, endpoints[0], data_keys, public, identity=("worker-%d" % index).encode())
+    other = 1 - index if index <= 1 else 0
+    zeros = [b"\0" * (4 * n) for n in counts]
+
+    def push(worker, frames):
+        msg = f_varint(1, step) + f_packed(2, mine) + f_varint(3, worker) + f_varint(4, version)
+        data.send_multipart([envelope(run_id, "worker-%d" % index, 2, 23, msg)] + frames)
+        got = answer(data, 5000)
+        return body_of(got[0]) if got else (None, {}, "")
+
+    num, body, _ = push(other, zeros)
+    forged = num == 12 and body.get(1, [0])[0] == 403
+    print("push claiming worker %d: %s" % (other, "refused (403)" if forged else "ACCEPTED %r" % (num,)))
+    nan = struct.pack("<f", float("nan"))
+    num, body, _ = push(index, [nan * n for n in counts])
+    refused = num == 12 and body.get(1, [0])[0] == 422
+    print("non-finite push as itself: %s" % ("refused (422)" if refused else "ACCEPTED %r" % (num,)))
+    return 0 if forged and refused else 1
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "outsider":
+        sys.exit(outsider(sys.argv[2], sys.argv[3], sys.argv[4]))
+    sys.exit(insider(sys.argv[2], sys.argv[3]))
