@@ -2,6 +2,8 @@
 // redi-ps: Reinforcement Distillation (REDI) post-training on a cluster of CPU machines.
 import PackageDescription
 
+// Numeric kernels only: everything that touches input from files or peers keeps Swift's
+// bounds and overflow checks, so hostile input becomes a thrown error, never memory corruption.
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
 let package = Package(
@@ -11,6 +13,7 @@ let package = Package(
         .executable(name: "redi-ps", targets: ["redi-ps"]),
         .executable(name: "redi-worker", targets: ["redi-worker"]),
         .executable(name: "redi-bench", targets: ["redi-bench"]),
+        .executable(name: "redi-fuzz", targets: ["redi-fuzz"]),
         .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training", "Evaluation"]),
     ],
     dependencies: [
@@ -41,16 +44,18 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CREDIProto"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire"]),
         .target(name: "Cluster", dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
-                                                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"],
-                swiftSettings: optimized),
-        .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask"], swiftSettings: optimized),
+                                                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"]),
+        .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask"]),
         .target(name: "ReasoningTask", dependencies: ["Numerics"]),
-        .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"], swiftSettings: optimized),
+        .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"]),
         .executableTarget(name: "redi-ps", dependencies: [
             "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate", "Cluster",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "redi-worker", dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
+        .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers",
+                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),

@@ -73,11 +73,57 @@ public struct Recipe: Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RecipeError("cannot read recipe \(path)") }
         // Resolve against an absolute directory: a relative base would lose its prefix when standardised.
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        let base = URL(fileURLWithPath: absolute).deletingLastPathComponent()
+        return try parse(text, base: URL(fileURLWithPath: absolute).deletingLastPathComponent(), path: path)
+    }
+
+    /// Parses and validates recipe `text` (from `path`, which names it in errors); relative
+    /// paths in it are resolved against `base`.
+    public static func parse(_ text: String, base: URL, path: String) throws -> Recipe {
+        guard text.utf8.count <= 1 << 20 else { throw RecipeError("\(path): a recipe is at most 1 MiB") }
+        // The YAML reader recurses per nesting level: refuse what no recipe needs before it runs.
+        var depth = 0, deepest = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") { depth += 1; deepest = max(deepest, depth) }
+            if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") { depth = max(0, depth - 1) }
+        }
+        guard deepest <= 64 else { throw RecipeError("\(path): brackets nested \(deepest) deep; a recipe needs a few levels") }
         let node: Any?
-        do { node = try Yams.load(yaml: text) } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
+        var budget = 100_000
+        do { node = try Yams.compose(yaml: text).map { try plain($0, depth: 0, budget: &budget) } } catch let e as RecipeError {
+            throw RecipeError("\(path): \(e.description)")
+        } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
         guard let root = node as? [String: Any] else { throw RecipeError("\(path): the recipe must be a mapping") }
         do { return try Recipe(root, base: base) } catch let e as RecipeError { throw RecipeError("\(path): \(e.description)") }
+    }
+
+    /// A YAML node as plain values (String, Int, Double, Bool, arrays, string-keyed
+    /// dictionaries). Our own conversion rather than Yams' constructor, which traps on
+    /// mapping keys that are not scalars; `budget` bounds the nodes made, so aliases that
+    /// multiply (a "billion laughs" file) are an error, not a hang.
+    static func plain(_ node: Node, depth: Int, budget: inout Int) throws -> Any {
+        guard depth <= 64 else { throw RecipeError("YAML nested more than 64 levels") }
+        budget -= 1
+        guard budget >= 0 else { throw RecipeError("the YAML expands to more than 100000 values (aliases?)") }
+        switch node {
+        case let .scalar(scalar):
+            if scalar.style == .plain {
+                if let i = node.int { return i }
+                if let d = node.float { return d }
+                if let b = node.bool { return b }
+                if node.null != nil { return NSNull() }
+            }
+            return scalar.string
+        case let .sequence(sequence):
+            return try sequence.map { try plain($0, depth: depth + 1, budget: &budget) }
+        case let .mapping(mapping):
+            var out: [String: Any] = [:]
+            for (key, value) in mapping {
+                guard case let .scalar(k) = key else { throw RecipeError("mapping keys must be plain text") }
+                guard out[k.string] == nil else { throw RecipeError("key \(k.string) appears twice") }
+                out[k.string] = try plain(value, depth: depth + 1, budget: &budget)
+            }
+            return out
+        }
     }
 
     init(_ root: [String: Any], base: URL) throws {

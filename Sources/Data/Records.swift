@@ -52,11 +52,15 @@ public enum RecordReader {
 
     /// Parses a JSONL file, either failing with every bad line listed or, with `skippingInvalid`, dropping bad lines and saying how many.
     public static func read(_ url: URL, skippingInvalid: Bool) throws -> (records: [(line: Int, record: Record)], skipped: Int) {
-        let path = url.path
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw DataError(file: path, line: nil, message: "cannot read (\(error.localizedDescription))")
+            throw DataError(file: url.path, line: nil, message: "cannot read (\(error.localizedDescription))")
         }
+        return try read(data: data, path: url.path, skippingInvalid: skippingInvalid)
+    }
+
+    /// Parses JSONL `data` (the contents of `path`, which names it in errors); see `read(_:skippingInvalid:)`.
+    public static func read(data: Data, path: String, skippingInvalid: Bool) throws -> (records: [(line: Int, record: Record)], skipped: Int) {
         var records: [(Int, Record)] = []
         var errors: [DataError] = []
         var lineNumber = 0

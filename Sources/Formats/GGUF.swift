@@ -62,10 +62,21 @@ public struct GGUFFile {
     /// - Throws: `FormatError` naming the file and what is wrong: bad magic, unsupported
     ///   version, a truncated table, an unknown value or tensor type, data outside the file.
     public init(url: URL) throws {
-        self.url = url
+        let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
             throw FormatError("\(url.path): cannot read (\(error.localizedDescription))")
         }
+        try self.init(data: data, url: url)
+    }
+
+    /// Parses `data` as the contents of `url` (which names the file in errors).
+    ///
+    /// Every size, count and offset in the file is checked before it is used: arithmetic that
+    /// would overflow, data past the end, and arrays nested deeper than `maximumDepth` are
+    /// errors, and nothing is allocated beyond what the file's size can back.
+    public init(data: Data, url: URL) throws {
+        self.url = url
+        self.data = data
         var r = ByteReader(data: data, path: url.path)
         guard try r.u32() == 0x4655_4747 else { throw FormatError("\(url.path): not a GGUF file (bad magic)") }
         version = try r.u32()
@@ -82,7 +93,11 @@ public struct GGUFFile {
             let name = try r.string()
             let nDims = Int(try r.u32())
             guard nDims >= 1 && nDims <= 4 else { throw FormatError("\(url.path): tensor \"\(name)\" has \(nDims) dimensions") }
-            let dims = try (0..<nDims).map { _ in Int(try r.u64()) }
+            let dims = try (0..<nDims).map { _ -> Int in
+                let d = try r.u64()
+                guard d >= 1, d <= UInt64(Int32.max) else { throw FormatError("\(url.path): tensor \"\(name)\" has dimension \(d)") }
+                return Int(d)
+            }
             let rawType = try r.u32()
             guard let type = GGMLType(rawValue: rawType) else {
                 throw FormatError("\(url.path): tensor \"\(name)\" has ggml type \(rawType); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1")
@@ -91,17 +106,26 @@ public struct GGUFFile {
         }
         let alignment = metadata["general.alignment"]?.int ?? 32
         guard alignment > 0 && alignment.nonzeroBitCount == 1 else { throw FormatError("\(url.path): general.alignment \(alignment) is not a power of two") }
+        guard alignment <= 1 << 20 else { throw FormatError("\(url.path): general.alignment \(alignment) is implausible") }
         let dataStart = (r.offset + alignment - 1) / alignment * alignment
         var tensors: [String: GGUFTensorInfo] = [:]
         for (name, dims, type, offset) in infos {
-            let count = dims.reduce(1, *)
+            // Each dimension is below 2^31 and there are at most 4, so only the product can overflow.
+            var count = 1
+            for d in dims {
+                let (p, overflow) = count.multipliedReportingOverflow(by: d)
+                guard !overflow, p <= data.count * 2 else {
+                    throw FormatError("\(url.path): tensor \"\(name)\" with dimensions \(dims) cannot fit in a \(data.count)-byte file")
+                }
+                count = p
+            }
             let (perBlock, bytesPerBlock) = type.block
             guard count % perBlock == 0 else { throw FormatError("\(url.path): tensor \"\(name)\" has \(count) elements, not a multiple of its block size \(perBlock)") }
             let bytes = count / perBlock * bytesPerBlock
-            let start = dataStart + Int(offset)
-            guard start + bytes <= data.count else {
+            guard offset <= UInt64(data.count), dataStart + Int(offset) + bytes <= data.count else {
                 throw FormatError("\(url.path): tensor \"\(name)\" extends past the end of the file (truncated download?)")
             }
+            let start = dataStart + Int(offset)
             tensors[name] = GGUFTensorInfo(name: name, dimensions: dims, type: type, fileOffset: start, byteCount: bytes)
         }
         self.metadata = metadata
@@ -167,14 +191,28 @@ struct ByteReader {
 
     mutating func string() throws -> String {
         let n = try u64()
-        guard n < UInt64(data.count) else { throw FormatError("\(path): string length \(n) at byte \(offset) exceeds the file") }
+        guard n <= UInt64(data.count - offset) else { throw FormatError("\(path): string length \(n) at byte \(offset) exceeds the file") }
         let start = offset
         offset += Int(n)
-        guard offset <= data.count else { throw FormatError("\(path): truncated string at byte \(start)") }
         return String(decoding: data[(data.startIndex + start)..<(data.startIndex + offset)], as: UTF8.self)
     }
 
-    mutating func value(type: UInt32) throws -> GGUFValue {
+    /// How deep arrays may nest (real files use one level).
+    static let maximumDepth = 8
+
+    /// The fewest bytes one value of `type` takes in the file (0 for an unknown type).
+    static func minimumSize(_ type: UInt32) -> Int {
+        switch type {
+        case 0, 1, 7: 1
+        case 2, 3: 2
+        case 4, 5, 6: 4
+        case 8, 10, 11, 12: 8
+        case 9: 12
+        default: 0
+        }
+    }
+
+    mutating func value(type: UInt32, depth: Int = 0) throws -> GGUFValue {
         switch type {
         case 0: return .uint(UInt64(try load(UInt8.self)))
         case 1: return .int(Int64(try load(Int8.self)))
@@ -186,12 +224,16 @@ struct ByteReader {
         case 7: return .bool(try load(UInt8.self) != 0)
         case 8: return .string(try string())
         case 9:
+            guard depth < Self.maximumDepth else { throw FormatError("\(path): arrays nested more than \(Self.maximumDepth) deep at byte \(offset)") }
             let elementType = try u32()
             let n = try u64()
-            guard n < UInt64(data.count) else { throw FormatError("\(path): array length \(n) at byte \(offset) exceeds the file") }
+            let size = Self.minimumSize(elementType)
+            guard size > 0 else { throw FormatError("\(path): unknown metadata value type \(elementType) at byte \(offset)") }
+            // The elements must fit in what is left of the file, which bounds the allocation too.
+            guard n <= UInt64((data.count - offset) / size) else { throw FormatError("\(path): array length \(n) at byte \(offset) exceeds the file") }
             var out: [GGUFValue] = []
             out.reserveCapacity(Int(n))
-            for _ in 0..<n { out.append(try value(type: elementType)) }
+            for _ in 0..<n { out.append(try value(type: elementType, depth: depth + 1)) }
             return .array(out)
         case 10: return .uint(try load(UInt64.self))
         case 11: return .int(try load(Int64.self))

@@ -10,19 +10,27 @@ public enum GGUFModel {
     /// Loads `url` with the same verification as a checkpoint directory: every tensor present
     /// with the right shape, none left over.
     public static func load(from url: URL) throws -> LoadedModel {
-        let file = try GGUFFile(url: url)
-        let path = url.path
+        try load(file: try GGUFFile(url: url))
+    }
+
+    /// The model in a parsed GGUF file.
+    public static func load(file: GGUFFile) throws -> LoadedModel {
+        let path = file.url.path
         let config = try configuration(file)
         let layout = ParameterLayout(config: config)
-        let parameters = FloatBuffer(count: layout.totalCount)
         var remaining = Set(file.tensors.keys)
         let permute = file.metadata["general.architecture"]?.string == "llama"
+        // Every tensor is checked before the vector is allocated: its size is then backed by the file.
         for entry in layout.entries {
             let name = ggufName(entry.name)
             guard let info = file.tensors[name] else { throw FormatError("\(path): missing tensor \"\(name)\" (for \(entry.name))") }
             guard info.shape == entry.shape || (entry.shape.count == 1 && info.count == entry.count) else {
                 throw FormatError("\(path): tensor \"\(name)\" has shape \(info.shape), the metadata implies \(entry.shape)")
             }
+        }
+        let parameters = FloatBuffer(count: layout.totalCount)
+        for entry in layout.entries {
+            let name = ggufName(entry.name)
             remaining.remove(name)
             let destination = parameters.baseAddress + entry.offset
             try file.read(name, into: destination)
@@ -89,6 +97,7 @@ public enum GGUFModel {
         }
         let heads = try int("attention.head_count")
         let hidden = try int("embedding_length")
+        guard heads > 0 else { throw FormatError("\(path): \(arch).attention.head_count must be positive") }
         let vocab = m["\(arch).vocab_size"]?.int ?? m["tokenizer.ggml.tokens"]?.array?.count
         guard let vocab else { throw FormatError("\(path): cannot tell the vocabulary size") }
         let ropeDim = m["\(arch).rope.dimension_count"]?.int
@@ -116,9 +125,10 @@ public enum GGUFModel {
         guard let model = m["tokenizer.ggml.model"]?.string else { return nil }
         guard model == "gpt2" else { throw FormatError("\(path): tokenizer model \"\(model)\" is not supported (byte-level BPE \"gpt2\")") }
         guard let tokens = m["tokenizer.ggml.tokens"]?.array?.compactMap(\.string) else { throw FormatError("\(path): no tokenizer.ggml.tokens") }
-        let merges = (m["tokenizer.ggml.merges"]?.array ?? []).compactMap(\.string).map { line -> (String, String) in
-            let parts = line.split(separator: " ", maxSplits: 1)
-            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+        let merges = try (m["tokenizer.ggml.merges"]?.array ?? []).compactMap(\.string).map { line -> (String, String) in
+            let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw FormatError("\(path): merge \"\(line)\" is not two tokens") }
+            return (String(parts[0]), String(parts[1]))
         }
         let types = m["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
         // 3 = control, 4 = user-defined: both are matched whole in text.
@@ -130,10 +140,14 @@ public enum GGUFModel {
         case "gpt-2", "default", "gpt2": pre = .gpt2
         case let other: throw FormatError("\(path): pre-tokenizer \"\(other)\" is not supported (smollm, qwen2, gpt-2)")
         }
-        func id(_ key: String) -> Int32? { m[key]?.int.map(Int32.init) }
+        func id(_ key: String) throws -> Int32? {
+            guard let v = m[key]?.int else { return nil }
+            guard v >= 0, v < tokens.count else { throw FormatError("\(path): \(key) \(v) is outside the \(tokens.count) tokens") }
+            return Int32(v)
+        }
         return BPETokenizer(tokens: tokens, merges: merges, special: special, preTokenizer: pre,
-                            bos: id("tokenizer.ggml.bos_token_id"), eos: id("tokenizer.ggml.eos_token_id"),
-                            pad: id("tokenizer.ggml.padding_token_id"),
+                            bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
+                            pad: try id("tokenizer.ggml.padding_token_id"),
                             addsBOS: m["tokenizer.ggml.add_bos_token"]?.bool ?? false,
                             chatTemplate: m["tokenizer.chat_template"]?.string)
     }

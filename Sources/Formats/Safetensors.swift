@@ -22,7 +22,13 @@ public struct TensorInfo: Equatable, Sendable {
     public let shape: [Int]
     /// Byte range relative to the start of the data section.
     public let dataRange: Range<Int>
-    public var count: Int { shape.reduce(1, *) }
+    /// Elements: the shape's product (checked against the data range when read).
+    public let count: Int
+
+    public init(name: String, dtype: TensorDType, shape: [Int], dataRange: Range<Int>) {
+        self.name = name; self.dtype = dtype; self.shape = shape; self.dataRange = dataRange
+        count = shape.reduce(1) { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }
+    }
 }
 
 /// A parsed, validated safetensors file, memory-mapped.
@@ -35,11 +41,19 @@ public struct SafetensorsFile {
 
     /// Opens and validates `url`: header bounds, JSON shape, dtypes, offsets that tile the data exactly.
     public init(url: URL) throws {
-        self.url = url
-        let path = url.path
+        let data: Data
         do { data = try Data(contentsOf: url, options: .alwaysMapped) } catch {
-            throw FormatError("\(path): cannot read (\(error.localizedDescription))")
+            throw FormatError("\(url.path): cannot read (\(error.localizedDescription))")
         }
+        try self.init(data: data, url: url)
+    }
+
+    /// Parses `data` as the contents of `url` (which names the file in errors); every shape
+    /// and offset is checked with overflow-checked arithmetic against the bytes present.
+    public init(data: Data, url: URL) throws {
+        self.url = url
+        self.data = data
+        let path = url.path
         guard data.count >= 8 else { throw FormatError("\(path): truncated: \(data.count) bytes, shorter than the 8-byte header length") }
         let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= 100_000_000, Int(headerLength) <= data.count - 8 else {
@@ -64,12 +78,13 @@ public struct SafetensorsFile {
             guard let dtype = TensorDType(rawValue: dtypeName) else {
                 throw FormatError("\(path): tensor \"\(name)\" has dtype \(dtypeName); supported: F32, F16, BF16")
             }
-            guard shape.allSatisfy({ $0 >= 0 }), offsets[0] >= 0, offsets[1] >= offsets[0] else {
-                throw FormatError("\(path): tensor \"\(name)\" has a negative dimension or reversed offsets")
+            guard shape.allSatisfy({ $0 >= 0 }), shape.count <= 8, offsets[0] >= 0, offsets[1] >= offsets[0], offsets[1] <= data.count else {
+                throw FormatError("\(path): tensor \"\(name)\" has a negative dimension, more than 8 dimensions, or offsets outside the file")
             }
             let info = TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: offsets[0]..<offsets[1])
-            guard info.count * dtype.size == info.dataRange.count else {
-                throw FormatError("\(path): tensor \"\(name)\" shape \(shape) needs \(info.count * dtype.size) bytes but data_offsets span \(info.dataRange.count)")
+            guard info.count <= data.count, info.count * dtype.size == info.dataRange.count else {
+                let needs = info.count <= data.count ? "\(info.count * dtype.size) bytes" : "more bytes than the file holds"
+                throw FormatError("\(path): tensor \"\(name)\" shape \(shape) needs \(needs) but data_offsets span \(info.dataRange.count)")
             }
             tensors[name] = info
         }

@@ -132,6 +132,18 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
                               ("max_position_embeddings", maxPositionEmbeddings), ("head_dim", headDim)] where value <= 0 {
             throw ConfigError("\(name) must be positive, got \(value)")
         }
+        // Bounds far above any real model keep every size computed from a hostile config.json
+        // or GGUF header from overflowing or asking for absurd memory.
+        for (name, value, limit) in [("hidden_size", hiddenSize, 1 << 18), ("intermediate_size", intermediateSize, 1 << 20),
+                                     ("num_hidden_layers", numHiddenLayers, 4096), ("num_attention_heads", numAttentionHeads, 4096),
+                                     ("num_key_value_heads", numKeyValueHeads, 4096), ("vocab_size", vocabSize, 1 << 24),
+                                     ("max_position_embeddings", maxPositionEmbeddings, 1 << 24), ("head_dim", headDim, 1 << 16)] where value > limit {
+            throw ConfigError("\(name) \(value) is beyond what redi-ps supports (\(limit))")
+        }
+        let perLayer = Double(hiddenSize) * Double(headDim) * Double(2 * numAttentionHeads + 2 * numKeyValueHeads)
+            + 3 * Double(hiddenSize) * Double(intermediateSize)
+        let total = Double(vocabSize) * Double(hiddenSize) * (tieWordEmbeddings ? 1 : 2) + Double(numHiddenLayers) * perLayer
+        guard total <= Double(1 << 36) else { throw ConfigError("the configuration describes \(Int(total)) parameters; redi-ps holds at most 2^36") }
         guard numAttentionHeads % numKeyValueHeads == 0 else {
             throw ConfigError("num_attention_heads (\(numAttentionHeads)) must be a multiple of num_key_value_heads (\(numKeyValueHeads))")
         }

@@ -230,7 +230,7 @@ extension Wire {
             let m = try require(env.error, "error")
             body = .error(code: Int(m.code), message: str(m.message))
         case REDI__ENVELOPE__BODY_HEARTBEAT:
-            body = .heartbeat(step: Int(try require(env.heartbeat, "heartbeat").step))
+            body = .heartbeat(step: try int(try require(env.heartbeat, "heartbeat").step, "step"))
         case REDI__ENVELOPE__BODY_SHUTDOWN:
             let m = try require(env.shutdown, "shutdown")
             body = .shutdown(reason: str(m.reason), failed: m.failed != 0)
@@ -264,7 +264,7 @@ extension Wire {
             body = .push(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks), worker: Int(m.worker),
                          version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_PUSH_ACK:
-            body = .pushAck(step: Int(try require(env.push_ack, "push ack").step))
+            body = .pushAck(step: try int(try require(env.push_ack, "push ack").step, "step"))
         case REDI__ENVELOPE__BODY_LOAD:
             let m = try require(env.load, "load")
             body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0)

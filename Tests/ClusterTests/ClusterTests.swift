@@ -168,6 +168,12 @@ final class ClusterTests: ClusterTestCase {
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
                                 "cluster.heartbeat_seconds must be at most half"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {chunk_mib: 4096}", "cluster.chunk_mib"),
+                               // Hostile YAML (these trapped or hung before): errors naming the problem.
+                               ("? [a, b]\n: 1\nmodel: {init: tiny}", "mapping keys must be plain text"),
+                               ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                                + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]",
+                                "more than 100000 values"),
+                               (String(repeating: "[", count: 10_000), "nested 10000 deep"),
                                ("model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 4, heartbeat_seconds: 1}",
                                 "/nowhere: no tokenizer")] {
             try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)

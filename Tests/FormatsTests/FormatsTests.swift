@@ -78,6 +78,11 @@ final class FormatsTests: XCTestCase {
             (try handMade(#"{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "I64"),
             (try handMade(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#, [UInt8](repeating: 0, count: 8)), "hole"),
             (try handMade("not json", []), "JSON"),
+            // Shapes whose product overflows 64 bits (these trapped before): errors, not crashes.
+            (try handMade(#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "needs"),
+            (try handMade(#"{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "needs"),
+            (try handMade(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,9223372036854775807]}}"#, [UInt8](repeating: 0, count: 8)), "offsets outside the file"),
+            (try handMade(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), []), "JSON"),
         ]
         for (url, needle) in cases {
             XCTAssertThrowsError(try SafetensorsFile(url: url)) { error in
@@ -129,6 +134,19 @@ final class GGUFErrorTests: XCTestCase {
             (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(256)) + le(UInt32(12)) + le(UInt64(0)), "ggml type 12"),
             // A tensor whose data lies past the end of the file.
             (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(64)) + le(UInt32(0)) + le(UInt64(0)), "past the end"),
+            // These trapped before (found by crafting and fuzzing); now each is an error.
+            // A u64 dimension past Int.max.
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64.max) + le(UInt32(0)) + le(UInt64(0)), "dimension"),
+            // Dimensions whose product overflows.
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(4))
+                + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt32(0)) + le(UInt64(0)), "cannot fit"),
+            // A data offset of 2^63.
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(1)) + le(UInt32(0)) + le(UInt64(1) << 63), "past the end"),
+            // An array claiming 2^40 u64 elements (a 6 TB allocation before any was read).
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(9)) + le(UInt32(10)) + le(UInt64(1 << 40)), "exceeds the file"),
+            // Arrays nested 100 000 deep (a stack overflow before).
+            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(9))
+                + Array(repeating: le(UInt32(9)) + le(UInt64(1)), count: 100_000).flatMap { $0 }, "nested more than"),
         ]
         for (bytes, needle) in cases {
             let url = try write(bytes)

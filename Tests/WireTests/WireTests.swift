@@ -51,6 +51,13 @@ final class CodecTests: XCTestCase {
         }
     }
 
+    func testSixtyFourBitFieldsPastTwoToTheFiftyThreeAreErrors() throws {
+        // Envelope{run_id "r", heartbeat{step = 2^63}}: Int(UInt64) trapped here before.
+        let step: [UInt8] = [0x08] + [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]
+        let bytes: [UInt8] = [0x0A, 0x01, 0x72, 0x6A, UInt8(step.count)] + step
+        XCTAssertThrowsError(try bytes.withUnsafeBytes { try Wire.decode($0) }) { XCTAssertTrue("\($0)".contains("out of range"), "\($0)") }
+    }
+
     func testHostileBytesAreErrorsNotCrashes() {
         var rng = SystemRandomNumberGenerator()
         let valid = Wire.encode(Envelope(runID: "r", sender: "s", seq: 1, body: Self.bodies[7]))

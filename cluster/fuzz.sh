@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fuzzes every decoder of outside bytes (GGUF, safetensors, protocol envelopes, JSONL, YAML)
+# with mutated inputs; exits nonzero if one traps (the input is left in crash-NAME.bin).
+#   bash cluster/fuzz.sh [RUNS per decoder, default 1000000] [DECODER…]
+set -euo pipefail
+runs=${1:-1000000}; shift || true
+cd "$(dirname "$0")/.."
+swift build -c release --product redi-fuzz >&2
+bin=$(swift build -c release --show-bin-path)
+seeds=$(mktemp -d)
+trap 'rm -rf "$seeds"' EXIT
+python3 Tests/fuzz/make_seeds.py "$seeds"
+cp cluster/recipes/*.yaml "$seeds/"
+"$bin/redi-fuzz" --seeds "$seeds" --runs "$runs" "$@"
