@@ -1735,7 +1735,7 @@ const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
   (ProtobufCMessageInit) redi__objective_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[8] =
+static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[9] =
 {
   {
     "stage",
@@ -1833,6 +1833,18 @@ static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Redi__WorkUnit, shard),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__work_unit__field_indices_by_name[] = {
   5,   /* field[5] = examples */
@@ -1840,6 +1852,7 @@ static const unsigned redi__work_unit__field_indices_by_name[] = {
   4,   /* field[4] = normalizer */
   3,   /* field[3] = objective */
   7,   /* field[7] = score_only */
+  8,   /* field[8] = shard */
   0,   /* field[0] = stage */
   1,   /* field[1] = step */
   2,   /* field[2] = version */
@@ -1847,7 +1860,7 @@ static const unsigned redi__work_unit__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__work_unit__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor redi__work_unit__descriptor =
 {
@@ -1857,7 +1870,7 @@ const ProtobufCMessageDescriptor redi__work_unit__descriptor =
   "Redi__WorkUnit",
   "redi",
   sizeof(Redi__WorkUnit),
-  8,
+  9,
   redi__work_unit__field_descriptors,
   redi__work_unit__field_indices_by_name,
   1,  redi__work_unit__number_ranges,
@@ -2019,12 +2032,12 @@ static const ProtobufCFieldDescriptor redi__push_gradients__field_descriptors[4]
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "worker",
+    "shard",
     3,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_UINT32,
     0,   /* quantifier_offset */
-    offsetof(Redi__PushGradients, worker),
+    offsetof(Redi__PushGradients, shard),
     NULL,
     NULL,
     0,             /* flags */
@@ -2045,9 +2058,9 @@ static const ProtobufCFieldDescriptor redi__push_gradients__field_descriptors[4]
 };
 static const unsigned redi__push_gradients__field_indices_by_name[] = {
   1,   /* field[1] = chunks */
+  2,   /* field[2] = shard */
   0,   /* field[0] = step */
   3,   /* field[3] = version */
-  2,   /* field[2] = worker */
 };
 static const ProtobufCIntRange redi__push_gradients__number_ranges[1 + 1] =
 {
@@ -2107,7 +2120,7 @@ const ProtobufCMessageDescriptor redi__push_ack__descriptor =
   (ProtobufCMessageInit) redi__push_ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__load_chunks__field_descriptors[3] =
+static const ProtobufCFieldDescriptor redi__load_chunks__field_descriptors[4] =
 {
   {
     "chunks",
@@ -2145,16 +2158,29 @@ static const ProtobufCFieldDescriptor redi__load_chunks__field_descriptors[3] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__LoadChunks, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__load_chunks__field_indices_by_name[] = {
   0,   /* field[0] = chunks */
   2,   /* field[2] = optimizer_state */
   1,   /* field[1] = reset_optimizer */
+  3,   /* field[3] = version */
 };
 static const ProtobufCIntRange redi__load_chunks__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor redi__load_chunks__descriptor =
 {
@@ -2164,14 +2190,14 @@ const ProtobufCMessageDescriptor redi__load_chunks__descriptor =
   "Redi__LoadChunks",
   "redi",
   sizeof(Redi__LoadChunks),
-  3,
+  4,
   redi__load_chunks__field_descriptors,
   redi__load_chunks__field_indices_by_name,
   1,  redi__load_chunks__number_ranges,
   (ProtobufCMessageInit) redi__load_chunks__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__norm_report__field_descriptors[2] =
+static const ProtobufCFieldDescriptor redi__norm_report__field_descriptors[3] =
 {
   {
     "step",
@@ -2186,26 +2212,39 @@ static const ProtobufCFieldDescriptor redi__norm_report__field_descriptors[2] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "sum_of_squares",
+    "chunks",
     2,
-    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Redi__NormReport, n_chunks),
+    offsetof(Redi__NormReport, chunks),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunk_sums",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_DOUBLE,
-    0,   /* quantifier_offset */
-    offsetof(Redi__NormReport, sum_of_squares),
+    offsetof(Redi__NormReport, n_chunk_sums),
+    offsetof(Redi__NormReport, chunk_sums),
     NULL,
     NULL,
-    0,             /* flags */
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
 };
 static const unsigned redi__norm_report__field_indices_by_name[] = {
+  2,   /* field[2] = chunk_sums */
+  1,   /* field[1] = chunks */
   0,   /* field[0] = step */
-  1,   /* field[1] = sum_of_squares */
 };
 static const ProtobufCIntRange redi__norm_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor redi__norm_report__descriptor =
 {
@@ -2215,7 +2254,7 @@ const ProtobufCMessageDescriptor redi__norm_report__descriptor =
   "Redi__NormReport",
   "redi",
   sizeof(Redi__NormReport),
-  2,
+  3,
   redi__norm_report__field_descriptors,
   redi__norm_report__field_indices_by_name,
   1,  redi__norm_report__number_ranges,
@@ -2455,12 +2494,12 @@ static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[3] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "live_workers",
+    "shard_workers",
     2,
     PROTOBUF_C_LABEL_REPEATED,
     PROTOBUF_C_TYPE_UINT32,
-    offsetof(Redi__StepReset, n_live_workers),
-    offsetof(Redi__StepReset, live_workers),
+    offsetof(Redi__StepReset, n_shard_workers),
+    offsetof(Redi__StepReset, shard_workers),
     NULL,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
@@ -2480,7 +2519,7 @@ static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[3] =
   },
 };
 static const unsigned redi__step_reset__field_indices_by_name[] = {
-  1,   /* field[1] = live_workers */
+  1,   /* field[1] = shard_workers */
   0,   /* field[0] = step */
   2,   /* field[2] = worker_keys */
 };
@@ -2555,7 +2594,7 @@ const ProtobufCMessageDescriptor redi__metric__descriptor =
   (ProtobufCMessageInit) redi__metric__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[11] =
+static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[12] =
 {
   {
     "step",
@@ -2689,6 +2728,18 @@ static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[11] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Redi__StepReport, shard),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__step_report__field_indices_by_name[] = {
   7,   /* field[7] = communication_seconds */
@@ -2698,6 +2749,7 @@ static const unsigned redi__step_report__field_indices_by_name[] = {
   1,   /* field[1] = loss_sum */
   4,   /* field[4] = metric_sums */
   5,   /* field[5] = sequence_logps */
+  11,   /* field[11] = shard */
   0,   /* field[0] = step */
   3,   /* field[3] = tokens */
   10,   /* field[10] = version */
@@ -2706,7 +2758,7 @@ static const unsigned redi__step_report__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__step_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor redi__step_report__descriptor =
 {
@@ -2716,7 +2768,7 @@ const ProtobufCMessageDescriptor redi__step_report__descriptor =
   "Redi__StepReport",
   "redi",
   sizeof(Redi__StepReport),
-  11,
+  12,
   redi__step_report__field_descriptors,
   redi__step_report__field_indices_by_name,
   1,  redi__step_report__number_ranges,

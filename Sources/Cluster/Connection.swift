@@ -33,7 +33,7 @@ func join(context: ZMQContext, coordinator: String, key: RunKey, identity: Strin
     try socket.connect(coordinator)
     // The run id is learnt from the Welcome; until then accept any.
     var messenger = Messenger(socket: socket, runID: "", sender: identity, routed: false)
-    let started = Date()
+    var started = Date()
     var lastHello = Date.distantPast
     while Date().timeIntervalSince(started) < timeout {
         if monitor.handshakeFailed() {
@@ -55,6 +55,9 @@ func join(context: ZMQContext, coordinator: String, key: RunKey, identity: Strin
             throw ClusterError("the coordinator refused \(identity): \(message)")
         case let .shutdown(reason, _):
             throw ClusterError("the coordinator ended the run before it started: \(reason)")
+        case .heartbeat:
+            // Queued as a spare: the coordinator is alive, so keep waiting.
+            if Date().timeIntervalSince(started) > 5 { started = Date() }
         default:
             continue
         }

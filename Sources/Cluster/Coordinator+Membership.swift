@@ -6,6 +6,12 @@ import Foundation
 import Transport
 import Wire
 
+/// A server went silent for the timeout; the stage loop recovers from its snapshot.
+struct ServerLost: Error, CustomStringConvertible {
+    let index: Int, name: String, seconds: Double
+    var description: String { "server \(index) (\(name)) stopped answering for \(Int(seconds)) s" }
+}
+
 /// A worker slot's occupant: its control routing id and its data-plane key.
 struct WorkerSlot {
     let id: [UInt8]
@@ -28,6 +34,10 @@ extension Coordinator {
 
     /// Servers that hold at least one chunk (only these report norms).
     var serversWithChunks: Set<Int> { Set(plan.owner) }
+
+    /// The worker slot that computes each shard: a batch always has one shard per slot, and
+    /// the live workers take them in turn, so the sums never depend on who is alive.
+    var shardOwners: [Int] { workers.indices.map { live[$0 % live.count] } }
 
     /// The next message for the caller, or nil when `timeout` passed or the message was one
     /// this loop consumed: heartbeats, hellos (admitted or queued), errors from dropped peers.
@@ -77,6 +87,12 @@ extension Coordinator {
             servers.append(id); serverEndpoints.append(h.endpoint)
             lastHeard[id] = Date()
             say("server \(servers.count - 1) joined: \(String(decoding: id, as: UTF8.self)) at \(h.endpoint)")
+        case .server where !admitting || servers.count >= recipe.cluster.servers:
+            // A spare: it waits (kept alive by heartbeats) and takes over a lost server's chunks.
+            guard h.endpoint.hasPrefix("tcp://") || h.endpoint.hasPrefix("ipc://"), h.endpoint.utf8.count < 256,
+                  !spares.contains(where: { $0.id == id }) else { return }
+            spares.append((id, h.endpoint))
+            say("server \(String(decoding: id, as: UTF8.self)) at \(h.endpoint) waits as a spare")
         case .worker where h.dataKey.count != 32:
             try messenger.send(.error(code: 400, message: "a worker's hello must carry its 32-byte data key"), to: id)
         case .worker where !vacantSlots.isEmpty && (admitting || joining.count < vacantSlots.count):
@@ -131,9 +147,10 @@ extension Coordinator {
         }
     }
 
-    /// Tells every server the step's live workers and keys; waits for their acknowledgements.
+    /// Tells every server which worker computes each shard and the workers' keys; waits for their acknowledgements.
     func resetServers(step: Int) throws {
-        for id in servers { try messenger.send(.reset(step: step, liveWorkers: live, workerKeys: workerKeys), to: id) }
+        guard !live.isEmpty else { throw ClusterError("no workers left at step \(step + 1)") }
+        for id in servers { try messenger.send(.reset(step: step, shardWorkers: shardOwners, workerKeys: workerKeys), to: id) }
         _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
         version += 1  // servers bumped theirs: work of the abandoned attempt is now stale
     }
@@ -146,11 +163,36 @@ extension Coordinator {
         try resetServers(step: step)
     }
 
-    /// Throws when a server has been silent for the timeout (the run cannot go on without its chunks).
+    /// Throws `ServerLost` when a server has been silent for the timeout.
     func checkServers() throws {
         for (s, id) in servers.enumerated() where Date().timeIntervalSince(lastHeard[id] ?? .distantPast) > recipe.cluster.timeoutSeconds {
-            throw ClusterError("server \(s) (\(String(decoding: id, as: UTF8.self))) stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s")
+            throw ServerLost(index: s, name: String(decoding: id, as: UTF8.self), seconds: recipe.cluster.timeoutSeconds)
         }
+    }
+
+    /// Re-plans after server `lost` stopped answering: a spare takes its place (and its
+    /// chunks), or its chunks go round-robin to the survivors. Every server and worker gets
+    /// the new plan; the caller then loads a snapshot into the servers.
+    func replan(losing lost: Int) throws {
+        let gone = servers[lost]
+        lastHeard[gone] = nil
+        if !spares.isEmpty {
+            let spare = spares.removeFirst()
+            servers[lost] = spare.id; serverEndpoints[lost] = spare.endpoint
+            lastHeard[spare.id] = Date()
+            say("spare server \(String(decoding: spare.id, as: UTF8.self)) takes over server \(lost)'s \(plan.owner.filter { $0 == lost }.count) chunks")
+        } else {
+            guard servers.count > 1 else { throw ClusterError("the only server stopped answering and no spare is waiting (start one with `redi-ps serve`)") }
+            servers.remove(at: lost); serverEndpoints.remove(at: lost)
+            var next = 0
+            for c in plan.owner.indices {
+                if plan.owner[c] == lost { plan.owner[c] = next % servers.count; next += 1 } else if plan.owner[c] > lost { plan.owner[c] -= 1 }
+            }
+            say("server \(lost)'s chunks are spread over the \(servers.count) servers left")
+        }
+        // No acknowledgement: the load of the snapshot that follows on each connection is.
+        for (s, id) in servers.enumerated() { try messenger.send(welcome(s, role: .server), to: id) }
+        for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
     }
 
     /// Receives until `count` messages from servers match; an error from any peer ends the run.
@@ -170,7 +212,7 @@ extension Coordinator {
     /// Tells every server and worker the coordinator is alive, at most once per heartbeat interval.
     func keepAlive() {
         guard Date().timeIntervalSince(lastHeartbeat) >= recipe.cluster.heartbeatSeconds, let messenger else { return }
-        for id in servers + workers.compactMap({ $0?.id }) { try? messenger.send(.heartbeat(step: 0), to: id) }
+        for id in servers + workers.compactMap({ $0?.id }) + spares.map(\.id) { try? messenger.send(.heartbeat(step: 0), to: id) }
         lastHeartbeat = Date()
     }
 
@@ -178,7 +220,7 @@ extension Coordinator {
     func shutdownAll(_ reason: String, failed: Bool) {
         guard let messenger else { return }
         let reason = stop.value.map { "coordinator stopped by signal \($0)" } ?? reason
-        for id in servers + workers.compactMap({ $0?.id }) + joining.map(\.id) {
+        for id in servers + workers.compactMap({ $0?.id }) + joining.map(\.id) + spares.map(\.id) {
             try? messenger.send(.shutdown(reason: reason, failed: failed), to: id)
         }
         Thread.sleep(forTimeInterval: 0.2)  // let the messages leave before the socket closes

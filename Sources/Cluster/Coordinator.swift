@@ -38,6 +38,8 @@ public final class Coordinator {
     var workers: [WorkerSlot?]
     /// Workers that said hello mid-run, admitted into vacant slots at the next step.
     var joining: [WorkerSlot] = []
+    /// Servers beyond the recipe's count, waiting to replace one that is lost.
+    var spares: [(id: [UInt8], endpoint: String)] = []
     var admitting = false
     var lastHeard: [[UInt8]: Date] = [:]
     var lastHeartbeat = Date.distantPast
@@ -257,15 +259,15 @@ public final class Coordinator {
     /// Sends the whole vector to the servers (each gets its chunks) and waits for their
     /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming).
     func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
+        version += 1
         for (s, id) in servers.enumerated() {
             let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
             let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil), to: id,
+            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil, version: version), to: id,
                                tensors: mine.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
                                                                                          count: plan.chunks[c].count, owner: $0) } })
         }
         _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
-        version += 1
     }
 
     /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into
@@ -360,7 +362,14 @@ public final class Coordinator {
         }
         let started = Date()
         var tokensSeen = 0
-        for step in (start?.step ?? 0)..<total {
+        var step = start?.step ?? 0
+        var snapshot: Snapshot?
+        while step < total {
+          // A snapshot every `snapshot_every` steps: what a lost server's work is replayed from.
+          if recipe.cluster.snapshotEvery > 0, snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
+              snapshot = try takeSnapshot(step: step, order: order, position: position, epoch: epoch, reusing: snapshot)
+          }
+          do {
             let t0 = Date()
             let batch = nextBatch()
             let normalizer = stage.objective.normalizer(for: batch.map(\.example))
@@ -411,6 +420,20 @@ public final class Coordinator {
                 try checkpoint(stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
                                parameters: parameters, tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
             }
+            step += 1
+          } catch let lost as ServerLost {
+            // Re-plan the lost server's chunks, load the snapshot, and replay the steps since:
+            // the same batches, shards and sums, so the same weights as without the loss.
+            guard let snap = snapshot else { throw ClusterError("\(lost) and no snapshot to recover from (cluster.snapshot_every is 0)") }
+            say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
+            try replan(losing: lost.index)
+            try loadWeights(snap.weights, resetOptimizer: false, optimizer: (snap.m, snap.v))
+            (order, position, epoch, step) = (snap.order, snap.position, snap.epoch, snap.step)
+            for (file, offset) in [(metricsFile, snap.metricsOffset), (examplesFile, snap.examplesOffset)] {
+                try file?.truncate(atOffset: offset)
+                try file?.seekToEnd()
+            }
+          }
         }
         let dir = try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
                                  parameters: parameters, tokenizer: tokenizer, name: stage.name)
@@ -426,6 +449,22 @@ public final class Coordinator {
         return summary
     }
 
+    /// Weights, AdamW state and data position at a step boundary, held by the coordinator.
+    struct Snapshot {
+        let step: Int, epoch: Int, position: Int
+        let order: [Int]
+        let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer
+        let metricsOffset: UInt64, examplesOffset: UInt64
+    }
+
+    func takeSnapshot(step: Int, order: [Int], position: Int, epoch: Int, reusing old: Snapshot?) throws -> Snapshot {
+        let count = plan.chunks.last.map { $0.offset + $0.count } ?? 0
+        let weights = old?.weights ?? FloatBuffer(count: count), m = old?.m ?? FloatBuffer(count: count), v = old?.v ?? FloatBuffer(count: count)
+        try pullWeights(into: weights, optimizer: (m, v))
+        return Snapshot(step: step, epoch: epoch, position: position, order: order, weights: weights, m: m, v: v,
+                        metricsOffset: try metricsFile?.offset() ?? 0, examplesOffset: try examplesFile?.offset() ?? 0)
+    }
+
     /// An example picked for a batch: its dataset index and the epoch it was drawn in.
     struct Picked {
         let example: Example
@@ -433,47 +472,61 @@ public final class Coordinator {
         let epoch: Int
     }
 
-    /// Runs one step's work on the live workers: admits queued workers, splits `batch`,
-    /// sends each its unit, and collects the reports (and the servers' norms). A worker that
-    /// stays silent for the timeout is dropped and the step starts again on the others.
+    /// Runs one step's work: admits queued workers, cuts `batch` into one shard per worker
+    /// slot, sends each shard to the live worker that owns it, and collects the reports (and
+    /// the servers' per-chunk norms). A worker that stays silent for the timeout is dropped
+    /// and the step starts again, its shards now computed by the others.
     func distribute(_ batch: [Picked], step: Int, expectNorms: Bool,
                     unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> (reports: [StepReport], sumsq: Double) {
         while true {
             try admitJoiners(step: step)
-            let shards = split(batch, into: live.count)
-            var sent: [Int: [Int]] = [:]
-            for (k, w) in live.enumerated() {
-                sent[w] = shards[k].map(\.id)
-                try messenger.send(.work(unit(version, shards[k].map(wire))), to: workers[w]!.id)
+            let shards = split(batch, into: workers.count)
+            let owners = shardOwners
+            for (k, shard) in shards.enumerated() {
+                var u = unit(version, shard.map(wire))
+                u.shard = k
+                try messenger.send(.work(u), to: workers[owners[k]]!.id)
             }
-            if let outcome = try collectStep(step, sent: sent, expectNorms: expectNorms) { return outcome }
+            if let outcome = try collectStep(step, sent: shards.map { $0.map(\.id) }, owners: owners, expectNorms: expectNorms) {
+                return outcome
+            }
         }
     }
 
-    /// Collects one attempt's worker reports and server norms; nil when workers were dropped
+    /// Collects one attempt's shard reports and server norms; nil when workers were dropped
     /// (the caller starts the step again).
-    func collectStep(_ step: Int, sent: [Int: [Int]], expectNorms: Bool) throws -> (reports: [StepReport], sumsq: Double)? {
-        var reports: [Int: StepReport] = [:], norms: [Int: Double] = [:]
+    func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool) throws -> (reports: [StepReport], sumsq: Double)? {
+        var reports: [Int: StepReport] = [:]
+        var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
+        var normsFrom = Set<Int>()
         let expectedNorms = expectNorms ? serversWithChunks : []
-        while reports.count < live.count || norms.count < expectedNorms.count {
+        while reports.count < sent.count || normsFrom.count < expectedNorms.count {
             if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
                 switch msg.envelope.body {
                 case let .stepReport(r) where r.step == step && r.version == version:
-                    guard let w = workers.firstIndex(where: { $0?.id == id }), live.contains(w), reports[w] == nil else { continue }
+                    guard r.shard >= 0, r.shard < sent.count, workers[owners[r.shard]]?.id == id, reports[r.shard] == nil else {
+                        say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
+                        continue
+                    }
                     guard r.isFinite else { throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken") }
-                    guard r.exampleIDs == sent[w] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
-                    reports[w] = r
-                case let .norm(s, sumsq) where s == step:
-                    guard let server = servers.firstIndex(of: id), expectedNorms.contains(server) else { continue }
-                    guard sumsq.isFinite, sumsq >= 0 else { throw ClusterError("\(name(of: id)) reported a gradient Σg² of \(sumsq) for step \(step + 1)") }
-                    norms[server] = sumsq
+                    guard r.exampleIDs == sent[r.shard] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
+                    reports[r.shard] = r
+                case let .norm(s, chunks, sums) where s == step && expectNorms:
+                    guard let server = servers.firstIndex(of: id), expectedNorms.contains(server), !normsFrom.contains(server) else { continue }
+                    let mine = plan.chunks.indices.filter { plan.owner[$0] == server }
+                    guard chunks == mine, sums.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                        throw ClusterError("\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))) or non-finite sums for step \(step + 1)")
+                    }
+                    for (c, v) in zip(chunks, sums) { chunkSums[c] = v }
+                    normsFrom.insert(server)
                 default:
                     continue
                 }
                 continue
             }
             try checkServers()
-            let silent = live.filter { reports[$0] == nil && Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }
+            let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] })
+            let silent = waitingOn.filter { Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }.sorted()
             guard !silent.isEmpty else { continue }
             guard silent.count < live.count else {
                 throw ClusterError("every worker stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s at step \(step + 1)")
@@ -481,8 +534,8 @@ public final class Coordinator {
             try drop(silent, step: step)
             return nil
         }
-        // Norms add in server order, reports come in slot order: the same sums every run.
-        return (live.compactMap { reports[$0] }, expectedNorms.sorted().reduce(0) { $0 + norms[$1]! })
+        // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
+        return ((0..<sent.count).map { reports[$0]! }, chunkSums.reduce(0) { $0 + $1! })
     }
 
     /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.

@@ -64,25 +64,33 @@ public final class ParameterServer {
         }
     }
 
-    private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome: Welcome, runID: String, name: String) throws {
-        let timeout = peerTimeout(welcome, cli: self.timeout)
+    private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome first: Welcome, runID: String, name: String) throws {
+        let timeout = peerTimeout(first, cli: self.timeout)
         let peers = Messenger(socket: data, runID: runID, sender: name, routed: true)
-        var chunks: [Int: Chunk] = [:]
-        for (i, c) in welcome.chunks.enumerated() where welcome.chunkOwner[i] == welcome.index { chunks[c.chunk] = Chunk(c, workers: welcome.workers) }
-        let ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
-        log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
+        var welcome = first
+        var chunks: [Int: Chunk] = [:], ordered: [Chunk] = []
         var version = 0
         let slots = welcome.workers
+        /// The worker slot that computes each shard this step.
+        var owners = Array(0..<slots)
+        // Chunks received for each shard this step; the step's gradient is complete when
+        // every shard has every chunk this server holds (in one push or several).
+        var received = Array(repeating: Set<Int>(), count: slots)
         func admit(_ keys: [[UInt8]]) {
             for w in 0..<slots {
                 if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
             }
         }
+        /// Takes the chunks a (new) welcome assigns; their contents arrive with the next load.
+        func configure(_ w: Welcome) {
+            chunks = [:]
+            for (i, c) in w.chunks.enumerated() where w.chunkOwner[i] == w.index { chunks[c.chunk] = Chunk(c, workers: slots) }
+            ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
+            for s in received.indices { received[s].removeAll() }
+            log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
+        }
+        configure(welcome)
         admit(welcome.workerKeys)
-        // Chunks received from each worker this step; the step's gradient is complete when
-        // every live worker has sent every chunk this server holds (in one push or several).
-        var received = Array(repeating: Set<Int>(), count: slots)
-        var live = Set((0..<slots).filter { $0 < welcome.workerKeys.count && welcome.workerKeys[$0].count == 32 })
         var lastHeard = Date(), lastSent = Date()
 
         func tensors(_ ids: [Int], optimizerState: Bool = false) throws -> [OutgoingTensor] {
@@ -107,7 +115,7 @@ public final class ParameterServer {
             if ready[0], let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
                 lastHeard = Date()
                 switch msg.envelope.body {
-                case let .load(ids, reset, state):
+                case let .load(ids, reset, state, loadedVersion):
                     let per = state ? 3 : 1
                     guard ids.count * per == msg.tensors.count, Set(ids).count == ids.count else {
                         throw ClusterError("\(name): load of \(ids.count) chunks with \(msg.tensors.count) tensors")
@@ -127,7 +135,7 @@ public final class ParameterServer {
                             c.m.zero(); c.v.zero()
                         }
                     }
-                    version += 1
+                    version = loadedVersion
                     try tellCoordinator(.updateDone(step: 0, version: version))
                 case let .apply(u):
                     guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
@@ -148,14 +156,25 @@ public final class ParameterServer {
                 case let .pull(_, ids, state):
                     try control.send(.pullReply(version: version, chunks: ids, optimizerState: state), tensors: try tensors(ids, optimizerState: state))
                     lastSent = Date()
-                case let .reset(step, workers, keys):
-                    live = Set(workers.filter { $0 >= 0 && $0 < slots })
+                case let .reset(step, shardWorkers, keys):
+                    guard shardWorkers.count == slots, shardWorkers.allSatisfy({ $0 >= 0 && $0 < slots }) else {
+                        throw ClusterError("\(name): the coordinator assigned \(shardWorkers.count) shards to workers \(shardWorkers)")
+                    }
+                    owners = shardWorkers
                     admit(keys)
-                    for w in received.indices { received[w].removeAll() }
-                    for c in chunks.values { for w in c.pushes.indices { c.pushes[w] = nil } }
+                    for s in received.indices { received[s].removeAll() }
+                    for c in chunks.values { for s in c.pushes.indices { c.pushes[s] = nil } }
                     version += 1  // pushes from before the reset are now stale
-                    log(name, "step \(step + 1) runs with workers \(live.sorted())")
+                    log(name, "step \(step + 1): shards computed by workers \(owners)")
                     try tellCoordinator(.updateDone(step: step, version: version))
+                case let .welcome(w):
+                    // The coordinator re-planned the chunks (a server was lost); weights follow in a load,
+                    // whose acknowledgement covers this too.
+                    try w.validate()
+                    guard w.workers == slots, w.index < w.serverEndpoints.count else { throw ClusterError("\(name): a new plan with \(w.workers) worker slots, this run has \(slots)") }
+                    welcome = w
+                    configure(w)
+                    admit(w.workerKeys)
                 case let .shutdown(reason, failed):
                     throw Stop(reason: reason, failed: failed)
                 case let .error(_, message):
@@ -177,29 +196,28 @@ public final class ParameterServer {
                     do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try tensors(ids)) } catch let e as WireError {
                         try refuse(404, e.description)
                     }
-                case let .push(_, _, worker, _) where msg.userID != "worker-\(worker)":
-                    try refuse(403, "a push for worker \(worker) from \(msg.userID.isEmpty ? "a connection without a worker key" : msg.userID)")
-                case let .push(_, _, worker, _) where !live.contains(worker):
-                    try refuse(410, "worker \(worker) is not in this step (dropped after it stopped answering, or not yet admitted)")
-                case let .push(step, _, worker, pushedAt) where pushedAt < version:
+                case let .push(_, _, shard, _) where shard < 0 || shard >= slots || msg.userID != "worker-\(owners[shard])":
+                    try refuse(403, "a push for shard \(shard) from \(msg.userID.isEmpty ? "a connection without a worker key" : msg.userID), which does not compute it")
+                case let .push(step, _, shard, pushedAt) where pushedAt < version:
                     // From an attempt the coordinator abandoned (membership changed): acknowledged, not counted.
-                    log(name, "ignored worker \(worker)'s stale push for step \(step + 1) (version \(pushedAt) < \(version))")
+                    log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(version))")
                     try peers.send(.pushAck(step: step), to: peer)
                 case let .push(step, _, _, pushedAt) where pushedAt > version:
                     try refuse(409, "a push for step \(step + 1) computed at version \(pushedAt); this server is at version \(version)")
-                case let .push(step, ids, worker, _):
-                    guard ids.count == msg.tensors.count, Set(ids).count == ids.count, received[worker].isDisjoint(with: ids),
+                case let .push(step, ids, shard, _):
+                    let worker = owners[shard]
+                    guard ids.count == msg.tensors.count, Set(ids).count == ids.count, received[shard].isDisjoint(with: ids),
                           zip(ids, msg.tensors).allSatisfy({ chunks[$0]?.range.count == $1.floatCount }) else {
                         try refuse(400, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
                         continue
                     }
-                    // Copy into the worker's slots, checking every value is finite on the way.
+                    // Copy into the shard's slots, checking every value is finite on the way.
                     var finite = true
                     for (id, frame) in zip(ids, msg.tensors) {
                         let c = chunks[id]!
-                        let slot = c.pushes[worker] ?? FloatBuffer(count: c.range.count)
+                        let slot = c.pushes[shard] ?? FloatBuffer(count: c.range.count)
                         frame.copyFloats(into: slot.baseAddress)
-                        c.pushes[worker] = slot
+                        c.pushes[shard] = slot
                         finite = finite && allFinite(slot.baseAddress, count: c.range.count)
                     }
                     guard finite else {
@@ -207,11 +225,11 @@ public final class ParameterServer {
                         try refuse(422, text)
                         throw ClusterError("\(name): \(text)")
                     }
-                    received[worker].formUnion(ids)
+                    received[shard].formUnion(ids)
                     try peers.send(.pushAck(step: step), to: peer)
-                    if live.allSatisfy({ received[$0].count == chunks.count }) {
-                        try tellCoordinator(.norm(step: step, sumOfSquares: sumPushes(ordered, workers: live.sorted())))
-                        for w in received.indices { received[w].removeAll() }
+                    if received.allSatisfy({ $0.count == chunks.count }) {
+                        try tellCoordinator(.norm(step: step, chunks: ordered.map(\.range.chunk), sums: sumPushes(ordered, shards: slots)))
+                        for s in received.indices { received[s].removeAll() }
                     }
                 default:
                     try refuse(400, "\(name) does not handle \(msg.envelope.body) from \(msg.userID.isEmpty ? "this peer" : msg.userID)")
@@ -220,8 +238,8 @@ public final class ParameterServer {
         }
     }
 
-    /// Sums each chunk's pushes in worker order, chunks in parallel; returns Σg² added in chunk order.
-    private func sumPushes(_ ordered: [Chunk], workers: [Int]) -> Double {
+    /// Sums each chunk's pushes in shard order, chunks in parallel; returns each chunk's Σg².
+    private func sumPushes(_ ordered: [Chunk], shards: Int) -> [Double] {
         var partial = [Double](repeating: 0, count: ordered.count)
         partial.withUnsafeMutableBufferPointer { out in
             let sums = UncheckedSendable(out.baseAddress!)
@@ -229,8 +247,8 @@ public final class ParameterServer {
                 for k in r {
                     let c = ordered[k]
                     c.gradient.zero()
-                    for w in workers {
-                        guard let p = c.pushes[w] else { continue }
+                    for shard in 0..<shards {
+                        guard let p = c.pushes[shard] else { continue }
                         let g = c.gradient.baseAddress, x = p.baseAddress
                         for i in 0..<c.range.count { g[i] += x[i] }
                     }
@@ -238,6 +256,6 @@ public final class ParameterServer {
                 }
             }
         }
-        return partial.reduce(0, +)
+        return partial
     }
 }

@@ -57,6 +57,8 @@ public struct Recipe: Sendable {
         public var heartbeatSeconds = 2.0
         public var timeoutSeconds = 120.0
         public var chunkMiB = 4.0
+        /// Steps between the coordinator's snapshots (weights + AdamW state) that a lost server is recovered from; 0: none.
+        public var snapshotEvery = 10
     }
 
     public var runID: String
@@ -211,6 +213,7 @@ public struct Recipe: Sendable {
                 throw RecipeError("cluster.heartbeat_seconds must be at most half of timeout_seconds (a peer misses a few heartbeats before it counts as gone)")
             }
             cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
+            cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0)
             guard cluster.chunkMiB <= 1024 else { throw RecipeError("cluster.chunk_mib: at most 1024 (frames larger than 1 GiB are refused)") }
             try c.finish()
         }

@@ -71,18 +71,28 @@ public final class WorkerRole {
         let timeout = peerTimeout(welcome, cli: self.timeout)
         let parameters = FloatBuffer(count: welcome.parameterCount)
         let gradients = FloatBuffer(count: welcome.parameterCount)
-        let largestChunk = welcome.chunks.map(\.count).max() ?? 0
         var servers: [Messenger] = []
-        for endpoint in welcome.serverEndpoints {
-            let s = try ZMQSocket(context, .dealer)
-            try s.setIdentity(name)
-            try s.makeCurveClient(keys: dataKeys, serverKey: key.keys.publicKey)
-            try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
-            try s.connect(endpoint)
-            servers.append(Messenger(socket: s, runID: runID, sender: name, routed: false))
+        var owned: [[ChunkRange]] = []
+        var welcome = welcome
+        /// Connects to the servers of a (new) plan; the old connections close.
+        func connect(_ w: Welcome) throws {
+            guard w.parameterCount == parameters.count, w.index == welcome.index else {
+                throw ClusterError("\(name): a new plan for \(w.parameterCount) parameters as worker \(w.index)")
+            }
+            welcome = w
+            let largestChunk = w.chunks.map(\.count).max() ?? 0
+            servers = try w.serverEndpoints.map { endpoint in
+                let s = try ZMQSocket(context, .dealer)
+                try s.setIdentity(name)
+                try s.makeCurveClient(keys: dataKeys, serverKey: key.keys.publicKey)
+                try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
+                try s.connect(endpoint)
+                return Messenger(socket: s, runID: runID, sender: name, routed: false)
+            }
+            owned = Array(repeating: [ChunkRange](), count: servers.count)
+            for (i, c) in w.chunks.enumerated() { owned[w.chunkOwner[i]].append(c) }
         }
-        var owned = Array(repeating: [ChunkRange](), count: servers.count)
-        for (i, c) in welcome.chunks.enumerated() { owned[welcome.chunkOwner[i]].append(c) }
+        try connect(welcome)
         let computer = GradientComputer(config: config)
         log(name, "joined run \(runID): \(welcome.parameterCount) parameters on \(servers.count) servers")
         var lastHeard = Date()
@@ -101,22 +111,37 @@ public final class WorkerRole {
             }
             throw ClusterError("\(name): no \(what) within \(Int(timeout)) s")
         }
+        /// Work units that arrived while another was in progress, in arrival order.
+        var queued: [Incoming] = []
         func handleInterrupt(_ msg: Incoming) throws {
             switch msg.envelope.body {
             case let .shutdown(reason, failed): throw Stop(reason: reason, failed: failed)
             case let .error(_, message): throw ClusterError("\(name): coordinator error: \(message)")
+            case .work: queued.append(msg)
+            case let .welcome(w): throw Replan(welcome: w)
             default: break
             }
         }
 
         do {
             while true {
-                guard let msg = try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") }) else {
+                guard let msg = queued.isEmpty ? try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") })
+                                               : queued.removeFirst() else {
                     if Date().timeIntervalSince(lastHeard) > timeout { throw ClusterError("\(name): the coordinator has been silent for \(Int(timeout)) s") }
                     continue
                 }
                 lastHeard = Date()
-                guard case let .work(unit) = msg.envelope.body else { try handleInterrupt(msg); continue }
+                guard case let .work(unit) = msg.envelope.body else {
+                    do { try handleInterrupt(msg) } catch let r as Replan { try replan(r) }
+                    continue
+                }
+                func replan(_ r: Replan) throws {
+                    try r.welcome.validate()
+                    try connect(r.welcome)
+                    queued.removeAll()  // units of the old plan: the coordinator sends the step again
+                    log(name, "the coordinator re-planned: \(servers.count) servers")
+                }
+                do {
                 try unit.validate(config: config, name: name)
                 step.value = unit.step
                 if let failAtStep, unit.step == failAtStep, !unit.scoreOnly {
@@ -162,7 +187,7 @@ public final class WorkerRole {
                         for (s, server) in servers.enumerated() {
                             let ready = owned[s].filter { $0.offset >= frontier && !pushed.contains($0.chunk) }
                             guard !ready.isEmpty else { continue }
-                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), worker: welcome.index, version: unit.version),
+                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), shard: unit.shard, version: unit.version),
                                             tensors: ready.map { OutgoingTensor(pointer: gradients.baseAddress + $0.offset, count: $0.count, owner: gradients) })
                             pushMessages += 1
                             pushed.formUnion(ready.map(\.chunk))
@@ -187,6 +212,7 @@ public final class WorkerRole {
                 }
                 report.exampleIDs = unit.examples.map(\.id)
                 report.version = unit.version
+                report.shard = unit.shard
                 let t2 = Date()
                 if !unit.scoreOnly {
                     // One acknowledgement per push message, from whichever server it went to.
@@ -206,12 +232,20 @@ public final class WorkerRole {
                 report.computeSeconds = t2.timeIntervalSince(t1)
                 report.communicationSeconds = t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2)
                 try control.send(.stepReport(report))
+                } catch let r as Replan {
+                    try replan(r)
+                }
             }
         } catch let stop as Stop {
             log(name, "shutting down: \(stop.reason)")
             if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
         }
     }
+}
+
+/// The coordinator sent a new plan (a server was lost): the unit in progress is abandoned.
+struct Replan: Error {
+    let welcome: Welcome
 }
 
 /// The coordinator ended the run (normally or not).

@@ -113,6 +113,7 @@ extension Wire {
             m.pointee.n_examples = examples.count; m.pointee.examples = a.array(examples)
             m.pointee.micro_batch_tokens = UInt32(w.microBatchTokens)
             m.pointee.score_only = w.scoreOnly ? 1 : 0
+            m.pointee.shard = UInt32(w.shard)
             env.body_case = REDI__ENVELOPE__BODY_WORK; env.work = m
         case let .pull(version, chunks, state):
             let m: UnsafeMutablePointer<Redi__PullRequest> = a.message(redi__pull_request__init)
@@ -124,23 +125,24 @@ extension Wire {
             m.pointee.version = UInt64(version); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
             m.pointee.optimizer_state = state ? 1 : 0
             env.body_case = REDI__ENVELOPE__BODY_PULL_REPLY; env.pull_reply = m
-        case let .push(step, chunks, worker, version):
+        case let .push(step, chunks, shard, version):
             let m: UnsafeMutablePointer<Redi__PushGradients> = a.message(redi__push_gradients__init)
             m.pointee.step = UInt64(step); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
-            m.pointee.worker = UInt32(worker); m.pointee.version = UInt64(version)
+            m.pointee.shard = UInt32(shard); m.pointee.version = UInt64(version)
             env.body_case = REDI__ENVELOPE__BODY_PUSH; env.push = m
         case let .pushAck(step):
             let m: UnsafeMutablePointer<Redi__PushAck> = a.message(redi__push_ack__init)
             m.pointee.step = UInt64(step)
             env.body_case = REDI__ENVELOPE__BODY_PUSH_ACK; env.push_ack = m
-        case let .load(chunks, reset, state):
+        case let .load(chunks, reset, state, version):
             let m: UnsafeMutablePointer<Redi__LoadChunks> = a.message(redi__load_chunks__init)
             m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks); m.pointee.reset_optimizer = reset ? 1 : 0
-            m.pointee.optimizer_state = state ? 1 : 0
+            m.pointee.optimizer_state = state ? 1 : 0; m.pointee.version = UInt64(version)
             env.body_case = REDI__ENVELOPE__BODY_LOAD; env.load = m
-        case let .norm(step, sum):
+        case let .norm(step, chunks, sums):
             let m: UnsafeMutablePointer<Redi__NormReport> = a.message(redi__norm_report__init)
-            m.pointee.step = UInt64(step); m.pointee.sum_of_squares = sum
+            m.pointee.step = UInt64(step); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
+            m.pointee.n_chunk_sums = sums.count; m.pointee.chunk_sums = a.array(sums)
             env.body_case = REDI__ENVELOPE__BODY_NORM; env.norm = m
         case let .apply(u):
             let m: UnsafeMutablePointer<Redi__ApplyUpdate> = a.message(redi__apply_update__init)
@@ -168,12 +170,12 @@ extension Wire {
             m.pointee.n_sequence_logps = r.sequenceLogps.count; m.pointee.sequence_logps = a.array(r.sequenceLogps)
             m.pointee.compute_seconds = r.computeSeconds; m.pointee.communication_seconds = r.communicationSeconds
             m.pointee.waiting_seconds = r.waitingSeconds
-            m.pointee.version = UInt64(r.version)
+            m.pointee.version = UInt64(r.version); m.pointee.shard = UInt32(r.shard)
             m.pointee.n_example_ids = r.exampleIDs.count; m.pointee.example_ids = a.array(r.exampleIDs.map { UInt64($0) })
             env.body_case = REDI__ENVELOPE__BODY_STEP_REPORT; env.step_report = m
-        case let .reset(step, live, keys):
+        case let .reset(step, owners, keys):
             let m: UnsafeMutablePointer<Redi__StepReset> = a.message(redi__step_reset__init)
-            m.pointee.step = UInt64(step); m.pointee.n_live_workers = live.count; m.pointee.live_workers = u32s(live)
+            m.pointee.step = UInt64(step); m.pointee.n_shard_workers = owners.count; m.pointee.shard_workers = u32s(owners)
             let binaries = keys.map(a.binary)
             m.pointee.n_worker_keys = binaries.count; m.pointee.worker_keys = a.array(binaries)
             env.body_case = REDI__ENVELOPE__BODY_RESET; env.reset = m
@@ -252,7 +254,7 @@ extension Wire {
                                   objective: ObjectiveSpec(name: str(o.name), chosenWeight: o.chosen_weight, alpha: o.alpha, beta: o.beta,
                                                            gamma: o.has_gamma != 0 ? o.gamma : nil),
                                   normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
-                                  scoreOnly: m.score_only != 0))
+                                  scoreOnly: m.score_only != 0, shard: Int(m.shard)))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")
             body = .pull(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
@@ -261,16 +263,19 @@ extension Wire {
             body = .pullReply(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_PUSH:
             let m = try require(env.push, "push")
-            body = .push(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks), worker: Int(m.worker),
+            body = .push(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks), shard: Int(m.shard),
                          version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_PUSH_ACK:
             body = .pushAck(step: try int(try require(env.push_ack, "push ack").step, "step"))
         case REDI__ENVELOPE__BODY_LOAD:
             let m = try require(env.load, "load")
-            body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0)
+            body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0,
+                         version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_NORM:
             let m = try require(env.norm, "norm")
-            body = .norm(step: try int(m.step, "step"), sumOfSquares: m.sum_of_squares)
+            guard m.n_chunks == m.n_chunk_sums else { throw WireError("norm report with \(m.n_chunks) chunks and \(m.n_chunk_sums) sums") }
+            body = .norm(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks),
+                         sums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums)))
         case REDI__ENVELOPE__BODY_APPLY:
             let m = try require(env.apply, "apply")
             let s = try require(m.adamw, "adamw")
@@ -290,10 +295,10 @@ extension Wire {
                                           computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
                                           waitingSeconds: m.waiting_seconds,
                                           exampleIDs: try (0..<m.n_example_ids).map { try int(m.example_ids[$0], "example id") },
-                                          version: try int(m.version, "version")))
+                                          version: try int(m.version, "version"), shard: Int(m.shard)))
         case REDI__ENVELOPE__BODY_RESET:
             let m = try require(env.reset, "reset")
-            body = .reset(step: try int(m.step, "step"), liveWorkers: ints(m.n_live_workers, m.live_workers),
+            body = .reset(step: try int(m.step, "step"), shardWorkers: ints(m.n_shard_workers, m.shard_workers),
                           workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) })
         default:
             throw WireError("envelope without a known body (case \(env.body_case.rawValue))")

@@ -70,8 +70,10 @@ public struct WorkUnit: Equatable, Sendable {
     public var examples: [WireExample]
     public var microBatchTokens: Int
     public var scoreOnly: Bool
+    public var shard: Int
     public init(stage: String, step: Int, version: Int, objective: ObjectiveSpec, normalizer: Double, examples: [WireExample],
-                microBatchTokens: Int, scoreOnly: Bool = false) {
+                microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0) {
+        self.shard = shard
         self.stage = stage; self.step = step; self.version = version; self.objective = objective; self.normalizer = normalizer
         self.examples = examples; self.microBatchTokens = microBatchTokens; self.scoreOnly = scoreOnly
     }
@@ -99,10 +101,11 @@ public struct StepReport: Equatable, Sendable {
     public var computeSeconds: Double, communicationSeconds: Double, waitingSeconds: Double
     public var exampleIDs: [Int]
     public var version: Int
+    public var shard: Int
     public init(step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
                 computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0, exampleIDs: [Int] = [],
-                version: Int = 0) {
-        self.version = version
+                version: Int = 0, shard: Int = 0) {
+        self.version = version; self.shard = shard
         self.step = step; self.lossSum = lossSum; self.examples = examples; self.tokens = tokens; self.metricSums = metricSums
         self.sequenceLogps = sequenceLogps; self.computeSeconds = computeSeconds
         self.communicationSeconds = communicationSeconds; self.waitingSeconds = waitingSeconds; self.exampleIDs = exampleIDs
@@ -124,14 +127,14 @@ public enum Body: Equatable, Sendable {
     case work(WorkUnit)
     case pull(version: Int, chunks: [Int], optimizerState: Bool = false)
     case pullReply(version: Int, chunks: [Int], optimizerState: Bool = false)
-    case push(step: Int, chunks: [Int], worker: Int, version: Int)
+    case push(step: Int, chunks: [Int], shard: Int, version: Int)
     case pushAck(step: Int)
-    case load(chunks: [Int], resetOptimizer: Bool, optimizerState: Bool = false)
-    case norm(step: Int, sumOfSquares: Double)
+    case load(chunks: [Int], resetOptimizer: Bool, optimizerState: Bool = false, version: Int = 0)
+    case norm(step: Int, chunks: [Int], sums: [Double])
     case apply(ApplyUpdate)
     case updateDone(step: Int, version: Int)
     case stepReport(StepReport)
-    case reset(step: Int, liveWorkers: [Int], workerKeys: [[UInt8]])
+    case reset(step: Int, shardWorkers: [Int], workerKeys: [[UInt8]])
 }
 
 /// One control message: who sent it, in which run, its sequence number, and its body.

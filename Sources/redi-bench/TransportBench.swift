@@ -51,7 +51,7 @@ struct TransportBench: ParsableCommand {
             let box = UncheckedSendable((worker, tensor))
             let sender = Thread {
                 let (worker, tensor) = box.value
-                for i in 0..<messages { try? worker.send(.push(step: i, chunks: [0], worker: 0, version: 0), tensors: [tensor]) }
+                for i in 0..<messages { try? worker.send(.push(step: i, chunks: [0], shard: 0, version: 0), tensors: [tensor]) }
             }
             sender.start()
             for _ in 0..<messages { _ = try server.receive(timeout: 30) }

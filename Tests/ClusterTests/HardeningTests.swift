@@ -29,12 +29,18 @@ final class HardeningTests: ClusterTestCase {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = [ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", script.path] + args
         p.currentDirectoryURL = dir
-        let pipe = Pipe()
-        p.standardOutput = pipe; p.standardError = pipe
+        // A file, not a pipe: a pipe's write end can leak into processes started meanwhile.
+        let output = dir.appendingPathComponent("hostile-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        p.standardOutput = handle; p.standardError = handle
         try p.run()
-        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let deadline = Date().addingTimeInterval(90)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if p.isRunning { p.terminate(); XCTFail("hostile_peer.py did not finish within 90 s") }
         p.waitUntilExit()
-        return (p.terminationStatus, out)
+        try handle.close()
+        return (p.terminationStatus, try String(contentsOf: output, encoding: .utf8))
     }
 
     func log(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
@@ -132,6 +138,7 @@ final class HardeningTests: ClusterTestCase {
 
     func testAWorkerJoiningMidRunIsAdmittedAndEveryExampleIsUsedOncePerEpoch() throws {
         let reference = try runSingleProcess()
+        let uninterrupted = try runCluster(servers: 2, workers: 2)
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 2, heartbeat: 0.2), "r.yaml")
         var processes = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"),
@@ -157,9 +164,44 @@ final class HardeningTests: ClusterTestCase {
         for (key, ids) in seen { XCTAssertEqual(ids.sorted(), Array(0..<12), key) }
         let weights = try loadCheckpoint("out/redi")
         let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
-        print("a worker died at step 2 and another joined: max |w - single-process| = \(worst)")
+        // A batch is cut into one shard per slot whoever computes it: the same bits as a run without faults.
+        let vsUninterrupted = zip(weights, uninterrupted).map { abs($0 - $1) }.max()!
+        print("a worker died at step 2 and another joined: max |w - single-process| = \(worst), max |w - uninterrupted cluster| = \(vsUninterrupted)")
         XCTAssertLessThan(worst, 1e-4)
+        XCTAssertEqual(vsUninterrupted, 0)
     }
+
+    /// Kills a server mid-run (with a spare waiting, or without one) and compares the final
+    /// weights with the uninterrupted cluster run: the snapshot replay must give the same bits.
+    func serverLoss(spare: Bool) throws {
+        let uninterrupted = try runCluster(servers: 2, workers: 2)
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2)
+            .replacingOccurrences(of: "heartbeat_seconds: 0.2}", with: "heartbeat_seconds: 0.2, snapshot_every: 2}"), "r.yaml")
+        let doomed = try server(endpoint, "s1.log")
+        var ps = [try server(endpoint, "s0.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.3"]),
+                  try worker(endpoint, "w1.log", ["--delay-steps", "0.3"])]
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("sft step 1/4", in: "c.log")
+        if spare { ps.append(try server(endpoint, "spare.log")); try waitFor("waits as a spare", in: "c.log") }
+        kill(doomed.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        for p in ps { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        let text = log("c.log")
+        XCTAssertEqual(coordinator.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("replaying from the snapshot"), text)
+        XCTAssertTrue(text.contains(spare ? "takes over server" : "spread over the 1 servers left"), text)
+        let weights = try loadCheckpoint("out/redi")
+        let worst = zip(weights, uninterrupted).map { abs($0 - $1) }.max()!
+        print("server lost (\(spare ? "spare took over" : "survivors took its chunks")): max |w - uninterrupted| = \(worst)")
+        XCTAssertEqual(worst, 0)
+        let metrics = try String(contentsOf: dir.appendingPathComponent("out/metrics.jsonl"), encoding: .utf8)
+        XCTAssertEqual(metrics.split(separator: "\n").count, 6)  // replayed steps are not logged twice
+    }
+
+    func testALostServerIsReplacedByASpareAndTheRunReplaysToTheSameWeights() throws { try serverLoss(spare: true) }
+
+    func testALostServerWithoutASpareIsSpreadOverTheSurvivorsWithTheSameWeights() throws { try serverLoss(spare: false) }
 
     func testAServerWithoutChunksDoesNotStallTheRun() throws {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"

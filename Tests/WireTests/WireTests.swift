@@ -28,15 +28,15 @@ final class CodecTests: XCTestCase {
         .pullReply(version: 4, chunks: [0, 3, 5]),
         .pull(version: 4, chunks: [1], optimizerState: true),
         .pullReply(version: 4, chunks: [1], optimizerState: true),
-        .load(chunks: [2], resetOptimizer: false, optimizerState: true),
-        .push(step: 9, chunks: [2], worker: 1, version: 12),
+        .load(chunks: [2], resetOptimizer: false, optimizerState: true, version: 5),
+        .push(step: 9, chunks: [2], shard: 1, version: 12),
         .pushAck(step: 9),
         .load(chunks: [0, 1], resetOptimizer: true),
-        .norm(step: 9, sumOfSquares: 123.456),
+        .norm(step: 9, chunks: [1, 4], sums: [123.456, 0]),
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
                            adamW: AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
         .updateDone(step: 9, version: 10),
-        .reset(step: 9, liveWorkers: [0, 2], workerKeys: [Array(repeating: 1, count: 32), [], Array(repeating: 2, count: 32)]),
+        .reset(step: 9, shardWorkers: [0, 2, 0], workerKeys: [Array(repeating: 1, count: 32), [], Array(repeating: 2, count: 32)]),
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
                                sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125,
                                exampleIDs: [3, 17], version: 8)),
@@ -111,14 +111,14 @@ final class TransportTests: XCTestCase {
         let big = Owned((0..<1_000_000).map { Float($0) * 0.5 }), small = Owned([1, -2, 3])
         try big.values.withUnsafeBufferPointer { b in
             try small.values.withUnsafeBufferPointer { s in
-                try worker.send(.push(step: 1, chunks: [0, 1], worker: 7, version: 0),
+                try worker.send(.push(step: 1, chunks: [0, 1], shard: 7, version: 0),
                                 tensors: [OutgoingTensor(pointer: b.baseAddress!, count: b.count, owner: big),
                                           OutgoingTensor(pointer: s.baseAddress!, count: s.count, owner: small)])
             }
         }
         let got = try XCTUnwrap(try server.receive(timeout: 5))
         XCTAssertEqual(got.identity, Array("worker-7".utf8))
-        XCTAssertEqual(got.envelope.body, .push(step: 1, chunks: [0, 1], worker: 7, version: 0))
+        XCTAssertEqual(got.envelope.body, .push(step: 1, chunks: [0, 1], shard: 7, version: 0))
         XCTAssertEqual(got.envelope.sender, "worker-7")
         XCTAssertEqual(got.tensors.map(\.floatCount), [1_000_000, 3])
         var back = [Float](repeating: 0, count: 3)

@@ -239,10 +239,15 @@ struct  Redi__WorkUnit
    * Forward only: report sequence log-probabilities, push no gradients.
    */
   protobuf_c_boolean score_only;
+  /*
+   * Which shard of the global batch this is. A batch is always cut into as many shards as
+   * the run has worker slots, whoever computes them, so sums do not depend on membership.
+   */
+  uint32_t shard;
 };
 #define REDI__WORK_UNIT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__work_unit__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0,NULL, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0,NULL, 0, 0, 0 }
 
 
 /*
@@ -284,7 +289,10 @@ struct  Redi__PushGradients
   uint64_t step;
   size_t n_chunks;
   uint32_t *chunks;
-  uint32_t worker;
+  /*
+   * The shard the gradients are of; only the worker the shard is assigned to may push it.
+   */
+  uint32_t shard;
   /*
    * The parameter version the gradients were computed at; a server refuses any other.
    */
@@ -316,24 +324,32 @@ struct  Redi__LoadChunks
   uint32_t *chunks;
   protobuf_c_boolean reset_optimizer;
   protobuf_c_boolean optimizer_state;
+  /*
+   * The parameter version the loaded weights are; every server takes it (a spare too).
+   */
+  uint64_t version;
 };
 #define REDI__LOAD_CHUNKS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__load_chunks__descriptor) \
-    , 0,NULL, 0, 0 }
+    , 0,NULL, 0, 0, 0 }
 
 
 /*
- * A server's partial Σg² over its chunks once every expected push has arrived.
+ * A server's Σg² per chunk once every shard has arrived; the coordinator adds them in
+ * chunk order, so the global norm does not depend on which server holds which chunk.
  */
 struct  Redi__NormReport
 {
   ProtobufCMessage base;
   uint64_t step;
-  double sum_of_squares;
+  size_t n_chunks;
+  uint32_t *chunks;
+  size_t n_chunk_sums;
+  double *chunk_sums;
 };
 #define REDI__NORM_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__norm_report__descriptor) \
-    , 0, 0 }
+    , 0, 0,NULL, 0,NULL }
 
 
 struct  Redi__AdamWSpec
@@ -382,15 +398,18 @@ struct  Redi__UpdateDone
 
 /*
  * Membership changed (a worker stopped answering or joined): servers drop this step's
- * pushes, expect pushes from the live workers only, and admit the listed data keys; the
- * coordinator then (re-)sends the step to the live workers.
+ * pushes, take each shard only from the worker it is now assigned to, and admit the listed
+ * data keys; the coordinator then (re-)sends the step.
  */
 struct  Redi__StepReset
 {
   ProtobufCMessage base;
   uint64_t step;
-  size_t n_live_workers;
-  uint32_t *live_workers;
+  /*
+   * The worker slot that computes each shard (shard k is computed by shard_workers[k]).
+   */
+  size_t n_shard_workers;
+  uint32_t *shard_workers;
   /*
    * Each worker slot's data-plane key (empty for a vacant slot).
    */
@@ -439,10 +458,11 @@ struct  Redi__StepReport
    * The work unit's version: a report from an attempt the coordinator abandoned is ignored.
    */
   uint64_t version;
+  uint32_t shard;
 };
 #define REDI__STEP_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__step_report__descriptor) \
-    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0 }
+    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0, 0 }
 
 
 typedef enum {
