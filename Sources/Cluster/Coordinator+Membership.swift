@@ -95,7 +95,7 @@ extension Coordinator {
             say("server \(String(decoding: id, as: UTF8.self)) at \(h.endpoint) waits as a spare")
         case .worker where h.dataKey.count != 32:
             try messenger.send(.error(code: 400, message: "a worker's hello must carry its 32-byte data key"), to: id)
-        case .worker where !vacantSlots.isEmpty && (admitting || joining.count < vacantSlots.count):
+        case .worker where (admitting && !vacantSlots.isEmpty) || (!admitting && joining.count < workers.count):
             if admitting {
                 let slot = vacantSlots[0]
                 workers[slot] = WorkerSlot(id: id, key: h.dataKey)
@@ -103,7 +103,7 @@ extension Coordinator {
                 say("worker \(slot) joined: \(String(decoding: id, as: UTF8.self))")
             } else {
                 joining.append(WorkerSlot(id: id, key: h.dataKey))
-                say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step")
+                say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step with a free slot")
             }
         default:
             try messenger.send(.error(code: 409, message: "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
@@ -193,6 +193,8 @@ extension Coordinator {
         // No acknowledgement: the load of the snapshot that follows on each connection is.
         for (s, id) in servers.enumerated() { try messenger.send(welcome(s, role: .server), to: id) }
         for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
+        // A spare starts with the first shard assignment; every server gets the current one.
+        try resetServers(step: 0)
     }
 
     /// Receives until `count` messages from servers match; an error from any peer ends the run.
@@ -212,7 +214,7 @@ extension Coordinator {
     /// Tells every server and worker the coordinator is alive, at most once per heartbeat interval.
     func keepAlive() {
         guard Date().timeIntervalSince(lastHeartbeat) >= recipe.cluster.heartbeatSeconds, let messenger else { return }
-        for id in servers + workers.compactMap({ $0?.id }) + spares.map(\.id) { try? messenger.send(.heartbeat(step: 0), to: id) }
+        for id in servers + workers.compactMap({ $0?.id }) + spares.map(\.id) + joining.map(\.id) { try? messenger.send(.heartbeat(step: 0), to: id) }
         lastHeartbeat = Date()
     }
 

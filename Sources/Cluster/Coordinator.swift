@@ -166,10 +166,10 @@ public final class Coordinator {
             if let r = resumePoint, index < r.stage { continue }
             let start = resumePoint.flatMap { $0.stage == index ? $0 : nil }
             if let start {
-                try loadWeights(parameters, resetOptimizer: false, optimizer: (start.m, start.v))
+                try recovering { try loadWeights(parameters, resetOptimizer: false, optimizer: (start.m, start.v)) }
                 say("resuming \(stage.name) at step \(start.step)")
             } else if index > 0 {
-                try loadWeights(parameters, resetOptimizer: true)  // stage 2 restarts AdamW and its schedule
+                try recovering { try loadWeights(parameters, resetOptimizer: true) }  // stage 2 restarts AdamW and its schedule
             }
             let summary = try runStage(stage, index: index, config: config, parameters: parameters, tokenizer: tokenizer,
                                        preferenceProbe: &previousPref, start: start)
@@ -363,13 +363,18 @@ public final class Coordinator {
         let started = Date()
         var tokensSeen = 0
         var step = start?.step ?? 0
-        var snapshot: Snapshot?
-        while step < total {
-          // A snapshot every `snapshot_every` steps: what a lost server's work is replayed from.
-          if recipe.cluster.snapshotEvery > 0, snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
-              snapshot = try takeSnapshot(step: step, order: order, position: position, epoch: epoch, reusing: snapshot)
-          }
+        // The newest complete snapshot, and the one before it whose buffers the next reuses
+        // (so a server lost while a snapshot is taken still leaves a complete one).
+        var snapshot: Snapshot?, retired: Snapshot?
+        while true {
           do {
+            // A snapshot every `snapshot_every` steps, and after the last: what a lost server's work is replayed from.
+            if recipe.cluster.snapshotEvery > 0, step == total || snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
+                let taken = try takeSnapshot(step: step, order: order, position: position, epoch: epoch, reusing: retired)
+                retired = snapshot
+                snapshot = taken
+            }
+            if step == total { break }
             let t0 = Date()
             let batch = nextBatch()
             let normalizer = stage.objective.normalizer(for: batch.map(\.example))
@@ -435,11 +440,12 @@ public final class Coordinator {
             }
           }
         }
-        let dir = try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
-                                 parameters: parameters, tokenizer: tokenizer, name: stage.name)
+        let final = snapshot
+        let dir = try recovering(from: final) { try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
+                                 parameters: parameters, tokenizer: tokenizer, name: stage.name) }
         var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
         if let probe = preferenceProbe {
-            let s = try score(probe, microBatchTokens: stage.microBatchTokens)
+            let s = try recovering(from: final) { try score(probe, microBatchTokens: stage.microBatchTokens) }
             summary.logpsChosen = stride(from: 0, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
             summary.logpsRejected = stride(from: 1, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
         }
@@ -447,6 +453,18 @@ public final class Coordinator {
             summary.passAt1 = try evaluate(e, config: config, parameters: parameters, tokenizer: tokenizer, stage: stage.name)
         }
         return summary
+    }
+
+    /// Runs `body` (work between steps) again after a lost server's chunks were re-planned
+    /// and the servers reloaded from `snapshot` (when there is one; `body` may load itself).
+    func recovering<T>(from snapshot: Snapshot? = nil, _ body: () throws -> T) throws -> T {
+        while true {
+            do { return try body() } catch let lost as ServerLost {
+                say("\(lost); re-planning and doing that again")
+                try replan(losing: lost.index)
+                if let snapshot { try loadWeights(snapshot.weights, resetOptimizer: false, optimizer: (snapshot.m, snapshot.v)) }
+            }
+        }
     }
 
     /// Weights, AdamW state and data position at a step boundary, held by the coordinator.

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Chaos run: trains a small recipe once without faults, then again while a random worker or
+# server is killed (kill -9) every few seconds and a replacement started (a new worker, or a
+# spare server). Prints every fault, the final weights' largest difference to the
+# uninterrupted run, and whether every example was used exactly once per epoch.
+#   bash cluster/chaos.sh [FAULTS (default 10)] [SECONDS between faults (default 4)]
+# Exits nonzero when the run fails, fewer faults were injected, the weights differ, or an
+# example was used twice or not at all.
+set -euo pipefail
+want=${1:-10}; every=${2:-4}
+cd "$(dirname "$0")/.."
+bash cluster/install-deps.sh
+swift build -c release --product redi-ps >&2
+swift build -c release --product redi-worker >&2
+bin=$(swift build -c release --show-bin-path)
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+"$bin/redi-ps" keys --out "$work/run.key" >/dev/null
+
+recipe() {  # OUTPUT PORT
+  cat <<EOF
+run_id: chaos
+output: $1
+seed: 7
+model: {init: tiny}
+synth: {problems: 120, traces_per_problem: 2, test_problems: 4, digits: 1, steps: 1}
+stages:
+  - {name: sft, objective: sft, data: sft.jsonl, epochs: 8, batch_size: 12, learning_rate: 2.0e-3, warmup_ratio: 0.1}
+  - {name: redi, objective: redi, data: pref.jsonl, epochs: 1, batch_size: 8, learning_rate: 2.0e-4}
+cluster: {servers: 2, workers: 3, bind: "tcp://127.0.0.1:$2", timeout_seconds: 1.5, heartbeat_seconds: 0.2,
+          chunk_mib: 0.05, snapshot_every: 4}
+EOF
+}
+# The synthesised data lands in each output directory; the stage paths are relative to it.
+for run in calm chaos; do mkdir -p "$work/$run"; done
+
+start_server() { "$bin/redi-ps" serve --coordinator "tcp://127.0.0.1:$1" --key "$work/run.key" --timeout 60 2>>"$work/$2/servers.log" & }
+start_worker() { "$bin/redi-worker" join --coordinator "tcp://127.0.0.1:$1" --key "$work/run.key" --threads 1 --timeout 60 $3 2>>"$work/$2/workers.log" & }
+
+launch() {  # NAME PORT DELAY → coordinator pid in $coordinator, peers in roles[]
+  recipe "$work/$1" "$2" | sed "s#data: sft.jsonl#data: $work/$1/sft.jsonl#; s#data: pref.jsonl#data: $work/$1/pref.jsonl#" > "$work/$1.yaml"
+  "$bin/redi-ps" coordinate --recipe "$work/$1.yaml" --key "$work/run.key" >"$work/$1/table.txt" 2>"$work/$1/coordinator.log" &
+  coordinator=$!
+  roles=()
+  for _ in 1 2; do start_server "$2" "$1"; pids+=($!); roles+=("server:$!"); done
+  for _ in 1 2 3; do start_worker "$2" "$1" "$3"; pids+=($!); roles+=("worker:$!"); done
+}
+
+echo "uninterrupted run…"
+launch calm $((21000 + RANDOM % 20000)) ""
+wait "$coordinator" || { echo "the uninterrupted run failed:"; tail -5 "$work/calm/coordinator.log"; exit 1; }
+
+echo "chaos run: a fault every ${every} s…"
+port=$((21000 + RANDOM % 20000))
+launch chaos "$port" "--delay-steps 0.3"
+faults=0
+while kill -0 "$coordinator" 2>/dev/null; do
+  sleep "$every"
+  kill -0 "$coordinator" 2>/dev/null || break
+  alive=()
+  for r in "${roles[@]}"; do kill -0 "${r#*:}" 2>/dev/null && alive+=("$r"); done
+  [ ${#alive[@]} -gt 0 ] || continue
+  victim=${alive[$((RANDOM % ${#alive[@]}))]}
+  role=${victim%%:*}; pid=${victim#*:}
+  kill -9 "$pid" 2>/dev/null || continue
+  faults=$((faults + 1))
+  if [ "$role" = server ]; then start_server "$port" chaos; else start_worker "$port" chaos "--delay-steps 0.3"; fi
+  pids+=($!); roles+=("$role:$!")
+  echo "fault $faults at $(date +%T): killed $role (pid $pid), started a replacement (pid $!)"
+done
+status=0
+wait "$coordinator" || status=$?
+echo "chaos run: coordinator exit $status after $faults faults"
+grep -E "stopped answering|replaying|takes over|spread over|admitted at step" "$work/chaos/coordinator.log" | sed 's/^/  /' | head -40
+python3 - "$work/calm" "$work/chaos" "$want" "$faults" "$status" <<'PY'
+import json, struct, sys
+from collections import defaultdict
+import numpy as np
+calm, chaos, want, faults, status = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+def load(path):
+    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32)
+            for k, v in h.items() if k != "__metadata__"}
+ok = status == 0 and faults >= want
+if status == 0:
+    a, b = load(calm + "/redi/model.safetensors"), load(chaos + "/redi/model.safetensors")
+    diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+    print(f"final weights: max |chaos - uninterrupted| = {diff} over {sum(x.size for x in a.values())} parameters")
+    ok = ok and diff == 0.0
+    seen = defaultdict(list)
+    for line in open(chaos + "/examples.jsonl"):
+        r = json.loads(line)
+        for epoch, i in r["examples"]:
+            seen[(r["stage"], epoch)].append(i)
+    reference = defaultdict(list)
+    for line in open(calm + "/examples.jsonl"):
+        r = json.loads(line)
+        for epoch, i in r["examples"]:
+            reference[(r["stage"], epoch)].append(i)
+    twice = sum(len(v) - len(set(v)) for v in seen.values())
+    same = {k: sorted(v) for k, v in seen.items()} == {k: sorted(v) for k, v in reference.items()}
+    print(f"exactly once: {sum(len(v) for v in seen.values())} examples over {len(seen)} (stage, epoch) pairs, "
+          f"{twice} used twice, same sets as the uninterrupted run: {same}")
+    ok = ok and twice == 0 and same
+print(f"faults injected: {faults} (wanted ≥ {want})")
+print("chaos: PASS" if ok else "chaos: FAIL")
+sys.exit(0 if ok else 1)
+PY
