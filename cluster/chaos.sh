@@ -65,6 +65,7 @@ while kill -0 "$coordinator" 2>/dev/null; do
   victim=${alive[$((RANDOM % ${#alive[@]}))]}
   role=${victim%%:*}; pid=${victim#*:}
   kill -9 "$pid" 2>/dev/null || continue
+  wait "$pid" 2>/dev/null || true   # reap it quietly
   faults=$((faults + 1))
   if [ "$role" = server ]; then start_server "$port" chaos; else start_worker "$port" chaos "--delay-steps 0.3"; fi
   pids+=($!); roles+=("$role:$!")

@@ -11,6 +11,12 @@ public struct ClusterError: Error, CustomStringConvertible {
     public init(_ d: String) { description = d }
 }
 
+/// The coordinator said nothing for a peer's whole timeout: it died or was cut off.
+struct CoordinatorSilent: Error, CustomStringConvertible {
+    let seconds: Double
+    var description: String { "the coordinator has been silent for \(Int(seconds)) s" }
+}
+
 func log(_ role: String, _ message: String) {
     FileHandle.standardError.write(Data("[\(role)] \(message)\n".utf8))
 }

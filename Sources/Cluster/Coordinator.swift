@@ -391,9 +391,10 @@ public final class Coordinator {
             _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
             version += 1
             // What was applied, for the exactly-once check: (epoch, example id) in work order.
-            let epochs = Dictionary(batch.map { ($0.id, $0.epoch) }, uniquingKeysWith: { a, _ in a })
-            try append(["stage": stage.name, "step": step + 1, "examples": reports.flatMap { $0.exampleIDs.map { [epochs[$0] ?? -1, $0] } }],
-                       to: examplesFile)
+            // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
+            let done = reports.flatMap(\.exampleIDs)
+            guard done == batch.map(\.id) else { throw ClusterError("step \(step + 1): the workers' reports do not cover the batch") }
+            try append(["stage": stage.name, "step": step + 1, "examples": batch.map { [$0.epoch, $0.id] }], to: examplesFile)
             let t2 = Date()
             var result = ObjectiveResult()
             for r in reports {

@@ -49,18 +49,24 @@ public final class ParameterServer {
         let bound = try data.bind(bind)
         let endpoint = advertise ?? bound
         log(identity, "serving parameters at \(endpoint)")
-        let (control, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
-                                                 hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
-        let name = "server-\(welcome.index)"
-        do {
-            try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
-        } catch let stop as Stop {
-            log(name, "shutting down: \(stop.reason)")
-            if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
-        } catch {
-            let e = error as? ClusterError ?? ClusterError("\(name): \(error)")
-            try? control.send(.error(code: 500, message: e.description))
-            throw e
+        // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
+        while true {
+            let (control, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
+                                                     hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
+            let name = "server-\(welcome.index)"
+            do {
+                try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
+            } catch let stop as Stop {
+                log(name, "shutting down: \(stop.reason)")
+                if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
+                return
+            } catch let silent as CoordinatorSilent {
+                log(name, "\(silent); waiting up to \(Int(timeout)) s for it to come back (redi-ps coordinate --resume latest)")
+            } catch {
+                let e = error as? ClusterError ?? ClusterError("\(name): \(error)")
+                try? control.send(.error(code: 500, message: e.description))
+                throw e
+            }
         }
     }
 
@@ -109,7 +115,7 @@ public final class ParameterServer {
             let ready = try poll([control.socket, data], timeout: welcome.heartbeatSeconds / 2)
             if Date().timeIntervalSince(lastSent) >= welcome.heartbeatSeconds { try tellCoordinator(.heartbeat(step: version)) }
             if !ready[0] && !ready[1] {
-                if Date().timeIntervalSince(lastHeard) > timeout { throw ClusterError("\(name): the coordinator has been silent for \(Int(timeout)) s") }
+                if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
                 continue
             }
             if ready[0], let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {

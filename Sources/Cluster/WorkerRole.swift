@@ -33,23 +33,29 @@ public final class WorkerRole {
         let identity = hostIdentity("worker")
         // The data plane: servers admit this key only, bound to the index the coordinator gives.
         let dataKeys = try CurveKeyPair.generate()
-        let (messenger, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
-                                                   hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey),
-                                                   timeout: timeout)
-        let control = ControlChannel(messenger)
-        let name = "worker-\(welcome.index)"
-        let step = StepCounter()
-        control.startHeartbeats(every: welcome.heartbeatSeconds) { step.value }
-        defer { control.stop() }
-        do {
-            try work(context: context, control: control, welcome: welcome, runID: runID, name: name, dataKeys: dataKeys, step: step)
-        } catch let error as ClusterError {
-            try? control.send(.error(code: 500, message: error.description))
-            throw error
-        } catch {
-            let e = ClusterError("\(name): \(error)")
-            try? control.send(.error(code: 500, message: e.description))
-            throw e
+        // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
+        while true {
+            let (messenger, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
+                                                       hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey),
+                                                       timeout: timeout)
+            let control = ControlChannel(messenger)
+            let name = "worker-\(welcome.index)"
+            let step = StepCounter()
+            control.startHeartbeats(every: welcome.heartbeatSeconds) { step.value }
+            defer { control.stop() }
+            do {
+                try work(context: context, control: control, welcome: welcome, runID: runID, name: name, dataKeys: dataKeys, step: step)
+                return
+            } catch let silent as CoordinatorSilent {
+                log(name, "\(silent); waiting up to \(Int(timeout)) s for it to come back (redi-ps coordinate --resume latest)")
+            } catch let error as ClusterError {
+                try? control.send(.error(code: 500, message: error.description))
+                throw error
+            } catch {
+                let e = ClusterError("\(name): \(error)")
+                try? control.send(.error(code: 500, message: e.description))
+                throw e
+            }
         }
     }
 
@@ -127,7 +133,7 @@ public final class WorkerRole {
             while true {
                 guard let msg = queued.isEmpty ? try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") })
                                                : queued.removeFirst() else {
-                    if Date().timeIntervalSince(lastHeard) > timeout { throw ClusterError("\(name): the coordinator has been silent for \(Int(timeout)) s") }
+                    if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
                     continue
                 }
                 lastHeard = Date()

@@ -203,6 +203,30 @@ final class HardeningTests: ClusterTestCase {
 
     func testALostServerWithoutASpareIsSpreadOverTheSurvivorsWithTheSameWeights() throws { try serverLoss(spare: false) }
 
+    func testPeersRejoinARestartedCoordinatorThatResumesFromTheLatestCheckpoint() throws {
+        let uninterrupted = try runCluster(servers: 1, workers: 2)
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2), "r.yaml")
+        func peer(_ binary: String, _ args: [String], _ log: String) throws -> Process {
+            try start(binary, args + ["--coordinator", endpoint, "--key", "run.key", "--timeout", "8"], log: log)
+        }
+        let ps = [try peer("redi-ps", ["serve"], "s.log"), try peer("redi-worker", ["join", "--delay-steps", "0.4"], "w0.log"),
+                  try peer("redi-worker", ["join", "--delay-steps", "0.4"], "w1.log")]
+        let first = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c1.log")
+        try waitFor("out/sft-step2", in: "c1.log")
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        let second = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key", "--resume", "latest"], log: "c2.log")
+        second.waitUntilExit()
+        for p in ps { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        XCTAssertEqual(second.terminationStatus, 0, log("c2.log"))
+        XCTAssertTrue(log("c2.log").contains("resuming from the newest checkpoint"), log("c2.log"))
+        XCTAssertTrue(log("w0.log").contains("waiting up to"), log("w0.log"))
+        let worst = zip(try loadCheckpoint("out/redi"), uninterrupted).map { abs($0 - $1) }.max()!
+        print("coordinator killed after sft step 2, restarted with --resume latest: max |w - uninterrupted| = \(worst)")
+        XCTAssertEqual(worst, 0)
+    }
+
     func testAServerWithoutChunksDoesNotStallTheRun() throws {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         // One chunk for the whole tiny model: the second server holds nothing.
