@@ -14,7 +14,11 @@ public struct ClusterError: Error, CustomStringConvertible {
 /// The coordinator said nothing for a peer's whole timeout: it died or was cut off.
 struct CoordinatorSilent: Error, CustomStringConvertible {
     let seconds: Double
-    var description: String { "the coordinator has been silent for \(Int(seconds)) s" }
+    /// A (restarted) coordinator answered that this process is not in its run.
+    var restarted = false
+    var description: String {
+        restarted ? "the coordinator does not know this process (it restarted)" : "the coordinator has been silent for \(Int(seconds)) s"
+    }
 }
 
 func log(_ role: String, _ message: String) {

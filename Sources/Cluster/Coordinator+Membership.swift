@@ -50,8 +50,6 @@ extension Coordinator {
         let member = servers.contains(id) || workers.contains { $0?.id == id }
         if member { lastHeard[id] = Date() }
         switch msg.envelope.body {
-        case .heartbeat:
-            return nil
         case let .hello(h):
             try hello(h, from: id)
             return nil
@@ -61,11 +59,14 @@ extension Coordinator {
                 return nil
             }
             throw ClusterError("\(name(of: id)) failed: \(message)")
+        case _ where !member:
+            // A peer of an earlier coordinator (restarted) or a dropped worker: it must join again.
+            if strays.insert(id).inserted { say("\(name(of: id)) is not in the run; told to join again") }
+            try? messenger.send(.error(code: 410, message: "not in this run (the coordinator restarted or dropped you): join again"), to: id)
+            return nil
+        case .heartbeat:
+            return nil
         default:
-            guard member else {
-                say("dropped \(msg.envelope.body) from \(name(of: id)), which is not in the run")
-                return nil
-            }
             return msg
         }
     }
@@ -117,8 +118,10 @@ extension Coordinator {
         let started = Date()
         var lastStatus = Date()
         while servers.count < recipe.cluster.servers || !vacantSlots.isEmpty {
-            if Date().timeIntervalSince(started) > recipe.cluster.timeoutSeconds {
-                throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers joined within \(Int(recipe.cluster.timeoutSeconds)) s")
+            // Processes may take a while to start (or to notice a restarted coordinator).
+            let patience = max(recipe.cluster.timeoutSeconds, 60)
+            if Date().timeIntervalSince(started) > patience {
+                throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers joined within \(Int(patience)) s")
             }
             if Date().timeIntervalSince(lastStatus) > 10 {
                 say("waiting: \(servers.count)/\(recipe.cluster.servers) servers, \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers")

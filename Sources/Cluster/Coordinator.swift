@@ -41,6 +41,8 @@ public final class Coordinator {
     /// Servers beyond the recipe's count, waiting to replace one that is lost.
     var spares: [(id: [UInt8], endpoint: String)] = []
     var admitting = false
+    /// Peers that sent something without being in the run (logged once each).
+    var strays = Set<[UInt8]>()
     var lastHeard: [[UInt8]: Date] = [:]
     var lastHeartbeat = Date.distantPast
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])

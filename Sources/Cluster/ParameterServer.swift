@@ -183,6 +183,8 @@ public final class ParameterServer {
                     admit(w.workerKeys)
                 case let .shutdown(reason, failed):
                     throw Stop(reason: reason, failed: failed)
+                case .error(410, _):
+                    throw CoordinatorSilent(seconds: 0, restarted: true)
                 case let .error(_, message):
                     throw ClusterError("\(name): coordinator error: \(message)")
                 case .heartbeat:

@@ -122,6 +122,7 @@ public final class WorkerRole {
         func handleInterrupt(_ msg: Incoming) throws {
             switch msg.envelope.body {
             case let .shutdown(reason, failed): throw Stop(reason: reason, failed: failed)
+            case .error(410, _): throw CoordinatorSilent(seconds: 0, restarted: true)
             case let .error(_, message): throw ClusterError("\(name): coordinator error: \(message)")
             case .work: queued.append(msg)
             case let .welcome(w): throw Replan(welcome: w)
