@@ -432,7 +432,9 @@ public final class Coordinator {
           } catch let lost as ServerLost {
             // Re-plan the lost server's chunks, load the snapshot, and replay the steps since:
             // the same batches, shards and sums, so the same weights as without the loss.
-            guard let snap = snapshot else { throw ClusterError("\(lost) and no snapshot to recover from (cluster.snapshot_every is 0)") }
+            guard let snap = snapshot else {
+                throw ClusterError("\(lost), and there is no complete snapshot to recover from\(recipe.cluster.snapshotEvery == 0 ? " (cluster.snapshot_every is 0)" : " yet")")
+            }
             say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
             try replan(losing: lost.index)
             try loadWeights(snap.weights, resetOptimizer: false, optimizer: (snap.m, snap.v))

@@ -106,6 +106,22 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/sft/model.safetensors").path))
     }
 
+    func testARogueServerAnsweringAPullWithWrongSizedFramesIsAnErrorNotACrash() throws {
+        for mode in ["short", "long"] {
+            let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+            try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out-\(mode)"), "r.yaml")
+            let w = try worker(endpoint, "w-\(mode).log")
+            let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c-\(mode).log")
+            let (status, output) = try hostile(["rogue-server", endpoint, "run.key", mode])
+            print(output)
+            XCTAssertEqual(status, 0, output)
+            coordinator.waitUntilExit(); w.waitUntilExit()
+            XCTAssertEqual(coordinator.terminationStatus, 1, log("c-\(mode).log"))  // an error, not a signal
+            XCTAssertTrue(log("c-\(mode).log").contains("answered a pull with chunks or sizes that do not match the plan"), log("c-\(mode).log"))
+            XCTAssertEqual(w.terminationStatus, 1)
+        }
+    }
+
     func testAWorkerThatFailsEndsTheRunAtOnceAndEveryProcessExitsNonzero() throws {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         // Stage 1 is SFT but given preference records: the workers find out, not the coordinator.
@@ -210,8 +226,9 @@ final class HardeningTests: ClusterTestCase {
         func peer(_ binary: String, _ args: [String], _ log: String) throws -> Process {
             try start(binary, args + ["--coordinator", endpoint, "--key", "run.key", "--timeout", "8"], log: log)
         }
-        let ps = [try peer("redi-ps", ["serve"], "s.log"), try peer("redi-worker", ["join", "--delay-steps", "0.4"], "w0.log"),
-                  try peer("redi-worker", ["join", "--delay-steps", "0.4"], "w1.log")]
+        // One thread per worker, as in the uninterrupted run: sgemm's rounding depends on the thread count.
+        let ps = [try peer("redi-ps", ["serve"], "s.log"), try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w0.log"),
+                  try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w1.log")]
         let first = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c1.log")
         try waitFor("out/sft-step2", in: "c1.log")
         kill(first.processIdentifier, SIGKILL)

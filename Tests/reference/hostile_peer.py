@@ -8,6 +8,10 @@ encoder (no code shared with redi-ps), over pyzmq.
       oversized frame with the run key. Prints one line per attempt and exits 0 when every
       attempt got nothing (no Welcome, no chunks).
 
+  hostile_peer.py rogue-server COORDINATOR KEYFILE short|long
+      Holds the run key, joins as a server and answers the coordinator's first pull with
+      frames that do not match the plan; the coordinator must refuse them with an error.
+
   hostile_peer.py insider COORDINATOR KEYFILE
       Holds the run key: joins as a worker, then pushes gradients claiming another worker's
       index (must be refused) and non-finite gradients as itself (must be refused and end
@@ -239,8 +243,56 @@ def insider(coordinator, keyfile):
     return 0 if forged and refused else 1
 
 
+def rogue_server(coordinator, keyfile, mode):
+    """Holds the run key and joins as a server, then answers the coordinator's first pull
+    with frames that do not match the plan: too small ("short") or twice too large ("long")."""
+    ctx = zmq.Context()
+    public, secret = run_keys(keyfile)
+    control = socket(ctx, coordinator, (public, secret), public, identity=b"server-rogue")
+    control.send(envelope("", "server-rogue", 1, 10, f_varint(1, 1) + f_bytes(2, b"tcp://127.0.0.1:1") + f_varint(4, PROTOCOL_VERSION)))
+    deadline, run_id, chunks, seq = time.time() + 60, "", {}, 2
+    while time.time() < deadline:
+        got = answer(control, 200)
+        if not got:
+            control.send(envelope(run_id, "server-rogue", seq, 13, f_varint(1, 0)))  # heartbeat
+            seq += 1
+            continue
+        num, body, rid = body_of(got[0])
+        env = parse(got[0])
+        if num == 11:
+            run_id = rid
+            for c in body.get(3, []):
+                c = parse(c)
+                chunks[c.get(1, [0])[0]] = c.get(3, [0])[0]
+            print("admitted as a server of run %r with %d chunks" % (run_id, len(chunks)))
+        elif 25 in env:  # load: acknowledge with an UpdateDone at the load's version
+            load = parse(env[25][0])
+            control.send(envelope(run_id, "server-rogue", seq, 28, f_varint(2, load.get(4, [0])[0])))
+            seq += 1
+        elif 21 in env:  # pull: answer with frames of the wrong size
+            pull = parse(env[21][0])
+            ids = packed(pull.get(2, []))
+            per = 3 if pull.get(3, [0])[0] else 1
+            frames = []
+            for i in ids:
+                n = chunks.get(i, 1) * 4
+                frames += [b"\0" * (8 if mode == "short" else 2 * n)] * per
+            reply = f_varint(1, pull.get(1, [0])[0]) + f_packed(2, ids) + f_varint(3, int(per == 3))
+            control.send_multipart([envelope(run_id, "server-rogue", seq, 22, reply)] + frames)
+            print("answered a pull of %d chunks with %s frames" % (len(ids), mode))
+            time.sleep(1)  # let libzmq send it before the socket closes (linger is 0)
+            return 0
+        elif num == 14:
+            print("the run ended before a pull")
+            return 1
+    print("no pull within 60 s")
+    return 1
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "outsider":
         sys.exit(outsider(sys.argv[2], sys.argv[3], sys.argv[4]))
+    if mode == "rogue-server":
+        sys.exit(rogue_server(sys.argv[2], sys.argv[3], sys.argv[4]))
     sys.exit(insider(sys.argv[2], sys.argv[3]))
