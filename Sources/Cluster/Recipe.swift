@@ -108,11 +108,13 @@ public struct Recipe: Sendable {
         guard budget >= 0 else { throw RecipeError("the YAML expands to more than 100000 values (aliases?)") }
         switch node {
         case let .scalar(scalar):
-            if scalar.style == .plain {
-                if let i = node.int { return i }
-                if let d = node.float { return d }
-                if let b = node.bool { return b }
-                if node.null != nil { return NSNull() }
+            // The type the YAML resolver gave the scalar (quoted text is always a string).
+            switch node.tag.description {
+            case Tag.Name.int.rawValue: if let i = node.int { return i }
+            case Tag.Name.float.rawValue: if let d = node.float { return d }
+            case Tag.Name.bool.rawValue: if let b = node.bool { return b }
+            case Tag.Name.null.rawValue: return NSNull()
+            default: break
             }
             return scalar.string
         case let .sequence(sequence):

@@ -159,6 +159,22 @@ final class ClusterTests: ClusterTestCase {
         XCTAssertTrue(log.contains("no coordinator answered"), log)
     }
 
+    func testShippedRecipesAndUnquotedEndpointsParse() throws {
+        let recipes = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("cluster/recipes")
+        try "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {bind: tcp://127.0.0.1:5000, workers: 2}\n"
+            .write(to: dir.appendingPathComponent("plain.yaml"), atomically: true, encoding: .utf8)
+        for (path, expected) in [(recipes.appendingPathComponent("default.yaml").path, "1 2 tcp://127.0.0.1:5570"),
+                                 (recipes.appendingPathComponent("smollm2.yaml").path, "1 2 tcp://127.0.0.1:5571"),
+                                 ("plain.yaml", "1 2 tcp://127.0.0.1:5000")] {
+            let p = try start("redi-ps", ["coordinate", "--recipe", path, "--print-cluster"], log: "print.log")
+            p.waitUntilExit()
+            let text = try String(contentsOf: dir.appendingPathComponent("print.log"), encoding: .utf8)
+            XCTAssertEqual(p.terminationStatus, 0, text)
+            XCTAssertEqual(text.trimmingCharacters(in: .whitespacesAndNewlines), expected)
+        }
+    }
+
     func testBadRecipesNameTheKey() throws {
         for (text, needle) in [("run_id: x\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\nbogus: 1", "unknown key bogus"),
                                ("model: {init: tiny}\nstages: [{objective: sfx, data: a.jsonl, learning_rate: 1}]", "stages[0].objective"),
