@@ -139,6 +139,7 @@ public final class Coordinator {
         zap.allow(key.keys.publicKey, userID: "member", domain: "control")
         let socket = try ZMQSocket(context, .router)
         try socket.makeCurveServer(secretKey: key.keys.secretKey, domain: "control")
+        try socket.allowRoutingIDHandover()
         // Pull replies carry whole chunks; nothing larger is ever legitimate.
         try socket.setMaximumMessageSize(frameLimit(chunkBytes: ChunkPlan.chunkBytes(mib: recipe.cluster.chunkMiB)))
         let endpoint = try socket.bind(bind)

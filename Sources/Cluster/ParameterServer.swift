@@ -44,6 +44,7 @@ public final class ParameterServer {
         defer { zap.stop() }
         let data = try ZMQSocket(context, .router)
         try data.makeCurveServer(secretKey: key.keys.secretKey, domain: "data")
+        try data.allowRoutingIDHandover()
         // The chunk size is not known before the Welcome and a bound socket's limit is fixed at bind.
         try data.setMaximumMessageSize(frameLimit(chunkBytes: Wire.maximumChunkBytes))
         let bound = try data.bind(bind)

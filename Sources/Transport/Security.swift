@@ -64,6 +64,12 @@ extension ZMQSocket {
         try setBytes(ZMQ_CURVE_SECRETKEY, keys.secretKey, "curve secret key")
     }
 
+    /// Lets a new connection take over a routing id still held by an old one (a peer that
+    /// reconnects after a re-plan or a coordinator restart); who a peer is comes from ZAP, not its routing id.
+    public func allowRoutingIDHandover() throws {
+        try setOption(ZMQ_ROUTER_HANDOVER, Int32(1))
+    }
+
     /// Drops any peer that sends a frame larger than `bytes` (call before bind or connect):
     /// libzmq then never buffers an oversized frame.
     public func setMaximumMessageSize(_ bytes: Int) throws {
