@@ -448,7 +448,7 @@ public final class Coordinator {
         }
         let final = snapshot
         let dir = try recovering(from: final) { try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
-                                 parameters: parameters, tokenizer: tokenizer, name: stage.name) }
+                                 parameters: parameters, tokenizer: tokenizer, name: stage.name, snapshot: final) }
         var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
         if let probe = preferenceProbe {
             let s = try recovering(from: final) { try score(probe, microBatchTokens: stage.microBatchTokens) }
@@ -596,10 +596,18 @@ public final class Coordinator {
     }
 
     @discardableResult
+    /// Writes a checkpoint of the servers' state, or of `snapshot` when one was just taken
+    /// at this step (the state is then not pulled a second time).
     func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig, parameters: FloatBuffer,
-                    tokenizer: any Tokenizer, name: String) throws -> String {
-        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
-        try pullWeights(into: parameters, optimizer: (m, v))
+                    tokenizer: any Tokenizer, name: String, snapshot: Snapshot? = nil) throws -> String {
+        let m: FloatBuffer, v: FloatBuffer
+        if let snapshot, snapshot.step == step {
+            parameters.copy(from: snapshot.weights)
+            (m, v) = (snapshot.m, snapshot.v)
+        } else {
+            (m, v) = (FloatBuffer(count: parameters.count), FloatBuffer(count: parameters.count))
+            try pullWeights(into: parameters, optimizer: (m, v))
+        }
         keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
