@@ -72,6 +72,6 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Transport"]),
         .testTarget(name: "CLITests", dependencies: []),
-        .testTarget(name: "ClusterTests", dependencies: ["Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data"]),
     ]
 )

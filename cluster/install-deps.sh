@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Installs what redi-ps needs on a Debian/Ubuntu machine, only where it is missing:
 # OpenBLAS, libzmq, protobuf-c (+ protoc-c), pkg-config, and the Python references the tests use.
+#   bash cluster/install-deps.sh [--launch-tests]
+# --launch-tests adds what the launcher tests start for real (Slurm with munge, sshd,
+# iproute2 for network namespaces); only as root, since those tests need root anyway.
 set -euo pipefail
 packages=(libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config)
+if [ "${1:-}" = --launch-tests ] && [ "$(id -u)" -eq 0 ]; then
+  packages+=(slurm-wlm munge openssh-server openssh-client iproute2 procps)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,7 +3,7 @@
 # run, then every test in release mode (numeric code in a debug build is too slow to test usefully).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash cluster/install-deps.sh
+bash cluster/install-deps.sh --launch-tests
 if ! bash cluster/fetch-test-model.sh >/dev/null; then
   echo "warning: could not fetch the test model; tests that need it will skip" >&2
 fi

@@ -47,8 +47,7 @@ public final class ParameterServer {
         try data.allowRoutingIDHandover()
         // The chunk size is not known before the Welcome and a bound socket's limit is fixed at bind.
         try data.setMaximumMessageSize(frameLimit(chunkBytes: Wire.maximumChunkBytes))
-        let bound = try data.bind(bind)
-        let endpoint = advertise ?? bound
+        let endpoint = try advertisedEndpoint(bound: data.bind(bind), advertise: advertise)
         log(identity, "serving parameters at \(endpoint)")
         // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
         while true {
@@ -267,4 +266,35 @@ public final class ParameterServer {
         }
         return partial
     }
+}
+
+/// The data endpoint workers are told to connect to. `advertise` may be a whole endpoint, a
+/// host (`node7`, `10.0.0.7`), or an endpoint with the port left as `*`: the bound port then
+/// fills it in, so several servers on one host can bind `tcp://0.0.0.0:*` and share one
+/// `--advertise HOST`. A wildcard bind with nothing to advertise is an error, not a silent
+/// `tcp://0.0.0.0:PORT` that remote workers would resolve to themselves.
+public func advertisedEndpoint(bound: String, advertise: String?) throws -> String {
+    guard let portStart = bound.lastIndex(of: ":") else { throw ClusterError("bound to \(bound): no port") }
+    let boundPort = String(bound[bound.index(after: portStart)...])
+    guard let advertise, !advertise.isEmpty else {
+        let host = bound.dropFirst("tcp://".count).prefix(while: { $0 != ":" })
+        if bound.hasPrefix("tcp://"), ["0.0.0.0", "*", "[::]"].contains(host) || bound.hasPrefix("tcp://[::]") {
+            throw ClusterError("the data port is bound to every interface (\(bound)): pass --advertise HOST, the address workers reach this host at")
+        }
+        return bound
+    }
+    var rest = advertise
+    if rest.hasPrefix("tcp://") { rest.removeFirst("tcp://".count) } else if rest.contains("://") {
+        return advertise  // ipc:// and other transports are taken as given
+    }
+    // A bracketed IPv6 host keeps its colons; otherwise the last colon starts the port.
+    let hostEnd = rest.hasPrefix("[") ? rest.firstIndex(of: "]").map { rest.index(after: $0) } : rest.lastIndex(of: ":")
+    let host = hostEnd.map { String(rest[..<$0]) } ?? rest
+    let port = hostEnd.flatMap { $0 < rest.endIndex ? String(rest[rest.index(after: $0)...]) : nil }
+    guard !host.isEmpty, !host.contains("/"), !host.contains(" ") else { throw ClusterError("--advertise \(advertise): not a host or tcp://HOST[:PORT]") }
+    if let port, port != "*" {
+        guard let p = Int(port), (1...65535).contains(p) else { throw ClusterError("--advertise \(advertise): the port must be 1-65535 or *") }
+        return "tcp://\(host):\(p)"
+    }
+    return "tcp://\(host):\(boundPort)"
 }

@@ -120,7 +120,8 @@ public final class ZMQSocket {
                 }
                 try ZMQError.check(zmq_msg_init_data(&msg, UnsafeMutableRawPointer(mutating: pointer), count, release, hint), "zmq_msg_init_data")
             }
-            let rc = zmq_msg_send(&msg, handle, flags)
+            var rc = zmq_msg_send(&msg, handle, flags)
+            while rc == -1 && zmq_errno() == EINTR { rc = zmq_msg_send(&msg, handle, flags) }
             if rc == -1 {
                 let e = zmq_errno()
                 zmq_msg_close(&msg)
@@ -129,18 +130,22 @@ public final class ZMQSocket {
         }
     }
 
-    /// Receives one multipart message, or nil when nothing arrives within `timeout` seconds.
+    /// Receives one multipart message, or nil when nothing arrives within `timeout` seconds
+    /// (or a signal interrupts the wait: callers loop on their own deadlines and stop flags).
     public func receive(timeout: Double?) throws -> [ReceivedFrame]? {
         if let timeout {
             var item = zmq_pollitem_t(socket: handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
             let rc = zmq_poll(&item, 1, Int(timeout * 1000))
+            if rc == -1 && zmq_errno() == EINTR { return nil }
             try ZMQError.check(rc, "poll")
             if rc == 0 { return nil }
         }
         var frames: [ReceivedFrame] = []
         repeat {
             let f = ReceivedFrame()
-            try ZMQError.check(zmq_msg_recv(&f.message, handle, 0), "receive")
+            var rc = zmq_msg_recv(&f.message, handle, 0)
+            while rc == -1 && zmq_errno() == EINTR { rc = zmq_msg_recv(&f.message, handle, 0) }
+            try ZMQError.check(rc, "receive")
             frames.append(f)
         } while zmq_msg_more(&frames.last!.message) != 0
         return frames
@@ -150,6 +155,8 @@ public final class ZMQSocket {
 /// Waits until any of `sockets` has a message or `timeout` seconds pass; returns which are readable.
 public func poll(_ sockets: [ZMQSocket], timeout: Double) throws -> [Bool] {
     var items = sockets.map { zmq_pollitem_t(socket: $0.handle, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0) }
-    try ZMQError.check(zmq_poll(&items, Int32(items.count), Int(timeout * 1000)), "poll")
+    let rc = zmq_poll(&items, Int32(items.count), Int(timeout * 1000))
+    if rc == -1 && zmq_errno() == EINTR { return items.map { _ in false } }
+    try ZMQError.check(rc, "poll")
     return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
 }

@@ -68,8 +68,9 @@ struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run one parameter-server shard.")
     @Option(help: "The coordinator's control endpoint, e.g. tcp://host:5570.") var coordinator: String
     @OptionGroup var key: KeyOption
-    @Option(help: "Data-plane endpoint to bind.") var bind = "tcp://127.0.0.1:*"
-    @Option(help: "Endpoint workers should connect to, when it differs from --bind (e.g. tcp://0.0.0.0:* behind a host name).") var advertise: String?
+    @Option(help: "Data-plane endpoint to bind; tcp://0.0.0.0:* takes any free port on every interface.") var bind = "tcp://127.0.0.1:*"
+    @Option(help: "Where workers reach this server: HOST, or tcp://HOST[:PORT] (default port: the bound one). Needed when --bind is a wildcard.")
+    var advertise: String?
     @Option(help: "Seconds to wait for the coordinator before giving up.") var timeout: Double = 120
 
     func validate() throws {
