@@ -1,6 +1,7 @@
-// The scripted launches, for real: cluster/slurm.sbatch under a single-node Slurm brought up
-// by the test, and cluster/ssh.sh over sshd in five network namespaces (one host per role,
-// distinct addresses, no loopback between roles). The scenarios are shell scripts in
+// The scripted launches, for real: cluster/slurm.sbatch under a Slurm brought up by the test
+// (one node, and three nodes that are network namespaces with their own addresses), and
+// cluster/ssh.sh over sshd in five network namespaces (one host per role, distinct addresses,
+// no loopback between roles). The scenarios are shell scripts in
 // Tests/launch, since they drive daemons; these tests run them and show their output on failure.
 // They need root (daemons, ip netns) and slurm-wlm, munge, openssh-server, iproute2, which
 // cluster/install-deps.sh installs as root; CI runs as root, so there they always run.
@@ -11,16 +12,22 @@ import XCTest
 final class LauncherTests: XCTestCase {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    func testSlurmBatchJobRunsAndScancelStopsIt() throws {
-        try runScenario("slurm_test.sh", needs: ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged", "/usr/bin/sbatch"])
+    static let slurm = ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged", "/usr/bin/sbatch"]
+
+    func testSlurmBatchJobOnOneNode() throws {
+        try runScenario("slurm_test.sh", ["1"], needs: Self.slurm)
+    }
+
+    func testSlurmBatchJobAcrossThreeNodes() throws {
+        try runScenario("slurm_test.sh", ["3"], needs: Self.slurm + ["/usr/sbin/ip", "/usr/bin/unshare"])
     }
 
     func testSSHLaunchAcrossNetworkNamespaces() throws {
-        try runScenario("ssh_netns_test.sh", needs: ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/sbin/ip"])
+        try runScenario("ssh_netns_test.sh", [], needs: ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/sbin/ip"])
     }
 
-    /// Runs Tests/launch/NAME with the built binaries; it must exit 0 and print PASS.
-    func runScenario(_ name: String, needs tools: [String], timeout: TimeInterval = 600) throws {
+    /// Runs Tests/launch/NAME BIN_DIR WORK_DIR ARGUMENTS…; it must exit 0 and print PASS.
+    func runScenario(_ name: String, _ arguments: [String], needs tools: [String], timeout: TimeInterval = 600) throws {
         guard getuid() == 0 else { throw XCTSkip("\(name) needs root (it starts daemons and network namespaces)") }
         for tool in tools where !FileManager.default.isExecutableFile(atPath: tool) {
             XCTFail("\(tool) is missing: run `bash cluster/install-deps.sh` as root")
@@ -35,7 +42,7 @@ final class LauncherTests: XCTestCase {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/bash")
         p.arguments = [Self.repository.appendingPathComponent("Tests/launch/\(name)").path,
-                       Bundle.main.bundleURL.path, work.appendingPathComponent("run").path]
+                       Bundle.main.bundleURL.path, work.appendingPathComponent("run").path] + arguments
         p.currentDirectoryURL = work
         p.standardOutput = log
         p.standardError = log

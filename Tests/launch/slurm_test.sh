@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Launcher test: a real single-node Slurm (munged, slurmctld, slurmd from Debian's slurm-wlm),
-# cluster/slurm.sbatch submitted with sbatch: the job must finish with the run's table and
-# checkpoints, and scancel on a running job must stop every process it started. Prints the
-# time from submit to the first step and the median step time. Needs root.
-#   bash Tests/launch/slurm_test.sh BIN_DIR WORK_DIR
+# Launcher test: a real Slurm (munged, slurmctld, slurmd from Debian's slurm-wlm) of NODES
+# nodes (1: this machine; more: network namespaces with their own addresses, see
+# slurm_up.sh), cluster/slurm.sbatch submitted with sbatch: the job must finish with the run's
+# table and checkpoints, scancel on a running job must stop every process it started, and a job
+# short of tasks must say how many it needs. Prints the time from submit to the first step and
+# the median step time. Needs root.
+#   bash Tests/launch/slurm_test.sh BIN_DIR WORK_DIR [NODES]
 set -euo pipefail
-bin=$(realpath "$1"); work=$(realpath -m "$2")
+bin=$(realpath "$1"); work=$(realpath -m "$2"); nodes=${3:-1}
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
 source "$here/common.sh"
 rm -rf "$work"; mkdir -p "$work/job"
 trap 'bash "$here/slurm_up.sh" "$work/slurm" stop' EXIT
-eval "$(bash "$here/slurm_up.sh" "$work/slurm")"
+eval "$(bash "$here/slurm_up.sh" "$work/slurm" "$nodes")"
 export SLURM_CONF
 
 job_state() { scontrol show job "$1" | grep -o 'JobState=[A-Z]*' | cut -d= -f2; }
@@ -22,11 +24,11 @@ wait_job() {  # JOBID SECONDS → final state
   echo "job $1 still $(job_state "$1") after $2 s" >&2; return 1
 }
 
-echo "== sbatch: 2 servers + 2 workers on the allocation"
+echo "== sbatch: 2 servers + 2 workers on $nodes node(s)"
 cd "$work/job"
 write_recipe run.yaml out slurmrun 4 2 2
 start=$(date +%s.%N)
-id=$(sbatch --parsable --ntasks=4 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" run.yaml)
+id=$(sbatch --parsable --nodes="$nodes" --ntasks=4 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" run.yaml)
 wait_for_step out 120 || { cat "redi-ps-$id.out"; exit 1; }
 echo "submit to first step: $(since $start) s"
 state=$(wait_job "$id" 300)
@@ -35,11 +37,18 @@ log="redi-ps-$id.out"
 scontrol show job "$id" | grep -q 'ExitCode=0:0' || { echo "FAIL: job exit code"; scontrol show job "$id"; exit 1; }
 check_run out "$log"
 [ "$(grep -c 'serving parameters at tcp://' "$log")" = 2 ] || { echo "FAIL: expected two servers advertising"; cat "$log"; exit 1; }
+if [ "$nodes" -gt 1 ]; then
+  # The coordinator on the first node; servers and workers joined from the other nodes too.
+  grep -q "coordinator on node1 (tcp://10.213." "$log" || { echo "FAIL: the coordinator is not on node1"; cat "$log"; exit 1; }
+  joined=$(grep -o "joined: [a-z]*-node[0-9]*" "$log" | sed 's/.*-//' | sort -u | tr '\n' ' ')
+  echo "roles joined from: $joined"
+  [ "$(wc -w <<< "$joined")" -ge 2 ] || { echo "FAIL: every role ran on one node"; cat "$log"; exit 1; }
+fi
 if ls -a | grep -q '^\.redi-ps-key'; then echo "FAIL: the job's run key directory was left behind"; exit 1; fi
 
 echo "== scancel stops every process"
 write_recipe long.yaml long slurmlong 400 1 2
-id=$(sbatch --parsable --ntasks=3 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" long.yaml)
+id=$(sbatch --parsable --nodes="$nodes" --ntasks=3 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" long.yaml)
 wait_for_step long 120 || { cat "redi-ps-$id.out"; exit 1; }
 cancelled=$(date +%s.%N)
 scancel "$id"
