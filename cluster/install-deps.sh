@@ -5,19 +5,23 @@
 # --launch-tests adds what the launcher tests start for real (Slurm with munge, sshd,
 # iproute2 for network namespaces); only as root, since those tests need root anyway.
 set -euo pipefail
-packages=(libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config)
-if [ "${1:-}" = --launch-tests ] && [ "$(id -u)" -eq 0 ]; then
-  packages+=(slurm-wlm munge openssh-server openssh-client iproute2 procps)
-fi
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+updated=no
+install() {  # APT OPTIONS… -- PACKAGES…: those not installed yet
+  local options=() missing=()
+  while [ "$1" != -- ]; do options+=("$1"); shift; done; shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   echo "installing: ${missing[*]}" >&2
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ "$updated" = yes ] || $sudo apt-get update -qq
+  updated=yes
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+}
+install -- libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config
+if [ "${1:-}" = --launch-tests ] && [ "$(id -u)" -eq 0 ]; then
+  install --no-install-recommends -- slurm-wlm munge openssh-server openssh-client iproute2 procps util-linux
 fi
 if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://swift.org/install) and retry" >&2

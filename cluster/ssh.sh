@@ -103,9 +103,9 @@ pkill -P "$watch" 2>/dev/null; kill "$watch" 2>/dev/null
 exit "$rc"'
 quote() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }   # for the remote POSIX shell
 
-pids=() holders=()
-start() {  # HOST COMMAND… : ssh HOST wrapper COMMAND…, stdin holding the key
-  local host=$1; shift
+pids=() holders=() labels=()
+start() {  # LABEL HOST COMMAND… : ssh HOST wrapper COMMAND…, stdin holding the key
+  local label=$1 host=$2; shift 2
   local command="bash -c $(quote "$remote_wrapper") redi-ps-role"
   for a in "$@"; do command+=" $(quote "$a")"; done
   local fifo="$keydir/stdin-${#pids[@]}"
@@ -113,7 +113,7 @@ start() {  # HOST COMMAND… : ssh HOST wrapper COMMAND…, stdin holding the ke
   { printf '%s\n' "$key_line"; exec sleep 2147483647; } > "$fifo" &
   holders+=($!)
   "${ssh[@]}" "$host" "$command" < "$fifo" &
-  pids+=($!)
+  pids+=($!); labels+=("$label on $host")
 }
 cleanup() {
   # Closing each ssh's stdin tells its remote wrapper to stop the process it started.
@@ -130,17 +130,33 @@ trap cleanup EXIT
 trap 'echo "ssh.sh: interrupted; stopping every process" >&2; exit 130' INT TERM
 
 echo "ssh.sh: coordinator on $coordinator_host ($endpoint), ${#servers[@]} server(s), ${#workers[@]} worker(s)" >&2
-start "$coordinator_host" "$remote_bin/redi-ps" coordinate --recipe "$recipe" --bind "tcp://*:$port" "$@"
+start coordinator "$coordinator_host" "$remote_bin/redi-ps" coordinate --recipe "$recipe" --bind "tcp://*:$port" "$@"
 coordinator=${pids[0]}
 for host in "${servers[@]}"; do
-  start "$host" "$remote_bin/redi-ps" serve --coordinator "$endpoint" --bind "tcp://0.0.0.0:*" \
+  start server "$host" "$remote_bin/redi-ps" serve --coordinator "$endpoint" --bind "tcp://0.0.0.0:*" \
     --advertise "$(address_of "$host")" --timeout "$timeout"
 done
 for w in "${workers[@]}"; do
   read -r host threads <<< "$w"
   args=(--coordinator "$endpoint" --timeout "$timeout")
   [ "$threads" = 0 ] || args+=(--threads "$threads")
-  start "$host" "$remote_bin/redi-worker" join "${args[@]}"
+  start worker "$host" "$remote_bin/redi-worker" join "${args[@]}"
+done
+# Until the coordinator ends: a host ssh cannot reach (exit 255) ends the launch at once;
+# other roles that end are reported, and the coordinator decides what that means for the run.
+ended=()
+while kill -0 "$coordinator" 2>/dev/null; do
+  for i in "${!pids[@]}"; do
+    [ "$i" -gt 0 ] && [ -z "${ended[$i]:-}" ] && ! kill -0 "${pids[$i]}" 2>/dev/null || continue
+    rc=0; wait "${pids[$i]}" || rc=$?
+    ended[$i]=$rc
+    if [ "$rc" = 255 ]; then
+      echo "ssh.sh: error: ssh could not start the ${labels[$i]} (exit 255); stopping the launch" >&2
+      exit 1
+    fi
+    echo "ssh.sh: the ${labels[$i]} exited with status $rc" >&2
+  done
+  sleep 0.5
 done
 status=0
 wait "$coordinator" || status=$?

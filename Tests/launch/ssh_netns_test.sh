@@ -66,6 +66,17 @@ if pgrep -af -- "$bin/redi-(ps|worker) .*$subnet"; then echo "FAIL: processes ou
 grep -q "stopped by signal" "$work/long.log" || { echo "FAIL: the coordinator did not say it was stopped"; tail "$work/long.log"; exit 1; }
 echo "interrupted launch: exit $status, every process gone"
 
+echo "== a host ssh cannot reach ends the launch, and what started is stopped"
+cat "$work/hostfile" > "$work/unreachable-hostfile"
+echo "$subnet.99 worker" >> "$work/unreachable-hostfile"
+start=$(date +%s.%N)
+status=0; bash "$repo/cluster/ssh.sh" "$work/unreachable-hostfile" "$work/long.yaml" > "$work/unreachable.log" 2>&1 || status=$?
+[ "$status" = 1 ] || { echo "FAIL: ssh.sh exited $status with an unreachable host"; cat "$work/unreachable.log"; exit 1; }
+grep -q "ssh could not start the worker on $subnet.99 (exit 255)" "$work/unreachable.log" || { cat "$work/unreachable.log"; exit 1; }
+for _ in $(seq 100); do pgrep -f -- "$bin/redi-(ps|worker) .*$subnet" >/dev/null || break; sleep 0.1; done
+if pgrep -af -- "$bin/redi-(ps|worker) .*$subnet"; then echo "FAIL: processes outlived the failed launch"; exit 1; fi
+echo "unreachable host: exit 1 after $(since "$start") s, every process gone"
+
 echo "== a bad hostfile is refused before anything starts"
 printf '%s coordinator\n%s sevrer 1\n' "${address[0]}" "${address[1]}" > "$work/bad-hostfile"
 if bash "$repo/cluster/ssh.sh" "$work/bad-hostfile" "$work/run.yaml" 2> "$work/bad.log"; then echo "FAIL: a bad hostfile was accepted"; exit 1; fi
