@@ -628,15 +628,16 @@ public final class Coordinator {
     func evaluate(_ e: Recipe.EvalSpec, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer, stage: String) throws -> Double {
         let problems = try EvalSet.load(URL(fileURLWithPath: e.data), tokenizer: tokenizer, limit: e.limit)
         let stop = stopTokens(tokenizer)
-        var pass1: [Double] = []
-        for (i, p) in problems.enumerated() {
-            keepAlive()
-            try checkStop()
-            let settings = SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens, seed: recipe.seed &+ UInt64(i))
-            let result = scoreProblem(p, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer,
-                                      samples: e.samples, settings: settings, rule: e.answerRule, stop: stop)
-            pass1.append(Double(result.correct) / Double(e.samples))
+        let settings = SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens)
+        let seeds = problems.indices.map { recipe.seed &+ UInt64($0) }
+        var stopped = false
+        let results = scoreProblems(problems, seeds: seeds, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer,
+                                    samples: e.samples, rows: e.batch, settings: settings, rule: e.answerRule, stop: stop) { _, _, _ in
+            self.keepAlive()
+            if self.stop.value != nil { stopped = true }
         }
+        if stopped { try checkStop() }
+        let pass1 = results.map { Double($0.correct) / Double(e.samples) }
         let (mean, stderr) = meanAndStandardError(pass1)
         say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
         let line: [String: Any] = ["stage": stage, "eval/pass@1": mean, "eval/pass@1_stderr": stderr, "eval/problems": problems.count]

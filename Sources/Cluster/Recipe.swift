@@ -46,6 +46,8 @@ public struct Recipe: Sendable {
     public struct EvalSpec: Sendable {
         public var data: String
         public var samples = 4, maxNewTokens = 128
+        /// Sequences decoded together (continuous batching).
+        public var batch = 32
         public var limit: Int?
         public var temperature = 0.6, topP = 0.95
         public var answerRule = AnswerRule.marker
@@ -193,6 +195,7 @@ public struct Recipe: Sendable {
             var spec = EvalSpec(data: resolveData(try e.string("data")))
             spec.samples = try e.int("samples", default: 4, min: 1)
             spec.maxNewTokens = try e.int("max_new_tokens", default: 128, min: 1)
+            spec.batch = try e.int("batch", default: 32, min: 1)
             spec.limit = try e.optionalInt("limit")
             spec.temperature = try e.double("temperature", default: 0.6, min: 0)
             spec.topP = try e.double("top_p", default: 0.95, min: 1e-9)

@@ -16,72 +16,168 @@ public struct SamplingSettings: Sendable, Equatable {
 }
 
 /// Picks the next token from logits: argmax at temperature 0, else a draw from the
-/// smallest set of most likely tokens whose probability reaches `topP`.
+/// smallest set of most likely tokens whose probability reaches `topP` (ties broken by the
+/// lower id), in proportion to their probabilities.
+///
+/// Linear time: the weights are bucketed by their float exponent and top mantissa bits
+/// (an order-preserving key), whole buckets are taken from the top until the nucleus mass is
+/// reached, and only the boundary bucket is sorted. A trained model's nucleus is a handful of
+/// tokens, but a near-uniform one (early training, high temperature) is most of the vocabulary.
 public func sampleToken(_ logits: UnsafeBufferPointer<Float>, settings: SamplingSettings, rng: inout SeededGenerator) -> Int32 {
+    let n = logits.count
     var best = 0
-    for i in 1..<logits.count where logits[i] > logits[best] { best = i }
+    for i in 1..<n where logits[i] > logits[best] { best = i }
     if settings.temperature <= 0 { return Int32(best) }
     let inv = Float(1 / settings.temperature), m = logits[best]
-    var weights = [Float](repeating: 0, count: logits.count)
+    var weights = [Float](repeating: 0, count: n)
+    // Bucket 0 holds the largest weights (≤ 1, 8 buckets per octave); the last lumps everything below 2^-31.
+    let buckets = 256
+    func bucket(_ w: Float) -> Int {
+        let key = Int(w.bitPattern >> 20)  // sign (0), exponent, 3 mantissa bits: increasing with w
+        return min(buckets - 1, max(0, (127 << 3) - key))
+    }
+    var mass = [Double](repeating: 0, count: buckets)
     var total = 0.0
-    for i in 0..<logits.count { weights[i] = fastExp((logits[i] - m) * inv); total += Double(weights[i]) }
+    for i in 0..<n {
+        let w = fastExp((logits[i] - m) * inv)
+        weights[i] = w
+        mass[bucket(w)] += Double(w)
+        total += Double(w)
+    }
     let target = settings.topP * total
-    // Sort only the plausible tokens; if they cannot reach the nucleus mass, sort everything.
-    // Either way the kept set is exactly the top-p nucleus, since every excluded token is
-    // less likely than every candidate.
-    var nucleus: [(Int32, Double)] = []
-    for threshold: Float in [1e-4, 0] {
-        var candidates: [(Int32, Double)] = []
-        for i in 0..<weights.count where weights[i] >= threshold { candidates.append((Int32(i), Double(weights[i]))) }
-        candidates.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-        var mass = 0.0
-        nucleus = []
-        for c in candidates {
-            nucleus.append(c)
-            mass += c.1
-            if mass >= target { break }
-        }
-        if mass >= target || threshold == 0 { break }
+    // Whole buckets above the boundary bucket, then the boundary bucket's largest weights.
+    var boundary = 0, above = 0.0
+    while boundary < buckets - 1 && above + mass[boundary] < target { above += mass[boundary]; boundary += 1 }
+    var candidates: [(id: Int, w: Float)] = []
+    for i in 0..<n where bucket(weights[i]) == boundary { candidates.append((i, weights[i])) }
+    candidates.sort { $0.w > $1.w || ($0.w == $1.w && $0.id < $1.id) }
+    var kept = above, last = candidates.first ?? (best, weights[best])
+    for c in candidates {
+        last = c
+        kept += Double(c.w)
+        if kept >= target { break }
     }
-    let mass = nucleus.reduce(0) { $0 + $1.1 }
-    var u = rng.nextUnit() * mass
-    for (id, w) in nucleus {
-        u -= w
-        if u <= 0 { return id }
+    func inNucleus(_ i: Int) -> Bool {
+        let b = bucket(weights[i])
+        return b < boundary || (b == boundary && (weights[i] > last.w || (weights[i] == last.w && i <= last.id)))
     }
-    return nucleus.last!.0
+    var u = rng.nextUnit() * kept
+    var chosen = best
+    for i in 0..<n where inNucleus(i) {
+        chosen = i
+        u -= Double(weights[i])
+        if u <= 0 { break }
+    }
+    return Int32(chosen)
 }
 
-/// Generates `samples` continuations of `prompt` as one decoding batch.
+/// Samples wanted for one prompt.
+public struct GenerationRequest: Sendable {
+    public var prompt: [Int32]
+    public var samples: Int
+    /// Sample j draws from its own generator seeded by (seed, j).
+    public var seed: UInt64
+    public init(prompt: [Int32], samples: Int, seed: UInt64) { self.prompt = prompt; self.samples = samples; self.seed = seed }
+}
+
+/// The random stream of sample `sample` of a request: independent of the batch it runs in.
+func sampleSeed(_ seed: UInt64, _ sample: Int) -> UInt64 {
+    var z = seed &+ (UInt64(sample) &+ 1) &* 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+}
+
+/// Generates every request's samples with continuous batching: `rows` sequences decode
+/// together, and a row whose sample ends is refilled with the next waiting sample (a prompt
+/// is prefilled once and copied to the rows of its samples that start together).
+///
+/// Each sample's tokens depend only on its prompt, its seed and `settings`, never on `rows`,
+/// on the other requests or on the order samples finish, so the same work split over
+/// processes gives the same samples.
 ///
 /// - Parameters:
+///   - settings: temperature, top-p and the token budget (`settings.seed` is not used).
 ///   - stop: token ids that end a sample (included in its output).
-///   - progress: called after each decoding step with the number of finished samples.
-/// - Returns: the generated ids of each sample (without the prompt).
-public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, prompt: [Int32], samples: Int,
-                     settings: SamplingSettings, stop: Set<Int32>) -> [[Int32]] {
-    let budget = min(settings.maxNewTokens, config.maxPositionEmbeddings - prompt.count)
-    guard budget > 0 else { return Array(repeating: [], count: samples) }
-    let generator = Generator(config: config, parameters: parameters, batch: samples, capacity: prompt.count + budget)
-    var rng = SeededGenerator(seed: settings.seed)
+///   - progress: called after each decode step with (samples finished, samples in all, tokens generated).
+/// - Returns: for each request, the generated ids of each sample (without the prompt).
+public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, requests: [GenerationRequest], rows: Int,
+                     settings: SamplingSettings, stop: Set<Int32>, progress: ((Int, Int, Int) -> Void)? = nil) -> [[[Int32]]] {
+    precondition(rows >= 1)
+    var outputs = requests.map { Array(repeating: [Int32](), count: $0.samples) }
+    let budgets = requests.map { min(settings.maxNewTokens, config.maxPositionEmbeddings - $0.prompt.count) }
+    // (request, sample) in order; prompts with no room to generate get empty samples.
+    let jobs = requests.indices.flatMap { r in budgets[r] > 0 ? (0..<requests[r].samples).map { (r, $0) } : [] }
+    guard !jobs.isEmpty else { return outputs }
+    let capacity = jobs.map { requests[$0.0].prompt.count + budgets[$0.0] }.max()!
+    let generator = Generator(config: config, parameters: parameters, rows: min(rows, jobs.count), capacity: capacity)
     let vocab = config.vocabSize
-    var outputs = Array(repeating: [Int32](), count: samples)
-    var done = Array(repeating: false, count: samples)
-    var logits = generator.prefill(prompt)
-    var next = [Int32](repeating: 0, count: samples)
-    var firstStep = true
-    for _ in 0..<budget {
-        for s in 0..<samples where !done[s] {
-            let row = firstStep ? 0 : s
-            next[s] = logits.withUnsafeBufferPointer {
-                sampleToken(UnsafeBufferPointer(rebasing: $0[(row * vocab)..<((row + 1) * vocab)]), settings: settings, rng: &rng)
-            }
-            outputs[s].append(next[s])
-            if stop.contains(next[s]) || outputs[s].count >= budget { done[s] = true }
+    var running: [(request: Int, sample: Int)?] = Array(repeating: nil, count: generator.rows)
+    var rngs = Array(repeating: SeededGenerator(seed: 0), count: generator.rows)
+    var last = [Int32](repeating: 0, count: generator.rows)
+    var nextJob = 0, finished = 0, tokens = 0
+
+    /// Records `token` for the sample in `row`; frees the row when the sample is complete.
+    func emit(_ row: Int, _ token: Int32) {
+        let (r, s) = running[row]!
+        outputs[r][s].append(token)
+        last[row] = token
+        tokens += 1
+        if stop.contains(token) || outputs[r][s].count >= budgets[r] {
+            running[row] = nil
+            finished += 1
         }
-        firstStep = false
-        if done.allSatisfy({ $0 }) || generator.length >= generator.capacity { break }
-        logits = generator.decode(next)
+    }
+    /// Picks one token per listed row from `logits` (row i of logits for rows[i], or one shared row), in parallel.
+    func sample(_ rowsToSample: [Int], _ logits: [Float], shared: Bool) -> [Int32] {
+        var picked = [Int32](repeating: 0, count: rowsToSample.count)
+        logits.withUnsafeBufferPointer { l in
+            rngs.withUnsafeMutableBufferPointer { rng in
+                picked.withUnsafeMutableBufferPointer { out in
+                    let box = UncheckedSendable((l, rng, out))
+                    parallelRanges(rowsToSample.count, minimumPerThread: 4) { range in
+                        let (l, rng, out) = box.value
+                        for i in range {
+                            let at = shared ? 0 : i * vocab
+                            out[i] = sampleToken(UnsafeBufferPointer(rebasing: l[at..<(at + vocab)]), settings: settings, rng: &rng[rowsToSample[i]])
+                        }
+                    }
+                }
+            }
+        }
+        return picked
+    }
+
+    while true {
+        // Fill free rows: the next samples of one prompt share a single prefill.
+        var free = (0..<generator.rows).filter { running[$0] == nil }
+        while !free.isEmpty && nextJob < jobs.count {
+            let r = jobs[nextJob].0
+            var group: [Int] = []
+            while nextJob < jobs.count && jobs[nextJob].0 == r && group.count < free.count {
+                let row = free[group.count]
+                running[row] = jobs[nextJob]
+                rngs[row] = SeededGenerator(seed: sampleSeed(requests[r].seed, jobs[nextJob].1))
+                group.append(row)
+                nextJob += 1
+            }
+            let logits = generator.prefill(row: group[0], prompt: requests[r].prompt)
+            for row in group.dropFirst() { generator.copyRow(group[0], to: row) }
+            for (row, token) in zip(group, sample(group, logits, shared: true)) { emit(row, token) }
+            free = (0..<generator.rows).filter { running[$0] == nil }
+        }
+        let active = (0..<generator.rows).filter { running[$0] != nil }
+        if active.isEmpty { break }
+        let logits = generator.decode(rows: active, tokens: active.map { last[$0] })
+        for (row, token) in zip(active, sample(active, logits, shared: false)) { emit(row, token) }
+        progress?(finished, jobs.count, tokens)
     }
     return outputs
+}
+
+/// `samples` continuations of one prompt (see the batched `generate` for the guarantees).
+public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, prompt: [Int32], samples: Int,
+                     settings: SamplingSettings, stop: Set<Int32>) -> [[Int32]] {
+    generate(config: config, parameters: parameters, requests: [GenerationRequest(prompt: prompt, samples: samples, seed: settings.seed)],
+             rows: samples, settings: settings, stop: stop)[0]
 }

@@ -21,12 +21,18 @@ public func stopTokens(_ tokenizer: any Tokenizer) -> Set<Int32> {
     return stop
 }
 
-/// Samples `samples` answers to `problem` and counts the correct ones.
-public func scoreProblem(_ problem: EvalSet.Problem, config: LlamaConfig, parameters: UnsafePointer<Float>, tokenizer: any Tokenizer,
-                         samples: Int, settings: SamplingSettings, rule: AnswerRule, stop: Set<Int32>) -> ProblemResult {
-    let outputs = generate(config: config, parameters: parameters, prompt: problem.promptIDs, samples: samples, settings: settings, stop: stop)
-    let texts = outputs.map { tokenizer.decode($0.filter { !stop.contains($0) }) }
-    let answers = texts.map { rule.extract($0).map(AnswerRule.normalize) }
-    let reference = AnswerRule.normalize(problem.answer)
-    return ProblemResult(texts: texts, answers: answers, correct: answers.filter { $0 == reference }.count)
+/// Samples `samples` answers to each problem (continuous batching over `rows` sequences) and
+/// counts the correct ones. Problem i's samples are seeded by `seeds[i]`.
+public func scoreProblems(_ problems: [EvalSet.Problem], seeds: [UInt64], config: LlamaConfig, parameters: UnsafePointer<Float>,
+                          tokenizer: any Tokenizer, samples: Int, rows: Int, settings: SamplingSettings, rule: AnswerRule, stop: Set<Int32>,
+                          progress: ((Int, Int, Int) -> Void)? = nil) -> [ProblemResult] {
+    precondition(seeds.count == problems.count)
+    let requests = zip(problems, seeds).map { GenerationRequest(prompt: $0.promptIDs, samples: samples, seed: $1) }
+    let outputs = generate(config: config, parameters: parameters, requests: requests, rows: rows, settings: settings, stop: stop, progress: progress)
+    return zip(problems, outputs).map { problem, samples in
+        let texts = samples.map { tokenizer.decode($0.filter { !stop.contains($0) }) }
+        let answers = texts.map { rule.extract($0).map(AnswerRule.normalize) }
+        let reference = AnswerRule.normalize(problem.answer)
+        return ProblemResult(texts: texts, answers: answers, correct: answers.filter { $0 == reference }.count)
+    }
 }

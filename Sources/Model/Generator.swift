@@ -1,83 +1,111 @@
-// Autoregressive decoding with a KV cache: one prompt prefilled once, then `batch` samples
-// decoded together (one row each), so the weights stream through the cache once per step
-// for all samples. Not for training: no activations are kept.
+// Autoregressive decoding with a KV cache of `rows` independent sequences, for continuous
+// batching: any row can be (re)filled with a prompt while the others keep decoding, and one
+// decode step runs every active row through the weights together, so they stream from memory
+// once per step for the whole batch. Prefill goes through sgemm (the prompt's tokens are the
+// rows of every product); decode attention is batched over (row, kv head) pairs. Not for
+// training: no activations are kept.
 import Numerics
 
-/// Next-token logits for a batch of sequences that share a prompt.
+/// Next-token logits for a batch of independent sequences sharing one KV cache.
 public final class Generator {
     public let config: LlamaConfig
     public let layout: ParameterLayout
     let rope: RotaryTable
     let parameters: UnsafePointer<Float>
-    public let batch: Int
+    /// Sequences the cache holds.
+    public let rows: Int
+    /// Tokens per row (prompt + generated).
     public let capacity: Int
-    /// [layers][batch, capacity, kvDim]
+    /// [layers][rows, capacity, kvDim]
     private var keys: [FloatBuffer] = [], values: [FloatBuffer] = []
-    public private(set) var length = 0
+    /// Tokens in each row's cache.
+    public private(set) var lengths: [Int]
     private var work = GrowableBuffer()
 
     /// - Parameters:
     ///   - parameters: the flat vector; must outlive the generator.
-    ///   - capacity: maximum total tokens (prompt + generated) per sequence.
-    public init(config: LlamaConfig, parameters: UnsafePointer<Float>, batch: Int, capacity: Int) {
-        precondition(batch >= 1 && capacity >= 1)
+    ///   - capacity: maximum total tokens (prompt + generated) per row.
+    public init(config: LlamaConfig, parameters: UnsafePointer<Float>, rows: Int, capacity: Int) {
+        precondition(rows >= 1 && capacity >= 1)
         self.config = config
         layout = ParameterLayout(config: config)
-        rope = RotaryTable(headDim: config.headDim, maxPosition: min(capacity, config.maxPositionEmbeddings), theta: config.ropeTheta)
-        self.parameters = parameters
-        self.batch = batch
         self.capacity = min(capacity, config.maxPositionEmbeddings)
+        rope = RotaryTable(headDim: config.headDim, maxPosition: self.capacity, theta: config.ropeTheta)
+        self.parameters = parameters
+        self.rows = rows
+        lengths = Array(repeating: 0, count: rows)
         let kvDim = config.numKeyValueHeads * config.headDim
         for _ in 0..<config.numHiddenLayers {
-            keys.append(FloatBuffer(count: batch * self.capacity * kvDim))
-            values.append(FloatBuffer(count: batch * self.capacity * kvDim))
+            keys.append(FloatBuffer(count: rows * self.capacity * kvDim))
+            values.append(FloatBuffer(count: rows * self.capacity * kvDim))
         }
     }
 
-    /// Runs the prompt through the model for every batch row; returns logits [vocab] after its last token.
-    public func prefill(_ prompt: [Int32]) -> [Float] {
+    /// Replaces row `row` with `prompt`; returns the logits [vocab] after its last token.
+    public func prefill(row: Int, prompt: [Int32]) -> [Float] {
+        precondition(row >= 0 && row < rows)
         precondition(!prompt.isEmpty && prompt.count <= capacity, "prompt of \(prompt.count) tokens does not fit \(capacity)")
-        length = 0
-        let logits = step(rows: 1, tokens: prompt, cacheRow: 0)
-        // Copy row 0's cache to every other sample.
-        let kvDim = config.numKeyValueHeads * config.headDim
+        let logits = forward(tokens: prompt, rowsOfTokens: [row], positions: (0..<prompt.count).map { Int32($0) }, prefill: true)
+        lengths[row] = prompt.count
+        return logits
+    }
+
+    /// Makes row `to` a copy of row `from` (another sample of the same prompt) without recomputing it.
+    public func copyRow(_ from: Int, to: Int) {
+        precondition(from >= 0 && from < rows && to >= 0 && to < rows)
+        guard from != to else { return }
+        let kvDim = config.numKeyValueHeads * config.headDim, n = lengths[from] * kvDim
         for l in 0..<config.numHiddenLayers {
-            for b in 1..<batch {
-                (keys[l].baseAddress + b * capacity * kvDim).update(from: keys[l].baseAddress, count: prompt.count * kvDim)
-                (values[l].baseAddress + b * capacity * kvDim).update(from: values[l].baseAddress, count: prompt.count * kvDim)
-            }
+            (keys[l].baseAddress + to * capacity * kvDim).update(from: keys[l].baseAddress + from * capacity * kvDim, count: n)
+            (values[l].baseAddress + to * capacity * kvDim).update(from: values[l].baseAddress + from * capacity * kvDim, count: n)
         }
-        length = prompt.count
-        return logits
+        lengths[to] = lengths[from]
     }
 
-    /// Appends one token per batch row; returns logits [batch, vocab].
-    public func decode(_ tokens: [Int32]) -> [Float] {
-        precondition(tokens.count == batch, "one token per sequence")
-        precondition(length < capacity, "generator is full (\(capacity) tokens)")
-        let logits = step(rows: batch, tokens: tokens, cacheRow: nil)
-        length += 1
-        return logits
+    /// Appends `tokens[i]` to row `rows[i]` for every i; returns logits [rows.count, vocab].
+    ///
+    /// A row's logits are the same bits whatever the other rows hold and however many are
+    /// active: every product runs with all `rows` rows (idle ones padded), because OpenBLAS
+    /// picks kernels by shape (its small-matrix kernels sum in another order), while at a fixed
+    /// shape a row's result depends on nothing but that row. Attention works row by row.
+    public func decode(rows active: [Int], tokens: [Int32]) -> [Float] {
+        precondition(active.count == tokens.count && !active.isEmpty, "one token per active row")
+        precondition(Set(active).count == active.count, "a row appears twice")
+        for r in active { precondition(lengths[r] < capacity, "row \(r) is full (\(capacity) tokens)") }
+        let pad = rows - active.count
+        let logits = forward(tokens: tokens + Array(repeating: tokens[0], count: pad), rowsOfTokens: active,
+                             positions: active.map { Int32(lengths[$0]) } + Array(repeating: 0, count: pad), prefill: false)
+        for r in active { lengths[r] += 1 }
+        return Array(logits[0..<(active.count * config.vocabSize)])
     }
 
-    /// Forward for either one sequence's `tokens` (prefill, rows = 1) or one token per batch row.
-    private func step(rows: Int, tokens: [Int32], cacheRow: Int?) -> [Float] {
+    /// One forward over `tokens`: for a prefill, the prompt of one row (causal attention among
+    /// them, logits of the last only); for a decode, one token per row of `rowsOfTokens`
+    /// (logits of each), then padding tokens that attend to nothing and are not cached.
+    private func forward(tokens: [Int32], rowsOfTokens: [Int], positions: [Int32], prefill: Bool) -> [Float] {
         let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
         let heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads
         let qDim = heads * hd, kvDim = kvHeads * hd, vocab = config.vocabSize
-        let t = tokens.count                     // tokens in this forward
-        let prefill = cacheRow != nil
+        let t = tokens.count
+        let headRows = prefill ? 1 : t
+        let real = prefill ? t : rowsOfTokens.count  // decode tokens that belong to a row
+        let longest = prefill ? t : rowsOfTokens.map { lengths[$0] + 1 }.max()!
+        let attentionScratch = prefill ? heads * t * t : decodeScratchCount(heads: heads, kvHeads: kvHeads, longest: longest)
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let x = slot(t * c), ln = slot(t * c), rstd = slot(t), q = slot(t * qDim), k = slot(t * kvDim), v = slot(t * kvDim)
-        let att = slot(t * qDim), gateUp = slot(t * 2 * inter), h = slot(t * inter), scores = slot(capacity)
-        let logitsSlot = slot((prefill ? 1 : t) * vocab)
+        let att = slot(t * qDim), gateUp = slot(t * 2 * inter), h = slot(t * inter), scratch = slot(attentionScratch)
+        let logitsSlot = slot(headRows * vocab)
         let a = work.reserve(next)
         let w = parameters
         let eps = Float(config.rmsNormEps)
-        let positions: [Int32] = prefill ? (0..<t).map { Int32($0) } : Array(repeating: Int32(length), count: t)
         for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i]) * c, count: c) }
-        let scale = 1 / Float(hd).squareRoot()
+        let row0 = rowsOfTokens[0]
+        let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, t])
+        let cacheOffsets = rowsOfTokens.map { $0 * capacity * kvDim }
+        let visible = rowsOfTokens.map { lengths[$0] + 1 }
+        // Padding rows' attention output stays zero (their products are computed, never used).
+        if real < t { (a + att + real * qDim).update(repeating: 0, count: (t - real) * qDim) }
         positions.withUnsafeBufferPointer { pos in
             for l in 0..<config.numHiddenLayers {
                 let o = layout.layers[l]
@@ -87,32 +115,20 @@ public final class Generator {
                 linearForward(a + v, a + ln, w + o.v, o.vBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
                 ropeApply(a + q, positions: pos.baseAddress!, table: rope, rows: t, heads: heads, inverse: false)
                 ropeApply(a + k, positions: pos.baseAddress!, table: rope, rows: t, heads: kvHeads, inverse: false)
-                // Append to the cache: prefill writes positions 0..<t of row 0, decode one position per row.
-                for i in 0..<t {
-                    let row = prefill ? 0 : i, p = prefill ? i : length
-                    (keys[l].baseAddress + (row * capacity + p) * kvDim).update(from: a + k + i * kvDim, count: kvDim)
-                    (values[l].baseAddress + (row * capacity + p) * kvDim).update(from: a + v + i * kvDim, count: kvDim)
-                }
-                for i in 0..<t {
-                    let row = prefill ? 0 : i, visible = prefill ? i + 1 : length + 1
-                    let kc = keys[l].baseAddress + row * capacity * kvDim, vc = values[l].baseAddress + row * capacity * kvDim
-                    for h in 0..<heads {
-                        let g = h / (heads / kvHeads)
-                        let qh = a + q + i * qDim + h * hd, s = a + scores
-                        for p in 0..<visible {
-                            let kp = kc + p * kvDim + g * hd
-                            var d: Float = 0
-                            for j in 0..<hd { d += qh[j] * kp[j] }
-                            s[p] = d * scale
-                        }
-                        let sum = expInPlace(s, visible, shift: rowMax(s, visible))
-                        let out = a + att + i * qDim + h * hd
-                        out.update(repeating: 0, count: hd)
-                        for p in 0..<visible {
-                            let pw = s[p] / sum, vp = vc + p * kvDim + g * hd
-                            for j in 0..<hd { out[j] += pw * vp[j] }
-                        }
+                let kc = keys[l].baseAddress, vc = values[l].baseAddress
+                if prefill {
+                    // The prompt's keys and values are the cache of its row; attention among them is causal.
+                    (kc + row0 * capacity * kvDim).update(from: a + k, count: t * kvDim)
+                    (vc + row0 * capacity * kvDim).update(from: a + v, count: t * kvDim)
+                    attentionForward(a + att, a + scratch, a + q, a + k, a + v, shape: prefillShape)
+                } else {
+                    for i in 0..<real {
+                        let p = Int(positions[i])
+                        (kc + cacheOffsets[i] + p * kvDim).update(from: a + k + i * kvDim, count: kvDim)
+                        (vc + cacheOffsets[i] + p * kvDim).update(from: a + v + i * kvDim, count: kvDim)
                     }
+                    cachedAttention(a + att, a + q, keys: kc, values: vc, cacheOffsets: cacheOffsets, visible: visible,
+                                    heads: heads, kvHeads: kvHeads, headDim: hd, scratch: a + scratch)
                 }
                 linearForward(a + x, a + att, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c, accumulate: true)
                 rmsnormForward(a + ln, a + rstd, a + x, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
@@ -122,7 +138,6 @@ public final class Generator {
             }
         }
         // Only the rows whose next token is wanted go through the LM head.
-        let headRows = prefill ? 1 : t
         let first = prefill ? t - 1 : 0
         rmsnormForward(a + ln, a + rstd, a + x + first * c, w + layout.finalNorm, rows: headRows, width: c, eps: eps)
         linearForward(a + logitsSlot, a + ln, w + layout.lmHead, nil, rows: headRows, inFeatures: c, outFeatures: vocab)

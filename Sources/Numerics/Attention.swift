@@ -113,3 +113,53 @@ func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int, Int) -
 func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int) -> Void) {
     forEachSequenceAndKVHead(shape) { j, g, _ in body(j, g) }
 }
+
+/// Decoding attention: one new query per row, attending to that row's cached keys and values.
+///
+/// - Parameters:
+///   - out: [n, heads·hd]; `q`: [n, heads·hd] (rotated).
+///   - keys, values: the caches; query i's cache starts at `cacheOffsets[i]` (elements), one
+///     position per kvHeads·hd, and it sees `visible[i]` positions.
+///   - scratch: `decodeScratchCount(heads:kvHeads:longest:)` floats.
+/// Work is spread over (query, kv head) pairs with single-threaded sgemm inside, in a fixed
+/// assignment, so a row's result never depends on which other rows are in the batch.
+public func cachedAttention(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
+                            keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+                            cacheOffsets: [Int], visible: [Int], heads: Int, kvHeads: Int, headDim hd: Int,
+                            scratch: UnsafeMutablePointer<Float>) {
+    let n = visible.count
+    precondition(cacheOffsets.count == n && heads % kvHeads == 0)
+    let group = heads / kvHeads, qStride = heads * hd, kvStride = kvHeads * hd
+    let longest = visible.max() ?? 0
+    let scale = 1 / Float(hd).squareRoot()
+    let pairs = n * kvHeads
+    let workers = min(elementwiseThreads, pairs)
+    let saved = matmulThreads
+    if workers > 1 { setMatmulThreads(1) }
+    defer { if workers > 1 { setMatmulThreads(saved) } }
+    parallelRanges(workers) { range in
+        for w in range {
+            let s = scratch + w * group * longest
+            var pair = w
+            while pair < pairs {
+                let i = pair / kvHeads, g = pair % kvHeads, l = visible[i]
+                let kg = keys + cacheOffsets[i] + g * hd, vg = values + cacheOffsets[i] + g * hd
+                let qg = q + i * qStride + g * group * hd
+                // scores[group, l] = q_g · Kᵀ / √hd, then softmax per head, then · V.
+                gemm(.n, .t, m: group, n: l, k: hd, alpha: scale, qg, lda: hd, kg, ldb: kvStride, s, ldc: l)
+                for h in 0..<group {
+                    let row = s + h * l
+                    let sum = expInPlace(row, l, shift: rowMax(row, l))
+                    scaleInPlace(row, l, by: 1 / sum)
+                }
+                gemm(.n, .n, m: group, n: hd, k: l, s, lda: l, vg, ldb: kvStride, out + i * qStride + g * group * hd, ldc: hd)
+                pair += workers
+            }
+        }
+    }
+}
+
+/// Scratch floats `cachedAttention` needs.
+public func decodeScratchCount(heads: Int, kvHeads: Int, longest: Int) -> Int {
+    elementwiseThreads * (heads / kvHeads) * longest
+}

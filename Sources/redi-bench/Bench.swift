@@ -108,13 +108,17 @@ struct Step: ParsableCommand {
 }
 
 struct Generate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Decoding throughput against memory bandwidth.")
+    static let configuration = CommandConfiguration(abstract: "Sampling throughput with continuous batching, as MFU against sgemm and as memory bandwidth.")
     @Option var config = "smollm2-135m"
     @Option(help: "New tokens per sample.") var tokens = 128
-    @Option(help: "Samples decoded together.") var batch = 1
+    @Option(help: "Sequences decoded together.") var batch = 32
+    @Option(help: "Distinct prompts (each with --samples samples); default: enough to fill the batch twice.") var prompts: Int?
+    @Option(help: "Samples per prompt.") var samples = 4
+    @Option(help: "Tokens per prompt.") var promptTokens = 64
 
     func run() throws {
         let model = try BenchModel(preset: config)
+        let c = model.config
         let bytes = model.layout.totalCount * 4
         let copy = FloatBuffer(count: model.layout.totalCount)
         var best = Double.infinity
@@ -124,19 +128,36 @@ struct Generate: ParsableCommand {
             best = min(best, now() - t0)
         }
         let bandwidth = 2 * Double(bytes) / best / 1e9  // read + write
+        // The products a decode step of `batch` rows is made of, at that row count.
+        var peak = 0.0
+        for (m, n, k) in [(batch, 2 * c.intermediateSize, c.hiddenSize), (batch, c.vocabSize, c.hiddenSize), (256, 2 * c.intermediateSize, c.hiddenSize)] {
+            peak = max(peak, sgemmRate(.n, .t, m: m, n: n, k: k))
+        }
         var rng = SeededGenerator(seed: 3)
-        let prompt = (0..<32).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
-        _ = generate(config: model.config, parameters: model.parameters.baseAddress, prompt: prompt, samples: batch,
-                     settings: SamplingSettings(temperature: 0, maxNewTokens: 4), stop: [])
+        let count = prompts ?? max(1, 2 * batch / samples)
+        let requests = (0..<count).map { i in
+            GenerationRequest(prompt: (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }, samples: samples, seed: UInt64(i))
+        }
+        let settings = SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens)
+        _ = generate(config: c, parameters: model.parameters.baseAddress, requests: Array(requests.prefix(1)), rows: batch,
+                     settings: SamplingSettings(temperature: 0.6, maxNewTokens: 4), stop: [])
+        var steps = 0
         let t0 = now()
-        let out = generate(config: model.config, parameters: model.parameters.baseAddress, prompt: prompt, samples: batch,
-                           settings: SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens, seed: 1), stop: [])
+        let out = generate(config: c, parameters: model.parameters.baseAddress, requests: requests, rows: batch, settings: settings, stop: []) { _, _, _ in steps += 1 }
         let dt = now() - t0
-        let produced = out.reduce(0) { $0 + $1.count }
-        let steps = Double(out.map(\.count).max() ?? 0)
-        let streamed = steps * Double(bytes) / dt / 1e9
-        print(String(format: "redi-bench generate: %@ fp32, batch %d, %d new tokens after a 32-token prompt: %.1f tokens/s "
-                     + "(%.1f steps/s); weights streamed at %.1f GB/s = %.0f%% of memcpy bandwidth %.1f GB/s",
-                     config, batch, produced, Double(produced) / dt, steps / dt, streamed, 100 * streamed / bandwidth, bandwidth))
+        let produced = out.joined().reduce(0) { $0 + $1.count }
+        // Model FLOPs per generated token: 2 per weight of every product (the embedding is a
+        // lookup) + attention over the context (4 · layers · q width · mean context).
+        let matmulWeights = Double(model.layout.totalCount - c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 0 : 1))
+        let meanContext = Double(promptTokens) + Double(tokens) / 2
+        let flopsPerToken = 2 * matmulWeights + 4 * Double(c.numHiddenLayers * c.numAttentionHeads * c.headDim) * meanContext
+        // Prefill counts too: every prompt once per group of samples that start together (at most once per sample).
+        let achieved = flopsPerToken * Double(produced) / dt / 1e9
+        let streamed = Double(steps) * Double(bytes) / dt / 1e9
+        print(String(format: "redi-bench generate: %@ fp32, %d prompts × %d samples, batch %d, %d new tokens after %d-token prompts: "
+                     + "%.1f tokens/s, %.1f GFLOP/s = MFU %.1f%% of sgemm %.1f GFLOP/s (same run); %d decode steps, weights streamed at %.1f GB/s "
+                     + "(%.0f%% of memcpy %.1f GB/s); %d BLAS threads",
+                     config, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
+                     steps, streamed, 100 * streamed / bandwidth, bandwidth, matmulThreads))
     }
 }

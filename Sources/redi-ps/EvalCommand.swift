@@ -27,10 +27,13 @@ struct EvalCommand: ParsableCommand {
     var out: String?
     @Option(help: "Write one JSON line per problem with its samples here.")
     var samplesOut: String?
+    @Option(help: "Sequences decoded together (continuous batching: a finished sample's row takes the next one).")
+    var batch = 32
     @OptionGroup var sampling: SamplingOptions
 
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
     }
 
@@ -48,20 +51,23 @@ struct EvalCommand: ParsableCommand {
         let writer = try samplesOut.map { try LineWriter(path: $0) }
         var pass1: [Double] = [], passK: [Double] = [], extracted = 0
         let started = Date()
-        for (i, p) in problems.enumerated() {
-            var settings = sampling.settings
-            settings.seed = sampling.seed &+ UInt64(i) &* 0x9E37_79B9
-            let result = scoreProblem(p, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: tokenizer,
-                                      samples: samples, settings: settings, rule: answerRule, stop: stop)
+        var lastReport = Date.distantPast
+        let seeds = problems.indices.map { sampling.seed &+ UInt64($0) &* 0x9E37_79B9 }
+        let results = scoreProblems(problems, seeds: seeds, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: tokenizer,
+                                    samples: samples, rows: batch, settings: sampling.settings, rule: answerRule, stop: stop) { done, all, tokens in
+            guard Date().timeIntervalSince(lastReport) >= 2 || done == all else { return }
+            lastReport = Date()
+            let elapsed = Date().timeIntervalSince(started)
+            printError(String(format: "eval: %d/%d samples, %.0f tokens/s, ETA %.0f s", done, all, Double(tokens) / elapsed,
+                              done > 0 ? elapsed / Double(done) * Double(all - done) : 0))
+        }
+        for (p, result) in zip(problems, results) {
             let (texts, answers, correct) = (result.texts, result.answers, result.correct)
             extracted += answers.compactMap { $0 }.count
             pass1.append(Double(correct) / Double(samples))
             passK.append(passAtK(samples: samples, correct: correct, k: samples))
             writer?.write(try jsonLine(["line": p.line, "answer": p.answer, "correct": correct,
                                         "samples": zip(texts, answers).map { ["text": $0, "extracted": $1 as Any? ?? NSNull()] as [String: Any] }]))
-            let elapsed = Date().timeIntervalSince(started)
-            printError(String(format: "eval: %d/%d problems, pass@1 %.3f, %.1f s/problem, ETA %.0f s", i + 1, problems.count,
-                              meanAndStandardError(pass1).mean, elapsed / Double(i + 1), elapsed / Double(i + 1) * Double(problems.count - i - 1)))
         }
         let p1 = meanAndStandardError(pass1), pk = meanAndStandardError(passK)
         return ["problems": problems.count, "samples": samples, "pass@1": p1.mean, "pass@1_stderr": p1.stderr,

@@ -1,6 +1,7 @@
 // pass@k, answer extraction, sampling, and the synthetic task's files.
 import Evaluation
 import Foundation
+import Model
 import Numerics
 import ReasoningTask
 import XCTest
@@ -50,6 +51,58 @@ final class EvaluationTests: XCTestCase {
             XCTAssertEqual(Double(counts[1]) / 20000, Foundation.exp(3.0) / z, accuracy: 0.015)
             XCTAssertEqual(Double(counts[2]) / 20000, Foundation.exp(2.9) / z, accuracy: 0.015)
         }
+    }
+
+    /// The bucketed nucleus is the sorted-prefix nucleus: every draw lies in the smallest set of
+    /// most likely tokens reaching top-p, and every member of a small nucleus gets drawn.
+    func testTopPNucleusMatchesASortedReference() {
+        var rng = SeededGenerator(seed: 11)
+        for (spread, topP) in [(0.05, 0.9), (1.0, 0.95), (4.0, 0.5), (8.0, 0.99)] {
+            let logits = (0..<5000).map { _ in Float(spread * rng.nextNormal()) }
+            let w = logits.map { Foundation.exp(Double($0 - logits.max()!)) }
+            let order = w.indices.sorted { w[$0] > w[$1] || (w[$0] == w[$1] && $0 < $1) }
+            var nucleus = Set<Int>(), mass = 0.0
+            for i in order where mass < topP * w.reduce(0, +) { nucleus.insert(i); mass += w[i] }
+            var drawn = Set<Int>()
+            logits.withUnsafeBufferPointer { l in
+                for _ in 0..<4000 { drawn.insert(Int(sampleToken(l, settings: SamplingSettings(temperature: 1, topP: topP), rng: &rng))) }
+            }
+            XCTAssertTrue(drawn.isSubset(of: nucleus), "spread \(spread): drew \(drawn.subtracting(nucleus).count) tokens outside the nucleus")
+            if nucleus.count <= 20 { XCTAssertEqual(drawn, nucleus) }
+        }
+    }
+
+    /// Continuous batching changes nothing a sample draws: with the same number of rows, a
+    /// request gives the same tokens alone, among others, or in another order (refills at
+    /// other moments, other neighbours in every product), on a model wide enough that
+    /// OpenBLAS switches between its small-matrix and regular kernels.
+    func testBatchedSamplingDoesNotDependOnTheBatch() throws {
+        let config = try LlamaConfig(modelType: "llama", hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 3, numAttentionHeads: 6,
+                                     numKeyValueHeads: 2, vocabSize: 3000, maxPositionEmbeddings: 128, rmsNormEps: 1e-5,
+                                     ropeTheta: 10000, tieWordEmbeddings: true)
+        let layout = ParameterLayout(config: config)
+        let parameters = FloatBuffer(count: layout.totalCount)
+        var rng = SeededGenerator(seed: 4)
+        for i in 0..<parameters.count { parameters[i] = Float(0.08 * rng.nextNormal()) }
+        for offset in layout.normOffsets { for i in 0..<config.hiddenSize { parameters[offset + i] = 1 } }
+        // Prompts of different lengths; stop tokens end samples at different steps.
+        var requests: [GenerationRequest] = []
+        for r in 0..<7 {
+            var prompt: [Int32] = []
+            for _ in 0..<(3 + r * 5) { prompt.append(Int32(rng.next() % 3000)) }
+            requests.append(GenerationRequest(prompt: prompt, samples: 3, seed: UInt64(100 + r)))
+        }
+        let settings = SamplingSettings(temperature: 1.0, topP: 0.95, maxNewTokens: 24)
+        let stop: Set<Int32> = Set((0..<60).map { Int32($0) })
+        func run(_ r: [GenerationRequest]) -> [[[Int32]]] {
+            generate(config: config, parameters: parameters.baseAddress, requests: r, rows: 5, settings: settings, stop: stop)
+        }
+        let together = run(requests)
+        let lengths = together.joined().map { (sample: [Int32]) in sample.count }
+        XCTAssertGreaterThan(Set(lengths).count, 3, "samples should end at different lengths: \(lengths)")
+        XCTAssertEqual(Array(run(requests.reversed()).reversed()), together)
+        XCTAssertEqual(run([requests[4]])[0], together[4])
+        XCTAssertEqual(run(Array(requests[2...3])), Array(together[2...3]))
     }
 
     func testSyntheticTaskFiles() throws {

@@ -27,7 +27,8 @@ public struct ReferenceLlama {
         return out
     }
 
-    func forward(_ w: [Double], tokens: [Int32]) -> [[Double]] {
+    /// Logits [position][vocab] of every position of one sequence.
+    public func forward(_ w: [Double], tokens: [Int32]) -> [[Double]] {
         let c = config.hiddenSize, hd = config.headDim, h = config.numAttentionHeads, kvh = config.numKeyValueHeads
         let inter = config.intermediateSize, t = tokens.count
         func mat(_ off: Int, _ rows: Int, _ cols: Int, _ x: [Double]) -> [Double] {
