@@ -457,6 +457,51 @@ void   redi__work_unit__free_unpacked
   assert(message->base.descriptor == &redi__work_unit__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   redi__sampling_spec__init
+                     (Redi__SamplingSpec         *message)
+{
+  static const Redi__SamplingSpec init_value = REDI__SAMPLING_SPEC__INIT;
+  *message = init_value;
+}
+size_t redi__sampling_spec__get_packed_size
+                     (const Redi__SamplingSpec *message)
+{
+  assert(message->base.descriptor == &redi__sampling_spec__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t redi__sampling_spec__pack
+                     (const Redi__SamplingSpec *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &redi__sampling_spec__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t redi__sampling_spec__pack_to_buffer
+                     (const Redi__SamplingSpec *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &redi__sampling_spec__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Redi__SamplingSpec *
+       redi__sampling_spec__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Redi__SamplingSpec *)
+     protobuf_c_message_unpack (&redi__sampling_spec__descriptor,
+                                allocator, len, data);
+}
+void   redi__sampling_spec__free_unpacked
+                     (Redi__SamplingSpec *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &redi__sampling_spec__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   redi__pull_request__init
                      (Redi__PullRequest         *message)
 {
@@ -1735,7 +1780,7 @@ const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
   (ProtobufCMessageInit) redi__objective_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[9] =
+static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[10] =
 {
   {
     "stage",
@@ -1845,12 +1890,25 @@ static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[9] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sampling",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Redi__WorkUnit, sampling),
+    &redi__sampling_spec__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__work_unit__field_indices_by_name[] = {
   5,   /* field[5] = examples */
   6,   /* field[6] = micro_batch_tokens */
   4,   /* field[4] = normalizer */
   3,   /* field[3] = objective */
+  9,   /* field[9] = sampling */
   7,   /* field[7] = score_only */
   8,   /* field[8] = shard */
   0,   /* field[0] = stage */
@@ -1860,7 +1918,7 @@ static const unsigned redi__work_unit__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__work_unit__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor redi__work_unit__descriptor =
 {
@@ -1870,11 +1928,127 @@ const ProtobufCMessageDescriptor redi__work_unit__descriptor =
   "Redi__WorkUnit",
   "redi",
   sizeof(Redi__WorkUnit),
-  9,
+  10,
   redi__work_unit__field_descriptors,
   redi__work_unit__field_indices_by_name,
   1,  redi__work_unit__number_ranges,
   (ProtobufCMessageInit) redi__work_unit__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor redi__sampling_spec__field_descriptors[7] =
+{
+  {
+    "samples",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, samples),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "temperature",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, temperature),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_p",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_DOUBLE,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, top_p),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "max_new_tokens",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, max_new_tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rows",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, rows),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "seed",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, seed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "stop_tokens",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Redi__SamplingSpec, n_stop_tokens),
+    offsetof(Redi__SamplingSpec, stop_tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned redi__sampling_spec__field_indices_by_name[] = {
+  3,   /* field[3] = max_new_tokens */
+  4,   /* field[4] = rows */
+  0,   /* field[0] = samples */
+  5,   /* field[5] = seed */
+  6,   /* field[6] = stop_tokens */
+  1,   /* field[1] = temperature */
+  2,   /* field[2] = top_p */
+};
+static const ProtobufCIntRange redi__sampling_spec__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor redi__sampling_spec__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "redi.SamplingSpec",
+  "SamplingSpec",
+  "Redi__SamplingSpec",
+  "redi",
+  sizeof(Redi__SamplingSpec),
+  7,
+  redi__sampling_spec__field_descriptors,
+  redi__sampling_spec__field_indices_by_name,
+  1,  redi__sampling_spec__number_ranges,
+  (ProtobufCMessageInit) redi__sampling_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor redi__pull_request__field_descriptors[3] =
@@ -2594,7 +2768,7 @@ const ProtobufCMessageDescriptor redi__metric__descriptor =
   (ProtobufCMessageInit) redi__metric__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[12] =
+static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[14] =
 {
   {
     "step",
@@ -2740,12 +2914,38 @@ static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[12] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "generated_tokens",
+    13,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Redi__StepReport, n_generated_tokens),
+    offsetof(Redi__StepReport, generated_tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generated_lengths",
+    14,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Redi__StepReport, n_generated_lengths),
+    offsetof(Redi__StepReport, generated_lengths),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__step_report__field_indices_by_name[] = {
   7,   /* field[7] = communication_seconds */
   6,   /* field[6] = compute_seconds */
   9,   /* field[9] = example_ids */
   2,   /* field[2] = examples */
+  13,   /* field[13] = generated_lengths */
+  12,   /* field[12] = generated_tokens */
   1,   /* field[1] = loss_sum */
   4,   /* field[4] = metric_sums */
   5,   /* field[5] = sequence_logps */
@@ -2758,7 +2958,7 @@ static const unsigned redi__step_report__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__step_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor redi__step_report__descriptor =
 {
@@ -2768,7 +2968,7 @@ const ProtobufCMessageDescriptor redi__step_report__descriptor =
   "Redi__StepReport",
   "redi",
   sizeof(Redi__StepReport),
-  12,
+  14,
   redi__step_report__field_descriptors,
   redi__step_report__field_indices_by_name,
   1,  redi__step_report__number_ranges,

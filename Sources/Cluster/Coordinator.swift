@@ -456,7 +456,7 @@ public final class Coordinator {
             summary.logpsRejected = stride(from: 1, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
         }
         if let e = recipe.eval {
-            summary.passAt1 = try evaluate(e, config: config, parameters: parameters, tokenizer: tokenizer, stage: stage.name)
+            summary.passAt1 = try recovering(from: final) { try evaluate(e, tokenizer: tokenizer, stage: stage.name) }
         }
         return summary
     }
@@ -625,19 +625,41 @@ public final class Coordinator {
         return dir.path
     }
 
-    func evaluate(_ e: Recipe.EvalSpec, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer, stage: String) throws -> Double {
+    /// pass@1 of the current weights, sampled by the workers.
+    func evaluate(_ e: Recipe.EvalSpec, tokenizer: any Tokenizer, stage: String) throws -> Double {
         let problems = try EvalSet.load(URL(fileURLWithPath: e.data), tokenizer: tokenizer, limit: e.limit)
         let stop = stopTokens(tokenizer)
-        let settings = SamplingSettings(temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens)
-        let seeds = problems.indices.map { recipe.seed &+ UInt64($0) }
-        var stopped = false
-        let results = scoreProblems(problems, seeds: seeds, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer,
-                                    samples: e.samples, rows: e.batch, settings: settings, rule: e.answerRule, stop: stop) { _, _, _ in
-            self.keepAlive()
-            if self.stop.value != nil { stopped = true }
+        // Problems go to the workers as prompts (contiguous shards, one per slot); problem i's
+        // samples are seeded by recipe.seed + i, so the result is `redi-ps eval --seed SEED
+        // --batch ROWS` on the same weights, however many workers share the work.
+        let prompts = problems.enumerated().map { i, p in
+            Picked(example: Example(sequences: [TokenSequence(tokens: p.promptIDs, promptLength: p.promptIDs.count)], line: p.line), id: i, epoch: 0)
         }
-        if stopped { try checkStop() }
+        let sampling = SamplingSpec(samples: e.samples, temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens, rows: e.batch,
+                                    seed: recipe.seed, stopTokens: stop.sorted())
+        let started = Date()
+        let (reports, _) = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
+            WorkUnit(stage: "eval", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
+                     microBatchTokens: 1, shard: 0, sampling: sampling)
+        }
+        let generated = reports.flatMap(\.generated)
+        guard generated.count == problems.count * e.samples else {
+            throw ClusterError("workers returned \(generated.count) samples for \(problems.count) problems × \(e.samples)")
+        }
+        let outputs = problems.indices.map { Array(generated[($0 * e.samples)..<(($0 + 1) * e.samples)]) }
+        let results = Evaluation.score(problems, outputs: outputs, tokenizer: tokenizer, rule: e.answerRule, stop: stop)
         let pass1 = results.map { Double($0.correct) / Double(e.samples) }
+        // Every sample, as `redi-ps eval --samples-out` writes them.
+        var lines = ""
+        for (p, r) in zip(problems, results) {
+            let samples = zip(r.texts, r.answers).map { ["text": $0, "extracted": $1 as Any? ?? NSNull()] as [String: Any] }
+            let object: [String: Any] = ["line": p.line, "answer": p.answer, "correct": r.correct, "samples": samples]
+            lines += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self) + "\n"
+        }
+        try Data(lines.utf8).write(to: URL(fileURLWithPath: recipe.output).appendingPathComponent("eval_\(stage).jsonl"))
+        let tokens = generated.reduce(0) { $0 + $1.count }
+        say(String(format: "eval: %d samples, %d tokens in %.1f s on %d workers (%.0f tokens/s)", generated.count, tokens,
+                   Date().timeIntervalSince(started), live.count, Double(tokens) / Date().timeIntervalSince(started)))
         let (mean, stderr) = meanAndStandardError(pass1)
         say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
         let line: [String: Any] = ["stage": stage, "eval/pass@1": mean, "eval/pass@1_stderr": stderr, "eval/problems": problems.count]

@@ -3,6 +3,7 @@
 // the objective's sums and its time split to the coordinator. While it works, a heartbeat
 // thread tells the coordinator it is alive, so a long step is never taken for a dead worker.
 import Data
+import Evaluation
 import Foundation
 import Model
 import Numerics
@@ -151,7 +152,8 @@ public final class WorkerRole {
                 do {
                 try unit.validate(config: config, name: name)
                 step.value = unit.step
-                if let failAtStep, unit.step == failAtStep, !unit.scoreOnly {
+                let pushes = !unit.scoreOnly && unit.sampling == nil
+                if let failAtStep, unit.step == failAtStep, pushes {
                     log(name, "fault injection: exiting at step \(unit.step + 1)")
                     exit(3)
                 }
@@ -179,7 +181,16 @@ public final class WorkerRole {
                             refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
                 }
                 var report: StepReport
-                if unit.scoreOnly {
+                if let sampling = unit.sampling {
+                    let requests = unit.examples.map {
+                        GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
+                    }
+                    let settings = SamplingSettings(temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens)
+                    let samples = Array(generate(config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows,
+                                                 settings: settings, stop: Set(sampling.stopTokens)).joined())
+                    report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: samples.reduce(0) { $0 + $1.count },
+                                        metricSums: [:], generated: samples)
+                } else if unit.scoreOnly {
                     let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
                     report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens },
                                         metricSums: [:], sequenceLogps: scores.map(\.logp))
@@ -221,7 +232,7 @@ public final class WorkerRole {
                 report.version = unit.version
                 report.shard = unit.shard
                 let t2 = Date()
-                if !unit.scoreOnly {
+                if pushes {
                     // One acknowledgement per push message, from whichever server it went to.
                     var acks = 0
                     let deadline = Date().addingTimeInterval(timeout)
@@ -267,6 +278,19 @@ extension WorkUnit {
         func bad(_ what: String) -> ClusterError { ClusterError("\(name): work unit for step \(step + 1) \(what)") }
         guard normalizer > 0, normalizer.isFinite else { throw bad("has normalizer \(normalizer)") }
         guard microBatchTokens > 0 else { throw bad("has micro_batch_tokens 0") }
+        if let sampling {
+            // Prompts only; the cache must hold a prompt and its budget, `rows` times.
+            guard sampling.rows <= 4096, sampling.samples <= 4096, sampling.maxNewTokens < config.maxPositionEmbeddings else {
+                throw bad("asks for \(sampling.rows) rows, \(sampling.samples) samples, \(sampling.maxNewTokens) new tokens")
+            }
+            guard sampling.stopTokens.allSatisfy({ $0 >= 0 && Int($0) < config.vocabSize }) else { throw bad("has stop tokens outside the vocabulary") }
+            for (i, e) in examples.enumerated() {
+                guard e.sequences.count == 1, let s = e.sequences.first, !s.tokens.isEmpty, s.tokens.count < config.maxPositionEmbeddings,
+                      s.promptLength == s.tokens.count else { throw bad("example \(i) is not a prompt") }
+                guard s.tokens.allSatisfy({ $0 >= 0 && Int($0) < config.vocabSize }) else { throw bad("example \(i) has token ids outside the vocabulary") }
+            }
+            return
+        }
         for (i, e) in examples.enumerated() {
             guard e.sequences.count == 1 || e.sequences.count == 2 else { throw bad("example \(i) has \(e.sequences.count) sequences") }
             if let r = e.reference, !(r.chosen.isFinite && r.rejected.isFinite) { throw bad("example \(i) has non-finite reference log-probabilities") }

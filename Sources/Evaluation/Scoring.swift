@@ -29,7 +29,12 @@ public func scoreProblems(_ problems: [EvalSet.Problem], seeds: [UInt64], config
     precondition(seeds.count == problems.count)
     let requests = zip(problems, seeds).map { GenerationRequest(prompt: $0.promptIDs, samples: samples, seed: $1) }
     let outputs = generate(config: config, parameters: parameters, requests: requests, rows: rows, settings: settings, stop: stop, progress: progress)
-    return zip(problems, outputs).map { problem, samples in
+    return score(problems, outputs: outputs, tokenizer: tokenizer, rule: rule, stop: stop)
+}
+
+/// Counts the correct samples of each problem from the generated tokens (`outputs[i]` are problem i's samples).
+public func score(_ problems: [EvalSet.Problem], outputs: [[[Int32]]], tokenizer: any Tokenizer, rule: AnswerRule, stop: Set<Int32>) -> [ProblemResult] {
+    zip(problems, outputs).map { problem, samples in
         let texts = samples.map { tokenizer.decode($0.filter { !stop.contains($0) }) }
         let answers = texts.map { rule.extract($0).map(AnswerRule.normalize) }
         let reference = AnswerRule.normalize(problem.answer)

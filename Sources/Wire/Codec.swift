@@ -114,6 +114,13 @@ extension Wire {
             m.pointee.micro_batch_tokens = UInt32(w.microBatchTokens)
             m.pointee.score_only = w.scoreOnly ? 1 : 0
             m.pointee.shard = UInt32(w.shard)
+            if let g = w.sampling {
+                let x: UnsafeMutablePointer<Redi__SamplingSpec> = a.message(redi__sampling_spec__init)
+                x.pointee.samples = UInt32(g.samples); x.pointee.temperature = g.temperature; x.pointee.top_p = g.topP
+                x.pointee.max_new_tokens = UInt32(g.maxNewTokens); x.pointee.rows = UInt32(g.rows); x.pointee.seed = g.seed
+                x.pointee.n_stop_tokens = g.stopTokens.count; x.pointee.stop_tokens = a.array(g.stopTokens.map { UInt32(bitPattern: $0) })
+                m.pointee.sampling = x
+            }
             env.body_case = REDI__ENVELOPE__BODY_WORK; env.work = m
         case let .pull(version, chunks, state):
             let m: UnsafeMutablePointer<Redi__PullRequest> = a.message(redi__pull_request__init)
@@ -172,6 +179,9 @@ extension Wire {
             m.pointee.waiting_seconds = r.waitingSeconds
             m.pointee.version = UInt64(r.version); m.pointee.shard = UInt32(r.shard)
             m.pointee.n_example_ids = r.exampleIDs.count; m.pointee.example_ids = a.array(r.exampleIDs.map { UInt64($0) })
+            let flat = r.generated.flatMap { $0.map { UInt32(bitPattern: $0) } }
+            m.pointee.n_generated_tokens = flat.count; m.pointee.generated_tokens = a.array(flat)
+            m.pointee.n_generated_lengths = r.generated.count; m.pointee.generated_lengths = a.array(r.generated.map { UInt32($0.count) })
             env.body_case = REDI__ENVELOPE__BODY_STEP_REPORT; env.step_report = m
         case let .reset(step, owners, keys):
             let m: UnsafeMutablePointer<Redi__StepReset> = a.message(redi__step_reset__init)
@@ -254,7 +264,15 @@ extension Wire {
                                   objective: ObjectiveSpec(name: str(o.name), chosenWeight: o.chosen_weight, alpha: o.alpha, beta: o.beta,
                                                            gamma: o.has_gamma != 0 ? o.gamma : nil),
                                   normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
-                                  scoreOnly: m.score_only != 0, shard: Int(m.shard)))
+                                  scoreOnly: m.score_only != 0, shard: Int(m.shard), sampling: try m.sampling.map { g in
+                                      guard g.pointee.samples >= 1, g.pointee.rows >= 1, g.pointee.max_new_tokens >= 1,
+                                            g.pointee.temperature.isFinite, g.pointee.temperature >= 0, g.pointee.top_p > 0, g.pointee.top_p <= 1 else {
+                                          throw WireError("sampling settings out of range")
+                                      }
+                                      return SamplingSpec(samples: Int(g.pointee.samples), temperature: g.pointee.temperature, topP: g.pointee.top_p,
+                                                          maxNewTokens: Int(g.pointee.max_new_tokens), rows: Int(g.pointee.rows), seed: g.pointee.seed,
+                                                          stopTokens: (0..<g.pointee.n_stop_tokens).map { Int32(bitPattern: g.pointee.stop_tokens[$0]) })
+                                  }))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")
             body = .pull(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
@@ -295,7 +313,9 @@ extension Wire {
                                           computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
                                           waitingSeconds: m.waiting_seconds,
                                           exampleIDs: try (0..<m.n_example_ids).map { try int(m.example_ids[$0], "example id") },
-                                          version: try int(m.version, "version"), shard: Int(m.shard)))
+                                          version: try int(m.version, "version"), shard: Int(m.shard),
+                                          generated: try generatedSamples(tokens: m.n_generated_tokens, m.generated_tokens,
+                                                                          lengths: m.n_generated_lengths, m.generated_lengths)))
         case REDI__ENVELOPE__BODY_RESET:
             let m = try require(env.reset, "reset")
             body = .reset(step: try int(m.step, "step"), shardWorkers: ints(m.n_shard_workers, m.shard_workers),
@@ -305,4 +325,19 @@ extension Wire {
         }
         return Envelope(runID: str(env.run_id), sender: str(env.sender), seq: env.seq, body: body)
     }
+}
+
+/// Splits a report's concatenated sample tokens by the sample lengths, which must add up.
+private func generatedSamples(tokens n: Int, _ tokens: UnsafeMutablePointer<UInt32>?, lengths count: Int,
+                              _ lengths: UnsafeMutablePointer<UInt32>?) throws -> [[Int32]] {
+    var out: [[Int32]] = [], at = 0
+    out.reserveCapacity(count)
+    for i in 0..<count {
+        let l = Int(lengths![i])
+        guard l <= n - at else { throw WireError("generated sample lengths exceed the \(n) tokens sent") }
+        out.append((at..<(at + l)).map { Int32(bitPattern: tokens![$0]) })
+        at += l
+    }
+    guard at == n else { throw WireError("generated sample lengths cover \(at) of the \(n) tokens sent") }
+    return out
 }

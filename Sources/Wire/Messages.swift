@@ -71,11 +71,24 @@ public struct WorkUnit: Equatable, Sendable {
     public var microBatchTokens: Int
     public var scoreOnly: Bool
     public var shard: Int
+    /// Set for evaluation units: sample from each example's prompt instead of computing gradients.
+    public var sampling: SamplingSpec?
     public init(stage: String, step: Int, version: Int, objective: ObjectiveSpec, normalizer: Double, examples: [WireExample],
-                microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0) {
-        self.shard = shard
+                microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0, sampling: SamplingSpec? = nil) {
+        self.shard = shard; self.sampling = sampling
         self.stage = stage; self.step = step; self.version = version; self.objective = objective; self.normalizer = normalizer
         self.examples = examples; self.microBatchTokens = microBatchTokens; self.scoreOnly = scoreOnly
+    }
+}
+
+/// How an evaluation unit samples (see `SamplingSpec` in redi.proto for the seeding rule).
+public struct SamplingSpec: Equatable, Sendable {
+    public var samples: Int, temperature: Double, topP: Double, maxNewTokens: Int, rows: Int
+    public var seed: UInt64
+    public var stopTokens: [Int32]
+    public init(samples: Int, temperature: Double, topP: Double, maxNewTokens: Int, rows: Int, seed: UInt64, stopTokens: [Int32]) {
+        self.samples = samples; self.temperature = temperature; self.topP = topP; self.maxNewTokens = maxNewTokens
+        self.rows = rows; self.seed = seed; self.stopTokens = stopTokens
     }
 }
 
@@ -102,10 +115,12 @@ public struct StepReport: Equatable, Sendable {
     public var exampleIDs: [Int]
     public var version: Int
     public var shard: Int
+    /// Evaluation units: each sample's generated tokens, in (example, sample) order.
+    public var generated: [[Int32]]
     public init(step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
                 computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0, exampleIDs: [Int] = [],
-                version: Int = 0, shard: Int = 0) {
-        self.version = version; self.shard = shard
+                version: Int = 0, shard: Int = 0, generated: [[Int32]] = []) {
+        self.version = version; self.shard = shard; self.generated = generated
         self.step = step; self.lossSum = lossSum; self.examples = examples; self.tokens = tokens; self.metricSums = metricSums
         self.sequenceLogps = sequenceLogps; self.computeSeconds = computeSeconds
         self.communicationSeconds = communicationSeconds; self.waitingSeconds = waitingSeconds; self.exampleIDs = exampleIDs

@@ -25,6 +25,7 @@ typedef struct Redi__Sequence Redi__Sequence;
 typedef struct Redi__Example Redi__Example;
 typedef struct Redi__ObjectiveSpec Redi__ObjectiveSpec;
 typedef struct Redi__WorkUnit Redi__WorkUnit;
+typedef struct Redi__SamplingSpec Redi__SamplingSpec;
 typedef struct Redi__PullRequest Redi__PullRequest;
 typedef struct Redi__PullReply Redi__PullReply;
 typedef struct Redi__PushGradients Redi__PushGradients;
@@ -244,10 +245,37 @@ struct  Redi__WorkUnit
    * the run has worker slots, whoever computes them, so sums do not depend on membership.
    */
   uint32_t shard;
+  /*
+   * Set for evaluation: sample from each example's first sequence (a prompt) instead of
+   * computing gradients; nothing is pushed.
+   */
+  Redi__SamplingSpec *sampling;
 };
 #define REDI__WORK_UNIT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__work_unit__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0,NULL, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0,NULL, 0, 0, 0, NULL }
+
+
+/*
+ * How an evaluation unit samples. Sample j of the example with id i draws from a generator
+ * seeded by (seed + i, j), and decoding runs `rows` sequences at a time: the same settings give
+ * the same samples on any worker, alone or with other problems.
+ */
+struct  Redi__SamplingSpec
+{
+  ProtobufCMessage base;
+  uint32_t samples;
+  double temperature;
+  double top_p;
+  uint32_t max_new_tokens;
+  uint32_t rows;
+  uint64_t seed;
+  size_t n_stop_tokens;
+  uint32_t *stop_tokens;
+};
+#define REDI__SAMPLING_SPEC__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&redi__sampling_spec__descriptor) \
+    , 0, 0, 0, 0, 0, 0, 0,NULL }
 
 
 /*
@@ -459,10 +487,18 @@ struct  Redi__StepReport
    */
   uint64_t version;
   uint32_t shard;
+  /*
+   * Evaluation units: every sample's tokens, concatenated in (example, sample) order, and
+   * each sample's length.
+   */
+  size_t n_generated_tokens;
+  uint32_t *generated_tokens;
+  size_t n_generated_lengths;
+  uint32_t *generated_lengths;
 };
 #define REDI__STEP_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__step_report__descriptor) \
-    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0, 0 }
+    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0, 0, 0,NULL, 0,NULL }
 
 
 typedef enum {
@@ -706,6 +742,25 @@ Redi__WorkUnit *
                       const uint8_t       *data);
 void   redi__work_unit__free_unpacked
                      (Redi__WorkUnit *message,
+                      ProtobufCAllocator *allocator);
+/* Redi__SamplingSpec methods */
+void   redi__sampling_spec__init
+                     (Redi__SamplingSpec         *message);
+size_t redi__sampling_spec__get_packed_size
+                     (const Redi__SamplingSpec   *message);
+size_t redi__sampling_spec__pack
+                     (const Redi__SamplingSpec   *message,
+                      uint8_t             *out);
+size_t redi__sampling_spec__pack_to_buffer
+                     (const Redi__SamplingSpec   *message,
+                      ProtobufCBuffer     *buffer);
+Redi__SamplingSpec *
+       redi__sampling_spec__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   redi__sampling_spec__free_unpacked
+                     (Redi__SamplingSpec *message,
                       ProtobufCAllocator *allocator);
 /* Redi__PullRequest methods */
 void   redi__pull_request__init
@@ -986,6 +1041,9 @@ typedef void (*Redi__ObjectiveSpec_Closure)
 typedef void (*Redi__WorkUnit_Closure)
                  (const Redi__WorkUnit *message,
                   void *closure_data);
+typedef void (*Redi__SamplingSpec_Closure)
+                 (const Redi__SamplingSpec *message,
+                  void *closure_data);
 typedef void (*Redi__PullRequest_Closure)
                  (const Redi__PullRequest *message,
                   void *closure_data);
@@ -1042,6 +1100,7 @@ extern const ProtobufCMessageDescriptor redi__sequence__descriptor;
 extern const ProtobufCMessageDescriptor redi__example__descriptor;
 extern const ProtobufCMessageDescriptor redi__objective_spec__descriptor;
 extern const ProtobufCMessageDescriptor redi__work_unit__descriptor;
+extern const ProtobufCMessageDescriptor redi__sampling_spec__descriptor;
 extern const ProtobufCMessageDescriptor redi__pull_request__descriptor;
 extern const ProtobufCMessageDescriptor redi__pull_reply__descriptor;
 extern const ProtobufCMessageDescriptor redi__push_gradients__descriptor;
