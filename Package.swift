@@ -56,7 +56,7 @@ let package = Package(
         // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
         .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Transport", "Wire",
+        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
 

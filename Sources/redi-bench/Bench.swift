@@ -52,7 +52,7 @@ func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -
 @main
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
-                                                    subcommands: [Step.self, Generate.self, TransportBench.self], defaultSubcommand: Step.self)
+                                                    subcommands: [Step.self, Generate.self, TrainBench.self, TransportBench.self], defaultSubcommand: Step.self)
 }
 
 struct Step: ParsableCommand {

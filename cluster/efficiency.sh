@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Cluster efficiency: the first (SFT) stage of a recipe run by 1 server + 2 workers (one BLAS
+# thread each) on this machine, against the single-process trainer (every core's BLAS threads)
+# on the same records, batch size and micro-batch size, measured in the same invocation.
+# Prints both medians (scored tokens/s) and their ratio.
+#   bash cluster/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
+set -euo pipefail
+recipe=${1:-}
+if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
+cd "$(dirname "$0")/.."
+recipe=${recipe:-cluster/recipes/smollm2.yaml}
+bash cluster/install-deps.sh
+bash cluster/fetch-test-model.sh >/dev/null
+swift build -c release --product redi-bench >&2
+bin=$(swift build -c release --show-bin-path)
+work=$(mktemp -d)
+# The recipe's first stage only, no evaluation, 1 server and 2 workers, output in $work.
+read -r model batch micro < <(python3 - "$recipe" "$work" <<'PY'
+import os, sys, yaml
+path, work = sys.argv[1], sys.argv[2]
+r = yaml.safe_load(open(path))
+base = os.path.dirname(os.path.abspath(path))
+absolute = lambda p: p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+stage = r["stages"][0]
+assert stage["objective"] == "sft", "the first stage must be SFT"
+for key in ("path", "init", "tokenizer"):
+    if key in r["model"] and not (key == "init" and "/" not in r["model"][key]):
+        r["model"][key] = absolute(r["model"][key])
+if "synth" not in r:
+    stage["data"] = absolute(stage["data"])
+r["stages"], r["output"] = [stage], os.path.join(work, "out")
+r.pop("eval", None)
+r["cluster"].update(servers=1, workers=2)
+yaml.safe_dump(r, open(os.path.join(work, "recipe.yaml"), "w"))
+print(r["model"].get("path", r["model"].get("init")), stage.get("batch_size", 8), stage.get("micro_batch_tokens", 4096))
+PY
+)
+echo "== cluster: 1 server + 2 workers × 1 thread" >&2
+bash cluster/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "$work/cluster.log"; exit 1; }
+cluster=$(python3 - "$work/out/metrics.jsonl" <<'PY'
+import json, statistics, sys
+rows = [r for r in map(json.loads, open(sys.argv[1])) if "tokens_per_second" in r]
+print(f"{statistics.median(r['tokens_per_second'] for r in rows[1:]):.1f}")
+PY
+)
+data="$work/out/sft.jsonl"
+[ -f "$data" ] || data=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['stages'][0]['data'])" "$work/recipe.yaml")
+echo "== single process" >&2
+single=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" | tee /dev/stderr \
+  | sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p')
+python3 -c "
+c, s = $cluster, $single
+print(f'cluster efficiency: 1 server + 2 workers {c:.1f} tokens/s vs single process {s:.1f} tokens/s = {100 * c / s:.0f}%')"
+rm -rf "$work"
