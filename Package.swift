@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Wire", dependencies: ["CREDIProto"]),
-        .target(name: "Transport", dependencies: ["CZeroMQ", "Wire"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),
         .target(name: "Cluster", dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
                                                 "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"]),
         .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask"]),

@@ -26,7 +26,9 @@ assert stage["objective"] == "sft", "the first stage must be SFT"
 for key in ("path", "init", "tokenizer"):
     if key in r["model"] and not (key == "init" and "/" not in r["model"][key]):
         r["model"][key] = absolute(r["model"][key])
-if "synth" not in r:
+if "synth" in r:
+    r["synth"]["problems"] = max(r["synth"].get("problems", 0), 160)  # ten batches at least
+else:
     stage["data"] = absolute(stage["data"])
 r["stages"], r["output"] = [stage], os.path.join(work, "out")
 r.pop("eval", None)
@@ -46,7 +48,9 @@ PY
 data="$work/out/sft.jsonl"
 [ -f "$data" ] || data=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['stages'][0]['data'])" "$work/recipe.yaml")
 echo "== single process" >&2
-single=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" | tee /dev/stderr \
+records=$(grep -c . "$data")
+steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8
+single=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" --steps "$steps" | tee /dev/stderr \
   | sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p')
 python3 -c "
 c, s = $cluster, $single

@@ -1241,7 +1241,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[10] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[11] =
 {
   {
     "index",
@@ -1363,8 +1363,21 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[10] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "bf16_wire",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, bf16_wire),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
+  10,   /* field[10] = bf16_wire */
   3,   /* field[3] = chunk_owner */
   2,   /* field[2] = chunks */
   6,   /* field[6] = heartbeat_seconds */
@@ -1379,7 +1392,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1389,7 +1402,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  10,
+  11,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,

@@ -186,7 +186,8 @@ public final class Coordinator {
         .welcome(Welcome(index: index, modelConfigJSON: configJSON, chunks: plan.chunks, chunkOwner: plan.owner,
                          serverEndpoints: serverEndpoints, parameterCount: plan.chunks.last.map { $0.offset + $0.count } ?? 0,
                          heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
-                         timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : []))
+                         timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
+                         bf16Wire: recipe.cluster.bf16Wire))
     }
 
     /// A log file opened for appending; `fresh` empties it first.
@@ -285,7 +286,7 @@ public final class Coordinator {
         for msg in try collectFromServers(servers.count, { if case .pullReply = $0 { return true }; return false }) {
             let s = servers.firstIndex(of: msg.identity!)!
             guard case let .pullReply(_, ids, _) = msg.envelope.body, ids == owned[s], ids.count * buffers.count == msg.tensors.count,
-                  zip(ids.flatMap { Array(repeating: $0, count: buffers.count) }, msg.tensors).allSatisfy({ plan.chunks[$0].count == $1.floatCount }) else {
+                  zip(ids.flatMap { Array(repeating: $0, count: buffers.count) }, msg.tensors).allSatisfy({ $1.holds(plan.chunks[$0].count, bf16: false) }) else {
                 throw ClusterError("\(name(of: msg.identity!)) answered a pull with chunks or sizes that do not match the plan")
             }
             for (k, id) in ids.enumerated() {

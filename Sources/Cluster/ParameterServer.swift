@@ -106,6 +106,22 @@ public final class ParameterServer {
                 return buffers.map { OutgoingTensor(pointer: $0.baseAddress, count: c.range.count, owner: $0) }
             }
         }
+        /// Workers' pulls with a bfloat16 wire: each chunk narrowed once per version, into a
+        /// fresh buffer (an older one may still be on its way to a worker).
+        var narrowed: [Int: (version: Int, values: BFloat16Buffer)] = [:]
+        func workerTensors(_ ids: [Int]) throws -> [OutgoingTensor] {
+            guard welcome.bf16Wire else { return try tensors(ids) }
+            return try ids.map { id in
+                guard let c = chunks[id] else { throw WireError("chunk \(id) is not held by \(name)") }
+                if narrowed[id]?.version != version {
+                    let b = BFloat16Buffer(count: c.range.count)
+                    narrowToBF16(c.weights.baseAddress, into: b.baseAddress, count: c.range.count)
+                    narrowed[id] = (version, b)
+                }
+                let b = narrowed[id]!.values
+                return OutgoingTensor(bf16: b.baseAddress, count: c.range.count, owner: b)
+            }
+        }
         func tellCoordinator(_ body: Body) throws {
             try control.send(body)
             lastSent = Date()
@@ -127,7 +143,7 @@ public final class ParameterServer {
                         throw ClusterError("\(name): load of \(ids.count) chunks with \(msg.tensors.count) tensors")
                     }
                     for (k, id) in ids.enumerated() {
-                        guard let c = chunks[id], msg.tensors[k * per..<(k + 1) * per].allSatisfy({ $0.floatCount == c.range.count }) else {
+                        guard let c = chunks[id], msg.tensors[k * per..<(k + 1) * per].allSatisfy({ $0.holds(c.range.count, bf16: false) }) else {
                             throw ClusterError("\(name): bad load for chunk \(id)")
                         }
                     }
@@ -141,7 +157,7 @@ public final class ParameterServer {
                             c.m.zero(); c.v.zero()
                         }
                     }
-                    version = loadedVersion
+                    version = loadedVersion; narrowed.removeAll()
                     try tellCoordinator(.updateDone(step: 0, version: version))
                 case let .apply(u):
                     guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
@@ -157,7 +173,7 @@ public final class ParameterServer {
                                       gradientScale: u.gradientScale, config: config)
                         }
                     }
-                    version += 1
+                    version += 1; narrowed.removeAll()
                     try tellCoordinator(.updateDone(step: u.step, version: version))
                 case let .pull(_, ids, state):
                     try control.send(.pullReply(version: version, chunks: ids, optimizerState: state), tensors: try tensors(ids, optimizerState: state))
@@ -179,7 +195,7 @@ public final class ParameterServer {
                     try w.validate()
                     guard w.workers == slots, w.index < w.serverEndpoints.count else { throw ClusterError("\(name): a new plan with \(w.workers) worker slots, this run has \(slots)") }
                     welcome = w
-                    configure(w)
+                    configure(w); narrowed.removeAll()
                     admit(w.workerKeys)
                 case let .shutdown(reason, failed):
                     throw Stop(reason: reason, failed: failed)
@@ -201,7 +217,7 @@ public final class ParameterServer {
                 }
                 switch msg.envelope.body {
                 case let .pull(_, ids, _) where msg.userID.hasPrefix("worker-"):
-                    do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try tensors(ids)) } catch let e as WireError {
+                    do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try workerTensors(ids)) } catch let e as WireError {
                         try refuse(404, e.description)
                     }
                 case let .push(_, _, shard, _) where shard < 0 || shard >= slots || msg.userID != "worker-\(owners[shard])":
@@ -215,7 +231,7 @@ public final class ParameterServer {
                 case let .push(step, ids, shard, _):
                     let worker = owners[shard]
                     guard ids.count == msg.tensors.count, Set(ids).count == ids.count, received[shard].isDisjoint(with: ids),
-                          zip(ids, msg.tensors).allSatisfy({ chunks[$0]?.range.count == $1.floatCount }) else {
+                          zip(ids, msg.tensors).allSatisfy({ id, frame in chunks[id].map { frame.holds($0.range.count, bf16: welcome.bf16Wire) } ?? false }) else {
                         try refuse(400, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
                         continue
                     }
@@ -224,7 +240,7 @@ public final class ParameterServer {
                     for (id, frame) in zip(ids, msg.tensors) {
                         let c = chunks[id]!
                         let slot = c.pushes[shard] ?? FloatBuffer(count: c.range.count)
-                        frame.copyFloats(into: slot.baseAddress)
+                        frame.copyValues(into: slot.baseAddress, bf16: welcome.bf16Wire)
                         c.pushes[shard] = slot
                         finite = finite && allFinite(slot.baseAddress, count: c.range.count)
                     }

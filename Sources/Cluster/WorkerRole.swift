@@ -78,6 +78,8 @@ public final class WorkerRole {
         let timeout = peerTimeout(welcome, cli: self.timeout)
         let parameters = FloatBuffer(count: welcome.parameterCount)
         let gradients = FloatBuffer(count: welcome.parameterCount)
+        /// With a bfloat16 wire, pushes are narrowed here first (each chunk once per step).
+        let narrowedGradients = BFloat16Buffer(count: welcome.bf16Wire ? welcome.parameterCount : 0)
         var servers: [Messenger] = []
         var owned: [[ChunkRange]] = []
         var welcome = welcome
@@ -169,8 +171,10 @@ public final class WorkerRole {
                     }
                     for (id, frame) in zip(ids, reply.tensors) {
                         let c = welcome.chunks[id]
-                        guard frame.floatCount == c.count else { throw ClusterError("\(name): chunk \(id) arrived with \(frame.floatCount) values, expected \(c.count)") }
-                        frame.copyFloats(into: parameters.baseAddress + c.offset)
+                        guard frame.holds(c.count, bf16: welcome.bf16Wire) else {
+                            throw ClusterError("\(name): chunk \(id) arrived with \(frame.count) bytes, expected \(c.count) \(welcome.bf16Wire ? "bfloat16" : "fp32") values")
+                        }
+                        frame.copyValues(into: parameters.baseAddress + c.offset, bf16: welcome.bf16Wire)
                     }
                 }
                 if delay > 0 { Thread.sleep(forTimeInterval: delay) }
@@ -205,8 +209,12 @@ public final class WorkerRole {
                         for (s, server) in servers.enumerated() {
                             let ready = owned[s].filter { $0.offset >= frontier && !pushed.contains($0.chunk) }
                             guard !ready.isEmpty else { continue }
-                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), shard: unit.shard, version: unit.version),
-                                            tensors: ready.map { OutgoingTensor(pointer: gradients.baseAddress + $0.offset, count: $0.count, owner: gradients) })
+                            let tensors = ready.map { c -> OutgoingTensor in
+                                guard welcome.bf16Wire else { return OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients) }
+                                narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
+                                return OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
+                            }
+                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), shard: unit.shard, version: unit.version), tensors: tensors)
                             pushMessages += 1
                             pushed.formUnion(ready.map(\.chunk))
                         }

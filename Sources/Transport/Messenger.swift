@@ -1,6 +1,7 @@
 // Protocol messages over ZeroMQ: [routing id (ROUTER only)] + one envelope frame + raw
-// little-endian fp32 tensor frames. Validation happens here, before any role sees a message.
+// little-endian fp32 (or, between workers and servers with a bf16 wire, bfloat16) tensor frames. Validation happens here, before any role sees a message.
 import Foundation
+import Numerics
 import Wire
 
 /// A message as received: who sent it (ROUTER identity), the envelope, and its tensor frames.
@@ -14,11 +15,16 @@ public struct Incoming {
 
 /// A tensor to send without copying; `owner` keeps the memory alive until libzmq is done.
 public struct OutgoingTensor {
-    public let pointer: UnsafePointer<Float>
-    public let count: Int
+    public let bytes: UnsafeRawPointer
+    public let byteCount: Int
     public let owner: AnyObject
+    /// `count` fp32 values.
     public init(pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
-        self.pointer = pointer; self.count = count; self.owner = owner
+        bytes = UnsafeRawPointer(pointer); byteCount = count * 4; self.owner = owner
+    }
+    /// `count` bfloat16 values.
+    public init(bf16 pointer: UnsafePointer<UInt16>, count: Int, owner: AnyObject) {
+        bytes = UnsafeRawPointer(pointer); byteCount = count * 2; self.owner = owner
     }
 }
 
@@ -44,7 +50,7 @@ public final class Messenger {
         seq += 1
         var frames: [OutgoingFrame] = identity.map { [.bytes($0)] } ?? []
         frames.append(.bytes(Wire.encode(Envelope(runID: runID, sender: sender, seq: seq, body: body))))
-        for t in tensors { frames.append(.borrowed(UnsafeRawPointer(t.pointer), count: t.count * 4, owner: t.owner)) }
+        for t in tensors { frames.append(.borrowed(t.bytes, count: t.byteCount, owner: t.owner)) }
         try socket.send(frames)
     }
 
@@ -72,8 +78,9 @@ public final class Messenger {
                 guard envelope.runID == runID || joining else { throw WireError("message for run \"\(envelope.runID)\", this is run \"\(runID)\"") }
                 let tensors = Array(rest.dropFirst())
                 guard tensors.count <= Wire.maximumTensorFrames else { throw WireError("\(tensors.count) tensor frames in one message") }
-                for (i, t) in tensors.enumerated() where t.count % 4 != 0 || t.count > Wire.maximumChunkBytes {
-                    throw WireError("tensor frame \(i) has \(t.count) bytes, not a whole number of fp32 values within the chunk limit")
+                // Whole fp32 or bfloat16 values; each role checks the exact size its plan expects.
+                for (i, t) in tensors.enumerated() where t.count % 2 != 0 || t.count > Wire.maximumChunkBytes {
+                    throw WireError("tensor frame \(i) has \(t.count) bytes, not a whole number of values within the chunk limit")
                 }
                 return Incoming(identity: identity, envelope: envelope, tensors: tensors, userID: head.userID)
             } catch let error as WireError {
@@ -87,10 +94,20 @@ public final class Messenger {
 }
 
 extension ReceivedFrame {
-    /// The frame as fp32 values (copied into `destination`, which must hold `count / 4` floats).
+    /// The frame as fp32 values (copied into `destination`, which must hold `count / 4` floats;
+    /// check the size with `holds` first).
     public func copyFloats(into destination: UnsafeMutablePointer<Float>) {
         withUnsafeBytes { if $0.count > 0 { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
     }
 
-    public var floatCount: Int { count / 4 }
+    /// Whether the frame holds exactly `values` values in the given wire format.
+    public func holds(_ values: Int, bf16: Bool) -> Bool { count == values * (bf16 ? 2 : 4) }
+
+    /// The frame's values as fp32 into `destination`: copied, or widened from bfloat16.
+    public func copyValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool) {
+        guard bf16 else { return copyFloats(into: destination) }
+        withUnsafeBytes { raw in
+            if raw.count > 0 { widenBF16(raw.baseAddress!.assumingMemoryBound(to: UInt16.self), into: destination, count: raw.count / 2) }
+        }
+    }
 }

@@ -72,6 +72,7 @@ extension Wire {
             m.pointee.parameter_count = UInt64(w.parameterCount)
             m.pointee.heartbeat_seconds = w.heartbeatSeconds
             m.pointee.workers = UInt32(w.workers)
+            m.pointee.bf16_wire = w.bf16Wire ? 1 : 0
             m.pointee.timeout_seconds = w.timeoutSeconds
             let keys = w.workerKeys.map(a.binary)
             m.pointee.n_worker_keys = keys.count; m.pointee.worker_keys = a.array(keys)
@@ -237,7 +238,7 @@ extension Wire {
                                     serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
                                     parameterCount: try int(m.parameter_count, "parameter_count"), heartbeatSeconds: m.heartbeat_seconds,
                                     workers: Int(m.workers), timeoutSeconds: m.timeout_seconds,
-                                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }))
+                                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }, bf16Wire: m.bf16_wire != 0))
         case REDI__ENVELOPE__BODY_ERROR:
             let m = try require(env.error, "error")
             body = .error(code: Int(m.code), message: str(m.message))

@@ -30,8 +30,12 @@ public struct Welcome: Equatable, Sendable {
     public var timeoutSeconds: Double
     /// Servers only: each worker slot's data-plane key (empty for a vacant slot).
     public var workerKeys: [[UInt8]]
+    /// Worker pulls and pushes carry bfloat16 instead of fp32.
+    public var bf16Wire: Bool
     public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
-                parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = []) {
+                parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
+                bf16Wire: Bool = false) {
+        self.bf16Wire = bf16Wire
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
         self.workers = workers; self.timeoutSeconds = timeoutSeconds; self.workerKeys = workerKeys

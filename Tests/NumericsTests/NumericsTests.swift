@@ -214,3 +214,27 @@ final class LayerGradientTests: XCTestCase {
         XCTAssertEqual(fastExp(-200), 0, accuracy: 1e-37)
     }
 }
+
+final class BFloat16Tests: XCTestCase {
+    func testRoundsToNearestEvenAndKeepsSpecials() {
+        XCTAssertEqual(bfloat16(1), 0x3F80)
+        XCTAssertEqual(bfloat16(-2), 0xC000)
+        // Halfway between 1 and the next bfloat16 (1 + 2^-7): ties go to the even one (1).
+        XCTAssertEqual(bfloat16(1 + 0x1p-8), 0x3F80)
+        XCTAssertEqual(bfloat16(1 + 0x1p-8 + 0x1p-20), 0x3F81)
+        // Halfway above an odd one rounds up to even.
+        XCTAssertEqual(bfloat16(Float(bitPattern: 0x3F81_8000)), 0x3F82)
+        XCTAssertEqual(bfloat16(.infinity), 0x7F80)
+        XCTAssertEqual(bfloat16(-.infinity), 0xFF80)
+        XCTAssertEqual(bfloat16(.greatestFiniteMagnitude), 0x7F80)  // rounds up to inf, as RNE does
+        XCTAssertTrue(float(fromBFloat16: bfloat16(.nan)).isNaN)
+        XCTAssertEqual(float(fromBFloat16: bfloat16(0x1p-130)), 0x1p-130)  // subnormals keep their top bits
+        // Round trip error is at most half an ulp: 2^-8 relative (8 significant bits).
+        var rng = SeededGenerator(seed: 12)
+        let x = (0..<100_000).map { _ in Float(rng.nextNormal()) * 100 }
+        var narrow = [UInt16](repeating: 0, count: x.count), wide = [Float](repeating: 0, count: x.count)
+        narrowToBF16(x, into: &narrow, count: x.count)
+        widenBF16(narrow, into: &wide, count: x.count)
+        for (a, b) in zip(x, wide) where abs(a - b) > abs(a) * 0x1p-8 { XCTFail("\(a) → \(b)"); break }
+    }
+}

@@ -120,7 +120,7 @@ final class TransportTests: XCTestCase {
         XCTAssertEqual(got.identity, Array("worker-7".utf8))
         XCTAssertEqual(got.envelope.body, .push(step: 1, chunks: [0, 1], shard: 7, version: 0))
         XCTAssertEqual(got.envelope.sender, "worker-7")
-        XCTAssertEqual(got.tensors.map(\.floatCount), [1_000_000, 3])
+        XCTAssertEqual(got.tensors.map(\.count), [4_000_000, 12])
         var back = [Float](repeating: 0, count: 3)
         got.tensors[1].copyFloats(into: &back)
         XCTAssertEqual(back, [1, -2, 3])
