@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 recipe=${recipe:-cluster/recipes/default.yaml}
 swift build -c release --product redi-bench >&2
 bin=$(swift build -c release --show-bin-path)
-raw=$("$bin/redi-bench" transport | tee /dev/stderr | sed -n 's/.*raw ZeroMQ \([0-9.]*\) GB\/s.*/\1/p')
+transport=$("$bin/redi-bench" transport)
+echo "$transport" >&2   # (tee /dev/stderr would reopen, and truncate, a log file stderr points to)
+raw=$(sed -n 's/.*raw ZeroMQ \([0-9.]*\) GB\/s.*/\1/p' <<< "$transport")
 log=$(mktemp)
 bash cluster/local.sh "$recipe" | tee "$log"
 out=$(python3 - "$recipe" <<'PY'

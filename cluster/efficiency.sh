@@ -4,6 +4,8 @@
 # on the same records, batch size and micro-batch size, measured in the same invocation.
 # Prints both medians (scored tokens/s) and their ratio.
 #   bash cluster/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
+# WIRE=bf16 runs the cluster with bfloat16 pulls and pushes; the per-step losses are printed
+# so two runs (fp32, bf16) can be compared step by step (same data order).
 set -euo pipefail
 recipe=${1:-}
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
@@ -32,7 +34,7 @@ else:
     stage["data"] = absolute(stage["data"])
 r["stages"], r["output"] = [stage], os.path.join(work, "out")
 r.pop("eval", None)
-r["cluster"].update(servers=1, workers=2)
+r["cluster"].update(servers=1, workers=2, wire=os.environ.get("WIRE", "fp32"))
 yaml.safe_dump(r, open(os.path.join(work, "recipe.yaml"), "w"))
 print(r["model"].get("path", r["model"].get("init")), stage.get("batch_size", 8), stage.get("micro_batch_tokens", 4096))
 PY
@@ -42,6 +44,7 @@ bash cluster/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "
 cluster=$(python3 - "$work/out/metrics.jsonl" <<'PY'
 import json, statistics, sys
 rows = [r for r in map(json.loads, open(sys.argv[1])) if "tokens_per_second" in r]
+print("loss per step: " + " ".join(f"{r['loss']:.4f}" for r in rows), file=sys.stderr)
 print(f"{statistics.median(r['tokens_per_second'] for r in rows[1:]):.1f}")
 PY
 )
@@ -50,9 +53,10 @@ data="$work/out/sft.jsonl"
 echo "== single process" >&2
 records=$(grep -c . "$data")
 steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8
-single=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" --steps "$steps" | tee /dev/stderr \
-  | sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p')
+reference=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" --steps "$steps")
+echo "$reference" >&2
+single=$(sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p' <<< "$reference")
 python3 -c "
 c, s = $cluster, $single
-print(f'cluster efficiency: 1 server + 2 workers {c:.1f} tokens/s vs single process {s:.1f} tokens/s = {100 * c / s:.0f}%')"
+print(f'cluster efficiency (${WIRE:-fp32} wire): 1 server + 2 workers {c:.1f} tokens/s vs single process {s:.1f} tokens/s = {100 * c / s:.0f}%')"
 rm -rf "$work"
