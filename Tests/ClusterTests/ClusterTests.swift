@@ -65,7 +65,7 @@ class ClusterTestCase: XCTestCase {
     /// Runs the cluster; returns the final checkpoint's parameters.
     func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32") throws -> [Float] {
         let port = 20000 + Int.random(in: 0..<20000)
-        let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")-\(wire)"
+        let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")\(wire == "fp32" ? "" : "-" + wire)"
         let name = "recipe-\(tag).yaml"
         try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3, wire: wire)
             .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
