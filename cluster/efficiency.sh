@@ -4,7 +4,7 @@
 # on the same records, batch size and micro-batch size, measured in the same invocation.
 # Prints both medians (scored tokens/s) and their ratio.
 #   bash cluster/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
-# WIRE=bf16 runs the cluster with bfloat16 pulls and pushes; the per-step losses are printed
+# WIRE=bf16-gradients (pushes) or WIRE=bf16 (pushes and pulls) runs the cluster with bfloat16 on the wire; the per-step losses are printed
 # so two runs (fp32, bf16) can be compared step by step (same data order).
 set -euo pipefail
 recipe=${1:-}

@@ -1241,7 +1241,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[11] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[12] =
 {
   {
     "index",
@@ -1364,12 +1364,24 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[11] =
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "bf16_wire",
+    "bf16_gradients",
     11,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_BOOL,
     0,   /* quantifier_offset */
-    offsetof(Redi__Welcome, bf16_wire),
+    offsetof(Redi__Welcome, bf16_gradients),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bf16_weights",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, bf16_weights),
     NULL,
     NULL,
     0,             /* flags */
@@ -1377,7 +1389,8 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[11] =
   },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
-  10,   /* field[10] = bf16_wire */
+  10,   /* field[10] = bf16_gradients */
+  11,   /* field[11] = bf16_weights */
   3,   /* field[3] = chunk_owner */
   2,   /* field[2] = chunks */
   6,   /* field[6] = heartbeat_seconds */
@@ -1392,7 +1405,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1402,7 +1415,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  11,
+  12,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,

@@ -187,7 +187,7 @@ public final class Coordinator {
                          serverEndpoints: serverEndpoints, parameterCount: plan.chunks.last.map { $0.offset + $0.count } ?? 0,
                          heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
                          timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
-                         bf16Wire: recipe.cluster.bf16Wire))
+                         bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights))
     }
 
     /// A log file opened for appending; `fresh` empties it first.

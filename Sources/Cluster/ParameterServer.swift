@@ -110,7 +110,7 @@ public final class ParameterServer {
         /// fresh buffer (an older one may still be on its way to a worker).
         var narrowed: [Int: (version: Int, values: BFloat16Buffer)] = [:]
         func workerTensors(_ ids: [Int]) throws -> [OutgoingTensor] {
-            guard welcome.bf16Wire else { return try tensors(ids) }
+            guard welcome.bf16Weights else { return try tensors(ids) }
             return try ids.map { id in
                 guard let c = chunks[id] else { throw WireError("chunk \(id) is not held by \(name)") }
                 if narrowed[id]?.version != version {
@@ -231,7 +231,7 @@ public final class ParameterServer {
                 case let .push(step, ids, shard, _):
                     let worker = owners[shard]
                     guard ids.count == msg.tensors.count, Set(ids).count == ids.count, received[shard].isDisjoint(with: ids),
-                          zip(ids, msg.tensors).allSatisfy({ id, frame in chunks[id].map { frame.holds($0.range.count, bf16: welcome.bf16Wire) } ?? false }) else {
+                          zip(ids, msg.tensors).allSatisfy({ id, frame in chunks[id].map { frame.holds($0.range.count, bf16: welcome.bf16Gradients) } ?? false }) else {
                         try refuse(400, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
                         continue
                     }
@@ -240,7 +240,7 @@ public final class ParameterServer {
                     for (id, frame) in zip(ids, msg.tensors) {
                         let c = chunks[id]!
                         let slot = c.pushes[shard] ?? FloatBuffer(count: c.range.count)
-                        frame.copyValues(into: slot.baseAddress, bf16: welcome.bf16Wire)
+                        frame.copyValues(into: slot.baseAddress, bf16: welcome.bf16Gradients)
                         c.pushes[shard] = slot
                         finite = finite && allFinite(slot.baseAddress, count: c.range.count)
                     }

@@ -61,8 +61,8 @@ public struct Recipe: Sendable {
         public var chunkMiB = 4.0
         /// Steps between the coordinator's snapshots (weights + AdamW state) that a lost server is recovered from; 0: none.
         public var snapshotEvery = 10
-        /// Worker pulls and pushes as bfloat16 (halves traffic; servers stay fp32).
-        public var bf16Wire = false
+        /// Worker pushes (bf16-gradients), or pushes and pulls (bf16), as bfloat16; servers stay fp32.
+        public var bf16Gradients = false, bf16Weights = false
     }
 
     public var runID: String
@@ -222,8 +222,11 @@ public struct Recipe: Sendable {
             cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
             cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0)
             let wire = try c.string("wire", default: "fp32")
-            guard wire == "fp32" || wire == "bf16" else { throw RecipeError("cluster.wire: \"\(wire)\" is not fp32 or bf16") }
-            cluster.bf16Wire = wire == "bf16"
+            guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
+                throw RecipeError("cluster.wire: \"\(wire)\" is not fp32, bf16-gradients or bf16")
+            }
+            cluster.bf16Gradients = wire != "fp32"
+            cluster.bf16Weights = wire == "bf16"
             guard cluster.chunkMiB <= 1024 else { throw RecipeError("cluster.chunk_mib: at most 1024 (frames larger than 1 GiB are refused)") }
             try c.finish()
         }

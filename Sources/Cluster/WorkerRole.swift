@@ -79,7 +79,7 @@ public final class WorkerRole {
         let parameters = FloatBuffer(count: welcome.parameterCount)
         let gradients = FloatBuffer(count: welcome.parameterCount)
         /// With a bfloat16 wire, pushes are narrowed here first (each chunk once per step).
-        let narrowedGradients = BFloat16Buffer(count: welcome.bf16Wire ? welcome.parameterCount : 0)
+        let narrowedGradients = BFloat16Buffer(count: welcome.bf16Gradients ? welcome.parameterCount : 0)
         var servers: [Messenger] = []
         var owned: [[ChunkRange]] = []
         var welcome = welcome
@@ -171,10 +171,10 @@ public final class WorkerRole {
                     }
                     for (id, frame) in zip(ids, reply.tensors) {
                         let c = welcome.chunks[id]
-                        guard frame.holds(c.count, bf16: welcome.bf16Wire) else {
-                            throw ClusterError("\(name): chunk \(id) arrived with \(frame.count) bytes, expected \(c.count) \(welcome.bf16Wire ? "bfloat16" : "fp32") values")
+                        guard frame.holds(c.count, bf16: welcome.bf16Weights) else {
+                            throw ClusterError("\(name): chunk \(id) arrived with \(frame.count) bytes, expected \(c.count) \(welcome.bf16Weights ? "bfloat16" : "fp32") values")
                         }
-                        frame.copyValues(into: parameters.baseAddress + c.offset, bf16: welcome.bf16Wire)
+                        frame.copyValues(into: parameters.baseAddress + c.offset, bf16: welcome.bf16Weights)
                     }
                 }
                 if delay > 0 { Thread.sleep(forTimeInterval: delay) }
@@ -210,7 +210,7 @@ public final class WorkerRole {
                             let ready = owned[s].filter { $0.offset >= frontier && !pushed.contains($0.chunk) }
                             guard !ready.isEmpty else { continue }
                             let tensors = ready.map { c -> OutgoingTensor in
-                                guard welcome.bf16Wire else { return OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients) }
+                                guard welcome.bf16Gradients else { return OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients) }
                                 narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
                                 return OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
                             }

@@ -30,12 +30,12 @@ public struct Welcome: Equatable, Sendable {
     public var timeoutSeconds: Double
     /// Servers only: each worker slot's data-plane key (empty for a vacant slot).
     public var workerKeys: [[UInt8]]
-    /// Worker pulls and pushes carry bfloat16 instead of fp32.
-    public var bf16Wire: Bool
+    /// Worker pushes (gradients) and pulls (weights) carry bfloat16 instead of fp32.
+    public var bf16Gradients: Bool, bf16Weights: Bool
     public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
                 parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
-                bf16Wire: Bool = false) {
-        self.bf16Wire = bf16Wire
+                bf16Gradients: Bool = false, bf16Weights: Bool = false) {
+        self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
         self.workers = workers; self.timeoutSeconds = timeoutSeconds; self.workerKeys = workerKeys

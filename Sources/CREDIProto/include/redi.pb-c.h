@@ -125,14 +125,15 @@ struct  Redi__Welcome
   size_t n_worker_keys;
   ProtobufCBinaryData *worker_keys;
   /*
-   * Weights pulled by workers and gradients pushed travel as bfloat16 (round to nearest
+   * Gradients pushed by workers, and weights they pull, travel as bfloat16 (round to nearest
    * even); servers keep fp32 master weights, AdamW state and gradient sums.
    */
-  protobuf_c_boolean bf16_wire;
+  protobuf_c_boolean bf16_gradients;
+  protobuf_c_boolean bf16_weights;
 };
 #define REDI__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0 }
 
 
 struct  Redi__Error
