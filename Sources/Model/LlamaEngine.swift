@@ -16,7 +16,20 @@ public final class LlamaEngine {
     private var scratchArena = GrowableBuffer()
     private var saved: Saved?
 
+    /// The most scored rows whose logits are held whole (default: 1 GiB of logits). A batch
+    /// with more goes through the LM head in blocks of `lmHeadBlockRows` (default: 64 MB),
+    /// forward and again in backward (recomputed), so [rows × vocab] logits (1.6 GB for 8k
+    /// tokens of a 49k vocabulary) are never held whole. Blocking costs one extra head product
+    /// (~3% of a SmolLM2 step), so ordinary micro-batches do not pay it.
+    public var lmHeadWholeRows: Int
+    public var lmHeadBlockRows: Int
+
+    /// Rows per LM-head pass for `p` scored rows.
+    func lmHeadRows(_ p: Int) -> Int { p > lmHeadWholeRows ? min(p, max(1, lmHeadBlockRows)) : p }
+
     public init(config: LlamaConfig) {
+        lmHeadWholeRows = max(16, (256 << 20) / max(1, config.vocabSize))
+        lmHeadBlockRows = max(16, (16 << 20) / max(1, config.vocabSize))
         self.config = config
         layout = ParameterLayout(config: config)
         rope = RotaryTable(headDim: config.headDim, maxPosition: config.maxPositionEmbeddings, theta: config.ropeTheta)
@@ -59,7 +72,8 @@ public final class LlamaEngine {
                                      gateUp: slot(t * 2 * inter), h: slot(t * inter)))
         }
         let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
-        let headIn = slot(p * c), logits = slot(p * vocab)
+        let headRows = lmHeadRows(p)
+        let headIn = slot(p * c), logits = slot(headRows * vocab)
         let a = arena.reserve(next)
         let w = parameters
         let eps = Float(config.rmsNormEps)
@@ -101,11 +115,15 @@ public final class LlamaEngine {
         batch.predictRows.withUnsafeBufferPointer { rows in
             for i in 0..<p { (a + headIn + i * c).update(from: a + finalNorm + Int(rows[i]) * c, count: c) }
         }
-        linearForward(a + logits, a + headIn, w + layout.lmHead, nil, rows: p, inFeatures: c, outFeatures: vocab)
+        // In blocks of `headRows`; with one block its probabilities stay for backward.
         var logp = [Float](repeating: 0, count: p)
         batch.predictTargets.withUnsafeBufferPointer { targets in
             logp.withUnsafeMutableBufferPointer { lp in
-                targetLogProbs(lp.baseAddress!, a + logits, targets: targets.baseAddress!, rows: p, vocab: vocab)
+                for start in stride(from: 0, to: p, by: max(1, headRows)) {
+                    let rows = min(headRows, p - start)
+                    linearForward(a + logits, a + headIn + start * c, w + layout.lmHead, nil, rows: rows, inFeatures: c, outFeatures: vocab)
+                    targetLogProbs(lp.baseAddress! + start, a + logits, targets: targets.baseAddress! + start, rows: rows, vocab: vocab)
+                }
             }
         }
         saved = Saved(batch: batch, shape: shape, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
@@ -139,17 +157,26 @@ public final class LlamaEngine {
         let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dGateUp = slot(t * 2 * inter)
         let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
         let dHeadIn = slot(p * c), attScratch = slot(s.shape.scratchCount), partials = slot(elementwiseThreads * c)
+        let headRows = lmHeadRows(p), blockLogp = slot(headRows)
         let d = scratchArena.reserve(next)
 
-        // LM head: probabilities become dlogits in place, then flow into the final norm's output rows.
+        // LM head: probabilities become dlogits in place, then flow into the final norm's output
+        // rows. In blocks when forward did not keep them all (recomputed here block by block).
         weights.withUnsafeBufferPointer { wt in
             batch.predictTargets.withUnsafeBufferPointer { targets in
-                targetLogProbsBackward(a + s.logits, targets: targets.baseAddress!,
-                                       weights: wt.baseAddress!, rows: p, vocab: vocab)
+                for start in stride(from: 0, to: p, by: max(1, headRows)) {
+                    let rows = min(headRows, p - start)
+                    if headRows < p {
+                        linearForward(a + s.logits, a + s.headIn + start * c, w + layout.lmHead, nil, rows: rows, inFeatures: c, outFeatures: vocab)
+                        targetLogProbs(d + blockLogp, a + s.logits, targets: targets.baseAddress! + start, rows: rows, vocab: vocab)
+                    }
+                    targetLogProbsBackward(a + s.logits, targets: targets.baseAddress! + start,
+                                           weights: wt.baseAddress! + start, rows: rows, vocab: vocab)
+                    linearBackward(d + dHeadIn + start * c, g + layout.lmHead, nil, a + s.logits, a + s.headIn + start * c, w + layout.lmHead,
+                                   rows: rows, inFeatures: c, outFeatures: vocab)
+                }
             }
         }
-        linearBackward(d + dHeadIn, g + layout.lmHead, nil, a + s.logits, a + s.headIn, w + layout.lmHead,
-                       rows: p, inFeatures: c, outFeatures: vocab)
         (d + dln).update(repeating: 0, count: t * c)
         batch.predictRows.withUnsafeBufferPointer { rows in
             for i in 0..<p { (d + dln + Int(rows[i]) * c).update(from: d + dHeadIn + i * c, count: c) }

@@ -62,6 +62,7 @@ struct Step: ParsableCommand {
     @Option var length = 256
     @Option var repeats = 3
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Scored rows per LM-head block, forcing blocks (default: the engine's choice).") var lmHeadRows: Int?
 
     func run() throws {
         if let threads { setMatmulThreads(threads) }
@@ -75,6 +76,7 @@ struct Step: ParsableCommand {
         }
         let tokens = records * length
         let computer = GradientComputer(config: c, microBatchTokens: tokens)
+        if let lmHeadRows { computer.engine.lmHeadWholeRows = 0; computer.engine.lmHeadBlockRows = lmHeadRows }
         let grads = FloatBuffer(count: model.layout.totalCount)
         print("redi-bench step: \(config), \(model.layout.totalCount) parameters, \(records) records × \(length) tokens, "
               + "\(matmulThreads) BLAS threads, \(elementwiseThreads) elementwise threads")

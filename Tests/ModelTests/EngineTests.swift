@@ -47,6 +47,31 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// The LM head in blocks of a few rows (recomputed in backward) gives, to float rounding
+    /// (OpenBLAS's kernels depend on the row count), the same log-probs and gradients as
+    /// holding every row's logits.
+    func testLMHeadInBlocksMatchesTheWholeHead() throws {
+        let config = try Self.config("qwen2", tied: false)
+        let params = Self.randomParameters(ParameterLayout(config: config), seed: 13)
+        func run(blockRows: Int?) -> ([Float], [Float]) {
+            let engine = LlamaEngine(config: config)
+            if let blockRows { engine.lmHeadWholeRows = 2; engine.lmHeadBlockRows = blockRows }
+            let batch = PackedBatch(Self.sequences)
+            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let grads = FloatBuffer(count: engine.layout.totalCount)
+            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 3) - 0.7 })
+            return (logp, grads.array)
+        }
+        let (wholeLogp, wholeGrad) = run(blockRows: nil)
+        XCTAssertGreaterThan(wholeLogp.count, 3)
+        for rows in [1, 3, 4] {
+            let (logp, grad) = run(blockRows: rows)
+            XCTAssertLessThan(zip(logp, wholeLogp).map { abs($0 - $1) }.max()!, 1e-5, "blocks of \(rows) rows")
+            let worst = zip(grad, wholeGrad).map { abs($0 - $1) }.max()!, scale = wholeGrad.map(abs).max()!
+            XCTAssertLessThan(worst, 1e-5 * scale, "blocks of \(rows) rows")
+        }
+    }
+
     func testPackingIsolatesSequences() throws {
         let config = try Self.config("llama", tied: true)
         let engine = LlamaEngine(config: config)
