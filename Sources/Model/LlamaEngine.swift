@@ -23,6 +23,11 @@ public final class LlamaEngine {
     /// (~3% of a SmolLM2 step), so ordinary micro-batches do not pay it.
     public var lmHeadWholeRows: Int
     public var lmHeadBlockRows: Int
+    /// Attention probabilities (heads × L² per sequence and layer) are kept for backward while
+    /// all layers' together fit in this many bytes (default 2 GiB); past it, backward recomputes
+    /// them from q and k (one more q·kᵀ product per head), and memory is threads × L² instead:
+    /// what lets a 4k-token SmolLM2 sequence fit in a few GB rather than ~18 GB of probabilities.
+    public var attentionKeepBytes = 2 << 30
 
     /// Rows per LM-head pass for `p` scored rows.
     func lmHeadRows(_ p: Int) -> Int { p > lmHeadWholeRows ? min(p, max(1, lmHeadBlockRows)) : p }
@@ -39,6 +44,7 @@ public final class LlamaEngine {
     struct Saved {
         let batch: PackedBatch
         let shape: AttentionShape
+        let keepProbabilities: Bool
         let layers: [LayerSlots]
         let finalInput: Int, finalNorm: Int, finalRstd: Int
         let headIn: Int, logits: Int
@@ -64,10 +70,13 @@ public final class LlamaEngine {
         // Carve the arena.
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
+        let keep = shape.probabilityCount * config.numHiddenLayers * MemoryLayout<Float>.size <= attentionKeepBytes
+        // Without kept probabilities, every layer's forward shares one per-thread scratch.
+        let sharedProbs = keep ? 0 : slot(shape.scratchCount)
         var layers: [LayerSlots] = []
         for _ in 0..<config.numHiddenLayers {
             layers.append(LayerSlots(x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
-                                     k: slot(t * kvDim), v: slot(t * kvDim), probs: slot(shape.probabilityCount),
+                                     k: slot(t * kvDim), v: slot(t * kvDim), probs: keep ? slot(shape.probabilityCount) : sharedProbs,
                                      attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
                                      gateUp: slot(t * 2 * inter), h: slot(t * inter)))
         }
@@ -98,7 +107,7 @@ public final class LlamaEngine {
                 linearForward(a + s.v, a + s.ln1, w + o.v, o.vBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
                 ropeApply(a + s.q, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numAttentionHeads, inverse: false)
                 ropeApply(a + s.k, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: false)
-                attentionForward(a + s.attn, a + s.probs, a + s.q, a + s.k, a + s.v, shape: shape)
+                attentionForward(a + s.attn, a + s.probs, a + s.q, a + s.k, a + s.v, shape: shape, keepProbabilities: keep)
                 linearForward(a + s.xMid, a + s.attn, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c)
                 add(a + s.xMid, a + s.x, count: t * c)
                 rmsnormForward(a + s.ln2, a + s.rstd2, a + s.xMid, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
@@ -126,7 +135,7 @@ public final class LlamaEngine {
                 }
             }
         }
-        saved = Saved(batch: batch, shape: shape, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
+        saved = Saved(batch: batch, shape: shape, keepProbabilities: keep, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
                       finalRstd: finalRstd, headIn: headIn, logits: logits)
         return logp
     }
@@ -156,7 +165,7 @@ public final class LlamaEngine {
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dGateUp = slot(t * 2 * inter)
         let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
-        let dHeadIn = slot(p * c), attScratch = slot(s.shape.scratchCount), partials = slot(elementwiseThreads * c)
+        let dHeadIn = slot(p * c), attScratch = slot((s.keepProbabilities ? 1 : 2) * s.shape.scratchCount), partials = slot(elementwiseThreads * c)
         let headRows = lmHeadRows(p), blockLogp = slot(headRows)
         let d = scratchArena.reserve(next)
 
@@ -195,7 +204,7 @@ public final class LlamaEngine {
                                 partials: d + partials, rows: t, width: c, accumulate: true)
                 // Attention: xMid = x + o_proj(attn(rope(q), rope(k), v)).
                 linearBackward(d + dattn, g + o.o, nil, d + dx, a + sl.attn, w + o.o, rows: t, inFeatures: qDim, outFeatures: c)
-                attentionBackward(d + dq, d + dk, d + dv, scratch: d + attScratch, d + dattn, a + sl.probs,
+                attentionBackward(d + dq, d + dk, d + dv, scratch: d + attScratch, d + dattn, s.keepProbabilities ? UnsafePointer(a + sl.probs) : nil,
                                   a + sl.q, a + sl.k, a + sl.v, shape: s.shape)
                 ropeApply(d + dq, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numAttentionHeads, inverse: true)
                 ropeApply(d + dk, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: true)

@@ -32,36 +32,51 @@ public struct AttentionShape: Sendable {
     public var scratchCount: Int { elementwiseThreads * longest * longest }
 }
 
-/// out[T, H·hd] = softmax(q kᵀ / √hd, causal) · v per sequence and head; saves the probabilities.
+/// out[T, H·hd] = softmax(q kᵀ / √hd, causal) · v per sequence and head.
+///
+/// With `keepProbabilities`, `probs` receives every head's probabilities (`probabilityCount`
+/// floats) for the backward; without, it is `scratchCount` floats of scratch and the backward
+/// recomputes them, so memory grows with threads × L² instead of heads × L² per layer.
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                             shape: AttentionShape) {
+                             shape: AttentionShape, keepProbabilities: Bool = true) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
     let group = shape.heads / shape.kvHeads
-    let scale = 1 / Float(hd).squareRoot()
-    forEachSequenceAndKVHead(shape) { j, g in
+    let longest = shape.longest
+    forEachSequenceAndKVHead(shape) { j, g, worker in
         let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
-        let kg = k + start * kvStride + g * hd, vg = v + start * kvStride + g * hd
+        let vg = v + start * kvStride + g * hd
         for h in (g * group)..<((g + 1) * group) {
-            let qh = q + start * qStride + h * hd
-            let p = probs + shape.probabilityOffsets[j] + h * l * l
-            gemm(.n, .t, m: l, n: l, k: hd, alpha: scale, qh, lda: qStride, kg, ldb: kvStride, p, ldc: l)
-            for i in 0..<l {
-                let row = p + i * l
-                let sum = expInPlace(row, i + 1, shift: rowMax(row, i + 1))
-                scaleInPlace(row, i + 1, by: 1 / sum)
-                (row + i + 1).update(repeating: 0, count: l - i - 1)
-            }
+            let p = keepProbabilities ? probs + shape.probabilityOffsets[j] + h * l * l : probs + worker * longest * longest
+            causalProbabilities(p, q, k, sequence: j, head: h, shape: shape)
             gemm(.n, .n, m: l, n: hd, k: l, p, lda: l, vg, ldb: kvStride, out + start * qStride + h * hd, ldc: qStride)
         }
     }
 }
 
+/// p[l, l] = softmax(q_h k_gᵀ / √hd) with the causal mask (zeros above the diagonal) for one
+/// sequence and head.
+func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
+                         sequence j: Int, head h: Int, shape: AttentionShape) {
+    let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
+    let g = h / (shape.heads / shape.kvHeads)
+    let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
+    gemm(.n, .t, m: l, n: l, k: hd, alpha: 1 / Float(hd).squareRoot(), q + start * qStride + h * hd, lda: qStride,
+         k + start * kvStride + g * hd, ldb: kvStride, p, ldc: l)
+    for i in 0..<l {
+        let row = p + i * l
+        let sum = expInPlace(row, i + 1, shift: rowMax(row, i + 1))
+        scaleInPlace(row, i + 1, by: 1 / sum)
+        (row + i + 1).update(repeating: 0, count: l - i - 1)
+    }
+}
+
 /// Backward of `attentionForward`: dq is overwritten; dk and dv are overwritten too (each
 /// (sequence, kv head) block is owned by one task, which zeroes it before accumulating its heads).
+/// `probs` nil: the probabilities are recomputed, and `scratch` must hold `2 · scratchCount`.
 public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
                               _ dv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                              _ dout: UnsafePointer<Float>, _ probs: UnsafePointer<Float>,
+                              _ dout: UnsafePointer<Float>, _ probs: UnsafePointer<Float>?,
                               _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                               shape: AttentionShape) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
@@ -74,9 +89,16 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
         let dkg = dk + start * kvStride + g * hd, dvg = dv + start * kvStride + g * hd
         for t in 0..<l { (dkg + t * kvStride).update(repeating: 0, count: hd); (dvg + t * kvStride).update(repeating: 0, count: hd) }
         let ds = scratch + worker * longest * longest
+        let recomputed = scratch + shape.scratchCount + worker * longest * longest
         for h in (g * group)..<((g + 1) * group) {
             let qh = q + start * qStride + h * hd, doh = dout + start * qStride + h * hd
-            let p = probs + shape.probabilityOffsets[j] + h * l * l
+            let p: UnsafePointer<Float>
+            if let probs {
+                p = probs + shape.probabilityOffsets[j] + h * l * l
+            } else {
+                causalProbabilities(recomputed, q, k, sequence: j, head: h, shape: shape)
+                p = UnsafePointer(recomputed)
+            }
             gemm(.t, .n, m: l, n: hd, k: l, p, lda: l, doh, ldb: qStride, beta: 1, dvg, ldc: kvStride)
             gemm(.n, .t, m: l, n: l, k: hd, doh, lda: qStride, vg, ldb: kvStride, ds, ldc: l)
             for i in 0..<l {

@@ -72,6 +72,26 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// Attention probabilities recomputed in backward (long sequences) instead of kept: the same
+    /// log-probs and, to float rounding, the same gradients.
+    func testRecomputedAttentionProbabilitiesMatchKeptOnes() throws {
+        let config = try Self.config("llama", tied: true)
+        let params = Self.randomParameters(ParameterLayout(config: config), seed: 17)
+        func run(keep: Bool) -> ([Float], [Float]) {
+            let engine = LlamaEngine(config: config)
+            if !keep { engine.attentionKeepBytes = 0 }
+            let batch = PackedBatch(Self.sequences)
+            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let grads = FloatBuffer(count: engine.layout.totalCount)
+            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 4) - 1.3 })
+            return (logp, grads.array)
+        }
+        let (keptLogp, keptGrad) = run(keep: true), (logp, grad) = run(keep: false)
+        XCTAssertEqual(logp, keptLogp)
+        let worst = zip(grad, keptGrad).map { abs($0 - $1) }.max()!, scale = keptGrad.map(abs).max()!
+        XCTAssertLessThan(worst, 1e-6 * scale)
+    }
+
     func testPackingIsolatesSequences() throws {
         let config = try Self.config("llama", tied: true)
         let engine = LlamaEngine(config: config)
