@@ -653,9 +653,7 @@ public final class Coordinator {
         // Every sample, as `redi-ps eval --samples-out` writes them.
         var lines = ""
         for (p, r) in zip(problems, results) {
-            let samples = zip(r.texts, r.answers).map { ["text": $0, "extracted": $1 as Any? ?? NSNull()] as [String: Any] }
-            let object: [String: Any] = ["line": p.line, "answer": p.answer, "correct": r.correct, "samples": samples]
-            lines += String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self) + "\n"
+            lines += String(decoding: try JSONSerialization.data(withJSONObject: r.record(of: p), options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self) + "\n"
         }
         try Data(lines.utf8).write(to: URL(fileURLWithPath: recipe.output).appendingPathComponent("eval_\(stage).jsonl"))
         let tokens = generated.reduce(0) { $0 + $1.count }

@@ -1,5 +1,6 @@
 // One problem of an evaluation: k samples decoded as a batch, answers extracted by a named
 // rule and compared with the reference. Shared by `redi-ps eval` and the coordinator.
+import Foundation
 import Model
 import ReasoningTask
 import Tokenizers
@@ -10,6 +11,14 @@ public struct ProblemResult: Sendable {
     /// Each sample's normalised answer, nil when the rule found none.
     public let answers: [String?]
     public let correct: Int
+}
+
+extension ProblemResult {
+    /// One line of a samples file (`redi-ps eval --samples-out`, a run's `eval_STAGE.jsonl`).
+    public func record(of problem: EvalSet.Problem) -> [String: Any] {
+        ["line": problem.line, "answer": problem.answer, "correct": correct,
+         "samples": zip(texts, answers).map { ["text": $0, "extracted": $1 as Any? ?? NSNull()] as [String: Any] }]
+    }
 }
 
 /// Tokens that end a sample: EOS and, for chat models, the end-of-turn token.

@@ -114,26 +114,26 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
     }
 }
 
-/// Runs `body(sequence, kvHead, workerIndex)` for every pair, spread over the cores with
-/// single-threaded sgemm inside (many small products beat one threaded product each).
+/// Runs `body(sequence, kvHead, workerIndex)` for every pair, spread over the cores.
 func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int, Int) -> Void) {
-    let pairs = shape.sequences * shape.kvHeads
-    let workers = min(elementwiseThreads, pairs)
+    forEachPair(shape.sequences * shape.kvHeads) { pair, w in body(pair / shape.kvHeads, pair % shape.kvHeads, w) }
+}
+
+/// Runs `body(pair, workerIndex)` for pairs 0..<count with single-threaded sgemm inside (many
+/// small products beat one threaded product each). Static round-robin assignment: worker w
+/// takes pairs w, w+workers, …; the order of floating-point work inside a pair never depends
+/// on scheduling.
+func forEachPair(_ count: Int, _ body: (Int, Int) -> Void) {
+    let workers = min(elementwiseThreads, count)
     let saved = matmulThreads
     if workers > 1 { setMatmulThreads(1) }
     defer { if workers > 1 { setMatmulThreads(saved) } }
-    // Static round-robin assignment: worker w takes pairs w, w+workers, …; the order of
-    // floating-point work inside a pair never depends on scheduling.
     parallelRanges(workers) { range in
         for w in range {
             var pair = w
-            while pair < pairs { body(pair / shape.kvHeads, pair % shape.kvHeads, w); pair += workers }
+            while pair < count { body(pair, w); pair += workers }
         }
     }
-}
-
-func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int) -> Void) {
-    forEachSequenceAndKVHead(shape) { j, g, _ in body(j, g) }
 }
 
 /// Decoding attention: one new query per row, attending to that row's cached keys and values.
@@ -154,30 +154,19 @@ public func cachedAttention(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePoint
     let group = heads / kvHeads, qStride = heads * hd, kvStride = kvHeads * hd
     let longest = visible.max() ?? 0
     let scale = 1 / Float(hd).squareRoot()
-    let pairs = n * kvHeads
-    let workers = min(elementwiseThreads, pairs)
-    let saved = matmulThreads
-    if workers > 1 { setMatmulThreads(1) }
-    defer { if workers > 1 { setMatmulThreads(saved) } }
-    parallelRanges(workers) { range in
-        for w in range {
-            let s = scratch + w * group * longest
-            var pair = w
-            while pair < pairs {
-                let i = pair / kvHeads, g = pair % kvHeads, l = visible[i]
-                let kg = keys + cacheOffsets[i] + g * hd, vg = values + cacheOffsets[i] + g * hd
-                let qg = q + i * qStride + g * group * hd
-                // scores[group, l] = q_g · Kᵀ / √hd, then softmax per head, then · V.
-                gemm(.n, .t, m: group, n: l, k: hd, alpha: scale, qg, lda: hd, kg, ldb: kvStride, s, ldc: l)
-                for h in 0..<group {
-                    let row = s + h * l
-                    let sum = expInPlace(row, l, shift: rowMax(row, l))
-                    scaleInPlace(row, l, by: 1 / sum)
-                }
-                gemm(.n, .n, m: group, n: hd, k: l, s, lda: l, vg, ldb: kvStride, out + i * qStride + g * group * hd, ldc: hd)
-                pair += workers
-            }
+    forEachPair(n * kvHeads) { pair, w in
+        let s = scratch + w * group * longest
+        let i = pair / kvHeads, g = pair % kvHeads, l = visible[i]
+        let kg = keys + cacheOffsets[i] + g * hd, vg = values + cacheOffsets[i] + g * hd
+        let qg = q + i * qStride + g * group * hd
+        // scores[group, l] = q_g · Kᵀ / √hd, then softmax per head, then · V.
+        gemm(.n, .t, m: group, n: l, k: hd, alpha: scale, qg, lda: hd, kg, ldb: kvStride, s, ldc: l)
+        for h in 0..<group {
+            let row = s + h * l
+            let sum = expInPlace(row, l, shift: rowMax(row, l))
+            scaleInPlace(row, l, by: 1 / sum)
         }
+        gemm(.n, .n, m: group, n: hd, k: l, s, lda: l, vg, ldb: kvStride, out + i * qStride + g * group * hd, ldc: hd)
     }
 }
 

@@ -63,12 +63,10 @@ struct EvalCommand: ParsableCommand {
                               done > 0 ? elapsed / Double(done) * Double(all - done) : 0))
         }
         for (p, result) in zip(problems, results) {
-            let (texts, answers, correct) = (result.texts, result.answers, result.correct)
-            extracted += answers.compactMap { $0 }.count
-            pass1.append(Double(correct) / Double(samples))
-            passK.append(passAtK(samples: samples, correct: correct, k: samples))
-            writer?.write(try jsonLine(["line": p.line, "answer": p.answer, "correct": correct,
-                                        "samples": zip(texts, answers).map { ["text": $0, "extracted": $1 as Any? ?? NSNull()] as [String: Any] }]))
+            extracted += result.answers.compactMap { $0 }.count
+            pass1.append(Double(result.correct) / Double(samples))
+            passK.append(passAtK(samples: samples, correct: result.correct, k: samples))
+            writer?.write(try jsonLine(result.record(of: p)))
         }
         let p1 = meanAndStandardError(pass1), pk = meanAndStandardError(passK)
         return ["problems": problems.count, "samples": samples, "pass@1": p1.mean, "pass@1_stderr": p1.stderr,
