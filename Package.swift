@@ -63,6 +63,8 @@ let package = Package(
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
         // The float64 oracle shared by the model and training tests.
         .target(name: "ReferenceLlama", dependencies: ["Model"], path: "Tests/ReferenceLlama"),
+        // Child processes with deadlines, shared by the tests that start real processes.
+        .target(name: "ProcessSupport", path: "Tests/ProcessSupport"),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
@@ -70,8 +72,8 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Transport"]),
-        .testTarget(name: "CLITests", dependencies: []),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "ProcessSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
     ]
 )

@@ -1,6 +1,7 @@
 // redi-ps as a user runs it: real processes, real files, and independent Python references
 // (numpy always; transformers + torch when installed) reading what it wrote.
 import Foundation
+import ProcessSupport
 import XCTest
 
 class CLITestCase: XCTestCase {
@@ -19,21 +20,11 @@ class CLITestCase: XCTestCase {
     @discardableResult
     func run(_ executable: String, _ arguments: [String], expect status: Int32 = 0,
              file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String, status: Int32) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        if !executable.hasPrefix("/") {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = [executable] + arguments
-        } else {
-            p.arguments = arguments
-        }
-        p.currentDirectoryURL = dir
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
+        let out = dir.appendingPathComponent("stdout-\(UUID().uuidString)"), err = dir.appendingPathComponent("stderr-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
+        let p = try ChildProcess(executable, arguments, in: dir, output: out, errors: err)
+        try p.wait(seconds: 900)
+        let o = try Data(contentsOf: out), e = try Data(contentsOf: err)
         let result = (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), p.terminationStatus)
         if status >= 0 {
             XCTAssertEqual(result.2, status, "\(executable) \(arguments.joined(separator: " ")):\n\(result.0)\n\(result.1)", file: file, line: line)

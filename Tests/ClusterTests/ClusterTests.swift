@@ -7,6 +7,7 @@ import Foundation
 import Model
 import Numerics
 import Objectives
+import ProcessSupport
 import Tokenizers
 import Training
 import XCTest
@@ -29,11 +30,13 @@ class ClusterTestCase: XCTestCase {
         try sft.write(to: dir.appendingPathComponent("sft.jsonl"), atomically: true, encoding: .utf8)
         try pref.write(to: dir.appendingPathComponent("pref.jsonl"), atomically: true, encoding: .utf8)
         let keys = try start("redi-ps", ["keys", "--out", "run.key"], log: "keys.log")
-        keys.waitUntilExit()
-        XCTAssertEqual(keys.terminationStatus, 0)
+        XCTAssertEqual(try keys.wait(), 0)
     }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+    override func tearDownWithError() throws {
+        ChildProcess.killAll()
+        try? FileManager.default.removeItem(at: dir)
+    }
 
     func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
                 chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32") -> String {
@@ -50,16 +53,9 @@ class ClusterTestCase: XCTestCase {
         """
     }
 
-    func start(_ binary: String, _ args: [String], log: String) throws -> Process {
-        let p = Process()
-        p.executableURL = Self.products.appendingPathComponent(binary)
-        p.arguments = args
-        p.currentDirectoryURL = dir
-        FileManager.default.createFile(atPath: dir.appendingPathComponent(log).path, contents: nil)
-        p.standardError = try FileHandle(forWritingTo: dir.appendingPathComponent(log))
-        p.standardOutput = p.standardError
-        try p.run()
-        return p
+    /// Starts one of the built products in the test's directory, its output in `log`.
+    func start(_ binary: String, _ args: [String], log: String) throws -> ChildProcess {
+        try ChildProcess(Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log))
     }
 
     /// Runs the cluster; returns the final checkpoint's parameters.
@@ -71,7 +67,7 @@ class ClusterTestCase: XCTestCase {
             .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         let endpoint = "tcp://127.0.0.1:\(port)"
         // Start workers and servers first: processes may start in any order.
-        var others: [Process] = []
+        var others: [ChildProcess] = []
         for i in 0..<workers {
             let fault = i == 0 ? failingWorkerAtStep.map { ["--fail-at-step", String($0)] } ?? [] : []
             others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + fault,
@@ -80,8 +76,8 @@ class ClusterTestCase: XCTestCase {
         for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s\(i).log")) }
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", name, "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
                                     log: "coordinator-\(tag).log")
-        coordinator.waitUntilExit()
-        for p in others { p.waitUntilExit() }
+        try coordinator.wait()
+        for p in others { try p.wait() }
         let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator-\(tag).log"), encoding: .utf8)) ?? ""
         XCTAssertEqual(coordinator.terminationStatus, 0, log)
         for (i, p) in others.enumerated() where !(failingWorkerAtStep != nil && i == 0) {
@@ -173,7 +169,7 @@ final class ClusterTests: ClusterTestCase {
 
     func testMissingCoordinatorIsAClearErrorNotAHang() throws {
         let p = try start("redi-worker", ["join", "--coordinator", "tcp://127.0.0.1:1", "--key", "run.key", "--timeout", "2"], log: "lonely.log")
-        p.waitUntilExit()
+        try p.wait()
         let log = try String(contentsOf: dir.appendingPathComponent("lonely.log"), encoding: .utf8)
         XCTAssertTrue(log.contains("no coordinator answered"), log)
     }
@@ -187,7 +183,7 @@ final class ClusterTests: ClusterTestCase {
                                  (recipes.appendingPathComponent("smollm2.yaml").path, "1 2 tcp://127.0.0.1:5571"),
                                  ("plain.yaml", "1 2 tcp://127.0.0.1:5000")] {
             let p = try start("redi-ps", ["coordinate", "--recipe", path, "--print-cluster"], log: "print.log")
-            p.waitUntilExit()
+            try p.wait()
             let text = try String(contentsOf: dir.appendingPathComponent("print.log"), encoding: .utf8)
             XCTAssertEqual(p.terminationStatus, 0, text)
             XCTAssertEqual(text.trimmingCharacters(in: .whitespacesAndNewlines), expected)
@@ -213,7 +209,7 @@ final class ClusterTests: ClusterTestCase {
                                 "/nowhere: no tokenizer")] {
             try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
             let p = try start("redi-ps", ["coordinate", "--recipe", "bad.yaml"], log: "bad.log")
-            p.waitUntilExit()
+            try p.wait()
             XCTAssertEqual(p.terminationStatus, 1)
             let log = try String(contentsOf: dir.appendingPathComponent("bad.log"), encoding: .utf8)
             XCTAssertTrue(log.contains(needle), "\(log) should mention \(needle)")

@@ -2,6 +2,7 @@
 // are exactly those `redi-ps eval` draws from the saved checkpoint with the same seed and
 // batch rows, however the problems were split.
 import Foundation
+import ProcessSupport
 import XCTest
 
 final class DistributedEvalTests: ClusterTestCase {
@@ -27,8 +28,8 @@ final class DistributedEvalTests: ClusterTestCase {
             peers.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w\(i).log"))
         }
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "eval.yaml", "--key", "run.key"], log: "coordinator.log")
-        coordinator.waitUntilExit()
-        for p in peers { p.waitUntilExit() }
+        try coordinator.wait()
+        for p in peers { try p.wait() }
         let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
         XCTAssertEqual(coordinator.terminationStatus, 0, log)
         XCTAssertTrue(log.contains("on 2 workers"), log)
@@ -36,7 +37,7 @@ final class DistributedEvalTests: ClusterTestCase {
         let single = try start("redi-ps", ["eval", "--model", "out/sft", "--data", "test.jsonl", "--samples", "3", "--batch", "4", "--seed", "5",
                                            "--temperature", "0.9", "--top-p", "0.95", "--max-new-tokens", "12", "--samples-out", "single.jsonl"],
                                log: "single.log")
-        single.waitUntilExit()
+        try single.wait()
         XCTAssertEqual(single.terminationStatus, 0, (try? String(contentsOf: dir.appendingPathComponent("single.log"), encoding: .utf8)) ?? "")
         func samples(_ file: String) throws -> [[String]] {
             try String(contentsOf: dir.appendingPathComponent(file), encoding: .utf8).split(separator: "\n").map { line in

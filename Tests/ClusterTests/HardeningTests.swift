@@ -5,6 +5,7 @@
 // per epoch, and every process says how the run ended in its exit status.
 import Formats
 import Foundation
+import ProcessSupport
 import XCTest
 
 final class HardeningTests: ClusterTestCase {
@@ -25,22 +26,10 @@ final class HardeningTests: ClusterTestCase {
     func hostile(_ args: [String]) throws -> (Int32, String) {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("reference/hostile_peer.py")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", script.path] + args
-        p.currentDirectoryURL = dir
-        // A file, not a pipe: a pipe's write end can leak into processes started meanwhile.
         let output = dir.appendingPathComponent("hostile-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: output)
-        p.standardOutput = handle; p.standardError = handle
-        try p.run()
-        let deadline = Date().addingTimeInterval(90)
-        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-        if p.isRunning { p.terminate(); XCTFail("hostile_peer.py did not finish within 90 s") }
-        p.waitUntilExit()
-        try handle.close()
-        return (p.terminationStatus, try String(contentsOf: output, encoding: .utf8))
+        let p = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path] + args, in: dir, output: output)
+        let status = try p.wait(seconds: 90)
+        return (status, try String(contentsOf: output, encoding: .utf8))
     }
 
     func log(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
@@ -51,11 +40,11 @@ final class HardeningTests: ClusterTestCase {
 
     func port() -> Int { 20000 + Int.random(in: 0..<20000) }
 
-    func worker(_ endpoint: String, _ log: String, _ extra: [String] = []) throws -> Process {
+    func worker(_ endpoint: String, _ log: String, _ extra: [String] = []) throws -> ChildProcess {
         try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + extra, log: log)
     }
 
-    func server(_ endpoint: String, _ log: String) throws -> Process {
+    func server(_ endpoint: String, _ log: String) throws -> ChildProcess {
         try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: log)
     }
 
@@ -77,7 +66,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertTrue(log("s.log").contains("refused CURVE peer"), log("s.log"))
         // The run then goes on with its real worker; no hostile hello took a slot.
         let w = try worker(endpoint, "w.log")
-        coordinator.waitUntilExit(); s.waitUntilExit(); w.waitUntilExit()
+        try coordinator.wait(); try s.wait(); try w.wait()
         XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
         XCTAssertEqual(s.terminationStatus, 0); XCTAssertEqual(w.terminationStatus, 0)
         XCTAssertFalse(log("c.log").contains("outsider"), log("c.log"))
@@ -96,7 +85,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertEqual(status, 0, output)
         XCTAssertTrue(output.contains(": refused (403)"), output)
         XCTAssertTrue(output.contains("non-finite push as itself: refused (422)"), output)
-        coordinator.waitUntilExit(); s.waitUntilExit(); w.waitUntilExit()
+        try coordinator.wait(); try s.wait(); try w.wait()
         XCTAssertEqual(coordinator.terminationStatus, 1)
         let slot = output.contains("admitted as worker 0") ? 0 : 1
         XCTAssertTrue(log("c.log").contains("worker \(slot) pushed non-finite gradients"), log("c.log"))
@@ -115,7 +104,7 @@ final class HardeningTests: ClusterTestCase {
             let (status, output) = try hostile(["rogue-server", endpoint, "run.key", mode])
             print(output)
             XCTAssertEqual(status, 0, output)
-            coordinator.waitUntilExit(); w.waitUntilExit()
+            try coordinator.wait(); try w.wait()
             XCTAssertEqual(coordinator.terminationStatus, 1, log("c-\(mode).log"))  // an error, not a signal
             XCTAssertTrue(log("c-\(mode).log").contains("answered a pull with chunks or sizes that do not match the plan"), log("c-\(mode).log"))
             XCTAssertEqual(w.terminationStatus, 1)
@@ -130,7 +119,7 @@ final class HardeningTests: ClusterTestCase {
         let s = try server(endpoint, "s.log")
         let workers = [try worker(endpoint, "w0.log"), try worker(endpoint, "w1.log")]
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
-        coordinator.waitUntilExit(); s.waitUntilExit(); for w in workers { w.waitUntilExit() }
+        try coordinator.wait(); try s.wait(); for w in workers { try w.wait() }
         let seconds = Date().timeIntervalSince(started)
         print("a failing worker ended the run in \(String(format: "%.1f", seconds)) s (timeout 60 s)")
         XCTAssertLessThan(seconds, 20)
@@ -146,7 +135,7 @@ final class HardeningTests: ClusterTestCase {
         let s = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log", ["--delay-steps", "1.6"])
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
-        coordinator.waitUntilExit(); s.waitUntilExit(); w.waitUntilExit()
+        try coordinator.wait(); try s.wait(); try w.wait()
         XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
         XCTAssertFalse(log("c.log").contains("stopped answering"), log("c.log"))
         XCTAssertTrue(log("c.log").contains("redi step 2/2"), log("c.log"))
@@ -163,8 +152,8 @@ final class HardeningTests: ClusterTestCase {
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("stopped answering", in: "c.log")
         processes.append(try worker(endpoint, "w2.log", ["--delay-steps", "0.4"]))
-        coordinator.waitUntilExit(); dying.waitUntilExit()
-        for p in processes { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        try coordinator.wait(); try dying.wait()
+        for p in processes { try p.wait(); XCTAssertEqual(p.terminationStatus, 0) }
         let text = log("c.log")
         XCTAssertEqual(coordinator.terminationStatus, 0, text)
         XCTAssertEqual(dying.terminationStatus, 3)
@@ -200,9 +189,9 @@ final class HardeningTests: ClusterTestCase {
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("sft step 1/4", in: "c.log")
         if spare { ps.append(try server(endpoint, "spare.log")); try waitFor("waits as a spare", in: "c.log") }
-        kill(doomed.processIdentifier, SIGKILL)
-        coordinator.waitUntilExit()
-        for p in ps { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        doomed.signal(SIGKILL)
+        try coordinator.wait()
+        for p in ps { try p.wait(); XCTAssertEqual(p.terminationStatus, 0) }
         let text = log("c.log")
         XCTAssertEqual(coordinator.terminationStatus, 0, text)
         XCTAssertTrue(text.contains("replaying from the snapshot"), text)
@@ -223,7 +212,7 @@ final class HardeningTests: ClusterTestCase {
         let uninterrupted = try runCluster(servers: 1, workers: 2)
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2), "r.yaml")
-        func peer(_ binary: String, _ args: [String], _ log: String) throws -> Process {
+        func peer(_ binary: String, _ args: [String], _ log: String) throws -> ChildProcess {
             try start(binary, args + ["--coordinator", endpoint, "--key", "run.key", "--timeout", "8"], log: log)
         }
         // One thread per worker, as in the uninterrupted run: sgemm's rounding depends on the thread count.
@@ -231,11 +220,11 @@ final class HardeningTests: ClusterTestCase {
                   try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w1.log")]
         let first = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c1.log")
         try waitFor("out/sft-step2", in: "c1.log")
-        kill(first.processIdentifier, SIGKILL)
-        first.waitUntilExit()
+        first.signal(SIGKILL)
+        try first.wait()
         let second = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key", "--resume", "latest"], log: "c2.log")
-        second.waitUntilExit()
-        for p in ps { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        try second.wait()
+        for p in ps { try p.wait(); XCTAssertEqual(p.terminationStatus, 0) }
         XCTAssertEqual(second.terminationStatus, 0, log("c2.log"))
         XCTAssertTrue(log("c2.log").contains("resuming from the newest checkpoint"), log("c2.log"))
         XCTAssertTrue(log("w0.log").contains("waiting up to"), log("w0.log"))
@@ -250,8 +239,8 @@ final class HardeningTests: ClusterTestCase {
         try writeRecipe(recipe(servers: 2, workers: 1, port: port, output: "out", chunkMiB: 1), "r.yaml")
         let ps = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"), try worker(endpoint, "w.log")]
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
-        coordinator.waitUntilExit()
-        for p in ps { p.waitUntilExit(); XCTAssertEqual(p.terminationStatus, 0) }
+        try coordinator.wait()
+        for p in ps { try p.wait(); XCTAssertEqual(p.terminationStatus, 0) }
         XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
         XCTAssertTrue(log("c.log").contains("1 chunks of ≤ 1.0 MiB over 2 servers"), log("c.log"))
     }
@@ -259,7 +248,7 @@ final class HardeningTests: ClusterTestCase {
     func testKeyFilesAreCheckedAndAWrongKeyIsAClearError() throws {
         func run(_ binary: String, _ args: [String]) throws -> (Int32, String) {
             let p = try start(binary, args, log: "k.log")
-            p.waitUntilExit()
+            try p.wait()
             return (p.terminationStatus, log("k.log"))
         }
         var (status, text) = try run("redi-ps", ["keys", "--out", "run.key"])
@@ -279,7 +268,7 @@ final class HardeningTests: ClusterTestCase {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
-        defer { coordinator.terminate(); coordinator.waitUntilExit() }
+        defer { coordinator.signal(SIGTERM); _ = try? coordinator.wait() }
         try waitFor("listening on", in: "c.log")
         let started = Date()
         (status, text) = try run("redi-worker", ["join", "--coordinator", endpoint, "--key", "other.key", "--timeout", "20"])

@@ -7,6 +7,7 @@
 // cluster/install-deps.sh installs as root; CI runs as root, so there they always run.
 import Cluster
 import Foundation
+import ProcessSupport
 import XCTest
 
 final class LauncherTests: XCTestCase {
@@ -37,23 +38,15 @@ final class LauncherTests: XCTestCase {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         let logURL = work.appendingPathComponent("scenario.log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logURL)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [Self.repository.appendingPathComponent("Tests/launch/\(name)").path,
-                       Bundle.main.bundleURL.path, work.appendingPathComponent("run").path] + arguments
-        p.currentDirectoryURL = work
-        p.standardOutput = log
-        p.standardError = log
-        try p.run()
+        let p = try ChildProcess("/bin/bash", [Self.repository.appendingPathComponent("Tests/launch/\(name)").path,
+                                               Bundle.main.bundleURL.path, work.appendingPathComponent("run").path] + arguments,
+                                 in: work, output: logURL)
+        defer { ChildProcess.killAll() }
+        // Past the deadline TERM first: the scenario's trap stops the daemons it started.
         let deadline = Date().addingTimeInterval(timeout)
         while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
-        if p.isRunning {
-            p.terminate()
-            p.waitUntilExit()
-        }
-        try log.close()
+        if p.isRunning { XCTFail("\(name) was still running after \(Int(timeout)) s"); p.signal(SIGTERM) }
+        do { try p.wait(seconds: 60) } catch { XCTFail("\(error)") }
         let output = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
         print(output)
         XCTAssertEqual(p.terminationStatus, 0, "\(name) failed:\n\(output.suffix(6000))")

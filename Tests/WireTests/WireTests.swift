@@ -2,6 +2,7 @@
 // (never crashes), the committed generated code matches proto/redi.proto, and messages
 // with tensor frames cross a real ZeroMQ connection on 127.0.0.1.
 import Foundation
+import ProcessSupport
 import Transport
 import Wire
 import XCTest
@@ -82,11 +83,10 @@ final class CodecTests: XCTestCase {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/protoc-c") else { throw XCTSkip("protoc-c not installed") }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("redi-proto-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [root.appendingPathComponent("proto/generate.sh").path, out.path]
-        try p.run(); p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("redi-proto-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: log) }
+        let p = try ChildProcess("/bin/bash", [root.appendingPathComponent("proto/generate.sh").path, out.path], in: root, output: log)
+        XCTAssertEqual(try p.wait(), 0, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
         for file in ["redi.pb-c.c", "include/redi.pb-c.h"] {
             let fresh = try Data(contentsOf: out.appendingPathComponent(file))
             let committed = try Data(contentsOf: root.appendingPathComponent("Sources/CREDIProto/\(file)"))
