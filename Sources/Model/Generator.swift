@@ -90,7 +90,9 @@ public final class Generator {
         let headRows = prefill ? 1 : t
         let real = prefill ? t : rowsOfTokens.count  // decode tokens that belong to a row
         let longest = prefill ? t : rowsOfTokens.map { lengths[$0] + 1 }.max()!
-        let attentionScratch = prefill ? heads * t * t : decodeScratchCount(heads: heads, kvHeads: kvHeads, longest: longest)
+        let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, t])
+        // Prefill attention a query block at a time: no heads × t² probabilities, no masked half computed.
+        let attentionScratch = prefill ? prefillShape.blockScratchCount : decodeScratchCount(heads: heads, kvHeads: kvHeads, longest: longest)
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let x = slot(t * c), ln = slot(t * c), rstd = slot(t), q = slot(t * qDim), k = slot(t * kvDim), v = slot(t * kvDim)
@@ -101,7 +103,6 @@ public final class Generator {
         let eps = Float(config.rmsNormEps)
         for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i]) * c, count: c) }
         let row0 = rowsOfTokens[0]
-        let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, t])
         let cacheOffsets = rowsOfTokens.map { $0 * capacity * kvDim }
         let visible = rowsOfTokens.map { lengths[$0] + 1 }
         // Padding rows' attention output stays zero (their products are computed, never used).
@@ -120,7 +121,7 @@ public final class Generator {
                     // The prompt's keys and values are the cache of its row; attention among them is causal.
                     (kc + row0 * capacity * kvDim).update(from: a + k, count: t * kvDim)
                     (vc + row0 * capacity * kvDim).update(from: a + v, count: t * kvDim)
-                    attentionForward(a + att, a + scratch, a + q, a + k, a + v, shape: prefillShape)
+                    attentionForward(a + att, a + scratch, a + q, a + k, a + v, shape: prefillShape, keepProbabilities: false)
                 } else {
                     for i in 0..<real {
                         let p = Int(positions[i])

@@ -28,6 +28,21 @@ public final class LlamaEngine {
     /// them from q and k (one more q·kᵀ product per head), and memory is threads × L² instead:
     /// what lets a 4k-token SmolLM2 sequence fit in a few GB rather than ~18 GB of probabilities.
     public var attentionKeepBytes = 2 << 30
+    /// Every layer's activations (~34 KB per token per layer for SmolLM2) are kept for backward
+    /// while together they fit in this many bytes (default 4 GiB); past it, forward keeps only
+    /// each layer's input and backward runs each layer's forward again just before its backward
+    /// (one more forward, ~1/3 more compute), so memory is layers × input + one layer's
+    /// activations: what lets 8k- and 32k-token sequences train in a few GB. Recomputed
+    /// activations are the same bits, so gradients do not depend on this choice.
+    public var activationKeepBytes = 4 << 30
+
+    /// Whether a batch of `tokens` keeps only each layer's input (see `activationKeepBytes`).
+    public func recomputesActivations(tokens t: Int) -> Bool {
+        let c = config.hiddenSize, inter = config.intermediateSize
+        let qDim = config.numAttentionHeads * config.headDim, kvDim = config.numKeyValueHeads * config.headDim
+        let layerFloats = t * (4 * c + 2 + 2 * qDim + 2 * kvDim + 3 * inter)
+        return layerFloats * config.numHiddenLayers * MemoryLayout<Float>.size > activationKeepBytes
+    }
 
     /// Rows per LM-head pass for `p` scored rows.
     func lmHeadRows(_ p: Int) -> Int { p > lmHeadWholeRows ? min(p, max(1, lmHeadBlockRows)) : p }
@@ -45,6 +60,9 @@ public final class LlamaEngine {
         let batch: PackedBatch
         let shape: AttentionShape
         let keepProbabilities: Bool
+        /// Whether only each layer's input was kept (the rest of `layers` is one shared set).
+        let recompute: Bool
+        let recomputeOut: Int
         let layers: [LayerSlots]
         let finalInput: Int, finalNorm: Int, finalRstd: Int
         let headIn: Int, logits: Int
@@ -52,6 +70,12 @@ public final class LlamaEngine {
 
     struct LayerSlots {
         let x, ln1, rstd1, q, k, v, probs, attn, xMid, ln2, rstd2, gateUp, h: Int
+
+        /// The same activation slots for another layer's input and attention output.
+        func with(x: Int, attn: Int) -> LayerSlots {
+            LayerSlots(x: x, ln1: ln1, rstd1: rstd1, q: q, k: k, v: v, probs: probs, attn: attn, xMid: xMid, ln2: ln2, rstd2: rstd2,
+                       gateUp: gateUp, h: h)
+        }
     }
 
     /// Runs the model over `batch` and returns logp of every scored token, in `batch.predictRows` order.
@@ -70,16 +94,25 @@ public final class LlamaEngine {
         // Carve the arena.
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
-        let keep = shape.probabilityCount * config.numHiddenLayers * MemoryLayout<Float>.size <= attentionKeepBytes
+        let recompute = recomputesActivations(tokens: t)
+        // Recomputed layers do not run attention again, so its backward recomputes the probabilities.
+        let keep = !recompute && shape.probabilityCount * config.numHiddenLayers * MemoryLayout<Float>.size <= attentionKeepBytes
         // Without kept probabilities, every layer's forward shares one per-thread scratch.
-        let sharedProbs = keep ? 0 : slot(shape.scratchCount)
-        var layers: [LayerSlots] = []
-        for _ in 0..<config.numHiddenLayers {
-            layers.append(LayerSlots(x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
-                                     k: slot(t * kvDim), v: slot(t * kvDim), probs: keep ? slot(shape.probabilityCount) : sharedProbs,
-                                     attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
-                                     gateUp: slot(t * 2 * inter), h: slot(t * inter)))
+        let sharedProbs = keep ? 0 : slot(shape.blockScratchCount)
+        func layerSlots() -> LayerSlots {
+            LayerSlots(x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
+                       k: slot(t * kvDim), v: slot(t * kvDim), probs: keep ? slot(shape.probabilityCount) : sharedProbs,
+                       attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
+                       gateUp: slot(t * 2 * inter), h: slot(t * inter))
         }
+        var layers: [LayerSlots] = []
+        if recompute {
+            let work = layerSlots()
+            for _ in 0..<config.numHiddenLayers { layers.append(work.with(x: slot(t * c), attn: slot(t * qDim))) }
+        } else {
+            for _ in 0..<config.numHiddenLayers { layers.append(layerSlots()) }
+        }
+        let recomputeOut = recompute ? slot(t * c) : 0
         let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
         let headRows = lmHeadRows(p)
         let headIn = slot(p * c), logits = slot(headRows * vocab)
@@ -99,23 +132,8 @@ public final class LlamaEngine {
 
         batch.positions.withUnsafeBufferPointer { pos in
             for (l, s) in layers.enumerated() {
-                let o = layout.layers[l]
                 let out = l + 1 < layers.count ? a + layers[l + 1].x : a + finalInput
-                rmsnormForward(a + s.ln1, a + s.rstd1, a + s.x, w + o.inputNorm, rows: t, width: c, eps: eps)
-                linearForward(a + s.q, a + s.ln1, w + o.q, o.qBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: qDim)
-                linearForward(a + s.k, a + s.ln1, w + o.k, o.kBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
-                linearForward(a + s.v, a + s.ln1, w + o.v, o.vBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
-                ropeApply(a + s.q, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numAttentionHeads, inverse: false)
-                ropeApply(a + s.k, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: false)
-                attentionForward(a + s.attn, a + s.probs, a + s.q, a + s.k, a + s.v, shape: shape, keepProbabilities: keep)
-                linearForward(a + s.xMid, a + s.attn, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c)
-                add(a + s.xMid, a + s.x, count: t * c)
-                rmsnormForward(a + s.ln2, a + s.rstd2, a + s.xMid, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
-                // gate_proj and up_proj are adjacent in the flat vector: one product makes [gate | up].
-                linearForward(a + s.gateUp, a + s.ln2, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: 2 * inter)
-                swigluForward(a + s.h, a + s.gateUp, rows: t, width: inter)
-                linearForward(out, a + s.h, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c)
-                add(out, a + s.xMid, count: t * c)
+                layerForward(l, s, out: out, arena: a, parameters: w, positions: pos.baseAddress!, shape: shape, keepProbabilities: keep)
             }
         }
 
@@ -135,9 +153,37 @@ public final class LlamaEngine {
                 }
             }
         }
-        saved = Saved(batch: batch, shape: shape, keepProbabilities: keep, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
+        saved = Saved(batch: batch, shape: shape, keepProbabilities: keep, recompute: recompute, recomputeOut: recomputeOut, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
                       finalRstd: finalRstd, headIn: headIn, logits: logits)
         return logp
+    }
+
+    /// One transformer block: `out` = block(x) with every activation written to `s`. With
+    /// `attentionKept`, `s.attn` already holds this input's attention output and attention is
+    /// not run again (q, k, v are, for its backward).
+    private func layerForward(_ l: Int, _ s: LayerSlots, out: UnsafeMutablePointer<Float>, arena a: UnsafeMutablePointer<Float>,
+                              parameters w: UnsafePointer<Float>, positions pos: UnsafePointer<Int32>, shape: AttentionShape,
+                              keepProbabilities keep: Bool, attentionKept: Bool = false) {
+        let t = shape.sequenceStarts.last!, c = config.hiddenSize, inter = config.intermediateSize
+        let qDim = config.numAttentionHeads * config.headDim, kvDim = config.numKeyValueHeads * config.headDim
+        let o = layout.layers[l], eps = Float(config.rmsNormEps)
+        rmsnormForward(a + s.ln1, a + s.rstd1, a + s.x, w + o.inputNorm, rows: t, width: c, eps: eps)
+        linearForward(a + s.q, a + s.ln1, w + o.q, o.qBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: qDim)
+        linearForward(a + s.k, a + s.ln1, w + o.k, o.kBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
+        linearForward(a + s.v, a + s.ln1, w + o.v, o.vBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
+        ropeApply(a + s.q, positions: pos, table: rope, rows: t, heads: config.numAttentionHeads, inverse: false)
+        ropeApply(a + s.k, positions: pos, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: false)
+        if !attentionKept {
+            attentionForward(a + s.attn, a + s.probs, a + s.q, a + s.k, a + s.v, shape: shape, keepProbabilities: keep)
+        }
+        linearForward(a + s.xMid, a + s.attn, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c)
+        add(a + s.xMid, a + s.x, count: t * c)
+        rmsnormForward(a + s.ln2, a + s.rstd2, a + s.xMid, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
+        // gate_proj and up_proj are adjacent in the flat vector: one product makes [gate | up].
+        linearForward(a + s.gateUp, a + s.ln2, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: 2 * inter)
+        swigluForward(a + s.h, a + s.gateUp, rows: t, width: inter)
+        linearForward(out, a + s.h, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c)
+        add(out, a + s.xMid, count: t * c)
     }
 
     /// Accumulates into `gradients` the gradient of Σ_i weights[i]·logp[i] for the last `forward`.
@@ -165,7 +211,7 @@ public final class LlamaEngine {
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dGateUp = slot(t * 2 * inter)
         let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
-        let dHeadIn = slot(p * c), attScratch = slot((s.keepProbabilities ? 1 : 2) * s.shape.scratchCount), partials = slot(elementwiseThreads * c)
+        let dHeadIn = slot(p * c), attScratch = slot(s.keepProbabilities ? s.shape.scratchCount : 2 * s.shape.blockScratchCount), partials = slot(elementwiseThreads * c)
         let headRows = lmHeadRows(p), blockLogp = slot(headRows)
         let d = scratchArena.reserve(next)
 
@@ -196,6 +242,10 @@ public final class LlamaEngine {
         batch.positions.withUnsafeBufferPointer { pos in
             for l in stride(from: s.layers.count - 1, through: 0, by: -1) {
                 let sl = s.layers[l], o = layout.layers[l]
+                if s.recompute {
+                    layerForward(l, sl, out: a + s.recomputeOut, arena: a, parameters: w, positions: pos.baseAddress!,
+                                 shape: s.shape, keepProbabilities: s.keepProbabilities, attentionKept: true)
+                }
                 // MLP: out = xMid + down(silu(gate)·up).
                 linearBackward(d + dh, g + o.down, nil, d + dx, a + sl.h, w + o.down, rows: t, inFeatures: inter, outFeatures: c)
                 swigluBackward(d + dGateUp, d + dh, a + sl.gateUp, rows: t, width: inter)

@@ -10,9 +10,13 @@ public struct AttentionShape: Sendable {
     public let sequenceStarts: [Int]
     /// Offset of each sequence's probability block in the saved-probabilities buffer: [n+1].
     public let probabilityOffsets: [Int]
+    /// Query rows per block when probabilities are not kept (`attentionQueryBlock` unless a test sets it).
+    public let queryBlock: Int
 
-    public init(heads: Int, kvHeads: Int, headDim: Int, sequenceStarts: [Int]) {
+    public init(heads: Int, kvHeads: Int, headDim: Int, sequenceStarts: [Int], queryBlock: Int = attentionQueryBlock) {
         precondition(heads % kvHeads == 0, "heads must be a multiple of kvHeads")
+        precondition(queryBlock > 0)
+        self.queryBlock = queryBlock
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -28,30 +32,53 @@ public struct AttentionShape: Sendable {
     public var sequences: Int { sequenceStarts.count - 1 }
     public var probabilityCount: Int { probabilityOffsets.last! }
     public var longest: Int { (0..<sequences).map { sequenceStarts[$0 + 1] - sequenceStarts[$0] }.max() ?? 0 }
-    /// Scratch floats `attentionBackward` needs.
+    /// Scratch floats `attentionBackward` needs with kept probabilities.
     public var scratchCount: Int { elementwiseThreads * longest * longest }
+    /// Scratch floats `attentionForward` needs without keeping probabilities (`attentionBackward`
+    /// without them needs twice this): one block of query rows × the longest sequence per thread.
+    public var blockScratchCount: Int { elementwiseThreads * min(longest, queryBlock) * longest }
 }
+
+/// Query rows per block when probabilities are not kept: scores are computed for a block of
+/// rows against only the keys they can see (causal), so memory is threads × block × L rather
+/// than L², and the masked upper triangle (half of q·kᵀ) is never computed.
+public let attentionQueryBlock = 256
 
 /// out[T, H·hd] = softmax(q kᵀ / √hd, causal) · v per sequence and head.
 ///
 /// With `keepProbabilities`, `probs` receives every head's probabilities (`probabilityCount`
-/// floats) for the backward; without, it is `scratchCount` floats of scratch and the backward
-/// recomputes them, so memory grows with threads × L² instead of heads × L² per layer.
+/// floats) for the backward; without, it is `blockScratchCount` floats of scratch, the
+/// probabilities are computed a block of query rows at a time, and the backward recomputes
+/// them the same way: memory grows with threads × block × L instead of heads × L² per layer.
 public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                              shape: AttentionShape, keepProbabilities: Bool = true) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
     let group = shape.heads / shape.kvHeads
-    let longest = shape.longest
+    let perWorker = min(shape.longest, shape.queryBlock) * shape.longest
     forEachSequenceAndKVHead(shape) { j, g, worker in
         let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
         let vg = v + start * kvStride + g * hd
         for h in (g * group)..<((g + 1) * group) {
-            let p = keepProbabilities ? probs + shape.probabilityOffsets[j] + h * l * l : probs + worker * longest * longest
-            causalProbabilities(p, q, k, sequence: j, head: h, shape: shape)
-            gemm(.n, .n, m: l, n: hd, k: l, p, lda: l, vg, ldb: kvStride, out + start * qStride + h * hd, ldc: qStride)
+            if keepProbabilities {
+                let p = probs + shape.probabilityOffsets[j] + h * l * l
+                causalProbabilities(p, q, k, sequence: j, head: h, shape: shape)
+                gemm(.n, .n, m: l, n: hd, k: l, p, lda: l, vg, ldb: kvStride, out + start * qStride + h * hd, ldc: qStride)
+            } else {
+                for rows in queryBlocks(l, shape.queryBlock) {
+                    let p = probs + worker * perWorker, n = rows.upperBound
+                    causalProbabilities(p, q, k, sequence: j, head: h, rows: rows, shape: shape)
+                    gemm(.n, .n, m: rows.count, n: hd, k: n, p, lda: n, vg, ldb: kvStride,
+                         out + (start + rows.lowerBound) * qStride + h * hd, ldc: qStride)
+                }
+            }
         }
     }
+}
+
+/// Blocks of `block` query rows of an `l`-token sequence.
+func queryBlocks(_ l: Int, _ block: Int) -> [Range<Int>] {
+    stride(from: 0, to: l, by: block).map { $0..<min(l, $0 + block) }
 }
 
 /// p[l, l] = softmax(q_h k_gᵀ / √hd) with the causal mask (zeros above the diagonal) for one
@@ -71,9 +98,27 @@ func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Fl
     }
 }
 
+/// The probabilities of query `rows` of one sequence and head against the keys 0..<rows.upperBound
+/// they can see: p[rows.count, rows.upperBound], masked entries zero.
+func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
+                         sequence j: Int, head h: Int, rows: Range<Int>, shape: AttentionShape) {
+    let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
+    let g = h / (shape.heads / shape.kvHeads)
+    let start = shape.sequenceStarts[j], n = rows.upperBound
+    gemm(.n, .t, m: rows.count, n: n, k: hd, alpha: 1 / Float(hd).squareRoot(), q + (start + rows.lowerBound) * qStride + h * hd, lda: qStride,
+         k + start * kvStride + g * hd, ldb: kvStride, p, ldc: n)
+    for (r, i) in rows.enumerated() {
+        let row = p + r * n
+        let sum = expInPlace(row, i + 1, shift: rowMax(row, i + 1))
+        scaleInPlace(row, i + 1, by: 1 / sum)
+        (row + i + 1).update(repeating: 0, count: n - i - 1)
+    }
+}
+
 /// Backward of `attentionForward`: dq is overwritten; dk and dv are overwritten too (each
 /// (sequence, kv head) block is owned by one task, which zeroes it before accumulating its heads).
-/// `probs` nil: the probabilities are recomputed, and `scratch` must hold `2 · scratchCount`.
+/// `probs` nil: the probabilities are recomputed a query block at a time, and `scratch` must
+/// hold `2 · blockScratchCount`; otherwise `scratchCount`.
 public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
                               _ dv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
                               _ dout: UnsafePointer<Float>, _ probs: UnsafePointer<Float>?,
@@ -83,33 +128,37 @@ public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMut
     let group = shape.heads / shape.kvHeads
     let scale = 1 / Float(hd).squareRoot()
     let longest = shape.longest
+    let perWorker = probs == nil ? min(longest, shape.queryBlock) * longest : longest * longest
     forEachSequenceAndKVHead(shape) { j, g, worker in
         let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
         let kg = k + start * kvStride + g * hd, vg = v + start * kvStride + g * hd
         let dkg = dk + start * kvStride + g * hd, dvg = dv + start * kvStride + g * hd
         for t in 0..<l { (dkg + t * kvStride).update(repeating: 0, count: hd); (dvg + t * kvStride).update(repeating: 0, count: hd) }
-        let ds = scratch + worker * longest * longest
-        let recomputed = scratch + shape.scratchCount + worker * longest * longest
+        let ds = scratch + worker * perWorker
+        let recomputed = scratch + elementwiseThreads * perWorker + worker * perWorker
         for h in (g * group)..<((g + 1) * group) {
-            let qh = q + start * qStride + h * hd, doh = dout + start * qStride + h * hd
-            let p: UnsafePointer<Float>
-            if let probs {
-                p = probs + shape.probabilityOffsets[j] + h * l * l
-            } else {
-                causalProbabilities(recomputed, q, k, sequence: j, head: h, shape: shape)
-                p = UnsafePointer(recomputed)
+            // Whole sequence at once from kept probabilities, else block by block.
+            for rows in probs == nil ? queryBlocks(l, shape.queryBlock) : [0..<l] {
+                let n = rows.upperBound, m = rows.count
+                let qh = q + (start + rows.lowerBound) * qStride + h * hd, doh = dout + (start + rows.lowerBound) * qStride + h * hd
+                let p: UnsafePointer<Float>
+                if let probs {
+                    p = probs + shape.probabilityOffsets[j] + h * l * l
+                } else {
+                    causalProbabilities(recomputed, q, k, sequence: j, head: h, rows: rows, shape: shape)
+                    p = UnsafePointer(recomputed)
+                }
+                gemm(.t, .n, m: n, n: hd, k: m, p, lda: n, doh, ldb: qStride, beta: 1, dvg, ldc: kvStride)
+                gemm(.n, .t, m: m, n: n, k: hd, doh, lda: qStride, vg, ldb: kvStride, ds, ldc: n)
+                for (r, i) in rows.enumerated() {
+                    let pr = p + r * n, dr = ds + r * n
+                    let dot = rowDot(pr, dr, i + 1)
+                    for c in 0...i { dr[c] = pr[c] * (dr[c] - dot) * scale }
+                    (dr + i + 1).update(repeating: 0, count: n - i - 1)
+                }
+                gemm(.n, .n, m: m, n: hd, k: n, ds, lda: n, kg, ldb: kvStride, dq + (start + rows.lowerBound) * qStride + h * hd, ldc: qStride)
+                gemm(.t, .n, m: n, n: hd, k: m, ds, lda: n, qh, ldb: qStride, beta: 1, dkg, ldc: kvStride)
             }
-            gemm(.t, .n, m: l, n: hd, k: l, p, lda: l, doh, ldb: qStride, beta: 1, dvg, ldc: kvStride)
-            gemm(.n, .t, m: l, n: l, k: hd, doh, lda: qStride, vg, ldb: kvStride, ds, ldc: l)
-            for i in 0..<l {
-                let pr = p + i * l, dr = ds + i * l
-                var dot: Float = 0
-                for c in 0...i { dot += pr[c] * dr[c] }
-                for c in 0...i { dr[c] = pr[c] * (dr[c] - dot) * scale }
-                (dr + i + 1).update(repeating: 0, count: l - i - 1)
-            }
-            gemm(.n, .n, m: l, n: hd, k: l, ds, lda: l, kg, ldb: kvStride, dq + start * qStride + h * hd, ldc: qStride)
-            gemm(.t, .n, m: l, n: hd, k: l, ds, lda: l, qh, ldb: qStride, beta: 1, dkg, ldc: kvStride)
         }
     }
 }

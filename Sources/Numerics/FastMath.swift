@@ -54,6 +54,17 @@ public func rowSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
     return s
 }
 
+/// Σ x[i]·y[i] over `n` floats with 16 partial sums.
+@inline(__always)
+public func rowDot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = Vec(repeating: 0)
+    var i = 0
+    while i + 16 <= n { acc += load(x + i) * load(y + i); i += 16 }
+    var s = acc.sum()
+    while i < n { s += x[i] * y[i]; i += 1 }
+    return s
+}
+
 /// x[i] ← exp(x[i] − shift) in place; returns the sum of the results.
 @inline(__always)
 public func expInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {

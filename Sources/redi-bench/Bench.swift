@@ -8,6 +8,9 @@
 import ArgumentParser
 import Data
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import Evaluation
 import Model
 import Numerics
@@ -63,6 +66,8 @@ struct Step: ParsableCommand {
     @Option var repeats = 3
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
     @Option(help: "Scored rows per LM-head block, forcing blocks (default: the engine's choice).") var lmHeadRows: Int?
+    @Option(help: "Keep all layers' activations up to this many MiB, else recompute per layer (default: the engine's 4096).")
+    var activationKeepMib: Int?
 
     func run() throws {
         if let threads { setMatmulThreads(threads) }
@@ -77,6 +82,7 @@ struct Step: ParsableCommand {
         let tokens = records * length
         let computer = GradientComputer(config: c, microBatchTokens: tokens)
         if let lmHeadRows { computer.engine.lmHeadWholeRows = 0; computer.engine.lmHeadBlockRows = lmHeadRows }
+        if let activationKeepMib { computer.engine.activationKeepBytes = activationKeepMib << 20 }
         let grads = FloatBuffer(count: model.layout.totalCount)
         print("redi-bench step: \(config), \(model.layout.totalCount) parameters, \(records) records × \(length) tokens, "
               + "\(matmulThreads) BLAS threads, \(elementwiseThreads) elementwise threads")
@@ -93,7 +99,8 @@ struct Step: ParsableCommand {
         }
         let flopsPerToken = 6 * Double(model.layout.totalCount) + 12 * Double(c.numHiddenLayers * c.numAttentionHeads * c.headDim * length)
         var times: [Double] = []
-        for i in 0...repeats {
+        // --repeats 0: one step, timed (for sequences so long that a warm-up step is too costly).
+        for i in (repeats == 0 ? 1 : 0)...max(1, repeats) {
             grads.zero()
             let t0 = now()
             _ = try computer.accumulate(parameters: model.parameters.baseAddress, gradients: grads.baseAddress, examples: examples,
@@ -106,6 +113,10 @@ struct Step: ParsableCommand {
         let achieved = flopsPerToken * Double(tokens) / median / 1e9
         print(String(format: "forward+backward: %.1f tokens/s, %.1f GFLOP/s model FLOPs (6·N·T + attention), MFU %.1f%% of best sgemm %.1f GFLOP/s",
                      Double(tokens) / median, achieved, 100 * achieved / peak, peak))
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        print(String(format: "peak RSS %.2f GB (activations %@)", Double(usage.ru_maxrss) * 1024 / 1e9,
+                     computer.engine.recomputesActivations(tokens: tokens) ? "recomputed per layer" : "kept"))
     }
 }
 

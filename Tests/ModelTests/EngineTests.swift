@@ -92,6 +92,29 @@ final class EngineTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-6 * scale)
     }
 
+    func testRecomputedLayerActivationsGiveTheSameBits() throws {
+        for (type, tied) in [("llama", true), ("qwen2", false)] {
+            let config = try Self.config(type, tied: tied)
+            let params = Self.randomParameters(ParameterLayout(config: config), seed: 23)
+            func run(keepBytes: Int) -> ([Float], [Float]) {
+                let engine = LlamaEngine(config: config)
+                engine.activationKeepBytes = keepBytes
+                engine.attentionKeepBytes = 0  // recomputed layers never keep probabilities: compare like with like
+                let batch = PackedBatch(Self.sequences)
+                let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+                let grads = FloatBuffer(count: engine.layout.totalCount)
+                var finals: [Int] = []
+                engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 3) - 0.7 },
+                                gradientsFinal: { finals.append($0) })
+                XCTAssertEqual(finals.count, config.numHiddenLayers)
+                return (logp, grads.array)
+            }
+            let (keptLogp, keptGrad) = run(keepBytes: Int.max), (logp, grad) = run(keepBytes: 0)
+            XCTAssertEqual(logp, keptLogp, type)
+            XCTAssertEqual(grad, keptGrad, "\(type): recomputed activations must give the same gradient bits")
+        }
+    }
+
     func testPackingIsolatesSequences() throws {
         let config = try Self.config("llama", tied: true)
         let engine = LlamaEngine(config: config)

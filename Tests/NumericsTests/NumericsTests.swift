@@ -142,41 +142,49 @@ final class LayerGradientTests: XCTestCase {
     }
 
     func testAttentionPackedGroupedQuery() {
-        var rng = SeededGenerator(seed: 6)
-        let heads = 4, kvHeads = 2, hd = 6
-        let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, 5, 6, 13])
-        let t = 13
-        let q = randomArray(t * heads * hd, &rng), k = randomArray(t * kvHeads * hd, &rng), v = randomArray(t * kvHeads * hd, &rng)
-        let r = randomArray(t * heads * hd, &rng)
-        func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> [Float] {
-            var out = [Float](repeating: 0, count: t * heads * hd), probs = [Float](repeating: 0, count: shape.probabilityCount)
-            attentionForward(&out, &probs, q, k, v, shape: shape)
-            return out
-        }
-        // Reference: loops per sequence, causal, float64.
-        let out = forward(q, k, v)
-        for j in 0..<3 {
-            let s0 = shape.sequenceStarts[j], s1 = shape.sequenceStarts[j + 1]
-            for i in s0..<s1 {
-                for h in 0..<heads {
-                    let g = h / (heads / kvHeads)
-                    let scores = (s0...i).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[(i * heads + h) * hd + $1]) * Double(k[(p * kvHeads + g) * hd + $1]) } / Double(hd).squareRoot() }
-                    let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
-                    for d in 0..<hd {
-                        let ref = (s0...i).enumerated().reduce(0.0) { $0 + e[$1.offset] / z * Double(v[($1.element * kvHeads + g) * hd + d]) }
-                        XCTAssertEqual(Double(out[(i * heads + h) * hd + d]), ref, accuracy: 1e-5)
+        // Kept probabilities, and blocks of 3 query rows recomputed in backward (sequences of 5, 1, 7).
+        for keep in [true, false] {
+            var rng = SeededGenerator(seed: 6)
+            let heads = 4, kvHeads = 2, hd = 6
+            let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, 5, 6, 13], queryBlock: 3)
+            let t = 13
+            let q = randomArray(t * heads * hd, &rng), k = randomArray(t * kvHeads * hd, &rng), v = randomArray(t * kvHeads * hd, &rng)
+            let r = randomArray(t * heads * hd, &rng)
+            var probs = [Float](repeating: 0, count: keep ? shape.probabilityCount : shape.blockScratchCount)
+            func forward(_ q: [Float], _ k: [Float], _ v: [Float]) -> [Float] {
+                var out = [Float](repeating: 0, count: t * heads * hd)
+                attentionForward(&out, &probs, q, k, v, shape: shape, keepProbabilities: keep)
+                return out
+            }
+            // Reference: loops per sequence, causal, float64.
+            let out = forward(q, k, v)
+            for j in 0..<3 {
+                let s0 = shape.sequenceStarts[j], s1 = shape.sequenceStarts[j + 1]
+                for i in s0..<s1 {
+                    for h in 0..<heads {
+                        let g = h / (heads / kvHeads)
+                        let scores = (s0...i).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[(i * heads + h) * hd + $1]) * Double(k[(p * kvHeads + g) * hd + $1]) } / Double(hd).squareRoot() }
+                        let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+                        for d in 0..<hd {
+                            let ref = (s0...i).enumerated().reduce(0.0) { $0 + e[$1.offset] / z * Double(v[($1.element * kvHeads + g) * hd + d]) }
+                            XCTAssertEqual(Double(out[(i * heads + h) * hd + d]), ref, accuracy: 1e-5)
+                        }
                     }
                 }
             }
+            _ = forward(q, k, v)
+            let kept = probs
+            var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 9, count: k.count), dv = [Float](repeating: 9, count: v.count)
+            var scratch = [Float](repeating: 0, count: keep ? shape.scratchCount : 2 * shape.blockScratchCount)
+            if keep {
+                attentionBackward(&dq, &dk, &dv, scratch: &scratch, r, kept, q, k, v, shape: shape)
+            } else {
+                attentionBackward(&dq, &dk, &dv, scratch: &scratch, r, nil, q, k, v, shape: shape)
+            }
+            checkGradient("attention dq keep=\(keep)", x: q, analytic: dq) { dot(forward($0, k, v), r) }
+            checkGradient("attention dk keep=\(keep)", x: k, analytic: dk) { dot(forward(q, $0, v), r) }
+            checkGradient("attention dv keep=\(keep)", x: v, analytic: dv) { dot(forward(q, k, $0), r) }
         }
-        var o2 = [Float](repeating: 0, count: t * heads * hd), probs = [Float](repeating: 0, count: shape.probabilityCount)
-        attentionForward(&o2, &probs, q, k, v, shape: shape)
-        var dq = [Float](repeating: 0, count: q.count), dk = [Float](repeating: 9, count: k.count), dv = [Float](repeating: 9, count: v.count)
-        var scratch = [Float](repeating: 0, count: shape.scratchCount)
-        attentionBackward(&dq, &dk, &dv, scratch: &scratch, r, probs, q, k, v, shape: shape)
-        checkGradient("attention dq", x: q, analytic: dq) { dot(forward($0, k, v), r) }
-        checkGradient("attention dk", x: k, analytic: dk) { dot(forward(q, $0, v), r) }
-        checkGradient("attention dv", x: v, analytic: dv) { dot(forward(q, k, $0), r) }
     }
 
     func testTargetLogProbsAndBackward() {
