@@ -27,9 +27,10 @@ if ! command -v swift >/dev/null 2>&1; then
   echo "error: swift is not on PATH; install Swift 6 (https://swift.org/install) and retry" >&2
   exit 1
 fi
-# Independent references for the tests: numpy, the gguf reader, jinja2, and pyzmq (hostile peers).
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, gguf, jinja2, zmq" 2>/dev/null; then
-  echo "installing numpy, gguf, jinja2 and pyzmq for the reference tests" >&2
-  python3 -m pip install -q --disable-pip-version-check numpy gguf jinja2 pyzmq \
+# Independent references for the tests: numpy, the gguf reader, jinja2, pyzmq (hostile peers),
+# tensorboard (its own event-file reader); matplotlib for cluster/plot.py.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, gguf, jinja2, zmq, tensorboard, matplotlib" 2>/dev/null; then
+  echo "installing numpy, gguf, jinja2, pyzmq, tensorboard and matplotlib for the reference tests and plots" >&2
+  python3 -m pip install -q --disable-pip-version-check numpy gguf jinja2 pyzmq tensorboard matplotlib \
     || echo "warning: reference packages could not be installed; the tests that need them will skip" >&2
 fi

@@ -50,9 +50,8 @@ public final class Coordinator {
     /// Slots of the workers in the current step; batches are split over these.
     var live: [Int] = []
     var version = 0
-    var metricsFile: FileHandle?
-    /// One line per applied step: the (epoch, example id) pairs the workers reported.
-    var examplesFile: FileHandle?
+    /// metrics.jsonl, examples.jsonl and TensorBoard events (open once the run starts).
+    var runLog: RunLog?
 
     let resume: String?
 
@@ -129,8 +128,7 @@ public final class Coordinator {
         let (config, parameters, tokenizer) = try prepareModel()
         let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
         let resumePoint = try resumePath.map { try loadResumePoint($0, into: parameters) }
-        metricsFile = try appendable(out.appendingPathComponent("metrics.jsonl"), fresh: resumePoint == nil)
-        examplesFile = try appendable(out.appendingPathComponent("examples.jsonl"), fresh: resumePoint == nil)
+        runLog = try RunLog(output: out, fresh: resumePoint == nil)
 
         installSignalHandlers()
         let context = ZMQContext()
@@ -191,26 +189,6 @@ public final class Coordinator {
     }
 
     /// A log file opened for appending; `fresh` empties it first.
-    func appendable(_ url: URL, fresh: Bool) throws -> FileHandle {
-        if fresh || !FileManager.default.fileExists(atPath: url.path) {
-            guard FileManager.default.createFile(atPath: url.path, contents: nil) else { throw ClusterError("cannot create \(url.path)") }
-        }
-        let handle = try FileHandle(forWritingTo: url)
-        try handle.seekToEnd()
-        return handle
-    }
-
-    /// Appends one JSON line; non-finite numbers are written as null. A full disk is a thrown error.
-    func append(_ line: [String: Any], to file: FileHandle?) throws {
-        guard let file else { return }
-        let clean = line.mapValues { v -> Any in if let d = v as? Double, !d.isFinite { return NSNull() }; return v }
-        do {
-            try file.write(contentsOf: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
-        } catch {
-            throw ClusterError("cannot write to \(recipe.output): \(error.localizedDescription)")
-        }
-    }
-
     /// The newest complete checkpoint under `out`: the latest stage of the recipe, then the highest step.
     func latestCheckpoint(in out: URL) throws -> String {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
@@ -398,7 +376,7 @@ public final class Coordinator {
             // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
             let done = reports.flatMap(\.exampleIDs)
             guard done == batch.map(\.id) else { throw ClusterError("step \(step + 1): the workers' reports do not cover the batch") }
-            try append(["stage": stage.name, "step": step + 1, "examples": batch.map { [$0.epoch, $0.id] }], to: examplesFile)
+            try runLog?.examples(stage: stage.name, step: step + 1, pairs: batch.map { [$0.epoch, $0.id] })
             let t2 = Date()
             var result = ObjectiveResult()
             for r in reports {
@@ -419,9 +397,7 @@ public final class Coordinator {
             metrics["time/compute"] = compute
             metrics["time/communication"] = communication
             metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
-            var line: [String: Any] = metrics
-            line["stage"] = stage.name; line["step"] = step + 1; line["epoch"] = Double(step + 1) * Double(stage.batchSize) / Double(examples.count)
-            try append(line, to: metricsFile)
+            try runLog?.step(stage: stage.name, step: step + 1, epoch: Double(step + 1) * Double(stage.batchSize) / Double(examples.count), metrics: metrics)
             let elapsed = Date().timeIntervalSince(started)
             let eta = elapsed / Double(step + 1) * Double(total - step - 1)
             say(String(format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
@@ -441,10 +417,7 @@ public final class Coordinator {
             try replan(losing: lost.index)
             try loadWeights(snap.weights, resetOptimizer: false, optimizer: (snap.m, snap.v))
             (order, position, epoch, step) = (snap.order, snap.position, snap.epoch, snap.step)
-            for (file, offset) in [(metricsFile, snap.metricsOffset), (examplesFile, snap.examplesOffset)] {
-                try file?.truncate(atOffset: offset)
-                try file?.seekToEnd()
-            }
+            if let mark = snap.logMark { try runLog?.rewind(to: mark) }
           }
         }
         let final = snapshot
@@ -479,7 +452,7 @@ public final class Coordinator {
         let step: Int, epoch: Int, position: Int
         let order: [Int]
         let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer
-        let metricsOffset: UInt64, examplesOffset: UInt64
+        let logMark: RunLog.Mark?
     }
 
     func takeSnapshot(step: Int, order: [Int], position: Int, epoch: Int, reusing old: Snapshot?) throws -> Snapshot {
@@ -487,7 +460,7 @@ public final class Coordinator {
         let weights = old?.weights ?? FloatBuffer(count: count), m = old?.m ?? FloatBuffer(count: count), v = old?.v ?? FloatBuffer(count: count)
         try pullWeights(into: weights, optimizer: (m, v))
         return Snapshot(step: step, epoch: epoch, position: position, order: order, weights: weights, m: m, v: v,
-                        metricsOffset: try metricsFile?.offset() ?? 0, examplesOffset: try examplesFile?.offset() ?? 0)
+                        logMark: try runLog?.mark())
     }
 
     /// An example picked for a batch: its dataset index and the epoch it was drawn in.
@@ -661,8 +634,7 @@ public final class Coordinator {
                    Date().timeIntervalSince(started), live.count, Double(tokens) / Date().timeIntervalSince(started)))
         let (mean, stderr) = meanAndStandardError(pass1)
         say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
-        let line: [String: Any] = ["stage": stage, "eval/pass@1": mean, "eval/pass@1_stderr": stderr, "eval/problems": problems.count]
-        try append(line, to: metricsFile)
+        try runLog?.evaluation(stage: stage, problems: problems.count, values: ["eval/pass@1": mean, "eval/pass@1_stderr": stderr])
         return mean
     }
 

@@ -25,9 +25,15 @@ struct BenchModel {
     let layout: ParameterLayout
     let parameters: FloatBuffer
 
-    init(preset: String) throws {
-        guard let config = try LlamaConfig.preset(preset, vocabSize: 49152, bos: 1, eos: 2, pad: 2) else {
+    /// `positions`: the longest sequence to run; the RoPE table is extended past the preset's
+    /// max_position_embeddings when needed (random weights: a speed and memory measurement).
+    init(preset: String, positions: Int = 0) throws {
+        guard var config = try LlamaConfig.preset(preset, vocabSize: 49152, bos: 1, eos: 2, pad: 2) else {
             throw ValidationError("unknown --config \(preset); use one of \(LlamaConfig.presetNames)")
+        }
+        if positions > config.maxPositionEmbeddings {
+            print("note: \(preset) has max_position_embeddings \(config.maxPositionEmbeddings); extended to \(positions) for this measurement")
+            config.maxPositionEmbeddings = positions
         }
         self.config = config
         layout = ParameterLayout(config: config)
@@ -71,7 +77,7 @@ struct Step: ParsableCommand {
 
     func run() throws {
         if let threads { setMatmulThreads(threads) }
-        let model = try BenchModel(preset: config)
+        let model = try BenchModel(preset: config, positions: length)
         let c = model.config
         var rng = SeededGenerator(seed: 42)
         // Each record scores every token but the first (BOS), so no work is skipped as "prompt".

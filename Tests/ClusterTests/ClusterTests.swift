@@ -58,6 +58,19 @@ class ClusterTestCase: XCTestCase {
         try ChildProcess(Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log))
     }
 
+    /// Checks OUTPUT's TensorBoard events with TensorBoard's own reader against its metrics.jsonl
+    /// (Tests/reference/check_tensorboard.py; `bash cluster/install-deps.sh` installs tensorboard).
+    func checkTensorBoard(_ output: String) throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("reference/check_tensorboard.py")
+        let log = dir.appendingPathComponent("tensorboard-check-\(UUID().uuidString).log")
+        let p = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, output], in: dir, output: log)
+        let status = try p.wait(seconds: 120)
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        print("tensorboard events of \(output): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+        XCTAssertEqual(status, 0, text)
+    }
+
     /// Runs the cluster; returns the final checkpoint's parameters.
     func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32") throws -> [Float] {
         let port = 20000 + Int.random(in: 0..<20000)
@@ -90,6 +103,7 @@ class ClusterTestCase: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(tag)/sft/optimizer.safetensors").path))
         let metrics = try String(contentsOf: dir.appendingPathComponent("out-\(tag)/metrics.jsonl"), encoding: .utf8)
         XCTAssertEqual(metrics.split(separator: "\n").count, resume == nil ? 6 : 4)
+        try checkTensorBoard("out-\(tag)")
         return checkpoint.parameters.array
     }
 

@@ -202,6 +202,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertEqual(worst, 0)
         let metrics = try String(contentsOf: dir.appendingPathComponent("out/metrics.jsonl"), encoding: .utf8)
         XCTAssertEqual(metrics.split(separator: "\n").count, 6)  // replayed steps are not logged twice
+        try checkTensorBoard("out")  // nor twice in the TensorBoard events
     }
 
     func testALostServerIsReplacedByASpareAndTheRunReplaysToTheSameWeights() throws { try serverLoss(spare: true) }

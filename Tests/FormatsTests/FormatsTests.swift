@@ -156,3 +156,34 @@ final class GGUFErrorTests: XCTestCase {
         }
     }
 }
+
+/// TensorBoard's record framing (the events themselves are read back by TensorBoard's own
+/// loader in the cluster tests).
+final class TensorBoardTests: XCTestCase {
+    func testCRC32CAndRecordFraming() throws {
+        XCTAssertEqual(crc32c(Array("123456789".utf8)), 0xE306_9283)  // the CRC-32C check value
+        XCTAssertEqual(crc32c([]), 0)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("redi-tb-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let writer = try TensorBoardWriter(directory: dir, wallTime: 1_700_000_000)
+        let afterVersion = try writer.offset()
+        try writer.write(step: 3, scalars: [("sft/loss", 1.5), ("sft/nan", .nan)], wallTime: 1_700_000_001)
+        let bytes = [UInt8](try Data(contentsOf: writer.url))
+        XCTAssertTrue(writer.url.lastPathComponent.hasPrefix("events.out.tfevents.1700000000."))
+        // Record 1: the file version; record 2: one scalar (the NaN is dropped).
+        var i = 0, payloads: [[UInt8]] = []
+        while i < bytes.count {
+            let length = Int(bytes[i..<(i + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            payloads.append(Array(bytes[(i + 12)..<(i + 12 + length)]))
+            i += 16 + length
+        }
+        XCTAssertEqual(i, bytes.count)
+        XCTAssertEqual(payloads.count, 2)
+        XCTAssertEqual(UInt64(afterVersion), UInt64(16 + payloads[0].count))
+        XCTAssertTrue(String(decoding: payloads[0], as: UTF8.self).contains("brain.Event:2"))
+        XCTAssertTrue(String(decoding: payloads[1], as: UTF8.self).contains("sft/loss"))
+        XCTAssertFalse(String(decoding: payloads[1], as: UTF8.self).contains("sft/nan"))
+        try writer.truncate(atOffset: afterVersion)
+        XCTAssertEqual(try Data(contentsOf: writer.url).count, Int(afterVersion))
+    }
+}
