@@ -58,15 +58,22 @@ class ClusterTestCase: XCTestCase {
         try ChildProcess(Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log))
     }
 
-    /// Checks OUTPUT's TensorBoard events with TensorBoard's own reader against its metrics.jsonl
-    /// (Tests/reference/check_tensorboard.py; `bash cluster/install-deps.sh` installs tensorboard).
-    func checkTensorBoard(_ output: String) throws {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/check_tensorboard.py")
-        let log = dir.appendingPathComponent("tensorboard-check-\(UUID().uuidString).log")
-        let p = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, output], in: dir, output: log)
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Runs a Python script of the repository (path relative to its root) in the test's
+    /// directory; returns its exit status and output.
+    func python(_ script: String, _ args: [String]) throws -> (Int32, String) {
+        let log = dir.appendingPathComponent("python-\(UUID().uuidString).log")
+        let p = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3",
+                                 [Self.repository.appendingPathComponent(script).path] + args, in: dir, output: log)
         let status = try p.wait(seconds: 120)
-        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    }
+
+    /// Checks OUTPUT's TensorBoard events with TensorBoard's own reader against its metrics.jsonl
+    /// (`bash cluster/install-deps.sh` installs tensorboard).
+    func checkTensorBoard(_ output: String) throws {
+        let (status, text) = try python("Tests/reference/check_tensorboard.py", [output])
         print("tensorboard events of \(output): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
         XCTAssertEqual(status, 0, text)
     }

@@ -34,6 +34,19 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertEqual(coordinator.terminationStatus, 0, log)
         XCTAssertTrue(log.contains("on 2 workers"), log)
 
+        // The figures users look at, from this run's metrics.jsonl (matplotlib, cluster/plot.py).
+        let (status, text) = try python("cluster/plot.py", ["--out", "plots", "tiny=out"])
+        XCTAssertEqual(status, 0, text)
+        for name in ["loss.png", "grad_norm.png", "logps.png", "pass1.png"] {
+            let png = try Data(contentsOf: dir.appendingPathComponent("plots/\(name)"))
+            XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], name)
+            XCTAssertGreaterThan(png.count, 5000, name)
+        }
+        let (bad, message) = try python("cluster/plot.py", ["nowhere"])
+        XCTAssertEqual(bad, 1)
+        XCTAssertTrue(message.contains("nowhere has no metrics.jsonl"), message)
+        try checkTensorBoard("out")
+
         let single = try start("redi-ps", ["eval", "--model", "out/sft", "--data", "test.jsonl", "--samples", "3", "--batch", "4", "--seed", "5",
                                            "--temperature", "0.9", "--top-p", "0.95", "--max-new-tokens", "12", "--samples-out", "single.jsonl"],
                                log: "single.log")
