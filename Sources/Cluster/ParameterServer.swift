@@ -4,6 +4,7 @@
 // server that admits only the workers' keys the coordinator announced, and a push counts
 // only from the connection admitted as the worker it names, at the current version.
 import Foundation
+import Model
 import Numerics
 import Optimizer
 import Transport
@@ -15,8 +16,11 @@ public final class ParameterServer {
         let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer, gradient: FloatBuffer
         /// One slot per worker for the current step's push, summed in worker order.
         var pushes: [FloatBuffer?]
-        init(_ range: ChunkRange, workers: Int) {
+        /// Ranges within the chunk that get no weight decay (norm weights, biases).
+        let undecayed: [Range<Int>]
+        init(_ range: ChunkRange, workers: Int, layout: ParameterLayout) {
             self.range = range
+            undecayed = layout.undecayed(within: range.offset..<(range.offset + range.count))
             weights = FloatBuffer(count: range.count); m = FloatBuffer(count: range.count)
             v = FloatBuffer(count: range.count); gradient = FloatBuffer(count: range.count)
             pushes = Array(repeating: nil, count: workers)
@@ -88,14 +92,22 @@ public final class ParameterServer {
             }
         }
         /// Takes the chunks a (new) welcome assigns; their contents arrive with the next load.
-        func configure(_ w: Welcome) {
+        func configure(_ w: Welcome) throws {
+            let config: LlamaConfig
+            do { config = try JSONDecoder().decode(LlamaConfig.self, from: Data(w.modelConfigJSON.utf8)) } catch {
+                throw ClusterError("\(name): the coordinator's model config does not decode: \(error)")
+            }
+            let layout = ParameterLayout(config: config)
+            if let last = w.chunks.last, last.offset + last.count != layout.totalCount {
+                throw ClusterError("\(name): the coordinator's chunks do not cover the model's \(layout.totalCount) parameters")
+            }
             chunks = [:]
-            for (i, c) in w.chunks.enumerated() where w.chunkOwner[i] == w.index { chunks[c.chunk] = Chunk(c, workers: slots) }
+            for (i, c) in w.chunks.enumerated() where w.chunkOwner[i] == w.index { chunks[c.chunk] = Chunk(c, workers: slots, layout: layout) }
             ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
             for s in received.indices { received[s].removeAll() }
             log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
         }
-        configure(welcome)
+        try configure(welcome)
         admit(welcome.workerKeys)
         var lastHeard = Date(), lastSent = Date()
 
@@ -170,7 +182,7 @@ public final class ParameterServer {
                         for c in ordered[r] {
                             adamWStep(parameters: c.weights.baseAddress, gradients: c.gradient.baseAddress, m: c.m.baseAddress, v: c.v.baseAddress,
                                       count: c.range.count, learningRate: u.learningRate, step: u.optimizerStep,
-                                      gradientScale: u.gradientScale, config: config)
+                                      gradientScale: u.gradientScale, config: config, undecayed: c.undecayed)
                         }
                     }
                     version += 1; narrowed.removeAll()
@@ -195,7 +207,7 @@ public final class ParameterServer {
                     try w.validate()
                     guard w.workers == slots, w.index < w.serverEndpoints.count else { throw ClusterError("\(name): a new plan with \(w.workers) worker slots, this run has \(slots)") }
                     welcome = w
-                    configure(w); narrowed.removeAll()
+                    try configure(w); narrowed.removeAll()
                     admit(w.workerKeys)
                 case let .shutdown(reason, failed):
                     throw Stop(reason: reason, failed: failed)

@@ -78,4 +78,18 @@ public struct ParameterLayout: Sendable {
     public var normOffsets: Set<Int> {
         Set(layers.flatMap { [$0.inputNorm, $0.postAttentionNorm] } + [finalNorm])
     }
+
+    /// Ranges of the tensors that get no weight decay, in order: every norm weight and bias
+    /// (Hugging Face's Trainer, and so TRL, excludes "bias" and norm parameters from decay).
+    public var undecayed: [Range<Int>] {
+        entries.filter { $0.name.hasSuffix("norm.weight") || $0.name.hasSuffix(".bias") }.map(\.range)
+    }
+
+    /// `undecayed` clipped to `range` and made relative to its start (for a chunk of the vector).
+    public func undecayed(within range: Range<Int>) -> [Range<Int>] {
+        undecayed.compactMap { r in
+            let lower = max(r.lowerBound, range.lowerBound), upper = min(r.upperBound, range.upperBound)
+            return lower < upper ? (lower - range.lowerBound)..<(upper - range.lowerBound) : nil
+        }
+    }
 }

@@ -19,26 +19,39 @@ public struct AdamWConfig: Equatable, Sendable, Codable {
 ///   - step: 1-based step number (after increment), used for bias correction.
 ///   - gradientScale: multiplies every gradient first (1/normaliser × clip coefficient).
 ///   - m, v: first and second moment estimates, updated in place; zero before step 1.
+///   - undecayed: index ranges (within 0..<count, sorted, disjoint) that get no weight decay:
+///     norm weights and biases, as Hugging Face's Trainer (and so TRL) leaves them.
 public func adamWStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
                       m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
-                      learningRate: Double, step: Int, gradientScale: Double = 1, config: AdamWConfig) {
+                      learningRate: Double, step: Int, gradientScale: Double = 1, config: AdamWConfig,
+                      undecayed: [Range<Int>] = []) {
     precondition(step >= 1, "AdamW step numbers start at 1")
     let b1 = Float(config.beta1), b2 = Float(config.beta2)
     let bc1 = 1 - _pow(config.beta1, Double(step)), bc2 = 1 - _pow(config.beta2, Double(step))
     let stepSize = Float(learningRate / bc1)
     let bc2Root = Float(bc2.squareRoot())
     let eps = Float(config.eps)
-    let decay = Float(1 - learningRate * config.weightDecay)
     let scale = Float(gradientScale)
-    for i in 0..<count {
-        let g = gradients[i] * scale
-        let mi = b1 * m[i] + (1 - b1) * g
-        let vi = b2 * v[i] + (1 - b2) * g * g
-        m[i] = mi
-        v[i] = vi
-        let denom = vi.squareRoot() / bc2Root + eps
-        parameters[i] = parameters[i] * decay - stepSize * mi / denom
+    func update(_ range: Range<Int>, decay: Float) {
+        for i in range {
+            let g = gradients[i] * scale
+            let mi = b1 * m[i] + (1 - b1) * g
+            let vi = b2 * v[i] + (1 - b2) * g * g
+            m[i] = mi
+            v[i] = vi
+            let denom = vi.squareRoot() / bc2Root + eps
+            parameters[i] = parameters[i] * decay - stepSize * mi / denom
+        }
     }
+    let decay = Float(1 - learningRate * config.weightDecay)
+    var next = 0
+    for r in undecayed {
+        let lower = min(max(r.lowerBound, next), count), upper = min(max(r.upperBound, lower), count)
+        update(next..<lower, decay: decay)
+        update(lower..<upper, decay: 1)
+        next = upper
+    }
+    update(next..<count, decay: decay)
 }
 
 /// Σ g² over `count` gradients, in float64 (the partial sums servers report for the global norm).

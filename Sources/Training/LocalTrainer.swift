@@ -30,6 +30,7 @@ public final class LocalTrainer {
     public let settings: StageSettings
     public let schedule: LinearWarmupDecay
     public private(set) var step = 0
+    let undecayed: [Range<Int>]
 
     public init(config: LlamaConfig, parameters: FloatBuffer, settings: StageSettings, totalSteps: Int, microBatchTokens: Int = 4096) {
         self.parameters = parameters
@@ -37,6 +38,7 @@ public final class LocalTrainer {
         m = FloatBuffer(count: parameters.count)
         v = FloatBuffer(count: parameters.count)
         computer = GradientComputer(config: config, microBatchTokens: microBatchTokens)
+        undecayed = ParameterLayout(config: config).undecayed
         self.settings = settings
         schedule = LinearWarmupDecay(peak: settings.learningRate, totalSteps: totalSteps, warmupRatio: settings.warmupRatio)
     }
@@ -54,7 +56,8 @@ public final class LocalTrainer {
         step += 1
         adamWStep(parameters: parameters.baseAddress, gradients: gradients.baseAddress, m: m.baseAddress, v: v.baseAddress,
                   count: parameters.count, learningRate: lr, step: step,
-                  gradientScale: clipCoefficient(globalNorm: norm, maxNorm: settings.maxGradNorm), config: settings.adamW)
+                  gradientScale: clipCoefficient(globalNorm: norm, maxNorm: settings.maxGradNorm), config: settings.adamW,
+                  undecayed: undecayed)
         var metrics = result.metrics(for: objective)
         metrics["grad_norm"] = norm
         metrics["learning_rate"] = lr

@@ -43,4 +43,17 @@ final class ConfigTests: XCTestCase {
             }
         }
     }
+
+    func testUndecayedRangesAreTheNormsAndBiases() throws {
+        let config = try LlamaConfig(modelType: "qwen2", hiddenSize: 8, intermediateSize: 16, numHiddenLayers: 2, numAttentionHeads: 2,
+                                     numKeyValueHeads: 1, vocabSize: 11, maxPositionEmbeddings: 32, tieWordEmbeddings: false)
+        let layout = ParameterLayout(config: config)
+        let names = Set(layout.entries.filter { e in layout.undecayed.contains(e.range) }.map(\.name))
+        XCTAssertEqual(names, Set(["model.norm.weight"] + (0..<2).flatMap { l in
+            ["input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"]
+                .map { "model.layers.\(l).\($0)" } }))
+        // A chunk boundary inside a tensor clips the range and makes it relative to the chunk.
+        let norm = layout.entry(named: "model.norm.weight")!.range
+        XCTAssertEqual(layout.undecayed(within: (norm.lowerBound + 3)..<(norm.upperBound + 5)), [0..<(norm.count - 3)])
+    }
 }

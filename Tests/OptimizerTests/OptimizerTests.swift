@@ -50,4 +50,13 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(s.learningRate(atStep: 25), 0)
         XCTAssertEqual(LinearWarmupDecay(peak: 1, totalSteps: 10, warmupRatio: 0).learningRate(atStep: 0), 1)
     }
+
+    func testNormWeightsAndBiasesGetNoWeightDecay() throws {
+        // Zero gradients: a decayed parameter shrinks by (1 − lr·wd), an undecayed one stays.
+        var p: [Float] = Array(repeating: 2, count: 10), m = [Float](repeating: 0, count: 10), v = m
+        let cfg = AdamWConfig(weightDecay: 0.5)
+        adamWStep(parameters: &p, gradients: [Float](repeating: 0, count: 10), m: &m, v: &v, count: 10, learningRate: 0.1, step: 1,
+                  config: cfg, undecayed: [1..<3, 6..<7, 9..<12])
+        XCTAssertEqual(p, [1.9, 2, 2, 1.9, 1.9, 1.9, 2, 1.9, 1.9, 2])
+    }
 }
