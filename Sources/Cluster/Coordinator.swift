@@ -160,7 +160,7 @@ public final class Coordinator {
         if let pref = recipe.stages.first(where: { $0.objective.isPreference }) {
             previousPref = try Array(Dataset.load(URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
                                                   vocabularySize: config.vocabSize,
-                                                  limits: LengthLimits(maxPromptLength: pref.maxPromptLength, maxLength: pref.maxLength))
+                                                  limits: pref.limits)
                 .examples.prefix(64))
         }
         for (index, stage) in recipe.stages.enumerated() {
@@ -310,7 +310,7 @@ public final class Coordinator {
                   preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> StageSummary {
         let (loaded, report) = try Dataset.load(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
                                                 vocabularySize: config.vocabSize,
-                                                limits: LengthLimits(maxPromptLength: stage.maxPromptLength, maxLength: stage.maxLength))
+                                                limits: stage.limits)
         var examples = loaded
         keepAlive()
         say("stage \(stage.name) (\(stage.objective.name)): \(report)")

@@ -1,5 +1,6 @@
 // A run recipe (YAML), in the spirit of the REDI paper's recipes: model, data, the two
 // stages, evaluation and the cluster. Unknown keys and bad values are errors naming the key.
+import Data
 import Foundation
 import Objectives
 import Optimizer
@@ -40,7 +41,13 @@ public struct Recipe: Sendable {
         public var maxGradNorm: Double? = 1.0
         public var maxPromptLength: Int?
         public var maxLength: Int?
+        public var truncationMode = PromptTruncation.keepEnd
         public var checkpointEvery: Int?
+
+        /// The stage's length limits for loading its data.
+        public var limits: LengthLimits {
+            LengthLimits(maxPromptLength: maxPromptLength, maxLength: maxLength, promptTruncation: truncationMode)
+        }
     }
 
     public struct EvalSpec: Sendable {
@@ -187,6 +194,11 @@ public struct Recipe: Sendable {
             stage.maxGradNorm = try s.optionalDouble("max_grad_norm") ?? 1.0
             stage.maxPromptLength = try s.optionalInt("max_prompt_length")
             stage.maxLength = try s.optionalInt("max_length")
+            let mode = try s.string("truncation_mode", default: PromptTruncation.keepEnd.rawValue)
+            guard let truncation = PromptTruncation(rawValue: mode) else {
+                throw RecipeError("stages[\(i)].truncation_mode: \(mode) is not one of \(PromptTruncation.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            stage.truncationMode = truncation
             stage.checkpointEvery = try s.optionalInt("checkpoint_every")
             guard stage.warmupRatio <= 1 else { throw RecipeError("stages[\(i)].warmup_ratio: must be in [0, 1]") }
             try s.finish()

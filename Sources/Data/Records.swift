@@ -206,14 +206,36 @@ extension Example {
     public var isPreference: Bool { sequences.count == 2 }
 }
 
+/// Which part of a too-long prompt is kept (TRL's `truncation_mode`).
+public enum PromptTruncation: String, Sendable, CaseIterable {
+    /// The prompt's last tokens (TRL's default): the question usually sits at the end of a
+    /// long prompt, right before the completion. A leading BOS stays.
+    case keepEnd = "keep_end"
+    /// The prompt's first tokens.
+    case keepStart = "keep_start"
+}
+
 /// Length limits applied while loading (TRL's `max_prompt_length` / `max_length`).
 public struct LengthLimits: Sendable {
-    /// Longest prompt kept; longer prompts keep their start.
+    /// Longest prompt kept; longer prompts are cut as `promptTruncation` says.
     public var maxPromptLength: Int?
     /// Longest sequence kept; longer completions keep their start.
     public var maxLength: Int?
-    public init(maxPromptLength: Int? = nil, maxLength: Int? = nil) {
-        self.maxPromptLength = maxPromptLength; self.maxLength = maxLength
+    public var promptTruncation: PromptTruncation
+    public init(maxPromptLength: Int? = nil, maxLength: Int? = nil, promptTruncation: PromptTruncation = .keepEnd) {
+        self.maxPromptLength = maxPromptLength; self.maxLength = maxLength; self.promptTruncation = promptTruncation
+    }
+
+    /// `prompt` cut to `maxPromptLength` tokens (unchanged when it fits).
+    func truncate(prompt: ArraySlice<Int32>, bos: Int32?) -> [Int32] {
+        guard let limit = maxPromptLength, prompt.count > limit else { return Array(prompt) }
+        switch promptTruncation {
+        case .keepStart:
+            return Array(prompt.prefix(limit))
+        case .keepEnd:
+            if let bos, prompt.first == bos, limit > 1 { return [bos] + prompt.suffix(limit - 1) }
+            return Array(prompt.suffix(limit))
+        }
     }
 }
 
@@ -256,7 +278,8 @@ public enum Dataset {
             for k in example.sequences.indices {
                 var s = example.sequences[k]
                 if let maxPrompt = limits.maxPromptLength, s.promptLength > maxPrompt {
-                    s = TokenSequence(tokens: Array(s.tokens.prefix(maxPrompt)) + s.tokens.dropFirst(s.promptLength), promptLength: maxPrompt)
+                    let prompt = limits.truncate(prompt: s.tokens.prefix(s.promptLength), bos: tokenizer.addsBOS ? tokenizer.bosID : nil)
+                    s = TokenSequence(tokens: prompt + s.tokens.dropFirst(s.promptLength), promptLength: prompt.count)
                     if k == 0 { report.truncatedPrompts += 1 }
                 }
                 if let maxLen = limits.maxLength, s.tokens.count > maxLen {

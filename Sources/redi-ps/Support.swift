@@ -33,7 +33,8 @@ func requireTokenizer(_ path: String) throws -> any Tokenizer {
 func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer, options: DataOptions) throws -> [Example] {
     let (examples, report) = try Dataset.load(URL(fileURLWithPath: path), tokenizer: tokenizer,
                                               maxLength: model.config.maxPositionEmbeddings, vocabularySize: model.config.vocabSize,
-                                              limits: LengthLimits(maxPromptLength: options.maxPromptLength, maxLength: options.maxLength),
+                                              limits: LengthLimits(maxPromptLength: options.maxPromptLength, maxLength: options.maxLength,
+                                                                   promptTruncation: options.truncationMode),
                                               skipInvalid: options.skipInvalid)
     if report.truncatedPrompts + report.truncatedCompletions + report.dropped + report.skipped > 0 {
         printError("\(path): \(report)")
@@ -43,8 +44,10 @@ func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer, 
 
 /// Truncation and bad-record handling for commands that read training data.
 struct DataOptions: ParsableArguments {
-    @Option(help: "Keep at most this many prompt tokens (the start of the prompt).")
+    @Option(help: "Keep at most this many prompt tokens (which ones: --truncation-mode).")
     var maxPromptLength: Int?
+    @Option(help: "Which tokens of a too-long prompt to keep: keep_end (TRL's default: the last ones, after a BOS) or keep_start.")
+    var truncationMode: PromptTruncation = .keepEnd
     @Option(help: "Keep at most this many tokens per sequence (the start of the completion); records with no completion left are dropped.")
     var maxLength: Int?
     @Flag(help: "Skip invalid records (and say how many) instead of failing.")
@@ -76,3 +79,5 @@ final class LineWriter {
 }
 
 func printError(_ message: String) { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+
+extension PromptTruncation: ExpressibleByArgument {}

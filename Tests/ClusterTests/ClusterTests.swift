@@ -217,6 +217,8 @@ final class ClusterTests: ClusterTestCase {
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: -1}]", "stages[0].learning_rate"),
                                ("model: {init: tiny, path: x}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: give exactly one"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, truncation_mode: middle}]",
+                                "stages[0].truncation_mode: middle is not one of keep_end, keep_start"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
                                 "cluster.heartbeat_seconds must be at most half"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {chunk_mib: 4096}", "cluster.chunk_mib"),

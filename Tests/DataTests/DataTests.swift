@@ -74,11 +74,17 @@ final class DataTests: XCTestCase {
         }
     }
 
-    func testTruncationKeepsStartsAndCountsWhatItDid() throws {
+    func testTruncationKeepsThePromptsEndByDefaultAndCountsWhatItDid() throws {
         let url = try write([#"{"prompt": "abcdefgh", "completion": "ijklmnop"}"#, #"{"prompt": "ab", "completion": "cd"}"#,
                              #"{"prompt": "abcdefghij", "completion": "k"}"#].joined(separator: "\n"))
+        // TRL's keep_end: <s> then the prompt's last tokens | the completion's start.
+        let (kept, _) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
+                                         limits: LengthLimits(maxPromptLength: 5, maxLength: 8))
+        XCTAssertEqual(kept[0].sequences[0].tokens, [259, 104, 105, 106, 107, 108, 109, 110])
+        XCTAssertEqual(kept[0].sequences[0].promptLength, 5)
+        XCTAssertEqual(kept[2].sequences[0].tokens, [259, 106, 107, 108, 109, 110, 1])
         let (examples, report) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
-                                                  limits: LengthLimits(maxPromptLength: 5, maxLength: 8))
+                                                  limits: LengthLimits(maxPromptLength: 5, maxLength: 8, promptTruncation: .keepStart))
         // <s> a b c d | i j k  (prompt start kept, completion start kept)
         XCTAssertEqual(examples[0].sequences[0].tokens, [259, 100, 101, 102, 103, 108, 109, 110])
         XCTAssertEqual(examples[0].sequences[0].promptLength, 5)
