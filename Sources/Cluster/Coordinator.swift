@@ -320,7 +320,10 @@ public final class Coordinator {
             for i in examples.indices { examples[i].refChosen = scores[2 * i]; examples[i].refRejected = scores[2 * i + 1] }
         }
         if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = Array(examples.prefix(64)) }
-        let total = Int((Double(examples.count) * stage.epochs / Double(stage.batchSize)).rounded(.up))
+        // As Hugging Face's Trainer: batches never cross an epoch (an epoch's last batch may be
+        // short), so one epoch uses every example exactly once.
+        let perEpoch = (examples.count + stage.batchSize - 1) / stage.batchSize
+        let total = max(1, Int((Double(perEpoch) * stage.epochs).rounded(.up)))
         let schedule = LinearWarmupDecay(peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
         let adamW = AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: stage.weightDecay)
         var order: [Int] = [], position = 0, epoch = 0
@@ -332,15 +335,13 @@ public final class Coordinator {
         }
         if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
         func nextBatch() -> [Picked] {
-            var batch: [Picked] = []
-            while batch.count < min(stage.batchSize, examples.count) {
-                if position >= order.count {
-                    order = shuffled(epoch)
-                    position = 0; epoch += 1
-                }
-                batch.append(Picked(example: examples[order[position]], id: order[position], epoch: epoch)); position += 1
+            if position >= order.count {
+                order = shuffled(epoch)
+                position = 0; epoch += 1
             }
-            return batch
+            let end = min(position + stage.batchSize, order.count)
+            defer { position = end }
+            return order[position..<end].map { Picked(example: examples[$0], id: $0, epoch: epoch) }
         }
         let started = Date()
         var tokensSeen = 0
@@ -397,7 +398,7 @@ public final class Coordinator {
             metrics["time/compute"] = compute
             metrics["time/communication"] = communication
             metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
-            try runLog?.step(stage: stage.name, step: step + 1, epoch: Double(step + 1) * Double(stage.batchSize) / Double(examples.count), metrics: metrics)
+            try runLog?.step(stage: stage.name, step: step + 1, epoch: Double(epoch - 1) + Double(position) / Double(examples.count), metrics: metrics)
             let elapsed = Date().timeIntervalSince(started)
             let eta = elapsed / Double(step + 1) * Double(total - step - 1)
             say(String(format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
