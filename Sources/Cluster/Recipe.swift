@@ -176,13 +176,11 @@ public struct Recipe: Sendable {
             var s = Reader(dict, at: "stages[\(i)].")
             let objectiveName = try s.string("objective")
             let objective: Objective
-            switch objectiveName {
-            case "sft": objective = .sft
-            case "redi": objective = .redi(c: try s.double("chosen_weight", default: 1, min: 0), alpha: try s.double("alpha", default: 0.8, min: 0),
-                                           gamma: try s.optionalDouble("gamma"))
-            case "dpo": objective = .dpo(beta: try s.double("beta", default: 0.1, min: 1e-12))
-            case "simpo": objective = .simpo(beta: try s.double("beta", default: 2.0, min: 1e-12), gamma: try s.double("gamma", default: 1.0, min: 0))
-            default: throw RecipeError("stages[\(i)].objective: \"\(objectiveName)\" is not sft, redi, dpo or simpo")
+            do {
+                objective = try Objective.named(objectiveName, chosenWeight: try s.optionalDouble("chosen_weight"), alpha: try s.optionalDouble("alpha"),
+                                                beta: try s.optionalDouble("beta"), gamma: try s.optionalDouble("gamma"))
+            } catch let e as ObjectiveError {
+                throw RecipeError("stages[\(i)].objective: \(e.description)")
             }
             var stage = Stage(name: try s.string("name", default: objectiveName), objective: objective, data: resolveData(try s.string("data")),
                               learningRate: try s.double("learning_rate", min: 0))

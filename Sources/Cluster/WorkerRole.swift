@@ -315,14 +315,14 @@ extension WorkUnit {
 extension ObjectiveSpec {
     /// The objective this spec names.
     public func objective() throws -> Objective {
-        guard [chosenWeight, alpha, beta].allSatisfy(\.isFinite), gamma?.isFinite ?? true else { throw ClusterError("objective \(name) has non-finite parameters") }
-        switch name {
-        case "sft": return .sft
-        case "redi": return .redi(c: chosenWeight, alpha: alpha, gamma: gamma)
-        case "dpo": return .dpo(beta: beta)
-        case "simpo": return .simpo(beta: beta, gamma: gamma ?? 1)
-        default: throw ClusterError("unknown objective \"\(name)\"")
-        }
+        do {
+            switch name {
+            case "sft": return .sft
+            case "redi": return try .named(name, chosenWeight: chosenWeight, alpha: alpha, gamma: gamma)
+            case "dpo": return try .named(name, beta: beta)
+            default: return try .named(name, beta: beta, gamma: gamma)
+            }
+        } catch let e as ObjectiveError { throw ClusterError("objective from the coordinator: \(e.description)") }
     }
 
     public init(_ objective: Objective) {

@@ -13,8 +13,42 @@ public enum Objective: Equatable, Sendable {
     case redi(c: Double = 1, alpha: Double = 0.8, gamma: Double? = nil)
     /// DPO, sigmoid loss, reference log-probs supplied per example.
     case dpo(beta: Double = 0.1)
-    /// SimPO: −log σ(β·(logp_w/|y_w| − logp_l/|y_l|) − γ), reference-free.
-    case simpo(beta: Double = 2.0, gamma: Double = 1.0)
+    /// SimPO: −log σ(β·(logp_w/|y_w| − logp_l/|y_l|) − γ), reference-free. TRL's CPOTrainer
+    /// with loss_type "simpo" and cpo_alpha 0 computes the same (its simpo_gamma is γ);
+    /// the defaults are TRL's (β 0.1, γ 0.5); the SimPO paper tunes β in 2–2.5.
+    case simpo(beta: Double = 0.1, gamma: Double = 0.5)
+
+    /// The objective names recipes, `redi-ps grad` and the wire use.
+    public static let names = ["sft", "redi", "dpo", "simpo"]
+
+    /// The objective called `name`; parameters left nil take the defaults above (TRL's).
+    /// The one place a name becomes an objective, so every entry point has the same defaults.
+    public static func named(_ name: String, chosenWeight: Double? = nil, alpha: Double? = nil, beta: Double? = nil,
+                             gamma: Double? = nil) throws -> Objective {
+        for (key, value) in [("chosen_weight", chosenWeight), ("alpha", alpha), ("beta", beta), ("gamma", gamma)] {
+            if let value, !value.isFinite || value < 0 { throw ObjectiveError(description: "\(key) must be a finite number ≥ 0, not \(value)") }
+        }
+        if let beta, beta == 0 { throw ObjectiveError(description: "beta must be positive") }
+        func unused(_ pairs: [(String, Double?)]) throws {
+            if let (key, _) = pairs.first(where: { $0.1 != nil }) { throw ObjectiveError(description: "\(key) does not apply to \(name)") }
+        }
+        switch name {
+        case "sft":
+            try unused([("chosen_weight", chosenWeight), ("alpha", alpha), ("beta", beta), ("gamma", gamma)])
+            return .sft
+        case "redi":
+            try unused([("beta", beta)])
+            return .redi(c: chosenWeight ?? 1, alpha: alpha ?? 0.8, gamma: gamma)
+        case "dpo":
+            try unused([("chosen_weight", chosenWeight), ("alpha", alpha), ("gamma", gamma)])
+            return .dpo(beta: beta ?? 0.1)
+        case "simpo":
+            try unused([("chosen_weight", chosenWeight), ("alpha", alpha)])
+            return .simpo(beta: beta ?? 0.1, gamma: gamma ?? 0.5)
+        default:
+            throw ObjectiveError(description: "\"\(name)\" is not \(names.dropLast().joined(separator: ", ")) or \(names.last!)")
+        }
+    }
 
     public var name: String {
         switch self {

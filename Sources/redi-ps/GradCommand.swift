@@ -23,10 +23,10 @@ struct ObjectiveOptions: ParsableArguments {
     @Option(name: .customLong("chosen-weight"), help: "REDI: weight c of the chosen term.")
     var chosenWeight: Double = 1
 
-    @Option(help: "DPO (default 0.1) and SimPO (default 2.0): inverse temperature β.")
+    @Option(help: "DPO and SimPO: inverse temperature β (default 0.1, as TRL).")
     var beta: Double?
 
-    @Option(help: "SimPO: target reward margin γ (default 1.0). REDI: enables negative weighting exp(γ·logp(y_l)/|y_l|).")
+    @Option(help: "SimPO: target reward margin γ (default 0.5, as TRL). REDI: enables negative weighting exp(γ·logp(y_l)/|y_l|).")
     var gamma: Double?
 
     func validate() throws {
@@ -37,11 +37,11 @@ struct ObjectiveOptions: ParsableArguments {
     }
 
     var value: Objective {
-        switch objective {
-        case .sft: .sft
-        case .redi: .redi(c: chosenWeight, alpha: alpha, gamma: gamma)
-        case .dpo: .dpo(beta: beta ?? 0.1)
-        case .simpo: .simpo(beta: beta ?? 2.0, gamma: gamma ?? 1.0)
+        get throws {
+            do {
+                return try Objective.named(objective.rawValue, chosenWeight: objective == .redi ? chosenWeight : nil,
+                                           alpha: objective == .redi ? alpha : nil, beta: beta, gamma: gamma)
+            } catch let e as ObjectiveError { throw ValidationError(e.description) }
         }
     }
 }
@@ -64,7 +64,7 @@ struct GradCommand: ParsableCommand {
     func run() throws {
         let (model, tokenizer) = try loadModelWithTokenizer(modelOptions.model)
         let examples = try loadExamples(data, model: model, tokenizer: tokenizer, options: dataOptions)
-        let objective = objectiveOptions.value
+        let objective = try objectiveOptions.value
         let computer = GradientComputer(config: model.config, microBatchTokens: modelOptions.microBatchTokens)
         let gradients = FloatBuffer(count: model.layout.totalCount)
         let result: ObjectiveResult

@@ -74,4 +74,20 @@ final class ObjectivesTests: XCTestCase {
         XCTAssertEqual(merged.lossSum, whole.lossSum, accuracy: 1e-12)
         XCTAssertEqual(merged.metrics(for: .redi())["loss"]!, whole.metrics(for: .redi())["loss"]!, accuracy: 1e-12)
     }
+
+    func testNamesGiveOneSetOfDefaultsAndRefuseParametersThatDoNotApply() throws {
+        XCTAssertEqual(try Objective.named("sft"), .sft)
+        XCTAssertEqual(try Objective.named("redi"), .redi(c: 1, alpha: 0.8, gamma: nil))
+        XCTAssertEqual(try Objective.named("dpo"), .dpo(beta: 0.1))
+        XCTAssertEqual(try Objective.named("simpo"), .simpo(beta: 0.1, gamma: 0.5))  // TRL's CPOConfig defaults
+        XCTAssertEqual(try Objective.named("simpo", beta: 2.5, gamma: 1.4), .simpo(beta: 2.5, gamma: 1.4))
+        for (call, needle) in [({ try Objective.named("dpo", alpha: 1) }, "alpha does not apply to dpo"),
+                               ({ try Objective.named("sft", gamma: 1) }, "gamma does not apply to sft"),
+                               ({ try Objective.named("redi", beta: 1) }, "beta does not apply to redi"),
+                               ({ try Objective.named("dpo", beta: 0) }, "beta must be positive"),
+                               ({ try Objective.named("redi", alpha: .nan) }, "alpha must be a finite number"),
+                               ({ try Objective.named("ppo") }, "\"ppo\" is not sft, redi, dpo or simpo")] as [(() throws -> Objective, String)] {
+            XCTAssertThrowsError(try call()) { XCTAssertTrue("\($0)".contains(needle), "\($0)") }
+        }
+    }
 }
