@@ -71,7 +71,11 @@ public final class Coordinator {
     struct ResumePoint {
         let stage: Int, step: Int, epoch: Int, position: Int
         let m: FloatBuffer, v: FloatBuffer
+        let directory: URL
     }
+    /// A DPO stage's reference log-probabilities (chosen, rejected per example), computed at the
+    /// stage's start and written into each of its checkpoints, so a resumed stage keeps them.
+    var referenceScores: [Double]?
 
     /// Set from a signal handler; checked wherever the coordinator waits, so Ctrl-C or a
     /// TERM ends the run with every server and worker told to shut down.
@@ -303,11 +307,12 @@ public final class Coordinator {
             guard optimizer.tensors[name]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name)") }
             try optimizer.read(name, into: buffer.baseAddress)
         }
-        return ResumePoint(stage: stage, step: step, epoch: epoch, position: position, m: m, v: v)
+        return ResumePoint(stage: stage, step: step, epoch: epoch, position: position, m: m, v: v, directory: dir)
     }
 
     func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer,
                   preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> StageSummary {
+        referenceScores = nil
         let (loaded, report) = try Dataset.load(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
                                                 vocabularySize: config.vocabSize,
                                                 limits: stage.limits)
@@ -315,8 +320,17 @@ public final class Coordinator {
         keepAlive()
         say("stage \(stage.name) (\(stage.objective.name)): \(report)")
         if case .dpo = stage.objective, examples.contains(where: { $0.refChosen == nil }) {
-            say("computing reference log-probabilities for DPO from the current model")
-            let scores = try score(examples, microBatchTokens: stage.microBatchTokens)
+            // The reference is the model at the stage's start: computed once, and read back from
+            // the checkpoint when the stage resumes (the resumed model is no longer the reference).
+            let scores: [Double]
+            if let start {
+                scores = try loadReferenceScores(start.directory.appendingPathComponent("reference_logps.json"), count: 2 * examples.count)
+                say("resumed DPO stage: reference log-probabilities from its start, saved in \(start.directory.path)")
+            } else {
+                say("computing reference log-probabilities for DPO from the current model")
+                scores = try score(examples, microBatchTokens: stage.microBatchTokens)
+            }
+            referenceScores = scores
             for i in examples.indices { examples[i].refChosen = scores[2 * i]; examples[i].refRejected = scores[2 * i + 1] }
         }
         if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = Array(examples.prefix(64)) }
@@ -551,6 +565,21 @@ public final class Coordinator {
         return scores
     }
 
+    /// The reference log-probabilities a DPO stage saved at its start (chosen, rejected per example).
+    func loadReferenceScores(_ url: URL, count: Int) throws -> [Double] {
+        guard let data = try? Data(contentsOf: url) else {
+            throw ClusterError("cannot resume the DPO stage: \(url.path) (the reference log-probabilities from the stage's start) is missing")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let values = object["logps"] as? [Any],
+              values.count == count else {
+            throw ClusterError("\(url.path): expected \(count) reference log-probabilities for this stage's data")
+        }
+        return try values.map { v in
+            guard let d = (v as? NSNumber)?.doubleValue, d.isFinite, d <= 0 else { throw ClusterError("\(url.path): \(v) is not a log-probability") }
+            return d
+        }
+    }
+
     /// Contiguous shards of near-equal token counts, one per worker (some may be empty).
     func split(_ batch: [Picked], into parts: Int) -> [[Picked]] {
         let total = batch.reduce(0) { $0 + $1.example.sequences.reduce(0) { $0 + $1.tokens.count } }
@@ -594,6 +623,10 @@ public final class Coordinator {
                              to: dir.appendingPathComponent("optimizer.safetensors"))
         let state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
                                     "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
+        if let referenceScores {
+            try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores])
+                .write(to: dir.appendingPathComponent("reference_logps.json"), options: .atomic)
+        }
         try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
             .write(to: dir.appendingPathComponent("trainer_state.json"))
         say("checkpoint \(dir.path)")

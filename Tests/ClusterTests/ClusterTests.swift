@@ -231,6 +231,36 @@ final class ClusterTests: ClusterTestCase {
         XCTAssertLessThan(relative, 5e-5)
     }
 
+    func testAResumedDPOStageKeepsTheReferenceFromItsStart() throws {
+        func run(output: String, resume: String?) throws -> [Float] {
+            let port = 20000 + Int.random(in: 0..<20000), endpoint = "tcp://127.0.0.1:\(port)"
+            try """
+            run_id: dpo
+            output: \(output)
+            seed: 5
+            model: {init: tiny}
+            stages:
+              - {name: dpo, objective: dpo, data: pref.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0, checkpoint_every: 2}
+            cluster: {servers: 1, workers: 1, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5, chunk_mib: 0.05}
+            """.write(to: dir.appendingPathComponent("dpo.yaml"), atomically: true, encoding: .utf8)
+            let peers = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s-\(output).log"),
+                         try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w-\(output).log")]
+            let coordinator = try start("redi-ps", ["coordinate", "--recipe", "dpo.yaml", "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
+                                        log: "c-\(output).log")
+            let text = { (try? String(contentsOf: self.dir.appendingPathComponent("c-\(output).log"), encoding: .utf8)) ?? "" }
+            XCTAssertEqual(try coordinator.wait(), 0, text())
+            for p in peers { XCTAssertEqual(try p.wait(), 0, p.name) }
+            if resume != nil { XCTAssertTrue(text().contains("reference log-probabilities from its start"), text()) }
+            return try Checkpoint.load(from: dir.appendingPathComponent("\(output)/dpo")).parameters.array
+        }
+        let full = try run(output: "full", resume: nil)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("full/dpo-step2/reference_logps.json").path))
+        let resumed = try run(output: "resumed", resume: "full/dpo-step2")
+        let worst = zip(full, resumed).map { abs($0 - $1) }.max()!
+        print("DPO resumed from step 2 with its saved reference: max |w - uninterrupted| = \(worst)")
+        XCTAssertEqual(worst, 0)
+    }
+
     func testResumingFromAStepCheckpointGivesTheSameWeights() throws {
         let full = try runCluster(servers: 1, workers: 1)
         let from = dir.appendingPathComponent("out-1x1/sft-step2").path
