@@ -1703,7 +1703,7 @@ const ProtobufCMessageDescriptor redi__example__descriptor =
   (ProtobufCMessageInit) redi__example__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__objective_spec__field_descriptors[6] =
+static const ProtobufCFieldDescriptor redi__objective_spec__field_descriptors[7] =
 {
   {
     "name",
@@ -1777,6 +1777,18 @@ static const ProtobufCFieldDescriptor redi__objective_spec__field_descriptors[6]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "weight_gradient",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__ObjectiveSpec, weight_gradient),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__objective_spec__field_indices_by_name[] = {
   2,   /* field[2] = alpha */
@@ -1785,11 +1797,12 @@ static const unsigned redi__objective_spec__field_indices_by_name[] = {
   4,   /* field[4] = gamma */
   5,   /* field[5] = has_gamma */
   0,   /* field[0] = name */
+  6,   /* field[6] = weight_gradient */
 };
 static const ProtobufCIntRange redi__objective_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
 {
@@ -1799,7 +1812,7 @@ const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
   "Redi__ObjectiveSpec",
   "redi",
   sizeof(Redi__ObjectiveSpec),
-  6,
+  7,
   redi__objective_spec__field_descriptors,
   redi__objective_spec__field_indices_by_name,
   1,  redi__objective_spec__number_ranges,

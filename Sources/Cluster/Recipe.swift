@@ -178,7 +178,8 @@ public struct Recipe: Sendable {
             let objective: Objective
             do {
                 objective = try Objective.named(objectiveName, chosenWeight: try s.optionalDouble("chosen_weight"), alpha: try s.optionalDouble("alpha"),
-                                                beta: try s.optionalDouble("beta"), gamma: try s.optionalDouble("gamma"))
+                                                beta: try s.optionalDouble("beta"), gamma: try s.optionalDouble("gamma"),
+                                                weightGradient: try s.bool("negative_weight_gradient", default: false))
             } catch let e as ObjectiveError {
                 throw RecipeError("stages[\(i)].objective: \(e.description)")
             }
@@ -292,6 +293,12 @@ struct Reader {
         guard let v = value(key) else { return nil }
         guard let i = v as? Int, i > 0 else { throw RecipeError("\(prefix)\(key): must be a positive whole number") }
         return i
+    }
+
+    mutating func bool(_ key: String, default d: Bool) throws -> Bool {
+        guard let v = value(key) else { return d }
+        guard let b = v as? Bool else { throw RecipeError("\(prefix)\(key): must be true or false") }
+        return b
     }
 
     mutating func int(_ key: String, default d: Int, min: Int) throws -> Int {

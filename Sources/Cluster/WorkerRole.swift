@@ -318,7 +318,7 @@ extension ObjectiveSpec {
         do {
             switch name {
             case "sft": return .sft
-            case "redi": return try .named(name, chosenWeight: chosenWeight, alpha: alpha, gamma: gamma)
+            case "redi": return try .named(name, chosenWeight: chosenWeight, alpha: alpha, gamma: gamma, weightGradient: weightGradient)
             case "dpo": return try .named(name, beta: beta)
             default: return try .named(name, beta: beta, gamma: gamma)
             }
@@ -328,7 +328,8 @@ extension ObjectiveSpec {
     public init(_ objective: Objective) {
         switch objective {
         case .sft: self.init(name: "sft")
-        case let .redi(c, alpha, gamma): self.init(name: "redi", chosenWeight: c, alpha: alpha, gamma: gamma)
+        case let .redi(c, alpha, gamma, weightGradient):
+            self.init(name: "redi", chosenWeight: c, alpha: alpha, gamma: gamma, weightGradient: weightGradient)
         case let .dpo(beta): self.init(name: "dpo", beta: beta)
         case let .simpo(beta, gamma): self.init(name: "simpo", beta: beta, gamma: gamma)
         }

@@ -8,9 +8,11 @@ import Foundation
 public enum Objective: Equatable, Sendable {
     /// Mean NLL over all completion tokens of the batch.
     case sft
-    /// REDI: −c·logp(y_w)/|y_w| + α·logp(y_l)/|y_l| per triplet; `gamma` enables the detached
-    /// negative weight exp(γ·logp(y_l)/|y_l|) on the rejected term.
-    case redi(c: Double = 1, alpha: Double = 0.8, gamma: Double? = nil)
+    /// REDI: −c·logp(y_w)/|y_w| + α·logp(y_l)/|y_l| per triplet; `gamma` enables the negative
+    /// weight w = exp(γ·logp(y_l)/|y_l|) on the rejected term. The weight is detached (a
+    /// constant in the gradient, the paper's form) unless `weightGradient`, which also
+    /// differentiates it (the reference code's form: gradient α·w·(1 + γ·logp(y_l)/|y_l|)).
+    case redi(c: Double = 1, alpha: Double = 0.8, gamma: Double? = nil, weightGradient: Bool = false)
     /// DPO, sigmoid loss, reference log-probs supplied per example.
     case dpo(beta: Double = 0.1)
     /// SimPO: −log σ(β·(logp_w/|y_w| − logp_l/|y_l|) − γ), reference-free. TRL's CPOTrainer
@@ -24,7 +26,10 @@ public enum Objective: Equatable, Sendable {
     /// The objective called `name`; parameters left nil take the defaults above (TRL's).
     /// The one place a name becomes an objective, so every entry point has the same defaults.
     public static func named(_ name: String, chosenWeight: Double? = nil, alpha: Double? = nil, beta: Double? = nil,
-                             gamma: Double? = nil) throws -> Objective {
+                             gamma: Double? = nil, weightGradient: Bool = false) throws -> Objective {
+        if weightGradient && (name != "redi" || gamma == nil) {
+            throw ObjectiveError(description: "the negative weight's gradient applies to redi with gamma only")
+        }
         for (key, value) in [("chosen_weight", chosenWeight), ("alpha", alpha), ("beta", beta), ("gamma", gamma)] {
             if let value, !value.isFinite || value < 0 { throw ObjectiveError(description: "\(key) must be a finite number ≥ 0, not \(value)") }
         }
@@ -38,7 +43,7 @@ public enum Objective: Equatable, Sendable {
             return .sft
         case "redi":
             try unused([("beta", beta)])
-            return .redi(c: chosenWeight ?? 1, alpha: alpha ?? 0.8, gamma: gamma)
+            return .redi(c: chosenWeight ?? 1, alpha: alpha ?? 0.8, gamma: gamma, weightGradient: weightGradient)
         case "dpo":
             try unused([("chosen_weight", chosenWeight), ("alpha", alpha), ("gamma", gamma)])
             return .dpo(beta: beta ?? 0.1)
@@ -166,11 +171,13 @@ extension Objective {
             switch self {
             case .sft:
                 fatalError("handled above")
-            case let .redi(c, alpha, gamma):
+            case let .redi(c, alpha, gamma, weightGradient):
                 let weight = gamma.map { Foundation.exp($0 * l.mean) } ?? 1
                 r.lossSum += -c * w.mean + alpha * weight * l.mean
                 r.sequenceGradients[2 * i] = -c / Double(w.tokens)
-                r.sequenceGradients[2 * i + 1] = alpha * weight / Double(l.tokens)
+                // d/dm [w(m)·m] = w·(1 + γ·m) when the weight is differentiated, w when detached.
+                let through = weightGradient ? 1 + (gamma ?? 0) * l.mean : 1
+                r.sequenceGradients[2 * i + 1] = alpha * weight * through / Double(l.tokens)
                 chosenReward = w.mean
                 rejectedReward = l.mean
                 r.metricSums["logps/chosen_normalized", default: 0] += w.mean

@@ -97,6 +97,7 @@ extension Wire {
             o.pointee.name = a.string(w.objective.name); o.pointee.chosen_weight = w.objective.chosenWeight
             o.pointee.alpha = w.objective.alpha; o.pointee.beta = w.objective.beta
             o.pointee.gamma = w.objective.gamma ?? 0; o.pointee.has_gamma = w.objective.gamma == nil ? 0 : 1
+            o.pointee.weight_gradient = w.objective.weightGradient ? 1 : 0
             m.pointee.objective = o
             m.pointee.normalizer = w.normalizer
             let examples = w.examples.map { e -> UnsafeMutablePointer<Redi__Example>? in
@@ -264,7 +265,7 @@ extension Wire {
             }
             body = .work(WorkUnit(stage: str(m.stage), step: try int(m.step, "step"), version: try int(m.version, "version"),
                                   objective: ObjectiveSpec(name: str(o.name), chosenWeight: o.chosen_weight, alpha: o.alpha, beta: o.beta,
-                                                           gamma: o.has_gamma != 0 ? o.gamma : nil),
+                                                           gamma: o.has_gamma != 0 ? o.gamma : nil, weightGradient: o.weight_gradient != 0),
                                   normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
                                   scoreOnly: m.score_only != 0, shard: Int(m.shard), sampling: try m.sampling.map { g in
                                       guard g.pointee.samples >= 1, g.pointee.rows >= 1, g.pointee.max_new_tokens >= 1,

@@ -62,8 +62,11 @@ public struct WireExample: Equatable, Sendable {
 
 public struct ObjectiveSpec: Equatable, Sendable {
     public var name: String, chosenWeight: Double, alpha: Double, beta: Double, gamma: Double?
-    public init(name: String, chosenWeight: Double = 1, alpha: Double = 0.8, beta: Double = 0.1, gamma: Double? = nil) {
+    /// REDI: the negative weight is differentiated too (not detached).
+    public var weightGradient: Bool
+    public init(name: String, chosenWeight: Double = 1, alpha: Double = 0.8, beta: Double = 0.1, gamma: Double? = nil, weightGradient: Bool = false) {
         self.name = name; self.chosenWeight = chosenWeight; self.alpha = alpha; self.beta = beta; self.gamma = gamma
+        self.weightGradient = weightGradient
     }
 }
 

@@ -29,6 +29,9 @@ struct ObjectiveOptions: ParsableArguments {
     @Option(help: "SimPO: target reward margin γ (default 0.5, as TRL). REDI: enables negative weighting exp(γ·logp(y_l)/|y_l|).")
     var gamma: Double?
 
+    @Flag(help: "REDI with --gamma: differentiate the negative weight too (the reference code's form; default: detached, as the paper).")
+    var negativeWeightGradient = false
+
     func validate() throws {
         if let beta, !(beta > 0) { throw ValidationError("--beta must be positive") }
         if alpha < 0 { throw ValidationError("--alpha must be non-negative") }
@@ -40,7 +43,8 @@ struct ObjectiveOptions: ParsableArguments {
         get throws {
             do {
                 return try Objective.named(objective.rawValue, chosenWeight: objective == .redi ? chosenWeight : nil,
-                                           alpha: objective == .redi ? alpha : nil, beta: beta, gamma: gamma)
+                                           alpha: objective == .redi ? alpha : nil, beta: beta, gamma: gamma,
+                                           weightGradient: negativeWeightGradient)
             } catch let e as ObjectiveError { throw ValidationError(e.description) }
         }
     }

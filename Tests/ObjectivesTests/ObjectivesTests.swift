@@ -32,6 +32,22 @@ final class ObjectivesTests: XCTestCase {
         XCTAssertEqual(r.sequenceGradients[3], 0.8 * w1 / 4, accuracy: 1e-15)
     }
 
+    func testREDINegativeWeightGradientIsTheLossDerivativeWhenAskedFor() throws {
+        // The reference code's form: the weight is differentiated too, so the rejected gradient
+        // is the true derivative of the loss with respect to logp(y_l) (checked numerically).
+        let gamma = 0.5, objective = Objective.redi(gamma: gamma, weightGradient: true)
+        let r = try objective.evaluate(pairs)
+        XCTAssertEqual(r.lossSum, try Objective.redi(gamma: gamma).evaluate(pairs).lossSum)  // the same loss
+        for k in [1, 3] {
+            let h = 1e-6
+            var plus = pairs, minus = pairs
+            plus[k].logp += h; minus[k].logp -= h
+            let numeric = (try objective.evaluate(plus).lossSum - objective.evaluate(minus).lossSum) / (2 * h)
+            XCTAssertEqual(r.sequenceGradients[k], numeric, accuracy: 1e-8)
+        }
+        XCTAssertEqual(r.sequenceGradients[1], 0.8 * exp(gamma * -3.0) * (1 + gamma * -3.0) / 10, accuracy: 1e-15)
+    }
+
     func testDPOAndSimPOMatchHandComputedValues() throws {
         let beta = 0.1
         let z0 = beta * ((-12 + 13) - (-30 + 29)), z1 = beta * ((-4.5 + 5) - (-2 + 2.5))

@@ -19,7 +19,7 @@ final class CodecTests: XCTestCase {
         .heartbeat(step: 12),
         .shutdown(reason: "done", failed: false),
         .shutdown(reason: "worker 1 failed", failed: true),
-        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: ObjectiveSpec(name: "redi", chosenWeight: 1, alpha: 0.8, beta: 0.1, gamma: 0.5),
+        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: ObjectiveSpec(name: "redi", chosenWeight: 1, alpha: 0.8, beta: 0.1, gamma: 0.5, weightGradient: true),
                        normalizer: 32, examples: [
                         WireExample(sequences: [WireSequence(tokens: [259, 5, 7, 1], promptLength: 2), WireSequence(tokens: [259, 5, 9, 9, 1], promptLength: 2)],
                                     reference: (-10.5, -12.25), id: 41),

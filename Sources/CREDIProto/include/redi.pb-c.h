@@ -216,10 +216,15 @@ struct  Redi__ObjectiveSpec
   double beta;
   double gamma;
   protobuf_c_boolean has_gamma;
+  /*
+   * REDI with gamma: also differentiate the negative weight exp(gamma·logp_l/|y_l|)
+   * (the reference code's form); false keeps it detached (the paper's form).
+   */
+  protobuf_c_boolean weight_gradient;
 };
 #define REDI__OBJECTIVE_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__objective_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
 
 
 /*
