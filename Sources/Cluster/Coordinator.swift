@@ -1,8 +1,12 @@
 // The coordinator: admits servers and workers, owns the data order and the learning-rate
 // schedule, splits every global batch over the workers, turns the servers' partial Σg² into
 // the global norm and clip coefficient, and sequences stage 1 → checkpoint → stage 2 →
-// checkpoint, evaluating after each stage. Synchronous data parallelism. Membership,
-// liveness and the receive loop are in Coordinator+Membership.swift.
+// checkpoint, evaluating after each stage. Synchronous data parallelism. This file is the
+// run and the stage loop; the rest is by name: Coordinator+Membership (who is in the run,
+// liveness, the receive loop), Coordinator+Work (weights to and from the servers, a step's
+// shards out to the workers and their reports back), Coordinator+Checkpoints (checkpoints,
+// snapshots, resuming), Coordinator+Evaluation (pass@1 on the workers, the summary table),
+// RunLog (metrics, examples, TensorBoard).
 import Data
 import Evaluation
 import Formats
@@ -192,27 +196,7 @@ public final class Coordinator {
                          bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights))
     }
 
-    /// A log file opened for appending; `fresh` empties it first.
-    /// The newest complete checkpoint under `out`: the latest stage of the recipe, then the highest step.
-    func latestCheckpoint(in out: URL) throws -> String {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
-        var best: (stage: Int, step: Int, path: String)?
-        for entry in entries {
-            let dir = out.appendingPathComponent(entry)
-            guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
-                  let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let stageName = state["stage"] as? String, let step = state["step"] as? Int,
-                  let stage = recipe.stages.firstIndex(where: { $0.name == stageName }),
-                  FileManager.default.fileExists(atPath: dir.appendingPathComponent("optimizer.safetensors").path),
-                  FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) else { continue }
-            if best == nil || (stage, step) > (best!.stage, best!.step) { best = (stage, step, dir.path) }
-        }
-        guard let best else { throw ClusterError("--resume latest: no complete checkpoint (trainer_state.json + optimizer.safetensors) in \(out.path)") }
-        say("resuming from the newest checkpoint, \(best.path)")
-        return best.path
-    }
-
-    // MARK: Model and membership
+    // MARK: Model
 
     func prepareModel() throws -> (LlamaConfig, FloatBuffer, any Tokenizer) {
         let chosen = try recipe.model.tokenizer.map { path -> any Tokenizer in
@@ -242,73 +226,7 @@ public final class Coordinator {
         return (config, p, try checked(tokenizer, config))
     }
 
-    /// Sends the whole vector to the servers (each gets its chunks) and waits for their
-    /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming).
-    func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
-        version += 1
-        for (s, id) in servers.enumerated() {
-            let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
-            let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil, version: version), to: id,
-                               tensors: mine.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
-                                                                                         count: plan.chunks[c].count, owner: $0) } })
-        }
-        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
-    }
-
-    /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into
-    /// `optimizer`). Each reply is checked against the plan (chunk ids, frame sizes, finite
-    /// values) before anything is copied.
-    func pullWeights(into parameters: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
-        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
-        for (s, id) in servers.enumerated() {
-            try messenger.send(.pull(version: version, chunks: owned[s], optimizerState: optimizer != nil), to: id)
-        }
-        let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-        for msg in try collectFromServers(servers.count, { if case .pullReply = $0 { return true }; return false }) {
-            let s = servers.firstIndex(of: msg.identity!)!
-            guard case let .pullReply(_, ids, _) = msg.envelope.body, ids == owned[s], ids.count * buffers.count == msg.tensors.count,
-                  zip(ids.flatMap { Array(repeating: $0, count: buffers.count) }, msg.tensors).allSatisfy({ $1.holds(plan.chunks[$0].count, bf16: false) }) else {
-                throw ClusterError("\(name(of: msg.identity!)) answered a pull with chunks or sizes that do not match the plan")
-            }
-            for (k, id) in ids.enumerated() {
-                for (b, buffer) in buffers.enumerated() {
-                    let destination = buffer.baseAddress + plan.chunks[id].offset
-                    msg.tensors[k * buffers.count + b].copyFloats(into: destination)
-                    guard allFinite(destination, count: plan.chunks[id].count) else {
-                        throw ClusterError("\(name(of: msg.identity!)) sent non-finite values for chunk \(id)")
-                    }
-                }
-            }
-        }
-    }
-
     // MARK: Stages
-
-    func loadResumePoint(_ path: String, into parameters: FloatBuffer) throws -> ResumePoint {
-        let dir = URL(fileURLWithPath: path)
-        guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
-              let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let stageName = state["stage"] as? String, let step = state["step"] as? Int,
-              let epoch = state["epoch"] as? Int, let position = state["data_position"] as? Int else {
-            throw ClusterError("\(path): no readable trainer_state.json to resume from")
-        }
-        guard let stage = recipe.stages.firstIndex(where: { $0.name == stageName }) else {
-            throw ClusterError("\(path): stage \"\(stageName)\" is not in this recipe")
-        }
-        let checkpoint = try Checkpoint.load(from: dir)
-        guard checkpoint.parameters.count == parameters.count else {
-            throw ClusterError("\(path): \(checkpoint.parameters.count) parameters, the recipe's model has \(parameters.count)")
-        }
-        parameters.copy(from: checkpoint.parameters)
-        let optimizer = try SafetensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
-        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
-        for (name, buffer) in [("exp_avg", m), ("exp_avg_sq", v)] {
-            guard optimizer.tensors[name]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name)") }
-            try optimizer.read(name, into: buffer.baseAddress)
-        }
-        return ResumePoint(stage: stage, step: step, epoch: epoch, position: position, m: m, v: v, directory: dir)
-    }
 
     func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer,
                   preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> StageSummary {
@@ -462,225 +380,6 @@ public final class Coordinator {
         }
     }
 
-    /// Weights, AdamW state and data position at a step boundary, held by the coordinator.
-    struct Snapshot {
-        let step: Int, epoch: Int, position: Int
-        let order: [Int]
-        let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer
-        let logMark: RunLog.Mark?
-    }
-
-    func takeSnapshot(step: Int, order: [Int], position: Int, epoch: Int, reusing old: Snapshot?) throws -> Snapshot {
-        let count = plan.chunks.last.map { $0.offset + $0.count } ?? 0
-        let weights = old?.weights ?? FloatBuffer(count: count), m = old?.m ?? FloatBuffer(count: count), v = old?.v ?? FloatBuffer(count: count)
-        try pullWeights(into: weights, optimizer: (m, v))
-        return Snapshot(step: step, epoch: epoch, position: position, order: order, weights: weights, m: m, v: v,
-                        logMark: try runLog?.mark())
-    }
-
-    /// An example picked for a batch: its dataset index and the epoch it was drawn in.
-    struct Picked {
-        let example: Example
-        let id: Int
-        let epoch: Int
-    }
-
-    /// Runs one step's work: admits queued workers, cuts `batch` into one shard per worker
-    /// slot, sends each shard to the live worker that owns it, and collects the reports (and
-    /// the servers' per-chunk norms). A worker that stays silent for the timeout is dropped
-    /// and the step starts again, its shards now computed by the others.
-    func distribute(_ batch: [Picked], step: Int, expectNorms: Bool,
-                    unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> (reports: [StepReport], sumsq: Double) {
-        while true {
-            try admitJoiners(step: step)
-            let shards = split(batch, into: workers.count)
-            let owners = shardOwners
-            for (k, shard) in shards.enumerated() {
-                var u = unit(version, shard.map(wire))
-                u.shard = k
-                try messenger.send(.work(u), to: workers[owners[k]]!.id)
-            }
-            if let outcome = try collectStep(step, sent: shards.map { $0.map(\.id) }, owners: owners, expectNorms: expectNorms) {
-                return outcome
-            }
-        }
-    }
-
-    /// Collects one attempt's shard reports and server norms; nil when workers were dropped
-    /// (the caller starts the step again).
-    func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool) throws -> (reports: [StepReport], sumsq: Double)? {
-        var reports: [Int: StepReport] = [:]
-        var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
-        var normsFrom = Set<Int>()
-        let expectedNorms = expectNorms ? serversWithChunks : []
-        while reports.count < sent.count || normsFrom.count < expectedNorms.count {
-            if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
-                switch msg.envelope.body {
-                case let .stepReport(r) where r.step == step && r.version == version:
-                    guard r.shard >= 0, r.shard < sent.count, workers[owners[r.shard]]?.id == id, reports[r.shard] == nil else {
-                        say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
-                        continue
-                    }
-                    guard r.isFinite else { throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken") }
-                    guard r.exampleIDs == sent[r.shard] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
-                    reports[r.shard] = r
-                case let .norm(s, chunks, sums) where s == step && expectNorms:
-                    guard let server = servers.firstIndex(of: id), expectedNorms.contains(server), !normsFrom.contains(server) else { continue }
-                    let mine = plan.chunks.indices.filter { plan.owner[$0] == server }
-                    guard chunks == mine, sums.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-                        throw ClusterError("\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))) or non-finite sums for step \(step + 1)")
-                    }
-                    for (c, v) in zip(chunks, sums) { chunkSums[c] = v }
-                    normsFrom.insert(server)
-                default:
-                    continue
-                }
-                continue
-            }
-            try checkServers()
-            let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] })
-            let silent = waitingOn.filter { Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }.sorted()
-            guard !silent.isEmpty else { continue }
-            guard silent.count < live.count else {
-                throw ClusterError("every worker stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s at step \(step + 1)")
-            }
-            try drop(silent, step: step)
-            return nil
-        }
-        // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
-        return ((0..<sent.count).map { reports[$0]! }, chunkSums.reduce(0) { $0 + $1! })
-    }
-
-    /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
-    func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
-        let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
-        let (reports, _) = try distribute(picked, step: 0, expectNorms: false) { version, shard in
-            WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
-                     microBatchTokens: microBatchTokens, scoreOnly: true)
-        }
-        let scores = reports.flatMap(\.sequenceLogps)
-        guard scores.count == examples.reduce(0, { $0 + $1.sequences.count }) else {
-            throw ClusterError("workers returned \(scores.count) log-probabilities for \(examples.count) examples")
-        }
-        return scores
-    }
-
-    /// The reference log-probabilities a DPO stage saved at its start (chosen, rejected per example).
-    func loadReferenceScores(_ url: URL, count: Int) throws -> [Double] {
-        guard let data = try? Data(contentsOf: url) else {
-            throw ClusterError("cannot resume the DPO stage: \(url.path) (the reference log-probabilities from the stage's start) is missing")
-        }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let values = object["logps"] as? [Any],
-              values.count == count else {
-            throw ClusterError("\(url.path): expected \(count) reference log-probabilities for this stage's data")
-        }
-        return try values.map { v in
-            guard let d = (v as? NSNumber)?.doubleValue, d.isFinite, d <= 0 else { throw ClusterError("\(url.path): \(v) is not a log-probability") }
-            return d
-        }
-    }
-
-    /// Contiguous shards of near-equal token counts, one per worker (some may be empty).
-    func split(_ batch: [Picked], into parts: Int) -> [[Picked]] {
-        let total = batch.reduce(0) { $0 + $1.example.sequences.reduce(0) { $0 + $1.tokens.count } }
-        var shards = Array(repeating: [Picked](), count: parts)
-        var acc = 0, part = 0
-        for p in batch {
-            let n = p.example.sequences.reduce(0) { $0 + $1.tokens.count }
-            if part < parts - 1 && !shards[part].isEmpty && Double(acc + n / 2) > Double(total) * Double(part + 1) / Double(parts) { part += 1 }
-            shards[part].append(p)
-            acc += n
-        }
-        return shards
-    }
-
-    func wire(_ p: Picked) -> WireExample {
-        WireExample(sequences: p.example.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
-                    reference: p.example.refChosen.map { ($0, p.example.refRejected ?? 0) }, id: p.id)
-    }
-
-    @discardableResult
-    /// Writes a checkpoint of the servers' state, or of `snapshot` when one was just taken
-    /// at this step (the state is then not pulled a second time).
-    func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig, parameters: FloatBuffer,
-                    tokenizer: any Tokenizer, name: String, snapshot: Snapshot? = nil) throws -> String {
-        let m: FloatBuffer, v: FloatBuffer
-        if let snapshot, snapshot.step == step {
-            parameters.copy(from: snapshot.weights)
-            (m, v) = (snapshot.m, snapshot.v)
-        } else {
-            (m, v) = (FloatBuffer(count: parameters.count), FloatBuffer(count: parameters.count))
-            try pullWeights(into: parameters, optimizer: (m, v))
-        }
-        keepAlive()
-        let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
-        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
-        keepAlive()
-        // AdamW state beside the model, as flat vectors in the parameter layout, for resuming.
-        try writeSafetensors([TensorToWrite(name: "exp_avg", shape: [m.count], values: m.baseAddress),
-                              TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)],
-                             metadata: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)],
-                             to: dir.appendingPathComponent("optimizer.safetensors"))
-        let state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
-                                    "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
-        if let referenceScores {
-            try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores])
-                .write(to: dir.appendingPathComponent("reference_logps.json"), options: .atomic)
-        }
-        try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
-            .write(to: dir.appendingPathComponent("trainer_state.json"))
-        say("checkpoint \(dir.path)")
-        return dir.path
-    }
-
-    /// pass@1 of the current weights, sampled by the workers.
-    func evaluate(_ e: Recipe.EvalSpec, tokenizer: any Tokenizer, stage: String) throws -> Double {
-        let problems = try EvalSet.load(URL(fileURLWithPath: e.data), tokenizer: tokenizer, limit: e.limit)
-        let stop = stopTokens(tokenizer)
-        // Problems go to the workers as prompts (contiguous shards, one per slot); problem i's
-        // samples are seeded by recipe.seed + i, so the result is `redi-ps eval --seed SEED
-        // --batch ROWS` on the same weights, however many workers share the work.
-        let prompts = problems.enumerated().map { i, p in
-            Picked(example: Example(sequences: [TokenSequence(tokens: p.promptIDs, promptLength: p.promptIDs.count)], line: p.line), id: i, epoch: 0)
-        }
-        let sampling = SamplingSpec(samples: e.samples, temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens, rows: e.batch,
-                                    seed: recipe.seed, stopTokens: stop.sorted())
-        let started = Date()
-        let (reports, _) = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
-            WorkUnit(stage: "eval", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
-                     microBatchTokens: 1, shard: 0, sampling: sampling)
-        }
-        let generated = reports.flatMap(\.generated)
-        guard generated.count == problems.count * e.samples else {
-            throw ClusterError("workers returned \(generated.count) samples for \(problems.count) problems × \(e.samples)")
-        }
-        let outputs = problems.indices.map { Array(generated[($0 * e.samples)..<(($0 + 1) * e.samples)]) }
-        let results = Evaluation.score(problems, outputs: outputs, tokenizer: tokenizer, rule: e.answerRule, stop: stop)
-        let pass1 = results.map { Double($0.correct) / Double(e.samples) }
-        // Every sample, as `redi-ps eval --samples-out` writes them.
-        var lines = ""
-        for (p, r) in zip(problems, results) {
-            lines += String(decoding: try JSONSerialization.data(withJSONObject: r.record(of: p), options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self) + "\n"
-        }
-        try Data(lines.utf8).write(to: URL(fileURLWithPath: recipe.output).appendingPathComponent("eval_\(stage).jsonl"))
-        let tokens = generated.reduce(0) { $0 + $1.count }
-        say(String(format: "eval: %d samples, %d tokens in %.1f s on %d workers (%.0f tokens/s)", generated.count, tokens,
-                   Date().timeIntervalSince(started), live.count, Double(tokens) / Date().timeIntervalSince(started)))
-        let (mean, stderr) = meanAndStandardError(pass1)
-        say(String(format: "eval after %@: pass@1 %.3f ± %.3f over %d problems × %d samples", stage, mean, stderr, problems.count, e.samples))
-        try runLog?.evaluation(stage: stage, problems: problems.count, values: ["eval/pass@1": mean, "eval/pass@1_stderr": stderr])
-        return mean
-    }
-
-    func printTable(_ rows: [StageSummary]) {
-        func f(_ x: Double?) -> String { x.map { String(format: "%.3f", $0) } ?? "-" }
-        var text = "\nstage        steps  pass@1   logps/chosen  logps/rejected\n"
-        for r in rows {
-            text += r.stage.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + String(r.steps).leftPad(5) + "  " + f(r.passAt1).leftPad(6)
-                + "   " + f(r.logpsChosen).leftPad(12) + "  " + f(r.logpsRejected).leftPad(14) + "\n"
-        }
-        print(text)
-    }
 }
 
 extension String {

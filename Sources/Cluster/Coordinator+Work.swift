@@ -1,0 +1,163 @@
+// The coordinator's traffic with the data plane: loading the weights into the servers and
+// pulling them back, cutting a global batch into one shard per worker slot, sending the
+// shards out and collecting the reports (and the servers' Σg² per chunk) in a fixed order.
+import Data
+import Evaluation
+import Formats
+import Foundation
+import Model
+import Numerics
+import Objectives
+import ReasoningTask
+import Tokenizers
+import Transport
+import Wire
+
+extension Coordinator {
+    /// Sends the whole vector to the servers (each gets its chunks) and waits for their
+    /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming).
+    func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
+        version += 1
+        for (s, id) in servers.enumerated() {
+            let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
+            let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
+            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil, version: version), to: id,
+                               tensors: mine.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
+                                                                                         count: plan.chunks[c].count, owner: $0) } })
+        }
+        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+    }
+
+    /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into
+    /// `optimizer`). Each reply is checked against the plan (chunk ids, frame sizes, finite
+    /// values) before anything is copied.
+    func pullWeights(into parameters: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
+        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
+        for (s, id) in servers.enumerated() {
+            try messenger.send(.pull(version: version, chunks: owned[s], optimizerState: optimizer != nil), to: id)
+        }
+        let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
+        for msg in try collectFromServers(servers.count, { if case .pullReply = $0 { return true }; return false }) {
+            let s = servers.firstIndex(of: msg.identity!)!
+            guard case let .pullReply(_, ids, _) = msg.envelope.body, ids == owned[s], ids.count * buffers.count == msg.tensors.count,
+                  zip(ids.flatMap { Array(repeating: $0, count: buffers.count) }, msg.tensors).allSatisfy({ $1.holds(plan.chunks[$0].count, bf16: false) }) else {
+                throw ClusterError("\(name(of: msg.identity!)) answered a pull with chunks or sizes that do not match the plan")
+            }
+            for (k, id) in ids.enumerated() {
+                for (b, buffer) in buffers.enumerated() {
+                    let destination = buffer.baseAddress + plan.chunks[id].offset
+                    msg.tensors[k * buffers.count + b].copyFloats(into: destination)
+                    guard allFinite(destination, count: plan.chunks[id].count) else {
+                        throw ClusterError("\(name(of: msg.identity!)) sent non-finite values for chunk \(id)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// An example picked for a batch: its dataset index and the epoch it was drawn in.
+    struct Picked {
+        let example: Example
+        let id: Int
+        let epoch: Int
+    }
+
+    /// Runs one step's work: admits queued workers, cuts `batch` into one shard per worker
+    /// slot, sends each shard to the live worker that owns it, and collects the reports (and
+    /// the servers' per-chunk norms). A worker that stays silent for the timeout is dropped
+    /// and the step starts again, its shards now computed by the others.
+    func distribute(_ batch: [Picked], step: Int, expectNorms: Bool,
+                    unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> (reports: [StepReport], sumsq: Double) {
+        while true {
+            try admitJoiners(step: step)
+            let shards = split(batch, into: workers.count)
+            let owners = shardOwners
+            for (k, shard) in shards.enumerated() {
+                var u = unit(version, shard.map(wire))
+                u.shard = k
+                try messenger.send(.work(u), to: workers[owners[k]]!.id)
+            }
+            if let outcome = try collectStep(step, sent: shards.map { $0.map(\.id) }, owners: owners, expectNorms: expectNorms) {
+                return outcome
+            }
+        }
+    }
+
+    /// Collects one attempt's shard reports and server norms; nil when workers were dropped
+    /// (the caller starts the step again).
+    func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool) throws -> (reports: [StepReport], sumsq: Double)? {
+        var reports: [Int: StepReport] = [:]
+        var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
+        var normsFrom = Set<Int>()
+        let expectedNorms = expectNorms ? serversWithChunks : []
+        while reports.count < sent.count || normsFrom.count < expectedNorms.count {
+            if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
+                switch msg.envelope.body {
+                case let .stepReport(r) where r.step == step && r.version == version:
+                    guard r.shard >= 0, r.shard < sent.count, workers[owners[r.shard]]?.id == id, reports[r.shard] == nil else {
+                        say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
+                        continue
+                    }
+                    guard r.isFinite else { throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken") }
+                    guard r.exampleIDs == sent[r.shard] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
+                    reports[r.shard] = r
+                case let .norm(s, chunks, sums) where s == step && expectNorms:
+                    guard let server = servers.firstIndex(of: id), expectedNorms.contains(server), !normsFrom.contains(server) else { continue }
+                    let mine = plan.chunks.indices.filter { plan.owner[$0] == server }
+                    guard chunks == mine, sums.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                        throw ClusterError("\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))) or non-finite sums for step \(step + 1)")
+                    }
+                    for (c, v) in zip(chunks, sums) { chunkSums[c] = v }
+                    normsFrom.insert(server)
+                default:
+                    continue
+                }
+                continue
+            }
+            try checkServers()
+            let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] })
+            let silent = waitingOn.filter { Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }.sorted()
+            guard !silent.isEmpty else { continue }
+            guard silent.count < live.count else {
+                throw ClusterError("every worker stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s at step \(step + 1)")
+            }
+            try drop(silent, step: step)
+            return nil
+        }
+        // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
+        return ((0..<sent.count).map { reports[$0]! }, chunkSums.reduce(0) { $0 + $1! })
+    }
+
+    /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
+    func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
+        let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
+        let (reports, _) = try distribute(picked, step: 0, expectNorms: false) { version, shard in
+            WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
+                     microBatchTokens: microBatchTokens, scoreOnly: true)
+        }
+        let scores = reports.flatMap(\.sequenceLogps)
+        guard scores.count == examples.reduce(0, { $0 + $1.sequences.count }) else {
+            throw ClusterError("workers returned \(scores.count) log-probabilities for \(examples.count) examples")
+        }
+        return scores
+    }
+
+    /// Contiguous shards of near-equal token counts, one per worker (some may be empty).
+    func split(_ batch: [Picked], into parts: Int) -> [[Picked]] {
+        let total = batch.reduce(0) { $0 + $1.example.sequences.reduce(0) { $0 + $1.tokens.count } }
+        var shards = Array(repeating: [Picked](), count: parts)
+        var acc = 0, part = 0
+        for p in batch {
+            let n = p.example.sequences.reduce(0) { $0 + $1.tokens.count }
+            if part < parts - 1 && !shards[part].isEmpty && Double(acc + n / 2) > Double(total) * Double(part + 1) / Double(parts) { part += 1 }
+            shards[part].append(p)
+            acc += n
+        }
+        return shards
+    }
+
+    func wire(_ p: Picked) -> WireExample {
+        WireExample(sequences: p.example.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
+                    reference: p.example.refChosen.map { ($0, p.example.refRejected ?? 0) }, id: p.id)
+    }
+}
