@@ -60,6 +60,20 @@ class CLITestCase: XCTestCase {
 }
 
 final class CLITests: CLITestCase {
+    /// Chat templates (SmolLM2's and Qwen2's, committed) rendered by Jinja2 as transformers
+    /// configures it and by `redi-ps render --template`: no model download.
+    func testChatTemplatesRenderAsJinja2Does() throws {
+        print(try reference("check_chat_template.py", [Self.binary.path,
+                                                       Self.references.appendingPathComponent("smollm2_chat_template.jinja").path,
+                                                       Self.references.appendingPathComponent("qwen2_chat_template.jinja").path]))
+    }
+
+    /// Byte-level BPE with each pre-tokenizer against Hugging Face's `tokenizers`, on
+    /// tokenizers trained in the test: no model download.
+    func testBPEMatchesHuggingFaceTokenizers() throws {
+        print(try reference("check_bpe.py", [Self.binary.path, dir.path]))
+    }
+
     func testInitLogprobsAgreeWithIndependentNumpyReference() throws {
         guard try run(python, ["-c", "import numpy"], expect: -1).status == 0 else {
             throw XCTSkip("numpy is not installed for \(python); .ci/run installs it")

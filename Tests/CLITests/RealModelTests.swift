@@ -62,9 +62,6 @@ final class RealModelTests: CLITestCase {
             let out = try run(Self.binary.path, ["render", "--model", model, "--messages", messages] + (gen ? ["--add-generation-prompt"] : [])).out
             XCTAssertEqual(out, c["text"] as? String)
         }
-        print(try reference("check_chat_template.py", [Self.binary.path,
-                                                       Self.references.appendingPathComponent("smollm2_chat_template.jinja").path,
-                                                       Self.references.appendingPathComponent("qwen2_chat_template.jinja").path]))
     }
 
     func testConvertWritesACheckpointThatScoresIdentically() throws {
