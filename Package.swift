@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "ChatTemplate"),
         .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
-        .target(name: "Wire", dependencies: ["CREDIProto"]),
+        .target(name: "Wire", dependencies: ["CREDIProto", "Objectives", "Optimizer"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),
         .target(name: "Cluster", dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
                                                 "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"]),
@@ -54,7 +54,7 @@ let package = Package(
         ]),
         .executableTarget(name: "redi-worker", dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
-        .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers",
+        .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers", "Optimizer", "Objectives",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "ProcessSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
     ]

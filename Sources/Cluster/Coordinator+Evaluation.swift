@@ -27,7 +27,7 @@ extension Coordinator {
                                     seed: recipe.seed, stopTokens: stop.sorted())
         let started = Date()
         let (reports, _) = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
-            WorkUnit(stage: "eval", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
+            WorkUnit(stage: "eval", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
                      microBatchTokens: 1, shard: 0, sampling: sampling)
         }
         let generated = reports.flatMap(\.generated)

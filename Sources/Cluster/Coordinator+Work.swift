@@ -132,7 +132,7 @@ extension Coordinator {
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
         let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
         let (reports, _) = try distribute(picked, step: 0, expectNorms: false) { version, shard in
-            WorkUnit(stage: "score", step: 0, version: version, objective: ObjectiveSpec(name: "sft"), normalizer: 1, examples: shard,
+            WorkUnit(stage: "score", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
                      microBatchTokens: microBatchTokens, scoreOnly: true)
         }
         let scores = reports.flatMap(\.sequenceLogps)

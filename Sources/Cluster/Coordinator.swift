@@ -257,7 +257,7 @@ public final class Coordinator {
         let perEpoch = (examples.count + stage.batchSize - 1) / stage.batchSize
         let total = max(1, Int((Double(perEpoch) * stage.epochs).rounded(.up)))
         let schedule = LinearWarmupDecay(peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
-        let adamW = AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: stage.weightDecay)
+        let adamW = AdamWConfig(weightDecay: stage.weightDecay)
         var order: [Int] = [], position = 0, epoch = 0
         // The data order of each epoch is a function of (seed, stage, epoch), so a resumed run
         // rebuilds the current epoch's order and continues at the saved position.
@@ -294,7 +294,7 @@ public final class Coordinator {
             let batch = nextBatch()
             let normalizer = stage.objective.normalizer(for: batch.map(\.example))
             let (reports, sumsq) = try distribute(batch, step: step, expectNorms: true) { version, shard in
-                WorkUnit(stage: stage.name, step: step, version: version, objective: ObjectiveSpec(stage.objective),
+                WorkUnit(stage: stage.name, step: step, version: version, objective: stage.objective,
                          normalizer: normalizer, examples: shard, microBatchTokens: stage.microBatchTokens)
             }
             let t1 = Date()

@@ -176,7 +176,7 @@ public final class ParameterServer {
                           u.optimizerStep >= 1 else {
                         throw ClusterError("\(name): the coordinator sent an update with non-finite or invalid settings")
                     }
-                    let config = AdamWConfig(beta1: u.adamW.beta1, beta2: u.adamW.beta2, eps: u.adamW.eps, weightDecay: u.adamW.weightDecay)
+                    let config = u.adamW
                     // Workers wait for this update, so every core works on it; chunks are independent.
                     parallelRanges(ordered.count) { r in
                         for c in ordered[r] {

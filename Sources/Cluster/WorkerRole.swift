@@ -200,7 +200,7 @@ public final class WorkerRole {
                                         metricSums: [:], sequenceLogps: scores.map(\.logp))
                 } else {
                     gradients.zero()
-                    let objective = try unit.objective.objective()
+                    let objective = unit.objective
                     // Push each chunk as soon as backward has finished every parameter in it: the
                     // send only queues the frame (no copy), so compute continues while it travels.
                     var pushed = Set<Int>()
@@ -308,30 +308,6 @@ extension WorkUnit {
                 }
                 guard s.tokens.allSatisfy({ $0 >= 0 && Int($0) < config.vocabSize }) else { throw bad("example \(i) has token ids outside the vocabulary") }
             }
-        }
-    }
-}
-
-extension ObjectiveSpec {
-    /// The objective this spec names.
-    public func objective() throws -> Objective {
-        do {
-            switch name {
-            case "sft": return .sft
-            case "redi": return try .named(name, chosenWeight: chosenWeight, alpha: alpha, gamma: gamma, weightGradient: weightGradient)
-            case "dpo": return try .named(name, beta: beta)
-            default: return try .named(name, beta: beta, gamma: gamma)
-            }
-        } catch let e as ObjectiveError { throw ClusterError("objective from the coordinator: \(e.description)") }
-    }
-
-    public init(_ objective: Objective) {
-        switch objective {
-        case .sft: self.init(name: "sft")
-        case let .redi(c, alpha, gamma, weightGradient):
-            self.init(name: "redi", chosenWeight: c, alpha: alpha, gamma: gamma, weightGradient: weightGradient)
-        case let .dpo(beta): self.init(name: "dpo", beta: beta)
-        case let .simpo(beta, gamma): self.init(name: "simpo", beta: beta, gamma: gamma)
         }
     }
 }

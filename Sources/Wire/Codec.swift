@@ -3,6 +3,8 @@
 // before `decode` returns, so nothing from C escapes.
 import CREDIProto
 import Foundation
+import Objectives
+import Optimizer
 
 /// Owns C allocations made while building a message for packing.
 private final class CArena {
@@ -94,10 +96,16 @@ extension Wire {
             let m: UnsafeMutablePointer<Redi__WorkUnit> = a.message(redi__work_unit__init)
             m.pointee.stage = a.string(w.stage); m.pointee.step = UInt64(w.step); m.pointee.version = UInt64(w.version)
             let o: UnsafeMutablePointer<Redi__ObjectiveSpec> = a.message(redi__objective_spec__init)
-            o.pointee.name = a.string(w.objective.name); o.pointee.chosen_weight = w.objective.chosenWeight
-            o.pointee.alpha = w.objective.alpha; o.pointee.beta = w.objective.beta
-            o.pointee.gamma = w.objective.gamma ?? 0; o.pointee.has_gamma = w.objective.gamma == nil ? 0 : 1
-            o.pointee.weight_gradient = w.objective.weightGradient ? 1 : 0
+            o.pointee.name = a.string(w.objective.name)
+            var gamma: Double?
+            switch w.objective {
+            case .sft: break
+            case let .redi(c, alpha, g, weightGradient):
+                o.pointee.chosen_weight = c; o.pointee.alpha = alpha; gamma = g; o.pointee.weight_gradient = weightGradient ? 1 : 0
+            case let .dpo(beta): o.pointee.beta = beta
+            case let .simpo(beta, g): o.pointee.beta = beta; gamma = g
+            }
+            o.pointee.gamma = gamma ?? 0; o.pointee.has_gamma = gamma == nil ? 0 : 1
             m.pointee.objective = o
             m.pointee.normalizer = w.normalizer
             let examples = w.examples.map { e -> UnsafeMutablePointer<Redi__Example>? in
@@ -218,6 +226,18 @@ extension Wire {
             return Int(v)
         }
         func binary(_ b: ProtobufCBinaryData) -> [UInt8] { b.len == 0 ? [] : Array(UnsafeBufferPointer(start: b.data, count: b.len)) }
+        /// The objective a spec names, validated as recipes validate it (Objective.named).
+        func objective(_ o: Redi__ObjectiveSpec) throws -> Objective {
+            let name = str(o.name), gamma = o.has_gamma != 0 ? o.gamma : nil
+            do {
+                switch name {
+                case "redi": return try .named(name, chosenWeight: o.chosen_weight, alpha: o.alpha, gamma: gamma, weightGradient: o.weight_gradient != 0)
+                case "dpo": return try .named(name, beta: o.beta)
+                case "simpo": return try .named(name, beta: o.beta, gamma: gamma)
+                default: return try .named(name)
+                }
+            } catch let e as ObjectiveError { throw WireError("objective: \(e.description)") }
+        }
         func require<T>(_ p: UnsafeMutablePointer<T>?, _ what: String) throws -> T {
             guard let p else { throw WireError("\(what) message has no body") }
             return p.pointee
@@ -264,8 +284,7 @@ extension Wire {
                                    id: try int(x.id, "example id"))
             }
             body = .work(WorkUnit(stage: str(m.stage), step: try int(m.step, "step"), version: try int(m.version, "version"),
-                                  objective: ObjectiveSpec(name: str(o.name), chosenWeight: o.chosen_weight, alpha: o.alpha, beta: o.beta,
-                                                           gamma: o.has_gamma != 0 ? o.gamma : nil, weightGradient: o.weight_gradient != 0),
+                                  objective: try objective(o),
                                   normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
                                   scoreOnly: m.score_only != 0, shard: Int(m.shard), sampling: try m.sampling.map { g in
                                       guard g.pointee.samples >= 1, g.pointee.rows >= 1, g.pointee.max_new_tokens >= 1,
@@ -302,7 +321,7 @@ extension Wire {
             let s = try require(m.adamw, "adamw")
             body = .apply(ApplyUpdate(step: try int(m.step, "step"), optimizerStep: try int(m.optimizer_step, "optimizer_step"), learningRate: m.learning_rate,
                                       gradientScale: m.gradient_scale,
-                                      adamW: AdamWSpec(beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay)))
+                                      adamW: AdamWConfig(beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay)))
         case REDI__ENVELOPE__BODY_UPDATE_DONE:
             let m = try require(env.update_done, "update done")
             body = .updateDone(step: try int(m.step, "step"), version: try int(m.version, "version"))

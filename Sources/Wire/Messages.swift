@@ -1,6 +1,9 @@
 // The protocol's messages as Swift values (proto/redi.proto is the source of truth; the
 // codec in Codec.swift maps between these and the protobuf-c structs). Tensor payloads
-// travel as separate frames next to the envelope, never inside these values.
+// travel as separate frames next to the envelope, never inside these values. Objectives and
+// AdamW settings travel as the same types recipes, the trainer and the server use.
+import Objectives
+import Optimizer
 
 public enum Role: Int, Sendable { case unspecified = 0, server = 1, worker = 2 }
 
@@ -60,19 +63,9 @@ public struct WireExample: Equatable, Sendable {
     }
 }
 
-public struct ObjectiveSpec: Equatable, Sendable {
-    public var name: String, chosenWeight: Double, alpha: Double, beta: Double, gamma: Double?
-    /// REDI: the negative weight is differentiated too (not detached).
-    public var weightGradient: Bool
-    public init(name: String, chosenWeight: Double = 1, alpha: Double = 0.8, beta: Double = 0.1, gamma: Double? = nil, weightGradient: Bool = false) {
-        self.name = name; self.chosenWeight = chosenWeight; self.alpha = alpha; self.beta = beta; self.gamma = gamma
-        self.weightGradient = weightGradient
-    }
-}
-
 public struct WorkUnit: Equatable, Sendable {
     public var stage: String, step: Int, version: Int
-    public var objective: ObjectiveSpec
+    public var objective: Objective
     public var normalizer: Double
     public var examples: [WireExample]
     public var microBatchTokens: Int
@@ -80,7 +73,7 @@ public struct WorkUnit: Equatable, Sendable {
     public var shard: Int
     /// Set for evaluation units: sample from each example's prompt instead of computing gradients.
     public var sampling: SamplingSpec?
-    public init(stage: String, step: Int, version: Int, objective: ObjectiveSpec, normalizer: Double, examples: [WireExample],
+    public init(stage: String, step: Int, version: Int, objective: Objective, normalizer: Double, examples: [WireExample],
                 microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0, sampling: SamplingSpec? = nil) {
         self.shard = shard; self.sampling = sampling
         self.stage = stage; self.step = step; self.version = version; self.objective = objective; self.normalizer = normalizer
@@ -99,16 +92,9 @@ public struct SamplingSpec: Equatable, Sendable {
     }
 }
 
-public struct AdamWSpec: Equatable, Sendable {
-    public var beta1: Double, beta2: Double, eps: Double, weightDecay: Double
-    public init(beta1: Double, beta2: Double, eps: Double, weightDecay: Double) {
-        self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
-    }
-}
-
 public struct ApplyUpdate: Equatable, Sendable {
-    public var step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWSpec
-    public init(step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWSpec) {
+    public var step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWConfig
+    public init(step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWConfig) {
         self.step = step; self.optimizerStep = optimizerStep; self.learningRate = learningRate
         self.gradientScale = gradientScale; self.adamW = adamW
     }

@@ -10,6 +10,8 @@ import Cluster
 import Data
 import Formats
 import Foundation
+import Objectives
+import Optimizer
 import Tokenizers
 import Wire
 
@@ -203,14 +205,14 @@ func envelopeSeeds() -> [[UInt8]] {
                          chunkOwner: [0], serverEndpoints: ["tcp://a:1"], parameterCount: 1000, heartbeatSeconds: 2, workers: 2,
                          timeoutSeconds: 30, workerKeys: [key, []])),
         .error(code: 400, message: "bad"), .heartbeat(step: 3), .shutdown(reason: "done", failed: true),
-        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: ObjectiveSpec(name: "redi", gamma: 0.5), normalizer: 32,
+        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: .redi(gamma: 0.5), normalizer: 32,
                        examples: [WireExample(sequences: [WireSequence(tokens: [1, 2, 3], promptLength: 1),
                                                           WireSequence(tokens: [1, 4], promptLength: 1)], reference: (-1, -2), id: 9)],
                        microBatchTokens: 4096)),
         .pull(version: 4, chunks: [0, 3], optimizerState: true), .pullReply(version: 4, chunks: [1]),
         .push(step: 9, chunks: [2, 5], shard: 1, version: 12), .pushAck(step: 9), .load(chunks: [0, 1], resetOptimizer: true),
         .norm(step: 9, chunks: [0, 2], sums: [1.5, 0.25]),
-        .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5, adamW: AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0))),
+        .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5, adamW: AdamWConfig(weightDecay: 0))),
         .updateDone(step: 9, version: 10), .reset(step: 9, shardWorkers: [0, 2, 0], workerKeys: [key, [], key]),
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["a": 1], sequenceLogps: [-1.5],
                                exampleIDs: [3, 4], version: 8)),

@@ -2,6 +2,7 @@
 // (never crashes), the committed generated code matches proto/redi.proto, and messages
 // with tensor frames cross a real ZeroMQ connection on 127.0.0.1.
 import Foundation
+import Optimizer
 import ProcessSupport
 import Transport
 import Wire
@@ -19,7 +20,7 @@ final class CodecTests: XCTestCase {
         .heartbeat(step: 12),
         .shutdown(reason: "done", failed: false),
         .shutdown(reason: "worker 1 failed", failed: true),
-        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: ObjectiveSpec(name: "redi", chosenWeight: 1, alpha: 0.8, beta: 0.1, gamma: 0.5, weightGradient: true),
+        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: .redi(c: 1, alpha: 0.8, gamma: 0.5, weightGradient: true),
                        normalizer: 32, examples: [
                         WireExample(sequences: [WireSequence(tokens: [259, 5, 7, 1], promptLength: 2), WireSequence(tokens: [259, 5, 9, 9, 1], promptLength: 2)],
                                     reference: (-10.5, -12.25), id: 41),
@@ -35,7 +36,7 @@ final class CodecTests: XCTestCase {
         .load(chunks: [0, 1], resetOptimizer: true),
         .norm(step: 9, chunks: [1, 4], sums: [123.456, 0]),
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
-                           adamW: AdamWSpec(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
+                           adamW: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
         .updateDone(step: 9, version: 10),
         .reset(step: 9, shardWorkers: [0, 2, 0], workerKeys: [Array(repeating: 1, count: 32), [], Array(repeating: 2, count: 32)]),
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
