@@ -150,8 +150,11 @@ struct Generate: ParsableCommand {
         // The products a decode step of `batch` rows is made of, at that row count.
         // sgemm's best rate (MFU's denominator), and its rate at this batch's row count, which
         // bounds what a decode step's products can reach (OpenBLAS packs the weights per call).
-        let peak = max(sgemmRate(.n, .t, m: 256, n: 2 * c.intermediateSize, k: c.hiddenSize), sgemmRate(.n, .t, m: 512, n: c.hiddenSize, k: c.hiddenSize))
+        // The best of everything measured is the denominator, so a slow moment while measuring
+        // one shape cannot push MFU past 100%.
         let atBatch = max(sgemmRate(.n, .t, m: batch, n: 2 * c.intermediateSize, k: c.hiddenSize), sgemmRate(.n, .t, m: batch, n: c.vocabSize, k: c.hiddenSize))
+        let peak = max(atBatch, sgemmRate(.n, .t, m: 256, n: 2 * c.intermediateSize, k: c.hiddenSize),
+                       sgemmRate(.n, .t, m: 512, n: c.hiddenSize, k: c.hiddenSize), sgemmRate(.n, .t, m: 256, n: c.vocabSize, k: c.hiddenSize))
         var rng = SeededGenerator(seed: 3)
         let count = prompts ?? max(1, 2 * batch / samples)
         let requests = (0..<count).map { i in
