@@ -14,17 +14,41 @@ public final class ParameterServer {
     final class Chunk {
         let range: ChunkRange
         let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer, gradient: FloatBuffer
-        /// One slot per worker for the current step's push, summed in worker order.
-        var pushes: [FloatBuffer?]
+        /// Shards of the current step added into `gradient` so far: pushes are summed in shard
+        /// order as they arrive, straight from the received frame; a push that arrives before
+        /// its predecessors waits in `early` (so memory is 4 × chunk + only the out-of-order pushes).
+        var summed = 0
+        var early: [Int: FloatBuffer] = [:]
         /// Ranges within the chunk that get no weight decay (norm weights, biases).
         let undecayed: [Range<Int>]
-        init(_ range: ChunkRange, workers: Int, layout: ParameterLayout) {
+        init(_ range: ChunkRange, layout: ParameterLayout) {
             self.range = range
             undecayed = layout.undecayed(within: range.offset..<(range.offset + range.count))
             weights = FloatBuffer(count: range.count); m = FloatBuffer(count: range.count)
             v = FloatBuffer(count: range.count); gradient = FloatBuffer(count: range.count)
-            pushes = Array(repeating: nil, count: workers)
         }
+
+        /// Adds shard `shard`'s push (the frame's values) in shard order: now when it is next,
+        /// else later, when its predecessors have arrived.
+        func accept(_ frame: ReceivedFrame, shard: Int, bf16: Bool) {
+            if shard == summed {
+                if summed == 0 { gradient.zero() }
+                frame.addValues(into: gradient.baseAddress, bf16: bf16)
+                summed += 1
+                while let next = early.removeValue(forKey: summed) {
+                    let g = gradient.baseAddress, x = next.baseAddress
+                    for i in 0..<range.count { g[i] += x[i] }
+                    summed += 1
+                }
+            } else {
+                let copy = FloatBuffer(count: range.count)
+                frame.copyValues(into: copy.baseAddress, bf16: bf16)
+                early[shard] = copy
+            }
+        }
+
+        /// Ready for the next step's pushes (the first of which zeroes `gradient`).
+        func clear() { summed = 0; early.removeAll() }
     }
 
     let coordinator: String
@@ -102,7 +126,7 @@ public final class ParameterServer {
                 throw ClusterError("\(name): the coordinator's chunks do not cover the model's \(layout.totalCount) parameters")
             }
             chunks = [:]
-            for (i, c) in w.chunks.enumerated() where w.chunkOwner[i] == w.index { chunks[c.chunk] = Chunk(c, workers: slots, layout: layout) }
+            for (i, c) in w.chunks.enumerated() where w.chunkOwner[i] == w.index { chunks[c.chunk] = Chunk(c, layout: layout) }
             ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
             for s in received.indices { received[s].removeAll() }
             log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
@@ -197,7 +221,7 @@ public final class ParameterServer {
                     owners = shardWorkers
                     admit(keys)
                     for s in received.indices { received[s].removeAll() }
-                    for c in chunks.values { for s in c.pushes.indices { c.pushes[s] = nil } }
+                    for c in chunks.values { c.clear() }
                     version += 1  // pushes from before the reset are now stale
                     log(name, "step \(step + 1): shards computed by workers \(owners)")
                     try tellCoordinator(.updateDone(step: step, version: version))
@@ -247,25 +271,19 @@ public final class ParameterServer {
                         try refuse(400, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
                         continue
                     }
-                    // Copy into the shard's slots, checking every value is finite on the way.
-                    var finite = true
-                    for (id, frame) in zip(ids, msg.tensors) {
-                        let c = chunks[id]!
-                        let slot = c.pushes[shard] ?? FloatBuffer(count: c.range.count)
-                        frame.copyValues(into: slot.baseAddress, bf16: welcome.bf16Gradients)
-                        c.pushes[shard] = slot
-                        finite = finite && allFinite(slot.baseAddress, count: c.range.count)
-                    }
-                    guard finite else {
+                    // Every value finite before anything is added.
+                    guard msg.tensors.allSatisfy({ $0.valuesAreFinite(bf16: welcome.bf16Gradients) }) else {
                         let text = "worker \(worker) pushed non-finite gradients for step \(step + 1) (chunks \(ids))"
                         try refuse(422, text)
                         throw ClusterError("\(name): \(text)")
                     }
+                    for (id, frame) in zip(ids, msg.tensors) { chunks[id]!.accept(frame, shard: shard, bf16: welcome.bf16Gradients) }
                     received[shard].formUnion(ids)
                     try peers.send(.pushAck(step: step), to: peer)
                     if received.allSatisfy({ $0.count == chunks.count }) {
-                        try tellCoordinator(.norm(step: step, chunks: ordered.map(\.range.chunk), sums: sumPushes(ordered, shards: slots)))
+                        try tellCoordinator(.norm(step: step, chunks: ordered.map(\.range.chunk), sums: sumsOfSquares(ordered)))
                         for s in received.indices { received[s].removeAll() }
+                        for c in ordered { c.clear() }  // the sums stay in `gradient` for the update
                     }
                 default:
                     try refuse(400, "\(name) does not handle \(msg.envelope.body) from \(msg.userID.isEmpty ? "this peer" : msg.userID)")
@@ -274,20 +292,15 @@ public final class ParameterServer {
         }
     }
 
-    /// Sums each chunk's pushes in shard order, chunks in parallel; returns each chunk's Σg².
-    private func sumPushes(_ ordered: [Chunk], shards: Int) -> [Double] {
+    /// Each chunk's Σg² once every shard has been added (chunks in parallel).
+    private func sumsOfSquares(_ ordered: [Chunk]) -> [Double] {
         var partial = [Double](repeating: 0, count: ordered.count)
         partial.withUnsafeMutableBufferPointer { out in
             let sums = UncheckedSendable(out.baseAddress!)
             parallelRanges(ordered.count) { r in
                 for k in r {
                     let c = ordered[k]
-                    c.gradient.zero()
-                    for shard in 0..<shards {
-                        guard let p = c.pushes[shard] else { continue }
-                        let g = c.gradient.baseAddress, x = p.baseAddress
-                        for i in 0..<c.range.count { g[i] += x[i] }
-                    }
+                    precondition(c.early.isEmpty, "chunk \(c.range.chunk): a push was never added")
                     sums.value[k] = sumOfSquares(c.gradient.baseAddress, count: c.range.count)
                 }
             }

@@ -103,6 +103,35 @@ extension ReceivedFrame {
     /// Whether the frame holds exactly `values` values in the given wire format.
     public func holds(_ values: Int, bf16: Bool) -> Bool { count == values * (bf16 ? 2 : 4) }
 
+    /// Adds the frame's values (fp32, or bfloat16 widened) to `destination` elementwise.
+    public func addValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool) {
+        withUnsafeBytes { raw in
+            guard raw.count > 0 else { return }
+            if bf16 {
+                let b = raw.baseAddress!.assumingMemoryBound(to: UInt16.self)
+                for i in 0..<(raw.count / 2) { destination[i] += Float(bitPattern: UInt32(b[i]) << 16) }
+            } else if Int(bitPattern: raw.baseAddress!) % MemoryLayout<Float>.alignment == 0 {
+                let x = raw.baseAddress!.assumingMemoryBound(to: Float.self)
+                for i in 0..<(raw.count / 4) { destination[i] += x[i] }
+            } else {
+                for i in 0..<(raw.count / 4) { destination[i] += raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+            }
+        }
+    }
+
+    /// Whether every value of the frame (fp32, or bfloat16) is finite.
+    public func valuesAreFinite(bf16: Bool) -> Bool {
+        withUnsafeBytes { raw in
+            var worst: UInt32 = 0
+            if bf16 {
+                for i in 0..<(raw.count / 2) { worst = max(worst, UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self) & 0x7F80)) }
+                return worst != 0x7F80
+            }
+            for i in 0..<(raw.count / 4) { worst = max(worst, raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) & 0x7F80_0000) }
+            return worst != 0x7F80_0000
+        }
+    }
+
     /// The frame's values as fp32 into `destination`: copied, or widened from bfloat16.
     public func copyValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool) {
         guard bf16 else { return copyFloats(into: destination) }
