@@ -39,7 +39,7 @@ final class RunLog {
         line["stage"] = stage; line["step"] = step; line["epoch"] = epoch
         try append(line, to: metrics)
         lastStep[stage] = step
-        try write { try events.write(step: step, scalars: values.sorted { $0.key < $1.key }.map { ("\(stage)/\($0.key)", $0.value) }) }
+        try scalars(values, stage: stage, step: step)
     }
 
     /// The (epoch, example id) pairs an applied step used.
@@ -52,7 +52,12 @@ final class RunLog {
         var line: [String: Any] = values
         line["stage"] = stage; line["eval/problems"] = problems
         try append(line, to: metrics)
-        try write { try events.write(step: lastStep[stage] ?? 0, scalars: values.sorted { $0.key < $1.key }.map { ("\(stage)/\($0.key)", $0.value) }) }
+        try scalars(values, stage: stage, step: lastStep[stage] ?? 0)
+    }
+
+    /// `values` as TensorBoard scalars tagged STAGE/NAME, in name order.
+    private func scalars(_ values: [String: Double], stage: String, step: Int) throws {
+        try write { try events.write(step: step, scalars: values.sorted { $0.key < $1.key }.map { ("\(stage)/\($0.key)", $0.value) }) }
     }
 
     func mark() throws -> Mark {

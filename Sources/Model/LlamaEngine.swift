@@ -30,10 +30,11 @@ public final class LlamaEngine {
     public var attentionKeepBytes = 2 << 30
     /// Every layer's activations (~34 KB per token per layer for SmolLM2) are kept for backward
     /// while together they fit in this many bytes (default 4 GiB); past it, forward keeps only
-    /// each layer's input and backward runs each layer's forward again just before its backward
-    /// (one more forward, ~1/3 more compute), so memory is layers × input + one layer's
-    /// activations: what lets 8k- and 32k-token sequences train in a few GB. Recomputed
-    /// activations are the same bits, so gradients do not depend on this choice.
+    /// each layer's input and attention output, and backward recomputes the rest of the layer
+    /// (norms, projections, MLP: everything but attention, the O(L²) part) just before its
+    /// backward, so memory is layers × (input + attention output) + one layer's activations:
+    /// what lets 8k- and 32k-token sequences train in a few GB. Recomputed activations are the
+    /// same bits, so gradients do not depend on this choice.
     public var activationKeepBytes = 4 << 30
 
     /// Whether a batch of `tokens` keeps only each layer's input (see `activationKeepBytes`).

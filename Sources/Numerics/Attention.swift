@@ -60,17 +60,13 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: Unsafe
         let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
         let vg = v + start * kvStride + g * hd
         for h in (g * group)..<((g + 1) * group) {
-            if keepProbabilities {
-                let p = probs + shape.probabilityOffsets[j] + h * l * l
-                causalProbabilities(p, q, k, sequence: j, head: h, shape: shape)
-                gemm(.n, .n, m: l, n: hd, k: l, p, lda: l, vg, ldb: kvStride, out + start * qStride + h * hd, ldc: qStride)
-            } else {
-                for rows in queryBlocks(l, shape.queryBlock) {
-                    let p = probs + worker * perWorker, n = rows.upperBound
-                    causalProbabilities(p, q, k, sequence: j, head: h, rows: rows, shape: shape)
-                    gemm(.n, .n, m: rows.count, n: hd, k: n, p, lda: n, vg, ldb: kvStride,
-                         out + (start + rows.lowerBound) * qStride + h * hd, ldc: qStride)
-                }
+            // Kept: the whole sequence into its place in `probs`; else block by block in scratch.
+            for rows in keepProbabilities ? [0..<l] : queryBlocks(l, shape.queryBlock) {
+                let p = keepProbabilities ? probs + shape.probabilityOffsets[j] + h * l * l : probs + worker * perWorker
+                let n = rows.upperBound
+                causalProbabilities(p, q, k, sequence: j, head: h, rows: rows, shape: shape)
+                gemm(.n, .n, m: rows.count, n: hd, k: n, p, lda: n, vg, ldb: kvStride,
+                     out + (start + rows.lowerBound) * qStride + h * hd, ldc: qStride)
             }
         }
     }
@@ -81,25 +77,9 @@ func queryBlocks(_ l: Int, _ block: Int) -> [Range<Int>] {
     stride(from: 0, to: l, by: block).map { $0..<min(l, $0 + block) }
 }
 
-/// p[l, l] = softmax(q_h k_gᵀ / √hd) with the causal mask (zeros above the diagonal) for one
-/// sequence and head.
-func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
-                         sequence j: Int, head h: Int, shape: AttentionShape) {
-    let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
-    let g = h / (shape.heads / shape.kvHeads)
-    let start = shape.sequenceStarts[j], l = shape.sequenceStarts[j + 1] - start
-    gemm(.n, .t, m: l, n: l, k: hd, alpha: 1 / Float(hd).squareRoot(), q + start * qStride + h * hd, lda: qStride,
-         k + start * kvStride + g * hd, ldb: kvStride, p, ldc: l)
-    for i in 0..<l {
-        let row = p + i * l
-        let sum = expInPlace(row, i + 1, shift: rowMax(row, i + 1))
-        scaleInPlace(row, i + 1, by: 1 / sum)
-        (row + i + 1).update(repeating: 0, count: l - i - 1)
-    }
-}
-
-/// The probabilities of query `rows` of one sequence and head against the keys 0..<rows.upperBound
-/// they can see: p[rows.count, rows.upperBound], masked entries zero.
+/// softmax(q_h k_gᵀ / √hd) of query `rows` of one sequence and head against the keys
+/// 0..<rows.upperBound they can see: p[rows.count, rows.upperBound], masked entries zero
+/// (rows 0..<l: the whole causal l × l block).
 func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
                          sequence j: Int, head h: Int, rows: Range<Int>, shape: AttentionShape) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
