@@ -63,4 +63,42 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertEqual(distributed, local)
         XCTAssertGreaterThan(Set(distributed.joined()).count, 3, "samples should differ: \(distributed)")
     }
+
+    /// `cluster/reproduce.sh --quick`: the SFT checkpoint, every method from it, the stability
+    /// runs, the table with each baseline compared and the figures; run again, it keeps
+    /// what finished instead of training it again.
+    func testReproductionRunsEveryMethodFromOneCheckpointAndKeepsFinishedRuns() throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["REDI_PS_BIN"] = Self.products.path
+        environment["REDI_PS_REPRODUCE_PORT"] = String(20000 + Int.random(in: 0..<20000))
+        func reproduce(_ log: String) throws -> String {
+            let p = try ChildProcess("bash", [Self.repository.appendingPathComponent("cluster/reproduce.sh").path, "--quick", "--seeds", "1",
+                                              "--out", dir.appendingPathComponent("repro").path],
+                                     in: dir, output: dir.appendingPathComponent(log), environment: environment)
+            let status = try p.wait(seconds: 600)
+            let text = (try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8)) ?? ""
+            XCTAssertEqual(status, 0, text)
+            return text
+        }
+        let first = try reproduce("reproduce.log")
+        let table = try String(contentsOf: dir.appendingPathComponent("repro/table.md"), encoding: .utf8)
+        for method in ["sft_checkpoint", "redi", "redi_symmetric", "dpo", "simpo", "sft_continued"] {
+            XCTAssertTrue(table.contains("| \(method) | 1 | "), "no row for \(method) in\n\(table)")
+        }
+        XCTAssertTrue(table.contains("| redi vs | difference | its SEM | ≥ 2 SEM better? |"), table)
+        // Every method trained from the same checkpoint for its own stage and was evaluated.
+        for run in ["redi-seed1", "redi_symmetric-seed1", "dpo-seed1", "simpo-seed1", "sft_continued-seed1", "redi-high-lr", "redi_symmetric-high-lr"] {
+            let metrics = try String(contentsOf: dir.appendingPathComponent("repro/runs/\(run)/metrics.jsonl"), encoding: .utf8)
+            XCTAssertTrue(metrics.contains("\"eval/pass@1\""), run)
+            XCTAssertFalse(metrics.contains("\"stage\":\"sft\""), "\(run) trained SFT again")
+        }
+        for figure in ["figures/pass1.png", "figures/logps.png", "stability/logps.png"] {
+            let png = try Data(contentsOf: dir.appendingPathComponent("repro/\(figure)"))
+            XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], figure)
+        }
+        XCTAssertTrue(first.contains("[reproduce] redi-seed1: eval after redi: pass@1"), first)
+        let again = try reproduce("reproduce-again.log")
+        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 8, again)
+        XCTAssertFalse(again.contains(": running"), again)
+    }
 }
