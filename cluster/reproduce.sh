@@ -33,9 +33,9 @@ cd "$(dirname "$0")/.."
 # Budgets. The task and SFT budget put the SFT model well below the ceiling (room to improve);
 # every preference method sees the same pairs for the same number of steps.
 if [ "$quick" = yes ]; then
-  problems=120 test_problems=16 samples=2 sft_epochs=1 sft_lr=3.0e-3 pref_epochs=0.5 pref_lr=5.0e-4 high_lr=2.0e-3
+  problems=120 test_problems=16 samples=2 sft_epochs=1 sft_lr=3.0e-3 pref_epochs=0.5 pref_lr=2.0e-4 high_lr=1.0e-3
 else
-  problems=3000 test_problems=400 samples=4 sft_epochs=7 sft_lr=3.0e-3 pref_epochs=0.5 pref_lr=5.0e-4 high_lr=2.0e-3
+  problems=3000 test_problems=400 samples=4 sft_epochs=7 sft_lr=3.0e-3 pref_epochs=0.5 pref_lr=2.0e-4 high_lr=1.0e-3
 fi
 port=${REDI_PS_REPRODUCE_PORT:-5590}
 
