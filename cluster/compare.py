@@ -45,7 +45,7 @@ def main():
     for label, rows in methods.items():
         # One run: its own standard error over problems stands for the SEM.
         mean, sem = mean_sem([r[0] for r in rows]) if len(rows) > 1 else (rows[0][0], rows[0][3])
-        summary[label] = (mean, sem, len(rows))
+        summary[label] = (mean, sem)
 
         def average(i):
             values = [r[i] for r in rows if r[i] is not None]
@@ -59,12 +59,12 @@ def main():
     others = [label for label in summary if label != method]
     if not others:
         return
-    m, s, _ = summary[method]
+    m, s = summary[method]
     print()
     print("| %s vs | difference | its SEM | ≥ 2 SEM better? |" % method)
     print("| --- | --- | --- | --- |")
     for label in others:
-        om, osem, _ = summary[label]
+        om, osem = summary[label]
         diff, sem = m - om, math.sqrt(s * s + osem * osem)
         verdict = "yes" if sem > 0 and diff >= 2 * sem else "no"
         print("| %s | %+.3f | %.3f | %s |" % (label, diff, sem, verdict))

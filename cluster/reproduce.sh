@@ -114,12 +114,11 @@ run sft
 
 # The control sees the pairs' chosen traces as prompt/completion records: same prompts, same positives.
 python3 - "$out/runs/sft/pref.jsonl" "$out/runs/sft/positives.jsonl" <<'PY'
-import json, sys
+import json, os, sys
 with open(sys.argv[1]) as f, open(sys.argv[2] + ".tmp", "w") as g:
     for line in f:
         r = json.loads(line)
         g.write(json.dumps({"prompt": r["prompt"], "completion": r["chosen"]}) + "\n")
-import os
 os.replace(sys.argv[2] + ".tmp", sys.argv[2])
 PY
 
