@@ -72,6 +72,11 @@ public func expInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float)
     return rowSum(x, n)
 }
 
+/// out[i] ← exp((x[i] − shift) · scale): a softmax at temperature 1/scale, unnormalised.
+public func scaledExp(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int, shift: Float, scale: Float) {
+    for i in 0..<n { out[i] = fastExp((x[i] - shift) * scale) }
+}
+
 /// x[i] ← x[i] · s in place.
 @inline(__always)
 public func scaleInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, by s: Float) {
