@@ -2,6 +2,7 @@
 // own file; options shared between them live in OptionGroups below.
 import ArgumentParser
 import Foundation
+import Numerics
 
 @main
 struct REDIPS: ParsableCommand {
@@ -11,6 +12,12 @@ struct REDIPS: ParsableCommand {
         subcommands: [InitCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
                       LogprobsCommand.self, GradCommand.self, GenerateCommand.self, RenderCommand.self,
                       DataCommand.self, EvalCommand.self, KeysCommand.self, CoordinateCommand.self, ServeCommand.self])
+
+    /// OpenBLAS's idle threads sleep instead of spinning before anything runs (see `letIdleMatmulThreadsSleep`).
+    static func main() {
+        letIdleMatmulThreadsSleep()
+        main(nil)
+    }
 }
 
 /// `--model DIR`: a Hugging Face checkpoint directory.

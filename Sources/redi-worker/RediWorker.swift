@@ -10,6 +10,12 @@ struct RediWorker: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-worker", abstract: "A redi-ps worker.",
                                                     subcommands: [Join.self])
 
+    /// OpenBLAS's idle threads sleep instead of spinning before anything runs (see `letIdleMatmulThreadsSleep`).
+    static func main() {
+        letIdleMatmulThreadsSleep()
+        main(nil)
+    }
+
     struct Join: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Join a run and compute gradients until it ends.")
         @Option(help: "The coordinator's control endpoint, e.g. tcp://host:5570.") var coordinator: String
