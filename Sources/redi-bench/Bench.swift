@@ -12,6 +12,7 @@ import Dispatch
 import Glibc
 #endif
 import Evaluation
+import Formats
 import Model
 import Numerics
 import Objectives
@@ -27,6 +28,14 @@ struct BenchModel {
 
     /// `positions`: the longest sequence to run; the RoPE table is extended past the preset's
     /// max_position_embeddings when needed (random weights: a speed and memory measurement).
+    /// A checkpoint directory or `.gguf` file's model.
+    init(path: String) throws {
+        let loaded = try loadModel(path)
+        config = loaded.config
+        layout = ParameterLayout(config: config)
+        parameters = loaded.parameters
+    }
+
     init(preset: String, positions: Int = 0) throws {
         guard var config = try LlamaConfig.preset(preset, vocabSize: 49152, bos: 1, eos: 2, pad: 2) else {
             throw ValidationError("unknown --config \(preset); use one of \(LlamaConfig.presetNames)")
@@ -62,6 +71,12 @@ func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
                                                     subcommands: [Step.self, Generate.self, TrainBench.self, TransportBench.self], defaultSubcommand: Step.self)
+
+    /// OpenBLAS's idle threads sleep instead of spinning before anything runs (see `letIdleMatmulThreadsSleep`).
+    static func main() {
+        letIdleMatmulThreadsSleep()
+        main(nil)
+    }
 }
 
 struct Step: ParsableCommand {
@@ -129,6 +144,7 @@ struct Step: ParsableCommand {
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Sampling throughput with continuous batching, as MFU against sgemm and as memory bandwidth.")
     @Option var config = "smollm2-135m"
+    @Option(help: "A checkpoint directory or .gguf file to run instead of a randomly initialised --config.") var model: String?
     @Option(help: "New tokens per sample.") var tokens = 128
     @Option(help: "Sequences decoded together.") var batch = 32
     @Option(help: "Distinct prompts (each with --samples samples); default: enough to fill the batch twice.") var prompts: Int?
@@ -136,7 +152,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Tokens per prompt.") var promptTokens = 64
 
     func run() throws {
-        let model = try BenchModel(preset: config)
+        let model = try self.model.map { try BenchModel(path: $0) } ?? BenchModel(preset: config)
         let c = model.config
         let bytes = model.layout.totalCount * 4
         let copy = FloatBuffer(count: model.layout.totalCount)
@@ -176,10 +192,39 @@ struct Generate: ParsableCommand {
         // Prefill counts too: every prompt once per group of samples that start together (at most once per sample).
         let achieved = flopsPerToken * Double(produced) / dt / 1e9
         let streamed = Double(steps) * Double(bytes) / dt / 1e9
+        let products = decodeProductsSeconds(model, rows: batch)
+        let ceiling = Double(batch) / products
         print(String(format: "redi-bench generate: %@ fp32, %d prompts × %d samples, batch %d, %d new tokens after %d-token prompts: "
                      + "%.1f tokens/s, %.1f GFLOP/s = MFU %.1f%% of sgemm %.1f GFLOP/s (same run; sgemm itself reaches %.1f GFLOP/s = %.0f%% "
                      + "with %d rows); %d decode steps, weights streamed at %.1f GB/s (%.0f%% of memcpy %.1f GB/s); %d BLAS threads",
-                     config, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
+                     self.model ?? config, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
                      atBatch, 100 * atBatch / peak, batch, steps, streamed, 100 * streamed / bandwidth, bandwidth, matmulThreads))
+        print(String(format: "decode step %.1f ms (%d rows) vs its products alone %.1f ms (same shapes and weights, nothing else) = "
+                     + "a ceiling of %.1f tokens/s, MFU %.1f%%; the step reaches %.0f%% of it",
+                     1000 * dt / Double(steps), batch, 1000 * products, ceiling, 100 * flopsPerToken * ceiling / 1e9 / peak,
+                     100 * Double(produced) / dt / ceiling))
     }
+}
+
+/// Seconds for the matrix products of one decode step at `rows` rows (every layer's
+/// projections and the LM head, with the model's weights; best of 5): what OpenBLAS alone
+/// allows a decode step, the rest (attention, norms, sampling) excluded.
+func decodeProductsSeconds(_ model: BenchModel, rows: Int) -> Double {
+    let c = model.config, w = model.parameters.baseAddress
+    let qDim = c.numAttentionHeads * c.headDim, kvDim = c.numKeyValueHeads * c.headDim
+    let x = FloatBuffer(count: rows * max(2 * c.intermediateSize, qDim)), y = FloatBuffer(count: rows * max(c.vocabSize, 2 * c.intermediateSize))
+    for i in 0..<x.count { x[i] = 0.01 * Float(i % 97) }
+    var best = Double.infinity
+    for _ in 0..<5 {
+        let t0 = now()
+        for o in model.layout.layers {
+            for (weights, k, n) in [(o.q, c.hiddenSize, qDim), (o.k, c.hiddenSize, kvDim), (o.v, c.hiddenSize, kvDim), (o.o, qDim, c.hiddenSize),
+                                    (o.gate, c.hiddenSize, 2 * c.intermediateSize), (o.down, c.intermediateSize, c.hiddenSize)] {
+                linearForward(y.baseAddress, x.baseAddress, w + weights, nil, rows: rows, inFeatures: k, outFeatures: n)
+            }
+        }
+        linearForward(y.baseAddress, x.baseAddress, w + model.layout.lmHead, nil, rows: rows, inFeatures: c.hiddenSize, outFeatures: c.vocabSize)
+        best = min(best, now() - t0)
+    }
+    return best
 }

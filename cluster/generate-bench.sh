@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sampling throughput, redi-ps against Hugging Face transformers, in one invocation on the same
+# checkpoint (SmolLM2-135M-Instruct, dequantised from the test model's GGUF), the same shape
+# (PROMPTS prompts × SAMPLES samples of TOKENS new tokens after PROMPT_TOKENS-token prompts,
+# BATCH rows decoded together, temperature 0.6, top-p 0.95, fp32) and the same threads (every
+# core). Prints both rates and their ratio; redi-bench also prints its MFU against sgemm and
+# against its own matrix products alone.
+#   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/generate-bench.sh [BATCH]
+# (torch from PyPI is large: python3 -m venv V && V/bin/pip install torch transformers)
+set -euo pipefail
+batch=${1:-32}
+samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64}
+prompts=${PROMPTS:-$(( 2 * batch / samples ))}
+python=${REDI_PS_PYTHON:-python3}
+cd "$(dirname "$0")/.."
+if ! "$python" -c "import torch, transformers" 2>/dev/null; then
+    echo "generate-bench: $python has no torch/transformers; set REDI_PS_PYTHON to a Python that has both" >&2
+    exit 1
+fi
+bash cluster/install-deps.sh
+bash cluster/fetch-test-model.sh >/dev/null
+swift build -c release --product redi-ps >&2
+swift build -c release --product redi-bench >&2
+bin=$(swift build -c release --show-bin-path)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin/redi-ps" convert --from .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --out "$work/model" >&2
+threads=$(nproc)
+echo "== redi-ps" >&2
+ours=$("$bin/redi-bench" generate --model "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
+       --tokens "$tokens" --prompt-tokens "$prompt_tokens")
+echo "$ours"
+echo "== transformers" >&2
+theirs=$("$python" Tests/reference/transformers_generate.py "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
+         --tokens "$tokens" --prompt-tokens "$prompt_tokens" --threads "$threads" 2>/dev/null)
+echo "$theirs"
+a=$(sed -n 's/.*new tokens after [0-9]*-token prompts: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours" | head -1)
+b=$(sed -n 's/^transformers generate: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")
+python3 -c "print(f'redi-ps {$a:.1f} tokens/s vs transformers generate {$b:.1f} tokens/s = {$a / $b:.2f}x (batch $batch, $threads threads)')"
