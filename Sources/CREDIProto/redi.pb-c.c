@@ -1241,7 +1241,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[12] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[13] =
 {
   {
     "index",
@@ -1387,6 +1387,18 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[12] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "plain_data_plane",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, plain_data_plane),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
   10,   /* field[10] = bf16_gradients */
@@ -1397,6 +1409,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
   0,   /* field[0] = index */
   1,   /* field[1] = model_config_json */
   5,   /* field[5] = parameter_count */
+  12,   /* field[12] = plain_data_plane */
   4,   /* field[4] = server_endpoints */
   8,   /* field[8] = timeout_seconds */
   9,   /* field[9] = worker_keys */
@@ -1405,7 +1418,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1415,7 +1428,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  12,
+  13,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,

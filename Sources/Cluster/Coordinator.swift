@@ -193,7 +193,8 @@ public final class Coordinator {
                          serverEndpoints: serverEndpoints, parameterCount: plan.chunks.last.map { $0.offset + $0.count } ?? 0,
                          heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
                          timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
-                         bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights))
+                         bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights,
+                         plainDataPlane: recipe.cluster.plainDataPlane))
     }
 
     // MARK: Model

@@ -75,13 +75,20 @@ public final class ParameterServer {
         try data.allowRoutingIDHandover()
         // The chunk size is not known before the Welcome and a bound socket's limit is fixed at bind.
         try data.setMaximumMessageSize(frameLimit(chunkBytes: Wire.maximumChunkBytes))
-        let endpoint = try advertisedEndpoint(bound: data.bind(bind), advertise: advertise)
+        let bound = try data.bind(bind)
+        let endpoint = try advertisedEndpoint(bound: bound, advertise: advertise)
         log(identity, "serving parameters at \(endpoint)")
+        var plain = false
         // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
         while true {
             let (control, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
                                                      hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
             let name = "server-\(welcome.index)"
+            if welcome.plainDataPlane != plain {
+                try listenAgain(data, at: bound, plain: welcome.plainDataPlane)
+                plain = welcome.plainDataPlane
+                log(name, "data plane: \(plain ? "PLAIN (workers authenticated, frames unencrypted)" : "CURVE")")
+            }
             do {
                 try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
             } catch let stop as Stop {
@@ -229,7 +236,9 @@ public final class ParameterServer {
                     // The coordinator re-planned the chunks (a server was lost); weights follow in a load,
                     // whose acknowledgement covers this too.
                     try w.validate()
-                    guard w.workers == slots, w.index < w.serverEndpoints.count else { throw ClusterError("\(name): a new plan with \(w.workers) worker slots, this run has \(slots)") }
+                    guard w.workers == slots, w.index < w.serverEndpoints.count, w.plainDataPlane == welcome.plainDataPlane else {
+                        throw ClusterError("\(name): a new plan with \(w.workers) worker slots (this run has \(slots)) or another data plane")
+                    }
                     welcome = w
                     try configure(w); narrowed.removeAll()
                     admit(w.workerKeys)
@@ -289,6 +298,18 @@ public final class ParameterServer {
                     try refuse(400, "\(name) does not handle \(msg.envelope.body) from \(msg.userID.isEmpty ? "this peer" : msg.userID)")
                 }
             }
+        }
+    }
+
+    /// Listens on the same endpoint with the other data-plane mechanism: libzmq fixes a
+    /// listener's mechanism when it binds, and the run's choice arrives with the Welcome, after
+    /// the endpoint was announced. Workers connect only once every server has joined.
+    private func listenAgain(_ data: ZMQSocket, at bound: String, plain: Bool) throws {
+        try data.unbind(bound)
+        if plain { try data.makePlainServer(domain: "data") } else { try data.makeCurveServer(secretKey: key.keys.secretKey, domain: "data") }
+        // libzmq closes the old listener in its I/O thread: the port may be taken for a moment.
+        for attempt in 1...100 {
+            do { try data.bind(bound); return } catch where attempt < 100 { Thread.sleep(forTimeInterval: 0.02) }
         }
     }
 

@@ -70,6 +70,8 @@ public struct Recipe: Sendable {
         public var snapshotEvery = 10
         /// Worker pushes (bf16-gradients), or pushes and pulls (bf16), as bfloat16; servers stay fp32.
         public var bf16Gradients = false, bf16Weights = false
+        /// `data_plane: plain`: pushes and pulls unencrypted (workers still authenticate); `curve` (default) encrypts them.
+        public var plainDataPlane = false
     }
 
     public var runID: String
@@ -238,6 +240,11 @@ public struct Recipe: Sendable {
             }
             cluster.bf16Gradients = wire != "fp32"
             cluster.bf16Weights = wire == "bf16"
+            let plane = try c.string("data_plane", default: "curve")
+            guard ["curve", "plain"].contains(plane) else {
+                throw RecipeError("cluster.data_plane: \"\(plane)\" is not curve (encrypted, the default) or plain (unencrypted, for a private network)")
+            }
+            cluster.plainDataPlane = plane == "plain"
             guard cluster.chunkMiB <= 1024 else { throw RecipeError("cluster.chunk_mib: at most 1024 (frames larger than 1 GiB are refused)") }
             try c.finish()
         }

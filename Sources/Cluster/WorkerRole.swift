@@ -93,7 +93,11 @@ public final class WorkerRole {
             servers = try w.serverEndpoints.map { endpoint in
                 let s = try ZMQSocket(context, .dealer)
                 try s.setIdentity(name)
-                try s.makeCurveClient(keys: dataKeys, serverKey: key.keys.publicKey)
+                if w.plainDataPlane {
+                    try s.makePlainClient(user: name, key: dataKeys.publicKey)
+                } else {
+                    try s.makeCurveClient(keys: dataKeys, serverKey: key.keys.publicKey)
+                }
                 try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
                 try s.connect(endpoint)
                 return Messenger(socket: s, runID: runID, sender: name, routed: false)

@@ -57,6 +57,20 @@ extension ZMQSocket {
         try setBytes(ZMQ_ZAP_DOMAIN, Array(domain.utf8), "zap domain")
     }
 
+    /// Makes this socket a PLAIN server (call before bind): peers must present a user name and
+    /// password the ZAP handler of `domain` admits; frames travel unencrypted.
+    public func makePlainServer(domain: String) throws {
+        try setOption(ZMQ_CURVE_SERVER, Int32(0))
+        try setOption(ZMQ_PLAIN_SERVER, Int32(1))
+        try setBytes(ZMQ_ZAP_DOMAIN, Array(domain.utf8), "zap domain")
+    }
+
+    /// Makes this socket a PLAIN client that logs in as `user` with `key` (Z85-encoded) as its password (call before connect).
+    public func makePlainClient(user: String, key: [UInt8]) throws {
+        try setBytes(ZMQ_PLAIN_USERNAME, Array(user.utf8), "plain user name")
+        try setBytes(ZMQ_PLAIN_PASSWORD, Array(z85Encode(key).utf8), "plain password")
+    }
+
     /// Makes this socket a CURVE client of a server whose public key is `serverKey` (call before connect).
     public func makeCurveClient(keys: CurveKeyPair, serverKey: [UInt8]) throws {
         try setBytes(ZMQ_CURVE_SERVERKEY, serverKey, "curve server key")
@@ -90,9 +104,10 @@ extension ReceivedFrame {
     }
 }
 
-/// Answers libzmq's ZAP requests (RFC 27) for every CURVE server socket of one context:
-/// a client key is admitted when it was allowed for the socket's domain, and the
-/// connection's messages then carry the user id it was allowed under.
+/// Answers libzmq's ZAP requests (RFC 27) for every CURVE or PLAIN server socket of one
+/// context: a CURVE client key, or a PLAIN password that is the Z85 text of a key together
+/// with the user name it was allowed under, is admitted when it was allowed for the socket's
+/// domain, and the connection's messages then carry that user id.
 ///
 /// Thread-safe: `allow`/`revoke` may be called from any thread while the handler runs on
 /// its own. Refusals are reported through `onRefused` once per (domain, address, key).
@@ -140,9 +155,16 @@ public final class ZAPHandler: @unchecked Sendable {
         allowed[domain] = allowed[domain]?.filter { $0.value != userID }
     }
 
-    private func decide(domain: String, address: String, mechanism: String, key: [UInt8]) -> (String, String, String) {
+    private func decide(domain: String, address: String, mechanism: String, credentials: [[UInt8]]) -> (String, String, String) {
+        var key = credentials.first ?? []
+        var claimed: String?
+        if mechanism == "PLAIN", credentials.count == 2 {
+            claimed = String(decoding: credentials[0], as: UTF8.self)
+            key = (try? z85Decode(String(decoding: credentials[1], as: UTF8.self))).flatMap { $0 } ?? []
+        }
         lock.lock()
-        let user = mechanism == "CURVE" ? allowed[domain]?[key] : nil
+        var user = ["CURVE", "PLAIN"].contains(mechanism) ? allowed[domain]?[key] : nil
+        if mechanism == "PLAIN", user != claimed { user = nil }
         var first = false
         if user == nil { first = refused.insert("\(domain)|\(address)|\(key)").inserted }
         lock.unlock()
@@ -161,7 +183,7 @@ public final class ZAPHandler: @unchecked Sendable {
             // version, request id, domain, address, routing id, mechanism, credentials…
             guard parts.count >= 6 else { continue }
             let text = { (i: Int) in String(decoding: parts[i], as: UTF8.self) }
-            let (code, status, user) = decide(domain: text(2), address: text(3), mechanism: text(5), key: parts.count > 6 ? parts[6] : [])
+            let (code, status, user) = decide(domain: text(2), address: text(3), mechanism: text(5), credentials: Array(parts.dropFirst(6)))
             try? socket.send([.bytes(Array("1.0".utf8)), .bytes(parts[1]), .bytes(Array(code.utf8)), .bytes(Array(status.utf8)),
                               .bytes(Array(user.utf8)), .bytes([])])
         }

@@ -99,6 +99,11 @@ public final class ZMQSocket {
         return String(cString: buffer)
     }
 
+    /// Stops listening on `endpoint` (as `bind` returned it); connections already made stay.
+    public func unbind(_ endpoint: String) throws {
+        try ZMQError.check(zmq_unbind(handle, endpoint), "zmq_unbind(\(endpoint))")
+    }
+
     public func connect(_ endpoint: String) throws {
         try ZMQError.check(zmq_connect(handle, endpoint), "connect \(endpoint)")
     }

@@ -76,6 +76,7 @@ extension Wire {
             m.pointee.workers = UInt32(w.workers)
             m.pointee.bf16_gradients = w.bf16Gradients ? 1 : 0
             m.pointee.bf16_weights = w.bf16Weights ? 1 : 0
+            m.pointee.plain_data_plane = w.plainDataPlane ? 1 : 0
             m.pointee.timeout_seconds = w.timeoutSeconds
             let keys = w.workerKeys.map(a.binary)
             m.pointee.n_worker_keys = keys.count; m.pointee.worker_keys = a.array(keys)
@@ -260,7 +261,8 @@ extension Wire {
                                     serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
                                     parameterCount: try int(m.parameter_count, "parameter_count"), heartbeatSeconds: m.heartbeat_seconds,
                                     workers: Int(m.workers), timeoutSeconds: m.timeout_seconds,
-                                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }, bf16Gradients: m.bf16_gradients != 0, bf16Weights: m.bf16_weights != 0))
+                                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }, bf16Gradients: m.bf16_gradients != 0, bf16Weights: m.bf16_weights != 0,
+                                    plainDataPlane: m.plain_data_plane != 0))
         case REDI__ENVELOPE__BODY_ERROR:
             let m = try require(env.error, "error")
             body = .error(code: Int(m.code), message: str(m.message))

@@ -35,10 +35,12 @@ public struct Welcome: Equatable, Sendable {
     public var workerKeys: [[UInt8]]
     /// Worker pushes (gradients) and pulls (weights) carry bfloat16 instead of fp32.
     public var bf16Gradients: Bool, bf16Weights: Bool
+    /// Pushes and pulls travel unencrypted, the worker authenticated by its data key as a PLAIN password.
+    public var plainDataPlane: Bool
     public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
                 parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
-                bf16Gradients: Bool = false, bf16Weights: Bool = false) {
-        self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights
+                bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false) {
+        self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights; self.plainDataPlane = plainDataPlane
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
         self.workers = workers; self.timeoutSeconds = timeoutSeconds; self.workerKeys = workerKeys

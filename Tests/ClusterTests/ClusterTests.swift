@@ -39,7 +39,7 @@ class ClusterTestCase: XCTestCase {
     }
 
     func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
-                chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32") -> String {
+                chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32", dataPlane: String = "curve") -> String {
         """
         run_id: e2e
         output: \(output ?? "out-\(servers)x\(workers)")
@@ -49,7 +49,7 @@ class ClusterTestCase: XCTestCase {
           - {name: sft, objective: sft, data: \(sftData), epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25, checkpoint_every: 2}
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
         cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: \(timeout), chunk_mib: \(chunkMiB),
-                  heartbeat_seconds: \(heartbeat), wire: \(wire)}
+                  heartbeat_seconds: \(heartbeat), wire: \(wire), data_plane: \(dataPlane)}
         """
     }
 
@@ -79,11 +79,14 @@ class ClusterTestCase: XCTestCase {
     }
 
     /// Runs the cluster; returns the final checkpoint's parameters.
-    func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32") throws -> [Float] {
+    func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32",
+                    dataPlane: String = "curve") throws -> [Float] {
         let port = 20000 + Int.random(in: 0..<20000)
         let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")\(wire == "fp32" ? "" : "-" + wire)"
+            + (dataPlane == "curve" ? "" : "-" + dataPlane)
         let name = "recipe-\(tag).yaml"
-        try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3, wire: wire)
+        try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3, wire: wire,
+                   dataPlane: dataPlane)
             .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         let endpoint = "tcp://127.0.0.1:\(port)"
         // Start workers and servers first: processes may start in any order.
@@ -137,13 +140,17 @@ class ClusterTestCase: XCTestCase {
 final class ClusterTests: ClusterTestCase {
     func testClustersMatchTheSingleProcessTrainer() throws {
         let reference = try runSingleProcess()
-        for (servers, workers) in [(1, 1), (2, 2)] {
-            let weights = try runCluster(servers: servers, workers: workers)
+        var byPlane: [String: [Float]] = [:]
+        for (servers, workers, plane) in [(1, 1, "curve"), (2, 2, "curve"), (2, 2, "plain")] {
+            let weights = try runCluster(servers: servers, workers: workers, dataPlane: plane)
             XCTAssertEqual(weights.count, reference.count)
             let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
-            print("\(servers) servers × \(workers) workers: max |w - single-process| = \(worst) over \(weights.count) parameters")
+            print("\(servers) servers × \(workers) workers, \(plane) data plane: max |w - single-process| = \(worst) over \(weights.count) parameters")
             XCTAssertLessThan(worst, 1e-4)
+            if servers == 2 { byPlane[plane] = weights }
         }
+        // The data plane changes how bytes travel, never which: the same weights bit for bit.
+        XCTAssertEqual(byPlane["plain"], byPlane["curve"])
         // And the two stages moved the weights away from the initialisation.
         let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
         let initial = FloatBuffer(count: ParameterLayout(config: config).totalCount)
@@ -305,6 +312,8 @@ final class ClusterTests: ClusterTestCase {
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
                                 "cluster.heartbeat_seconds must be at most half"),
                                ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {chunk_mib: 4096}", "cluster.chunk_mib"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {data_plane: none}",
+                                "cluster.data_plane: \"none\" is not curve"),
                                // Hostile YAML (these trapped or hung before): errors naming the problem.
                                ("? [a, b]\n: 1\nmodel: {init: tiny}", "mapping keys must be plain text"),
                                ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"

@@ -74,6 +74,32 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
+    /// A PLAIN data plane is unencrypted but not open: only the run's workers, by the name and
+    /// key the coordinator admitted, get an answer from a server.
+    func testAPlainDataPlaneAnswersOnlyTheRunsWorkers() throws {
+        let reference = try runSingleProcess()
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", dataPlane: "plain"), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        // The worker is slow (3 s a step), so the run is still going while the outsider knocks.
+        let w = try worker(endpoint, "w.log", ["--delay-steps", "3"])
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        let serverLog = try waitFor("serving parameters at ", in: "s.log")
+        let data = try XCTUnwrap(serverLog.components(separatedBy: "serving parameters at ").last?.components(separatedBy: "\n").first)
+        try waitFor("data plane: PLAIN", in: "s.log")
+        let (status, output) = try hostile(["plain-outsider", data])
+        print(output)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertEqual(output.components(separatedBy: "no answer").count - 1, 4, output)
+        XCTAssertTrue(log("s.log").contains("refused PLAIN peer"), log("s.log"))
+        XCTAssertFalse(log("c.log").contains("redi step 2/2"), "the run ended before the outsider was done; the test proves less")
+        try coordinator.wait(); try s.wait(); try w.wait()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertEqual(s.terminationStatus, 0, log("s.log")); XCTAssertEqual(w.terminationStatus, 0, log("w.log"))
+        let weights = try loadCheckpoint("out/redi")
+        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
     func testAnInsiderCannotForgePushesAndNonFiniteGradientsStopTheRunNamingThePeer() throws {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")

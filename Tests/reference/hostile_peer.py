@@ -185,6 +185,29 @@ def outsider(coordinator, data, keyfile):
     return 1 if failures else 0
 
 
+def plain_outsider(data):
+    """A server whose data plane is PLAIN: pulls without credentials, with a worker's name and
+    wrong passwords (random Z85 text, and text that is not a key), and under a made-up name."""
+    ctx = zmq.Context()
+    pull = f_packed(2, [0]) + f_varint(1, 0)
+    failures = 0
+    for label, user, password in [
+        ("pull without credentials", None, None),
+        ("pull as worker-0 with a wrong key as password", b"worker-0", zmq.curve_keypair()[0]),
+        ("pull as worker-0 with a password that is no key", b"worker-0", b"letmein"),
+        ("pull as an unknown user", b"admin", zmq.curve_keypair()[0]),
+    ]:
+        s = ctx.socket(zmq.DEALER)
+        s.linger, s.sndtimeo, s.identity = 0, 2000, b"worker-0"
+        if user is not None:
+            s.plain_username, s.plain_password = user, password
+        s.connect(data)
+        got = answer(s, 3000) if send(s, [envelope("", "worker-0", 1, 21, pull)]) else None
+        print("%s: %s" % (label, "GOT %d frames" % len(got) if got else "no answer"))
+        failures += got is not None
+    return 1 if failures else 0
+
+
 def insider(coordinator, keyfile):
     ctx = zmq.Context()
     public, secret = run_keys(keyfile)
@@ -293,6 +316,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "outsider":
         sys.exit(outsider(sys.argv[2], sys.argv[3], sys.argv[4]))
+    if mode == "plain-outsider":
+        sys.exit(plain_outsider(sys.argv[2]))
     if mode == "rogue-server":
         sys.exit(rogue_server(sys.argv[2], sys.argv[3], sys.argv[4]))
     sys.exit(insider(sys.argv[2], sys.argv[3]))

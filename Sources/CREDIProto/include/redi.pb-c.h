@@ -130,10 +130,16 @@ struct  Redi__Welcome
    */
   protobuf_c_boolean bf16_gradients;
   protobuf_c_boolean bf16_weights;
+  /*
+   * The data plane (pushes and pulls) is PLAIN: each worker authenticates with its data key
+   * as a password, frames are not encrypted (private networks; CURVE costs a pass of
+   * encryption and one of decryption over every byte). False: CURVE, as the control plane.
+   */
+  protobuf_c_boolean plain_data_plane;
 };
 #define REDI__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, 0 }
 
 
 struct  Redi__Error
