@@ -16,7 +16,8 @@ public final class ParameterServer {
         let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer, gradient: FloatBuffer
         /// Shards of the current step added into `gradient` so far: pushes are summed in shard
         /// order as they arrive, straight from the received frame; a push that arrives before
-        /// its predecessors waits in `early` (so memory is 4 × chunk + only the out-of-order pushes).
+        /// its predecessors waits in `early`, unacknowledged, and a worker sends its next push
+        /// only on an acknowledgement: memory is 4 × chunk + at most one chunk per worker.
         var summed = 0
         var early: [Int: FloatBuffer] = [:]
         /// Ranges within the chunk that get no weight decay (norm weights, biases).
@@ -29,22 +30,25 @@ public final class ParameterServer {
         }
 
         /// Adds shard `shard`'s push (the frame's values) in shard order: now when it is next,
-        /// else later, when its predecessors have arrived.
-        func accept(_ frame: ReceivedFrame, shard: Int, bf16: Bool) {
-            if shard == summed {
-                if summed == 0 { gradient.zero() }
-                frame.addValues(into: gradient.baseAddress, bf16: bf16)
-                summed += 1
-                while let next = early.removeValue(forKey: summed) {
-                    let g = gradient.baseAddress, x = next.baseAddress
-                    for i in 0..<range.count { g[i] += x[i] }
-                    summed += 1
-                }
-            } else {
+        /// else later, when its predecessors have arrived. Returns the shards added by this call
+        /// (empty when the push was held): their pushes can now be acknowledged.
+        func accept(_ frame: ReceivedFrame, shard: Int, bf16: Bool) -> [Int] {
+            guard shard == summed else {
                 let copy = FloatBuffer(count: range.count)
                 frame.copyValues(into: copy.baseAddress, bf16: bf16)
                 early[shard] = copy
+                return []
             }
+            if summed == 0 { gradient.zero() }
+            frame.addValues(into: gradient.baseAddress, bf16: bf16)
+            summed += 1
+            var added = [shard]
+            while let next = early.removeValue(forKey: summed) {
+                add(gradient.baseAddress, next.baseAddress, count: range.count)
+                added.append(summed)
+                summed += 1
+            }
+            return added
         }
 
         /// Ready for the next step's pushes (the first of which zeroes `gradient`).
@@ -114,6 +118,10 @@ public final class ParameterServer {
         let slots = welcome.workers
         /// The worker slot that computes each shard this step.
         var owners = Array(0..<slots)
+        /// Pushes held early (by chunk, then shard): the routing id to acknowledge and the step.
+        var heldAcks: [Int: [Int: (peer: [UInt8], step: Int)]] = [:]
+        /// The most pushes held at once so far (logged as it grows: at most one per worker).
+        var mostHeld = 0
         // Chunks received for each shard this step; the step's gradient is complete when
         // every shard has every chunk this server holds (in one push or several).
         var received = Array(repeating: Set<Int>(), count: slots)
@@ -229,6 +237,9 @@ public final class ParameterServer {
                     admit(keys)
                     for s in received.indices { received[s].removeAll() }
                     for c in chunks.values { c.clear() }
+                    // Held pushes are dropped with the step: acknowledged (as not counted), so no worker waits on them.
+                    for (_, held) in heldAcks { for (_, a) in held { try peers.send(.pushAck(step: a.step), to: a.peer) } }
+                    heldAcks.removeAll()
                     version += 1  // pushes from before the reset are now stale
                     log(name, "step \(step + 1): shards computed by workers \(owners)")
                     try tellCoordinator(.updateDone(step: step, version: version))
@@ -262,15 +273,20 @@ public final class ParameterServer {
                 }
                 switch msg.envelope.body {
                 case let .pull(_, ids, _) where msg.userID.hasPrefix("worker-"):
-                    do { try peers.send(.pullReply(version: version, chunks: ids), to: peer, tensors: try workerTensors(ids)) } catch let e as WireError {
+                    // A message per chunk, so the worker runs its first blocks while the rest arrive.
+                    do {
+                        let tensors = try workerTensors(ids)
+                        for (id, tensor) in zip(ids, tensors) { try peers.send(.pullReply(version: version, chunks: [id]), to: peer, tensors: [tensor]) }
+                    } catch let e as WireError {
                         try refuse(404, e.description)
                     }
-                case let .push(_, _, shard, _) where shard < 0 || shard >= slots || msg.userID != "worker-\(owners[shard])":
-                    try refuse(403, "a push for shard \(shard) from \(msg.userID.isEmpty ? "a connection without a worker key" : msg.userID), which does not compute it")
-                case let .push(step, _, shard, pushedAt) where pushedAt < version:
-                    // From an attempt the coordinator abandoned (membership changed): acknowledged, not counted.
+                case let .push(step, _, shard, pushedAt) where pushedAt < version && msg.userID.hasPrefix("worker-"):
+                    // From an attempt the coordinator abandoned (membership changed, shards re-assigned):
+                    // acknowledged, not counted, whichever shard it names.
                     log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(version))")
                     try peers.send(.pushAck(step: step), to: peer)
+                case let .push(_, _, shard, _) where shard < 0 || shard >= slots || msg.userID != "worker-\(owners[shard])":
+                    try refuse(403, "a push for shard \(shard) from \(msg.userID.isEmpty ? "a connection without a worker key" : msg.userID), which does not compute it")
                 case let .push(step, _, _, pushedAt) where pushedAt > version:
                     try refuse(409, "a push for step \(step + 1) computed at version \(pushedAt); this server is at version \(version)")
                 case let .push(step, ids, shard, _):
@@ -286,9 +302,28 @@ public final class ParameterServer {
                         try refuse(422, text)
                         throw ClusterError("\(name): \(text)")
                     }
-                    for (id, frame) in zip(ids, msg.tensors) { chunks[id]!.accept(frame, shard: shard, bf16: welcome.bf16Gradients) }
+                    // Acknowledged once summed; a push held early is acknowledged when its predecessors arrive.
+                    var held = false
+                    for (id, frame) in zip(ids, msg.tensors) {
+                        let added = chunks[id]!.accept(frame, shard: shard, bf16: welcome.bf16Gradients)
+                        if added.isEmpty { held = true }
+                        for s in added where s != shard {
+                            if let a = heldAcks[id]?.removeValue(forKey: s) { try peers.send(.pushAck(step: a.step), to: a.peer) }
+                        }
+                    }
                     received[shard].formUnion(ids)
-                    try peers.send(.pushAck(step: step), to: peer)
+                    if held {
+                        // Acknowledge when all of the message's chunks are in: push messages carry one chunk each.
+                        guard ids.count == 1 else { throw ClusterError("\(name): worker \(worker) pushed \(ids.count) chunks ahead of its turn in one message") }
+                        heldAcks[ids[0], default: [:]][shard] = (peer, step)
+                        let holding = heldAcks.values.reduce(0) { $0 + $1.count }
+                        if holding > mostHeld {
+                            mostHeld = holding
+                            log(name, "holding \(holding) early push\(holding == 1 ? "" : "es") (chunks whose earlier shards have not arrived), the most so far")
+                        }
+                    } else {
+                        try peers.send(.pushAck(step: step), to: peer)
+                    }
                     if received.allSatisfy({ $0.count == chunks.count }) {
                         try tellCoordinator(.norm(step: step, chunks: ordered.map(\.range.chunk), sums: sumsOfSquares(ordered)))
                         for s in received.indices { received[s].removeAll() }

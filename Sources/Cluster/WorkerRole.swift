@@ -109,21 +109,7 @@ public final class WorkerRole {
         let computer = GradientComputer(config: config)
         log(name, "joined run \(runID): \(welcome.parameterCount) parameters on \(servers.count) servers")
         var lastHeard = Date()
-        var pushMessages = 0
 
-        /// A server's next message; the control channel is watched meanwhile, so a shutdown or
-        /// an error from the coordinator ends the wait.
-        func expect(_ s: Int, _ what: String) throws -> Incoming {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if let reply = try servers[s].receive(timeout: 0.05, onInvalid: { log(name, "dropped from server \(s): \($0)") }) {
-                    if case let .error(_, message) = reply.envelope.body { throw ClusterError("\(name): \(what) failed: \(message)") }
-                    return reply
-                }
-                if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) { try handleInterrupt(msg) }
-            }
-            throw ClusterError("\(name): no \(what) within \(Int(timeout)) s")
-        }
         /// Work units that arrived while another was in progress, in arrival order.
         var queued: [Incoming] = []
         func handleInterrupt(_ msg: Incoming) throws {
@@ -164,32 +150,41 @@ public final class WorkerRole {
                     exit(3)
                 }
                 let t0 = Date()
-                // Pull every chunk at the unit's version.
-                for (s, server) in servers.enumerated() where !owned[s].isEmpty {
-                    try server.send(.pull(version: unit.version, chunks: owned[s].map(\.chunk)))
+                // The pull, then the pushes, on their own thread: forward starts on the first
+                // blocks while the rest arrive, and pushes leave while backward goes on.
+                let transfer = StepTransfer(servers: servers, owned: owned, parameters: parameters.baseAddress, parameterCount: parameters.count,
+                                            version: unit.version, bf16Weights: welcome.bf16Weights,
+                                            pushTag: pushes ? StepTransfer.PushTag(step: unit.step, shard: unit.shard, version: unit.version) : nil,
+                                            name: name, timeout: timeout)
+                transfer.start()
+                /// The coordinator's channel, watched whenever this thread waits on the transfer.
+                func watch() throws {
+                    if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) { try handleInterrupt(msg) }
                 }
-                for (s, _) in servers.enumerated() where !owned[s].isEmpty {
-                    let reply = try expect(s, "pull from server \(s)")
-                    guard case let .pullReply(_, ids, _) = reply.envelope.body, ids == owned[s].map(\.chunk), ids.count == reply.tensors.count else {
-                        throw ClusterError("\(name): server \(s) answered a pull with something else: \(reply.envelope.body)")
-                    }
-                    for (id, frame) in zip(ids, reply.tensors) {
-                        let c = welcome.chunks[id]
-                        guard frame.holds(c.count, bf16: welcome.bf16Weights) else {
-                            throw ClusterError("\(name): chunk \(id) arrived with \(frame.count) bytes, expected \(c.count) \(welcome.bf16Weights ? "bfloat16" : "fp32") values")
-                        }
-                        frame.copyValues(into: parameters.baseAddress + c.offset, bf16: welcome.bf16Weights)
-                    }
+                var waitedForWeights = 0.0
+                var interruption: Error?
+                /// Blocks compute until the weights up to `offset` are in; an interruption or a failed
+                /// transfer is kept and compute runs on (its result is dropped) to its end.
+                func needParameters(_ offset: Int) {
+                    guard interruption == nil else { return }
+                    let t = Date()
+                    do {
+                        if try !transfer.waitForParameters(upTo: offset, watch: watch) { interruption = StepTransfer.Cancelled() }
+                    } catch { interruption = error }
+                    waitedForWeights += Date().timeIntervalSince(t)
                 }
+                var report: StepReport
+                let t2: Date
+                do {
                 if delay > 0 { Thread.sleep(forTimeInterval: delay) }
-                let t1 = Date()
                 computer.microBatchTokens = unit.microBatchTokens
                 let examples = unit.examples.map { e in
                     Example(sequences: e.sequences.map { TokenSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
                             refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
                 }
-                var report: StepReport
                 if let sampling = unit.sampling {
+                    needParameters(parameters.count)
+                    if let interruption { throw interruption }
                     let requests = unit.examples.map {
                         GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
                     }
@@ -199,68 +194,65 @@ public final class WorkerRole {
                     report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: samples.reduce(0) { $0 + $1.count },
                                         metricSums: [:], generated: samples)
                 } else if unit.scoreOnly {
+                    needParameters(parameters.count)
+                    if let interruption { throw interruption }
                     let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
                     report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens },
                                         metricSums: [:], sequenceLogps: scores.map(\.logp))
                 } else {
                     gradients.zero()
                     let objective = unit.objective
-                    // Push each chunk as soon as backward has finished every parameter in it: the
-                    // send only queues the frame (no copy), so compute continues while it travels.
+                    // Each chunk is queued once backward has finished every parameter in it; the
+                    // transfer sends it without a copy while compute continues.
                     var pushed = Set<Int>()
-                    pushMessages = 0
-                    func push(from frontier: Int) throws {
-                        for (s, server) in servers.enumerated() {
-                            let ready = owned[s].filter { $0.offset >= frontier && !pushed.contains($0.chunk) }
-                            guard !ready.isEmpty else { continue }
-                            let tensors = ready.map { c -> OutgoingTensor in
-                                guard welcome.bf16Gradients else { return OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients) }
-                                narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
-                                return OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
+                    func push(from frontier: Int) {
+                        guard interruption == nil else { return }
+                        var ready: [StepTransfer.Push] = []
+                        for (s, chunks) in owned.enumerated() {
+                            for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
+                                let tensor: OutgoingTensor
+                                if welcome.bf16Gradients {
+                                    narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
+                                    tensor = OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
+                                } else {
+                                    tensor = OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients)
+                                }
+                                ready.append(StepTransfer.Push(server: s, chunk: c.chunk, tensor: tensor))
+                                pushed.insert(c.chunk)
                             }
-                            try server.send(.push(step: unit.step, chunks: ready.map(\.chunk), shard: unit.shard, version: unit.version), tensors: tensors)
-                            pushMessages += 1
-                            pushed.formUnion(ready.map(\.chunk))
                         }
+                        transfer.push(ready)
                     }
-                    var pushError: Error?
                     let result: ObjectiveResult
                     do {
                         result = examples.isEmpty ? ObjectiveResult()
                             : try computer.accumulate(parameters: parameters.baseAddress, gradients: gradients.baseAddress,
                                                       examples: examples, objective: objective, normalizer: unit.normalizer,
-                                                      gradientsFinal: { frontier in
-                                                          do { try push(from: frontier) } catch { pushError = error }
-                                                      })
+                                                      parametersNeeded: needParameters, gradientsFinal: push)
                     } catch let e as ObjectiveError {
                         throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
                     }
-                    if let pushError { throw pushError }
-                    try push(from: 0)
+                    if let interruption { throw interruption }
+                    push(from: 0)
+                    transfer.finishPushes()
                     report = StepReport(step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
                                         metricSums: result.metricSums)
+                }
+                t2 = Date()
+                try transfer.wait(watch: watch)
+                } catch {
+                    transfer.cancel()
+                    // A cancelled compute says why through the transfer's own failure, if it had one.
+                    if error is StepTransfer.Cancelled { try transfer.wait(watch: {}) }
+                    throw error
                 }
                 report.exampleIDs = unit.examples.map(\.id)
                 report.version = unit.version
                 report.shard = unit.shard
-                let t2 = Date()
-                if pushes {
-                    // One acknowledgement per push message, from whichever server it went to.
-                    var acks = 0
-                    let deadline = Date().addingTimeInterval(timeout)
-                    while acks < pushMessages {
-                        guard Date() < deadline else { throw ClusterError("\(name): no push acknowledgement within \(Int(timeout)) s") }
-                        let ready = try poll(servers.map(\.socket), timeout: 0.05)
-                        for (s, _) in servers.enumerated() where ready[s] {
-                            _ = try expect(s, "push acknowledgement from server \(s)")
-                            acks += 1
-                        }
-                        if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) { try handleInterrupt(msg) }
-                    }
-                }
                 let t3 = Date()
-                report.computeSeconds = t2.timeIntervalSince(t1)
-                report.communicationSeconds = t1.timeIntervalSince(t0) + t3.timeIntervalSince(t2)
+                // Communication is what compute waited for: weights still arriving, then the last acknowledgements.
+                report.computeSeconds = t2.timeIntervalSince(t0) - waitedForWeights
+                report.communicationSeconds = waitedForWeights + t3.timeIntervalSince(t2)
                 try control.send(.stepReport(report))
                 } catch let r as Replan {
                     try replan(r)

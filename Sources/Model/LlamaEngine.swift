@@ -83,7 +83,12 @@ public final class LlamaEngine {
     ///
     /// Keeps every activation needed by `backward`. Throws nothing: token ids and lengths are
     /// checked by preconditions because the data layer validates them against the config first.
-    public func forward(parameters: UnsafePointer<Float>, batch: PackedBatch) -> [Float] {
+    ///
+    /// - Parameter parametersNeeded: called before each part of the model runs with the offset
+    ///   up to which the flat vector must hold its weights (the embedding, then each block, then
+    ///   the final norm and LM head: `totalCount`); a worker whose weights are still arriving
+    ///   blocks there, so forward starts on the first blocks while the rest travel.
+    public func forward(parameters: UnsafePointer<Float>, batch: PackedBatch, parametersNeeded: ((Int) -> Void)? = nil) -> [Float] {
         let t = batch.tokenCount, p = batch.scoredCount
         let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
         let qDim = config.numAttentionHeads * hd, kvDim = config.numKeyValueHeads * hd, vocab = config.vocabSize
@@ -122,6 +127,7 @@ public final class LlamaEngine {
         let eps = Float(config.rmsNormEps)
 
         // Embedding lookup into the first residual stream.
+        parametersNeeded?(layout.layers.first?.q ?? layout.finalNorm)
         let x0 = layers.first.map { a + $0.x } ?? a + finalInput
         batch.tokens.withUnsafeBufferPointer { tok in
             for i in 0..<t {
@@ -134,10 +140,12 @@ public final class LlamaEngine {
         batch.positions.withUnsafeBufferPointer { pos in
             for (l, s) in layers.enumerated() {
                 let out = l + 1 < layers.count ? a + layers[l + 1].x : a + finalInput
+                parametersNeeded?(l + 1 < layers.count ? layout.layers[l + 1].q : layout.finalNorm)
                 layerForward(l, s, out: out, arena: a, parameters: w, positions: pos.baseAddress!, shape: shape, keepProbabilities: keep)
             }
         }
 
+        parametersNeeded?(layout.totalCount)
         rmsnormForward(a + finalNorm, a + finalRstd, a + finalInput, w + layout.finalNorm, rows: t, width: c, eps: eps)
         // LM head only on rows whose next token is scored.
         batch.predictRows.withUnsafeBufferPointer { rows in
@@ -284,10 +292,4 @@ public final class LlamaEngine {
         }
         saved = nil
     }
-}
-
-/// y += x elementwise.
-@inline(__always)
-func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
-    parallelRanges(count, minimumPerThread: 8192) { r in for i in r { y[i] += x[i] } }
 }

@@ -39,6 +39,11 @@ public func parallelRanges(_ count: Int, minimumPerThread: Int = 1, _ body: (Ran
     }
 }
 
+/// y += x elementwise (threaded past 16k values).
+public func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+    parallelRanges(count, minimumPerThread: 8192) { r in for i in r { y[i] += x[i] } }
+}
+
 /// Wraps a value the compiler cannot prove thread-safe but that the caller partitions by index.
 public struct UncheckedSendable<T>: @unchecked Sendable {
     public let value: T

@@ -42,10 +42,12 @@ public final class GradientComputer {
     ///   - normalizer: the global batch's count (tokens for SFT, examples otherwise), so partial
     ///     gradients from micro-batches and workers add up to the gradient of the batch mean.
     /// - Throws: `ObjectiveError` when the examples do not fit the objective.
+    ///   - parametersNeeded: passed to the first micro-batch's forward (see `LlamaEngine.forward`).
     ///   - gradientsFinal: called during the last micro-batch's backward with the offset from
     ///     which gradients are final (see `LlamaEngine.backward`).
     public func accumulate(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
                            examples: [Example], objective: Objective, normalizer: Double,
+                           parametersNeeded: ((Int) -> Void)? = nil,
                            gradientsFinal: ((Int) -> Void)? = nil) throws -> ObjectiveResult {
         var total = ObjectiveResult()
         let groups = microBatches(examples)
@@ -57,7 +59,7 @@ public final class GradientComputer {
                 throw ObjectiveError(description: "sft needs prompt/completion records; line \(bad.line) is a preference record")
             }
             let batch = PackedBatch(group.flatMap(\.sequences))
-            let logp = engine.forward(parameters: parameters, batch: batch)
+            let logp = engine.forward(parameters: parameters, batch: batch, parametersNeeded: index == 0 ? parametersNeeded : nil)
             let scores = sequenceScores(logp, batch: batch)
             var references: [ReferenceScores]?
             if case .dpo = objective {

@@ -100,6 +100,28 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
+    /// Worker 0 is slow, so worker 1's gradients are always early: the server holds one of its
+    /// chunks (unacknowledged, so worker 1 sends no more) until worker 0's arrives, and the
+    /// sum is still the single-process trainer's.
+    func testAServerHoldsAtMostOneEarlyChunkPerWorker() throws {
+        let reference = try runSingleProcess()
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("listening on", in: "c.log")
+        let slow = try worker(endpoint, "slow.log", ["--delay-steps", "0.5"])
+        Thread.sleep(forTimeInterval: 2)  // its hello first: the slow worker takes slot 0 (asserted below)
+        let fast = try worker(endpoint, "fast.log")
+        let s = try server(endpoint, "s.log")
+        try coordinator.wait(); try s.wait(); try slow.wait(); try fast.wait()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertTrue(log("slow.log").contains("[worker-0]"), log("slow.log"))
+        XCTAssertTrue(log("s.log").contains("holding 1 early push "), log("s.log"))
+        XCTAssertFalse(log("s.log").contains("holding 2 early pushes"), log("s.log"))
+        let weights = try loadCheckpoint("out/redi")
+        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
     func testAnInsiderCannotForgePushesAndNonFiniteGradientsStopTheRunNamingThePeer() throws {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
