@@ -5,7 +5,9 @@
 # Prints both medians (scored tokens/s) and their ratio.
 #   bash cluster/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
 # WIRE=bf16-gradients (pushes) or WIRE=bf16 (pushes and pulls) runs the cluster with bfloat16 on the wire; the per-step losses are printed
-# so two runs (fp32, bf16) can be compared step by step (same data order).
+# so two runs (fp32, bf16) can be compared step by step (same data order). DATA_PLANE=plain runs
+# pushes and pulls unencrypted (CURVE's encryption and decryption of every byte cost CPU that
+# a 2-core machine takes from the workers).
 set -euo pipefail
 recipe=${1:-}
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
@@ -34,7 +36,7 @@ else:
     stage["data"] = absolute(stage["data"])
 r["stages"], r["output"] = [stage], os.path.join(work, "out")
 r.pop("eval", None)
-r["cluster"].update(servers=1, workers=2, wire=os.environ.get("WIRE", "fp32"))
+r["cluster"].update(servers=1, workers=2, wire=os.environ.get("WIRE", "fp32"), data_plane=os.environ.get("DATA_PLANE", "curve"))
 yaml.safe_dump(r, open(os.path.join(work, "recipe.yaml"), "w"))
 print(r["model"].get("path", r["model"].get("init")), stage.get("batch_size", 8), stage.get("micro_batch_tokens", 4096))
 PY
@@ -45,6 +47,9 @@ cluster=$(python3 - "$work/out/metrics.jsonl" <<'PY'
 import json, statistics, sys
 rows = [r for r in map(json.loads, open(sys.argv[1])) if "tokens_per_second" in r]
 print("loss per step: " + " ".join(f"{r['loss']:.4f}" for r in rows), file=sys.stderr)
+med = lambda k: statistics.median(r[k] for r in rows[1:])
+print(f"cluster median step {med('time/step'):.3f} s: worker compute {med('time/compute'):.3f} s, "
+      f"pull+push {med('time/communication'):.3f} s, coordination/waiting {med('time/waiting'):.3f} s", file=sys.stderr)
 print(f"{statistics.median(r['tokens_per_second'] for r in rows[1:]):.1f}")
 PY
 )
@@ -58,5 +63,5 @@ echo "$reference" >&2
 single=$(sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p' <<< "$reference")
 python3 -c "
 c, s = $cluster, $single
-print(f'cluster efficiency (${WIRE:-fp32} wire): 1 server + 2 workers {c:.1f} tokens/s vs single process {s:.1f} tokens/s = {100 * c / s:.0f}%')"
+print(f'cluster efficiency (${WIRE:-fp32} wire, ${DATA_PLANE:-curve} data plane): 1 server + 2 workers {c:.1f} tokens/s vs single process {s:.1f} tokens/s = {100 * c / s:.0f}%')"
 rm -rf "$work"
