@@ -15,17 +15,23 @@ import Wire
 
 extension Coordinator {
     /// Sends the whole vector to the servers (each gets its chunks) and waits for their
-    /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming).
+    /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming). A message per
+    /// chunk (a server without chunks gets an empty one, for the version), so a server copies
+    /// each as it comes and never holds its whole shard twice.
     func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
         version += 1
+        var messages = 0
         for (s, id) in servers.enumerated() {
             let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
             let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-            try messenger.send(.load(chunks: mine, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil, version: version), to: id,
-                               tensors: mine.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
-                                                                                         count: plan.chunks[c].count, owner: $0) } })
+            for group in mine.isEmpty ? [[]] : mine.map({ [$0] }) {
+                try messenger.send(.load(chunks: group, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil, version: version), to: id,
+                                   tensors: group.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
+                                                                                              count: plan.chunks[c].count, owner: $0) } })
+                messages += 1
+            }
         }
-        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+        _ = try collectFromServers(messages) { if case .updateDone = $0 { return true }; return false }
     }
 
     /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into
