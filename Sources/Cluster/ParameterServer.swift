@@ -70,7 +70,9 @@ public final class ParameterServer {
     /// - Throws: `ClusterError` when the run fails; a failure found here is reported to the
     ///   coordinator first.
     public func run() throws {
-        let context = ZMQContext()
+        // Every worker's pulls and pushes pass through this process: one I/O thread per core,
+        // so workers' connections are encrypted and decrypted in parallel, not in turn.
+        let context = ZMQContext(ioThreads: elementwiseThreads)
         let identity = hostIdentity("server")
         let zap = try ZAPHandler(context: context) { log(identity, $0) }
         defer { zap.stop() }

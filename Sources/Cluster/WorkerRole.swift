@@ -30,7 +30,8 @@ public final class WorkerRole {
     /// - Throws: `ClusterError` when the run fails (told by the coordinator, or found here);
     ///   a failure found here is reported to the coordinator first, so the run ends at once.
     public func run() throws {
-        let context = ZMQContext()
+        // One I/O thread per core: pulls from several servers are received (and decrypted) in parallel.
+        let context = ZMQContext(ioThreads: elementwiseThreads)
         let identity = hostIdentity("worker")
         // The data plane: servers admit this key only, bound to the index the coordinator gives.
         let dataKeys = try CurveKeyPair.generate()

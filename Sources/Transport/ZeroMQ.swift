@@ -19,8 +19,11 @@ public struct ZMQError: Error, CustomStringConvertible {
 public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
 
-    public init() {
+    /// - Parameter ioThreads: libzmq's background threads, which move (and under CURVE encrypt
+    ///   and decrypt) every byte; each connection is served by one of them.
+    public init(ioThreads: Int = 1) {
         handle = zmq_ctx_new()!
+        if ioThreads > 1 { zmq_ctx_set(handle, ZMQ_IO_THREADS, Int32(ioThreads)) }
     }
 
     deinit { zmq_ctx_term(handle) }
