@@ -304,6 +304,13 @@ public final class ParameterServer {
                         try refuse(422, text)
                         throw ClusterError("\(name): \(text)")
                     }
+                    // A push held early is acknowledged when its predecessors arrive, so it must be one
+                    // chunk, and a worker has at most one held (the bound on this server's memory).
+                    let early = ids.contains { chunks[$0]!.summed != shard }
+                    guard !early || (ids.count == 1 && !heldAcks.values.contains { $0[shard] != nil }) else {
+                        try refuse(400, "worker \(worker) pushed ahead of its turn before its held push was acknowledged, or several chunks at once")
+                        continue
+                    }
                     // Acknowledged once summed; a push held early is acknowledged when its predecessors arrive.
                     var held = false
                     for (id, frame) in zip(ids, msg.tensors) {
@@ -315,8 +322,6 @@ public final class ParameterServer {
                     }
                     received[shard].formUnion(ids)
                     if held {
-                        // Acknowledge when all of the message's chunks are in: push messages carry one chunk each.
-                        guard ids.count == 1 else { throw ClusterError("\(name): worker \(worker) pushed \(ids.count) chunks ahead of its turn in one message") }
                         heldAcks[ids[0], default: [:]][shard] = (peer, step)
                         let holding = heldAcks.values.reduce(0) { $0 + $1.count }
                         if holding > mostHeld {
