@@ -19,7 +19,8 @@ public final class ParameterServer {
         /// its predecessors waits in `early`, unacknowledged, and a worker sends its next push
         /// only on an acknowledgement: memory is 4 × chunk + at most one chunk per worker.
         var summed = 0
-        var early: [Int: FloatBuffer] = [:]
+        /// Held pushes by shard: the values, and whom to acknowledge once they are added.
+        var early: [Int: (values: FloatBuffer, ack: Acknowledgement)] = [:]
         /// Ranges within the chunk that get no weight decay (norm weights, biases).
         let undecayed: [Range<Int>]
         init(_ range: ChunkRange, layout: ParameterLayout) {
@@ -30,29 +31,40 @@ public final class ParameterServer {
         }
 
         /// Adds shard `shard`'s push (the frame's values) in shard order: now when it is next,
-        /// else later, when its predecessors have arrived. Returns the shards added by this call
-        /// (empty when the push was held): their pushes can now be acknowledged.
-        func accept(_ frame: ReceivedFrame, shard: Int, bf16: Bool) -> [Int] {
+        /// else later, when its predecessors have arrived (then `ack` waits with it). Returns
+        /// whether it was held, and the acknowledgements of held pushes this call added.
+        func accept(_ frame: ReceivedFrame, shard: Int, bf16: Bool, ack: Acknowledgement) -> (held: Bool, released: [Acknowledgement]) {
             guard shard == summed else {
                 let copy = FloatBuffer(count: range.count)
                 frame.copyValues(into: copy.baseAddress, bf16: bf16)
-                early[shard] = copy
-                return []
+                early[shard] = (copy, ack)
+                return (true, [])
             }
             if summed == 0 { gradient.zero() }
             frame.addValues(into: gradient.baseAddress, bf16: bf16)
             summed += 1
-            var added = [shard]
+            var released: [Acknowledgement] = []
             while let next = early.removeValue(forKey: summed) {
-                add(gradient.baseAddress, next.baseAddress, count: range.count)
-                added.append(summed)
+                add(gradient.baseAddress, next.values.baseAddress, count: range.count)
+                released.append(next.ack)
                 summed += 1
             }
-            return added
+            return (false, released)
         }
 
-        /// Ready for the next step's pushes (the first of which zeroes `gradient`).
-        func clear() { summed = 0; early.removeAll() }
+        /// Ready for the next step's pushes (the first of which zeroes `gradient`); returns the
+        /// acknowledgements of pushes dropped while held (an abandoned step).
+        @discardableResult
+        func clear() -> [Acknowledgement] {
+            defer { summed = 0; early.removeAll() }
+            return early.values.map(\.ack)
+        }
+    }
+
+    /// Whom to acknowledge a push to, and for which step.
+    struct Acknowledgement {
+        let peer: [UInt8]
+        let step: Int
     }
 
     let coordinator: String
@@ -120,8 +132,6 @@ public final class ParameterServer {
         let slots = welcome.workers
         /// The worker slot that computes each shard this step.
         var owners = Array(0..<slots)
-        /// Pushes held early (by chunk, then shard): the routing id to acknowledge and the step.
-        var heldAcks: [Int: [Int: (peer: [UInt8], step: Int)]] = [:]
         /// The most pushes held at once so far (logged as it grows: at most one per worker).
         var mostHeld = 0
         // Chunks received for each shard this step; the step's gradient is complete when
@@ -238,10 +248,8 @@ public final class ParameterServer {
                     owners = shardWorkers
                     admit(keys)
                     for s in received.indices { received[s].removeAll() }
-                    for c in chunks.values { c.clear() }
                     // Held pushes are dropped with the step: acknowledged (as not counted), so no worker waits on them.
-                    for (_, held) in heldAcks { for (_, a) in held { try peers.send(.pushAck(step: a.step), to: a.peer) } }
-                    heldAcks.removeAll()
+                    for c in chunks.values { for a in c.clear() { try peers.send(.pushAck(step: a.step), to: a.peer) } }
                     version += 1  // pushes from before the reset are now stale
                     log(name, "step \(step + 1): shards computed by workers \(owners)")
                     try tellCoordinator(.updateDone(step: step, version: version))
@@ -307,23 +315,21 @@ public final class ParameterServer {
                     // A push held early is acknowledged when its predecessors arrive, so it must be one
                     // chunk, and a worker has at most one held (the bound on this server's memory).
                     let early = ids.contains { chunks[$0]!.summed != shard }
-                    guard !early || (ids.count == 1 && !heldAcks.values.contains { $0[shard] != nil }) else {
+                    guard !early || (ids.count == 1 && !ordered.contains { $0.early[shard] != nil }) else {
                         try refuse(400, "worker \(worker) pushed ahead of its turn before its held push was acknowledged, or several chunks at once")
                         continue
                     }
                     // Acknowledged once summed; a push held early is acknowledged when its predecessors arrive.
                     var held = false
                     for (id, frame) in zip(ids, msg.tensors) {
-                        let added = chunks[id]!.accept(frame, shard: shard, bf16: welcome.bf16Gradients)
-                        if added.isEmpty { held = true }
-                        for s in added where s != shard {
-                            if let a = heldAcks[id]?.removeValue(forKey: s) { try peers.send(.pushAck(step: a.step), to: a.peer) }
-                        }
+                        let (wasHeld, released) = chunks[id]!.accept(frame, shard: shard, bf16: welcome.bf16Gradients,
+                                                                     ack: Acknowledgement(peer: peer, step: step))
+                        held = held || wasHeld
+                        for a in released { try peers.send(.pushAck(step: a.step), to: a.peer) }
                     }
                     received[shard].formUnion(ids)
                     if held {
-                        heldAcks[ids[0], default: [:]][shard] = (peer, step)
-                        let holding = heldAcks.values.reduce(0) { $0 + $1.count }
+                        let holding = ordered.reduce(0) { $0 + $1.early.count }
                         if holding > mostHeld {
                             mostHeld = holding
                             log(name, "holding \(holding) early push\(holding == 1 ? "" : "es") (chunks whose earlier shards have not arrived), the most so far")

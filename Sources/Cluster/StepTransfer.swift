@@ -78,12 +78,12 @@ final class StepTransfer: @unchecked Sendable {
     func waitForParameters(upTo offset: Int, watch: () throws -> Void) throws -> Bool {
         while true {
             condition.lock()
-            let ok = available >= offset, over = failure != nil || cancelled || finished
-            if !ok && !over { condition.wait(until: Date().addingTimeInterval(0.05)) }
-            let nowOK = available >= offset, nowOver = failure != nil || cancelled || finished
+            var over: Bool { failure != nil || cancelled || finished }
+            if available < offset && !over { condition.wait(until: Date().addingTimeInterval(0.05)) }
+            let (arrived, ended) = (available >= offset, over)
             condition.unlock()
-            if nowOK { return true }
-            if nowOver { return false }
+            if arrived { return true }
+            if ended { return false }
             try watch()
         }
     }

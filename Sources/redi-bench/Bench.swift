@@ -26,8 +26,6 @@ struct BenchModel {
     let layout: ParameterLayout
     let parameters: FloatBuffer
 
-    /// `positions`: the longest sequence to run; the RoPE table is extended past the preset's
-    /// max_position_embeddings when needed (random weights: a speed and memory measurement).
     /// A checkpoint directory or `.gguf` file's model.
     init(path: String) throws {
         let loaded = try loadModel(path)
@@ -36,6 +34,8 @@ struct BenchModel {
         parameters = loaded.parameters
     }
 
+    /// `positions`: the longest sequence to run; the RoPE table is extended past the preset's
+    /// max_position_embeddings when needed (random weights: a speed and memory measurement).
     init(preset: String, positions: Int = 0) throws {
         guard var config = try LlamaConfig.preset(preset, vocabSize: 49152, bos: 1, eos: 2, pad: 2) else {
             throw ValidationError("unknown --config \(preset); use one of \(LlamaConfig.presetNames)")
