@@ -33,7 +33,9 @@ let package = Package(
         // protobuf-c code generated from proto/redi.proto by proto/generate.sh (committed).
         .target(name: "CREDIProto", dependencies: ["CProtobufC"]),
 
-        .target(name: "Numerics", dependencies: ["COpenBLAS"], swiftSettings: optimized),
+        // Which OpenBLAS kernel runs: chosen from the CPU's features, self-tested in a child process.
+        .target(name: "BLASKernel", dependencies: ["COpenBLAS"]),
+        .target(name: "Numerics", dependencies: ["COpenBLAS", "BLASKernel"], swiftSettings: optimized),
         .target(name: "Model", dependencies: ["Numerics"], swiftSettings: optimized),
         .target(name: "Objectives"),
         .target(name: "Optimizer", swiftSettings: optimized),
@@ -49,23 +51,24 @@ let package = Package(
         .target(name: "ReasoningTask", dependencies: ["Numerics"]),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"]),
         .executableTarget(name: "redi-ps", dependencies: [
-            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate", "Cluster",
+            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "ChatTemplate", "Cluster", "BLASKernel", "Transport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "redi-worker", dependencies: ["Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "redi-worker", dependencies: ["Cluster", "BLASKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
         .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers", "Optimizer", "Objectives",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "redi-bench", dependencies: ["Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
+        .executableTarget(name: "redi-bench", dependencies: ["BLASKernel", "Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
 
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "BLASKernelTests", dependencies: ["BLASKernel", "Numerics", "Model", "ProcessSupport"]),
         // The float64 oracle shared by the model and training tests.
         .target(name: "ReferenceLlama", dependencies: ["Model"], path: "Tests/ReferenceLlama"),
         // Child processes with deadlines, shared by the tests that start real processes.
         .target(name: "ProcessSupport", path: "Tests/ProcessSupport"),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics", "ReferenceLlama"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics", "ReferenceLlama", "BLASKernel"]),
         .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),

@@ -1,10 +1,4 @@
-// OpenBLAS's CBLAS interface: every matrix product in redi-ps goes through it.
+// OpenBLAS's CBLAS interface: every matrix product in redi-ps goes through it. OpenBLAS's
+// internals (kernel switching, the thread pool) are looked up at run time instead
+// (Sources/BLASKernel/OpenBLASRuntime.swift), so builds that lack them still link.
 #include <cblas.h>
-
-// Exported by OpenBLAS's threaded builds (its own fork handler restarts the pool with them),
-// not declared in its headers: re-reading OPENBLAS_* from the environment and restarting the
-// worker threads is the only way to change how long idle workers spin, which OpenBLAS
-// otherwise fixes when the library is loaded (see Numerics/Matmul.swift).
-void openblas_read_env(void);
-int blas_thread_shutdown_(void);
-int blas_thread_init(void);

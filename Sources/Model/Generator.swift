@@ -64,63 +64,71 @@ public final class Generator {
 
     /// Appends `tokens[i]` to row `rows[i]` for every i; returns logits [rows.count, vocab].
     ///
-    /// A row's logits are the same bits whatever the other rows hold and however many are
-    /// active: every product runs with all `rows` rows (idle ones padded), because OpenBLAS
-    /// picks kernels by shape (its small-matrix kernels sum in another order), while at a fixed
-    /// shape a row's result depends on nothing but that row. Attention works row by row.
+    /// A row's logits are the same bits whatever the other rows hold, how many are active and
+    /// where in the batch the row sits (for a given number of cache rows): every product goes
+    /// through `rowStableLinearForward`, whose per-row arithmetic the kernel self-test checks
+    /// (on kernels that allow one product over the batch, it always runs over all cache rows,
+    /// so its shape never changes: OpenBLAS picks code paths by shape), and attention works row
+    /// by row.
     public func decode(rows active: [Int], tokens: [Int32]) -> [Float] {
         precondition(active.count == tokens.count && !active.isEmpty, "one token per active row")
         precondition(Set(active).count == active.count, "a row appears twice")
         for r in active { precondition(lengths[r] < capacity, "row \(r) is full (\(capacity) tokens)") }
-        let pad = rows - active.count
-        let logits = forward(tokens: tokens + Array(repeating: tokens[0], count: pad), rowsOfTokens: active,
-                             positions: active.map { Int32(lengths[$0]) } + Array(repeating: 0, count: pad), prefill: false)
+        let logits = forward(tokens: tokens, rowsOfTokens: active, positions: active.map { Int32(lengths[$0]) }, prefill: false)
         for r in active { lengths[r] += 1 }
-        return Array(logits[0..<(active.count * config.vocabSize)])
+        return logits
     }
 
     /// One forward over `tokens`: for a prefill, the prompt of one row (causal attention among
     /// them, logits of the last only); for a decode, one token per row of `rowsOfTokens`
-    /// (logits of each), then padding tokens that attend to nothing and are not cached.
+    /// (logits of each). Products run on the rows padded to a multiple of `rowStableBlock`;
+    /// padding rows attend to nothing, are not cached and their outputs are never read.
     private func forward(tokens: [Int32], rowsOfTokens: [Int], positions: [Int32], prefill: Bool) -> [Float] {
         let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
         let heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads
         let qDim = heads * hd, kvDim = kvHeads * hd, vocab = config.vocabSize
-        let t = tokens.count
-        let headRows = prefill ? 1 : t
-        let real = prefill ? t : rowsOfTokens.count  // decode tokens that belong to a row
-        let longest = prefill ? t : rowsOfTokens.map { lengths[$0] + 1 }.max()!
-        let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, t])
+        let real = tokens.count
+        // Rows every product runs on: a prompt's, or for a decode the active rows in 16-row
+        // blocks, or every cache row when the batch is one product (a fixed shape).
+        let t = ((prefill || !RowStableProducts.wholeBatch ? real : rows) + rowStableBlock - 1) / rowStableBlock * rowStableBlock
+        let headRows = prefill ? 1 : real, headPadded = (headRows + rowStableBlock - 1) / rowStableBlock * rowStableBlock
+        let longest = prefill ? real : rowsOfTokens.map { lengths[$0] + 1 }.max()!
+        let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, real])
         // Prefill attention a query block at a time: no heads × t² probabilities, no masked half computed.
         let attentionScratch = prefill ? prefillShape.blockScratchCount : decodeScratchCount(heads: heads, kvHeads: kvHeads, longest: longest)
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
-        let x = slot(t * c), ln = slot(t * c), rstd = slot(t), q = slot(t * qDim), k = slot(t * kvDim), v = slot(t * kvDim)
-        let att = slot(t * qDim), gateUp = slot(t * 2 * inter), h = slot(t * inter), scratch = slot(attentionScratch)
-        let logitsSlot = slot(headRows * vocab)
+        let x = slot(t * c), ln = slot(max(t, headPadded) * c), rstd = slot(max(t, headPadded)), q = slot(t * qDim), k = slot(t * kvDim)
+        let v = slot(t * kvDim), att = slot(t * qDim), gateUp = slot(t * 2 * inter), h = slot(t * inter), scratch = slot(attentionScratch)
+        let logitsSlot = slot(headPadded * vocab), products = slot(rowStableScratchCount(inFeatures: min(c, qDim, inter)))
         let a = work.reserve(next)
         let w = parameters
         let eps = Float(config.rmsNormEps)
-        for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i]) * c, count: c) }
+        func linear(_ y: Int, _ input: Int, _ weight: Int, _ bias: Int?, rows: Int, from: Int, to: Int, accumulate: Bool = false) {
+            rowStableLinearForward(a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
+                                   accumulate: accumulate, scratch: a + products)
+        }
+        for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i < real ? i : 0]) * c, count: c) }
+        let padded = positions + Array(repeating: 0, count: t - real)
         let row0 = rowsOfTokens[0]
         let cacheOffsets = rowsOfTokens.map { $0 * capacity * kvDim }
         let visible = rowsOfTokens.map { lengths[$0] + 1 }
         // Padding rows' attention output stays zero (their products are computed, never used).
         if real < t { (a + att + real * qDim).update(repeating: 0, count: (t - real) * qDim) }
-        positions.withUnsafeBufferPointer { pos in
+        padded.withUnsafeBufferPointer { pos in
             for l in 0..<config.numHiddenLayers {
                 let o = layout.layers[l]
                 rmsnormForward(a + ln, a + rstd, a + x, w + o.inputNorm, rows: t, width: c, eps: eps)
-                linearForward(a + q, a + ln, w + o.q, o.qBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: qDim)
-                linearForward(a + k, a + ln, w + o.k, o.kBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
-                linearForward(a + v, a + ln, w + o.v, o.vBias.map { w + $0 }, rows: t, inFeatures: c, outFeatures: kvDim)
+                linear(q, ln, o.q, o.qBias, rows: t, from: c, to: qDim)
+                linear(k, ln, o.k, o.kBias, rows: t, from: c, to: kvDim)
+                linear(v, ln, o.v, o.vBias, rows: t, from: c, to: kvDim)
                 ropeApply(a + q, positions: pos.baseAddress!, table: rope, rows: t, heads: heads, inverse: false)
                 ropeApply(a + k, positions: pos.baseAddress!, table: rope, rows: t, heads: kvHeads, inverse: false)
                 let kc = keys[l].baseAddress, vc = values[l].baseAddress
                 if prefill {
                     // The prompt's keys and values are the cache of its row; attention among them is causal.
-                    (kc + row0 * capacity * kvDim).update(from: a + k, count: t * kvDim)
-                    (vc + row0 * capacity * kvDim).update(from: a + v, count: t * kvDim)
+                    (kc + row0 * capacity * kvDim).update(from: a + k, count: real * kvDim)
+                    (vc + row0 * capacity * kvDim).update(from: a + v, count: real * kvDim)
                     attentionForward(a + att, a + scratch, a + q, a + k, a + v, shape: prefillShape, keepProbabilities: false)
                 } else {
                     for i in 0..<real {
@@ -131,17 +139,18 @@ public final class Generator {
                     cachedAttention(a + att, a + q, keys: kc, values: vc, cacheOffsets: cacheOffsets, visible: visible,
                                     heads: heads, kvHeads: kvHeads, headDim: hd, scratch: a + scratch)
                 }
-                linearForward(a + x, a + att, w + o.o, nil, rows: t, inFeatures: qDim, outFeatures: c, accumulate: true)
+                linear(x, att, o.o, nil, rows: t, from: qDim, to: c, accumulate: true)
                 rmsnormForward(a + ln, a + rstd, a + x, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
-                linearForward(a + gateUp, a + ln, w + o.gate, nil, rows: t, inFeatures: c, outFeatures: 2 * inter)
+                linear(gateUp, ln, o.gate, nil, rows: t, from: c, to: 2 * inter)
                 swigluForward(a + h, a + gateUp, rows: t, width: inter)
-                linearForward(a + x, a + h, w + o.down, nil, rows: t, inFeatures: inter, outFeatures: c, accumulate: true)
+                linear(x, h, o.down, nil, rows: t, from: inter, to: c, accumulate: true)
             }
         }
-        // Only the rows whose next token is wanted go through the LM head.
-        let first = prefill ? t - 1 : 0
-        rmsnormForward(a + ln, a + rstd, a + x + first * c, w + layout.finalNorm, rows: headRows, width: c, eps: eps)
-        linearForward(a + logitsSlot, a + ln, w + layout.lmHead, nil, rows: headRows, inFeatures: c, outFeatures: vocab)
+        // Only the rows whose next token is wanted go through the LM head (a prefill's last, padded to a block).
+        let first = prefill ? real - 1 : 0
+        if prefill { if first > 0 { (a + x).update(from: a + x + first * c, count: c) }; (a + x + c).update(repeating: 0, count: (headPadded - 1) * c) }
+        rmsnormForward(a + ln, a + rstd, a + x, w + layout.finalNorm, rows: headPadded, width: c, eps: eps)
+        linear(logitsSlot, ln, layout.lmHead, nil, rows: headPadded, from: c, to: vocab)
         return Array(UnsafeBufferPointer(start: a + logitsSlot, count: headRows * vocab))
     }
 }

@@ -1,9 +1,7 @@
 // Every matrix product in redi-ps: a thin row-major wrapper over cblas_sgemm, plus the
 // naive reference kernel the tests hold it against. Not a general tensor library.
+import BLASKernel
 import COpenBLAS
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Whether an operand of `gemm` is used as stored or transposed.
 public enum Op: Sendable {
@@ -21,6 +19,7 @@ public func gemm(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
                  _ b: UnsafePointer<Float>, ldb: Int,
                  beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
     if m == 0 || n == 0 { return }
+    BLASStartup.ensureStarted()
     if k == 0 {
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
         return
@@ -48,21 +47,6 @@ public func referenceGemm(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
     }
 }
 
-/// Makes OpenBLAS's idle worker threads go to sleep after ~2^12 cycles instead of spinning on
-/// `sched_yield` for ~2^28 (its default, fixed when the library loads). Between products the
-/// same cores run redi-ps's own threaded passes (attention, norms, SwiGLU, sampling), and a
-/// spinning BLAS worker takes its core from them: on 2 cores, SmolLM2-135M decoding at batch 32
-/// ran 267 → 297 tokens/s and a training step 186 → 216 tokens/s with this (`redi-bench`).
-/// Waking a sleeping worker costs microseconds per product, far below a product's time.
-/// An `OPENBLAS_THREAD_TIMEOUT` the user set is kept. Call it once, first thing in `main`:
-/// it restarts OpenBLAS's thread pool.
-public func letIdleMatmulThreadsSleep() {
-    setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0)
-    openblas_read_env()
-    _ = blas_thread_shutdown_()
-    _ = blas_thread_init()
-}
-
 /// Sets the number of threads OpenBLAS uses for each product.
 public func setMatmulThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 
@@ -78,6 +62,7 @@ public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
                           _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                           rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
     if rows == 1 {
+        BLASStartup.ensureStarted()
         cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), 1, w, Int32(inFeatures),
                     x, 1, accumulate ? 1 : 0, y, 1)
     } else {
@@ -106,4 +91,81 @@ public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dw: UnsafeMutab
     if let db {
         for t in 0..<rows { let row = dy + t * outFeatures; for o in 0..<outFeatures { db[o] += row[o] } }
     }
+}
+
+/// Rows per product in `rowStableLinearForward` on kernels that keep a row's bits only within
+/// a 16-row product (Haswell, Zen); the row count is always padded to a multiple of it.
+public let rowStableBlock = 16
+
+/// How `rowStableLinearForward` lays out its products on this process's kernel.
+public enum RowStableProducts {
+    /// One plain threaded product over the whole batch (the running kernel's self-test found a
+    /// row's bits the same at every position of 16–256-row products on 1–3 threads), else 16 rows
+    /// per single-threaded product. Set from the self-test at start; tests set it for a kernel they run.
+    nonisolated(unsafe) public static var wholeBatch: Bool = BLASStartup.wholeBatchRowStable
+}
+
+/// y[rows, out] = x[rows, in] · Wᵀ (+ b), or y += that with `accumulate`, for decoding: a row's
+/// result is the same bits whatever the other rows hold, where in the batch it sits, how many
+/// rows there are and how many threads run, on every kernel the self-test passes.
+///
+/// OpenBLAS gives no such promise for a plain product: kernels pick code paths by shape and
+/// sum a row in another order at another position (measured on Prescott and Haswell). On
+/// kernels whose self-test found a plain product position-independent (SkylakeX, Cooperlake,
+/// Sandybridge) this is one threaded `linearForward`, and the caller keeps `rows` fixed (a
+/// product's path depends on its shape). Elsewhere the rows are the vectorised dimension
+/// (Cᵀ = W · Xᵀ), position-independent within 16 rows on every kernel the self-test passes:
+/// each (output slice, 16-row block) is one single-threaded product, the slices sized by
+/// `inFeatures` alone so a slice of W (≤ 256 KiB) stays in cache for every block.
+/// - Precondition: `rows` is a multiple of `rowStableBlock`; `scratch` holds
+///   `rowStableScratchCount(rows:inFeatures:outFeatures:)` floats.
+public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                   _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                                   rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
+                                   scratch: UnsafeMutablePointer<Float>) {
+    precondition(rows % rowStableBlock == 0, "rows must be a multiple of \(rowStableBlock)")
+    BLASStartup.ensureStarted()
+    /// y rows r0..<r0+count, output features o0..<o0+width, from Cᵀ [width, stride] in t (its column r0 first).
+    func scatter(_ t: UnsafePointer<Float>, stride: Int, r0: Int, count: Int, o0: Int, width: Int) {
+        for r in 0..<count {
+            let out = y + (r0 + r) * outFeatures + o0
+            for j in 0..<width {
+                let v = t[j * stride + r] + (bias?[o0 + j] ?? 0)
+                out[j] = accumulate ? out[j] + v : v
+            }
+        }
+    }
+    if RowStableProducts.wholeBatch {
+        linearForward(y, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
+        return
+    }
+    let slice = rowStableSlice(inFeatures: inFeatures), slices = (outFeatures + slice - 1) / slice, blocks = rows / rowStableBlock
+    let threads = min(elementwiseThreads, slices)
+    let saved = matmulThreads
+    if threads > 1 { setMatmulThreads(1) }
+    defer { if threads > 1 { setMatmulThreads(saved) } }
+    parallelRanges(threads) { workers in
+        for worker in workers {
+            let t = scratch + worker * slice * rowStableBlock  // Cᵀ [slice, block]
+            let per = (slices + threads - 1) / threads
+            for s in (worker * per)..<min(slices, (worker + 1) * per) {
+                let o0 = s * slice, width = min(slice, outFeatures - o0)
+                for b in 0..<blocks {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
+                                w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
+                                Int32(rowStableBlock))
+                    scatter(t, stride: rowStableBlock, r0: b * rowStableBlock, count: rowStableBlock, o0: o0, width: width)
+                }
+            }
+        }
+    }
+}
+
+/// Output features per product in `rowStableLinearForward`'s 16-row layout: a multiple of 16 whose W slice fits 256 KiB.
+func rowStableSlice(inFeatures: Int) -> Int { max(16, (65536 / max(1, inFeatures)) / 16 * 16) }
+
+/// Scratch floats `rowStableLinearForward` needs for products with at least `inFeatures`
+/// inputs (fewer inputs make wider slices).
+public func rowStableScratchCount(inFeatures: Int) -> Int {
+    elementwiseThreads * rowStableSlice(inFeatures: inFeatures) * rowStableBlock
 }

@@ -6,6 +6,7 @@
 //   redi-bench generate [--config smollm2-135m] [--tokens 128] [--batch 1]
 //   redi-bench transport [--mib 4] [--messages 200]
 import ArgumentParser
+import BLASKernel
 import Data
 import Dispatch
 #if canImport(Glibc)
@@ -72,9 +73,9 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
                                                     subcommands: [Step.self, Generate.self, TrainBench.self, TransportBench.self], defaultSubcommand: Step.self)
 
-    /// OpenBLAS's idle threads sleep instead of spinning before anything runs (see `letIdleMatmulThreadsSleep`).
+    /// The BLAS kernel is chosen and logged before anything runs (see `BLASStartup`).
     static func main() {
-        letIdleMatmulThreadsSleep()
+        BLASStartup.start(program: "redi-bench")
         main(nil)
     }
 }

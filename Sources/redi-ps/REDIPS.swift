@@ -1,6 +1,7 @@
 // redi-ps: the command-line entry point. Each subcommand is one ParsableCommand type in its
 // own file; options shared between them live in OptionGroups below.
 import ArgumentParser
+import BLASKernel
 import Foundation
 import Numerics
 
@@ -13,9 +14,9 @@ struct REDIPS: ParsableCommand {
                       LogprobsCommand.self, GradCommand.self, GenerateCommand.self, RenderCommand.self,
                       DataCommand.self, EvalCommand.self, KeysCommand.self, CoordinateCommand.self, ServeCommand.self])
 
-    /// OpenBLAS's idle threads sleep instead of spinning before anything runs (see `letIdleMatmulThreadsSleep`).
+    /// The BLAS kernel is chosen and logged before anything runs (see `BLASStartup`).
     static func main() {
-        letIdleMatmulThreadsSleep()
+        BLASStartup.start(program: "redi-ps")
         main(nil)
     }
 }

@@ -1,6 +1,7 @@
 // redi-worker: the worker process of a redi-ps run. Exits 0 when the run finished, 1 with
 // a one-line error when it failed (here or anywhere in the run).
 import ArgumentParser
+import BLASKernel
 import Cluster
 import Foundation
 import Numerics
@@ -10,9 +11,9 @@ struct RediWorker: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-worker", abstract: "A redi-ps worker.",
                                                     subcommands: [Join.self])
 
-    /// OpenBLAS's idle threads sleep instead of spinning before anything runs (see `letIdleMatmulThreadsSleep`).
+    /// The BLAS kernel is chosen and logged before anything runs (see `BLASStartup`).
     static func main() {
-        letIdleMatmulThreadsSleep()
+        BLASStartup.start(program: "redi-worker")
         main(nil)
     }
 

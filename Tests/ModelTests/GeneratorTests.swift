@@ -1,7 +1,8 @@
 // The KV-cache generator against the float64 reference forward: prefill and decode logits at
 // every position, rows refilled mid-flight, and the guarantee continuous batching rests on:
-// a row's logits are the same bits whichever other rows share the decode step (for a given
-// number of cache rows).
+// a row's logits are the same bits whichever other rows share the decode step, on every
+// OpenBLAS kernel this processor can run.
+import BLASKernel
 import Model
 import Numerics
 import ReferenceLlama
@@ -38,20 +39,21 @@ final class GeneratorTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4)
     }
 
-    func testARowsLogitsDoNotDependOnTheOtherRows() {
-        let layout = ParameterLayout(config: Self.config)
+    /// Each row decoded among others (refilled, copied, some waiting) against the same row decoded alone.
+    static func rowsAloneAndTogether(_ config: LlamaConfig = GeneratorTests.config) -> (alone: [[[Float]]], together: [[[Float]]]) {
+        let layout = ParameterLayout(config: config)
         let params = EngineTests.randomParameters(layout, seed: 9)
         let steps = 6
         // Alone: the only active row of a 5-row generator, in its last row.
         func alone(_ s: [Int32]) -> [[Float]] {
-            let g = Generator(config: Self.config, parameters: params.baseAddress, rows: 5, capacity: 32)
+            let g = Generator(config: config, parameters: params.baseAddress, rows: 5, capacity: 32)
             var out = [g.prefill(row: 4, prompt: Array(s.prefix(3)))]
             for p in 3..<(3 + steps) { out.append(g.decode(rows: [4], tokens: [s[p % s.count]])) }
             return out
         }
         // Together: 5 rows, where row 2 is refilled with a new prompt mid-flight and row 4
         // is a copy of row 0 (same prompt, another sample).
-        let g = Generator(config: Self.config, parameters: params.baseAddress, rows: 5, capacity: 32)
+        let g = Generator(config: config, parameters: params.baseAddress, rows: 5, capacity: 32)
         var together: [[[Float]]] = Array(repeating: [], count: 5)
         let prompts = [0, 1, 2, 1].map { Self.sequences[$0] }
         for r in 0..<4 { together[r].append(g.prefill(row: r, prompt: Array(prompts[r].prefix(3)))) }
@@ -67,12 +69,70 @@ final class GeneratorTests: XCTestCase {
                 return s[(3 + together[r].count - 1) % s.count]
             }
             let logits = g.decode(rows: rows, tokens: tokens)
-            for (i, r) in rows.enumerated() { together[r].append(Array(logits[(i * 23)..<((i + 1) * 23)])) }
+            let vocab = config.vocabSize
+            for (i, r) in rows.enumerated() { together[r].append(Array(logits[(i * vocab)..<((i + 1) * vocab)])) }
         }
-        XCTAssertEqual(together[0], alone(prompts[0]).prefix(together[0].count).map { $0 })
+        let alone = [alone(prompts[0]), alone(prompts[1]), alone(Self.sequences[2]), alone(prompts[3])]
+        return ([alone[0], alone[1], alone[2], alone[3], alone[0]].enumerated().map { Array($1.prefix(together[$0].count)) }, together)
+    }
+
+    func testARowsLogitsDoNotDependOnTheOtherRows() {
+        let (alone, together) = Self.rowsAloneAndTogether()
         XCTAssertEqual(together[4], together[0])
-        XCTAssertEqual(together[3], alone(prompts[3]).prefix(together[3].count).map { $0 })
-        XCTAssertEqual(together[1], alone(prompts[1]).prefix(together[1].count).map { $0 })
-        XCTAssertEqual(together[2], alone(Self.sequences[2]).prefix(together[2].count).map { $0 })
+        for r in 0..<5 { XCTAssertEqual(together[r], alone[r], "row \(r)") }
+    }
+
+    /// Whether a prompt decoded alone gets the same logits, bit for bit, at positions across two
+    /// row blocks of a 32-row batch whose other rows hold other prompts.
+    static func sameLogitsAtEveryPosition(_ config: LlamaConfig, wholeBatch: Bool = BLASStartup.wholeBatchRowStable) -> Bool {
+        RowStableProducts.wholeBatch = wholeBatch
+        let params = EngineTests.randomParameters(ParameterLayout(config: config), seed: 11)
+        var rng = SeededGenerator(seed: 4)
+        let target: [Int32] = [1, 5, 7], steps: [Int32] = [2, 3, 4, 5]
+        func decode(at position: Int, alone: Bool) -> [[Float]] {
+            let g = Generator(config: config, parameters: params.baseAddress, rows: 32, capacity: 16)
+            let active = alone ? [position] : Array(0..<32)
+            var out: [[Float]] = []
+            for r in active {
+                let prompt = r == position ? target : (0..<3).map { _ in Int32(rng.next() % UInt64(config.vocabSize)) }
+                let logits = g.prefill(row: r, prompt: prompt)
+                if r == position { out.append(logits) }
+            }
+            for token in steps {
+                let tokens = active.map { $0 == position ? token : Int32(rng.next() % UInt64(config.vocabSize)) }
+                let logits = g.decode(rows: active, tokens: tokens)
+                let i = active.firstIndex(of: position)!
+                out.append(Array(logits[(i * config.vocabSize)..<((i + 1) * config.vocabSize)]))
+            }
+            return out
+        }
+        let alone = decode(at: 0, alone: true)
+        return [1, 6, 15, 17, 30].allSatisfy { decode(at: $0, alone: false) == alone }
+    }
+
+    /// Wide enough that OpenBLAS's kernels take their edge and blocked paths (a plain product at
+    /// this size gives a row other bits at another position on Prescott and Haswell).
+    static let wider = try! LlamaConfig(modelType: "llama", hiddenSize: 96, intermediateSize: 200, numHiddenLayers: 2, numAttentionHeads: 4,
+                                        numKeyValueHeads: 2, vocabSize: 301, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
+                                        ropeTheta: 10000, tieWordEmbeddings: false)
+
+    /// The same on every kernel the CPU's features qualify for and the self-test passes, each in a
+    /// child process switched to it (this process keeps its own kernel).
+    func testRowsAreIndependentOnEveryKernelThatPassesTheSelfTest() throws {
+        _ = BLASStartup.choice
+        try XCTSkipIf(!OpenBLASRuntime.canSwitchKernels, "this OpenBLAS cannot switch kernels: \(OpenBLASRuntime.config)")
+        var tried: [String] = []
+        for kernel in candidateKernels(for: .current()) where OpenBLASRuntime.has(kernel) {
+            let verdict = KernelProbe.verify(kernel)
+            guard verdict.isCorrect else { continue }
+            // The child decides its product layout from this verdict, as a process running the kernel would.
+            let outcome = KernelProbe.inChild(kernel: kernel, timeout: 120) {
+                (Self.sameLogitsAtEveryPosition(Self.wider, wholeBatch: verdict == .correct(wholeBatch: true)) ? 0 : 1, 0)
+            }
+            XCTAssertEqual(outcome, .exited(code: 0, value: 0), "kernel \(kernel) (\(verdict))")
+            tried.append("\(kernel) (\(verdict))")
+        }
+        print("generator rows independent on kernels: \(tried.joined(separator: ", "))")
+        XCTAssertFalse(tried.isEmpty)
     }
 }

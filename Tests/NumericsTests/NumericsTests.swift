@@ -49,6 +49,44 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// The decode product: the float64 reference's values, and a row's bits the same at every
+    /// position of the batch, with or without accumulation and bias, on 1 or all threads.
+    func testRowStableLinearAgreesWithTheReferenceAndKeepsARowsBitsWhereverItSits() {
+        var rng = SeededGenerator(seed: 3)
+        let inF = 70, outF = 1100, rows = 32  // several output slices, a ragged last one
+        let w = randomArray(outF * inF, &rng), bias = randomArray(outF, &rng), row = randomArray(inF, &rng), y0 = randomArray(outF, &rng)
+        var scratch = [Float](repeating: 0, count: rowStableScratchCount(inFeatures: inF))
+        func product(_ x: [Float], accumulate: Bool) -> [Float] {
+            var y = (0..<rows).flatMap { _ in y0 }
+            rowStableLinearForward(&y, x, w, bias, rows: rows, inFeatures: inF, outFeatures: outF, accumulate: accumulate, scratch: &scratch)
+            return y
+        }
+        let layout = RowStableProducts.wholeBatch
+        defer { RowStableProducts.wholeBatch = layout }
+        // Values in both layouts; bits wherever the row sits in the 16-row layout, and in the
+        // whole-batch one where the running kernel's self-test allows it.
+        for (accumulate, wholeBatch) in [(false, false), (true, false), (false, true), (true, true)] {
+            RowStableProducts.wholeBatch = wholeBatch
+            var first: [Float]?
+            for (position, threads) in [(0, matmulThreads), (13, matmulThreads), (31, 1), (16, matmulThreads)] {
+                let saved = matmulThreads
+                setMatmulThreads(threads)
+                var x = randomArray(rows * inF, &rng)
+                x.replaceSubrange((position * inF)..<((position + 1) * inF), with: row)
+                let y = product(x, accumulate: accumulate)
+                setMatmulThreads(saved)
+                let mine = Array(y[(position * outF)..<((position + 1) * outF)])
+                if let first, !wholeBatch || layout { XCTAssertEqual(mine, first, "row at \(position) on \(threads) threads") } else { first = mine }
+                var worst = 0.0
+                for o in 0..<outF {
+                    let want = (0..<inF).reduce(0.0) { $0 + Double(row[$1]) * Double(w[o * inF + $1]) } + Double(bias[o]) + (accumulate ? Double(y0[o]) : 0)
+                    worst = max(worst, abs(Double(mine[o]) - want))
+                }
+                XCTAssertLessThan(worst, 1e-4)
+            }
+        }
+    }
+
     func testLinearBackwardMatchesFiniteDifferences() {
         var rng = SeededGenerator(seed: 2)
         let t = 5, i = 7, o = 6
