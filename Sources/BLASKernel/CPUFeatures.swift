@@ -64,7 +64,7 @@ public struct CPUFeatures: Sendable, Equatable {
         #else
         let architecture = Architecture.other
         #endif
-        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let text = String(decoding: FileHandle(forReadingAtPath: "/proc/cpuinfo")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
         return CPUFeatures(cpuinfo: text, architecture: architecture)
     }
 

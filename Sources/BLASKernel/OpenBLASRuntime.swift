@@ -34,15 +34,18 @@ public enum OpenBLASRuntime {
         return config.split(separator: " ").filter { $0.lowercased() != core }.joined(separator: " ")
     }
 
-    /// The shared library's path and size (so a different OpenBLAS gets its own cached verdict),
-    /// from the process's memory map.
-    static var libraryIdentity: String {
-        let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+    /// The shared library's path, from the process's memory map ("" when not found).
+    public static var libraryPath: String {
+        let maps = String(decoding: FileHandle(forReadingAtPath: "/proc/self/maps")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
         guard let line = maps.split(separator: "\n").first(where: { $0.contains("libopenblas") }),
               let slash = line.firstIndex(of: "/") else { return "" }
-        let path = String(line[slash...])
-        let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int ?? 0
-        return "\(path) \(size)"
+        return String(line[slash...])
+    }
+
+    /// The shared library's path and size, so a different OpenBLAS gets its own cached verdict.
+    static var libraryIdentity: String {
+        let size = (try? FileManager.default.attributesOfItem(atPath: libraryPath))?[.size] as? Int ?? 0
+        return "\(libraryPath) \(size)"
     }
 
     /// Whether this OpenBLAS can change its kernel family at run time (a DYNAMIC_ARCH build).
