@@ -118,23 +118,13 @@ public enum RowStableProducts {
 /// each (output slice, 16-row block) is one single-threaded product, the slices sized by
 /// `inFeatures` alone so a slice of W (≤ 256 KiB) stays in cache for every block.
 /// - Precondition: `rows` is a multiple of `rowStableBlock`; `scratch` holds
-///   `rowStableScratchCount(rows:inFeatures:outFeatures:)` floats.
+///   `rowStableScratchCount(inFeatures:)` floats.
 public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
                                    _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                                    rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
                                    scratch: UnsafeMutablePointer<Float>) {
     precondition(rows % rowStableBlock == 0, "rows must be a multiple of \(rowStableBlock)")
     BLASStartup.ensureStarted()
-    /// y rows r0..<r0+count, output features o0..<o0+width, from Cᵀ [width, stride] in t (its column r0 first).
-    func scatter(_ t: UnsafePointer<Float>, stride: Int, r0: Int, count: Int, o0: Int, width: Int) {
-        for r in 0..<count {
-            let out = y + (r0 + r) * outFeatures + o0
-            for j in 0..<width {
-                let v = t[j * stride + r] + (bias?[o0 + j] ?? 0)
-                out[j] = accumulate ? out[j] + v : v
-            }
-        }
-    }
     if RowStableProducts.wholeBatch {
         linearForward(y, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
         return
@@ -154,7 +144,13 @@ public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: Unsafe
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
                                 w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
                                 Int32(rowStableBlock))
-                    scatter(t, stride: rowStableBlock, r0: b * rowStableBlock, count: rowStableBlock, o0: o0, width: width)
+                    for r in 0..<rowStableBlock {  // y[block rows, slice] from Cᵀ [slice, block]
+                        let out = y + (b * rowStableBlock + r) * outFeatures + o0
+                        for j in 0..<width {
+                            let v = t[j * rowStableBlock + r] + (bias?[o0 + j] ?? 0)
+                            out[j] = accumulate ? out[j] + v : v
+                        }
+                    }
                 }
             }
         }

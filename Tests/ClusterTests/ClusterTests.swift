@@ -54,8 +54,10 @@ class ClusterTestCase: XCTestCase {
     }
 
     /// Starts one of the built products in the test's directory, its output in `log`.
-    func start(_ binary: String, _ args: [String], log: String) throws -> ChildProcess {
-        try ChildProcess(Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log))
+    /// Starts a product with stdout to `log` and stderr there too, or to `errors` when given.
+    func start(_ binary: String, _ args: [String], log: String, errors: String? = nil) throws -> ChildProcess {
+        try ChildProcess(Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log),
+                         errors: errors.map { dir.appendingPathComponent($0) })
     }
 
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -293,10 +295,11 @@ final class ClusterTests: ClusterTestCase {
         for (path, expected) in [(recipes.appendingPathComponent("default.yaml").path, "1 2 tcp://127.0.0.1:5570"),
                                  (recipes.appendingPathComponent("smollm2.yaml").path, "1 2 tcp://127.0.0.1:5571"),
                                  ("plain.yaml", "1 2 tcp://127.0.0.1:5000")] {
-            let p = try start("redi-ps", ["coordinate", "--recipe", path, "--print-cluster"], log: "print.log")
+            // What launchers read from standard output (the BLAS start line goes to standard error).
+            let p = try start("redi-ps", ["coordinate", "--recipe", path, "--print-cluster"], log: "print.log", errors: "print.err")
             try p.wait()
             let text = try String(contentsOf: dir.appendingPathComponent("print.log"), encoding: .utf8)
-            XCTAssertEqual(p.terminationStatus, 0, text)
+            XCTAssertEqual(p.terminationStatus, 0, text + (try String(contentsOf: dir.appendingPathComponent("print.err"), encoding: .utf8)))
             XCTAssertEqual(text.trimmingCharacters(in: .whitespacesAndNewlines), expected)
         }
     }

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Training-step throughput, redi-ps against PyTorch eager, in one invocation on the same shape
+# (SmolLM2-135M's configuration, random weights, RECORDS sequences of LENGTH tokens, every token
+# after the first scored, forward + backward) and the same threads (every core). Prints both
+# rates and their ratio; redi-bench also prints its MFU against sgemm measured in the same run.
+#   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/step-bench.sh
+set -euo pipefail
+records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3}
+python=${REDI_PS_PYTHON:-python3}
+cd "$(dirname "$0")/.."
+if ! "$python" -c "import torch, transformers" 2>/dev/null; then
+    echo "step-bench: $python has no torch/transformers; set REDI_PS_PYTHON to a Python that has both" >&2
+    exit 1
+fi
+bash cluster/install-deps.sh
+swift build -c release --product redi-bench >&2
+bin=$(swift build -c release --show-bin-path)
+threads=$(nproc)
+echo "== redi-ps" >&2
+ours=$("$bin/redi-bench" step --records "$records" --length "$length" --repeats "$repeats")
+echo "$ours"
+echo "== pytorch eager" >&2
+theirs=$("$python" Tests/reference/torch_train_step.py --records "$records" --length "$length" --repeats "$repeats" --threads "$threads")
+echo "$theirs"
+a=$(sed -n 's/^forward+backward: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours")
+b=$(sed -n 's/^pytorch eager step: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")
+python3 -c "print(f'redi-ps {$a:.1f} tokens/s vs pytorch eager {$b:.1f} tokens/s = {$a / $b:.2f}x ($records x $length tokens, $threads threads)')"
