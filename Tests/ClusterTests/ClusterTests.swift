@@ -299,7 +299,8 @@ final class ClusterTests: ClusterTestCase {
             let p = try start("redi-ps", ["coordinate", "--recipe", path, "--print-cluster"], log: "print.log", errors: "print.err")
             try p.wait()
             let text = try String(contentsOf: dir.appendingPathComponent("print.log"), encoding: .utf8)
-            XCTAssertEqual(p.terminationStatus, 0, text + (try String(contentsOf: dir.appendingPathComponent("print.err"), encoding: .utf8)))
+            let errors = try String(contentsOf: dir.appendingPathComponent("print.err"), encoding: .utf8)
+            XCTAssertEqual(p.terminationStatus, 0, text + errors)
             XCTAssertEqual(text.trimmingCharacters(in: .whitespacesAndNewlines), expected)
         }
     }
