@@ -63,13 +63,17 @@ public enum KernelChooser {
             environment[name].flatMap { $0.isEmpty ? nil : "\(name)=\($0)" }
         }
         let cache = faults.isEmpty ? cacheDirectory.map { VerdictCache(directory: $0, cpu: cpu) } : nil
+        /// The cached verdict, else a fresh self-test (then cached).
+        func verdict(_ kernel: KernelName) -> (KernelVerdict, cached: Bool) {
+            if let found = cache?.lookup(kernel) { return (found, true) }
+            let found = KernelProbe.verify(kernel, fault: faults[kernel], timeout: probeTimeout)
+            cache?.store(kernel, found)
+            return (found, false)
+        }
         if !preset.isEmpty {
             // Kept; still self-tested (in a child, cached) so a wrong preset is said out loud.
             choice.reason = .presetByEnvironment(preset.joined(separator: " "))
-            if let running = KernelName.named(choice.running) {
-                choice.verdicts = [(running, cache?.verdict(for: running, faults: faults, timeout: probeTimeout)
-                                    ?? KernelProbe.verify(running, fault: faults[running], timeout: probeTimeout))]
-            }
+            if let running = KernelName.named(choice.running) { choice.verdicts = [(running, verdict(running).0)] }
             return choice
         }
         guard OpenBLASRuntime.canSwitchKernels else {
@@ -77,21 +81,25 @@ public enum KernelChooser {
             return choice
         }
         var order = candidates
-        if let requested = environment["REDI_PS_BLAS_KERNEL"], !requested.isEmpty, requested.lowercased() != "auto" {
+        let requested = environment["REDI_PS_BLAS_KERNEL"].flatMap { $0.isEmpty || $0.lowercased() == "auto" ? nil : $0 }
+        if let requested {
             if requested.lowercased() == "openblas" {
                 choice.reason = .openBLASDefault("REDI_PS_BLAS_KERNEL=openblas")
                 return choice
             }
-            order = [KernelName.named(requested) ?? KernelName(requested, .unknown)]
+            guard let kernel = KernelName.named(requested), OpenBLASRuntime.has(kernel) else {
+                let known = KernelName.known.filter(OpenBLASRuntime.has).map(\.name).joined(separator: ", ")
+                choice.reason = .openBLASDefault("REDI_PS_BLAS_KERNEL=\(requested) is not a kernel of this OpenBLAS (it has \(known))")
+                return choice
+            }
+            order = [kernel]
         }
         for kernel in order {
-            let (verdict, cached) = cache?.lookup(kernel) ?? (nil, false)
-            let found = verdict ?? KernelProbe.verify(kernel, fault: faults[kernel], timeout: probeTimeout)
-            if verdict == nil, faults.isEmpty { cache?.store(kernel, found) }
+            let (found, cached) = verdict(kernel)
             choice.verdicts.append((kernel, found))
             if found.isCorrect, !apply || OpenBLASRuntime.switchKernel(to: kernel) {
                 choice.running = apply ? OpenBLASRuntime.coreName : kernel.name.lowercased()
-                choice.reason = order.count == 1 && order != candidates ? .requested : .selfTested(cached: cached)
+                choice.reason = requested != nil ? .requested : .selfTested(cached: cached)
                 return choice
             }
         }
@@ -131,18 +139,7 @@ struct VerdictCache {
         return try? JSONDecoder().decode(File.self, from: data)
     }
 
-    func lookup(_ kernel: KernelName) -> (KernelVerdict?, Bool) {
-        guard let found = read()?.verdicts.first(where: { $0.kernel == kernel })?.verdict else { return (nil, false) }
-        return (found, true)
-    }
-
-    /// The cached verdict, or a fresh self-test (stored unless a fault was injected).
-    func verdict(for kernel: KernelName, faults: [KernelName: InjectedFault], timeout: Double) -> KernelVerdict {
-        if faults.isEmpty, case let (found?, _) = lookup(kernel) { return found }
-        let found = KernelProbe.verify(kernel, fault: faults[kernel], timeout: timeout)
-        if faults.isEmpty { store(kernel, found) }
-        return found
-    }
+    func lookup(_ kernel: KernelName) -> KernelVerdict? { read()?.verdicts.first { $0.kernel == kernel }?.verdict }
 
     func store(_ kernel: KernelName, _ verdict: KernelVerdict) {
         // A timeout may be a busy machine, not the kernel: test it again next time.

@@ -72,6 +72,9 @@ final class KernelChooserTests: XCTestCase {
         XCTAssertEqual(named.running, last.name.lowercased())
         let own = KernelChooser.choose(cpu: cpu, environment: ["REDI_PS_BLAS_KERNEL": "openblas"], cacheDirectory: nil, apply: false)
         XCTAssertEqual(own.reason, .openBLASDefault("REDI_PS_BLAS_KERNEL=openblas"))
+        let typo = KernelChooser.choose(cpu: cpu, environment: ["REDI_PS_BLAS_KERNEL": "Skylakx"], cacheDirectory: nil, apply: false)
+        guard case .openBLASDefault(let why) = typo.reason else { return XCTFail("\(typo.reason)") }
+        XCTAssertTrue(why.contains("Skylakx is not a kernel of this OpenBLAS (it has ") && why.contains(candidates[0].name), why)
     }
 
     func testVerdictsAreCachedAndADamagedCacheIsIgnored() throws {
