@@ -149,14 +149,14 @@ func forEachSequenceAndKVHead(_ shape: AttentionShape, _ body: (Int, Int, Int) -
 }
 
 /// Runs `body(pair, workerIndex)` for pairs 0..<count with single-threaded sgemm inside (many
-/// small products beat one threaded product each). Static round-robin assignment: worker w
+/// small products beat one threaded product each; decoding attention and the 16-row products). Static round-robin assignment: worker w
 /// takes pairs w, w+workers, …; the order of floating-point work inside a pair never depends
 /// on scheduling.
 func forEachPair(_ count: Int, _ body: (Int, Int) -> Void) {
     let workers = min(elementwiseThreads, count)
     let saved = matmulThreads
-    if workers > 1 { setMatmulThreads(1) }
-    defer { if workers > 1 { setMatmulThreads(saved) } }
+    if saved != 1 { setMatmulThreads(1) }
+    defer { if saved != 1 { setMatmulThreads(saved) } }
     parallelRanges(workers) { range in
         for w in range {
             var pair = w

@@ -130,27 +130,18 @@ public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: Unsafe
         return
     }
     let slice = rowStableSlice(inFeatures: inFeatures), slices = (outFeatures + slice - 1) / slice, blocks = rows / rowStableBlock
-    let threads = min(elementwiseThreads, slices)
-    let saved = matmulThreads
-    if threads > 1 { setMatmulThreads(1) }
-    defer { if threads > 1 { setMatmulThreads(saved) } }
-    parallelRanges(threads) { workers in
-        for worker in workers {
-            let t = scratch + worker * slice * rowStableBlock  // Cᵀ [slice, block]
-            let per = (slices + threads - 1) / threads
-            for s in (worker * per)..<min(slices, (worker + 1) * per) {
-                let o0 = s * slice, width = min(slice, outFeatures - o0)
-                for b in 0..<blocks {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
-                                w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
-                                Int32(rowStableBlock))
-                    for r in 0..<rowStableBlock {  // y[block rows, slice] from Cᵀ [slice, block]
-                        let out = y + (b * rowStableBlock + r) * outFeatures + o0
-                        for j in 0..<width {
-                            let v = t[j * rowStableBlock + r] + (bias?[o0 + j] ?? 0)
-                            out[j] = accumulate ? out[j] + v : v
-                        }
-                    }
+    forEachPair(slices) { s, worker in
+        let t = scratch + worker * slice * rowStableBlock  // Cᵀ [slice, block]
+        let o0 = s * slice, width = min(slice, outFeatures - o0)
+        for b in 0..<blocks {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
+                        w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
+                        Int32(rowStableBlock))
+            for r in 0..<rowStableBlock {  // y[block rows, slice] from Cᵀ [slice, block]
+                let out = y + (b * rowStableBlock + r) * outFeatures + o0
+                for j in 0..<width {
+                    let v = t[j * rowStableBlock + r] + (bias?[o0 + j] ?? 0)
+                    out[j] = accumulate ? out[j] + v : v
                 }
             }
         }
