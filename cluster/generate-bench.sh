@@ -11,12 +11,8 @@ set -euo pipefail
 batch=${1:-32}
 samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64}
 prompts=${PROMPTS:-$(( 2 * batch / samples ))}
-python=${REDI_PS_PYTHON:-python3}
 cd "$(dirname "$0")/.."
-if ! "$python" -c "import torch, transformers" 2>/dev/null; then
-    echo "generate-bench: $python has no torch/transformers; set REDI_PS_PYTHON to a Python that has both" >&2
-    exit 1
-fi
+python=$(bash cluster/require-torch.sh generate-bench)
 bash cluster/install-deps.sh
 bash cluster/fetch-test-model.sh >/dev/null
 swift build -c release --product redi-ps >&2

@@ -6,12 +6,8 @@
 #   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/step-bench.sh
 set -euo pipefail
 records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3}
-python=${REDI_PS_PYTHON:-python3}
 cd "$(dirname "$0")/.."
-if ! "$python" -c "import torch, transformers" 2>/dev/null; then
-    echo "step-bench: $python has no torch/transformers; set REDI_PS_PYTHON to a Python that has both" >&2
-    exit 1
-fi
+python=$(bash cluster/require-torch.sh step-bench)
 bash cluster/install-deps.sh
 swift build -c release --product redi-bench >&2
 bin=$(swift build -c release --show-bin-path)
