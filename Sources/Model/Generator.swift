@@ -91,7 +91,7 @@ public final class Generator {
         // Rows every product runs on: a prompt's, or for a decode the active rows in 16-row
         // blocks, or every cache row when the batch is one product (a fixed shape).
         let t = ((prefill || !RowStableProducts.wholeBatch ? real : rows) + rowStableBlock - 1) / rowStableBlock * rowStableBlock
-        let headRows = prefill ? 1 : real, headPadded = (headRows + rowStableBlock - 1) / rowStableBlock * rowStableBlock
+        let headRows = prefill ? 1 : real, headPadded = prefill ? rowStableBlock : t  // the LM head's rows: the same shape rule
         let longest = prefill ? real : rowsOfTokens.map { lengths[$0] + 1 }.max()!
         let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, real])
         // Prefill attention a query block at a time: no heads × t² probabilities, no masked half computed.

@@ -113,7 +113,7 @@ final class GeneratorTests: XCTestCase {
     /// Wide enough that OpenBLAS's kernels take their edge and blocked paths (a plain product at
     /// this size gives a row other bits at another position on Prescott and Haswell).
     static let wider = try! LlamaConfig(modelType: "llama", hiddenSize: 96, intermediateSize: 200, numHiddenLayers: 2, numAttentionHeads: 4,
-                                        numKeyValueHeads: 2, vocabSize: 301, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
+                                        numKeyValueHeads: 2, vocabSize: 500, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
                                         ropeTheta: 10000, tieWordEmbeddings: false)
 
     /// The same on every kernel the CPU's features qualify for and the self-test passes, each in a
