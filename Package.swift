@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Wire", dependencies: ["CREDIProto", "Objectives", "Optimizer"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),
-        .target(name: "Cluster", dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
+        .target(name: "Cluster", dependencies: ["BLASKernel", "Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
                                                 "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Yams"]),
         .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask"]),
         .target(name: "ReasoningTask", dependencies: ["Numerics"]),

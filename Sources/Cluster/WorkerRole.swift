@@ -2,6 +2,7 @@
 // batch (micro-batched), pushes the sums to the servers that own each chunk, and reports
 // the objective's sums and its time split to the coordinator. While it works, a heartbeat
 // thread tells the coordinator it is alive, so a long step is never taken for a dead worker.
+import BLASKernel
 import Data
 import Evaluation
 import Foundation
@@ -109,6 +110,9 @@ public final class WorkerRole {
         try connect(welcome)
         let computer = GradientComputer(config: config)
         log(name, "joined run \(runID): \(welcome.parameterCount) parameters on \(servers.count) servers")
+        // The start line measured one fixed shape; this is the model's own MLP shape (capped at 4096 outputs).
+        let shape = MatmulShape(m: 512, n: min(config.intermediateSize, 4096), k: config.hiddenSize)
+        log(name, "sgemm at this model's shape \(shape): \(Int(BLASStartup.sgemmRate(shape))) GFLOP/s (BLAS threads: \(matmulThreads))")
         var lastHeard = Date()
 
         /// Work units that arrived while another was in progress, in arrival order.
