@@ -96,8 +96,5 @@ public enum OpenBLASRuntime {
     }
 
     /// Threads OpenBLAS uses for each product.
-    public static var threads: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(newValue)) }
-    }
+    public static var threads: Int { Int(openblas_get_num_threads()) }
 }
