@@ -77,6 +77,6 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
     ]
 )

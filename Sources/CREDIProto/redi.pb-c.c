@@ -1151,7 +1151,7 @@ const ProtobufCMessageDescriptor redi__chunk_range__descriptor =
   (ProtobufCMessageInit) redi__chunk_range__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__hello__field_descriptors[5] =
+static const ProtobufCFieldDescriptor redi__hello__field_descriptors[6] =
 {
   {
     "role",
@@ -1213,8 +1213,21 @@ static const ProtobufCFieldDescriptor redi__hello__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "blas_kernel",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Hello, blas_kernel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__hello__field_indices_by_name[] = {
+  5,   /* field[5] = blas_kernel */
   4,   /* field[4] = data_key */
   1,   /* field[1] = endpoint */
   3,   /* field[3] = protocol_version */
@@ -1224,7 +1237,7 @@ static const unsigned redi__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor redi__hello__descriptor =
 {
@@ -1234,7 +1247,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   "Redi__Hello",
   "redi",
   sizeof(Redi__Hello),
-  5,
+  6,
   redi__hello__field_descriptors,
   redi__hello__field_indices_by_name,
   1,  redi__hello__number_ranges,

@@ -16,6 +16,8 @@ struct ServerLost: Error, CustomStringConvertible {
 struct WorkerSlot {
     let id: [UInt8]
     let key: [UInt8]
+    /// The OpenBLAS kernel it said it runs ("" when it did not say).
+    var kernel = ""
 }
 
 extension Coordinator {
@@ -97,18 +99,29 @@ extension Coordinator {
         case .worker where h.dataKey.count != 32:
             try messenger.send(.error(code: 400, message: "a worker's hello must carry its 32-byte data key"), to: id)
         case .worker where (admitting && !vacantSlots.isEmpty) || (!admitting && joining.count < workers.count):
+            warnIfKernelDiffers(h.blasKernel, of: String(decoding: id, as: UTF8.self))
             if admitting {
                 let slot = vacantSlots[0]
-                workers[slot] = WorkerSlot(id: id, key: h.dataKey)
+                workers[slot] = WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel)
                 lastHeard[id] = Date()
-                say("worker \(slot) joined: \(String(decoding: id, as: UTF8.self))")
+                say("worker \(slot) joined: \(String(decoding: id, as: UTF8.self))\(h.blasKernel.isEmpty ? "" : " (BLAS kernel \(h.blasKernel))")")
             } else {
-                joining.append(WorkerSlot(id: id, key: h.dataKey))
+                joining.append(WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel))
                 say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step with a free slot")
             }
         default:
             try messenger.send(.error(code: 409, message: "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
         }
+    }
+
+    /// Kernels sum in their own order: a worker on another kernel than the others computes its
+    /// shards in other bits. Training stays correct; comparisons between runs (resume, replay,
+    /// evaluation) are bit-exact only on one kernel, so the run says so once per newcomer.
+    func warnIfKernelDiffers(_ kernel: String, of worker: String) {
+        let others = Set((workers.compactMap { $0?.kernel } + joining.map(\.kernel)).filter { !$0.isEmpty })
+        guard !kernel.isEmpty, !others.isEmpty, !others.contains(kernel) else { return }
+        say("WARNING: worker \(worker) runs BLAS kernel \(kernel), the others \(others.sorted().joined(separator: ", ")): training is "
+            + "correct, but not bit-identical to a run on one kernel (set REDI_PS_BLAS_KERNEL on every host to pin one)")
     }
 
     /// Waits until the recipe's servers and workers have said hello.

@@ -39,7 +39,7 @@ public final class WorkerRole {
         // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
         while true {
             let (messenger, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
-                                                       hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey),
+                                                       hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey, blasKernel: OpenBLASRuntime.coreName),
                                                        timeout: timeout)
             let control = ControlChannel(messenger)
             let name = "worker-\(welcome.index)"

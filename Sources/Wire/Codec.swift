@@ -57,6 +57,7 @@ extension Wire {
             m.pointee.threads = UInt32(h.threads)
             m.pointee.protocol_version = UInt32(h.protocolVersion)
             m.pointee.data_key = a.binary(h.dataKey)
+            m.pointee.blas_kernel = a.string(h.blasKernel)
             env.body_case = REDI__ENVELOPE__BODY_HELLO; env.hello = m
         case let .welcome(w):
             let m: UnsafeMutablePointer<Redi__Welcome> = a.message(redi__welcome__init)
@@ -248,8 +249,12 @@ extension Wire {
         case REDI__ENVELOPE__BODY_HELLO:
             let m = try require(env.hello, "hello")
             guard let role = Role(rawValue: Int(m.role.rawValue)), role != .unspecified else { throw WireError("hello with unknown role \(m.role.rawValue)") }
+            let kernel = str(m.blas_kernel)
+            guard kernel.utf8.count <= 32, kernel.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) }) else {
+                throw WireError("hello with a malformed BLAS kernel name (at most 32 letters, digits or underscores)")
+            }
             body = .hello(Hello(role: role, endpoint: str(m.endpoint), threads: Int(m.threads), protocolVersion: Int(m.protocol_version),
-                                dataKey: binary(m.data_key)))
+                                dataKey: binary(m.data_key), blasKernel: kernel))
         case REDI__ENVELOPE__BODY_WELCOME:
             let m = try require(env.welcome, "welcome")
             let chunks = try (0..<m.n_chunks).map { i -> ChunkRange in

@@ -16,8 +16,12 @@ public struct Hello: Equatable, Sendable {
     public var role: Role, endpoint: String, threads: Int, protocolVersion: Int
     /// A worker's data-plane CURVE public key (32 bytes).
     public var dataKey: [UInt8]
-    public init(role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion, dataKey: [UInt8] = []) {
+    /// The OpenBLAS kernel a worker runs (`openblas_get_corename`; "" when not said).
+    public var blasKernel: String
+    public init(role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion, dataKey: [UInt8] = [],
+                blasKernel: String = "") {
         self.role = role; self.endpoint = endpoint; self.threads = threads; self.protocolVersion = protocolVersion; self.dataKey = dataKey
+        self.blasKernel = blasKernel
     }
 }
 

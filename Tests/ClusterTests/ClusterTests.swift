@@ -1,6 +1,7 @@
 // End to end: a real coordinator, parameter servers and workers as separate processes on
 // 127.0.0.1 must produce the same weights (to float tolerance) as the single-process
 // trainer over the same global batches, through stage 1 → stage 2 → final checkpoint.
+import BLASKernel
 import Data
 import Formats
 import Foundation
@@ -110,6 +111,8 @@ class ClusterTestCase: XCTestCase {
         }
         if failingWorkerAtStep != nil { XCTAssertTrue(log.contains("stopped answering"), log) }
         XCTAssertTrue(log.contains("sft step 4/4") && log.contains("redi step 2/2"), log)
+        // Workers say which BLAS kernel they run (one machine: the same as this process's).
+        XCTAssertTrue(log.contains("(BLAS kernel \(OpenBLASRuntime.coreName))") && !log.contains("WARNING: worker"), log)
         let checkpoint = try Checkpoint.load(from: dir.appendingPathComponent("out-\(tag)/redi"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(tag)/sft/model.safetensors").path))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out-\(tag)/sft/optimizer.safetensors").path))

@@ -12,6 +12,7 @@ final class CodecTests: XCTestCase {
     static let bodies: [Body] = [
         .hello(Hello(role: .server, endpoint: "tcp://127.0.0.1:5555", threads: 2)),
         .hello(Hello(role: .worker, dataKey: Array(0..<32))),
+        .hello(Hello(role: .worker, dataKey: Array(0..<32), blasKernel: "Cooperlake")),
         .welcome(Welcome(index: 1, modelConfigJSON: #"{"hidden_size": 64}"#,
                          chunks: [ChunkRange(chunk: 0, offset: 0, count: 1_048_576), ChunkRange(chunk: 1, offset: 1_048_576, count: 7)],
                          chunkOwner: [0, 1], serverEndpoints: ["tcp://a:1", "tcp://b:2"], parameterCount: 1_048_583, heartbeatSeconds: 2.5,
@@ -53,6 +54,13 @@ final class CodecTests: XCTestCase {
             let bytes = Wire.encode(e)
             let back = try bytes.withUnsafeBytes { try Wire.decode($0) }
             XCTAssertEqual(back, e, "\(body)")
+        }
+    }
+
+    func testAMalformedBLASKernelNameIsAnError() {
+        for name in [String(repeating: "a", count: 33), "haswell\n", "x y", "../etc", "é"] {
+            let bytes = Wire.encode(Envelope(runID: "r", sender: "worker-0", seq: 1, body: .hello(Hello(role: .worker, blasKernel: name))))
+            XCTAssertThrowsError(try bytes.withUnsafeBytes { try Wire.decode($0) }, name) { XCTAssertTrue("\($0)".contains("BLAS kernel"), "\($0)") }
         }
     }
 

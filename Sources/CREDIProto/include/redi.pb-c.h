@@ -85,10 +85,16 @@ struct  Redi__Hello
    * admit that key only, bound to the worker's index.
    */
   ProtobufCBinaryData data_key;
+  /*
+   * The OpenBLAS kernel the worker runs (openblas_get_corename, e.g. "haswell"; at most 32
+   * letters, digits or underscores): kernels sum in their own order, so the coordinator warns
+   * when a run's workers differ (correct, but not bit-identical to a uniform cluster).
+   */
+  char *blas_kernel;
 };
 #define REDI__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__hello__descriptor) \
-    , REDI__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, {0,NULL} }
+    , REDI__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, {0,NULL}, (char *)protobuf_c_empty_string }
 
 
 /*
