@@ -46,7 +46,7 @@ public enum BLASStartup {
     /// The start line, and a warning line when sgemm is far below what the features allow.
     public static func startLines(program: String, shape: MatmulShape) -> [String] {
         let rate = sgemmRate(shape)
-        var lines = ["\(program): BLAS \(OpenBLASRuntime.version), kernel \(KernelName.named(choice.running)?.name ?? choice.running) "
+        var lines = ["\(program): BLAS \(OpenBLASRuntime.version), kernel \(choice.runningName) "
                      + "(\(describe(choice))), \(OpenBLASRuntime.threads) threads, sgemm \(Int(rate.rounded())) GFLOP/s at \(shape)"]
         if let warning = speedWarning(choice, rate: rate, threads: OpenBLASRuntime.threads) { lines.append("\(program): WARNING: \(warning)") }
         for (kernel, verdict) in choice.verdicts where !verdict.isCorrect {
@@ -80,7 +80,7 @@ public enum BLASStartup {
     public static func speedWarning(_ choice: KernelChoice, rate: Double, threads: Int) -> String? {
         let level = choice.cpu.vectorLevel
         let expected = Double(threads) * choice.cpu.megahertz / 1000 * level.floorFlopsPerCycle
-        let name = KernelName.named(choice.running)?.name ?? choice.running
+        let name = choice.runningName
         if choice.runningLevel != .unknown, choice.runningLevel < .avx, level >= .avx2 {
             return "OpenBLAS runs its \(name) (\(choice.runningLevel)) kernel on a CPU with \(level): matrix products run several times "
                 + "slower than they could (sgemm \(Int(rate)) GFLOP/s). Run 'redi-ps doctor' and see the README's 'Speed'."

@@ -41,6 +41,9 @@ public struct KernelChoice: Sendable {
     /// The self-test's verdict on the running kernel, if it was tested.
     public var runningVerdict: KernelVerdict? { verdicts.first { $0.kernel.name.lowercased() == running.lowercased() }?.verdict }
 
+    /// The running kernel as `OPENBLAS_CORETYPE` spells it ("Haswell"), or as OpenBLAS reports it.
+    public var runningName: String { KernelName.named(running)?.name ?? running }
+
     /// The running kernel's vector class, if it is one this module knows.
     public var runningLevel: VectorLevel { KernelName.named(running)?.level ?? .unknown }
 }

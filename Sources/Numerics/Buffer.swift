@@ -1,5 +1,6 @@
 // Owned, 64-byte-aligned fp32 storage: the one allocation behind parameters,
 // gradients, optimizer state and activations. Not for small scratch values.
+import Dispatch
 
 /// A fixed-size, zero-initialised, 64-byte-aligned array of `Float` that owns its memory.
 ///
@@ -59,4 +60,17 @@ public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
     var worst: UInt32 = 0
     for i in 0..<count { worst = max(worst, bits[i] & 0x7F80_0000) }
     return worst != 0x7F80_0000
+}
+
+/// Memory bandwidth of copying `count` floats from `source` into `destination`, best of
+/// `repeats`, in GB/s counting bytes read plus bytes written (what a copy moves).
+public func copyBandwidth(_ destination: FloatBuffer, from source: FloatBuffer, count: Int, repeats: Int = 5) -> Double {
+    precondition(count <= destination.count && count <= source.count)
+    var best = Double.infinity
+    for _ in 0..<repeats {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        destination.baseAddress.update(from: source.baseAddress, count: count)
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    }
+    return 2 * Double(count * MemoryLayout<Float>.size) / best / 1e9
 }

@@ -157,13 +157,7 @@ struct Generate: ParsableCommand {
         let c = model.config
         let bytes = model.layout.totalCount * 4
         let copy = FloatBuffer(count: model.layout.totalCount)
-        var best = Double.infinity
-        for _ in 0..<5 {
-            let t0 = now()
-            copy.baseAddress.update(from: model.parameters.baseAddress, count: model.layout.totalCount)
-            best = min(best, now() - t0)
-        }
-        let bandwidth = 2 * Double(bytes) / best / 1e9  // read + write
+        let bandwidth = copyBandwidth(copy, from: model.parameters, count: model.layout.totalCount)
         // The products a decode step of `batch` rows is made of, at that row count.
         // sgemm's best rate (MFU's denominator), and its rate at this batch's row count, which
         // bounds what a decode step's products can reach (OpenBLAS packs the weights per call).

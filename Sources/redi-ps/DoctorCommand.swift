@@ -39,8 +39,7 @@ struct DoctorCommand: ParsableCommand {
         print("  vector class \(cpu.vectorLevel); kernel-relevant features: \(cpu.kernelFeatures)")
         print("OpenBLAS: \(OpenBLASRuntime.config)")
         print("  library \(OpenBLASRuntime.libraryPath); \(OpenBLASRuntime.canSwitchKernels ? "can switch kernels at run time" : "cannot switch kernels (not DYNAMIC_ARCH)")")
-        let running = KernelName.named(choice.running)?.name ?? choice.running
-        print("kernel: \(running) (\(BLASStartup.describe(choice))), \(OpenBLASRuntime.threads) threads")
+        print("kernel: \(choice.runningName) (\(BLASStartup.describe(choice))), \(OpenBLASRuntime.threads) threads")
         print("  decoding: \(RowStableProducts.wholeBatch ? "one product over the batch" : "16 rows per product") (a row's numbers never depend on its neighbours)")
         let probe = MatmulShape.trainingDefault
         if !quick, OpenBLASRuntime.canSwitchKernels {
@@ -69,25 +68,14 @@ struct DoctorCommand: ParsableCommand {
             }
             print("sgemm at the model's shapes, \(label): \(Int(flops / seconds / 1e9)) GFLOP/s overall (\(parts.joined(separator: ", ")))")
         }
-        print(String(format: "memcpy: %.1f GB/s (256 MiB copies)", memcpyRate()))
+        let count = 64 << 20
+        print(String(format: "memcpy: %.1f GB/s read + written (256 MiB copies)",
+                     copyBandwidth(FloatBuffer(count: count), from: FloatBuffer(count: count), count: count, repeats: 3)))
         if !quick {
             let raw = try LoopbackThroughput.raw(mib: 4, messages: 50)
             let plain = try LoopbackThroughput.messages(mib: 4, messages: 50, curve: false)
             let curve = try LoopbackThroughput.messages(mib: 4, messages: 50, curve: true)
             print(String(format: "ZeroMQ TCP loopback, 4 MiB messages: raw %.2f GB/s; redi-ps messages plain %.2f GB/s, CURVE %.2f GB/s", raw, plain, curve))
         }
-    }
-
-    /// Best of three copies of 256 MiB, in GB/s (bytes copied per second).
-    func memcpyRate() -> Double {
-        let count = 64 << 20
-        let a = FloatBuffer(count: count), b = FloatBuffer(count: count)
-        var best = Double.infinity
-        for _ in 0..<3 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            b.baseAddress.update(from: a.baseAddress, count: count)
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
-        return Double(count * 4) / best / 1e9
     }
 }
