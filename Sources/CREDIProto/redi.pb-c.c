@@ -2436,7 +2436,7 @@ const ProtobufCMessageDescriptor redi__load_chunks__descriptor =
   (ProtobufCMessageInit) redi__load_chunks__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__norm_report__field_descriptors[3] =
+static const ProtobufCFieldDescriptor redi__norm_report__field_descriptors[4] =
 {
   {
     "step",
@@ -2474,16 +2474,29 @@ static const ProtobufCFieldDescriptor redi__norm_report__field_descriptors[3] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard_sums",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Redi__NormReport, n_shard_sums),
+    offsetof(Redi__NormReport, shard_sums),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__norm_report__field_indices_by_name[] = {
   2,   /* field[2] = chunk_sums */
   1,   /* field[1] = chunks */
+  3,   /* field[3] = shard_sums */
   0,   /* field[0] = step */
 };
 static const ProtobufCIntRange redi__norm_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor redi__norm_report__descriptor =
 {
@@ -2493,7 +2506,7 @@ const ProtobufCMessageDescriptor redi__norm_report__descriptor =
   "Redi__NormReport",
   "redi",
   sizeof(Redi__NormReport),
-  3,
+  4,
   redi__norm_report__field_descriptors,
   redi__norm_report__field_indices_by_name,
   1,  redi__norm_report__number_ranges,

@@ -95,6 +95,8 @@ extension Coordinator {
         var reports: [Int: StepReport] = [:]
         var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
         var normsFrom = Set<Int>()
+        /// Each server's Σg² per shard over its chunks, by server (summed in server order below).
+        var shardSumsFrom: [Int: [Double]] = [:]
         let expectedNorms = expectNorms ? serversWithChunks : []
         while reports.count < sent.count || normsFrom.count < expectedNorms.count {
             if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
@@ -107,13 +109,20 @@ extension Coordinator {
                     guard r.isFinite else { throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken") }
                     guard r.exampleIDs == sent[r.shard] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
                     reports[r.shard] = r
-                case let .norm(s, chunks, sums) where s == step && expectNorms:
+                case let .norm(s, chunks, sums, shardSums) where s == step && expectNorms:
                     guard let server = servers.firstIndex(of: id), expectedNorms.contains(server), !normsFrom.contains(server) else { continue }
                     let mine = plan.chunks.indices.filter { plan.owner[$0] == server }
-                    guard chunks == mine, sums.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-                        throw ClusterError("\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))) or non-finite sums for step \(step + 1)")
+                    guard chunks == mine, shardSums.count == sent.count, (sums + shardSums).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+                        throw ClusterError("\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))), \(shardSums.count) shards (the step has \(sent.count)) or non-finite sums for step \(step + 1)")
+                    }
+                    // ‖Σₖ gₖ‖ ≤ Σₖ ‖gₖ‖: a server cannot report a sum larger than its pushes allow.
+                    let allowed = shardSums.reduce(0) { $0 + $1.squareRoot() }
+                    let claimed = sums.reduce(0, +).squareRoot()
+                    guard claimed <= allowed * (1 + 1e-6) + 1e-30 else {
+                        throw ClusterError("\(name(of: id)) reported a gradient norm of \(claimed) for step \(step + 1), more than the workers' pushes to it allow (\(allowed)): the server is broken or not honest")
                     }
                     for (c, v) in zip(chunks, sums) { chunkSums[c] = v }
+                    shardSumsFrom[server] = shardSums
                     normsFrom.insert(server)
                 default:
                     continue
@@ -130,8 +139,32 @@ extension Coordinator {
             try drop(silent, step: step)
             return nil
         }
+        if expectNorms { try checkContributions(step, shardSumsFrom.keys.sorted().map { shardSumsFrom[$0]! }, owners: owners) }
         // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
         return ((0..<sent.count).map { reports[$0]! }, chunkSums.reduce(0) { $0 + $1! })
+    }
+
+    /// The trust rule for gradients (README, Security): a shard's norm ‖gₖ‖ (Σ over servers of
+    /// their Σg² for its pushes) above `cluster.max_shard_grad_norm` ends the run naming the
+    /// worker; one over 100× the median of the last 50 steps' shard norms is logged as an
+    /// outlier (training can spike, so it is not refused).
+    func checkContributions(_ step: Int, _ byServer: [[Double]], owners: [Int]) throws {
+        guard let shards = byServer.first?.count else { return }
+        let norms = (0..<shards).map { k in byServer.reduce(0) { $0 + $1[k] }.squareRoot() }
+        for (k, norm) in norms.enumerated() where norm > recipe.cluster.maxShardGradNorm {
+            let who = workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])"
+            throw ClusterError("\(who) pushed a gradient of norm \(norm) for step \(step + 1) (shard \(k)), over cluster.max_shard_grad_norm \(recipe.cluster.maxShardGradNorm): refused; the worker is broken or not honest")
+        }
+        let history = recentShardNorms.sorted()
+        if history.count >= 5 {
+            let median = history[history.count / 2]
+            for (k, norm) in norms.enumerated() where norm > 100 * median {
+                let who = workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])"
+                say("WARNING: \(who)'s gradient for step \(step + 1) (shard \(k)) has norm \(norm), over 100× the recent median \(median)")
+            }
+        }
+        recentShardNorms.append(contentsOf: norms.filter { $0 > 0 })
+        if recentShardNorms.count > 50 * max(1, shards) { recentShardNorms.removeFirst(recentShardNorms.count - 50 * max(1, shards)) }
     }
 
     /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.

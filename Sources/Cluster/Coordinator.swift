@@ -48,6 +48,8 @@ public final class Coordinator {
     /// Peers that sent something without being in the run (logged once each).
     var strays = Set<[UInt8]>()
     var lastHeard: [[UInt8]: Date] = [:]
+    /// The last steps' per-shard gradient norms (the outlier rule's history).
+    var recentShardNorms: [Double] = []
     var lastHeartbeat = Date.distantPast
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
     var configJSON = ""

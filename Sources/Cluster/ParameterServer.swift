@@ -134,9 +134,14 @@ public final class ParameterServer {
         var owners = Array(0..<slots)
         /// The most pushes held at once so far (logged as it grows: at most one per worker).
         var mostHeld = 0
+        /// The version whose sum is complete and reported: one contribution per (version, shard),
+        /// so nothing more is taken at it (a second push would replace the reported sum).
+        var summedAt: Int?
         // Chunks received for each shard this step; the step's gradient is complete when
         // every shard has every chunk this server holds (in one push or several).
         var received = Array(repeating: Set<Int>(), count: slots)
+        /// Σg² of each shard's push of each chunk this step (by chunk id), summed in chunk order for the report.
+        var pushSums = Array(repeating: [Int: Double](), count: slots)
         func admit(_ keys: [[UInt8]]) {
             for w in 0..<slots {
                 if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
@@ -155,7 +160,7 @@ public final class ParameterServer {
             chunks = [:]
             for (i, c) in w.chunks.enumerated() where w.chunkOwner[i] == w.index { chunks[c.chunk] = Chunk(c, layout: layout) }
             ordered = chunks.values.sorted { $0.range.chunk < $1.range.chunk }
-            for s in received.indices { received[s].removeAll() }
+            for s in received.indices { received[s].removeAll(); pushSums[s].removeAll() }
             log(name, "holding \(chunks.count) chunks, \(chunks.values.reduce(0) { $0 + $1.range.count }) parameters")
         }
         try configure(welcome)
@@ -220,7 +225,7 @@ public final class ParameterServer {
                             c.m.zero(); c.v.zero()
                         }
                     }
-                    version = loadedVersion; narrowed.removeAll()
+                    version = loadedVersion; narrowed.removeAll(); summedAt = nil
                     try tellCoordinator(.updateDone(step: 0, version: version))
                 case let .apply(u):
                     guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
@@ -247,7 +252,7 @@ public final class ParameterServer {
                     }
                     owners = shardWorkers
                     admit(keys)
-                    for s in received.indices { received[s].removeAll() }
+                    for s in received.indices { received[s].removeAll(); pushSums[s].removeAll() }
                     // Held pushes are dropped with the step: acknowledged (as not counted), so no worker waits on them.
                     for c in chunks.values { for a in c.clear() { try peers.send(.pushAck(step: a.step), to: a.peer) } }
                     version += 1  // pushes from before the reset are now stale
@@ -299,6 +304,8 @@ public final class ParameterServer {
                     try refuse(403, "a push for shard \(shard) from \(msg.userID.isEmpty ? "a connection without a worker key" : msg.userID), which does not compute it")
                 case let .push(step, _, _, pushedAt) where pushedAt > version:
                     try refuse(409, "a push for step \(step + 1) computed at version \(pushedAt); this server is at version \(version)")
+                case let .push(step, _, shard, _) where summedAt == version:
+                    try refuse(409, "a second push for step \(step + 1) shard \(shard) from \(msg.userID): every shard of this step was summed and reported")
                 case let .push(step, ids, shard, _):
                     let worker = owners[shard]
                     guard ids.count == msg.tensors.count, Set(ids).count == ids.count, received[shard].isDisjoint(with: ids),
@@ -306,8 +313,9 @@ public final class ParameterServer {
                         try refuse(400, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
                         continue
                     }
-                    // Every value finite before anything is added.
-                    guard msg.tensors.allSatisfy({ $0.valuesAreFinite(bf16: welcome.bf16Gradients) }) else {
+                    // Every value finite before anything is added (Σg² is not finite otherwise).
+                    let sums = msg.tensors.map { $0.sumOfSquares(bf16: welcome.bf16Gradients) }
+                    guard sums.allSatisfy(\.isFinite) else {
                         let text = "worker \(worker) pushed non-finite gradients for step \(step + 1) (chunks \(ids))"
                         try refuse(422, text)
                         throw ClusterError("\(name): \(text)")
@@ -328,6 +336,7 @@ public final class ParameterServer {
                         for a in released { try peers.send(.pushAck(step: a.step), to: a.peer) }
                     }
                     received[shard].formUnion(ids)
+                    for (id, sum) in zip(ids, sums) { pushSums[shard][id] = sum }
                     if held {
                         let holding = ordered.reduce(0) { $0 + $1.early.count }
                         if holding > mostHeld {
@@ -338,8 +347,10 @@ public final class ParameterServer {
                         try peers.send(.pushAck(step: step), to: peer)
                     }
                     if received.allSatisfy({ $0.count == chunks.count }) {
-                        try tellCoordinator(.norm(step: step, chunks: ordered.map(\.range.chunk), sums: sumsOfSquares(ordered)))
-                        for s in received.indices { received[s].removeAll() }
+                        let shardSums = pushSums.map { byChunk in ordered.reduce(0.0) { $0 + byChunk[$1.range.chunk]! } }
+                        try tellCoordinator(.norm(step: step, chunks: ordered.map(\.range.chunk), sums: sumsOfSquares(ordered), shardSums: shardSums))
+                        summedAt = version
+                        for s in received.indices { received[s].removeAll(); pushSums[s].removeAll() }
                         for c in ordered { c.clear() }  // the sums stay in `gradient` for the update
                     }
                 default:

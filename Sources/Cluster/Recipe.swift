@@ -72,6 +72,9 @@ public struct Recipe: Sendable {
         public var bf16Gradients = false, bf16Weights = false
         /// `data_plane: plain`: pushes and pulls unencrypted (workers still authenticate); `curve` (default) encrypts them.
         public var plainDataPlane = false
+        /// The largest gradient norm one worker's shard may contribute to a step; a larger
+        /// (finite) push ends the run naming the worker: a broken or hostile peer, not training.
+        public var maxShardGradNorm = 1e6
     }
 
     public var runID: String
@@ -192,7 +195,9 @@ public struct Recipe: Sendable {
             stage.microBatchTokens = try s.int("micro_batch_tokens", default: 4096, min: 1)
             stage.warmupRatio = try s.double("warmup_ratio", default: 0.1, min: 0)
             stage.weightDecay = try s.double("weight_decay", default: 1e-4, min: 0)
-            stage.maxGradNorm = try s.optionalDouble("max_grad_norm") ?? 1.0
+            // 0 turns clipping off; a negative or non-finite bound would flip or zero the update.
+            let clip = try s.double("max_grad_norm", default: 1.0, min: 0)
+            stage.maxGradNorm = clip > 0 ? clip : nil
             stage.maxPromptLength = try s.optionalInt("max_prompt_length")
             stage.maxLength = try s.optionalInt("max_length")
             let mode = try s.string("truncation_mode", default: PromptTruncation.keepEnd.rawValue)
@@ -234,6 +239,7 @@ public struct Recipe: Sendable {
             }
             cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
             cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0)
+            cluster.maxShardGradNorm = try c.double("max_shard_grad_norm", default: 1e6, min: 1e-30)
             let wire = try c.string("wire", default: "fp32")
             guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
                 throw RecipeError("cluster.wire: \"\(wire)\" is not fp32, bf16-gradients or bf16")

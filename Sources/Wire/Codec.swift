@@ -159,10 +159,11 @@ extension Wire {
             m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks); m.pointee.reset_optimizer = reset ? 1 : 0
             m.pointee.optimizer_state = state ? 1 : 0; m.pointee.version = UInt64(version)
             env.body_case = REDI__ENVELOPE__BODY_LOAD; env.load = m
-        case let .norm(step, chunks, sums):
+        case let .norm(step, chunks, sums, shardSums):
             let m: UnsafeMutablePointer<Redi__NormReport> = a.message(redi__norm_report__init)
             m.pointee.step = UInt64(step); m.pointee.n_chunks = chunks.count; m.pointee.chunks = u32s(chunks)
             m.pointee.n_chunk_sums = sums.count; m.pointee.chunk_sums = a.array(sums)
+            m.pointee.n_shard_sums = shardSums.count; m.pointee.shard_sums = a.array(shardSums)
             env.body_case = REDI__ENVELOPE__BODY_NORM; env.norm = m
         case let .apply(u):
             let m: UnsafeMutablePointer<Redi__ApplyUpdate> = a.message(redi__apply_update__init)
@@ -322,7 +323,8 @@ extension Wire {
             let m = try require(env.norm, "norm")
             guard m.n_chunks == m.n_chunk_sums else { throw WireError("norm report with \(m.n_chunks) chunks and \(m.n_chunk_sums) sums") }
             body = .norm(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks),
-                         sums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums)))
+                         sums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums)),
+                         shardSums: Array(UnsafeBufferPointer(start: m.shard_sums, count: m.n_shard_sums)))
         case REDI__ENVELOPE__BODY_APPLY:
             let m = try require(env.apply, "apply")
             let s = try require(m.adamw, "adamw")

@@ -144,7 +144,8 @@ public enum Body: Equatable, Sendable {
     case push(step: Int, chunks: [Int], shard: Int, version: Int)
     case pushAck(step: Int)
     case load(chunks: [Int], resetOptimizer: Bool, optimizerState: Bool = false, version: Int = 0)
-    case norm(step: Int, chunks: [Int], sums: [Double])
+    /// A server's Σg² per chunk it holds, and per shard (each worker's contribution) over those chunks.
+    case norm(step: Int, chunks: [Int], sums: [Double], shardSums: [Double])
     case apply(ApplyUpdate)
     case updateDone(step: Int, version: Int)
     case stepReport(StepReport)

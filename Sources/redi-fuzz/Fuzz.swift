@@ -211,7 +211,7 @@ func envelopeSeeds() -> [[UInt8]] {
                        microBatchTokens: 4096)),
         .pull(version: 4, chunks: [0, 3], optimizerState: true), .pullReply(version: 4, chunks: [1]),
         .push(step: 9, chunks: [2, 5], shard: 1, version: 12), .pushAck(step: 9), .load(chunks: [0, 1], resetOptimizer: true),
-        .norm(step: 9, chunks: [0, 2], sums: [1.5, 0.25]),
+        .norm(step: 9, chunks: [0, 2], sums: [1.5, 0.25], shardSums: [0.75, 1]),
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5, adamW: AdamWConfig(weightDecay: 0))),
         .updateDone(step: 9, version: 10), .reset(step: 9, shardWorkers: [0, 2, 0], workerKeys: [key, [], key]),
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["a": 1], sequenceLogps: [-1.5],

@@ -143,6 +143,46 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/sft/model.safetensors").path))
     }
 
+    /// One contribution per (version, shard): a worker that pushes its shard again after the
+    /// server summed and reported the step (its report held back, so the update waits) is refused.
+    func testASecondPushAfterTheStepWasSummedIsRefused() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 6), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        let w = try worker(endpoint, "w.log", ["--delay-steps", "1"])
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        let (status, output) = try hostile(["insider-twice", endpoint, "run.key"])
+        print(output)
+        XCTAssertEqual(status, 0, output)
+        XCTAssertTrue(output.contains("first push of shard 0: acknowledged") || output.contains("first push of shard 1: acknowledged"), output)
+        XCTAssertTrue(output.contains("at the same version: refused (409)"), output)
+        XCTAssertTrue(log("s.log").contains("every shard of this step was summed and reported"), log("s.log"))
+        // The insider then goes silent: it is dropped and the honest worker finishes the run.
+        try coordinator.wait(); try s.wait(); try w.wait()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertTrue(log("c.log").contains("dropped"), log("c.log"))
+    }
+
+    /// A finite but absurd push (1e30 per value) is not applied: the coordinator bounds each
+    /// worker's contribution norm and ends the run naming the worker; every process exits nonzero.
+    func testAnAbsurdFinitePushEndsTheRunNamingTheWorker() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        let w = try worker(endpoint, "w.log")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        let (status, output) = try hostile(["insider-absurd", endpoint, "run.key"])
+        print(output)
+        XCTAssertEqual(status, 0, output)
+        try coordinator.wait(); try s.wait(); try w.wait()
+        XCTAssertEqual(coordinator.terminationStatus, 1, log("c.log"))
+        XCTAssertTrue(log("c.log").contains("worker-insider"), log("c.log"))
+        XCTAssertTrue(log("c.log").contains("over cluster.max_shard_grad_norm"), log("c.log"))
+        XCTAssertFalse(log("c.log").contains("sft step 1/"), "an update was logged: \(log("c.log"))")
+        XCTAssertEqual(s.terminationStatus, 1, log("s.log")); XCTAssertEqual(w.terminationStatus, 1, log("w.log"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/sft/model.safetensors").path))
+    }
+
     func testARogueServerAnsweringAPullWithWrongSizedFramesIsAnErrorNotACrash() throws {
         for mode in ["short", "long"] {
             let port = port(), endpoint = "tcp://127.0.0.1:\(port)"

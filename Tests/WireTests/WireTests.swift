@@ -38,7 +38,7 @@ final class CodecTests: XCTestCase {
         .push(step: 9, chunks: [2], shard: 1, version: 12),
         .pushAck(step: 9),
         .load(chunks: [0, 1], resetOptimizer: true),
-        .norm(step: 9, chunks: [1, 4], sums: [123.456, 0]),
+        .norm(step: 9, chunks: [1, 4], sums: [123.456, 0], shardSums: [100, 23.5, 0]),
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
                            adamW: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
         .updateDone(step: 9, version: 10),

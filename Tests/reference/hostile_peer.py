@@ -16,6 +16,15 @@ encoder (no code shared with redi-ps), over pyzmq.
       Holds the run key: joins as a worker, then pushes gradients claiming another worker's
       index (must be refused) and non-finite gradients as itself (must be refused and end
       the run). Exits 0 when both were refused.
+  hostile_peer.py insider-twice COORDINATOR KEYFILE
+      Holds the run key: joins as a worker, pushes its shard of the first step (zeros), waits
+      (heartbeating) until the other worker's push has completed the step's sum, then pushes
+      the same shard again at the same version with large values, and only then reports the
+      unit. Prints whether the second push was refused; exits 0 when it was.
+  hostile_peer.py insider-absurd COORDINATOR KEYFILE
+      Holds the run key: joins as a worker and pushes its shard of the first step with finite
+      but absurd values (1e30), then reports the unit and keeps heartbeating until the run
+      ends. Exits 0 when the run ended (the coordinator must refuse the contribution).
 """
 import os
 import struct
@@ -266,6 +275,102 @@ def insider(coordinator, keyfile):
     return 0 if forged and refused else 1
 
 
+def join_as_worker(ctx, coordinator, keyfile):
+    """Joins as a worker; returns (control, data socket, welcome facts, the first work unit)."""
+    public, secret = run_keys(keyfile)
+    control = socket(ctx, coordinator, (public, secret), public, identity=b"worker-insider")
+    data_keys = zmq.curve_keypair()
+    control.send(envelope("", "worker-insider", 1, 10, hello(2, zmq.utils.z85.decode(data_keys[0]))))
+    deadline = time.time() + 30
+    welcome = unit = None
+    run_id = ""
+    while time.time() < deadline and unit is None:
+        got = answer(control, 300)
+        if got:
+            num, body, rid = body_of(got[0])
+            if num == 11:
+                welcome, run_id = body, rid
+            elif num == 20:
+                unit = body
+            elif num in (12, 14):
+                raise SystemExit("refused before the run: %r" % body)
+        if welcome is not None:
+            control.send(envelope(run_id, "worker-insider", 2, 13, b""))  # heartbeat
+    if unit is None:
+        raise SystemExit("never admitted or no work unit")
+    index = welcome.get(1, [0])[0]
+    chunks = [parse(c) for c in welcome.get(3, [])]
+    owners = packed(welcome.get(4, []))
+    endpoints = [e.decode() for e in welcome.get(5, [])]
+    mine = [i for i, o in enumerate(owners) if o == 0]
+    counts = [chunks[i].get(3, [0])[0] for i in mine]
+    data = socket(ctx, endpoints[0], data_keys, public, identity=("worker-%d" % index).encode())
+    facts = dict(index=index, run_id=run_id, mine=mine, counts=counts,
+                 step=unit.get(2, [0])[0], version=unit.get(3, [0])[0], shard=unit.get(9, [0])[0],
+                 ids=[parse(e).get(5, [0])[0] for e in unit.get(6, [])])
+    print("admitted as worker %d of run %r; computes shard %d of step %d" % (index, run_id, facts["shard"], facts["step"] + 1))
+    return control, data, facts
+
+
+def push_shard(data, f, frames):
+    """Pushes the shard a chunk per message, as workers do (a later shard's chunk is held
+    until the earlier shards' arrive); returns the first answer that is not an ack, or the last."""
+    result = (None, {}, "")
+    for chunk, frame in zip(f["mine"], frames):
+        msg = f_varint(1, f["step"]) + f_packed(2, [chunk]) + f_varint(3, f["shard"]) + f_varint(4, f["version"])
+        data.send_multipart([envelope(f["run_id"], "worker-%d" % f["index"], 2, 23, msg), frame])
+        got = answer(data, 10000)
+        result = body_of(got[0]) if got else (None, {}, "")
+        if result[0] != 24:
+            return result
+    return result
+
+
+def heartbeat_for(control, f, seconds):
+    """Keeps the slot alive for `seconds`; returns the number of a Shutdown/Error if one came."""
+    end = time.time() + seconds
+    while time.time() < end:
+        control.send(envelope(f["run_id"], "worker-insider", 3, 13, f_varint(1, f["step"])))
+        got = answer(control, 300)
+        if got:
+            num, body, _ = body_of(got[0])
+            if num in (12, 14):
+                return num
+    return None
+
+
+def report(control, f):
+    msg = (f_varint(1, f["step"]) + f_varint(3, len(f["ids"])) + f_packed(10, f["ids"])
+           + f_varint(11, f["version"]) + f_varint(12, f["shard"]))
+    control.send(envelope(f["run_id"], "worker-insider", 4, 29, msg))
+
+
+def insider_twice(coordinator, keyfile):
+    ctx = zmq.Context()
+    control, data, f = join_as_worker(ctx, coordinator, keyfile)
+    num, body, _ = push_shard(data, f, [b"\0" * (4 * n) for n in f["counts"]])
+    print("first push of shard %d: %s" % (f["shard"], "acknowledged" if num == 24 else "not acknowledged %r" % (num,)))
+    heartbeat_for(control, f, 4)  # the honest worker pushes its shard meanwhile: the sum is complete
+    one = struct.pack("<f", 1.0)
+    num, body, _ = push_shard(data, f, [one * n for n in f["counts"]])
+    refused = num == 12 and body.get(1, [0])[0] == 409
+    print("second push of shard %d at the same version: %s" % (f["shard"], "refused (409)" if refused else "ACCEPTED %r" % (num,)))
+    report(control, f)
+    return 0 if refused else 1
+
+
+def insider_absurd(coordinator, keyfile):
+    ctx = zmq.Context()
+    control, data, f = join_as_worker(ctx, coordinator, keyfile)
+    big = struct.pack("<f", 1e30)
+    num, body, _ = push_shard(data, f, [big * n for n in f["counts"]])
+    print("absurd push of shard %d: %s" % (f["shard"], "acknowledged" if num == 24 else "answered %r" % (num,)))
+    report(control, f)
+    ended = heartbeat_for(control, f, 30)
+    print("the run ended" if ended else "the run went on")
+    return 0 if ended else 1
+
+
 def rogue_server(coordinator, keyfile, mode):
     """Holds the run key and joins as a server, then answers the coordinator's first pull
     with frames that do not match the plan: too small ("short") or twice too large ("long")."""
@@ -318,6 +423,10 @@ if __name__ == "__main__":
         sys.exit(outsider(sys.argv[2], sys.argv[3], sys.argv[4]))
     if mode == "plain-outsider":
         sys.exit(plain_outsider(sys.argv[2]))
+    if mode == "insider-twice":
+        sys.exit(insider_twice(sys.argv[2], sys.argv[3]))
+    if mode == "insider-absurd":
+        sys.exit(insider_absurd(sys.argv[2], sys.argv[3]))
     if mode == "rogue-server":
         sys.exit(rogue_server(sys.argv[2], sys.argv[3], sys.argv[4]))
     sys.exit(insider(sys.argv[2], sys.argv[3]))

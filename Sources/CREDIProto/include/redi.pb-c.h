@@ -397,10 +397,16 @@ struct  Redi__NormReport
   uint32_t *chunks;
   size_t n_chunk_sums;
   double *chunk_sums;
+  /*
+   * Per shard of the step, Σg² of that shard's pushes over this server's chunks: each
+   * worker's contribution, which the coordinator bounds and checks the chunk sums against.
+   */
+  size_t n_shard_sums;
+  double *shard_sums;
 };
 #define REDI__NORM_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__norm_report__descriptor) \
-    , 0, 0,NULL, 0,NULL }
+    , 0, 0,NULL, 0,NULL, 0,NULL }
 
 
 struct  Redi__AdamWSpec
