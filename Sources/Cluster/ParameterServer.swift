@@ -91,21 +91,23 @@ public final class ParameterServer {
         let data = try ZMQSocket(context, .router)
         try data.makeCurveServer(secretKey: key.keys.secretKey, domain: "data")
         try data.allowRoutingIDHandover()
-        // The chunk size is not known before the Welcome and a bound socket's limit is fixed at bind.
-        try data.setMaximumMessageSize(frameLimit(chunkBytes: Wire.maximumChunkBytes))
+        // Until the Welcome says the chunk size, the port takes handshakes only: an unknown peer
+        // can make it buffer 64 KiB per connection, not a chunk (a listener's limit is fixed at bind).
+        try data.setMaximumMessageSize(handshakeFrameLimit)
         let bound = try data.bind(bind)
         let endpoint = try advertisedEndpoint(bound: bound, advertise: advertise)
         log(identity, "serving parameters at \(endpoint)")
-        var plain = false
+        var plain = false, limit = handshakeFrameLimit
         // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
         while true {
             let (control, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
                                                      hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
             let name = "server-\(welcome.index)"
-            if welcome.plainDataPlane != plain {
-                try listenAgain(data, at: bound, plain: welcome.plainDataPlane)
-                plain = welcome.plainDataPlane
-                log(name, "data plane: \(plain ? "PLAIN (workers authenticated, frames unencrypted)" : "CURVE")")
+            let runLimit = dataFrameLimit(largestChunk: welcome.chunks.map(\.count).max() ?? 0)
+            if welcome.plainDataPlane != plain || runLimit != limit {
+                try listenAgain(data, at: bound, plain: welcome.plainDataPlane, frameLimit: runLimit)
+                plain = welcome.plainDataPlane; limit = runLimit
+                log(name, "data plane: \(plain ? "PLAIN (workers authenticated, frames unencrypted)" : "CURVE"), frames up to \(limit) bytes")
             }
             do {
                 try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
@@ -360,12 +362,13 @@ public final class ParameterServer {
         }
     }
 
-    /// Listens on the same endpoint with the other data-plane mechanism: libzmq fixes a
-    /// listener's mechanism when it binds, and the run's choice arrives with the Welcome, after
+    /// Listens on the same endpoint with the run's data-plane mechanism and frame limit: libzmq
+    /// fixes both when a listener binds, and the run's choice arrives with the Welcome, after
     /// the endpoint was announced. Workers connect only once every server has joined.
-    private func listenAgain(_ data: ZMQSocket, at bound: String, plain: Bool) throws {
+    private func listenAgain(_ data: ZMQSocket, at bound: String, plain: Bool, frameLimit: Int) throws {
         try data.unbind(bound)
         if plain { try data.makePlainServer(domain: "data") } else { try data.makeCurveServer(secretKey: key.keys.secretKey, domain: "data") }
+        try data.setMaximumMessageSize(frameLimit)
         // libzmq closes the old listener in its I/O thread: the port may be taken for a moment.
         for attempt in 1...100 {
             do { try data.bind(bound); return } catch where attempt < 100 { Thread.sleep(forTimeInterval: 0.02) }

@@ -110,11 +110,16 @@ extension ReceivedFrame {
 /// domain, and the connection's messages then carry that user id.
 ///
 /// Thread-safe: `allow`/`revoke` may be called from any thread while the handler runs on
-/// its own. Refusals are reported through `onRefused` once per (domain, address, key).
+/// its own. Refusals are reported through `onRefused` once per (domain, address, key), at
+/// most `refusalLinesPerMinute` a minute (the rest counted in one line), and the handler
+/// remembers at most `rememberedRefusals` of them: a flood of handshakes costs bounded memory and log.
 public final class ZAPHandler: @unchecked Sendable {
     private let lock = NSLock()
     private var allowed: [String: [[UInt8]: String]] = [:]
     private var refused = Set<String>()
+    public static let rememberedRefusals = 4096, refusalLinesPerMinute = 20
+    private var linesThisMinute = 0, unlogged = 0
+    private var minuteStarted = Date()
     private var stopping = false
     private let done = DispatchSemaphore(value: 0)
     private let onRefused: @Sendable (String) -> Void
@@ -165,12 +170,26 @@ public final class ZAPHandler: @unchecked Sendable {
         lock.lock()
         var user = ["CURVE", "PLAIN"].contains(mechanism) ? allowed[domain]?[key] : nil
         if mechanism == "PLAIN", user != claimed { user = nil }
-        var first = false
-        if user == nil { first = refused.insert("\(domain)|\(address)|\(key)").inserted }
+        var lines: [String] = []
+        if user == nil {
+            if refused.count >= Self.rememberedRefusals { refused.removeAll() }
+            if refused.insert("\(domain)|\(address)|\(key)").inserted {
+                if Date().timeIntervalSince(minuteStarted) >= 60 {
+                    if unlogged > 0 { lines.append("refused \(unlogged) more handshakes in the last minute (not logged one by one)") }
+                    minuteStarted = Date(); linesThisMinute = 0; unlogged = 0
+                }
+                if linesThisMinute < Self.refusalLinesPerMinute {
+                    linesThisMinute += 1
+                    let keyText = key.count == 32 ? z85Encode(key) : "none"
+                    lines.append("refused \(mechanism) peer \(address) on \(domain) (key \(keyText)): not a key of this run")
+                } else {
+                    unlogged += 1
+                }
+            }
+        }
         lock.unlock()
+        for line in lines { onRefused(line) }
         if let user { return ("200", "OK", user) }
-        let keyText = key.count == 32 ? z85Encode(key) : "none"
-        if first { onRefused("refused \(mechanism) peer \(address) on \(domain) (key \(keyText)): not a key of this run") }
         return ("400", "unknown key", "")
     }
 

@@ -100,6 +100,24 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
+    /// A server waiting for its coordinator buffers nothing large for peers without a key, and
+    /// a flood of refused handshakes costs a bounded log (and memory).
+    func testADataPortBuffersNothingLargeBeforeAuthenticationAndRefusalLogsAreBounded() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let s = try server(endpoint, "s.log")  // no coordinator: it waits, data port bound
+        let serverLog = try waitFor("serving parameters at ", in: "s.log")
+        let data = try XCTUnwrap(serverLog.components(separatedBy: "serving parameters at ").last?.components(separatedBy: "\n").first)
+        let (status, output) = try hostile(["flood", data, "\(s.pid)", "run.key"])
+        print(output)
+        XCTAssertEqual(status, 0, output)
+        Thread.sleep(forTimeInterval: 1)
+        let refusals = log("s.log").components(separatedBy: "\n").filter { $0.contains("refused CURVE peer") }
+        XCTAssertGreaterThan(refusals.count, 0, log("s.log"))
+        XCTAssertLessThanOrEqual(refusals.count, 20, "\(refusals.count) refusal lines for 600 handshakes")
+        s.signal(SIGTERM)
+        _ = try s.wait()
+    }
+
     /// Worker 0 is slow, so worker 1's gradients are always early: the server holds one of its
     /// chunks (unacknowledged, so worker 1 sends no more) until worker 0's arrives, and the
     /// sum is still the single-process trainer's.

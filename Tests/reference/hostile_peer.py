@@ -21,6 +21,12 @@ encoder (no code shared with redi-ps), over pyzmq.
       (heartbeating) until the other worker's push has completed the step's sum, then pushes
       the same shard again at the same version with large values, and only then reports the
       unit. Prints whether the second push was refused; exits 0 when it was.
+  hostile_peer.py flood SERVER_DATA PID KEYFILE
+      Without any key: opens 3 TCP connections to a server's data port, speaks ZMTP far
+      enough to declare a 1 GiB frame and streams up to 256 MiB into each; then makes 600
+      CURVE handshakes with fresh keys (the server's public key from KEYFILE, so each gets as
+      far as the key check). Prints the server's resident memory growth (PID) and
+      exits 0 when it stayed under 64 MiB.
   hostile_peer.py insider-absurd COORDINATOR KEYFILE
       Holds the run key: joins as a worker and pushes its shard of the first step with finite
       but absurd values (1e30), then reports the unit and keeps heartbeating until the run
@@ -371,6 +377,61 @@ def insider_absurd(coordinator, keyfile):
     return 0 if ended else 1
 
 
+def rss_mib(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def flood(data, pid, keyfile):
+    import socket as so
+    host, port = data[len("tcp://"):].rsplit(":", 1)
+    before = rss_mib(pid)
+    # ZMTP 3.0 greeting: signature, version 3.0, mechanism CURVE, as-server 0, filler.
+    greeting = b"\xff" + b"\0" * 8 + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + b"\0" + b"\0" * 31
+    conns, sent = [], []
+    for _ in range(3):
+        c = so.create_connection((host, int(port)), timeout=5)
+        c.sendall(greeting)
+        c.recv(64)
+        # A long command frame (flags 0x06) declaring 1 GiB, then its bytes.
+        c.sendall(b"\x06" + struct.pack(">Q", 1 << 30))
+        conns.append(c)
+        sent.append(0)
+    block = b"\0" * (1 << 20)
+    for i, c in enumerate(conns):
+        try:
+            c.settimeout(2)
+            while sent[i] < 256:
+                c.sendall(block)
+                sent[i] += 1
+        except OSError:
+            pass
+    time.sleep(1)
+    grown = rss_mib(pid) - before
+    print("streamed %s MiB into 3 connections declaring 1 GiB frames; the server grew %.0f MiB" % (sent, grown))
+    for c in conns:
+        c.close()
+    server_key = run_keys(keyfile)[0]
+    ctx = zmq.Context()
+    for _ in range(6):
+        socks = []
+        for _ in range(100):
+            pub, sec = zmq.curve_keypair()
+            s = ctx.socket(zmq.DEALER)
+            s.linger = 0
+            s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server_key
+            s.connect(data)
+            socks.append(s)
+        time.sleep(1.5)
+        for s in socks:
+            s.close()
+    grown = max(grown, rss_mib(pid) - before)
+    print("after 600 handshakes with unknown keys the server grew %.0f MiB" % grown)
+    return 0 if grown < 64 else 1
+
+
 def rogue_server(coordinator, keyfile, mode):
     """Holds the run key and joins as a server, then answers the coordinator's first pull
     with frames that do not match the plan: too small ("short") or twice too large ("long")."""
@@ -425,6 +486,8 @@ if __name__ == "__main__":
         sys.exit(plain_outsider(sys.argv[2]))
     if mode == "insider-twice":
         sys.exit(insider_twice(sys.argv[2], sys.argv[3]))
+    if mode == "flood":
+        sys.exit(flood(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
     if mode == "insider-absurd":
         sys.exit(insider_absurd(sys.argv[2], sys.argv[3]))
     if mode == "rogue-server":
