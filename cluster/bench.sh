@@ -15,7 +15,7 @@ transport=$("$bin/redi-bench" transport)
 echo "$transport" >&2   # (tee /dev/stderr would reopen, and truncate, a log file stderr points to)
 raw=$(sed -n 's/.*raw ZeroMQ \([0-9.]*\) GB\/s.*/\1/p' <<< "$transport")
 log=$(mktemp)
-bash cluster/local.sh "$recipe" | tee "$log"
+bash cluster/local.sh "$recipe" --overwrite | tee "$log"
 out=$(python3 - "$recipe" <<'PY'
 import os, sys, yaml
 r = yaml.safe_load(open(sys.argv[1]))

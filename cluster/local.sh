@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs a recipe on this machine: one coordinator, the recipe's servers and workers, all on
 # loopback; waits for the coordinator and stops the rest. Installs what is missing first.
-#   bash cluster/local.sh [RECIPE.yaml]      (default: cluster/recipes/default.yaml)
+#   bash cluster/local.sh [RECIPE.yaml [--resume latest | --overwrite]]
+# Without a recipe it runs the default job (cluster/recipes/default.yaml), whose output
+# (runs/default) is replaced each time; a recipe's output holding a run is refused unless
+# --resume latest or --overwrite says what to do with it.
 set -euo pipefail
 # A recipe given on the command line is relative to where the command was typed.
 recipe=${1:-}
-if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
+coordinate_args=("${@:2}")
+if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); else coordinate_args=(--overwrite); fi
 cd "$(dirname "$0")/.."
 recipe=${recipe:-cluster/recipes/default.yaml}
 [ -f "$recipe" ] || { echo "error: no recipe at $recipe" >&2; exit 1; }
@@ -28,7 +32,7 @@ key="$keydir/run.key"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$keydir"; }
 trap cleanup EXIT INT TERM
-"$bin/redi-ps" coordinate --recipe "$recipe" --key "$key" &
+"$bin/redi-ps" coordinate --recipe "$recipe" --key "$key" ${coordinate_args[@]+"${coordinate_args[@]}"} &
 coordinator=$!
 for _ in $(seq "$servers"); do "$bin/redi-ps" serve --coordinator "$endpoint" --key "$key" & pids+=($!); done
 for _ in $(seq "$workers"); do "$bin/redi-worker" join --coordinator "$endpoint" --key "$key" --threads 1 & pids+=($!); done

@@ -14,35 +14,60 @@ import Transport
 import Wire
 
 extension Coordinator {
-    /// The newest complete checkpoint under `out`: the latest stage of the recipe, then the highest step.
+    /// The newest checkpoint under `out` that verifies against its manifest: the latest stage
+    /// of the recipe, then the highest step. Damaged or unfinished ones are skipped, saying why.
     func latestCheckpoint(in out: URL) throws -> String {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
-        var best: (stage: Int, step: Int, path: String)?
+        var candidates: [(stage: Int, step: Int, path: String)] = []
         for entry in entries {
             let dir = out.appendingPathComponent(entry)
             guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
                   let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                   let stageName = state["stage"] as? String, let step = state["step"] as? Int,
-                  let stage = recipe.stages.firstIndex(where: { $0.name == stageName }),
-                  FileManager.default.fileExists(atPath: dir.appendingPathComponent("optimizer.safetensors").path),
-                  FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path) else { continue }
-            if best == nil || (stage, step) > (best!.stage, best!.step) { best = (stage, step, dir.path) }
+                  let stage = recipe.stages.firstIndex(where: { $0.name == stageName }) else { continue }
+            candidates.append((stage, step, dir.path))
         }
-        guard let best else { throw ClusterError("--resume latest: no complete checkpoint (trainer_state.json + optimizer.safetensors) in \(out.path)") }
-        say("resuming from the newest checkpoint, \(best.path)")
-        return best.path
+        for c in candidates.sorted(by: { ($0.stage, $0.step, $0.path) > ($1.stage, $1.step, $1.path) }) {
+            do {
+                try CheckpointManifest.verify(URL(fileURLWithPath: c.path))
+            } catch {
+                say("skipping checkpoint \(c.path): \(error)")
+                continue
+            }
+            say("resuming from the newest checkpoint that verifies, \(c.path)")
+            return c.path
+        }
+        throw ClusterError("--resume latest: no checkpoint in \(out.path) verifies against its manifest\(candidates.isEmpty ? " (there is none)" : "")")
     }
 
-    func loadResumePoint(_ path: String, into parameters: FloatBuffer) throws -> ResumePoint {
+    /// Reads a checkpoint to resume from, after verifying every file against its manifest
+    /// (`verified`: already done) and every field of trainer_state.json.
+    func loadResumePoint(_ path: String, into parameters: FloatBuffer, verified: Bool) throws -> ResumePoint {
         let dir = URL(fileURLWithPath: path)
-        guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
-              let state = try JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let stageName = state["stage"] as? String, let step = state["step"] as? Int,
-              let epoch = state["epoch"] as? Int, let position = state["data_position"] as? Int else {
-            throw ClusterError("\(path): no readable trainer_state.json to resume from")
+        if !verified {
+            do { try CheckpointManifest.verify(dir) } catch { throw ClusterError("cannot resume from \(path): \(error)") }
         }
+        let statePath = dir.appendingPathComponent("trainer_state.json").path
+        guard let data = FileManager.default.contents(atPath: statePath), data.count < 1 << 20,
+              let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ClusterError("\(statePath): no readable trainer_state.json to resume from")
+        }
+        func whole(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
+            guard let n = state[key] as? NSNumber, let v = Int(exactly: n.doubleValue), range.contains(v) else {
+                throw ClusterError("\(statePath): \(key) is \(state[key].map { "\($0)" } ?? "missing"), not a whole number in \(range)")
+            }
+            return v
+        }
+        guard let stageName = state["stage"] as? String else { throw ClusterError("\(statePath): no stage") }
         guard let stage = recipe.stages.firstIndex(where: { $0.name == stageName }) else {
             throw ClusterError("\(path): stage \"\(stageName)\" is not in this recipe")
+        }
+        let total = try whole("total_steps", 1...(1 << 40))
+        let step = try whole("step", 0...total)
+        let epoch = try whole("epoch", 0...(1 << 40))
+        let position = try whole("data_position", 0...(1 << 40))
+        if let runID = state["run_id"] as? String, runID != recipe.runID {
+            throw ClusterError("\(path) belongs to run \(runID), not \(recipe.runID)")
         }
         let checkpoint = try Checkpoint.load(from: dir)
         guard checkpoint.parameters.count == parameters.count else {
@@ -55,7 +80,12 @@ extension Coordinator {
             guard optimizer.tensors[name]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name)") }
             try optimizer.read(name, into: buffer.baseAddress)
         }
-        return ResumePoint(stage: stage, step: step, epoch: epoch, position: position, m: m, v: v, directory: dir)
+        guard allFinite(parameters.baseAddress, count: parameters.count), allFinite(m.baseAddress, count: m.count),
+              allFinite(v.baseAddress, count: v.count), !(0..<v.count).contains(where: { v.baseAddress[$0] < 0 }) else {
+            throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
+        }
+        return ResumePoint(stage: stage, step: step, totalSteps: total, epoch: epoch, position: position, m: m, v: v, directory: dir,
+                           logMark: RunLog.Mark(json: state["log"]))
     }
 
     /// Weights, AdamW state and data position at a step boundary, held by the coordinator.
@@ -104,6 +134,8 @@ extension Coordinator {
         }
         keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
+        // The old manifest goes first: until the new one is written last, the checkpoint does not verify.
+        try? FileManager.default.removeItem(at: dir.appendingPathComponent(CheckpointManifest.fileName))
         try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
         keepAlive()
         // AdamW state beside the model, as flat vectors in the parameter layout, for resuming.
@@ -111,14 +143,18 @@ extension Coordinator {
                               TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)],
                              metadata: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)],
                              to: dir.appendingPathComponent("optimizer.safetensors"))
-        let state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
+        var state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
                                     "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
+        // Where the logs stood: a resumed run cuts them back here.
+        if let mark = try runLog?.mark() { state["log"] = mark.json }
         if let referenceScores {
-            try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores])
-                .write(to: dir.appendingPathComponent("reference_logps.json"), options: .atomic)
+            try writeAtomically(try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores]),
+                                to: dir.appendingPathComponent("reference_logps.json"))
         }
-        try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys])
-            .write(to: dir.appendingPathComponent("trainer_state.json"))
+        try writeAtomically(try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]),
+                            to: dir.appendingPathComponent("trainer_state.json"))
+        keepAlive()
+        try CheckpointManifest.write(in: dir, facts: ["stage": stage, "step": step, "run_id": recipe.runID])
         say("checkpoint \(dir.path)")
         return dir.path
     }

@@ -60,24 +60,30 @@ public final class Coordinator {
     var runLog: RunLog?
 
     let resume: String?
+    let overwrite: Bool
 
     /// - Parameters:
     ///   - key: the run key every peer must hold.
     ///   - resume: a checkpoint directory written by this recipe (with `trainer_state.json`
     ///     and `optimizer.safetensors`) to continue from, or "latest" for the newest in the output.
-    public init(recipe: Recipe, key: RunKey, bind: String? = nil, resume: String? = nil) {
+    ///   - overwrite: replace a run already in the output directory (without it, and without
+    ///     `resume`, such a directory is refused: its metrics and checkpoints would be lost).
+    public init(recipe: Recipe, key: RunKey, bind: String? = nil, resume: String? = nil, overwrite: Bool = false) {
         self.recipe = recipe
         self.key = key
         self.bind = bind ?? recipe.cluster.bind
         self.resume = resume
+        self.overwrite = overwrite
         workers = Array(repeating: nil, count: recipe.cluster.workers)
     }
 
     /// Where an interrupted run continues: its stage, step, data position and AdamW state.
     struct ResumePoint {
-        let stage: Int, step: Int, epoch: Int, position: Int
+        let stage: Int, step: Int, totalSteps: Int, epoch: Int, position: Int
         let m: FloatBuffer, v: FloatBuffer
         let directory: URL
+        /// Where the logs stood when the checkpoint was written (nil in older checkpoints).
+        let logMark: RunLog.Mark?
     }
     /// A DPO stage's reference log-probabilities (chosen, rejected per example), computed at the
     /// stage's start and written into each of its checkpoints, so a resumed stage keeps them.
@@ -115,6 +121,12 @@ public final class Coordinator {
     ///
     /// - Throws: `ClusterError` (or a data, format or recipe error) when the run fails; every
     ///   peer has then been told the run failed.
+    /// Checkpoint directories (holding trainer_state.json) directly under `out`.
+    func previousCheckpoints(in out: URL) -> [URL] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).map { out.appendingPathComponent($0) }
+            .filter { FileManager.default.fileExists(atPath: $0.appendingPathComponent("trainer_state.json").path) }
+    }
+
     public func run() throws -> [StageSummary] {
         do {
             let summaries = try runStages()
@@ -127,7 +139,18 @@ public final class Coordinator {
     }
 
     func runStages() throws -> [StageSummary] {
-        let out = URL(fileURLWithPath: recipe.output)
+        let out = URL(fileURLWithPath: recipe.output).standardizedFileURL
+        say("output: \(out.path)")
+        let checkpoints = previousCheckpoints(in: out)
+        let metrics = out.appendingPathComponent("metrics.jsonl")
+        let logged = ((try? FileManager.default.attributesOfItem(atPath: metrics.path)[.size] as? Int) ?? 0) ?? 0
+        if resume == nil, !checkpoints.isEmpty || logged > 0 {
+            guard overwrite else {
+                throw ClusterError("\(out.path) already holds a run (\(checkpoints.count) checkpoints, \(logged) bytes of metrics): pass --resume latest to continue it, or --overwrite to replace it")
+            }
+            say("--overwrite: replacing the run in \(out.path) (its logs and \(checkpoints.count) checkpoints)")
+            for c in checkpoints { try FileManager.default.removeItem(at: c) }
+        }
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         if let s = recipe.synth {
             let stats = try Synthesis.run(SynthesisSettings(problems: s.problems, tracesPerProblem: s.tracesPerProblem, testProblems: s.testProblems,
@@ -137,8 +160,10 @@ public final class Coordinator {
         }
         let (config, parameters, tokenizer) = try prepareModel()
         let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
-        let resumePoint = try resumePath.map { try loadResumePoint($0, into: parameters) }
-        runLog = try RunLog(output: out, fresh: resumePoint == nil)
+        let resumePoint = try resumePath.map { try loadResumePoint($0, into: parameters, verified: resume == "latest") }
+        // Logs are cut back only when the checkpoint is this output's (not one copied from another run).
+        let ownMark = resumePoint.flatMap { $0.directory.standardizedFileURL.deletingLastPathComponent().path == out.path ? $0.logMark : nil }
+        runLog = try RunLog(output: out, fresh: resumePoint == nil, resumingAt: ownMark)
 
         installSignalHandlers()
         let context = ZMQContext()
@@ -267,6 +292,13 @@ public final class Coordinator {
         func shuffled(_ e: Int) -> [Int] {
             var rng = SeededGenerator(seed: recipe.seed &+ UInt64(index) &* 1_000_003 &+ UInt64(e))
             return Array(examples.indices).shuffled(using: &rng)
+        }
+        if let start {
+            // The checkpoint must be of this stage as the recipe now defines it.
+            guard start.totalSteps == total, start.position <= examples.count,
+                  start.epoch <= Int(stage.epochs.rounded(.up)), start.epoch > 0 || start.step == 0 else {
+                throw ClusterError("\(start.directory.path): written for \(start.totalSteps) steps at epoch \(start.epoch), position \(start.position); this recipe's stage \(stage.name) has \(total) steps over \(examples.count) examples (did its data, batch size or epochs change?)")
+            }
         }
         if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
         func nextBatch() -> [Picked] {

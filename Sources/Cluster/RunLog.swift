@@ -13,16 +13,36 @@ final class RunLog {
     /// The last step logged per stage: where a stage's evaluation goes on TensorBoard's axis.
     private var lastStep: [String: Int] = [:]
 
-    /// Where each file ended at a snapshot.
-    struct Mark { let metrics: UInt64, examples: UInt64, events: UInt64 }
+    /// Where each file ended at a snapshot or checkpoint (`eventsFile`: the TensorBoard file then written).
+    struct Mark {
+        let metrics: UInt64, examples: UInt64, events: UInt64
+        var eventsFile = ""
+
+        /// As stored in trainer_state.json.
+        var json: [String: Any] { ["metrics": metrics, "examples": examples, "events": events, "events_file": eventsFile] }
+
+        init(metrics: UInt64, examples: UInt64, events: UInt64, eventsFile: String = "") {
+            self.metrics = metrics; self.examples = examples; self.events = events; self.eventsFile = eventsFile
+        }
+
+        init?(json: Any?) {
+            guard let o = json as? [String: Any], let m = (o["metrics"] as? NSNumber)?.int64Value, let e = (o["examples"] as? NSNumber)?.int64Value,
+                  let v = (o["events"] as? NSNumber)?.int64Value, let f = o["events_file"] as? String,
+                  m >= 0, e >= 0, v >= 0, f.hasPrefix("events.out.tfevents."), !f.contains("/") else { return nil }
+            self.init(metrics: UInt64(m), examples: UInt64(e), events: UInt64(v), eventsFile: f)
+        }
+    }
 
     /// Opens the logs in `output`: emptied when `fresh`, appended to when resuming. A resumed
-    /// run gets a new TensorBoard file (TensorBoard merges the files of a directory).
-    init(output: URL, fresh: Bool) throws {
+    /// run gets a new TensorBoard file (TensorBoard merges the files of a directory); with
+    /// `resumingAt`, every log is first cut back to where it was when that checkpoint was
+    /// written, so the steps between the checkpoint and the crash are not logged twice.
+    init(output: URL, fresh: Bool, resumingAt mark: Mark? = nil) throws {
         self.output = output.path
+        let board = output.appendingPathComponent("tensorboard")
+        if let mark, !fresh { try Self.cut(output: output, board: board, to: mark) }
         metrics = try Self.appendable(output.appendingPathComponent("metrics.jsonl"), fresh: fresh)
         examples = try Self.appendable(output.appendingPathComponent("examples.jsonl"), fresh: fresh)
-        let board = output.appendingPathComponent("tensorboard")
         if fresh, FileManager.default.fileExists(atPath: board.path) {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: board.path)) ?? [] where name.hasPrefix("events.out.tfevents.") {
                 try? FileManager.default.removeItem(at: board.appendingPathComponent(name))
@@ -61,7 +81,29 @@ final class RunLog {
     }
 
     func mark() throws -> Mark {
-        try Mark(metrics: metrics.offset(), examples: examples.offset(), events: events.offset())
+        try Mark(metrics: metrics.offset(), examples: examples.offset(), events: events.offset(), eventsFile: events.url.lastPathComponent)
+    }
+
+    /// Cuts metrics.jsonl and examples.jsonl to `mark`, the TensorBoard file it names to its
+    /// offset, and removes TensorBoard files started after that one (by later resumed sessions).
+    private static func cut(output: URL, board: URL, to mark: Mark) throws {
+        func truncate(_ url: URL, _ offset: UInt64) throws {
+            guard let handle = FileHandle(forUpdatingAtPath: url.path) else { return }
+            defer { try? handle.close() }
+            if try handle.seekToEnd() > offset { try handle.truncate(atOffset: offset) }
+        }
+        do {
+            try truncate(output.appendingPathComponent("metrics.jsonl"), mark.metrics)
+            try truncate(output.appendingPathComponent("examples.jsonl"), mark.examples)
+            let started = { (name: String) in Int(name.split(separator: ".").dropFirst(3).first ?? "") ?? 0 }
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: board.path)) ?? []
+            where name.hasPrefix("events.out.tfevents.") && name != mark.eventsFile && started(name) >= started(mark.eventsFile) {
+                try FileManager.default.removeItem(at: board.appendingPathComponent(name))
+            }
+            try truncate(board.appendingPathComponent(mark.eventsFile), mark.events)
+        } catch {
+            throw ClusterError("cannot cut the logs in \(output.path) back to the checkpoint: \(error.localizedDescription)")
+        }
     }
 
     /// Cuts every log back to `mark` (steps after it are about to be replayed).

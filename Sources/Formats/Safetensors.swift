@@ -174,17 +174,23 @@ public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: Stri
     guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
         throw FormatError("\(tmp.path): cannot create (is the directory writable?)")
     }
-    let handle = try FileHandle(forWritingTo: tmp)
-    defer { try? handle.close() }
-    var length = UInt64(header.utf8.count).littleEndian
-    try handle.write(contentsOf: Data(bytes: &length, count: 8))
-    try handle.write(contentsOf: Data(header.utf8))
-    for t in tensors {
-        let count = t.shape.reduce(1, *)
-        // fp32 little-endian is the in-memory layout on every platform we build for.
-        try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.values), count: count * 4, deallocator: .none))
+    do {
+        let handle = try FileHandle(forWritingTo: tmp)
+        defer { try? handle.close() }
+        var length = UInt64(header.utf8.count).littleEndian
+        try handle.write(contentsOf: Data(bytes: &length, count: 8))
+        try handle.write(contentsOf: Data(header.utf8))
+        for t in tensors {
+            let count = t.shape.reduce(1, *)
+            // fp32 little-endian is the in-memory layout on every platform we build for.
+            try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.values), count: count * 4, deallocator: .none))
+        }
+        try handle.synchronize()
+        try handle.close()
+        try renameReplacing(tmp, url)
+    } catch {
+        // A full disk: say which file, and leave no partial file behind.
+        try? FileManager.default.removeItem(at: tmp)
+        throw FormatError("\(url.path): cannot write (\(error.localizedDescription))")
     }
-    try handle.close()
-    _ = try? FileManager.default.removeItem(at: url)
-    try FileManager.default.moveItem(at: tmp, to: url)
 }

@@ -37,9 +37,15 @@ struct CoordinateCommand: ParsableCommand {
     @Option(help: "Control endpoint to bind (overrides the recipe's cluster.bind), e.g. tcp://*:5570.") var bind: String?
     @Option(help: "Continue from a checkpoint of this recipe (a stage or step checkpoint directory), or `latest` for the newest in the output.")
     var resume: String?
+    @Flag(help: "Replace a run already in the recipe's output directory (its logs and checkpoints); without it such a directory is refused.")
+    var overwrite = false
     @OptionGroup var key: KeyOption
     @Flag(help: ArgumentHelp("Print the recipe's server count, worker count and a local connect endpoint, then exit.", visibility: .hidden))
     var printCluster = false
+
+    func validate() throws {
+        if overwrite && resume != nil { throw ValidationError("--overwrite replaces the run that --resume continues: give one of them") }
+    }
 
     func run() throws {
         let r = try wrap { try Recipe.load(recipe) }
@@ -60,7 +66,7 @@ struct CoordinateCommand: ParsableCommand {
             }
             runKey = try wrap { try RunKey.load(path) }
         }
-        _ = try wrap { try Coordinator(recipe: r, key: runKey, bind: bind, resume: resume).run() }
+        _ = try wrap { try Coordinator(recipe: r, key: runKey, bind: bind, resume: resume, overwrite: overwrite).run() }
     }
 }
 

@@ -327,6 +327,7 @@ final class HardeningTests: ClusterTestCase {
                   try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w1.log")]
         let first = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c1.log")
         try waitFor("out/sft-step2", in: "c1.log")
+        try waitFor("sft step 3/4", in: "c1.log")  // logged after the checkpoint: must not be logged twice
         first.signal(SIGKILL)
         try first.wait()
         let second = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key", "--resume", "latest"], log: "c2.log")
@@ -338,6 +339,69 @@ final class HardeningTests: ClusterTestCase {
         let worst = zip(try loadCheckpoint("out/redi"), uninterrupted).map { abs($0 - $1) }.max()!
         print("coordinator killed after sft step 2, restarted with --resume latest: max |w - uninterrupted| = \(worst)")
         XCTAssertEqual(worst, 0)
+        try assertEveryStepLoggedOnce("out")
+    }
+
+    /// metrics.jsonl and examples.jsonl of OUTPUT hold each (stage, step) once, and TensorBoard agrees.
+    func assertEveryStepLoggedOnce(_ output: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for name in ["metrics.jsonl", "examples.jsonl"] {
+            let text = try String(contentsOf: dir.appendingPathComponent("\(output)/\(name)"), encoding: .utf8)
+            let steps = try text.split(separator: "\n").compactMap { row -> String? in
+                let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(row.utf8)) as? [String: Any])
+                return (o["step"] as? Int).map { "\(o["stage"] ?? "")/\($0)" }
+            }
+            XCTAssertEqual(steps.count, Set(steps).count, "\(name) logs a step twice: \(steps)", file: file, line: line)
+            XCTAssertEqual(Set(steps).count, 6, "\(name): \(steps)", file: file, line: line)
+        }
+        try checkTensorBoard(output)
+    }
+
+    /// Resuming verifies each checkpoint against its manifest: a flipped bit in the newest is
+    /// found and the run resumes from the newest that verifies, to the uninterrupted weights;
+    /// trainer_state.json fields out of range are errors; an output holding a run is refused
+    /// unless --resume or --overwrite says what to do with it.
+    func testADamagedCheckpointIsSkippedForTheNewestThatVerifies() throws {
+        let uninterrupted = try runCluster(servers: 1, workers: 1)
+        func rerun(_ extra: [String], _ log: String, peers: Bool = true) throws -> ChildProcess {
+            let recipe = try String(contentsOf: dir.appendingPathComponent("recipe-1x1.yaml"), encoding: .utf8)
+            let endpoint = try XCTUnwrap(recipe.components(separatedBy: "bind: \"").dropFirst().first?.components(separatedBy: "\"").first)
+            let c = try start("redi-ps", ["coordinate", "--recipe", "recipe-1x1.yaml", "--key", "run.key"] + extra, log: log)
+            if peers {
+                _ = try server(endpoint, "s-\(log)"); _ = try worker(endpoint, "w-\(log)")
+            }
+            _ = try c.wait()
+            return c
+        }
+        // The same output again, with neither flag: refused, nothing touched.
+        let again = try rerun([], "again.log", peers: false)
+        XCTAssertEqual(again.terminationStatus, 1)
+        XCTAssertTrue(log("again.log").contains("already holds a run"), log("again.log"))
+        // One flipped bit in the newest checkpoint's weights.
+        let model = dir.appendingPathComponent("out-1x1/redi/model.safetensors")
+        var bytes = try Data(contentsOf: model)
+        bytes[bytes.count / 2] ^= 0x10
+        try bytes.write(to: model)
+        let resumed = try rerun(["--resume", "latest"], "resumed.log")
+        XCTAssertEqual(resumed.terminationStatus, 0, log("resumed.log"))
+        XCTAssertTrue(log("resumed.log").contains("skipping checkpoint \(dir.appendingPathComponent("out-1x1/redi").path)"), log("resumed.log"))
+        XCTAssertTrue(log("resumed.log").contains("differ from the manifest"), log("resumed.log"))
+        XCTAssertTrue(log("resumed.log").contains("resuming from the newest checkpoint that verifies, \(dir.appendingPathComponent("out-1x1/sft").path)"),
+                      log("resumed.log"))
+        XCTAssertEqual(zip(try loadCheckpoint("out-1x1/redi"), uninterrupted).map { abs($0 - $1) }.max()!, 0)
+        try assertEveryStepLoggedOnce("out-1x1")
+        // trainer_state.json fields out of range, with a manifest that matches (rehashed by Python's hashlib).
+        for (field, value, complaint) in [("data_position", "-5", "data_position is -5"), ("step", "1000000", "step is 1000000")] {
+            let (status, output) = try python("Tests/reference/edit_checkpoint.py", ["out-1x1/sft-step2", field, value])
+            XCTAssertEqual(status, 0, output)
+            let bad = try rerun(["--resume", "out-1x1/sft-step2"], "bad-\(field).log", peers: false)
+            XCTAssertEqual(bad.terminationStatus, 1, log("bad-\(field).log"))  // an error, not a trap
+            XCTAssertTrue(log("bad-\(field).log").contains(complaint), log("bad-\(field).log"))
+        }
+        // --overwrite replaces the run.
+        let replaced = try rerun(["--overwrite"], "overwrite.log")
+        XCTAssertEqual(replaced.terminationStatus, 0, log("overwrite.log"))
+        XCTAssertEqual(zip(try loadCheckpoint("out-1x1/redi"), uninterrupted).map { abs($0 - $1) }.max()!, 0)
+        try assertEveryStepLoggedOnce("out-1x1")
     }
 
     func testAServerWithoutChunksDoesNotStallTheRun() throws {

@@ -187,3 +187,46 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: writer.url).count, Int(afterVersion))
     }
 }
+
+final class CheckpointManifestTests: XCTestCase {
+    func testSHA256MatchesTheStandardVectorsAndHashlib() throws {
+        XCTAssertEqual(SHA256.hex([]), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        // Pieces of every length across block edges hash like one piece.
+        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        var h = SHA256()
+        var i = 0, piece = 1
+        while i < bytes.count { let j = min(bytes.count, i + piece); h.update(Array(bytes[i..<j])); i = j; piece = piece % 70 + 1 }
+        XCTAssertEqual(h.finish(), SHA256.hex(bytes))
+    }
+
+    func testAManifestVerifiesAndNamesTheFileThatChanged() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("manifest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data(repeating: 7, count: 100_000).write(to: dir.appendingPathComponent("model.safetensors"))
+        try Data("{}".utf8).write(to: dir.appendingPathComponent("trainer_state.json"))
+        XCTAssertThrowsError(try CheckpointManifest.verify(dir)) { XCTAssertTrue("\($0)".contains("no manifest.json"), "\($0)") }
+        try CheckpointManifest.write(in: dir, facts: ["step": 2])
+        try CheckpointManifest.verify(dir)
+        var bytes = try Data(contentsOf: dir.appendingPathComponent("model.safetensors"))
+        bytes[5000] ^= 1
+        try bytes.write(to: dir.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try CheckpointManifest.verify(dir)) { XCTAssertTrue("\($0)".contains("model.safetensors: contents differ"), "\($0)") }
+        try bytes.prefix(4000).write(to: dir.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try CheckpointManifest.verify(dir)) { XCTAssertTrue("\($0)".contains("4000 bytes, the manifest says 100000"), "\($0)") }
+        try FileManager.default.removeItem(at: dir.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try CheckpointManifest.verify(dir)) { XCTAssertTrue("\($0)".contains("missing"), "\($0)") }
+    }
+
+    /// A write that fails (here: into a directory that is gone) names the file and leaves no partial file.
+    func testAFailedWriteNamesTheFileAndLeavesNothingBehind() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gone-\(UUID().uuidString)")
+        let url = dir.appendingPathComponent("trainer_state.json")
+        XCTAssertThrowsError(try writeAtomically(Data("{}".utf8), to: url)) { XCTAssertTrue("\($0)".contains(url.path), "\($0)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path))
+    }
+}
