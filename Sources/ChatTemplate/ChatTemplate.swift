@@ -47,9 +47,23 @@ public struct ChatTemplateError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// What one rendering may produce and do: a chat template renders a conversation, so more
+/// than this is a hostile or broken template, stopped with an error rather than the process.
+let maximumRenderedBytes = 64 << 20, maximumArrayCount = 1 << 20, maximumLoopIterations = 10_000_000
+
 struct Renderer {
     var scopes: [[String: JinjaValue]]
     var output = ""
+    /// Loop iterations left in this rendering.
+    var iterationsLeft = maximumLoopIterations
+
+    /// `text` appended to the output, within the size cap.
+    mutating func emit(_ text: String) throws {
+        guard output.utf8.count + text.utf8.count <= maximumRenderedBytes else {
+            throw TemplateError("the output would pass \(maximumRenderedBytes >> 20) MiB")
+        }
+        output += text
+    }
 
     func lookup(_ name: String) -> JinjaValue {
         for scope in scopes.reversed() { if let v = scope[name] { return v } }
@@ -59,8 +73,8 @@ struct Renderer {
     mutating func run(_ nodes: [Node]) throws {
         for node in nodes {
             switch node {
-            case let .text(t): output += t
-            case let .output(e): output += try eval(e).text
+            case let .text(t): try emit(t)
+            case let .output(e): try emit(try eval(e).text)
             case let .ifBlock(branches, elseBody):
                 var taken = false
                 for (condition, body) in branches where try eval(condition).truthy {
@@ -84,6 +98,8 @@ struct Renderer {
                 }
                 if items.isEmpty { try run(elseBody); continue }
                 for (index, item) in items.enumerated() {
+                    iterationsLeft -= 1
+                    guard iterationsLeft >= 0 else { throw TemplateError("more than \(maximumLoopIterations) loop iterations") }
                     var scope = bind(names, item)
                     scope["loop"] = .object([
                         ("index", .int(index + 1)), ("index0", .int(index)), ("first", .bool(index == 0)),
@@ -158,7 +174,10 @@ struct Renderer {
         case let .unary(op, x):
             let v = try eval(x)
             if op == "not" { return .bool(!v.truthy) }
-            if case let .int(i) = v { return .int(-i) }
+            if case let .int(i) = v {
+                guard i != .min else { throw TemplateError("-(\(i)) overflows a 64-bit integer") }
+                return .int(-i)
+            }
             return .double(-(v.number ?? 0))
         case let .binary(op, l, r):
             if op == "and" { let a = try eval(l); return a.truthy ? try eval(r) : a }
@@ -177,11 +196,23 @@ struct Renderer {
         }
     }
 
+    /// An integer result, or an error when it overflowed.
+    func checked(_ r: (partialValue: Int, overflow: Bool), _ x: Int, _ op: String, _ y: Int) throws -> Int {
+        guard !r.overflow else { throw TemplateError("\(x) \(op) \(y) overflows a 64-bit integer") }
+        return r.partialValue
+    }
+
+    /// A string result, or an error past the output cap.
+    func sized(_ s: String) throws -> String {
+        guard s.utf8.count <= maximumRenderedBytes else { throw TemplateError("a string longer than \(maximumRenderedBytes >> 20) MiB") }
+        return s
+    }
+
     func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws -> JinjaValue {
         switch op {
         case "==": return .bool(a == b)
         case "!=": return .bool(a != b)
-        case "~": return .string(a.text + b.text)
+        case "~": return .string(try sized(a.text + b.text))
         case "in":
             switch b {
             case let .array(items): return .bool(items.contains(a))
@@ -191,9 +222,11 @@ struct Renderer {
             }
         case "+":
             switch (a, b) {
-            case let (.string(x), .string(y)): return .string(x + y)
-            case let (.array(x), .array(y)): return .array(x + y)
-            case let (.int(x), .int(y)): return .int(x + y)
+            case let (.string(x), .string(y)): return .string(try sized(x + y))
+            case let (.array(x), .array(y)):
+                guard x.count + y.count <= maximumArrayCount else { throw TemplateError("a list longer than \(maximumArrayCount)") }
+                return .array(x + y)
+            case let (.int(x), .int(y)): return .int(try checked(x.addingReportingOverflow(y), x, "+", y))
             default:
                 guard let x = a.number, let y = b.number else {
                     throw TemplateError("cannot add \(a.repr) and \(b.repr)")
@@ -213,14 +246,23 @@ struct Renderer {
             if case let .int(x) = a, case let .int(y) = b, op != "/" {
                 guard y != 0 || op == "-" || op == "*" else { throw TemplateError("division by zero") }
                 switch op {
-                case "-": return .int(x - y)
-                case "*": return .int(x * y)
-                case "//": return .int(Int((Double(x) / Double(y)).rounded(.down)))
-                case "%": return .int(((x % y) + y) % y)
+                case "-": return .int(try checked(x.subtractingReportingOverflow(y), x, op, y))
+                case "*": return .int(try checked(x.multipliedReportingOverflow(by: y), x, op, y))
+                case "//":
+                    let q = (Double(x) / Double(y)).rounded(.down)
+                    guard let n = Int(exactly: q) else { throw TemplateError("\(x) // \(y) overflows") }
+                    return .int(n)
+                case "%":
+                    // Python's sign rule; y = -1 is 0 for every x (Int.min % -1 would trap).
+                    if y == -1 { return .int(0) }
+                    return .int(((x % y) + y) % y)
                 default: break
                 }
             }
-            if op == "*", case let .string(s) = a, case let .int(n) = b { return .string(String(repeating: s, count: max(0, n))) }
+            if op == "*", case let .string(s) = a, case let .int(n) = b {
+                guard n <= 0 || s.utf8.count <= maximumRenderedBytes / n else { throw TemplateError("a string repeated past \(maximumRenderedBytes >> 20) MiB") }
+                return .string(String(repeating: s, count: max(0, n)))
+            }
             guard let x = a.number, let y = b.number else { throw TemplateError("cannot apply \(op) to \(a.repr) and \(b.repr)") }
             switch op {
             case "-": return .double(x - y)
@@ -247,7 +289,12 @@ struct Renderer {
                 return .namespace(.init(values))
             case "range":
                 let ints = args.compactMap { if case let .int(i) = $0 { i } else { nil } }
+                guard (1...3).contains(args.count), ints.count == args.count else { throw TemplateError("range takes 1 to 3 whole numbers") }
                 let (lo, hi, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count > 2 ? ints[2] : 1)
+                guard step != 0 else { throw TemplateError("range() step must not be zero") }
+                // The element count in Double: hi - lo may overflow Int.
+                let count = max(0, ((Double(hi) - Double(lo)) / Double(step)).rounded(.up))
+                guard count <= Double(maximumArrayCount) else { throw TemplateError("range of \(count) numbers (at most \(maximumArrayCount))") }
                 return .array(Swift.stride(from: lo, to: hi, by: step).map { .int($0) })
             case "strftime_now":
                 let f = DateFormatter(); f.dateFormat = "dd MMM yyyy"

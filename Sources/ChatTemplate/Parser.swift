@@ -26,9 +26,16 @@ indirect enum Node {
     case set([String], Expr)
 }
 
+/// How deep a template may nest: brackets and prefix operators while parsing, the expression
+/// tree it builds (left-deep chains like `a + a + …` included), and blocks. Rendering
+/// recurses as deep as these, so they bound its stack.
+let maximumTemplateNesting = 64, maximumExpressionDepth = 256
+
 struct ExprParser {
     var tokens: [Token]
     var i = 0
+    /// Brackets and prefix operators open at this point of the parse.
+    var nesting = 0
 
     init(_ tokens: [Token]) { self.tokens = tokens }
 
@@ -44,6 +51,9 @@ struct ExprParser {
     }
 
     mutating func expression() throws -> Expr {
+        nesting += 1
+        defer { nesting -= 1 }
+        guard nesting <= maximumTemplateNesting else { throw TemplateError("expression nested more than \(maximumTemplateNesting) deep") }
         let value = try orExpr()
         if acceptName("if") {
             let condition = try orExpr()
@@ -66,7 +76,11 @@ struct ExprParser {
     }
 
     mutating func notExpr() throws -> Expr {
-        if acceptName("not") { return .unary("not", try notExpr()) }
+        if acceptName("not") {
+            nesting += 1; defer { nesting -= 1 }
+            guard nesting <= maximumTemplateNesting else { throw TemplateError("'not' repeated more than \(maximumTemplateNesting) times") }
+            return .unary("not", try notExpr())
+        }
         return try comparison()
     }
 
@@ -119,6 +133,10 @@ struct ExprParser {
     }
 
     mutating func unary() throws -> Expr {
+        if peek() == .op("-") || peek() == .op("+") {
+            nesting += 1; defer { nesting -= 1 }
+            guard nesting <= maximumTemplateNesting else { throw TemplateError("a sign repeated more than \(maximumTemplateNesting) times") }
+        }
         if accept("-") { return .unary("-", try unary()) }
         if accept("+") { return try unary() }
         return try filtered()
@@ -216,12 +234,54 @@ struct ExprParser {
     }
 }
 
+extension Expr {
+    var children: [Expr] {
+        switch self {
+        case .literal, .name: []
+        case let .list(items): items
+        case let .dict(pairs): pairs.flatMap { [$0.0, $0.1] }
+        case let .attribute(base, _): [base]
+        case let .subscriptAccess(base, index): [base, index]
+        case let .slice(base, start, end): [base] + [start, end].compactMap { $0 }
+        case let .call(callee, args, kwargs): [callee] + args + kwargs.map(\.1)
+        case let .filter(base, _, args, kwargs): [base] + args + kwargs.map(\.1)
+        case let .test(base, _, args, _): [base] + args
+        case let .unary(_, x): [x]
+        case let .binary(_, l, r): [l, r]
+        case let .conditional(c, v, o): [c, v] + [o].compactMap { $0 }
+        }
+    }
+
+    /// The tree's depth, found without recursion (so a deep tree is an error, not a crash).
+    var depth: Int {
+        var deepest = 0
+        var stack = [(self, 1)]
+        while let (e, d) = stack.popLast() {
+            deepest = max(deepest, d)
+            if deepest > maximumExpressionDepth { return deepest }
+            for c in e.children { stack.append((c, d + 1)) }
+        }
+        return deepest
+    }
+}
+
 /// Builds the statement tree from lexed segments.
 struct TemplateParser {
     let segments: [Segment]
     var i = 0
+    /// Blocks open at this point.
+    var blocks = 0
+
+    /// An expression of a tag, its tree depth checked.
+    func checked(_ e: Expr) throws -> Expr {
+        guard e.depth <= maximumExpressionDepth else { throw TemplateError("an expression more than \(maximumExpressionDepth) levels deep") }
+        return e
+    }
 
     mutating func parse(until terminators: Set<String>) throws -> ([Node], String?) {
+        blocks += 1
+        defer { blocks -= 1 }
+        guard blocks <= maximumTemplateNesting else { throw TemplateError("blocks nested more than \(maximumTemplateNesting) deep") }
         var nodes: [Node] = []
         while i < segments.count {
             let segment = segments[i]
@@ -230,7 +290,7 @@ struct TemplateParser {
             case let .text(t): nodes.append(.text(t))
             case let .output(tokens):
                 var p = ExprParser(tokens)
-                nodes.append(.output(try p.expression()))
+                nodes.append(.output(try checked(try p.expression())))
                 guard p.atEnd else { throw TemplateError("unexpected tokens after expression in {{ }}") }
             case let .statement(tokens):
                 guard case let .name(keyword) = tokens.first else { throw TemplateError("empty statement") }
@@ -241,7 +301,7 @@ struct TemplateParser {
                 var p = ExprParser(Array(tokens.dropFirst()))
                 switch keyword {
                 case "if":
-                    var branches = [(try p.expression(), [Node]())]
+                    var branches = [(try checked(try p.expression()), [Node]())]
                     var elseBody: [Node] = []
                     while true {
                         let (body, end) = try parse(until: ["elif", "else", "endif"])
@@ -250,7 +310,7 @@ struct TemplateParser {
                         i += 1
                         if end == "elif" {
                             var q = ExprParser(Array(t.dropFirst()))
-                            branches.append((try q.expression(), []))
+                            branches.append((try checked(try q.expression()), []))
                         } else if end == "else" {
                             let (body, end2) = try parse(until: ["endif"])
                             guard end2 != nil else { throw TemplateError("missing endif") }
@@ -266,8 +326,8 @@ struct TemplateParser {
                     var names = [try p.name()]
                     while p.accept(",") { names.append(try p.name()) }
                     guard p.acceptName("in") else { throw TemplateError("expected 'in' in for") }
-                    let iterable = try p.orExpr()
-                    let condition = p.acceptName("if") ? try p.expression() : nil
+                    let iterable = try checked(try p.orExpr())
+                    let condition = p.acceptName("if") ? try checked(try p.expression()) : nil
                     let (body, end) = try parse(until: ["else", "endfor"])
                     guard let end else { throw TemplateError("missing endfor") }
                     i += 1
@@ -283,7 +343,7 @@ struct TemplateParser {
                     var target = [try p.name()]
                     if p.accept(".") { target.append(try p.name()) }
                     try p.expect("=")
-                    nodes.append(.set(target, try p.expression()))
+                    nodes.append(.set(target, try checked(try p.expression())))
                 case "generation", "endgeneration":
                     break  // transformers' assistant-mask markers: no output of their own
                 default:

@@ -21,11 +21,14 @@ extension Coordinator {
         var candidates: [(stage: Int, step: Int, path: String)] = []
         for entry in entries {
             let dir = out.appendingPathComponent(entry)
-            guard let data = try? Data(contentsOf: dir.appendingPathComponent("trainer_state.json")),
-                  let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let stageName = state["stage"] as? String, let step = state["step"] as? Int,
-                  let stage = recipe.stages.firstIndex(where: { $0.name == stageName }) else { continue }
-            candidates.append((stage, step, dir.path))
+            let statePath = dir.appendingPathComponent("trainer_state.json").path
+            guard let data = FileManager.default.contents(atPath: statePath) else { continue }
+            guard let state = try? TrainerState(json: data, path: statePath),
+                  let stage = recipe.stages.firstIndex(where: { $0.name == state.stage }) else {
+                say("skipping checkpoint \(dir.path): its trainer_state.json is unreadable or of another recipe")
+                continue
+            }
+            candidates.append((stage, state.step, dir.path))
         }
         for c in candidates.sorted(by: { ($0.stage, $0.step, $0.path) > ($1.stage, $1.step, $1.path) }) {
             do {
@@ -48,25 +51,12 @@ extension Coordinator {
             do { try CheckpointManifest.verify(dir) } catch { throw ClusterError("cannot resume from \(path): \(error)") }
         }
         let statePath = dir.appendingPathComponent("trainer_state.json").path
-        guard let data = FileManager.default.contents(atPath: statePath), data.count < 1 << 20,
-              let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-            throw ClusterError("\(statePath): no readable trainer_state.json to resume from")
+        guard let data = FileManager.default.contents(atPath: statePath) else { throw ClusterError("\(statePath): missing") }
+        let state = try TrainerState(json: data, path: statePath)
+        guard let stage = recipe.stages.firstIndex(where: { $0.name == state.stage }) else {
+            throw ClusterError("\(path): stage \"\(state.stage)\" is not in this recipe")
         }
-        func whole(_ key: String, _ range: ClosedRange<Int>) throws -> Int {
-            guard let n = state[key] as? NSNumber, let v = Int(exactly: n.doubleValue), range.contains(v) else {
-                throw ClusterError("\(statePath): \(key) is \(state[key].map { "\($0)" } ?? "missing"), not a whole number in \(range)")
-            }
-            return v
-        }
-        guard let stageName = state["stage"] as? String else { throw ClusterError("\(statePath): no stage") }
-        guard let stage = recipe.stages.firstIndex(where: { $0.name == stageName }) else {
-            throw ClusterError("\(path): stage \"\(stageName)\" is not in this recipe")
-        }
-        let total = try whole("total_steps", 1...(1 << 40))
-        let step = try whole("step", 0...total)
-        let epoch = try whole("epoch", 0...(1 << 40))
-        let position = try whole("data_position", 0...(1 << 40))
-        if let runID = state["run_id"] as? String, runID != recipe.runID {
+        if let runID = state.runID, runID != recipe.runID {
             throw ClusterError("\(path) belongs to run \(runID), not \(recipe.runID)")
         }
         let checkpoint = try Checkpoint.load(from: dir)
@@ -84,8 +74,8 @@ extension Coordinator {
               allFinite(v.baseAddress, count: v.count), !(0..<v.count).contains(where: { v.baseAddress[$0] < 0 }) else {
             throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
         }
-        return ResumePoint(stage: stage, step: step, totalSteps: total, epoch: epoch, position: position, m: m, v: v, directory: dir,
-                           logMark: RunLog.Mark(json: state["log"]))
+        return ResumePoint(stage: stage, step: state.step, totalSteps: state.totalSteps, epoch: state.epoch, position: state.position,
+                           m: m, v: v, directory: dir, logMark: state.logMark)
     }
 
     /// Weights, AdamW state and data position at a step boundary, held by the coordinator.

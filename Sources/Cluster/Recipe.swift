@@ -105,6 +105,15 @@ public struct Recipe: Sendable {
             if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") { depth = max(0, depth - 1) }
         }
         guard deepest <= 64 else { throw RecipeError("\(path): brackets nested \(deepest) deep; a recipe needs a few levels") }
+        // Block nesting: by indentation, and by sequences opened on one line ("- - - x").
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let indent = line.prefix(while: { $0 == " " }).count
+            var rest = line.dropFirst(indent), dashes = 0
+            while rest.hasPrefix("- ") || rest == "-" { dashes += 1; rest = rest.dropFirst(2).drop(while: { $0 == " " }) }
+            guard indent <= 256, dashes <= 32 else {
+                throw RecipeError("\(path):\(number + 1): nested \(indent) spaces and \(dashes) sequences deep; a recipe needs a few levels")
+            }
+        }
         let node: Any?
         var budget = 100_000
         do { node = try Yams.compose(yaml: text).map { try plain($0, depth: 0, budget: &budget) } } catch let e as RecipeError {
@@ -162,12 +171,12 @@ public struct Recipe: Sendable {
         if r.has("synth") {
             var s = try r.section("synth")
             var spec = SynthSpec()
-            spec.problems = try s.int("problems", default: spec.problems, min: 1)
-            spec.tracesPerProblem = try s.int("traces_per_problem", default: spec.tracesPerProblem, min: 2)
-            spec.testProblems = try s.int("test_problems", default: spec.testProblems, min: 0)
-            spec.digits = try s.int("digits", default: spec.digits, min: 1)
-            spec.steps = try s.int("steps", default: spec.steps, min: 1)
-            spec.errorRate = try s.double("error_rate", default: spec.errorRate, min: 0)
+            spec.problems = try s.int("problems", default: spec.problems, min: 1, max: 10_000_000)
+            spec.tracesPerProblem = try s.int("traces_per_problem", default: spec.tracesPerProblem, min: 2, max: 1000)
+            spec.testProblems = try s.int("test_problems", default: spec.testProblems, min: 0, max: 10_000_000)
+            spec.digits = try s.int("digits", default: spec.digits, min: 1, max: 15)
+            spec.steps = try s.int("steps", default: spec.steps, min: 1, max: 1000)
+            spec.errorRate = try s.double("error_rate", default: spec.errorRate, min: 0, max: 1)
             try s.finish()
             synth = spec
         }
@@ -189,23 +198,23 @@ public struct Recipe: Sendable {
                 throw RecipeError("stages[\(i)].objective: \(e.description)")
             }
             var stage = Stage(name: try s.string("name", default: objectiveName), objective: objective, data: resolveData(try s.string("data")),
-                              learningRate: try s.double("learning_rate", min: 0))
-            stage.epochs = try s.double("epochs", default: 1, min: 1e-9)
-            stage.batchSize = try s.int("batch_size", default: 32, min: 1)
-            stage.microBatchTokens = try s.int("micro_batch_tokens", default: 4096, min: 1)
-            stage.warmupRatio = try s.double("warmup_ratio", default: 0.1, min: 0)
-            stage.weightDecay = try s.double("weight_decay", default: 1e-4, min: 0)
+                              learningRate: try s.double("learning_rate", min: 0, max: 10))
+            stage.epochs = try s.double("epochs", default: 1, min: 1e-9, max: 10_000)
+            stage.batchSize = try s.int("batch_size", default: 32, min: 1, max: 1 << 20)
+            stage.microBatchTokens = try s.int("micro_batch_tokens", default: 4096, min: 1, max: 1 << 24)
+            stage.warmupRatio = try s.double("warmup_ratio", default: 0.1, min: 0, max: 1)
+            stage.weightDecay = try s.double("weight_decay", default: 1e-4, min: 0, max: 10)
             // 0 turns clipping off; a negative or non-finite bound would flip or zero the update.
             let clip = try s.double("max_grad_norm", default: 1.0, min: 0)
             stage.maxGradNorm = clip > 0 ? clip : nil
-            stage.maxPromptLength = try s.optionalInt("max_prompt_length")
-            stage.maxLength = try s.optionalInt("max_length")
+            stage.maxPromptLength = try s.optionalInt("max_prompt_length", max: 1 << 24)
+            stage.maxLength = try s.optionalInt("max_length", max: 1 << 24)
             let mode = try s.string("truncation_mode", default: PromptTruncation.keepEnd.rawValue)
             guard let truncation = PromptTruncation(rawValue: mode) else {
                 throw RecipeError("stages[\(i)].truncation_mode: \(mode) is not one of \(PromptTruncation.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             stage.truncationMode = truncation
-            stage.checkpointEvery = try s.optionalInt("checkpoint_every")
+            stage.checkpointEvery = try s.optionalInt("checkpoint_every", max: 1 << 30)
             guard stage.warmupRatio <= 1 else { throw RecipeError("stages[\(i)].warmup_ratio: must be in [0, 1]") }
             try s.finish()
             return stage
@@ -213,12 +222,12 @@ public struct Recipe: Sendable {
         if r.has("eval") {
             var e = try r.section("eval")
             var spec = EvalSpec(data: resolveData(try e.string("data")))
-            spec.samples = try e.int("samples", default: 4, min: 1)
-            spec.maxNewTokens = try e.int("max_new_tokens", default: 128, min: 1)
-            spec.batch = try e.int("batch", default: 32, min: 1)
-            spec.limit = try e.optionalInt("limit")
-            spec.temperature = try e.double("temperature", default: 0.6, min: 0)
-            spec.topP = try e.double("top_p", default: 0.95, min: 1e-9)
+            spec.samples = try e.int("samples", default: 4, min: 1, max: 1 << 16)
+            spec.maxNewTokens = try e.int("max_new_tokens", default: 128, min: 1, max: 1 << 20)
+            spec.batch = try e.int("batch", default: 32, min: 1, max: 4096)
+            spec.limit = try e.optionalInt("limit", max: 1 << 30)
+            spec.temperature = try e.double("temperature", default: 0.6, min: 0, max: 100)
+            spec.topP = try e.double("top_p", default: 0.95, min: 1e-9, max: 1)
             let rule = try e.string("answer_rule", default: "marker")
             guard let parsed = AnswerRule(rawValue: rule) else {
                 throw RecipeError("eval.answer_rule: \"\(rule)\" is not one of \(AnswerRule.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -229,16 +238,16 @@ public struct Recipe: Sendable {
         }
         if r.has("cluster") {
             var c = try r.section("cluster")
-            cluster.servers = try c.int("servers", default: 1, min: 1)
-            cluster.workers = try c.int("workers", default: 1, min: 1)
+            cluster.servers = try c.int("servers", default: 1, min: 1, max: 1024)
+            cluster.workers = try c.int("workers", default: 1, min: 1, max: 4096)
             cluster.bind = try c.string("bind", default: cluster.bind)
-            cluster.heartbeatSeconds = try c.double("heartbeat_seconds", default: 2, min: 0.01)
-            cluster.timeoutSeconds = try c.double("timeout_seconds", default: 120, min: 0.1)
+            cluster.heartbeatSeconds = try c.double("heartbeat_seconds", default: 2, min: 0.01, max: 3600)
+            cluster.timeoutSeconds = try c.double("timeout_seconds", default: 120, min: 0.1, max: 86_400)
             guard cluster.heartbeatSeconds * 2 <= cluster.timeoutSeconds else {
                 throw RecipeError("cluster.heartbeat_seconds must be at most half of timeout_seconds (a peer misses a few heartbeats before it counts as gone)")
             }
             cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
-            cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0)
+            cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0, max: 1 << 30)
             cluster.maxShardGradNorm = try c.double("max_shard_grad_norm", default: 1e6, min: 1e-30)
             let wire = try c.string("wire", default: "fp32")
             guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
@@ -296,15 +305,15 @@ struct Reader {
         throw RecipeError("\(prefix)\(key): must be a number")
     }
 
-    mutating func double(_ key: String, default d: Double? = nil, min: Double) throws -> Double {
+    mutating func double(_ key: String, default d: Double? = nil, min: Double, max: Double = 1e15) throws -> Double {
         guard let v = try optionalDouble(key) ?? d else { throw RecipeError("\(prefix)\(key): missing") }
-        guard v >= min, v.isFinite else { throw RecipeError("\(prefix)\(key): \(v) must be ≥ \(min)") }
+        guard v >= min, v <= max, v.isFinite else { throw RecipeError("\(prefix)\(key): \(v) must be in \(min)...\(max)") }
         return v
     }
 
-    mutating func optionalInt(_ key: String) throws -> Int? {
+    mutating func optionalInt(_ key: String, max: Int = 1 << 40) throws -> Int? {
         guard let v = value(key) else { return nil }
-        guard let i = v as? Int, i > 0 else { throw RecipeError("\(prefix)\(key): must be a positive whole number") }
+        guard let i = v as? Int, i > 0, i <= max else { throw RecipeError("\(prefix)\(key): must be a whole number in 1...\(max)") }
         return i
     }
 
@@ -314,10 +323,10 @@ struct Reader {
         return b
     }
 
-    mutating func int(_ key: String, default d: Int, min: Int) throws -> Int {
+    mutating func int(_ key: String, default d: Int, min: Int, max: Int = 1 << 40) throws -> Int {
         guard let v = value(key) else { return d }
         guard let i = v as? Int else { throw RecipeError("\(prefix)\(key): must be a whole number") }
-        guard i >= min else { throw RecipeError("\(prefix)\(key): \(i) must be ≥ \(min)") }
+        guard i >= min, i <= max else { throw RecipeError("\(prefix)\(key): \(i) must be in \(min)...\(max)") }
         return i
     }
 

@@ -179,6 +179,8 @@ struct ByteReader {
     let data: Data
     let path: String
     var offset = 0
+    /// Metadata array values read so far (bounded by `maximumMetadataValues`).
+    var metadataValues = 0
 
     mutating func load<T: FixedWidthInteger>(_: T.Type) throws -> T {
         guard offset + MemoryLayout<T>.size <= data.count else { throw FormatError("\(path): truncated at byte \(offset)") }
@@ -199,6 +201,8 @@ struct ByteReader {
 
     /// How deep arrays may nest (real files use one level).
     static let maximumDepth = 8
+    /// How many array values all metadata may hold together.
+    static let maximumMetadataValues = 1 << 23
 
     /// The fewest bytes one value of `type` takes in the file (0 for an unknown type).
     static func minimumSize(_ type: UInt32) -> Int {
@@ -231,6 +235,12 @@ struct ByteReader {
             guard size > 0 else { throw FormatError("\(path): unknown metadata value type \(elementType) at byte \(offset)") }
             // The elements must fit in what is left of the file, which bounds the allocation too.
             guard n <= UInt64((data.count - offset) / size) else { throw FormatError("\(path): array length \(n) at byte \(offset) exceeds the file") }
+            // Each value takes ~40 bytes in memory against 1-8 in the file: a budget over the
+            // whole file's metadata (real files: a vocabulary and its merges, < 2^21 each).
+            metadataValues += Int(n)
+            guard metadataValues <= Self.maximumMetadataValues else {
+                throw FormatError("\(path): more than \(Self.maximumMetadataValues) metadata array values (at byte \(offset))")
+            }
             var out: [GGUFValue] = []
             out.reserveCapacity(Int(n))
             for _ in 0..<n { out.append(try value(type: elementType, depth: depth + 1)) }

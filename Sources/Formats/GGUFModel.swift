@@ -130,7 +130,11 @@ public enum GGUFModel {
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { throw FormatError("\(path): merge \"\(line)\" is not two tokens") }
             return (String(parts[0]), String(parts[1]))
         }
+        guard tokens.count <= maximumVocabularySize else { throw FormatError("\(path): \(tokens.count) tokens, more than \(maximumVocabularySize)") }
         let types = m["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
+        guard types.count <= tokens.count else {
+            throw FormatError("\(path): tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
+        }
         // 3 = control, 4 = user-defined: both are matched whole in text.
         let special = types.enumerated().filter { $0.element == 3 || $0.element == 4 }.map { Int32($0.offset) }
         let pre: PreTokenizer

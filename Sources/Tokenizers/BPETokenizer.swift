@@ -77,34 +77,87 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         cache.lock.lock()
         if let hit = cache.words[word] { cache.lock.unlock(); return hit }
         cache.lock.unlock()
-        var symbols = word.utf8.map { String(ByteMap.shared.toUnicode[Int($0)]) }
-        while symbols.count > 1 {
-            var best = Int.max, at = -1
-            for k in 0..<(symbols.count - 1) {
-                if let r = ranks[Pair(a: symbols[k], b: symbols[k + 1])], r < best { best = r; at = k }
-            }
-            if at < 0 { break }
-            // Merge every occurrence of the best pair, left to right, as GPT-2's reference does.
-            let a = symbols[at], b = symbols[at + 1]
-            var next: [String] = []
-            next.reserveCapacity(symbols.count - 1)
-            var k = 0
-            while k < symbols.count {
-                if k + 1 < symbols.count && symbols[k] == a && symbols[k + 1] == b {
-                    next.append(a + b); k += 2
-                } else {
-                    next.append(symbols[k]); k += 1
-                }
-            }
-            symbols = next
-        }
+        let symbols = merged(word.utf8.map { String(ByteMap.shared.toUnicode[Int($0)]) })
         var result: [Int32] = []
         for s in symbols {
             if let id = ids[s] { result.append(id) }
             else { for ch in s.unicodeScalars { if let id = ids[String(ch)] { result.append(id) } } }
         }
-        cache.lock.lock(); cache.words[word] = result; cache.lock.unlock()
+        // Words repeat (that is what the cache is for); a flood of distinct ones must not grow it without bound.
+        if word.utf8.count <= 256 {
+            cache.lock.lock()
+            if cache.words.count >= 1 << 16 { cache.words.removeAll(keepingCapacity: true) }
+            cache.words[word] = result
+            cache.lock.unlock()
+        }
         return result
+    }
+
+    /// Applies the merges to `symbols`, lowest rank first and, within a rank, left to right
+    /// (as GPT-2's reference and Hugging Face's tokenizers): a heap of candidate pairs over a
+    /// linked list, so a word of n bytes costs O(n log n), not O(n²) per merge.
+    func merged(_ initial: [String]) -> [String] {
+        var symbols = initial
+        guard symbols.count > 1 else { return symbols }
+        var next = Array(1...symbols.count), previous = Array(-1..<(symbols.count - 1))
+        var alive = [Bool](repeating: true, count: symbols.count)
+        var heap = PairHeap()
+        func consider(_ k: Int) {
+            guard k >= 0, next[k] < symbols.count, let r = ranks[Pair(a: symbols[k], b: symbols[next[k]])] else { return }
+            let n = next[k]
+            heap.push((rank: r, position: k, left: symbols[k], right: symbols[n]))
+        }
+        for k in 0..<(symbols.count - 1) { consider(k) }
+        while let top = heap.pop() {
+            let k = top.position, n = next[k]
+            // Stale: a symbol of the pair merged since it was queued.
+            guard alive[k], n < symbols.count, symbols[k] == top.left, symbols[n] == top.right else { continue }
+            symbols[k] = top.left + top.right
+            alive[n] = false
+            next[k] = next[n]
+            if next[n] < symbols.count { previous[next[n]] = k }
+            if previous[k] >= 0 { consider(previous[k]) }
+            consider(k)
+        }
+        var out: [String] = []
+        var k = 0
+        while k < symbols.count { out.append(symbols[k]); k = next[k] }
+        return out
+    }
+
+    /// A binary min-heap of candidate merges by (rank, position).
+    struct PairHeap {
+        typealias Entry = (rank: Int, position: Int, left: String, right: String)
+        private var items: [Entry] = []
+        private static func less(_ a: Entry, _ b: Entry) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
+
+        mutating func push(_ e: Entry) {
+            items.append(e)
+            var i = items.count - 1
+            while i > 0 {
+                let parent = (i - 1) / 2
+                guard Self.less(items[i], items[parent]) else { break }
+                items.swapAt(i, parent); i = parent
+            }
+        }
+
+        mutating func pop() -> Entry? {
+            guard let first = items.first else { return nil }
+            let last = items.removeLast()
+            if !items.isEmpty {
+                items[0] = last
+                var i = 0
+                while true {
+                    let l = 2 * i + 1, r = l + 1
+                    var m = i
+                    if l < items.count && Self.less(items[l], items[m]) { m = l }
+                    if r < items.count && Self.less(items[r], items[m]) { m = r }
+                    if m == i { break }
+                    items.swapAt(i, m); i = m
+                }
+            }
+            return first
+        }
     }
 
     public func decode(_ ids: [Int32]) -> String {

@@ -20,6 +20,9 @@ public protocol Tokenizer: Sendable {
     func writeFiles(to directory: URL) throws
 }
 
+/// The largest vocabulary a tokenizer file may declare (real ones are at most a few hundred thousand).
+public let maximumVocabularySize = 1 << 21
+
 /// Errors a user can cause when loading a tokenizer.
 public struct TokenizerError: Error, CustomStringConvertible {
     public let description: String

@@ -70,7 +70,7 @@ echo "== a host ssh cannot reach ends the launch, and what started is stopped"
 cat "$work/hostfile" > "$work/unreachable-hostfile"
 echo "$subnet.99 worker" >> "$work/unreachable-hostfile"
 start=$(date +%s.%N)
-status=0; bash "$repo/cluster/ssh.sh" "$work/unreachable-hostfile" "$work/long.yaml" > "$work/unreachable.log" 2>&1 || status=$?
+status=0; bash "$repo/cluster/ssh.sh" "$work/unreachable-hostfile" "$work/long.yaml" --overwrite > "$work/unreachable.log" 2>&1 || status=$?
 [ "$status" = 1 ] || { echo "FAIL: ssh.sh exited $status with an unreachable host"; cat "$work/unreachable.log"; exit 1; }
 grep -q "ssh could not start the worker on $subnet.99 (exit 255)" "$work/unreachable.log" || { cat "$work/unreachable.log"; exit 1; }
 for _ in $(seq 100); do pgrep -f -- "$bin/redi-(ps|worker) .*$subnet" >/dev/null || break; sleep 0.1; done
