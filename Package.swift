@@ -56,7 +56,7 @@ let package = Package(
         ]),
         .executableTarget(name: "redi-worker", dependencies: ["Cluster", "BLASKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
-        .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers", "Optimizer", "Objectives",
+        .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers", "ChatTemplate", "Optimizer", "Objectives",
                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "redi-bench", dependencies: ["BLASKernel", "Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
                                                             .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -72,6 +72,8 @@ let package = Package(
         .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Formats"]),
+        .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),

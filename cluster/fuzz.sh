@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every decoder of outside bytes (GGUF, safetensors, protocol envelopes, JSONL, YAML)
+# Fuzzes every decoder of outside bytes (GGUF, safetensors, protocol envelopes, JSONL, YAML,
+# tokenizer.json, chat templates, trainer_state.json)
 # with mutated inputs; exits nonzero if one traps (the input is left in crash-NAME.bin).
 #   bash cluster/fuzz.sh [RUNS per decoder, default 1000000] [DECODER…]
 set -euo pipefail
@@ -11,4 +12,5 @@ seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 python3 Tests/fuzz/make_seeds.py "$seeds"
 cp cluster/recipes/*.yaml "$seeds/"
+cp Tests/reference/*.jinja "$seeds/"
 "$bin/redi-fuzz" --seeds "$seeds" --runs "$runs" "$@"

@@ -36,6 +36,15 @@ struct ExprParser {
     var i = 0
     /// Brackets and prefix operators open at this point of the parse.
     var nesting = 0
+    /// Operators chained so far in this tag: a chain builds a left-deep tree, whose depth
+    /// (and the recursion that evaluates and frees it) must stay bounded as it is built.
+    var links = 0
+
+    /// Counts one more operator in a chain.
+    mutating func link() throws {
+        links += 1
+        guard links <= maximumExpressionDepth else { throw TemplateError("more than \(maximumExpressionDepth) operators in one tag (an expression levels deep)") }
+    }
 
     init(_ tokens: [Token]) { self.tokens = tokens }
 
@@ -65,13 +74,13 @@ struct ExprParser {
 
     mutating func orExpr() throws -> Expr {
         var e = try andExpr()
-        while acceptName("or") { e = .binary("or", e, try andExpr()) }
+        while acceptName("or") { try link(); e = .binary("or", e, try andExpr()) }
         return e
     }
 
     mutating func andExpr() throws -> Expr {
         var e = try notExpr()
-        while acceptName("and") { e = .binary("and", e, try notExpr()) }
+        while acceptName("and") { try link(); e = .binary("and", e, try notExpr()) }
         return e
     }
 
@@ -87,6 +96,7 @@ struct ExprParser {
     mutating func comparison() throws -> Expr {
         var e = try concat()
         while true {
+            try link()
             if let t = peek(), case let .op(op) = t, ["==", "!=", "<", ">", "<=", ">="].contains(op) {
                 i += 1; e = .binary(op, e, try concat())
             } else if acceptName("in") {
@@ -108,13 +118,14 @@ struct ExprParser {
 
     mutating func concat() throws -> Expr {
         var e = try additive()
-        while accept("~") { e = .binary("~", e, try additive()) }
+        while accept("~") { try link(); e = .binary("~", e, try additive()) }
         return e
     }
 
     mutating func additive() throws -> Expr {
         var e = try multiplicative()
         while true {
+            try link()
             if accept("+") { e = .binary("+", e, try multiplicative()) }
             else if accept("-") { e = .binary("-", e, try multiplicative()) }
             else { return e }
@@ -124,6 +135,7 @@ struct ExprParser {
     mutating func multiplicative() throws -> Expr {
         var e = try unary()
         while true {
+            try link()
             if accept("*") { e = .binary("*", e, try unary()) }
             else if accept("//") { e = .binary("//", e, try unary()) }
             else if accept("/") { e = .binary("/", e, try unary()) }
@@ -136,15 +148,15 @@ struct ExprParser {
         if peek() == .op("-") || peek() == .op("+") {
             nesting += 1; defer { nesting -= 1 }
             guard nesting <= maximumTemplateNesting else { throw TemplateError("a sign repeated more than \(maximumTemplateNesting) times") }
+            return accept("-") ? .unary("-", try unary()) : (accept("+") ? try unary() : try unary())
         }
-        if accept("-") { return .unary("-", try unary()) }
-        if accept("+") { return try unary() }
         return try filtered()
     }
 
     mutating func filtered() throws -> Expr {
         var e = try postfix(try primary())
         while accept("|") {
+            try link()
             let f = try name()
             var args: [Expr] = [], kwargs: [(String, Expr)] = []
             if accept("(") { (args, kwargs) = try arguments() }
@@ -156,6 +168,7 @@ struct ExprParser {
     mutating func postfix(_ base: Expr) throws -> Expr {
         var e = base
         while true {
+            try link()
             if accept(".") {
                 e = .attribute(e, try name())
             } else if accept("[") {

@@ -46,7 +46,7 @@ extension BPETokenizer {
         for (t, i) in vocab { tokens[i] = t }
         for (i, t) in added { tokens[i] = t }
 
-        let description = String(decoding: try JSONSerialization.data(withJSONObject: json["pre_tokenizer"] ?? NSNull()), as: UTF8.self)
+        let description = String(decoding: try JSONSerialization.data(withJSONObject: [json["pre_tokenizer"] ?? NSNull()]), as: UTF8.self)
         let pre: PreTokenizer = description.contains("(?i:'s") ? .qwen2
             : description.contains("\"individual_digits\":true") ? .smollm : .gpt2
 

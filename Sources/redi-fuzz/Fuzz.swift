@@ -1,11 +1,13 @@
 // redi-fuzz: feeds mutated inputs to every decoder that reads bytes from outside the
-// process (GGUF, safetensors, protocol envelopes, JSONL records, YAML recipes) and reports
+// process (GGUF, safetensors, protocol envelopes, JSONL records, YAML recipes, tokenizer.json,
+// chat templates, trainer_state.json) and reports
 // how many it ran and how many each decoder accepted. A decoder that traps is a bug: the
 // input that did it is written to crash-TARGET.bin before the process dies.
 //
 // Not coverage-guided (libFuzzer's -sanitize=fuzzer does not build through SwiftPM here):
 // a mutation loop over seeds, with inputs that decode kept as further seeds.
 import ArgumentParser
+import ChatTemplate
 import Cluster
 import Data
 import Formats
@@ -45,7 +47,7 @@ struct Target {
 struct RediFuzz: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-fuzz",
         abstract: "Run mutated inputs through redi-ps's decoders; exits nonzero if one traps.")
-    @Argument(help: "Decoders: gguf, safetensors, envelope, jsonl, yaml (default: all).") var targets: [String] = []
+    @Argument(help: "Decoders: gguf, safetensors, envelope, jsonl, yaml, tokenizer, template, trainer_state (default: all).") var targets: [String] = []
     @Option(help: "Inputs per decoder.") var runs = 100_000
     @Option(help: "Directory with seed files (NAME.gguf, NAME.safetensors, NAME.jsonl, NAME.yaml).") var seeds: String
     @Option(help: "Seed for the mutation RNG.") var seed: UInt64 = 1
@@ -192,6 +194,21 @@ func allTargets(seedDirectory dir: URL) -> [Target] {
         },
         Target(name: "yaml", seeds: { try files(dir, ".yaml") }) { bytes in
             (try? Recipe.parse(String(decoding: bytes, as: UTF8.self), base: URL(fileURLWithPath: "/fuzz"), path: "/fuzz/recipe.yaml")) != nil
+        },
+        Target(name: "tokenizer", seeds: { try files(dir, "tokenizer.json") }) { bytes in
+            guard let t = try? BPETokenizer.load(tokenizerJSON: Data(bytes), config: nil, url: fakeURL) else { return false }
+            _ = t.decode(t.encode("hello world 123 <|im_start|>user"))
+            return true
+        },
+        Target(name: "template", seeds: { try files(dir, ".jinja") }) { bytes in
+            guard let template = try? ChatTemplate(String(decoding: bytes, as: UTF8.self)) else { return false }
+            _ = try? template.render(messages: [["role": "system", "content": "be brief"], ["role": "user", "content": "2+2?"],
+                                                ["role": "assistant", "content": "4"]],
+                                     addGenerationPrompt: true, bosToken: "<s>", eosToken: "</s>")
+            return true
+        },
+        Target(name: "trainer_state", seeds: { try files(dir, "trainer_state.json") }) { bytes in
+            (try? TrainerState(json: Data(bytes), path: "/fuzz/trainer_state.json")) != nil
         },
     ]
 }

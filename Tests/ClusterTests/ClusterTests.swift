@@ -327,6 +327,17 @@ final class ClusterTests: ClusterTestCase {
                                 + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]",
                                 "more than 100000 values"),
                                (String(repeating: "[", count: 10_000), "nested 10000 deep"),
+                               ("stages:\n  " + String(repeating: "- ", count: 20_000) + "x", "sequences deep"),
+                               // Numbers out of range: each named before any peer is admitted.
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 100000000000}", "cluster.workers"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, batch_size: 9223372036854775807}]", "stages[0].batch_size"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, epochs: 1.0e300}]", "stages[0].epochs"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, micro_batch_tokens: 8589934592}]",
+                                "stages[0].micro_batch_tokens"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl, samples: 8589934592}", "eval.samples"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl, batch: 8589934592}", "eval.batch"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, max_grad_norm: -5}]", "stages[0].max_grad_norm"),
+                               ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, max_grad_norm: .nan}]", "stages[0].max_grad_norm"),
                                ("model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 4, heartbeat_seconds: 1}",
                                 "/nowhere: no tokenizer")] {
             try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)

@@ -108,3 +108,19 @@ stages:
 eval: {data: test.jsonl, samples: 2, max_new_tokens: 16, answer_rule: boxed}
 cluster: {servers: 1, workers: 2, bind: "tcp://127.0.0.1:5570", timeout_seconds: 30, chunk_mib: 0.05, heartbeat_seconds: 0.5}
 """)
+
+# tokenizer.json: byte-level BPE with merges, added tokens and a pre-tokenizer.
+vocab = {c: i for i, c in enumerate(["h", "e", "l", "o", "\u0120", "w", "r", "d", "he", "ll", "hell", "hello", "1", "2", "3"])}
+tokenizer = {
+    "model": {"type": "BPE", "vocab": vocab, "merges": ["h e", "l l", "he ll", "hell o"]},
+    "added_tokens": [{"id": len(vocab), "content": "<|im_start|>", "special": True}],
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, {"type": "ByteLevel"}]},
+}
+with open(os.path.join(out, "seed.tokenizer.json"), "w") as f:
+    json.dump(tokenizer, f)
+# trainer_state.json as redi-ps writes it.
+state = {"stage": "sft", "step": 2, "total_steps": 4, "epoch": 1, "data_position": 24, "optimizer_step": 2, "seed": 3,
+         "run_id": "e2e", "parameter_version": 3,
+         "log": {"metrics": 400, "examples": 200, "events": 1000, "events_file": "events.out.tfevents.1700000000.host"}}
+with open(os.path.join(out, "seed.trainer_state.json"), "w") as f:
+    json.dump(state, f, indent=2, sort_keys=True)
