@@ -9,7 +9,11 @@ import Wire
 /// A server went silent for the timeout; the stage loop recovers from its snapshot.
 struct ServerLost: Error, CustomStringConvertible {
     let index: Int, name: String, seconds: Double
-    var description: String { "server \(index) (\(name)) stopped answering for \(Int(seconds)) s" }
+    /// What it failed to do (nil: it went silent).
+    var failedTo: String? = nil
+    var description: String {
+        failedTo.map { "server \(index) (\(name)) did not \($0) within \(Int(seconds)) s" } ?? "server \(index) (\(name)) stopped answering for \(Int(seconds)) s"
+    }
 }
 
 /// A worker slot's occupant: its control routing id and its data-plane key.
@@ -172,10 +176,14 @@ extension Coordinator {
     }
 
     /// Drops workers that have been silent for the timeout: their slots become vacant.
-    func drop(_ slots: [Int], step: Int) throws {
-        for w in slots { workers[w] = nil }
+    func drop(_ slots: [Int], step: Int, because reason: String = "stopped answering") throws {
+        for w in slots {
+            // One that still listens is told, so it ends instead of waiting on a step that moved on.
+            if let id = workers[w]?.id { try? messenger.send(.shutdown(reason: "dropped from the run: \(reason)", failed: true), to: id) }
+            workers[w] = nil
+        }
         live.removeAll { slots.contains($0) }
-        say("worker(s) \(slots) stopped answering at step \(step + 1); continuing with \(live.count) workers")
+        say("worker(s) \(slots) \(reason) at step \(step + 1); continuing with \(live.count) workers")
         try resetServers(step: step)
     }
 
@@ -216,7 +224,14 @@ extension Coordinator {
     /// Receives until `count` messages from servers match; an error from any peer ends the run.
     func collectFromServers(_ count: Int, _ matches: (Body) -> Bool) throws -> [Incoming] {
         var got: [Incoming] = []
+        let started = Date()
         while got.count < count {
+            // A server that heartbeats but never answers is lost too (a spare takes over).
+            if Date().timeIntervalSince(started) > recipe.cluster.stepTimeoutSeconds,
+               let s = servers.indices.first(where: { s in !got.contains { $0.identity == servers[s] } }) {
+                throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
+                                 failedTo: "acknowledge a load or update")
+            }
             guard let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)) else {
                 try checkServers()
                 continue

@@ -98,7 +98,25 @@ extension Coordinator {
         /// Each server's Σg² per shard over its chunks, by server (summed in server order below).
         var shardSumsFrom: [Int: [Double]] = [:]
         let expectedNorms = expectNorms ? serversWithChunks : []
+        let started = Date()
         while reports.count < sent.count || normsFrom.count < expectedNorms.count {
+            // Progress, not heartbeats: past the step timeout, a server that has every report but
+            // not its norm is lost; otherwise the earliest unreported shard's worker is dropped
+            // (a server holds later shards' pushes until it arrives, so it is what the rest wait on).
+            if Date().timeIntervalSince(started) > recipe.cluster.stepTimeoutSeconds {
+                let limit = Int(recipe.cluster.stepTimeoutSeconds)
+                if let k = (0..<sent.count).first(where: { reports[$0] == nil }) {
+                    guard live.count > 1 else {
+                        throw ClusterError("\(workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])") did not report step \(step + 1) within \(limit) s (cluster.step_timeout_seconds) and no other worker is left")
+                    }
+                    try drop([owners[k]], step: step, because: "did not report shard \(k) within \(limit) s (cluster.step_timeout_seconds)")
+                    return nil
+                }
+                if let s = expectedNorms.first(where: { !normsFrom.contains($0) }) {
+                    throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
+                                     failedTo: "report step \(step + 1)'s gradient norm")
+                }
+            }
             if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
                 switch msg.envelope.body {
                 case let .stepReport(r) where r.step == step && r.version == version:

@@ -185,7 +185,8 @@ public final class Coordinator {
         // Servers first: they must admit the workers' keys before a worker connects to them.
         for (i, s) in servers.enumerated() { try messenger.send(welcome(i, role: .server), to: s) }
         say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
-        try loadWeights(parameters, resetOptimizer: true)
+        // A server that joined but does not take the load is replaced by a spare here too.
+        try recovering { try loadWeights(parameters, resetOptimizer: true) }
         for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
 
         var summaries: [StageSummary] = []

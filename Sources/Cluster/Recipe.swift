@@ -75,6 +75,9 @@ public struct Recipe: Sendable {
         /// The largest gradient norm one worker's shard may contribute to a step; a larger
         /// (finite) push ends the run naming the worker: a broken or hostile peer, not training.
         public var maxShardGradNorm = 1e6
+        /// How long a step (or a server's load/update) may take before the coordinator acts on
+        /// who has not finished: heartbeats say a peer lives, this says it makes progress.
+        public var stepTimeoutSeconds = 1800.0
     }
 
     public var runID: String
@@ -249,6 +252,7 @@ public struct Recipe: Sendable {
             cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
             cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0, max: 1 << 30)
             cluster.maxShardGradNorm = try c.double("max_shard_grad_norm", default: 1e6, min: 1e-30)
+            cluster.stepTimeoutSeconds = try c.double("step_timeout_seconds", default: 1800, min: 0.1, max: 1e7)
             let wire = try c.string("wire", default: "fp32")
             guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
                 throw RecipeError("cluster.wire: \"\(wire)\" is not fp32, bf16-gradients or bf16")

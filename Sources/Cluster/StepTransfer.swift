@@ -164,7 +164,6 @@ final class StepTransfer: @unchecked Sendable {
 
     private func pushAll(_ tag: PushTag) throws {
         var inFlight = Array(repeating: false, count: servers.count)
-        var lastProgress = Date()
         while true {
             condition.lock()
             if cancelled { condition.unlock(); throw Cancelled() }
@@ -175,7 +174,6 @@ final class StepTransfer: @unchecked Sendable {
             for p in sends {
                 try servers[p.server].send(.push(step: tag.step, chunks: [p.chunk], shard: tag.shard, version: tag.version), tensors: [p.tensor])
                 inFlight[p.server] = true
-                lastProgress = Date()
             }
             if complete && !inFlight.contains(true) { return }
             if inFlight.contains(true) {
@@ -188,11 +186,9 @@ final class StepTransfer: @unchecked Sendable {
                         throw ClusterError("\(name): server \(s) answered a push with something else: \(reply.envelope.body)")
                     }
                     inFlight[s] = false
-                    lastProgress = Date()
                 }
-                if Date().timeIntervalSince(lastProgress) > timeout {
-                    throw ClusterError("\(name): no push acknowledgement within \(Int(timeout)) s")
-                }
+                // No deadline here: a server holds a push until the earlier shards arrive, and the
+                // coordinator (whose silence the main thread watches) decides who is stuck.
             } else {
                 condition.lock()
                 if !cancelled && !allQueued && queued.allSatisfy(\.isEmpty) { condition.wait(until: Date().addingTimeInterval(0.05)) }

@@ -163,8 +163,15 @@ public final class WorkerRole {
                                             name: name, timeout: timeout)
                 transfer.start()
                 /// The coordinator's channel, watched whenever this thread waits on the transfer.
+                /// A push held by a server for a slow predecessor waits as long as the coordinator is
+                /// heard from: it decides who is stuck (its step timeout), not this worker.
                 func watch() throws {
-                    if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) { try handleInterrupt(msg) }
+                    if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
+                        lastHeard = Date()
+                        try handleInterrupt(msg)
+                    } else if Date().timeIntervalSince(lastHeard) > timeout {
+                        throw CoordinatorSilent(seconds: timeout)
+                    }
                 }
                 var waitedForWeights = 0.0
                 var interruption: Error?

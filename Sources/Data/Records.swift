@@ -42,6 +42,9 @@ public struct DataErrors: Error, CustomStringConvertible {
 }
 
 public enum RecordReader {
+    /// The longest record line read (a 32k-token trace is ~150 KB).
+    public static let maximumRecordBytes = 16 << 20
+
     /// Parses every line of a JSONL file; blank lines are skipped.
     ///
     /// - Throws: `DataErrors` listing every malformed line (invalid JSON, missing field, wrong
@@ -66,6 +69,11 @@ public enum RecordReader {
         var lineNumber = 0
         for rawLine in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
             lineNumber += 1
+            // Parsing and tokenising cost ~10× a line's bytes: refuse absurd lines before either.
+            guard rawLine.count <= maximumRecordBytes else {
+                errors.append(DataError(file: path, line: lineNumber, message: "a record of \(rawLine.count) bytes (at most \(maximumRecordBytes >> 20) MiB)"))
+                continue
+            }
             if rawLine.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
             do {
                 records.append((lineNumber, try parse(Data(rawLine))))

@@ -201,6 +201,52 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out/sft/model.safetensors").path))
     }
 
+    /// Liveness from progress: a worker that heartbeats but never reports is dropped at the step
+    /// timeout (not the honest worker whose pushes wait behind it), and the run ends with the
+    /// honest worker's weights.
+    func testAWorkerThatHeartbeatsButNeverReportsIsDroppedNotTheHonestOne() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 30, stepTimeout: 4), "r.yaml")
+        let s = try server(endpoint, "s.log")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("listening on", in: "c.log")
+        // The silent insider joins first: it holds slot 0, so the honest worker's pushes wait behind it.
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
+        let insider = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "insider-silent", endpoint, "run.key"],
+                                       in: dir, output: dir.appendingPathComponent("insider.log"))
+        Thread.sleep(forTimeInterval: 2)
+        let w = try worker(endpoint, "w.log", ["--timeout", "5"])  // shorter than the wait behind the insider
+        try coordinator.wait(); try s.wait(); try w.wait(); _ = try insider.wait(seconds: 70)
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertEqual(w.terminationStatus, 0, log("w.log"))
+        XCTAssertEqual(insider.terminationStatus, 0, log("insider.log"))
+        XCTAssertTrue(log("c.log").contains("worker(s) [0] did not report shard 0 within 4 s"), log("c.log"))
+        XCTAssertTrue(log("insider.log").contains("admitted as worker 0"), log("insider.log"))
+    }
+
+    /// A server that heartbeats but never acknowledges the first load is replaced by the spare
+    /// that waits (it hung the run forever, or failed it at the initial load).
+    func testAServerThatNeverAcknowledgesTheLoadIsReplacedByTheSpare() throws {
+        let reference = try runSingleProcess()
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", stepTimeout: 3), "r.yaml")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("listening on", in: "c.log")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
+        let rogue = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "rogue-server", endpoint, "run.key", "silent-load"],
+                                     in: dir, output: dir.appendingPathComponent("rogue.log"))
+        Thread.sleep(forTimeInterval: 2)  // its hello first: it is server 0, the real one the spare
+        let spare = try server(endpoint, "s.log")
+        let w = try worker(endpoint, "w.log")
+        try coordinator.wait(); try spare.wait(); try w.wait()
+        rogue.signal(SIGKILL); _ = try? rogue.wait()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertTrue(log("c.log").contains("server 0 (server-rogue) did not acknowledge a load or update within 3 s"), log("c.log"))
+        XCTAssertTrue(log("c.log").contains("takes over server 0"), log("c.log"))
+        let weights = try loadCheckpoint("out/redi")
+        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
     func testARogueServerAnsweringAPullWithWrongSizedFramesIsAnErrorNotACrash() throws {
         for mode in ["short", "long"] {
             let port = port(), endpoint = "tcp://127.0.0.1:\(port)"

@@ -106,6 +106,14 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(report.skipped, 2)
     }
 
+    /// A 64 MiB line is refused by its size before JSON parsing (a 1 GB line took 9.2 GB), named with its line number.
+    func testAnAbsurdlyLongLineIsRefusedByItsSize() throws {
+        let huge = #"{"prompt": "a", "completion": ""# + String(repeating: "x", count: 64 << 20) + #""}"#
+        let url = try write([#"{"prompt": "a", "completion": "b"}"#, huge].joined(separator: "\n"))
+        XCTAssertThrowsError(try RecordReader.read(url)) { XCTAssertTrue("\($0)".contains(":2: a record of 67108") && "\($0)".contains("at most 16 MiB"), "\($0)") }
+        XCTAssertEqual(try RecordReader.read(url, skippingInvalid: true).skipped, 1)
+    }
+
     func testEmptyAndMissingFiles() throws {
         XCTAssertThrowsError(try RecordReader.read(try write("\n\n"))) { XCTAssertTrue("\($0)".contains("no records")) }
         XCTAssertThrowsError(try RecordReader.read(URL(fileURLWithPath: "/nonexistent.jsonl"))) { XCTAssertTrue("\($0)".contains("cannot read")) }

@@ -8,9 +8,10 @@ encoder (no code shared with redi-ps), over pyzmq.
       oversized frame with the run key. Prints one line per attempt and exits 0 when every
       attempt got nothing (no Welcome, no chunks).
 
-  hostile_peer.py rogue-server COORDINATOR KEYFILE short|long
+  hostile_peer.py rogue-server COORDINATOR KEYFILE short|long|silent-load
       Holds the run key, joins as a server and answers the coordinator's first pull with
       frames that do not match the plan; the coordinator must refuse them with an error.
+      silent-load: heartbeats but never acknowledges a load (runs until killed or 60 s).
 
   hostile_peer.py insider COORDINATOR KEYFILE
       Holds the run key: joins as a worker, then pushes gradients claiming another worker's
@@ -27,6 +28,9 @@ encoder (no code shared with redi-ps), over pyzmq.
       CURVE handshakes with fresh keys (the server's public key from KEYFILE, so each gets as
       far as the key check). Prints the server's resident memory growth (PID) and
       exits 0 when it stayed under 64 MiB.
+  hostile_peer.py insider-silent COORDINATOR KEYFILE
+      Holds the run key: joins as a worker and heartbeats, but never pushes or reports.
+      Exits 0 when the coordinator drops it.
   hostile_peer.py insider-absurd COORDINATOR KEYFILE
       Holds the run key: joins as a worker and pushes its shard of the first step with finite
       but absurd values (1e30), then reports the unit and keeps heartbeating until the run
@@ -365,6 +369,16 @@ def insider_twice(coordinator, keyfile):
     return 0 if refused else 1
 
 
+def insider_silent(coordinator, keyfile):
+    """Joins as a worker and heartbeats, but never pushes or reports; exits 0 when the
+    coordinator drops it (a Shutdown), 1 after 60 s."""
+    ctx = zmq.Context()
+    control, data, f = join_as_worker(ctx, coordinator, keyfile)
+    ended = heartbeat_for(control, f, 60)
+    print("dropped by the coordinator" if ended else "never dropped")
+    return 0 if ended else 1
+
+
 def insider_absurd(coordinator, keyfile):
     ctx = zmq.Context()
     control, data, f = join_as_worker(ctx, coordinator, keyfile)
@@ -440,6 +454,7 @@ def rogue_server(coordinator, keyfile, mode):
     control = socket(ctx, coordinator, (public, secret), public, identity=b"server-rogue")
     control.send(envelope("", "server-rogue", 1, 10, f_varint(1, 1) + f_bytes(2, b"tcp://127.0.0.1:1") + f_varint(4, PROTOCOL_VERSION)))
     deadline, run_id, chunks, seq = time.time() + 60, "", {}, 2
+    silent = False
     while time.time() < deadline:
         got = answer(control, 200)
         if not got:
@@ -454,6 +469,10 @@ def rogue_server(coordinator, keyfile, mode):
                 c = parse(c)
                 chunks[c.get(1, [0])[0]] = c.get(3, [0])[0]
             print("admitted as a server of run %r with %d chunks" % (run_id, len(chunks)))
+        elif 25 in env and mode == "silent-load":  # heartbeats go on, the load is never acknowledged
+            if not silent:
+                print("holding the load unacknowledged")
+                silent = True
         elif 25 in env:  # load: acknowledge with an UpdateDone at the load's version
             load = parse(env[25][0])
             control.send(envelope(run_id, "server-rogue", seq, 28, f_varint(2, load.get(4, [0])[0])))
@@ -473,7 +492,7 @@ def rogue_server(coordinator, keyfile, mode):
             return 0
         elif num == 14:
             print("the run ended before a pull")
-            return 1
+            return 0 if silent else 1
     print("no pull within 60 s")
     return 1
 
@@ -488,6 +507,8 @@ if __name__ == "__main__":
         sys.exit(insider_twice(sys.argv[2], sys.argv[3]))
     if mode == "flood":
         sys.exit(flood(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    if mode == "insider-silent":
+        sys.exit(insider_silent(sys.argv[2], sys.argv[3]))
     if mode == "insider-absurd":
         sys.exit(insider_absurd(sys.argv[2], sys.argv[3]))
     if mode == "rogue-server":
