@@ -12,7 +12,8 @@ struct ServerLost: Error, CustomStringConvertible {
     /// What it failed to do (nil: it went silent).
     var failedTo: String? = nil
     var description: String {
-        failedTo.map { "server \(index) (\(name)) did not \($0) within \(Int(seconds)) s" } ?? "server \(index) (\(name)) stopped answering for \(Int(seconds)) s"
+        guard let failedTo else { return "server \(index) (\(name)) stopped answering for \(Int(seconds)) s" }
+        return seconds > 0 ? "server \(index) (\(name)) did not \(failedTo) within \(Int(seconds)) s" : "server \(index) (\(name)) did not \(failedTo)"
     }
 }
 
@@ -59,6 +60,16 @@ extension Coordinator {
         case let .hello(h):
             try hello(h, from: id)
             return nil
+        case let .error(ServerFault.code, message) where workers.contains(where: { $0?.id == id }) && message.hasPrefix("server "):
+            // A worker got chunks from a server that the plan rules out: that server is replaced
+            // (its steps replayed), the worker stays. Reports naming a server no longer in the plan are late.
+            let endpoint = String(message.dropFirst("server ".count).prefix { $0 != " " }.dropLast())
+            guard let s = serverEndpoints.firstIndex(of: endpoint) else {
+                say("\(name(of: id)) reported a server no longer in the plan: \(message)")
+                return nil
+            }
+            throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: 0,
+                             failedTo: "answer \(name(of: id)) within the plan (\(message.dropFirst(endpoint.count + 9)))")
         case let .error(_, message):
             guard member else {
                 say("ignored an error from \(name(of: id)), which is not in the run: \(message)")
@@ -67,6 +78,7 @@ extension Coordinator {
             throw ClusterError("\(name(of: id)) failed: \(message)")
         case _ where !member:
             // A peer of an earlier coordinator (restarted) or a dropped worker: it must join again.
+            if strays.count >= 4096 { strays.removeAll() }  // bounded: peers come and go
             if strays.insert(id).inserted { say("\(name(of: id)) is not in the run; told to join again") }
             try? messenger.send(.error(code: 410, message: "not in this run (the coordinator restarted or dropped you): join again"), to: id)
             return nil

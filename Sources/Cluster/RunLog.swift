@@ -77,7 +77,7 @@ final class RunLog {
 
     /// `values` as TensorBoard scalars tagged STAGE/NAME, in name order.
     private func scalars(_ values: [String: Double], stage: String, step: Int) throws {
-        try write { try events.write(step: step, scalars: values.sorted { $0.key < $1.key }.map { ("\(stage)/\($0.key)", $0.value) }) }
+        try write(events.url.path) { try events.write(step: step, scalars: values.sorted { $0.key < $1.key }.map { ("\(stage)/\($0.key)", $0.value) }) }
     }
 
     func mark() throws -> Mark {
@@ -108,7 +108,7 @@ final class RunLog {
 
     /// Cuts every log back to `mark` (steps after it are about to be replayed).
     func rewind(to mark: Mark) throws {
-        try write {
+        try write("the logs in \(output)") {
             for (file, offset) in [(metrics, mark.metrics), (examples, mark.examples)] {
                 try file.truncate(atOffset: offset)
                 try file.seekToEnd()
@@ -117,16 +117,17 @@ final class RunLog {
         }
     }
 
-    private func write(_ body: () throws -> Void) throws {
+    /// Runs a write; a failure (a full disk) names `what` was being written.
+    private func write(_ what: String, _ body: () throws -> Void) throws {
         do { try body() } catch let e as ClusterError { throw e } catch {
-            throw ClusterError("cannot write to \(output): \(error.localizedDescription)")
+            throw ClusterError("cannot write \(what): \(error.localizedDescription)")
         }
     }
 
     /// Appends one JSON line; non-finite numbers are written as null. A full disk is a thrown error.
     private func append(_ line: [String: Any], to file: FileHandle) throws {
         let clean = line.mapValues { v -> Any in if let d = v as? Double, !d.isFinite { return NSNull() }; return v }
-        try write { try file.write(contentsOf: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)) }
+        try write("\(output)/\(file === metrics ? "metrics.jsonl" : "examples.jsonl")") { try file.write(contentsOf: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)) }
     }
 
     private static func appendable(_ url: URL, fresh: Bool) throws -> FileHandle {

@@ -141,12 +141,12 @@ final class StepTransfer: @unchecked Sendable {
                 guard let reply = try servers[s].receive(timeout: 0, onInvalid: { log(self.name, "dropped from server \(s): \($0)") }) else { continue }
                 if case let .error(_, message) = reply.envelope.body { throw ClusterError("\(name): pull from server \(s) failed: \(message)") }
                 guard case let .pullReply(_, ids, _) = reply.envelope.body, ids.count == reply.tensors.count, Set(ids).isSubset(of: missing[s]) else {
-                    throw ClusterError("\(name): server \(s) answered a pull with something else: \(reply.envelope.body)")
+                    throw ServerFault(server: s, detail: "answered a pull with something else: \(reply.envelope.body)")
                 }
                 for (id, frame) in zip(ids, reply.tensors) {
                     let c = byID[id]!
                     guard frame.holds(c.count, bf16: bf16Weights) else {
-                        throw ClusterError("\(name): chunk \(id) arrived with \(frame.count) bytes, expected \(c.count) \(bf16Weights ? "bfloat16" : "fp32") values")
+                        throw ServerFault(server: s, detail: "sent chunk \(id) with \(frame.count) bytes, not \(c.count) \(bf16Weights ? "bfloat16" : "fp32") values")
                     }
                     frame.copyValues(into: parameters + c.offset, bf16: bf16Weights)
                     missing[s].remove(id)
@@ -183,7 +183,7 @@ final class StepTransfer: @unchecked Sendable {
                     guard let reply = try servers[s].receive(timeout: 0, onInvalid: { log(self.name, "dropped from server \(s): \($0)") }) else { continue }
                     if case let .error(_, message) = reply.envelope.body { throw ClusterError("\(name): push to server \(s) failed: \(message)") }
                     guard case .pushAck = reply.envelope.body, inFlight[s] else {
-                        throw ClusterError("\(name): server \(s) answered a push with something else: \(reply.envelope.body)")
+                        throw ServerFault(server: s, detail: "answered a push with something else: \(reply.envelope.body)")
                     }
                     inFlight[s] = false
                 }
@@ -196,4 +196,14 @@ final class StepTransfer: @unchecked Sendable {
             }
         }
     }
+}
+
+/// A server answered this worker with something the plan rules out (wrong chunks or sizes):
+/// the server's fault, reported to the coordinator, which replaces the server; not this worker's.
+struct ServerFault: Error {
+    /// The server's index in the worker's plan.
+    let server: Int
+    let detail: String
+    /// The error code a worker reports it with: "server ENDPOINT: DETAIL".
+    static let code = 502
 }

@@ -268,6 +268,11 @@ public final class WorkerRole {
                 try control.send(.stepReport(report))
                 } catch let r as Replan {
                     try replan(r)
+                } catch let fault as ServerFault {
+                    // The unit is abandoned; the coordinator replaces the server and sends the step again.
+                    let endpoint = welcome.serverEndpoints[fault.server]
+                    log(name, "server \(endpoint) \(fault.detail): reported to the coordinator")
+                    try control.send(.error(code: ServerFault.code, message: "server \(endpoint): \(fault.detail)"))
                 }
             }
         } catch let stop as Stop {

@@ -247,6 +247,50 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
+    /// A server that sends workers chunks of the wrong size is the one replaced (by the spare),
+    /// not the worker that noticed; the run replays to the single-process weights.
+    func testAServerSendingWorkersWrongSizedChunksIsReplacedNotTheWorkerBlamed() throws {
+        let reference = try runSingleProcess()
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("listening on", in: "c.log")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
+        let rogue = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "rogue-data-server", endpoint, "run.key", "bad-pull"],
+                                     in: dir, output: dir.appendingPathComponent("rogue.log"))
+        Thread.sleep(forTimeInterval: 2)  // its hello first: it is server 0, the real one the spare
+        let spare = try server(endpoint, "s.log")
+        let w = try worker(endpoint, "w.log")
+        try coordinator.wait(); try spare.wait(); try w.wait()
+        rogue.signal(SIGKILL); _ = try? rogue.wait()
+        XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
+        XCTAssertEqual(w.terminationStatus, 0, log("w.log"))
+        XCTAssertTrue(log("rogue.log").contains("answered a worker's pull with 8-byte chunks"), log("rogue.log"))
+        XCTAssertTrue(log("c.log").contains("server 0 (server-rogue) did not answer worker 0"), log("c.log"))
+        XCTAssertTrue(log("c.log").contains("takes over server 0"), log("c.log"))
+        let weights = try loadCheckpoint("out/redi")
+        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+    }
+
+    /// A server whose reported Σg² its workers' pushes cannot explain (‖Σₖ gₖ‖ ≤ Σₖ ‖gₖ‖) ends
+    /// the run naming it (it froze training with exit 0: every step clipped to nothing).
+    func testAServerReportingANormItsPushesCannotExplainEndsTheRunNamingIt() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("listening on", in: "c.log")
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
+        let rogue = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "rogue-data-server", endpoint, "run.key", "lying-norm"],
+                                     in: dir, output: dir.appendingPathComponent("rogue.log"))
+        let w = try worker(endpoint, "w.log")
+        try coordinator.wait(); try w.wait(); _ = try rogue.wait(seconds: 100)
+        XCTAssertTrue(log("rogue.log").contains("reported a gradient norm of 1e15"), log("rogue.log"))
+        XCTAssertEqual(coordinator.terminationStatus, 1, log("c.log"))
+        XCTAssertTrue(log("c.log").contains("server 0 (server-rogue) reported a gradient norm of 1000000000000000.0 for step 1, more than the workers' pushes to it allow"), log("c.log"))
+        XCTAssertEqual(w.terminationStatus, 1, log("w.log"))
+        XCTAssertFalse(log("c.log").contains("sft step 1/"), log("c.log"))
+    }
+
     func testARogueServerAnsweringAPullWithWrongSizedFramesIsAnErrorNotACrash() throws {
         for mode in ["short", "long"] {
             let port = port(), endpoint = "tcp://127.0.0.1:\(port)"

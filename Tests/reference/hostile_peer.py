@@ -28,6 +28,12 @@ encoder (no code shared with redi-ps), over pyzmq.
       CURVE handshakes with fresh keys (the server's public key from KEYFILE, so each gets as
       far as the key check). Prints the server's resident memory growth (PID) and
       exits 0 when it stayed under 64 MiB.
+  hostile_peer.py rogue-data-server COORDINATOR KEYFILE bad-pull|lying-norm
+      Holds the run key and joins as a server that does everything right for the coordinator
+      (acknowledges loads, resets, answers its pulls with the loaded values). bad-pull: answers
+      the workers' pulls on its data port with chunks of the wrong size. lying-norm: serves
+      pulls and acknowledges pushes, then reports Σg² = 1e30 for the step while its per-shard
+      sums say 1. Runs until the run ends, or killed, or 90 s.
   hostile_peer.py insider-silent COORDINATOR KEYFILE
       Holds the run key: joins as a worker and heartbeats, but never pushes or reports.
       Exits 0 when the coordinator drops it.
@@ -391,6 +397,92 @@ def insider_absurd(coordinator, keyfile):
     return 0 if ended else 1
 
 
+def rogue_data_server(coordinator, keyfile, mode):
+    ctx = zmq.Context()
+    public, secret = run_keys(keyfile)
+    data = ctx.socket(zmq.ROUTER)
+    data.linger = 0
+    data.curve_server, data.curve_secretkey = True, secret
+    data.bind("tcp://127.0.0.1:*")
+    endpoint = data.getsockopt(zmq.LAST_ENDPOINT).decode()
+    control = socket(ctx, coordinator, (public, secret), public, identity=b"server-rogue")
+    control.send(envelope("", "server-rogue", 1, 10, f_varint(1, 1) + f_bytes(2, endpoint.encode()) + f_varint(4, PROTOCOL_VERSION)))
+    weights, run_id, seq, deadline, bad, pushed = {}, "", 2, time.time() + 90, 0, set()
+    poller = zmq.Poller()
+    poller.register(control, zmq.POLLIN)
+    poller.register(data, zmq.POLLIN)
+    last_beat = 0
+    while time.time() < deadline:
+        if time.time() - last_beat > 0.2:
+            control.send(envelope(run_id, "server-rogue", seq, 13, b""))
+            seq, last_beat = seq + 1, time.time()
+        ready = dict(poller.poll(100))
+        if control in ready:
+            got = control.recv_multipart()
+            env = parse(got[0])
+            if 11 in env:
+                run_id = env.get(1, [b""])[0].decode()
+                print("admitted as a server of run %r, data port %s" % (run_id, endpoint))
+            elif 25 in env:  # load: keep the weights, acknowledge at the load's version
+                load = parse(env[25][0])
+                ids = packed(load.get(1, []))
+                per = 3 if load.get(3, [0])[0] else 1
+                for k, i in enumerate(ids):
+                    weights[i] = got[1 + k * per]
+                control.send(envelope(run_id, "server-rogue", seq, 28, f_varint(2, load.get(4, [0])[0])))
+                seq += 1
+            elif 30 in env:  # reset: acknowledge
+                control.send(envelope(run_id, "server-rogue", seq, 28, f_varint(1, parse(env[30][0]).get(1, [0])[0])))
+                seq += 1
+            elif 21 in env:  # the coordinator's pull: the loaded weights, honestly (zeros for m and v)
+                pull = parse(env[21][0])
+                ids = packed(pull.get(2, []))
+                per = 3 if pull.get(3, [0])[0] else 1
+                frames = []
+                for i in ids:
+                    frames += [weights[i]] + [b"\0" * len(weights[i])] * (per - 1)
+                reply = f_varint(1, pull.get(1, [0])[0]) + f_packed(2, ids) + f_varint(3, int(per == 3))
+                control.send_multipart([envelope(run_id, "server-rogue", seq, 22, reply)] + frames)
+                seq += 1
+            elif 14 in env:
+                print("the run ended; answered %d worker pulls with wrong sizes" % bad)
+                return 0
+        if data in ready:
+            got = data.recv_multipart()
+            peer, env = got[0], parse(got[1])
+            if 21 in env and mode == "lying-norm":
+                pull = parse(env[21][0])
+                for i in packed(pull.get(2, [])):
+                    reply = f_varint(1, pull.get(1, [0])[0]) + f_packed(2, [i])
+                    data.send_multipart([peer, envelope(run_id, "server-rogue", seq, 22, reply), weights[i]])
+                    seq += 1
+            elif 23 in env:  # a push: acknowledge; once every chunk is in, report a lie
+                push = parse(env[23][0])
+                step = push.get(1, [0])[0]
+                pushed.update(packed(push.get(2, [])))
+                data.send_multipart([peer, envelope(run_id, "server-rogue", seq, 24, f_varint(1, step))])
+                seq += 1
+                if pushed >= set(weights):
+                    mine = sorted(weights)
+                    doubles = lambda xs: b"".join(struct.pack("<d", x) for x in xs)
+                    norm = (f_varint(1, step) + f_packed(2, mine) + f_bytes(3, doubles([1e30] + [0.0] * (len(mine) - 1)))
+                            + f_bytes(4, doubles([1.0])))
+                    control.send(envelope(run_id, "server-rogue", seq, 26, norm))
+                    seq += 1
+                    print("reported a gradient norm of 1e15 with shard sums of 1")
+                    pushed.clear()
+            elif 21 in env:
+                pull = parse(env[21][0])
+                for i in packed(pull.get(2, [])):
+                    reply = f_varint(1, pull.get(1, [0])[0]) + f_packed(2, [i])
+                    data.send_multipart([peer, envelope(run_id, "server-rogue", seq, 22, reply), b"\0" * 8])
+                    seq += 1
+                bad += 1
+                print("answered a worker's pull with 8-byte chunks")
+    print("still running after 90 s")
+    return 1
+
+
 def rss_mib(pid):
     for line in open("/proc/%d/status" % pid):
         if line.startswith("VmRSS:"):
@@ -507,6 +599,8 @@ if __name__ == "__main__":
         sys.exit(insider_twice(sys.argv[2], sys.argv[3]))
     if mode == "flood":
         sys.exit(flood(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    if mode == "rogue-data-server":
+        sys.exit(rogue_data_server(sys.argv[2], sys.argv[3], sys.argv[4]))
     if mode == "insider-silent":
         sys.exit(insider_silent(sys.argv[2], sys.argv[3]))
     if mode == "insider-absurd":
