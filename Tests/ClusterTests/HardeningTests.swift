@@ -446,6 +446,24 @@ final class HardeningTests: ClusterTestCase {
         try checkTensorBoard(output)
     }
 
+    /// A write that fails part-way (here the file-size limit, as a full disk would) ends the run
+    /// with the file's name and leaves no partial file behind; every process exits nonzero.
+    func testAFailedCheckpointWriteNamesTheFileAndLeavesNoPartialFile() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
+        let s = try server(endpoint, "s.log"), w = try worker(endpoint, "w.log")
+        // 200 KiB per file: the logs fit, the 430 KB model does not. SIGXFSZ ignored: write() fails with EFBIG.
+        let binary = Self.products.appendingPathComponent("redi-ps").path
+        let c = try ChildProcess("/bin/bash", ["-c", "ulimit -f 200; trap '' XFSZ; exec \"$0\" coordinate --recipe r.yaml --key run.key", binary],
+                                 in: dir, output: dir.appendingPathComponent("c.log"))
+        try c.wait(); try s.wait(); try w.wait()
+        XCTAssertEqual(c.terminationStatus, 1, log("c.log"))
+        XCTAssertTrue(log("c.log").contains("out/sft-step2/model.safetensors: cannot write"), log("c.log"))
+        let leftovers = try FileManager.default.subpathsOfDirectory(atPath: dir.appendingPathComponent("out").path).filter { $0.hasSuffix(".partial") }
+        XCTAssertEqual(leftovers, [])
+        XCTAssertEqual(s.terminationStatus, 1); XCTAssertEqual(w.terminationStatus, 1)
+    }
+
     /// Resuming verifies each checkpoint against its manifest: a flipped bit in the newest is
     /// found and the run resumes from the newest that verifies, to the uninterrupted weights;
     /// trainer_state.json fields out of range are errors; an output holding a run is refused
