@@ -1845,7 +1845,7 @@ const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
   (ProtobufCMessageInit) redi__objective_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[10] =
+static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[11] =
 {
   {
     "stage",
@@ -1967,6 +1967,18 @@ static const ProtobufCFieldDescriptor redi__work_unit__field_descriptors[10] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "verify_only",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__WorkUnit, verify_only),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__work_unit__field_indices_by_name[] = {
   5,   /* field[5] = examples */
@@ -1978,12 +1990,13 @@ static const unsigned redi__work_unit__field_indices_by_name[] = {
   8,   /* field[8] = shard */
   0,   /* field[0] = stage */
   1,   /* field[1] = step */
+  10,   /* field[10] = verify_only */
   2,   /* field[2] = version */
 };
 static const ProtobufCIntRange redi__work_unit__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor redi__work_unit__descriptor =
 {
@@ -1993,7 +2006,7 @@ const ProtobufCMessageDescriptor redi__work_unit__descriptor =
   "Redi__WorkUnit",
   "redi",
   sizeof(Redi__WorkUnit),
-  10,
+  11,
   redi__work_unit__field_descriptors,
   redi__work_unit__field_indices_by_name,
   1,  redi__work_unit__number_ranges,
@@ -2846,7 +2859,7 @@ const ProtobufCMessageDescriptor redi__metric__descriptor =
   (ProtobufCMessageInit) redi__metric__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[14] =
+static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[15] =
 {
   {
     "step",
@@ -3016,8 +3029,21 @@ static const ProtobufCFieldDescriptor redi__step_report__field_descriptors[14] =
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chunk_sums",
+    15,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_DOUBLE,
+    offsetof(Redi__StepReport, n_chunk_sums),
+    offsetof(Redi__StepReport, chunk_sums),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__step_report__field_indices_by_name[] = {
+  14,   /* field[14] = chunk_sums */
   7,   /* field[7] = communication_seconds */
   6,   /* field[6] = compute_seconds */
   9,   /* field[9] = example_ids */
@@ -3036,7 +3062,7 @@ static const unsigned redi__step_report__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__step_report__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor redi__step_report__descriptor =
 {
@@ -3046,7 +3072,7 @@ const ProtobufCMessageDescriptor redi__step_report__descriptor =
   "Redi__StepReport",
   "redi",
   sizeof(Redi__StepReport),
-  14,
+  15,
   redi__step_report__field_descriptors,
   redi__step_report__field_indices_by_name,
   1,  redi__step_report__number_ranges,

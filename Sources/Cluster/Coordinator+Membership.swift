@@ -23,6 +23,8 @@ struct WorkerSlot {
     let key: [UInt8]
     /// The OpenBLAS kernel it said it runs ("" when it did not say).
     var kernel = ""
+    /// The threads it computes with: with the kernel, what makes two workers' results bit-identical.
+    var threads = 0
 }
 
 extension Coordinator {
@@ -118,11 +120,11 @@ extension Coordinator {
             warnIfKernelDiffers(h.blasKernel, of: String(decoding: id, as: UTF8.self))
             if admitting {
                 let slot = vacantSlots[0]
-                workers[slot] = WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel)
+                workers[slot] = WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel, threads: h.threads)
                 lastHeard[id] = Date()
                 say("worker \(slot) joined: \(String(decoding: id, as: UTF8.self))\(h.blasKernel.isEmpty ? "" : " (BLAS kernel \(h.blasKernel))")")
             } else {
-                joining.append(WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel))
+                joining.append(WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel, threads: h.threads))
                 say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step with a free slot")
             }
         default:

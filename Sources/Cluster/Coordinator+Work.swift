@@ -83,7 +83,13 @@ extension Coordinator {
                 u.shard = k
                 try messenger.send(.work(u), to: workers[owners[k]]!.id)
             }
-            if let outcome = try collectStep(step, sent: shards.map { $0.map(\.id) }, owners: owners, expectNorms: expectNorms) {
+            let checks = expectNorms ? verifications(step: step, shards: shards.map(\.isEmpty), owners: owners) : []
+            for check in checks {
+                var u = unit(version, shards[check.shard].map(wire))
+                u.shard = check.shard; u.verifyOnly = true
+                try messenger.send(.work(u), to: workers[check.slot]!.id)
+            }
+            if let outcome = try collectStep(step, sent: shards.map { $0.map(\.id) }, owners: owners, expectNorms: expectNorms, checks: checks) {
                 return outcome
             }
         }
@@ -91,15 +97,34 @@ extension Coordinator {
 
     /// Collects one attempt's shard reports and server norms; nil when workers were dropped
     /// (the caller starts the step again).
-    func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool) throws -> (reports: [StepReport], sumsq: Double)? {
+    /// Which shards of this step another worker recomputes, and who: `verify_shards` random
+    /// non-empty shards every `verify_every` steps, each by a live worker other than its owner
+    /// (one with the same kernel and threads when there is one, so the bits must agree).
+    func verifications(step: Int, shards empty: [Bool], owners: [Int]) -> [(shard: Int, slot: Int)] {
+        let every = recipe.cluster.verifyEvery
+        guard every > 0, step % every == 0, live.count >= 2 else { return [] }
+        // Unpredictable to the workers: a dishonest one cannot know which steps are checked.
+        var rng = SystemRandomNumberGenerator()
+        let candidates = empty.indices.filter { !empty[$0] }.shuffled(using: &rng).prefix(recipe.cluster.verifyShards)
+        return candidates.compactMap { k in
+            let owner = workers[owners[k]]
+            let others = live.filter { $0 != owners[k] }
+            let twin = others.first { workers[$0]?.kernel == owner?.kernel && workers[$0]?.threads == owner?.threads }
+            return (twin ?? others.first).map { (k, $0) }
+        }
+    }
+
+    func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool,
+                     checks: [(shard: Int, slot: Int)] = []) throws -> (reports: [StepReport], sumsq: Double)? {
         var reports: [Int: StepReport] = [:]
+        var recomputed: [Int: StepReport] = [:]
         var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
         var normsFrom = Set<Int>()
         /// Each server's Σg² per shard over its chunks, by server (summed in server order below).
         var shardSumsFrom: [Int: [Double]] = [:]
         let expectedNorms = expectNorms ? serversWithChunks : []
         let started = Date()
-        while reports.count < sent.count || normsFrom.count < expectedNorms.count {
+        while reports.count < sent.count || normsFrom.count < expectedNorms.count || recomputed.count < checks.count {
             // Progress, not heartbeats: past the step timeout, a server that has every report but
             // not its norm is lost; otherwise the earliest unreported shard's worker is dropped
             // (a server holds later shards' pushes until it arrives, so it is what the rest wait on).
@@ -116,9 +141,20 @@ extension Coordinator {
                     throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
                                      failedTo: "report step \(step + 1)'s gradient norm")
                 }
+                if let check = checks.first(where: { recomputed[$0.shard] == nil }), live.count > 1 {
+                    try drop([check.slot], step: step, because: "did not report its recomputation of shard \(check.shard) within \(limit) s")
+                    return nil
+                }
             }
             if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
                 switch msg.envelope.body {
+                case let .stepReport(r) where r.step == step && r.version == version && !r.chunkSums.isEmpty:
+                    guard let check = checks.first(where: { $0.shard == r.shard && workers[$0.slot]?.id == id }), recomputed[r.shard] == nil,
+                          r.isFinite, r.chunkSums.count == plan.chunks.count, r.chunkSums.allSatisfy({ $0 >= 0 }) else {
+                        say("ignored a recomputation of shard \(r.shard) from \(name(of: id)), which was not asked for it or is malformed")
+                        continue
+                    }
+                    recomputed[check.shard] = r
                 case let .stepReport(r) where r.step == step && r.version == version:
                     guard r.shard >= 0, r.shard < sent.count, workers[owners[r.shard]]?.id == id, reports[r.shard] == nil else {
                         say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
@@ -148,7 +184,7 @@ extension Coordinator {
                 continue
             }
             try checkServers()
-            let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] })
+            let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] } + checks.filter { recomputed[$0.shard] == nil }.map(\.slot))
             let silent = waitingOn.filter { Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }.sorted()
             guard !silent.isEmpty else { continue }
             guard silent.count < live.count else {
@@ -158,8 +194,37 @@ extension Coordinator {
             return nil
         }
         if expectNorms { try checkContributions(step, shardSumsFrom.keys.sorted().map { shardSumsFrom[$0]! }, owners: owners) }
+        for check in checks {
+            try compare(step: step, shard: check.shard, pushed: reports[check.shard]!, by: owners[check.shard],
+                        recomputed: recomputed[check.shard]!, by: check.slot, serverSums: shardSumsFrom)
+        }
         // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
         return ((0..<sent.count).map { reports[$0]! }, chunkSums.reduce(0) { $0 + $1! })
+    }
+
+    /// Verification by recomputation: the owner's loss and the servers' Σg² of its pushes against
+    /// another worker's recomputation of the same shard at the same version. Runs are
+    /// deterministic, so two workers with the same kernel and threads must agree bit for bit
+    /// (otherwise to 1e-3 relative); a disagreement ends the run naming both.
+    func compare(step: Int, shard k: Int, pushed: StepReport, by owner: Int, recomputed r: StepReport, by verifier: Int,
+                 serverSums: [Int: [Double]]) throws {
+        let a = workers[owner], b = workers[verifier]
+        let exact = a != nil && a?.kernel == b?.kernel && a?.threads == b?.threads
+        func agree(_ x: Double, _ y: Double) -> Bool { exact ? x == y : abs(x - y) <= 1e-3 * max(abs(x), abs(y)) + 1e-30 }
+        var disagreements: [String] = []
+        if !agree(pushed.lossSum, r.lossSum) { disagreements.append("loss \(pushed.lossSum) vs \(r.lossSum)") }
+        for (s, sums) in serverSums.sorted(by: { $0.key < $1.key }) {
+            let expected = plan.chunks.indices.filter { plan.owner[$0] == s }.reduce(0.0) { $0 + r.chunkSums[$1] }
+            if !agree(sums[k], expected) { disagreements.append("Σg² on server \(s) \(sums[k]) vs \(expected)") }
+        }
+        let who = { (slot: Int) in self.workers[slot].map { self.name(of: $0.id) } ?? "worker \(slot)" }
+        guard disagreements.isEmpty else {
+            throw ClusterError("step \(step + 1) shard \(k): what \(who(owner)) pushed and \(who(verifier))'s recomputation disagree (\(disagreements.joined(separator: "; "))): one of them is broken or not honest (cluster.verify_every)")
+        }
+        verifiedShards += 1
+        if verifiedShards == 1 || verifiedShards % 100 == 0 {
+            say("verified by recomputation: \(verifiedShards) shard\(verifiedShards == 1 ? "" : "s") so far (step \(step + 1) shard \(k): \(who(verifier)) agrees with \(who(owner))\(exact ? " bit for bit" : " to 1e-3"))")
+        }
     }
 
     /// The trust rule for gradients (README, Security): a shard's norm ‖gₖ‖ (Σ over servers of

@@ -50,6 +50,8 @@ public final class Coordinator {
     var lastHeard: [[UInt8]: Date] = [:]
     /// The last steps' per-shard gradient norms (the outlier rule's history).
     var recentShardNorms: [Double] = []
+    /// Shards recomputed by a second worker and found to agree (`cluster.verify_every`).
+    var verifiedShards = 0
     var lastHeartbeat = Date.distantPast
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
     var configJSON = ""

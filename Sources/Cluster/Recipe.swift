@@ -78,6 +78,9 @@ public struct Recipe: Sendable {
         /// How long a step (or a server's load/update) may take before the coordinator acts on
         /// who has not finished: heartbeats say a peer lives, this says it makes progress.
         public var stepTimeoutSeconds = 1800.0
+        /// Verification by recomputation: every `verifyEvery` steps (0: never), `verifyShards`
+        /// random shards are recomputed by another worker and compared with what was pushed.
+        public var verifyEvery = 0, verifyShards = 1
     }
 
     public var runID: String
@@ -253,6 +256,8 @@ public struct Recipe: Sendable {
             cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0, max: 1 << 30)
             cluster.maxShardGradNorm = try c.double("max_shard_grad_norm", default: 1e6, min: 1e-30)
             cluster.stepTimeoutSeconds = try c.double("step_timeout_seconds", default: 1800, min: 0.1, max: 1e7)
+            cluster.verifyEvery = try c.int("verify_every", default: 0, min: 0, max: 1 << 30)
+            cluster.verifyShards = try c.int("verify_shards", default: 1, min: 1, max: 4096)
             let wire = try c.string("wire", default: "fp32")
             guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
                 throw RecipeError("cluster.wire: \"\(wire)\" is not fp32, bf16-gradients or bf16")

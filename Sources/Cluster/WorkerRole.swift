@@ -22,8 +22,12 @@ public final class WorkerRole {
     /// Fault injection: seconds added to every work unit (a slow worker; tests liveness).
     let delay: Double
 
-    public init(coordinator: String, key: RunKey, timeout: Double, failAtStep: Int? = nil, delay: Double = 0) {
+    /// Fault injection (tests): pushed gradients are multiplied by this.
+    let corruptGradients: Float?
+
+    public init(coordinator: String, key: RunKey, timeout: Double, failAtStep: Int? = nil, delay: Double = 0, corruptGradients: Float? = nil) {
         self.coordinator = coordinator; self.key = key; self.timeout = timeout; self.failAtStep = failAtStep; self.delay = delay
+        self.corruptGradients = corruptGradients
     }
 
     /// Joins the run and works until the coordinator ends it.
@@ -149,7 +153,7 @@ public final class WorkerRole {
                 do {
                 try unit.validate(config: config, name: name)
                 step.value = unit.step
-                let pushes = !unit.scoreOnly && unit.sampling == nil
+                let pushes = !unit.scoreOnly && unit.sampling == nil && !unit.verifyOnly
                 if let failAtStep, unit.step == failAtStep, pushes {
                     log(name, "fault injection: exiting at step \(unit.step + 1)")
                     exit(3)
@@ -218,10 +222,11 @@ public final class WorkerRole {
                     // transfer sends it without a copy while compute continues.
                     var pushed = Set<Int>()
                     func push(from frontier: Int) {
-                        guard interruption == nil else { return }
+                        guard interruption == nil, pushes else { return }
                         var ready: [StepTransfer.Push] = []
                         for (s, chunks) in owned.enumerated() {
                             for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
+                                if let scale = corruptGradients { for i in c.offset..<(c.offset + c.count) { gradients[i] *= scale } }
                                 let tensor: OutgoingTensor
                                 if welcome.bf16Gradients {
                                     narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
@@ -249,6 +254,16 @@ public final class WorkerRole {
                     transfer.finishPushes()
                     report = StepReport(step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
                                         metricSums: result.metricSums)
+                    if unit.verifyOnly {
+                        // Σg² per chunk of the values as they would be pushed (the servers measure the same bytes).
+                        report.chunkSums = welcome.chunks.map { c in
+                            if welcome.bf16Gradients {
+                                narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
+                                return sumOfSquares(UnsafeRawBufferPointer(start: narrowedGradients.baseAddress + c.offset, count: 2 * c.count), bf16: true)
+                            }
+                            return sumOfSquares(UnsafeRawBufferPointer(start: gradients.baseAddress + c.offset, count: 4 * c.count), bf16: false)
+                        }
+                    }
                 }
                 t2 = Date()
                 try transfer.wait(watch: watch)

@@ -122,26 +122,7 @@ extension ReceivedFrame {
     /// Σx² of the frame's values (fp32, or bfloat16) in float64: not finite exactly when a
     /// value is not (the largest float squared is ~1.2e77), so one pass checks and measures a push.
     public func sumOfSquares(bf16: Bool) -> Double {
-        withUnsafeBytes { raw in
-            // Eight partial sums: the adds are independent, so the loop is not latency-bound.
-            var acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-            func value(_ i: Int) -> Double {
-                bf16 ? Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16))
-                     : Double(raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
-            }
-            let n = raw.count / (bf16 ? 2 : 4)
-            var i = 0
-            while i + 8 <= n {
-                let a0 = value(i), a1 = value(i + 1), a2 = value(i + 2), a3 = value(i + 3)
-                let a4 = value(i + 4), a5 = value(i + 5), a6 = value(i + 6), a7 = value(i + 7)
-                acc.0 += a0 * a0; acc.1 += a1 * a1; acc.2 += a2 * a2; acc.3 += a3 * a3
-                acc.4 += a4 * a4; acc.5 += a5 * a5; acc.6 += a6 * a6; acc.7 += a7 * a7
-                i += 8
-            }
-            var rest = 0.0
-            while i < n { let a = value(i); rest += a * a; i += 1 }
-            return ((acc.0 + acc.1) + (acc.2 + acc.3)) + ((acc.4 + acc.5) + (acc.6 + acc.7)) + rest
-        }
+        withUnsafeBytes { Transport.sumOfSquares($0, bf16: bf16) }
     }
 
     /// The frame's values as fp32 into `destination`: copied, or widened from bfloat16.
@@ -151,4 +132,28 @@ extension ReceivedFrame {
             if raw.count > 0 { widenBF16(raw.baseAddress!.assumingMemoryBound(to: UInt16.self), into: destination, count: raw.count / 2) }
         }
     }
+}
+
+/// Σx² in float64 of wire values (fp32, or bfloat16), summed in one fixed order: the servers'
+/// per-push sums and a verifying worker's recomputation use this same function, so equal
+/// gradients give equal bits.
+public func sumOfSquares(_ raw: UnsafeRawBufferPointer, bf16: Bool) -> Double {
+    // Eight partial sums: the adds are independent, so the loop is not latency-bound.
+    var acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    func value(_ i: Int) -> Double {
+        bf16 ? Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16))
+             : Double(raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
+    }
+    let n = raw.count / (bf16 ? 2 : 4)
+    var i = 0
+    while i + 8 <= n {
+        let a0 = value(i), a1 = value(i + 1), a2 = value(i + 2), a3 = value(i + 3)
+        let a4 = value(i + 4), a5 = value(i + 5), a6 = value(i + 6), a7 = value(i + 7)
+        acc.0 += a0 * a0; acc.1 += a1 * a1; acc.2 += a2 * a2; acc.3 += a3 * a3
+        acc.4 += a4 * a4; acc.5 += a5 * a5; acc.6 += a6 * a6; acc.7 += a7 * a7
+        i += 8
+    }
+    var rest = 0.0
+    while i < n { let a = value(i); rest += a * a; i += 1 }
+    return ((acc.0 + acc.1) + (acc.2 + acc.3)) + ((acc.4 + acc.5) + (acc.6 + acc.7)) + rest
 }

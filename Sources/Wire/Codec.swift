@@ -126,6 +126,7 @@ extension Wire {
             m.pointee.n_examples = examples.count; m.pointee.examples = a.array(examples)
             m.pointee.micro_batch_tokens = UInt32(w.microBatchTokens)
             m.pointee.score_only = w.scoreOnly ? 1 : 0
+            m.pointee.verify_only = w.verifyOnly ? 1 : 0
             m.pointee.shard = UInt32(w.shard)
             if let g = w.sampling {
                 let x: UnsafeMutablePointer<Redi__SamplingSpec> = a.message(redi__sampling_spec__init)
@@ -196,6 +197,7 @@ extension Wire {
             let flat = r.generated.flatMap { $0.map { UInt32(bitPattern: $0) } }
             m.pointee.n_generated_tokens = flat.count; m.pointee.generated_tokens = a.array(flat)
             m.pointee.n_generated_lengths = r.generated.count; m.pointee.generated_lengths = a.array(r.generated.map { UInt32($0.count) })
+            m.pointee.n_chunk_sums = r.chunkSums.count; m.pointee.chunk_sums = a.array(r.chunkSums)
             env.body_case = REDI__ENVELOPE__BODY_STEP_REPORT; env.step_report = m
         case let .reset(step, owners, keys):
             let m: UnsafeMutablePointer<Redi__StepReset> = a.message(redi__step_reset__init)
@@ -302,7 +304,7 @@ extension Wire {
                                       return SamplingSpec(samples: Int(g.pointee.samples), temperature: g.pointee.temperature, topP: g.pointee.top_p,
                                                           maxNewTokens: Int(g.pointee.max_new_tokens), rows: Int(g.pointee.rows), seed: g.pointee.seed,
                                                           stopTokens: (0..<g.pointee.n_stop_tokens).map { Int32(bitPattern: g.pointee.stop_tokens[$0]) })
-                                  }))
+                                  }, verifyOnly: m.verify_only != 0))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")
             body = .pull(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
@@ -346,7 +348,8 @@ extension Wire {
                                           exampleIDs: try (0..<m.n_example_ids).map { try int(m.example_ids[$0], "example id") },
                                           version: try int(m.version, "version"), shard: Int(m.shard),
                                           generated: try generatedSamples(tokens: m.n_generated_tokens, m.generated_tokens,
-                                                                          lengths: m.n_generated_lengths, m.generated_lengths)))
+                                                                          lengths: m.n_generated_lengths, m.generated_lengths),
+                                          chunkSums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums))))
         case REDI__ENVELOPE__BODY_RESET:
             let m = try require(env.reset, "reset")
             body = .reset(step: try int(m.step, "step"), shardWorkers: ints(m.n_shard_workers, m.shard_workers),

@@ -79,9 +79,11 @@ public struct WorkUnit: Equatable, Sendable {
     public var shard: Int
     /// Set for evaluation units: sample from each example's prompt instead of computing gradients.
     public var sampling: SamplingSpec?
+    /// Recompute another worker's shard, push nothing, report Σg² per chunk.
+    public var verifyOnly: Bool
     public init(stage: String, step: Int, version: Int, objective: Objective, normalizer: Double, examples: [WireExample],
-                microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0, sampling: SamplingSpec? = nil) {
-        self.shard = shard; self.sampling = sampling
+                microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0, sampling: SamplingSpec? = nil, verifyOnly: Bool = false) {
+        self.shard = shard; self.sampling = sampling; self.verifyOnly = verifyOnly
         self.stage = stage; self.step = step; self.version = version; self.objective = objective; self.normalizer = normalizer
         self.examples = examples; self.microBatchTokens = microBatchTokens; self.scoreOnly = scoreOnly
     }
@@ -116,10 +118,12 @@ public struct StepReport: Equatable, Sendable {
     public var shard: Int
     /// Evaluation units: each sample's generated tokens, in (example, sample) order.
     public var generated: [[Int32]]
+    /// Verification units: Σg² of each chunk of the recomputed gradient, in chunk order.
+    public var chunkSums: [Double]
     public init(step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
                 computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0, exampleIDs: [Int] = [],
-                version: Int = 0, shard: Int = 0, generated: [[Int32]] = []) {
-        self.version = version; self.shard = shard; self.generated = generated
+                version: Int = 0, shard: Int = 0, generated: [[Int32]] = [], chunkSums: [Double] = []) {
+        self.version = version; self.shard = shard; self.generated = generated; self.chunkSums = chunkSums
         self.step = step; self.lossSum = lossSum; self.examples = examples; self.tokens = tokens; self.metricSums = metricSums
         self.sequenceLogps = sequenceLogps; self.computeSeconds = computeSeconds
         self.communicationSeconds = communicationSeconds; self.waitingSeconds = waitingSeconds; self.exampleIDs = exampleIDs
@@ -127,7 +131,7 @@ public struct StepReport: Equatable, Sendable {
 
     /// Every number in the report is finite (a peer's report is refused otherwise).
     public var isFinite: Bool {
-        ([lossSum, computeSeconds, communicationSeconds, waitingSeconds] + Array(metricSums.values) + sequenceLogps).allSatisfy(\.isFinite)
+        ([lossSum, computeSeconds, communicationSeconds, waitingSeconds] + Array(metricSums.values) + sequenceLogps + chunkSums).allSatisfy(\.isFinite)
     }
 }
 

@@ -247,6 +247,34 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
     }
 
+    /// Verification by recomputation: with every shard recomputed by the other worker, an
+    /// honest run agrees bit for bit (and ends with the single-process weights), and a worker
+    /// that scales what it pushes by 1.5 (well inside the norm bound) is caught at step 1.
+    func testRecomputationAgreesForHonestWorkersAndCatchesADishonestOne() throws {
+        let reference = try runSingleProcess()
+        for dishonest in [false, true] {
+            let port = port(), endpoint = "tcp://127.0.0.1:\(port)", tag = dishonest ? "dishonest" : "honest"
+            try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out-\(tag)", verifyEvery: 1, verifyShards: 2), "r.yaml")
+            let s = try server(endpoint, "s-\(tag).log")
+            let c = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c-\(tag).log")
+            try waitFor("listening on", in: "c-\(tag).log")
+            let w0 = try worker(endpoint, "w0-\(tag).log", dishonest ? ["--corrupt-gradients", "1.5"] : [])
+            Thread.sleep(forTimeInterval: 1)  // its hello first: it is worker 0
+            let w1 = try worker(endpoint, "w1-\(tag).log")
+            try c.wait(); try s.wait(); try w0.wait(); try w1.wait()
+            let text = log("c-\(tag).log")
+            if dishonest {
+                XCTAssertEqual(c.terminationStatus, 1, text)
+                XCTAssertTrue(text.contains("step 1 shard 0: what worker 0") && text.contains("recomputation disagree"), text)
+                XCTAssertFalse(text.contains("sft step 1/"), text)
+            } else {
+                XCTAssertEqual(c.terminationStatus, 0, text)
+                XCTAssertTrue(text.contains("verified by recomputation: 1 shard so far") && text.contains("bit for bit"), text)
+                XCTAssertLessThan(zip(try loadCheckpoint("out-honest/redi"), reference).map { abs($0 - $1) }.max()!, 1e-4)
+            }
+        }
+    }
+
     /// A server that sends workers chunks of the wrong size is the one replaced (by the spare),
     /// not the worker that noticed; the run replays to the single-process weights.
     func testAServerSendingWorkersWrongSizedChunksIsReplacedNotTheWorkerBlamed() throws {

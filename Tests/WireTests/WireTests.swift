@@ -46,6 +46,11 @@ final class CodecTests: XCTestCase {
         .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
                                sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125,
                                exampleIDs: [3, 17], version: 8)),
+        .stepReport(StepReport(step: 2, lossSum: 1.5, examples: 2, tokens: 30, metricSums: [:], exampleIDs: [4, 5], version: 3, shard: 1,
+                               chunkSums: [0.25, 1e-9, 3])),
+        .work(WorkUnit(stage: "sft", step: 2, version: 3, objective: .sft, normalizer: 30,
+                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2, 3], promptLength: 1)], id: 4)],
+                       microBatchTokens: 512, shard: 1, verifyOnly: true)),
     ]
 
     func testEveryMessageRoundTrips() throws {

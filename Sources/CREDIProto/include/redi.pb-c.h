@@ -273,10 +273,15 @@ struct  Redi__WorkUnit
    * computing gradients; nothing is pushed.
    */
   Redi__SamplingSpec *sampling;
+  /*
+   * Verification by recomputation: compute this shard's gradient (another worker's), push
+   * nothing, and report its Σg² per chunk (StepReport.chunk_sums).
+   */
+  protobuf_c_boolean verify_only;
 };
 #define REDI__WORK_UNIT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__work_unit__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0,NULL, 0, 0, 0, NULL }
+    , (char *)protobuf_c_empty_string, 0, 0, NULL, 0, 0,NULL, 0, 0, 0, NULL, 0 }
 
 
 /*
@@ -524,10 +529,15 @@ struct  Redi__StepReport
   uint32_t *generated_tokens;
   size_t n_generated_lengths;
   uint32_t *generated_lengths;
+  /*
+   * Verification units: Σg² of each chunk of the recomputed gradient, as it would be pushed.
+   */
+  size_t n_chunk_sums;
+  double *chunk_sums;
 };
 #define REDI__STEP_REPORT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__step_report__descriptor) \
-    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0, 0, 0,NULL, 0,NULL }
+    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0,NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL }
 
 
 typedef enum {
