@@ -512,16 +512,22 @@ final class HardeningTests: ClusterTestCase {
         let again = try rerun([], "again.log", peers: false)
         XCTAssertEqual(again.terminationStatus, 1)
         XCTAssertTrue(log("again.log").contains("already holds a run"), log("again.log"))
-        // One flipped bit in the newest checkpoint's weights.
+        XCTAssertTrue(log("again.log").contains("output: \(dir.appendingPathComponent("out-1x1").standardizedFileURL.path)"), log("again.log"))
+        // One flipped bit in the newest checkpoint's weights, and the next one's AdamW v zeroed at its end.
         let model = dir.appendingPathComponent("out-1x1/redi/model.safetensors")
         var bytes = try Data(contentsOf: model)
         bytes[bytes.count / 2] ^= 0x10
         try bytes.write(to: model)
+        let optimizer = dir.appendingPathComponent("out-1x1/sft/optimizer.safetensors")
+        var state = try Data(contentsOf: optimizer)
+        state.replaceSubrange((state.count - 4000)..<state.count, with: Data(count: 4000))
+        try state.write(to: optimizer)
         let resumed = try rerun(["--resume", "latest"], "resumed.log")
         XCTAssertEqual(resumed.terminationStatus, 0, log("resumed.log"))
         XCTAssertTrue(log("resumed.log").contains("skipping checkpoint \(dir.appendingPathComponent("out-1x1/redi").path)"), log("resumed.log"))
         XCTAssertTrue(log("resumed.log").contains("differ from the manifest"), log("resumed.log"))
-        XCTAssertTrue(log("resumed.log").contains("resuming from the newest checkpoint that verifies, \(dir.appendingPathComponent("out-1x1/sft").path)"),
+        XCTAssertTrue(log("resumed.log").contains("skipping checkpoint \(dir.appendingPathComponent("out-1x1/sft").path)"), log("resumed.log"))
+        XCTAssertTrue(log("resumed.log").contains("resuming from the newest checkpoint that verifies, \(dir.appendingPathComponent("out-1x1/sft-step2").path)"),
                       log("resumed.log"))
         XCTAssertEqual(zip(try loadCheckpoint("out-1x1/redi"), uninterrupted).map { abs($0 - $1) }.max()!, 0)
         try assertEveryStepLoggedOnce("out-1x1")
