@@ -49,11 +49,11 @@ launch() {  # NAME PORT DELAY → coordinator pid in $coordinator, peers in role
 }
 
 echo "uninterrupted run…"
-launch calm $((21000 + RANDOM % 20000)) ""
+launch calm $((21000 + RANDOM % 11000)) ""
 wait "$coordinator" || { echo "the uninterrupted run failed:"; tail -5 "$work/calm/coordinator.log"; exit 1; }
 
 echo "chaos run: a fault every ${every} s…"
-port=$((21000 + RANDOM % 20000))
+port=$((21000 + RANDOM % 11000))
 launch chaos "$port" "--delay-steps 0.3"
 faults=0
 while kill -0 "$coordinator" 2>/dev/null; do

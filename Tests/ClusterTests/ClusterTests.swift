@@ -19,6 +19,22 @@ class ClusterTestCase: XCTestCase {
     static let products = Bundle.main.bundleURL
     var dir: URL!
 
+    /// A loopback TCP port for a coordinator: below the kernel's ephemeral range (32768+, where
+    /// connections and `tcp://…:*` binds take theirs) and free right now.
+    func freePort() -> Int {
+        while true {
+            let port = Int.random(in: 20000..<32768)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            close(fd)
+            if bound == 0 { return port }
+        }
+    }
+
     override func setUpWithError() throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("redi-cluster-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -86,7 +102,7 @@ class ClusterTestCase: XCTestCase {
     /// Runs the cluster; returns the final checkpoint's parameters.
     func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32",
                     dataPlane: String = "curve") throws -> [Float] {
-        let port = 20000 + Int.random(in: 0..<20000)
+        let port = freePort()
         let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")\(wire == "fp32" ? "" : "-" + wire)"
             + (dataPlane == "curve" ? "" : "-" + dataPlane)
         let name = "recipe-\(tag).yaml"
@@ -193,7 +209,7 @@ final class ClusterTests: ClusterTestCase {
     }
 
     func testAnEpochEndsWithAShortBatchAndUsesEveryExampleOnceAsTheSingleProcessTrainerDoes() throws {
-        let port = 20000 + Int.random(in: 0..<20000), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try """
         run_id: short
         output: out
@@ -247,7 +263,7 @@ final class ClusterTests: ClusterTestCase {
 
     func testAResumedDPOStageKeepsTheReferenceFromItsStart() throws {
         func run(output: String, resume: String?) throws -> [Float] {
-            let port = 20000 + Int.random(in: 0..<20000), endpoint = "tcp://127.0.0.1:\(port)"
+            let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
             try """
             run_id: dpo
             output: \(output)

@@ -10,7 +10,7 @@ final class DistributedEvalTests: ClusterTestCase {
         var test = ""
         for i in 0..<7 { test += #"{"prompt": "\#(i)+\#(i * 3 % 10)=", "answer": "\#(i + i * 3 % 10)"}"# + "\n" }
         try test.write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
-        let port = 20000 + Int.random(in: 0..<20000)
+        let port = freePort()
         let recipe = """
         run_id: evaltest
         output: out
@@ -70,7 +70,7 @@ final class DistributedEvalTests: ClusterTestCase {
     func testReproductionRunsEveryMethodFromOneCheckpointAndKeepsFinishedRuns() throws {
         var environment = ProcessInfo.processInfo.environment
         environment["REDI_PS_BIN"] = Self.products.path
-        environment["REDI_PS_REPRODUCE_PORT"] = String(20000 + Int.random(in: 0..<20000))
+        environment["REDI_PS_REPRODUCE_PORT"] = String(freePort())
         func reproduce(_ log: String) throws -> String {
             let p = try ChildProcess("bash", [Self.repository.appendingPathComponent("cluster/reproduce.sh").path, "--quick", "--seeds", "1",
                                               "--out", dir.appendingPathComponent("repro").path],

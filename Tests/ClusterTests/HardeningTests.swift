@@ -24,12 +24,21 @@ final class HardeningTests: ClusterTestCase {
 
     /// Runs Tests/reference/hostile_peer.py with pyzmq; returns its exit status and output.
     func hostile(_ args: [String]) throws -> (Int32, String) {
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("reference/hostile_peer.py")
-        let output = dir.appendingPathComponent("hostile-\(UUID().uuidString).log")
-        let p = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path] + args, in: dir, output: output)
-        let status = try p.wait(seconds: 90)
-        return (status, try String(contentsOf: output, encoding: .utf8))
+        let name = "hostile-\(UUID().uuidString).log"
+        let status = try startHostile(args, log: name).wait(seconds: 90)
+        return (status, try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8))
+    }
+
+    /// Starts Tests/reference/hostile_peer.py in the background (the test waits for or kills it).
+    func startHostile(_ args: [String], log: String) throws -> ChildProcess {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
+        return try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path] + args,
+                                in: dir, output: dir.appendingPathComponent(log))
+    }
+
+    /// The final checkpoint under OUTPUT holds the single-process trainer's weights (to sgemm's rounding).
+    func assertWeights(_ checkpoint: String, match reference: [Float], file: StaticString = #filePath, line: UInt = #line) throws {
+        XCTAssertLessThan(zip(try loadCheckpoint(checkpoint), reference).map { abs($0 - $1) }.max()!, 1e-4, file: file, line: line)
     }
 
     func log(_ name: String) -> String { (try? String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)) ?? "" }
@@ -38,7 +47,7 @@ final class HardeningTests: ClusterTestCase {
         try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }
 
-    func port() -> Int { 20000 + Int.random(in: 0..<20000) }
+    func port() -> Int { freePort() }
 
     func worker(_ endpoint: String, _ log: String, _ extra: [String] = []) throws -> ChildProcess {
         try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + extra, log: log)
@@ -70,8 +79,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
         XCTAssertEqual(s.terminationStatus, 0); XCTAssertEqual(w.terminationStatus, 0)
         XCTAssertFalse(log("c.log").contains("outsider"), log("c.log"))
-        let weights = try loadCheckpoint("out/redi")
-        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+        try assertWeights("out/redi", match: reference)
     }
 
     /// A PLAIN data plane is unencrypted but not open: only the run's workers, by the name and
@@ -96,8 +104,7 @@ final class HardeningTests: ClusterTestCase {
         try coordinator.wait(); try s.wait(); try w.wait()
         XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
         XCTAssertEqual(s.terminationStatus, 0, log("s.log")); XCTAssertEqual(w.terminationStatus, 0, log("w.log"))
-        let weights = try loadCheckpoint("out/redi")
-        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+        try assertWeights("out/redi", match: reference)
     }
 
     /// A server waiting for its coordinator buffers nothing large for peers without a key, and
@@ -136,8 +143,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertTrue(log("slow.log").contains("[worker-0]"), log("slow.log"))
         XCTAssertTrue(log("s.log").contains("holding 1 early push "), log("s.log"))
         XCTAssertFalse(log("s.log").contains("holding 2 early pushes"), log("s.log"))
-        let weights = try loadCheckpoint("out/redi")
-        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+        try assertWeights("out/redi", match: reference)
     }
 
     func testAnInsiderCannotForgePushesAndNonFiniteGradientsStopTheRunNamingThePeer() throws {
@@ -211,9 +217,7 @@ final class HardeningTests: ClusterTestCase {
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
         // The silent insider joins first: it holds slot 0, so the honest worker's pushes wait behind it.
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
-        let insider = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "insider-silent", endpoint, "run.key"],
-                                       in: dir, output: dir.appendingPathComponent("insider.log"))
+        let insider = try startHostile(["insider-silent", endpoint, "run.key"], log: "insider.log")
         Thread.sleep(forTimeInterval: 2)
         let w = try worker(endpoint, "w.log", ["--timeout", "5"])  // shorter than the wait behind the insider
         try coordinator.wait(); try s.wait(); try w.wait(); _ = try insider.wait(seconds: 70)
@@ -232,9 +236,7 @@ final class HardeningTests: ClusterTestCase {
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", stepTimeout: 3), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
-        let rogue = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "rogue-server", endpoint, "run.key", "silent-load"],
-                                     in: dir, output: dir.appendingPathComponent("rogue.log"))
+        let rogue = try startHostile(["rogue-server", endpoint, "run.key", "silent-load"], log: "rogue.log")
         Thread.sleep(forTimeInterval: 2)  // its hello first: it is server 0, the real one the spare
         let spare = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log")
@@ -243,8 +245,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertEqual(coordinator.terminationStatus, 0, log("c.log"))
         XCTAssertTrue(log("c.log").contains("server 0 (server-rogue) did not acknowledge a load or update within 3 s"), log("c.log"))
         XCTAssertTrue(log("c.log").contains("takes over server 0"), log("c.log"))
-        let weights = try loadCheckpoint("out/redi")
-        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+        try assertWeights("out/redi", match: reference)
     }
 
     /// Verification by recomputation: with every shard recomputed by the other worker, an
@@ -283,9 +284,7 @@ final class HardeningTests: ClusterTestCase {
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
-        let rogue = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "rogue-data-server", endpoint, "run.key", "bad-pull"],
-                                     in: dir, output: dir.appendingPathComponent("rogue.log"))
+        let rogue = try startHostile(["rogue-data-server", endpoint, "run.key", "bad-pull"], log: "rogue.log")
         Thread.sleep(forTimeInterval: 2)  // its hello first: it is server 0, the real one the spare
         let spare = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log")
@@ -296,8 +295,7 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertTrue(log("rogue.log").contains("answered a worker's pull with 8-byte chunks"), log("rogue.log"))
         XCTAssertTrue(log("c.log").contains("server 0 (server-rogue) did not answer worker 0"), log("c.log"))
         XCTAssertTrue(log("c.log").contains("takes over server 0"), log("c.log"))
-        let weights = try loadCheckpoint("out/redi")
-        XCTAssertLessThan(zip(weights, reference).map { abs($0 - $1) }.max()!, 1e-4)
+        try assertWeights("out/redi", match: reference)
     }
 
     /// A server whose reported Σg² its workers' pushes cannot explain (‖Σₖ gₖ‖ ≤ Σₖ ‖gₖ‖) ends
@@ -307,9 +305,7 @@ final class HardeningTests: ClusterTestCase {
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
-        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
-        let rogue = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path, "rogue-data-server", endpoint, "run.key", "lying-norm"],
-                                     in: dir, output: dir.appendingPathComponent("rogue.log"))
+        let rogue = try startHostile(["rogue-data-server", endpoint, "run.key", "lying-norm"], log: "rogue.log")
         let w = try worker(endpoint, "w.log")
         try coordinator.wait(); try w.wait(); _ = try rogue.wait(seconds: 100)
         XCTAssertTrue(log("rogue.log").contains("reported a gradient norm of 1e15"), log("rogue.log"))

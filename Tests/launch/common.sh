@@ -13,7 +13,7 @@ stages:
   - {name: sft, objective: sft, data: sft.jsonl, epochs: $4, batch_size: 12, learning_rate: 2.0e-3}
   - {name: redi, objective: redi, data: pref.jsonl, epochs: 1, batch_size: 12, learning_rate: 2.0e-4}
 eval: {data: test.jsonl, samples: 2, max_new_tokens: 40}
-cluster: {servers: $5, workers: $6, bind: "tcp://127.0.0.1:$((20000 + RANDOM % 20000))", timeout_seconds: 20, heartbeat_seconds: 1}
+cluster: {servers: $5, workers: $6, bind: "tcp://127.0.0.1:$((20000 + RANDOM % 12000))", timeout_seconds: 20, heartbeat_seconds: 1}
 RECIPE
 }
 
