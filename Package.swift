@@ -79,6 +79,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
+        .testTarget(name: "ClusterUnitTests", dependencies: ["Cluster", "Model", "Numerics", "Transport", "Wire"]),
         .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
     ]
 )

@@ -62,7 +62,7 @@ extension Coordinator {
         case let .hello(h):
             try hello(h, from: id)
             return nil
-        case let .error(ServerFault.code, message) where workers.contains(where: { $0?.id == id }) && message.hasPrefix("server "):
+        case let .error(PeerError.serverFault.rawValue, message) where workers.contains(where: { $0?.id == id }) && message.hasPrefix("server "):
             // A worker got chunks from a server that the plan rules out: that server is replaced
             // (its steps replayed), the worker stays. Reports naming a server no longer in the plan are late.
             let endpoint = String(message.dropFirst("server ".count).prefix { $0 != " " }.dropLast())
@@ -82,7 +82,7 @@ extension Coordinator {
             // A peer of an earlier coordinator (restarted) or a dropped worker: it must join again.
             if strays.count >= 4096 { strays.removeAll() }  // bounded: peers come and go
             if strays.insert(id).inserted { say("\(name(of: id)) is not in the run; told to join again") }
-            try? messenger.send(.error(code: 410, message: "not in this run (the coordinator restarted or dropped you): join again"), to: id)
+            try? messenger.send(.error(.notInRun, "not in this run (the coordinator restarted or dropped you): join again"), to: id)
             return nil
         case .heartbeat:
             return nil
@@ -96,13 +96,13 @@ extension Coordinator {
     func hello(_ h: Hello, from id: [UInt8]) throws {
         if servers.contains(id) || workers.contains(where: { $0?.id == id }) || joining.contains(where: { $0.id == id }) { return }
         guard h.protocolVersion == Wire.protocolVersion else {
-            try messenger.send(.error(code: 426, message: "protocol version \(h.protocolVersion), coordinator speaks \(Wire.protocolVersion)"), to: id)
+            try messenger.send(.error(.protocolMismatch, "protocol version \(h.protocolVersion), coordinator speaks \(Wire.protocolVersion)"), to: id)
             return
         }
         switch h.role {
         case .server where admitting && servers.count < recipe.cluster.servers:
             guard h.endpoint.hasPrefix("tcp://") || h.endpoint.hasPrefix("ipc://"), h.endpoint.utf8.count < 256 else {
-                try messenger.send(.error(code: 400, message: "server endpoint \"\(h.endpoint)\" is not tcp:// or ipc://"), to: id)
+                try messenger.send(.error(.malformed, "server endpoint \"\(h.endpoint)\" is not tcp:// or ipc://"), to: id)
                 return
             }
             servers.append(id); serverEndpoints.append(h.endpoint)
@@ -115,7 +115,7 @@ extension Coordinator {
             spares.append((id, h.endpoint))
             say("server \(String(decoding: id, as: UTF8.self)) at \(h.endpoint) waits as a spare")
         case .worker where h.dataKey.count != 32:
-            try messenger.send(.error(code: 400, message: "a worker's hello must carry its 32-byte data key"), to: id)
+            try messenger.send(.error(.malformed, "a worker's hello must carry its 32-byte data key"), to: id)
         case .worker where (admitting && !vacantSlots.isEmpty) || (!admitting && joining.count < workers.count):
             warnIfKernelDiffers(h.blasKernel, of: String(decoding: id, as: UTF8.self))
             if admitting {
@@ -128,7 +128,7 @@ extension Coordinator {
                 say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step with a free slot")
             }
         default:
-            try messenger.send(.error(code: 409, message: "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
+            try messenger.send(.error(.conflict, "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
         }
     }
 

@@ -204,6 +204,4 @@ struct ServerFault: Error {
     /// The server's index in the worker's plan.
     let server: Int
     let detail: String
-    /// The error code a worker reports it with: "server ENDPOINT: DETAIL".
-    static let code = 502
 }

@@ -56,11 +56,11 @@ public final class WorkerRole {
             } catch let silent as CoordinatorSilent {
                 log(name, "\(silent); waiting up to \(Int(timeout)) s for it to come back (redi-ps coordinate --resume latest)")
             } catch let error as ClusterError {
-                try? control.send(.error(code: 500, message: error.description))
+                try? control.send(.error(.failed, error.description))
                 throw error
             } catch {
                 let e = ClusterError("\(name): \(error)")
-                try? control.send(.error(code: 500, message: e.description))
+                try? control.send(.error(.failed, e.description))
                 throw e
             }
         }
@@ -124,7 +124,7 @@ public final class WorkerRole {
         func handleInterrupt(_ msg: Incoming) throws {
             switch msg.envelope.body {
             case let .shutdown(reason, failed): throw Stop(reason: reason, failed: failed)
-            case .error(410, _): throw CoordinatorSilent(seconds: 0, restarted: true)
+            case .error(PeerError.notInRun.rawValue, _): throw CoordinatorSilent(seconds: 0, restarted: true)
             case let .error(_, message): throw ClusterError("\(name): coordinator error: \(message)")
             case .work: queued.append(msg)
             case let .welcome(w): throw Replan(welcome: w)
@@ -287,7 +287,7 @@ public final class WorkerRole {
                     // The unit is abandoned; the coordinator replaces the server and sends the step again.
                     let endpoint = welcome.serverEndpoints[fault.server]
                     log(name, "server \(endpoint) \(fault.detail): reported to the coordinator")
-                    try control.send(.error(code: ServerFault.code, message: "server \(endpoint): \(fault.detail)"))
+                    try control.send(.error(.serverFault, "server \(endpoint): \(fault.detail)"))
                 }
             }
         } catch let stop as Stop {
