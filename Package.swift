@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "Optimizer", swiftSettings: optimized),
         .target(name: "Tokenizers"),
         .target(name: "ChatTemplate"),
-        .target(name: "Formats", dependencies: ["Model", "Tokenizers"]),
+        .target(name: "Formats", dependencies: ["Model", "Numerics", "Tokenizers"]),
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Wire", dependencies: ["CREDIProto", "Objectives", "Optimizer"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),

@@ -9,8 +9,8 @@ recipe=${1:-}
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
 cd "$(dirname "$0")/.."
 recipe=${recipe:-cluster/recipes/default.yaml}
-swift build -c release --product redi-bench >&2
-bin=$(swift build -c release --show-bin-path)
+source cluster/lib/build.sh
+build redi-bench
 transport=$("$bin/redi-bench" transport)
 echo "$transport" >&2   # (tee /dev/stderr would reopen, and truncate, a log file stderr points to)
 raw=$(sed -n 's/.*raw ZeroMQ \([0-9.]*\) GB\/s.*/\1/p' <<< "$transport")

@@ -9,10 +9,8 @@
 set -euo pipefail
 want=${1:-10}; every=${2:-4}
 cd "$(dirname "$0")/.."
-bash cluster/install-deps.sh
-swift build -c release --product redi-ps >&2
-swift build -c release --product redi-worker >&2
-bin=$(swift build -c release --show-bin-path)
+source cluster/lib/build.sh
+build redi-ps redi-worker
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }

@@ -13,10 +13,9 @@ recipe=${1:-}
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
 cd "$(dirname "$0")/.."
 recipe=${recipe:-cluster/recipes/smollm2.yaml}
-bash cluster/install-deps.sh
+source cluster/lib/build.sh
+build redi-bench redi-ps redi-worker
 bash cluster/fetch-test-model.sh >/dev/null
-swift build -c release --product redi-bench >&2
-bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
 # The recipe's first stage only, no evaluation, 1 server and 2 workers, output in $work.
 read -r model batch micro < <(python3 - "$recipe" "$work" <<'PY'

@@ -6,8 +6,8 @@
 set -euo pipefail
 runs=${1:-1000000}; shift || true
 cd "$(dirname "$0")/.."
-swift build -c release --product redi-fuzz >&2
-bin=$(swift build -c release --show-bin-path)
+source cluster/lib/build.sh
+build redi-fuzz
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
 python3 Tests/fuzz/make_seeds.py "$seeds"

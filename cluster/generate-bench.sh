@@ -13,11 +13,9 @@ samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64}
 prompts=${PROMPTS:-$(( 2 * batch / samples ))}
 cd "$(dirname "$0")/.."
 python=$(bash cluster/require-torch.sh generate-bench)
-bash cluster/install-deps.sh
+source cluster/lib/build.sh
+build redi-ps redi-bench
 bash cluster/fetch-test-model.sh >/dev/null
-swift build -c release --product redi-ps >&2
-swift build -c release --product redi-bench >&2
-bin=$(swift build -c release --show-bin-path)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin/redi-ps" convert --from .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --out "$work/model" >&2

@@ -13,16 +13,8 @@ if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); else coordinate_args=(--
 cd "$(dirname "$0")/.."
 recipe=${recipe:-cluster/recipes/default.yaml}
 [ -f "$recipe" ] || { echo "error: no recipe at $recipe" >&2; exit 1; }
-# REDI_PS_BIN: built binaries to use as they are (cluster/reproduce.sh, which installs and
-# builds once for many runs, and the tests, which run inside SwiftPM's build lock).
-if [ -n "${REDI_PS_BIN:-}" ]; then
-  bin=$REDI_PS_BIN
-else
-  bash cluster/install-deps.sh
-  swift build -c release --product redi-ps >&2
-  swift build -c release --product redi-worker >&2
-  bin=$(swift build -c release --show-bin-path)
-fi
+source cluster/lib/build.sh
+build redi-ps redi-worker
 # The recipe itself says how many servers and workers to start and where they connect.
 read -r servers workers endpoint < <("$bin/redi-ps" coordinate --recipe "$recipe" --print-cluster)
 # A fresh run key for this launch: every process proves it holds it (CurveZMQ).

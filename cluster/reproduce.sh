@@ -39,13 +39,9 @@ else
 fi
 port=${REDI_PS_REPRODUCE_PORT:-5590}
 
-if [ -z "${REDI_PS_BIN:-}" ]; then  # (set: use those binaries as they are; see cluster/local.sh)
-  bash cluster/install-deps.sh
-  swift build -c release --product redi-ps >&2
-  swift build -c release --product redi-worker >&2
-  REDI_PS_BIN=$(swift build -c release --show-bin-path)
-fi
-export REDI_PS_BIN
+source cluster/lib/build.sh
+build redi-ps redi-worker  # once, for every run below (REDI_PS_BIN set: those binaries as they are)
+export REDI_PS_BIN=$bin
 mkdir -p "$out/recipes" "$out/logs" "$out/runs"
 started=$(date +%s)
 

@@ -8,9 +8,8 @@ set -euo pipefail
 records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3}
 cd "$(dirname "$0")/.."
 python=$(bash cluster/require-torch.sh step-bench)
-bash cluster/install-deps.sh
-swift build -c release --product redi-bench >&2
-bin=$(swift build -c release --show-bin-path)
+source cluster/lib/build.sh
+build redi-bench
 threads=$(nproc)
 echo "== redi-ps" >&2
 ours=$("$bin/redi-bench" step --records "$records" --length "$length" --repeats "$repeats")

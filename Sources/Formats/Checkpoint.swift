@@ -34,9 +34,12 @@ public func loadTokenizer(_ path: String) throws -> (any Tokenizer)? {
 }
 
 public enum Checkpoint {
-    /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory.
-    public static func write(to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
-                             tokenizer: (any Tokenizer)?) throws {
+    /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory, the
+    /// weights stored as `dtype` (config.json's `torch_dtype` says which).
+    public static func write(to directory: URL, config base: LlamaConfig, parameters: UnsafePointer<Float>,
+                             tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32) throws {
+        var config = base
+        config.torchDtype = dtype == .bf16 ? "bfloat16" : "float32"
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
@@ -52,7 +55,7 @@ public enum Checkpoint {
             .write(to: directory.appendingPathComponent("generation_config.json"))
         try tokenizer?.writeFiles(to: directory)
         let tensors = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: parameters + $0.offset) }
-        try writeSafetensors(tensors, to: directory.appendingPathComponent("model.safetensors"))
+        try writeSafetensors(tensors, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
     }
 
     /// Loads a checkpoint directory, checking every tensor against the configuration.

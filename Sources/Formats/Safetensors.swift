@@ -2,6 +2,7 @@
 // JSON header {name: {dtype, shape, data_offsets}, "__metadata__": {…}}, then the tensor
 // bytes, packed without holes. Reads F32, F16 and BF16 (converted to fp32); writes F32.
 import Foundation
+import Numerics
 
 /// Errors from reading or writing safetensors files; the message names the file.
 public struct FormatError: Error, CustomStringConvertible {
@@ -150,10 +151,18 @@ public struct TensorToWrite {
     }
 }
 
-/// Writes F32 tensors in the given order, header padded with spaces to 8 bytes as Hugging Face does.
+/// How tensors are stored: fp32 as computed, or bfloat16 (rounded to nearest even) as Hugging
+/// Face ships models of this size, at half the bytes.
+public enum StoredDType: String, Sendable {
+    case f32 = "F32", bf16 = "BF16"
+    var bytes: Int { self == .f32 ? 4 : 2 }
+}
+
+/// Writes fp32 tensors in the given order, as F32 or BF16, header padded with spaces to 8
+/// bytes as Hugging Face does.
 ///
 /// Writes to a temporary file first and renames it, so a crash never leaves a half-written checkpoint.
-public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: String] = ["format": "pt"], to url: URL) throws {
+public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: String] = ["format": "pt"], dtype: StoredDType = .f32, to url: URL) throws {
     var header = "{"
     var offset = 0
     func quote(_ s: String) -> String {
@@ -164,9 +173,9 @@ public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: Stri
         header += "\"__metadata__\":{" + metadata.keys.sorted().map { "\(quote($0)):\(quote(metadata[$0]!))" }.joined(separator: ",") + "},"
     }
     header += tensors.map { t -> String in
-        let bytes = t.shape.reduce(1, *) * 4
+        let bytes = t.shape.reduce(1, *) * dtype.bytes
         defer { offset += bytes }
-        return "\(quote(t.name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+        return "\(quote(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
     }.joined(separator: ",") + "}"
     while header.utf8.count % 8 != 0 { header += " " }
 
@@ -182,8 +191,15 @@ public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: Stri
         try handle.write(contentsOf: Data(header.utf8))
         for t in tensors {
             let count = t.shape.reduce(1, *)
-            // fp32 little-endian is the in-memory layout on every platform we build for.
-            try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.values), count: count * 4, deallocator: .none))
+            switch dtype {
+            case .f32:
+                // fp32 little-endian is the in-memory layout on every platform we build for.
+                try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.values), count: count * 4, deallocator: .none))
+            case .bf16:
+                let narrowed = BFloat16Buffer(count: count)
+                narrowToBF16(t.values, into: narrowed.baseAddress, count: count)
+                try handle.write(contentsOf: Data(bytesNoCopy: narrowed.baseAddress, count: count * 2, deallocator: .none))
+            }
         }
         try handle.synchronize()
         try handle.close()

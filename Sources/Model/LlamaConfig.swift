@@ -25,6 +25,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var bosTokenId: Int?
     public var eosTokenId: Int?
     public var padTokenId: Int?
+    /// The dtype config.json announces for the checkpoint's weights (written, not read: the
+    /// weights are loaded as whatever their safetensors header says).
+    public var torchDtype = "float32"
 
     enum CodingKeys: String, CodingKey {
         case modelType = "model_type", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
@@ -113,7 +116,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
             try c.encode(false, forKey: .mlpBias)
         }
         try c.encodeNil(forKey: .ropeScaling)
-        try c.encode("float32", forKey: .torchDtype)
+        try c.encode(torchDtype, forKey: .torchDtype)
         try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
         try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
         try c.encodeIfPresent(padTokenId, forKey: .padTokenId)

@@ -488,6 +488,36 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertEqual(s.terminationStatus, 1); XCTAssertEqual(w.terminationStatus, 1)
     }
 
+    /// `save_dtype: bf16` checkpoints that `transformers`-style readers take as bfloat16 (half the
+    /// bytes), with the fp32 master weights in optimizer.safetensors so resuming is exact;
+    /// `save_total_limit` keeps only the newest step checkpoints.
+    func testBF16CheckpointsResumeExactlyAndOldStepCheckpointsArePruned() throws {
+        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let text = recipe(servers: 1, workers: 1, port: port, output: "out").replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 1")
+            + "\nsave_dtype: bf16\nsave_total_limit: 1\n"
+        try writeRecipe(text, "r.yaml")
+        func run(_ extra: [String], _ name: String) throws {
+            let s = try server(endpoint, "s-\(name).log"), w = try worker(endpoint, "w-\(name).log")
+            let c = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"] + extra, log: "c-\(name).log")
+            try c.wait(); try s.wait(); try w.wait()
+            XCTAssertEqual(c.terminationStatus, 0, log("c-\(name).log"))
+        }
+        try run([], "first")
+        let out = dir.appendingPathComponent("out")
+        XCTAssertTrue(log("c-first.log").contains("removed checkpoint \(out.path)/sft-step1 (save_total_limit 1)"), log("c-first.log"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.contains("-step") }, ["sft-step3"])
+        let model = try Data(contentsOf: out.appendingPathComponent("redi/model.safetensors"))
+        XCTAssertTrue(String(decoding: model.prefix(4096), as: UTF8.self).contains("\"dtype\":\"BF16\""))
+        XCTAssertLessThan(model.count, 107584 * 2 + 8192)
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("redi/config.json"), encoding: .utf8).contains("\"bfloat16\""))
+        let master = try SafetensorsFile(url: out.appendingPathComponent("redi/optimizer.safetensors")).read("master_weights")
+        let rounded = try loadCheckpoint("out/redi")
+        XCTAssertEqual(zip(master, rounded).map { abs($0 - $1) / max(abs($0), 1e-30) }.max()!, 0.004, accuracy: 0.004)  // bf16 rounding only
+        // Resumed from the step checkpoint the limit kept: the same fp32 weights bit for bit.
+        try run(["--resume", "out/sft-step3"], "resumed")
+        XCTAssertEqual(try SafetensorsFile(url: out.appendingPathComponent("redi/optimizer.safetensors")).read("master_weights"), master)
+    }
+
     /// Resuming verifies each checkpoint against its manifest: a flipped bit in the newest is
     /// found and the run resumes from the newest that verifies, to the uninterrupted weights;
     /// trainer_state.json fields out of range are errors; an output holding a run is refused

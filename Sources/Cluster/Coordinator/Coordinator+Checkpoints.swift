@@ -43,6 +43,23 @@ extension Coordinator {
         throw ClusterError("--resume latest: no checkpoint in \(out.path) verifies against its manifest\(candidates.isEmpty ? " (there is none)" : "")")
     }
 
+    /// `save_total_limit`: removes the oldest step checkpoints (`STAGE-stepN`, in recipe stage
+    /// order, then step) beyond the limit; stage checkpoints stay.
+    func pruneStepCheckpoints() throws {
+        guard let limit = recipe.saveTotalLimit else { return }
+        let out = URL(fileURLWithPath: recipe.output)
+        var steps: [(stage: Int, step: Int, url: URL)] = []
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? [] {
+            guard let dash = entry.range(of: "-step", options: .backwards), let step = Int(entry[dash.upperBound...]),
+                  let stage = recipe.stages.firstIndex(where: { $0.name == entry[..<dash.lowerBound] }) else { continue }
+            steps.append((stage, step, out.appendingPathComponent(entry)))
+        }
+        for old in steps.sorted(by: { ($0.stage, $0.step) < ($1.stage, $1.step) }).dropLast(limit) {
+            try FileManager.default.removeItem(at: old.url)
+            say("removed checkpoint \(old.url.path) (save_total_limit \(limit))")
+        }
+    }
+
     /// Reads a checkpoint to resume from, after verifying every file against its manifest
     /// (`verified`: already done) and every field of trainer_state.json.
     func loadResumePoint(_ path: String, into parameters: FloatBuffer, verified: Bool) throws -> ResumePoint {
@@ -65,6 +82,10 @@ extension Coordinator {
         }
         parameters.copy(from: checkpoint.parameters)
         let optimizer = try SafetensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
+        if optimizer.tensors["master_weights"] != nil {  // a bfloat16 model: the fp32 weights are here
+            guard optimizer.tensors["master_weights"]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors' master_weights do not match the model") }
+            try optimizer.read("master_weights", into: parameters.baseAddress)
+        }
         let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
         for (name, buffer) in [("exp_avg", m), ("exp_avg_sq", v)] {
             guard optimizer.tensors[name]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name)") }
@@ -126,12 +147,14 @@ extension Coordinator {
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         // The old manifest goes first: until the new one is written last, the checkpoint does not verify.
         try? FileManager.default.removeItem(at: dir.appendingPathComponent(CheckpointManifest.fileName))
-        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer)
+        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer, dtype: recipe.saveDType)
         keepAlive()
-        // AdamW state beside the model, as flat vectors in the parameter layout, for resuming.
-        try writeSafetensors([TensorToWrite(name: "exp_avg", shape: [m.count], values: m.baseAddress),
-                              TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)],
-                             metadata: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)],
+        // AdamW state beside the model, as flat vectors in the parameter layout, for resuming; with a
+        // bfloat16 model, the fp32 weights too (resuming from rounded weights would change the run).
+        var adam = [TensorToWrite(name: "exp_avg", shape: [m.count], values: m.baseAddress),
+                    TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)]
+        if recipe.saveDType != .f32 { adam.append(TensorToWrite(name: "master_weights", shape: [parameters.count], values: parameters.baseAddress)) }
+        try writeSafetensors(adam, metadata: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)],
                              to: dir.appendingPathComponent("optimizer.safetensors"))
         var state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
                                     "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
@@ -146,6 +169,7 @@ extension Coordinator {
         keepAlive()
         try CheckpointManifest.write(in: dir, facts: ["stage": stage, "step": step, "run_id": recipe.runID])
         say("checkpoint \(dir.path)")
+        try pruneStepCheckpoints()
         return dir.path
     }
 }

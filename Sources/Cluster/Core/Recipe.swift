@@ -1,6 +1,7 @@
 // A run recipe (YAML), in the spirit of the REDI paper's recipes: model, data, the two
 // stages, evaluation and the cluster. Unknown keys and bad values are errors naming the key.
 import Data
+import Formats
 import Foundation
 import Objectives
 import Optimizer
@@ -86,6 +87,12 @@ public struct Recipe: Sendable {
     public var runID: String
     public var output: String
     public var seed: UInt64 = 0
+    /// How checkpoints store the model's weights (`save_dtype`); AdamW state, and with bf16 the
+    /// fp32 master weights resuming needs, stay fp32 in optimizer.safetensors.
+    public var saveDType = StoredDType.f32
+    /// Step checkpoints kept (`save_total_limit`, as the HF Trainer): older ones are removed
+    /// once a newer one is written; nil keeps all. Stage checkpoints are always kept.
+    public var saveTotalLimit: Int?
     public var model: ModelSpec
     public var synth: SynthSpec?
     public var stages: [Stage]
@@ -167,6 +174,12 @@ public struct Recipe: Sendable {
         runID = try r.string("run_id", default: "redi")
         output = resolve(try r.string("output", default: "runs/\(runID)"))
         seed = UInt64(try r.int("seed", default: 0, min: 0))
+        let dtype = try r.string("save_dtype", default: "fp32")
+        guard let stored = ["fp32": StoredDType.f32, "bf16": .bf16][dtype] else {
+            throw RecipeError("save_dtype: \"\(dtype)\" is not fp32 or bf16")
+        }
+        saveDType = stored
+        saveTotalLimit = try r.optionalInt("save_total_limit", max: 1 << 20)
         var m = try r.section("model")
         let modelPath = try m.optionalString("path").map(resolve)
         let initialize = try m.optionalString("init").map { LlamaPresetNames.contains($0) ? $0 : resolve($0) }
