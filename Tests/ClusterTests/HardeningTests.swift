@@ -260,13 +260,13 @@ final class HardeningTests: ClusterTestCase {
             let c = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c-\(tag).log")
             try waitFor("listening on", in: "c-\(tag).log")
             let w0 = try worker(endpoint, "w0-\(tag).log", dishonest ? ["--corrupt-gradients", "1.5"] : [])
-            Thread.sleep(forTimeInterval: 1)  // its hello first: it is worker 0
             let w1 = try worker(endpoint, "w1-\(tag).log")
             try c.wait(); try s.wait(); try w0.wait(); try w1.wait()
             let text = log("c-\(tag).log")
             if dishonest {
                 XCTAssertEqual(c.terminationStatus, 1, text)
-                XCTAssertTrue(text.contains("step 1 shard 0: what worker 0") && text.contains("recomputation disagree"), text)
+                // Whichever slot the dishonest worker got, its shard is among the two recomputed.
+                XCTAssertTrue(text.contains("step 1 shard ") && text.contains("recomputation disagree"), text)
                 XCTAssertFalse(text.contains("sft step 1/"), text)
             } else {
                 XCTAssertEqual(c.terminationStatus, 0, text)
