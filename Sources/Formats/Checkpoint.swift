@@ -34,10 +34,15 @@ public func loadTokenizer(_ path: String) throws -> (any Tokenizer)? {
 }
 
 public enum Checkpoint {
+    /// Hugging Face's default `max_shard_size` ("5GB", decimal).
+    public static let defaultMaxShardBytes = 5_000_000_000
+
     /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory, the
-    /// weights stored as `dtype` (config.json's `torch_dtype` says which).
+    /// weights stored as `dtype` (config.json's `torch_dtype` says which): one
+    /// `model.safetensors`, or, past `maxShardBytes`, `model-0000k-of-0000n.safetensors` files
+    /// of whole tensors and `model.safetensors.index.json`, as `save_pretrained` shards.
     public static func write(to directory: URL, config base: LlamaConfig, parameters: UnsafePointer<Float>,
-                             tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32) throws {
+                             tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32, maxShardBytes: Int = defaultMaxShardBytes) throws {
         var config = base
         config.torchDtype = dtype == .bf16 ? "bfloat16" : "float32"
         do {
@@ -55,7 +60,31 @@ public enum Checkpoint {
             .write(to: directory.appendingPathComponent("generation_config.json"))
         try tokenizer?.writeFiles(to: directory)
         let tensors = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: parameters + $0.offset) }
-        try writeSafetensors(tensors, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
+        // Weights of an earlier write in another layout would be read instead of (or beside) these.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        where name == "model.safetensors.index.json" || (name.hasPrefix("model") && name.hasSuffix(".safetensors")) {
+            try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+        let bytes = { (t: TensorToWrite) in t.shape.reduce(1, *) * dtype.bytes }
+        var shards: [[TensorToWrite]] = [[]]
+        var size = 0
+        for t in tensors {
+            if size > 0, size + bytes(t) > maxShardBytes { shards.append([]); size = 0 }
+            shards[shards.count - 1].append(t)
+            size += bytes(t)
+        }
+        guard shards.count > 1 else {
+            return try writeSafetensors(tensors, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
+        }
+        var weightMap: [String: String] = [:]
+        for (k, shard) in shards.enumerated() {
+            let name = String(format: "model-%05d-of-%05d.safetensors", k + 1, shards.count)
+            try writeSafetensors(shard, dtype: dtype, to: directory.appendingPathComponent(name))
+            for t in shard { weightMap[t.name] = name }
+        }
+        let index: [String: Any] = ["metadata": ["total_size": tensors.reduce(0) { $0 + bytes($1) }], "weight_map": weightMap]
+        try writeAtomically(try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys]),
+                            to: directory.appendingPathComponent("model.safetensors.index.json"))
     }
 
     /// Loads a checkpoint directory, checking every tensor against the configuration.

@@ -210,3 +210,14 @@ public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: Stri
         throw FormatError("\(url.path): cannot write (\(error.localizedDescription))")
     }
 }
+
+/// A size as Hugging Face writes `max_shard_size`: bytes, or a number with KB/MB/GB (powers of
+/// 1000) or KiB/MiB/GiB (powers of 1024); nil when it is not one or not positive.
+public func parseByteSize(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let units: [(String, Double)] = [("KIB", 1024), ("MIB", 1_048_576), ("GIB", 1_073_741_824), ("KB", 1e3), ("MB", 1e6), ("GB", 1e9), ("B", 1)]
+    var number = Substring(t), scale = 1.0
+    if let (suffix, factor) = units.first(where: { t.hasSuffix($0.0) }) { number = t.dropLast(suffix.count); scale = factor }
+    guard let value = Double(number.trimmingCharacters(in: .whitespaces)), value.isFinite, value > 0, value * scale < 1e15 else { return nil }
+    return max(1, Int(value * scale))
+}

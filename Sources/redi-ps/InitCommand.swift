@@ -24,6 +24,9 @@ struct InitCommand: ParsableCommand {
     @Flag(help: "Overwrite an existing checkpoint in --out.")
     var force = false
 
+    @Option(help: "Largest weights file, as `save_pretrained`'s max_shard_size (e.g. 5GB, 500MB, 100000): larger models are sharded.")
+    var maxShardSize = "5GB"
+
     func run() throws {
         let tokenizer = ByteTokenizer()
         var modelConfig: LlamaConfig
@@ -36,7 +39,7 @@ struct InitCommand: ParsableCommand {
             throw ValidationError("--config \(config) is neither a preset (\(LlamaConfig.presetNames.joined(separator: ", "))) nor an existing config.json")
         }
         let outURL = URL(fileURLWithPath: out)
-        if !force, FileManager.default.fileExists(atPath: outURL.appendingPathComponent("model.safetensors").path) {
+        if !force, ["model.safetensors", "model.safetensors.index.json"].contains(where: { FileManager.default.fileExists(atPath: outURL.appendingPathComponent($0).path) }) {
             throw CLIError("\(out) already holds a checkpoint; pass --force to overwrite it")
         }
         // The byte tokenizer's ids fit any model with ≥ 260 ids; a smaller vocabulary gets no tokenizer.
@@ -45,8 +48,9 @@ struct InitCommand: ParsableCommand {
         let layout = ParameterLayout(config: modelConfig)
         let parameters = FloatBuffer(count: layout.totalCount)
         initializeParameters(parameters, layout: layout, seed: seed)
+        guard let shardBytes = parseByteSize(maxShardSize) else { throw ValidationError("--max-shard-size \(maxShardSize): expected bytes, or a number with KB, MB or GB") }
         try Checkpoint.write(to: outURL, config: modelConfig, parameters: parameters.baseAddress,
-                             tokenizer: usable ? tokenizer : nil)
+                             tokenizer: usable ? tokenizer : nil, maxShardBytes: shardBytes)
         print("wrote \(out): \(modelConfig.modelType), \(layout.totalCount) parameters, seed \(seed)")
     }
 }

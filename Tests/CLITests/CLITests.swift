@@ -104,6 +104,13 @@ final class CLITests: CLITestCase {
         if check.status == 77 { throw XCTSkip("transformers/torch not installed for \(python) (set REDI_PS_PYTHON): \(check.out)") }
         XCTAssertEqual(check.status, 0, check.out + check.err)
         print(check.out)
+        // The same weights sharded as save_pretrained shards them: transformers opens them alike.
+        try redi("init", "--config", "tiny", "--seed", "5", "--out", "ms", "--max-shard-size", "100KB")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ms/model.safetensors.index.json").path))
+        let sharded = try run(python, [Self.references.appendingPathComponent("check_transformers.py").path,
+                                       "ms", "sft.jsonl", "lp.jsonl", "g.safetensors"], expect: -1)
+        XCTAssertEqual(sharded.status, 0, sharded.out + sharded.err)
+        print("sharded: " + sharded.out)
     }
 
     func testGradPrintsMetricsForEveryObjectiveAndWritesEveryTensor() throws {

@@ -489,12 +489,12 @@ final class HardeningTests: ClusterTestCase {
     }
 
     /// `save_dtype: bf16` checkpoints that `transformers`-style readers take as bfloat16 (half the
-    /// bytes), with the fp32 master weights in optimizer.safetensors so resuming is exact;
-    /// `save_total_limit` keeps only the newest step checkpoints.
+    /// bytes), sharded past `max_shard_size`, with the fp32 master weights in optimizer.safetensors
+    /// so resuming is exact; `save_total_limit` keeps only the newest step checkpoints.
     func testBF16CheckpointsResumeExactlyAndOldStepCheckpointsArePruned() throws {
         let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
         let text = recipe(servers: 1, workers: 1, port: port, output: "out").replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 1")
-            + "\nsave_dtype: bf16\nsave_total_limit: 1\n"
+            + "\nsave_dtype: bf16\nsave_total_limit: 1\nmax_shard_size: 100KB\n"
         try writeRecipe(text, "r.yaml")
         func run(_ extra: [String], _ name: String) throws {
             let s = try server(endpoint, "s-\(name).log"), w = try worker(endpoint, "w-\(name).log")
@@ -506,9 +506,16 @@ final class HardeningTests: ClusterTestCase {
         let out = dir.appendingPathComponent("out")
         XCTAssertTrue(log("c-first.log").contains("removed checkpoint \(out.path)/sft-step1 (save_total_limit 1)"), log("c-first.log"))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.contains("-step") }, ["sft-step3"])
-        let model = try Data(contentsOf: out.appendingPathComponent("redi/model.safetensors"))
-        XCTAssertTrue(String(decoding: model.prefix(4096), as: UTF8.self).contains("\"dtype\":\"BF16\""))
-        XCTAssertLessThan(model.count, 107584 * 2 + 8192)
+        // 107584 bf16 values = 215 KB: sharded at 100 KB, as save_pretrained would.
+        let shards = try FileManager.default.contentsOfDirectory(atPath: out.appendingPathComponent("redi").path).filter { $0.hasSuffix(".safetensors") && $0.hasPrefix("model-") }
+        XCTAssertGreaterThan(shards.count, 1, "\(shards)")
+        var stored = 0
+        for shard in shards {
+            let bytes = try Data(contentsOf: out.appendingPathComponent("redi/\(shard)"))
+            XCTAssertTrue(String(decoding: bytes.prefix(4096), as: UTF8.self).contains("\"dtype\":\"BF16\""), shard)
+            stored += bytes.count
+        }
+        XCTAssertLessThan(stored, 107584 * 2 + 8192 * shards.count)
         XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("redi/config.json"), encoding: .utf8).contains("\"bfloat16\""))
         let master = try SafetensorsFile(url: out.appendingPathComponent("redi/optimizer.safetensors")).read("master_weights")
         let rounded = try loadCheckpoint("out/redi")

@@ -48,6 +48,31 @@ final class FormatsTests: XCTestCase {
         }
     }
 
+    /// Past `maxShardBytes` a checkpoint is written as save_pretrained shards it (whole tensors per
+    /// file, an index with every tensor), reads back bit for bit, and a later write in one file
+    /// leaves no stale shard behind.
+    func testShardedCheckpointsRoundTripAndReplaceEachOther() throws {
+        let c = try config(tied: false, type: "llama")
+        let layout = ParameterLayout(config: c)
+        let params = randomParameters(layout)
+        let out = dir.appendingPathComponent("sharded")
+        try Checkpoint.write(to: out, config: c, parameters: params.baseAddress, tokenizer: nil, maxShardBytes: 4096)
+        let files = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".safetensors") }.sorted()
+        XCTAssertGreaterThan(files.count, 1)
+        XCTAssertEqual(files.first, "model-00001-of-\(String(format: "%05d", files.count)).safetensors")
+        let index = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("model.safetensors.index.json"))) as? [String: Any])
+        XCTAssertEqual((index["weight_map"] as? [String: String])?.count, layout.entries.count)
+        XCTAssertEqual((index["metadata"] as? [String: Any])?["total_size"] as? Int, layout.totalCount * 4)
+        XCTAssertEqual(try Checkpoint.load(from: out).parameters.array.map(\.bitPattern), params.array.map(\.bitPattern))
+        try Checkpoint.write(to: out, config: c, parameters: params.baseAddress, tokenizer: nil)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasPrefix("model") }.sorted(), ["model.safetensors"])
+        XCTAssertEqual(parseByteSize("5GB"), 5_000_000_000)
+        XCTAssertEqual(parseByteSize("500MB"), 500_000_000)
+        XCTAssertEqual(parseByteSize("2MiB"), 2 << 20)
+        XCTAssertEqual(parseByteSize("100000"), 100_000)
+        XCTAssertNil(parseByteSize("-5GB")); XCTAssertNil(parseByteSize("lots")); XCTAssertNil(parseByteSize("1e300"))
+    }
+
     /// Builds a safetensors file by hand from a header dictionary and raw bytes.
     func handMade(_ header: String, _ body: [UInt8], pad: Bool = true) throws -> URL {
         var h = Array(header.utf8)

@@ -147,7 +147,8 @@ extension Coordinator {
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         // The old manifest goes first: until the new one is written last, the checkpoint does not verify.
         try? FileManager.default.removeItem(at: dir.appendingPathComponent(CheckpointManifest.fileName))
-        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer, dtype: recipe.saveDType)
+        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer, dtype: recipe.saveDType,
+                             maxShardBytes: recipe.maxShardBytes)
         keepAlive()
         // AdamW state beside the model, as flat vectors in the parameter layout, for resuming; with a
         // bfloat16 model, the fp32 weights too (resuming from rounded weights would change the run).

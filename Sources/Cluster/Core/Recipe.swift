@@ -93,6 +93,9 @@ public struct Recipe: Sendable {
     /// Step checkpoints kept (`save_total_limit`, as the HF Trainer): older ones are removed
     /// once a newer one is written; nil keeps all. Stage checkpoints are always kept.
     public var saveTotalLimit: Int?
+    /// The largest weights file of a checkpoint (`max_shard_size`, HF's "5GB" by default):
+    /// larger models are written as `model-0000k-of-0000n.safetensors` + index.
+    public var maxShardBytes = Checkpoint.defaultMaxShardBytes
     public var model: ModelSpec
     public var synth: SynthSpec?
     public var stages: [Stage]
@@ -180,6 +183,11 @@ public struct Recipe: Sendable {
         }
         saveDType = stored
         saveTotalLimit = try r.optionalInt("save_total_limit", max: 1 << 20)
+        // A plain number of bytes, or text with a unit ("500MB").
+        let shardSize = r.has("max_shard_size") && r.dict["max_shard_size"] is Int ? String(try r.int("max_shard_size", default: 0, min: 1))
+            : try r.string("max_shard_size", default: "5GB")
+        guard let shardBytes = parseByteSize(shardSize) else { throw RecipeError("max_shard_size: \"\(shardSize)\" is not a size (e.g. 5GB, 500MB, 100000)") }
+        maxShardBytes = shardBytes
         var m = try r.section("model")
         let modelPath = try m.optionalString("path").map(resolve)
         let initialize = try m.optionalString("init").map { LlamaPresetNames.contains($0) ? $0 : resolve($0) }
