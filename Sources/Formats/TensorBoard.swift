@@ -12,11 +12,14 @@ public final class TensorBoardWriter {
     public let url: URL
     private let handle: FileHandle
 
-    /// Creates `directory/events.out.tfevents.<seconds>.<host>` and writes the file-version record.
+    /// Creates `directory/events.out.tfevents.<seconds>.<host>.<pid>.<microseconds>` (unique, and
+    /// ordered by `startOrder`, even for two runs that start within one second) and writes the
+    /// file-version record.
     public init(directory: URL, wallTime: Double = Date().timeIntervalSince1970) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let host = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }
-        url = directory.appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(host.isEmpty ? "localhost" : host)")
+        let micro = String(format: "%06d", Int((wallTime - wallTime.rounded(.down)) * 1e6))
+        url = directory.appendingPathComponent("events.out.tfevents.\(Int(wallTime)).\(host.isEmpty ? "localhost" : host).\(getpid()).\(micro)")
         guard FileManager.default.createFile(atPath: url.path, contents: nil) else {
             throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
         }
@@ -28,6 +31,15 @@ public final class TensorBoardWriter {
     }
 
     deinit { try? handle.close() }
+
+    /// When the file named `name` was started, as (seconds, microseconds) from its name; older
+    /// names without microseconds count as the second's start.
+    public static func startOrder(_ name: String) -> (Int, Int) {
+        let parts = name.split(separator: ".")
+        let seconds = parts.count > 3 ? Int(parts[3]) ?? 0 : 0
+        let micro = parts.count > 6 ? Int(parts[parts.count - 1]) ?? 0 : 0
+        return (seconds, micro)
+    }
 
     /// Writes one event holding `scalars` (tag → value) at `step`; non-finite values are skipped.
     public func write(step: Int, scalars: [(String, Double)], wallTime: Double = Date().timeIntervalSince1970) throws {

@@ -195,6 +195,12 @@ final class TensorBoardTests: XCTestCase {
         try writer.write(step: 3, scalars: [("sft/loss", 1.5), ("sft/nan", .nan)], wallTime: 1_700_000_001)
         let bytes = [UInt8](try Data(contentsOf: writer.url))
         XCTAssertTrue(writer.url.lastPathComponent.hasPrefix("events.out.tfevents.1700000000."))
+        // Two runs starting in one second get distinct names, ordered by their microseconds.
+        let later = try TensorBoardWriter(directory: dir, wallTime: 1_700_000_000.25)
+        XCTAssertNotEqual(later.url, writer.url)
+        XCTAssertTrue(TensorBoardWriter.startOrder(later.url.lastPathComponent) > TensorBoardWriter.startOrder(writer.url.lastPathComponent))
+        XCTAssertTrue(TensorBoardWriter.startOrder("events.out.tfevents.1700000000.node.example.org.77.000042") == (1_700_000_000, 42))
+        XCTAssertTrue(TensorBoardWriter.startOrder("events.out.tfevents.1700000000.localhost") == (1_700_000_000, 0))
         // Record 1: the file version; record 2: one scalar (the NaN is dropped).
         var i = 0, payloads: [[UInt8]] = []
         while i < bytes.count {

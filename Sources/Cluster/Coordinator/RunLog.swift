@@ -95,9 +95,9 @@ final class RunLog {
         do {
             try truncate(output.appendingPathComponent("metrics.jsonl"), mark.metrics)
             try truncate(output.appendingPathComponent("examples.jsonl"), mark.examples)
-            let started = { (name: String) in Int(name.split(separator: ".").dropFirst(3).first ?? "") ?? 0 }
+            let kept = TensorBoardWriter.startOrder(mark.eventsFile)
             for name in (try? FileManager.default.contentsOfDirectory(atPath: board.path)) ?? []
-            where name.hasPrefix("events.out.tfevents.") && name != mark.eventsFile && started(name) >= started(mark.eventsFile) {
+            where name.hasPrefix("events.out.tfevents.") && name != mark.eventsFile && TensorBoardWriter.startOrder(name) >= kept {
                 try FileManager.default.removeItem(at: board.appendingPathComponent(name))
             }
             try truncate(board.appendingPathComponent(mark.eventsFile), mark.events)
