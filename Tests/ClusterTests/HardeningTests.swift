@@ -462,6 +462,11 @@ final class HardeningTests: ClusterTestCase {
             let text = try String(contentsOf: dir.appendingPathComponent("\(output)/\(name)"), encoding: .utf8)
             let steps = try text.split(separator: "\n").compactMap { row -> String? in
                 let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(row.utf8)) as? [String: Any])
+                if name == "metrics.jsonl", o["step"] != nil {
+                    // Each step records the workers' contributions as the servers measured them.
+                    let largest = try XCTUnwrap(o["grad_norm/shard_max"] as? Double, "\(o)"), median = try XCTUnwrap(o["grad_norm/shard_median"] as? Double)
+                    XCTAssertTrue(largest >= median && median > 0, "\(o)", file: file, line: line)
+                }
                 return (o["step"] as? Int).map { "\(o["stage"] ?? "")/\($0)" }
             }
             XCTAssertEqual(steps.count, Set(steps).count, "\(name) logs a step twice: \(steps)", file: file, line: line)

@@ -246,6 +246,7 @@ extension Coordinator {
                 say("WARNING: \(who)'s gradient for step \(step + 1) (shard \(k)) has norm \(norm), over 100× the recent median \(median)")
             }
         }
+        lastShardNorms = norms
         recentShardNorms.append(contentsOf: norms.filter { $0 > 0 })
         if recentShardNorms.count > 50 * max(1, shards) { recentShardNorms.removeFirst(recentShardNorms.count - 50 * max(1, shards)) }
     }

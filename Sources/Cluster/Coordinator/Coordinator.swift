@@ -50,6 +50,8 @@ public final class Coordinator {
     var lastHeard: [[UInt8]: Date] = [:]
     /// The last steps' per-shard gradient norms (the outlier rule's history).
     var recentShardNorms: [Double] = []
+    /// This step's per-shard gradient norms (recorded in the step's metrics).
+    var lastShardNorms: [Double] = []
     /// Shards recomputed by a second worker and found to agree (`cluster.verify_every`).
     var verifiedShards = 0
     var lastHeartbeat = Date.distantPast
@@ -359,6 +361,12 @@ public final class Coordinator {
             var metrics = result.metrics(for: stage.objective)
             metrics["loss"] = result.lossSum / max(1, normalizer)
             metrics["grad_norm"] = norm
+            // Each worker's contribution, as the servers measured it: the largest and the median shard.
+            let shardNorms = lastShardNorms.sorted()
+            if let largest = shardNorms.last {
+                metrics["grad_norm/shard_max"] = largest
+                metrics["grad_norm/shard_median"] = shardNorms[shardNorms.count / 2]
+            }
             metrics["learning_rate"] = lr
             let stepSeconds = t2.timeIntervalSince(t0)
             let compute = reports.map(\.computeSeconds).max() ?? 0
