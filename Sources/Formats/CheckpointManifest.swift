@@ -58,24 +58,3 @@ public enum CheckpointManifest {
         }.sorted()
     }
 }
-
-/// Writes `data` to `url` through a hidden temporary file beside it and a rename: readers see
-/// the old file or the whole new one. A failure (a full disk) names the file and leaves no
-/// temporary behind.
-public func writeAtomically(_ data: Data, to url: URL) throws {
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
-    do {
-        try data.write(to: tmp)
-        try renameReplacing(tmp, url)
-    } catch {
-        try? FileManager.default.removeItem(at: tmp)
-        throw FormatError("\(url.path): cannot write (\(error.localizedDescription))")
-    }
-}
-
-/// rename(2): atomically replaces `destination` with `source`.
-func renameReplacing(_ source: URL, _ destination: URL) throws {
-    guard rename(source.path, destination.path) == 0 else {
-        throw FormatError("\(destination.path): cannot rename \(source.lastPathComponent) over it (\(String(cString: strerror(errno))))")
-    }
-}

@@ -179,13 +179,7 @@ public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: Stri
     }.joined(separator: ",") + "}"
     while header.utf8.count % 8 != 0 { header += " " }
 
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
-    guard FileManager.default.createFile(atPath: tmp.path, contents: nil) else {
-        throw FormatError("\(tmp.path): cannot create (is the directory writable?)")
-    }
-    do {
-        let handle = try FileHandle(forWritingTo: tmp)
-        defer { try? handle.close() }
+    try writeAtomically(to: url) { handle in
         var length = UInt64(header.utf8.count).littleEndian
         try handle.write(contentsOf: Data(bytes: &length, count: 8))
         try handle.write(contentsOf: Data(header.utf8))
@@ -201,13 +195,6 @@ public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: Stri
                 try handle.write(contentsOf: Data(bytesNoCopy: narrowed.baseAddress, count: count * 2, deallocator: .none))
             }
         }
-        try handle.synchronize()
-        try handle.close()
-        try renameReplacing(tmp, url)
-    } catch {
-        // A full disk: say which file, and leave no partial file behind.
-        try? FileManager.default.removeItem(at: tmp)
-        throw FormatError("\(url.path): cannot write (\(error.localizedDescription))")
     }
 }
 

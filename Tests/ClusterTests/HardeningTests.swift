@@ -47,7 +47,6 @@ final class HardeningTests: ClusterTestCase {
         try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }
 
-    func port() -> Int { freePort() }
 
     func worker(_ endpoint: String, _ log: String, _ extra: [String] = []) throws -> ChildProcess {
         try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + extra, log: log)
@@ -59,7 +58,7 @@ final class HardeningTests: ClusterTestCase {
 
     func testOutsidersGetNothingAndNothingOfTheirsIsApplied() throws {
         let reference = try runSingleProcess()
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let s = try server(endpoint, "s.log")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
@@ -86,7 +85,7 @@ final class HardeningTests: ClusterTestCase {
     /// key the coordinator admitted, get an answer from a server.
     func testAPlainDataPlaneAnswersOnlyTheRunsWorkers() throws {
         let reference = try runSingleProcess()
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", dataPlane: "plain"), "r.yaml")
         let s = try server(endpoint, "s.log")
         // The worker is slow (3 s a step), so the run is still going while the outsider knocks.
@@ -110,7 +109,7 @@ final class HardeningTests: ClusterTestCase {
     /// A server waiting for its coordinator buffers nothing large for peers without a key, and
     /// a flood of refused handshakes costs a bounded log (and memory).
     func testADataPortBuffersNothingLargeBeforeAuthenticationAndRefusalLogsAreBounded() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         let s = try server(endpoint, "s.log")  // no coordinator: it waits, data port bound
         let serverLog = try waitFor("serving parameters at ", in: "s.log")
         let data = try XCTUnwrap(serverLog.components(separatedBy: "serving parameters at ").last?.components(separatedBy: "\n").first)
@@ -130,7 +129,7 @@ final class HardeningTests: ClusterTestCase {
     /// sum is still the single-process trainer's.
     func testAServerHoldsAtMostOneEarlyChunkPerWorker() throws {
         let reference = try runSingleProcess()
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
@@ -147,7 +146,7 @@ final class HardeningTests: ClusterTestCase {
     }
 
     func testAnInsiderCannotForgePushesAndNonFiniteGradientsStopTheRunNamingThePeer() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
         let s = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log", ["--delay-steps", "1"])
@@ -170,7 +169,7 @@ final class HardeningTests: ClusterTestCase {
     /// One contribution per (version, shard): a worker that pushes its shard again after the
     /// server summed and reported the step (its report held back, so the update waits) is refused.
     func testASecondPushAfterTheStepWasSummedIsRefused() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 6), "r.yaml")
         let s = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log", ["--delay-steps", "1"])
@@ -190,7 +189,7 @@ final class HardeningTests: ClusterTestCase {
     /// A finite but absurd push (1e30 per value) is not applied: the coordinator bounds each
     /// worker's contribution norm and ends the run naming the worker; every process exits nonzero.
     func testAnAbsurdFinitePushEndsTheRunNamingTheWorker() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out"), "r.yaml")
         let s = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log")
@@ -211,7 +210,7 @@ final class HardeningTests: ClusterTestCase {
     /// timeout (not the honest worker whose pushes wait behind it), and the run ends with the
     /// honest worker's weights.
     func testAWorkerThatHeartbeatsButNeverReportsIsDroppedNotTheHonestOne() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 30, stepTimeout: 4), "r.yaml")
         let s = try server(endpoint, "s.log")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
@@ -232,7 +231,7 @@ final class HardeningTests: ClusterTestCase {
     /// that waits (it hung the run forever, or failed it at the initial load).
     func testAServerThatNeverAcknowledgesTheLoadIsReplacedByTheSpare() throws {
         let reference = try runSingleProcess()
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", stepTimeout: 3), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
@@ -254,7 +253,7 @@ final class HardeningTests: ClusterTestCase {
     func testRecomputationAgreesForHonestWorkersAndCatchesADishonestOne() throws {
         let reference = try runSingleProcess()
         for dishonest in [false, true] {
-            let port = port(), endpoint = "tcp://127.0.0.1:\(port)", tag = dishonest ? "dishonest" : "honest"
+            let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)", tag = dishonest ? "dishonest" : "honest"
             try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out-\(tag)", verifyEvery: 1, verifyShards: 2), "r.yaml")
             let s = try server(endpoint, "s-\(tag).log")
             let c = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c-\(tag).log")
@@ -280,7 +279,7 @@ final class HardeningTests: ClusterTestCase {
     /// not the worker that noticed; the run replays to the single-process weights.
     func testAServerSendingWorkersWrongSizedChunksIsReplacedNotTheWorkerBlamed() throws {
         let reference = try runSingleProcess()
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
@@ -301,7 +300,7 @@ final class HardeningTests: ClusterTestCase {
     /// A server whose reported Σg² its workers' pushes cannot explain (‖Σₖ gₖ‖ ≤ Σₖ ‖gₖ‖) ends
     /// the run naming it (it froze training with exit 0: every step clipped to nothing).
     func testAServerReportingANormItsPushesCannotExplainEndsTheRunNamingIt() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
@@ -317,7 +316,7 @@ final class HardeningTests: ClusterTestCase {
 
     func testARogueServerAnsweringAPullWithWrongSizedFramesIsAnErrorNotACrash() throws {
         for mode in ["short", "long"] {
-            let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+            let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
             try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out-\(mode)"), "r.yaml")
             let w = try worker(endpoint, "w-\(mode).log")
             let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c-\(mode).log")
@@ -332,7 +331,7 @@ final class HardeningTests: ClusterTestCase {
     }
 
     func testAWorkerThatFailsEndsTheRunAtOnceAndEveryProcessExitsNonzero() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         // Stage 1 is SFT but given preference records: the workers find out, not the coordinator.
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 60, sftData: "pref.jsonl"), "r.yaml")
         let started = Date()
@@ -350,7 +349,7 @@ final class HardeningTests: ClusterTestCase {
     }
 
     func testStepsLongerThanTheTimeoutDoNotLookLikeDeadWorkers() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out", timeout: 1, heartbeat: 0.2), "r.yaml")
         let s = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log", ["--delay-steps", "1.6"])
@@ -364,7 +363,7 @@ final class HardeningTests: ClusterTestCase {
     func testAWorkerJoiningMidRunIsAdmittedAndEveryExampleIsUsedOncePerEpoch() throws {
         let reference = try runSingleProcess()
         let uninterrupted = try runCluster(servers: 2, workers: 2)
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 2, heartbeat: 0.2), "r.yaml")
         var processes = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"),
                          try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])]
@@ -400,7 +399,7 @@ final class HardeningTests: ClusterTestCase {
     /// weights with the uninterrupted cluster run: the snapshot replay must give the same bits.
     func serverLoss(spare: Bool) throws {
         let uninterrupted = try runCluster(servers: 2, workers: 2)
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2)
             .replacingOccurrences(of: "heartbeat_seconds: 0.2}", with: "heartbeat_seconds: 0.2, snapshot_every: 2}"), "r.yaml")
         let doomed = try server(endpoint, "s1.log")
@@ -431,7 +430,7 @@ final class HardeningTests: ClusterTestCase {
 
     func testPeersRejoinARestartedCoordinatorThatResumesFromTheLatestCheckpoint() throws {
         let uninterrupted = try runCluster(servers: 1, workers: 2)
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2), "r.yaml")
         func peer(_ binary: String, _ args: [String], _ log: String) throws -> ChildProcess {
             try start(binary, args + ["--coordinator", endpoint, "--key", "run.key", "--timeout", "8"], log: log)
@@ -478,7 +477,7 @@ final class HardeningTests: ClusterTestCase {
     /// A write that fails part-way (here the file-size limit, as a full disk would) ends the run
     /// with the file's name and leaves no partial file behind; every process exits nonzero.
     func testAFailedCheckpointWriteNamesTheFileAndLeavesNoPartialFile() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let s = try server(endpoint, "s.log"), w = try worker(endpoint, "w.log")
         // 200 KiB per file: the logs fit, the 430 KB model does not. SIGXFSZ ignored: write() fails with EFBIG.
@@ -497,7 +496,7 @@ final class HardeningTests: ClusterTestCase {
     /// bytes), sharded past `max_shard_size`, with the fp32 master weights in optimizer.safetensors
     /// so resuming is exact; `save_total_limit` keeps only the newest step checkpoints.
     func testBF16CheckpointsResumeExactlyAndOldStepCheckpointsArePruned() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         let text = recipe(servers: 1, workers: 1, port: port, output: "out").replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 1")
             + "\nsave_dtype: bf16\nsave_total_limit: 1\nmax_shard_size: 100KB\n"
         try writeRecipe(text, "r.yaml")
@@ -585,7 +584,7 @@ final class HardeningTests: ClusterTestCase {
     }
 
     func testAServerWithoutChunksDoesNotStallTheRun() throws {
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         // One chunk for the whole tiny model: the second server holds nothing.
         try writeRecipe(recipe(servers: 2, workers: 1, port: port, output: "out", chunkMiB: 1), "r.yaml")
         let ps = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"), try worker(endpoint, "w.log")]
@@ -616,7 +615,7 @@ final class HardeningTests: ClusterTestCase {
         // A peer holding another run's key is told so instead of waiting for its timeout.
         chmod(dir.appendingPathComponent("run.key").path, 0o600)
         _ = try run("redi-ps", ["keys", "--out", "other.key"])
-        let port = port(), endpoint = "tcp://127.0.0.1:\(port)"
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 1, workers: 1, port: port, output: "out"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         defer { coordinator.signal(SIGTERM); _ = try? coordinator.wait() }

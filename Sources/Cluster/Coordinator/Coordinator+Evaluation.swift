@@ -26,10 +26,10 @@ extension Coordinator {
         let sampling = SamplingSpec(samples: e.samples, temperature: e.temperature, topP: e.topP, maxNewTokens: e.maxNewTokens, rows: e.batch,
                                     seed: recipe.seed, stopTokens: stop.sorted())
         let started = Date()
-        let (reports, _) = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
+        let reports = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
             WorkUnit(stage: "eval", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
                      microBatchTokens: 1, shard: 0, sampling: sampling)
-        }
+        }.reports
         let generated = reports.flatMap(\.generated)
         guard generated.count == problems.count * e.samples else {
             throw ClusterError("workers returned \(generated.count) samples for \(problems.count) problems × \(e.samples)")

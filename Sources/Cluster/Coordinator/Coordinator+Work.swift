@@ -73,7 +73,7 @@ extension Coordinator {
     /// the servers' per-chunk norms). A worker that stays silent for the timeout is dropped
     /// and the step starts again, its shards now computed by the others.
     func distribute(_ batch: [Picked], step: Int, expectNorms: Bool,
-                    unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> (reports: [StepReport], sumsq: Double) {
+                    unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> StepOutcome {
         while true {
             try admitJoiners(step: step)
             let shards = split(batch, into: workers.count)
@@ -115,7 +115,7 @@ extension Coordinator {
     }
 
     func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool,
-                     checks: [(shard: Int, slot: Int)] = []) throws -> (reports: [StepReport], sumsq: Double)? {
+                     checks: [(shard: Int, slot: Int)] = []) throws -> StepOutcome? {
         var reports: [Int: StepReport] = [:]
         var recomputed: [Int: StepReport] = [:]
         var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
@@ -193,13 +193,13 @@ extension Coordinator {
             try drop(silent, step: step)
             return nil
         }
-        if expectNorms { try checkContributions(step, shardSumsFrom.keys.sorted().map { shardSumsFrom[$0]! }, owners: owners) }
+        let shardNorms = expectNorms ? try checkContributions(step, shardSumsFrom.keys.sorted().map { shardSumsFrom[$0]! }, owners: owners) : []
         for check in checks {
             try compare(step: step, shard: check.shard, pushed: reports[check.shard]!, by: owners[check.shard],
                         recomputed: recomputed[check.shard]!, by: check.slot, serverSums: shardSumsFrom)
         }
         // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
-        return ((0..<sent.count).map { reports[$0]! }, chunkSums.reduce(0) { $0 + $1! })
+        return StepOutcome(reports: (0..<sent.count).map { reports[$0]! }, sumsq: chunkSums.reduce(0) { $0 + $1! }, shardNorms: shardNorms)
     }
 
     /// Verification by recomputation: the owner's loss and the servers' Σg² of its pushes against
@@ -231,8 +231,9 @@ extension Coordinator {
     /// their Σg² for its pushes) above `cluster.max_shard_grad_norm` ends the run naming the
     /// worker; one over 100× the median of the last 50 steps' shard norms is logged as an
     /// outlier (training can spike, so it is not refused).
-    func checkContributions(_ step: Int, _ byServer: [[Double]], owners: [Int]) throws {
-        guard let shards = byServer.first?.count else { return }
+    /// Returns each shard's norm.
+    func checkContributions(_ step: Int, _ byServer: [[Double]], owners: [Int]) throws -> [Double] {
+        guard let shards = byServer.first?.count else { return [] }
         let norms = (0..<shards).map { k in byServer.reduce(0) { $0 + $1[k] }.squareRoot() }
         for (k, norm) in norms.enumerated() where norm > recipe.cluster.maxShardGradNorm {
             let who = workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])"
@@ -246,23 +247,31 @@ extension Coordinator {
                 say("WARNING: \(who)'s gradient for step \(step + 1) (shard \(k)) has norm \(norm), over 100× the recent median \(median)")
             }
         }
-        lastShardNorms = norms
         recentShardNorms.append(contentsOf: norms.filter { $0 > 0 })
         if recentShardNorms.count > 50 * max(1, shards) { recentShardNorms.removeFirst(recentShardNorms.count - 50 * max(1, shards)) }
+        return norms
     }
 
     /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
         let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
-        let (reports, _) = try distribute(picked, step: 0, expectNorms: false) { version, shard in
+        let reports = try distribute(picked, step: 0, expectNorms: false) { version, shard in
             WorkUnit(stage: "score", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
                      microBatchTokens: microBatchTokens, scoreOnly: true)
-        }
+        }.reports
         let scores = reports.flatMap(\.sequenceLogps)
         guard scores.count == examples.reduce(0, { $0 + $1.sequences.count }) else {
             throw ClusterError("workers returned \(scores.count) log-probabilities for \(examples.count) examples")
         }
         return scores
+    }
+
+    /// What one step's work gave: the reports in shard order, the gradient's Σg² (chunk order) and
+    /// each shard's norm as the servers measured it (empty for steps without gradients).
+    struct StepOutcome {
+        let reports: [StepReport]
+        let sumsq: Double
+        let shardNorms: [Double]
     }
 
     /// Contiguous shards of near-equal token counts, one per worker (some may be empty).

@@ -50,8 +50,6 @@ public final class Coordinator {
     var lastHeard: [[UInt8]: Date] = [:]
     /// The last steps' per-shard gradient norms (the outlier rule's history).
     var recentShardNorms: [Double] = []
-    /// This step's per-shard gradient norms (recorded in the step's metrics).
-    var lastShardNorms: [Double] = []
     /// Shards recomputed by a second worker and found to agree (`cluster.verify_every`).
     var verifiedShards = 0
     var lastHeartbeat = Date.distantPast
@@ -333,12 +331,12 @@ public final class Coordinator {
             let t0 = Date()
             let batch = nextBatch()
             let normalizer = stage.objective.normalizer(for: batch.map(\.example))
-            let (reports, sumsq) = try distribute(batch, step: step, expectNorms: true) { version, shard in
+            let outcome = try distribute(batch, step: step, expectNorms: true) { version, shard in
                 WorkUnit(stage: stage.name, step: step, version: version, objective: stage.objective,
                          normalizer: normalizer, examples: shard, microBatchTokens: stage.microBatchTokens)
             }
             let t1 = Date()
-            let norm = sumsq.squareRoot()
+            let reports = outcome.reports, norm = outcome.sumsq.squareRoot()
             let lr = schedule.learningRate(atStep: step)
             let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr,
                                     gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
@@ -362,7 +360,7 @@ public final class Coordinator {
             metrics["loss"] = result.lossSum / max(1, normalizer)
             metrics["grad_norm"] = norm
             // Each worker's contribution, as the servers measured it: the largest and the median shard.
-            let shardNorms = lastShardNorms.sorted()
+            let shardNorms = outcome.shardNorms.sorted()
             if let largest = shardNorms.last {
                 metrics["grad_norm/shard_max"] = largest
                 metrics["grad_norm/shard_median"] = shardNorms[shardNorms.count / 2]

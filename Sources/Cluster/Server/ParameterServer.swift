@@ -113,20 +113,17 @@ public final class ParameterServer {
                 lastHeard = Date()
                 switch msg.envelope.body {
                 case let .load(ids, reset, optimizerState, loadedVersion):
-                    do { try state.load(ids, msg.tensors, reset: reset, optimizerState: optimizerState, version: loadedVersion) } catch let e as ClusterError {
-                        throw ClusterError("\(name): \(e.description)")
-                    }
+                    try state.load(ids, msg.tensors, reset: reset, optimizerState: optimizerState, version: loadedVersion)
                     try tellCoordinator(.updateDone(step: 0, version: state.version))
                 case let .apply(u):
-                    do { try state.apply(u) } catch let e as ClusterError { throw ClusterError("\(name): \(e.description)") }
+                    try state.apply(u)
                     try tellCoordinator(.updateDone(step: u.step, version: state.version))
                 case let .pull(_, ids, optimizerState):
                     try control.send(.pullReply(version: state.version, chunks: ids, optimizerState: optimizerState),
                                      tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
                     lastSent = Date()
                 case let .reset(step, shardWorkers, keys):
-                    let dropped: [ShardState.Acknowledgement]
-                    do { dropped = try state.reset(owners: shardWorkers) } catch let e as ClusterError { throw ClusterError("\(name): \(e.description)") }
+                    let dropped = try state.reset(owners: shardWorkers)
                     admit(keys)
                     for a in dropped { try peers.send(.pushAck(step: a.step), to: a.peer) }
                     log(name, "step \(step + 1): shards computed by workers \(state.owners)")

@@ -140,11 +140,11 @@ public struct ShardState {
     public mutating func load(_ ids: [Int], _ tensors: [some ReceivedValues], reset: Bool, optimizerState: Bool, version loaded: Int) throws {
         let per = optimizerState ? 3 : 1
         guard ids.count * per == tensors.count, Set(ids).count == ids.count else {
-            throw ClusterError("load of \(ids.count) chunks with \(tensors.count) tensors")
+            throw ShardStateError("load of \(ids.count) chunks with \(tensors.count) tensors")
         }
         for (k, id) in ids.enumerated() {
             guard let c = chunks[id], tensors[k * per..<(k + 1) * per].allSatisfy({ $0.holds(c.range.count, bf16: false) }) else {
-                throw ClusterError("bad load for chunk \(id)")
+                throw ShardStateError("bad load for chunk \(id)")
             }
         }
         for (k, id) in ids.enumerated() {
@@ -164,7 +164,7 @@ public struct ShardState {
     public mutating func apply(_ u: ApplyUpdate) throws {
         guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
               u.optimizerStep >= 1 else {
-            throw ClusterError("the coordinator sent an update with non-finite or invalid settings")
+            throw ShardStateError("the coordinator sent an update with non-finite or invalid settings")
         }
         let ordered = ordered
         parallelRanges(ordered.count) { r in
@@ -181,7 +181,7 @@ public struct ShardState {
     /// returned, as not counted, so no worker waits on them) and earlier pushes become stale.
     public mutating func reset(owners newOwners: [Int]) throws -> [Acknowledgement] {
         guard newOwners.count == slots, newOwners.allSatisfy({ $0 >= 0 && $0 < slots }) else {
-            throw ClusterError("the coordinator assigned \(newOwners.count) shards to workers \(newOwners)")
+            throw ShardStateError("the coordinator assigned \(newOwners.count) shards to workers \(newOwners)")
         }
         owners = newOwners
         forgetPushes()
@@ -258,4 +258,10 @@ public struct ShardState {
         }
         return partial
     }
+}
+
+/// A coordinator message the server's state cannot take (the server's loop prefixes its name).
+public struct ShardStateError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
