@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every decoder of outside bytes (GGUF, safetensors, protocol envelopes, JSONL, YAML,
-# tokenizer.json, chat templates, trainer_state.json)
+# tokenizer.json, chat templates, trainer_state.json, graded answers)
 # with mutated inputs; exits nonzero if one traps (the input is left in crash-NAME.bin).
 #   bash cluster/fuzz.sh [RUNS per decoder, default 1000000] [DECODER…]
 set -euo pipefail
@@ -13,4 +13,5 @@ trap 'rm -rf "$seeds"' EXIT
 python3 Tests/fuzz/make_seeds.py "$seeds"
 cp cluster/recipes/*.yaml "$seeds/"
 cp Tests/reference/*.jinja "$seeds/"
+cp Tests/GradingTests/math_verify_pairs.jsonl "$seeds/"
 "$bin/redi-fuzz" --seeds "$seeds" --runs "$runs" "$@"

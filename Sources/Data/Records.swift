@@ -230,8 +230,12 @@ public struct LengthLimits: Sendable {
     /// Longest sequence kept; longer completions keep their start.
     public var maxLength: Int?
     public var promptTruncation: PromptTruncation
-    public init(maxPromptLength: Int? = nil, maxLength: Int? = nil, promptTruncation: PromptTruncation = .keepEnd) {
+    /// Records with a sequence longer than this are dropped whole (the paper drops, rather
+    /// than cuts, over-long traces), before any truncation.
+    public var dropLongerThan: Int?
+    public init(maxPromptLength: Int? = nil, maxLength: Int? = nil, promptTruncation: PromptTruncation = .keepEnd, dropLongerThan: Int? = nil) {
         self.maxPromptLength = maxPromptLength; self.maxLength = maxLength; self.promptTruncation = promptTruncation
+        self.dropLongerThan = dropLongerThan
     }
 
     /// `prompt` cut to `maxPromptLength` tokens (unchanged when it fits).
@@ -282,6 +286,7 @@ public enum Dataset {
                 errors.append(DataError(file: url.path, line: line, message: "\(error)"))
                 continue
             }
+            if let limit = limits.dropLongerThan, example.sequences.contains(where: { $0.tokens.count > limit }) { report.dropped += 1; continue }
             var fits = true
             for k in example.sequences.indices {
                 var s = example.sequences[k]

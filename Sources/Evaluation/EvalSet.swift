@@ -11,8 +11,9 @@ public enum EvalSet {
         public let answer: String
     }
 
-    /// Reads `url`, reporting every bad line with its number.
-    public static func load(_ url: URL, tokenizer: any Tokenizer, limit: Int?) throws -> [Problem] {
+    /// Reads `url`, reporting every bad line with its number. `responsePrefix` (e.g. the
+    /// paper's "<think>\n") is appended to every prompt: the opening every answer starts with.
+    public static func load(_ url: URL, tokenizer: any Tokenizer, limit: Int?, responsePrefix: String = "") throws -> [Problem] {
         guard let data = try? Data(contentsOf: url) else { throw DataError(file: url.path, line: nil, message: "cannot read") }
         var problems: [Problem] = [], errors: [DataError] = []
         let bos = tokenizer.addsBOS ? tokenizer.bosID.map { [$0] } ?? [] : []
@@ -25,11 +26,11 @@ public enum EvalSet {
             if let s = json["answer"] as? String { answer = s } else if let n = json["answer"] as? NSNumber { answer = n.stringValue }
             else { fail("missing \"answer\" (string or number)"); continue }
             if let text = json["prompt"] as? String {
-                problems.append(Problem(line: i + 1, promptIDs: bos + tokenizer.encode(text), answer: answer))
+                problems.append(Problem(line: i + 1, promptIDs: bos + tokenizer.encode(text + responsePrefix), answer: answer))
             } else if let list = json["prompt"] as? [[String: String]] {
                 do {
                     let text = try ChatRendering.renderPrompt(list, tokenizer: tokenizer)
-                    problems.append(Problem(line: i + 1, promptIDs: bos + tokenizer.encode(text), answer: answer))
+                    problems.append(Problem(line: i + 1, promptIDs: bos + tokenizer.encode(text + responsePrefix), answer: answer))
                 } catch { fail("\(error)") }
             } else {
                 fail("missing \"prompt\" (string or message list)")

@@ -1,6 +1,7 @@
 // `redi-ps data synth`: problems → K teacher traces each → verifier → the files of the
 // Open-R1 → REDI pipeline (sft.jsonl, pref.jsonl, test.jsonl, stats.json).
 import Foundation
+import Grading
 import Numerics
 
 public struct SynthesisSettings: Sendable {

@@ -14,10 +14,11 @@ public struct StageSettings: Sendable {
     public var warmupRatio: Double = 0.1
     public var maxGradNorm: Double? = 1.0
     public var adamW = AdamWConfig()
+    public var scheduler = LearningRateSchedule.Kind.linear
     public init(objective: Objective, learningRate: Double, warmupRatio: Double = 0.1,
-                maxGradNorm: Double? = 1.0, adamW: AdamWConfig = AdamWConfig()) {
+                maxGradNorm: Double? = 1.0, adamW: AdamWConfig = AdamWConfig(), scheduler: LearningRateSchedule.Kind = .linear) {
         self.objective = objective; self.learningRate = learningRate; self.warmupRatio = warmupRatio
-        self.maxGradNorm = maxGradNorm; self.adamW = adamW
+        self.maxGradNorm = maxGradNorm; self.adamW = adamW; self.scheduler = scheduler
     }
 }
 
@@ -28,7 +29,7 @@ public final class LocalTrainer {
     let m: FloatBuffer, v: FloatBuffer
     public let computer: GradientComputer
     public let settings: StageSettings
-    public let schedule: LinearWarmupDecay
+    public let schedule: LearningRateSchedule
     public private(set) var step = 0
     let undecayed: [Range<Int>]
 
@@ -40,7 +41,7 @@ public final class LocalTrainer {
         computer = GradientComputer(config: config, microBatchTokens: microBatchTokens)
         undecayed = ParameterLayout(config: config).undecayed
         self.settings = settings
-        schedule = LinearWarmupDecay(peak: settings.learningRate, totalSteps: totalSteps, warmupRatio: settings.warmupRatio)
+        schedule = LearningRateSchedule(settings.scheduler, peak: settings.learningRate, totalSteps: totalSteps, warmupRatio: settings.warmupRatio)
     }
 
     /// One optimizer step on a global batch; returns TRL-named metrics (with grad_norm before clipping).

@@ -1,6 +1,6 @@
 // redi-fuzz: feeds mutated inputs to every decoder that reads bytes from outside the
 // process (GGUF, safetensors, protocol envelopes, JSONL records, YAML recipes, tokenizer.json,
-// chat templates, trainer_state.json) and reports
+// chat templates, trainer_state.json, graded answers) and reports
 // how many it ran and how many each decoder accepted. A decoder that traps is a bug: the
 // input that did it is written to crash-TARGET.bin before the process dies.
 //
@@ -12,6 +12,7 @@ import Cluster
 import Data
 import Formats
 import Foundation
+import Grading
 import Objectives
 import Optimizer
 import Tokenizers
@@ -47,7 +48,7 @@ struct Target {
 struct RediFuzz: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "redi-fuzz",
         abstract: "Run mutated inputs through redi-ps's decoders; exits nonzero if one traps.")
-    @Argument(help: "Decoders: gguf, safetensors, envelope, jsonl, yaml, tokenizer, template, trainer_state (default: all).") var targets: [String] = []
+    @Argument(help: "Decoders: gguf, safetensors, envelope, jsonl, yaml, tokenizer, template, trainer_state, grading (default: all).") var targets: [String] = []
     @Option(help: "Inputs per decoder.") var runs = 100_000
     @Option(help: "Directory with seed files (NAME.gguf, NAME.safetensors, NAME.jsonl, NAME.yaml).") var seeds: String
     @Option(help: "Seed for the mutation RNG.") var seed: UInt64 = 1
@@ -209,6 +210,14 @@ func allTargets(seedDirectory dir: URL) -> [Target] {
         },
         Target(name: "trainer_state", seeds: { try files(dir, "trainer_state.json") }) { bytes in
             (try? TrainerState(json: Data(bytes), path: "/fuzz/trainer_state.json")) != nil
+        },
+        // A sample's answer is model output: graded against a reference, and used as one.
+        Target(name: "grading", seeds: {
+            try files(dir, "math_verify_pairs.jsonl").flatMap { $0.split(separator: UInt8(ascii: "\n")).map(Array.init) }
+        }) { bytes in
+            let text = String(decoding: bytes, as: UTF8.self)
+            let forward = AnswerRule.math.grade(text, reference: "\\frac{1}{2}"), backward = AnswerRule.math.grade("\\boxed{x = 5}", reference: text)
+            return forward.extracted != nil || backward.correct
         },
     ]
 }

@@ -5,6 +5,7 @@ import Data
 import Evaluation
 import Formats
 import Foundation
+import Grading
 import ReasoningTask
 import Tokenizers
 
@@ -19,7 +20,7 @@ struct EvalCommand: ParsableCommand {
     var data: String
     @Option(help: "Samples per problem (k).")
     var samples = 4
-    @Option(help: "How final answers are found: marker (\"Answer: N\"), boxed (\\boxed{…}), gsm8k (\"#### N\").")
+    @Option(help: "How answers are found and judged: marker (\"Answer: N\"), boxed (\\boxed{…}) and gsm8k (\"#### N\") compare text; math judges the last \\boxed{…} for mathematical equivalence (agrees with Math-Verify).")
     var answerRule: AnswerRule = .marker
     @Option(help: "Evaluate only the first N problems.")
     var limit: Int?
@@ -27,6 +28,8 @@ struct EvalCommand: ParsableCommand {
     var out: String?
     @Option(help: "Write one JSON line per problem with its samples here.")
     var samplesOut: String?
+    @Option(help: "Text every answer starts with, appended to the prompt (the paper's \"<think>\\n\").")
+    var responsePrefix = ""
     @Option(help: "Sequences decoded together (continuous batching: a finished sample's row takes the next one).")
     var batch = 32
     @OptionGroup var sampling: SamplingOptions
@@ -39,7 +42,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let (loaded, tokenizer) = try loadModelWithTokenizer(model)
-        let problems = try EvalSet.load(URL(fileURLWithPath: data), tokenizer: tokenizer, limit: limit)
+        let problems = try EvalSet.load(URL(fileURLWithPath: data), tokenizer: tokenizer, limit: limit, responsePrefix: responsePrefix.replacingOccurrences(of: "\\n", with: "\n"))
         let report = try evaluate(loaded: loaded, tokenizer: tokenizer, problems: problems)
         let text = try jsonLine(report)
         if let out { try (text + "\n").write(toFile: out, atomically: true, encoding: .utf8) }
@@ -49,7 +52,6 @@ struct EvalCommand: ParsableCommand {
     func evaluate(loaded: LoadedModel, tokenizer: any Tokenizer, problems: [EvalSet.Problem]) throws -> [String: Any] {
         let stop = stopTokens(tokenizer)
         let writer = try samplesOut.map { try LineWriter(path: $0) }
-        var pass1: [Double] = [], passK: [Double] = [], extracted = 0
         let started = Date()
         var lastReport = Date.distantPast
         // Problem i's samples are seeded by seed + i, as a run's evaluation on the workers is.
@@ -62,17 +64,11 @@ struct EvalCommand: ParsableCommand {
             printError(String(format: "eval: %d/%d samples, %.0f tokens/s, ETA %.0f s", done, all, Double(tokens) / elapsed,
                               done > 0 ? elapsed / Double(done) * Double(all - done) : 0))
         }
-        for (p, result) in zip(problems, results) {
-            extracted += result.answers.compactMap { $0 }.count
-            pass1.append(Double(result.correct) / Double(samples))
-            passK.append(passAtK(samples: samples, correct: result.correct, k: samples))
-            writer?.write(try jsonLine(result.record(of: p)))
-        }
-        let p1 = meanAndStandardError(pass1), pk = meanAndStandardError(passK)
-        return ["problems": problems.count, "samples": samples, "pass@1": p1.mean, "pass@1_stderr": p1.stderr,
-                "pass@\(samples)": pk.mean, "pass@\(samples)_stderr": pk.stderr,
-                "answers_extracted": Double(extracted) / Double(max(1, problems.count * samples)),
-                "temperature": sampling.temperature, "top_p": sampling.topP, "max_new_tokens": sampling.maxNewTokens,
-                "answer_rule": answerRule.rawValue]
+        for (p, result) in zip(problems, results) { writer?.write(try jsonLine(result.record(of: p))) }
+        var report: [String: Any] = ["problems": problems.count, "samples": samples, "temperature": sampling.temperature, "top_p": sampling.topP,
+                                     "max_new_tokens": sampling.maxNewTokens, "response_prefix": responsePrefix]
+        for (name, value) in EvaluationSummary(results, samples: samples).values { report[name] = value }
+        report["answer_rule"] = answerRule.rawValue
+        return report
     }
 }

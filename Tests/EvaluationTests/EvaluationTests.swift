@@ -1,6 +1,7 @@
 // pass@k, answer extraction, sampling, and the synthetic task's files.
 import Evaluation
 import Foundation
+import Grading
 import Model
 import Numerics
 import ReasoningTask

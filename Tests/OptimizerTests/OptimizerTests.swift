@@ -41,14 +41,27 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testLinearWarmupThenDecay() {
-        let s = LinearWarmupDecay(peak: 1e-3, totalSteps: 25, warmupRatio: 0.1)
+        let s = LearningRateSchedule(peak: 1e-3, totalSteps: 25, warmupRatio: 0.1)
         XCTAssertEqual(s.warmupSteps, 3)  // ceil(2.5)
         XCTAssertEqual(s.learningRate(atStep: 0), 0)
         XCTAssertEqual(s.learningRate(atStep: 1), 1e-3 / 3, accuracy: 1e-15)
         XCTAssertEqual(s.learningRate(atStep: 3), 1e-3, accuracy: 1e-15)
         XCTAssertEqual(s.learningRate(atStep: 14), 1e-3 * 11 / 22, accuracy: 1e-15)
         XCTAssertEqual(s.learningRate(atStep: 25), 0)
-        XCTAssertEqual(LinearWarmupDecay(peak: 1, totalSteps: 10, warmupRatio: 0).learningRate(atStep: 0), 1)
+        XCTAssertEqual(LearningRateSchedule(peak: 1, totalSteps: 10, warmupRatio: 0).learningRate(atStep: 0), 1)
+    }
+
+    /// transformers' get_cosine_schedule_with_warmup (num_cycles 0.5) and
+    /// get_constant_schedule_with_warmup: the values of their lr_lambda (optimization.py,
+    /// v4.52) computed in Python for warmup 3 of 25 steps, peak 1e-3.
+    func testCosineAndConstantSchedulesMatchTransformers() {
+        let cosine = LearningRateSchedule(.cosine, peak: 1e-3, totalSteps: 25, warmupRatio: 0.1)
+        for (step, expected) in [(0, 0.0), (1, 1e-3 / 3), (3, 1e-3), (14, 5.0e-4), (20, 1.2212521282287093e-04), (24, 5.089279059533658e-06), (25, 0.0)] {
+            XCTAssertEqual(cosine.learningRate(atStep: step), expected, accuracy: 1e-15, "step \(step)")
+        }
+        let constant = LearningRateSchedule(.constantWithWarmup, peak: 1e-3, totalSteps: 25, warmupRatio: 0.1)
+        XCTAssertEqual(constant.learningRate(atStep: 1), 1e-3 / 3, accuracy: 1e-15)
+        XCTAssertEqual(constant.learningRate(atStep: 24), 1e-3)
     }
 
     func testNormWeightsAndBiasesGetNoWeightDecay() throws {

@@ -25,7 +25,8 @@ import Wire
 public struct StageSummary: Sendable {
     public var stage: String
     public var steps: Int
-    public var passAt1: Double?
+    /// pass@1 at the stage's end, per benchmark name (empty without evaluation).
+    public var passAt1: [String: Double] = [:]
     public var logpsChosen: Double?
     public var logpsRejected: Double?
     public var checkpoint: String
@@ -90,6 +91,8 @@ public final class Coordinator {
     /// A DPO stage's reference log-probabilities (chosen, rejected per example), computed at the
     /// stage's start and written into each of its checkpoints, so a resumed stage keeps them.
     var referenceScores: [Double]?
+    /// The recipe's benchmarks, read at launch.
+    var benchmarks: [LoadedBenchmark] = []
 
     /// Set from a signal handler; checked wherever the coordinator waits, so Ctrl-C or a
     /// TERM ends the run with every server and worker told to shut down.
@@ -161,6 +164,7 @@ public final class Coordinator {
                        stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
         let (config, parameters, tokenizer) = try prepareModel()
+        benchmarks = try recipe.eval.map { try loadBenchmarks($0, tokenizer: tokenizer) } ?? []
         let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
         let resumePoint = try resumePath.map { try loadResumePoint($0, into: parameters, verified: resume == "latest") }
         // Logs are cut back only when the checkpoint is this output's (not one copied from another run).
@@ -243,18 +247,37 @@ public final class Coordinator {
         if let path = recipe.model.path {
             let m = try loadModel(path)
             guard let t = chosen ?? m.tokenizer else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read; set model.tokenizer") }
-            return (m.config, m.parameters, try checked(t, m.config))
+            let config = try overridden(m.config)
+            return (config, m.parameters, try checked(t, config))
         }
         let tokenizer = chosen ?? ByteTokenizer()
         let name = recipe.model.initialize!
-        let config = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
+        let preset = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
                                             eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
             ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
+        let config = try overridden(preset)
         let layout = ParameterLayout(config: config)
         let p = FloatBuffer(count: layout.totalCount)
         initializeParameters(p, layout: layout, seed: recipe.seed)
         say("initialised \(config.modelType) from \(name): \(layout.totalCount) parameters")
         return (config, p, try checked(tokenizer, config))
+    }
+
+    /// `config` with the recipe's `model.overrides` set (each said in the log).
+    func overridden(_ config: LlamaConfig) throws -> LlamaConfig {
+        var c = config
+        for (key, value) in recipe.model.overrides.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "max_position_embeddings":
+                guard value == value.rounded(), value >= 1 else { throw ClusterError("model.overrides.max_position_embeddings: \(value) is not a whole number") }
+                c.maxPositionEmbeddings = Int(value)
+            case "rope_theta": c.ropeTheta = value
+            case "rms_norm_eps": c.rmsNormEps = value
+            default: throw ClusterError("model.overrides.\(key): not overridable")
+            }
+            say("model.overrides: \(key) = \(value)")
+        }
+        return c
     }
 
     // MARK: Stages
@@ -285,10 +308,10 @@ public final class Coordinator {
         if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = Array(examples.prefix(64)) }
         // As Hugging Face's Trainer: batches never cross an epoch (an epoch's last batch may be
         // short), so one epoch uses every example exactly once.
+        let total = stage.totalSteps(examples: examples.count)
         let perEpoch = (examples.count + stage.batchSize - 1) / stage.batchSize
-        let total = max(1, Int((Double(perEpoch) * stage.epochs).rounded(.up)))
-        let schedule = LinearWarmupDecay(peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
-        let adamW = AdamWConfig(weightDecay: stage.weightDecay)
+        let schedule = LearningRateSchedule(stage.scheduler, peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
+        let adamW = stage.adamW
         var order: [Int] = [], position = 0, epoch = 0
         // The data order of each epoch is a function of (seed, stage, epoch), so a resumed run
         // rebuilds the current epoch's order and continues at the saved position.
@@ -299,7 +322,7 @@ public final class Coordinator {
         if let start {
             // The checkpoint must be of this stage as the recipe now defines it.
             guard start.totalSteps == total, start.position <= examples.count,
-                  start.epoch <= Int(stage.epochs.rounded(.up)), start.epoch > 0 || start.step == 0 else {
+                  start.epoch <= (total + perEpoch - 1) / perEpoch, start.epoch > 0 || start.step == 0 else {
                 throw ClusterError("\(start.directory.path): written for \(start.totalSteps) steps at epoch \(start.epoch), position \(start.position); this recipe's stage \(stage.name) has \(total) steps over \(examples.count) examples (did its data, batch size or epochs change?)")
             }
         }
@@ -383,6 +406,9 @@ public final class Coordinator {
                 try checkpoint(stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
                                parameters: parameters, tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
             }
+            if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < total {
+                _ = try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: "\(stage.name)-step\(step + 1)")
+            }
             step += 1
           } catch let lost as ServerLost {
             // Re-plan the lost server's chunks, load the snapshot, and replay the steps since:
@@ -407,7 +433,7 @@ public final class Coordinator {
             summary.logpsRejected = stride(from: 1, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
         }
         if let e = recipe.eval {
-            summary.passAt1 = try recovering(from: final) { try evaluate(e, tokenizer: tokenizer, stage: stage.name) }
+            summary.passAt1 = try recovering(from: final) { try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: stage.name) }
         }
         return summary
     }

@@ -3,6 +3,7 @@
 import Data
 import Formats
 import Foundation
+import Grading
 import Objectives
 import Optimizer
 import ReasoningTask
@@ -22,6 +23,9 @@ public struct Recipe: Sendable {
         /// A checkpoint directory or .gguf file whose tokenizer to use instead of the model's
         /// own (or, for `init`, instead of the byte tokenizer).
         public var tokenizer: String?
+        /// config.json values set over the model's own (`model.overrides`), e.g. the paper's
+        /// max_position_embeddings 32768 and rope_theta 300000 for Qwen2.5-Math; written into checkpoints.
+        public var overrides: [String: Double] = [:]
     }
 
     public struct SynthSpec: Sendable {
@@ -38,27 +42,62 @@ public struct Recipe: Sendable {
         public var microBatchTokens = 4096
         public var learningRate: Double
         public var warmupRatio = 0.1
+        /// `lr_scheduler_type`, as the HF Trainer: linear (the paper's), cosine, constant_with_warmup.
+        public var scheduler = LearningRateSchedule.Kind.linear
+        /// AdamW's betas and epsilon (`adam_beta1`, `adam_beta2`, `adam_epsilon`) and weight decay.
+        public var adamBeta1 = 0.9, adamBeta2 = 0.999, adamEpsilon = 1e-8
+        /// `max_steps`: the stage's optimizer steps, overriding `epochs` (the data order runs on across epochs).
+        public var maxSteps: Int?
+        /// `drop_longer_than`: records with a sequence over this many tokens are dropped, not truncated.
+        public var dropLongerThan: Int?
         public var weightDecay = 1e-4
         public var maxGradNorm: Double? = 1.0
         public var maxPromptLength: Int?
         public var maxLength: Int?
         public var truncationMode = PromptTruncation.keepEnd
         public var checkpointEvery: Int?
+        /// Steps between evaluations during the stage (HF's `eval_steps`); the stage's end is always evaluated.
+        public var evalEvery: Int?
 
         /// The stage's length limits for loading its data.
         public var limits: LengthLimits {
-            LengthLimits(maxPromptLength: maxPromptLength, maxLength: maxLength, promptTruncation: truncationMode)
+            LengthLimits(maxPromptLength: maxPromptLength, maxLength: maxLength, promptTruncation: truncationMode, dropLongerThan: dropLongerThan)
+        }
+
+        public var adamW: AdamWConfig { AdamWConfig(beta1: adamBeta1, beta2: adamBeta2, eps: adamEpsilon, weightDecay: weightDecay) }
+
+        /// Optimizer steps over `examples` records: `max_steps`, or whole batches per epoch
+        /// (an epoch's last batch may be short, as the HF Trainer's) times `epochs`.
+        public func totalSteps(examples: Int) -> Int {
+            if let maxSteps { return maxSteps }
+            let perEpoch = (examples + batchSize - 1) / batchSize
+            return max(1, Int((Double(perEpoch) * epochs).rounded(.up)))
         }
     }
 
+    /// Evaluation: pass@1 with sampling on one or more named benchmarks, after every stage
+    /// (and every `eval_every` steps of a stage that sets it).
     public struct EvalSpec: Sendable {
-        public var data: String
+        /// One benchmark: a test file with its own grading rule (and, optionally, its own k and limit).
+        public struct Benchmark: Sendable {
+            public var name: String
+            public var data: String
+            public var answerRule = AnswerRule.marker
+            public var samples: Int
+            public var limit: Int?
+            public var maxNewTokens: Int
+        }
+        public var benchmarks: [Benchmark]
         public var samples = 4, maxNewTokens = 128
         /// Sequences decoded together (continuous batching).
         public var batch = 32
-        public var limit: Int?
         public var temperature = 0.6, topP = 0.95
-        public var answerRule = AnswerRule.marker
+        /// Text every answer starts with (appended to each prompt), e.g. the paper's "<think>\n".
+        public var responsePrefix = ""
+        /// The one benchmark of a recipe written with `eval.data` keeps the metric names
+        /// `eval/pass@1`…; with `eval.sets` each is `eval/NAME/pass@1`.
+        public var named: Bool { benchmarks.count > 1 || benchmarks.first?.name != EvalSpec.unnamed }
+        static let unnamed = "test"
     }
 
     public struct ClusterSpec: Sendable {
@@ -192,9 +231,20 @@ public struct Recipe: Sendable {
         let modelPath = try m.optionalString("path").map(resolve)
         let initialize = try m.optionalString("init").map { LlamaPresetNames.contains($0) ? $0 : resolve($0) }
         let tokenizer = try m.optionalString("tokenizer").map(resolve)
+        var overrides: [String: Double] = [:]
+        if m.has("overrides") {
+            var o = try m.section("overrides")
+            for key in o.dict.keys.sorted() {
+                guard Recipe.overridableConfigKeys.contains(key) else {
+                    throw RecipeError("model.overrides.\(key): not one of \(Recipe.overridableConfigKeys.sorted().joined(separator: ", "))")
+                }
+                overrides[key] = try o.double(key, min: 1e-12, max: 1e12)
+            }
+            try o.finish()
+        }
         try m.finish()
         guard (modelPath == nil) != (initialize == nil) else { throw RecipeError("model: give exactly one of path or init") }
-        model = ModelSpec(path: modelPath, initialize: initialize, tokenizer: tokenizer)
+        model = ModelSpec(path: modelPath, initialize: initialize, tokenizer: tokenizer, overrides: overrides)
         if r.has("synth") {
             var s = try r.section("synth")
             var spec = SynthSpec()
@@ -231,6 +281,16 @@ public struct Recipe: Sendable {
             stage.microBatchTokens = try s.int("micro_batch_tokens", default: 4096, min: 1, max: 1 << 24)
             stage.warmupRatio = try s.double("warmup_ratio", default: 0.1, min: 0, max: 1)
             stage.weightDecay = try s.double("weight_decay", default: 1e-4, min: 0, max: 10)
+            stage.adamBeta1 = try s.double("adam_beta1", default: 0.9, min: 0, max: 0.999999)
+            stage.adamBeta2 = try s.double("adam_beta2", default: 0.999, min: 0, max: 0.99999999)
+            stage.adamEpsilon = try s.double("adam_epsilon", default: 1e-8, min: 1e-30, max: 1)
+            let scheduler = try s.string("lr_scheduler_type", default: "linear")
+            guard let kind = LearningRateSchedule.Kind(rawValue: scheduler) else {
+                throw RecipeError("stages[\(i)].lr_scheduler_type: \"\(scheduler)\" is not one of \(LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            stage.scheduler = kind
+            stage.maxSteps = try s.optionalInt("max_steps", max: 1 << 30)
+            stage.dropLongerThan = try s.optionalInt("drop_longer_than", max: 1 << 24)
             // 0 turns clipping off; a negative or non-finite bound would flip or zero the update.
             let clip = try s.double("max_grad_norm", default: 1.0, min: 0)
             stage.maxGradNorm = clip > 0 ? clip : nil
@@ -242,26 +302,59 @@ public struct Recipe: Sendable {
             }
             stage.truncationMode = truncation
             stage.checkpointEvery = try s.optionalInt("checkpoint_every", max: 1 << 30)
+            stage.evalEvery = try s.optionalInt("eval_every", max: 1 << 30)
             guard stage.warmupRatio <= 1 else { throw RecipeError("stages[\(i)].warmup_ratio: must be in [0, 1]") }
             try s.finish()
             return stage
         }
         if r.has("eval") {
             var e = try r.section("eval")
-            var spec = EvalSpec(data: resolveData(try e.string("data")))
+            func rule(_ reader: inout Reader, default d: AnswerRule) throws -> AnswerRule {
+                let name = try reader.string("answer_rule", default: d.rawValue)
+                guard let parsed = AnswerRule(rawValue: name) else {
+                    throw RecipeError("\(reader.prefix)answer_rule: \"\(name)\" is not one of \(AnswerRule.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return parsed
+            }
+            var spec = EvalSpec(benchmarks: [])
             spec.samples = try e.int("samples", default: 4, min: 1, max: 1 << 16)
             spec.maxNewTokens = try e.int("max_new_tokens", default: 128, min: 1, max: 1 << 20)
             spec.batch = try e.int("batch", default: 32, min: 1, max: 4096)
-            spec.limit = try e.optionalInt("limit", max: 1 << 30)
             spec.temperature = try e.double("temperature", default: 0.6, min: 0, max: 100)
             spec.topP = try e.double("top_p", default: 0.95, min: 1e-9, max: 1)
-            let rule = try e.string("answer_rule", default: "marker")
-            guard let parsed = AnswerRule(rawValue: rule) else {
-                throw RecipeError("eval.answer_rule: \"\(rule)\" is not one of \(AnswerRule.allCases.map(\.rawValue).joined(separator: ", "))")
+            spec.responsePrefix = try e.string("response_prefix", default: "")
+            let limit = try e.optionalInt("limit", max: 1 << 30)
+            let defaultRule = try rule(&e, default: .marker)
+            switch (e.has("data"), e.has("sets")) {
+            case (true, false):
+                spec.benchmarks = [.init(name: EvalSpec.unnamed, data: resolveData(try e.string("data")), answerRule: defaultRule,
+                                         samples: spec.samples, limit: limit, maxNewTokens: spec.maxNewTokens)]
+            case (false, true):
+                guard let list = e.value("sets") as? [Any], !list.isEmpty else { throw RecipeError("eval.sets: give a list of benchmarks") }
+                spec.benchmarks = try list.enumerated().map { i, item in
+                    guard let dict = item as? [String: Any] else { throw RecipeError("eval.sets[\(i)]: must be a mapping") }
+                    var b = Reader(dict, at: "eval.sets[\(i)].")
+                    let name = try b.string("name")
+                    guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }), name.count <= 64 else {
+                        throw RecipeError("eval.sets[\(i)].name: \"\(name)\" must be 1-64 letters, digits, '-', '_' or '.' (it names files and metrics)")
+                    }
+                    let benchmark = EvalSpec.Benchmark(name: name, data: resolveData(try b.string("data")), answerRule: try rule(&b, default: defaultRule),
+                                                       samples: try b.int("samples", default: spec.samples, min: 1, max: 1 << 16),
+                                                       limit: try b.optionalInt("limit", max: 1 << 30) ?? limit,
+                                                       maxNewTokens: try b.int("max_new_tokens", default: spec.maxNewTokens, min: 1, max: 1 << 20))
+                    try b.finish()
+                    return benchmark
+                }
+                let names = spec.benchmarks.map(\.name)
+                guard Set(names).count == names.count else { throw RecipeError("eval.sets: two benchmarks share a name (\(names.joined(separator: ", ")))") }
+            default:
+                throw RecipeError("eval: give data (one test file) or sets (named benchmarks), not both or neither")
             }
-            spec.answerRule = parsed
             try e.finish()
             eval = spec
+        }
+        if eval == nil, let stage = stages.first(where: { $0.evalEvery != nil }) {
+            throw RecipeError("stages: \(stage.name) sets eval_every but the recipe has no eval section")
         }
         if r.has("cluster") {
             var c = try r.section("cluster")
@@ -298,6 +391,11 @@ public struct Recipe: Sendable {
 }
 
 let LlamaPresetNames: Set<String> = ["tiny", "small", "smollm2-135m"]
+
+extension Recipe {
+    /// config.json keys a recipe may set over the model's (those that change no tensor's shape).
+    public static let overridableConfigKeys: Set<String> = ["max_position_embeddings", "rope_theta", "rms_norm_eps"]
+}
 
 /// Reads typed values from a YAML mapping, remembering which keys were used so leftovers are errors.
 struct Reader {
