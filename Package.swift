@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "GradingTests", dependencies: ["Grading"], resources: [.copy("math_verify_pairs.jsonl")]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
-        .testTarget(name: "ClusterUnitTests", dependencies: ["Cluster", "Model", "Numerics", "Transport", "Wire"]),
+        .testTarget(name: "ClusterUnitTests", dependencies: ["Cluster", "Model", "Numerics", "Transport", "Wire", "Grading", "Objectives", "Optimizer"]),
         .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
     ]
 )

@@ -28,9 +28,10 @@ if ! command -v swift >/dev/null 2>&1; then
   exit 1
 fi
 # Independent references for the tests: numpy, the gguf reader, jinja2, pyzmq (hostile peers),
-# tensorboard (its own event-file reader), tokenizers (Hugging Face's BPE); matplotlib for cluster/plot.py.
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, gguf, jinja2, zmq, tensorboard, tokenizers, matplotlib" 2>/dev/null; then
-  echo "installing numpy, gguf, jinja2, pyzmq, tensorboard, tokenizers and matplotlib for the reference tests and plots" >&2
-  python3 -m pip install -q --disable-pip-version-check numpy gguf jinja2 pyzmq tensorboard tokenizers matplotlib \
+# tensorboard (its own event-file reader), tokenizers (Hugging Face's BPE); matplotlib for
+# cluster/plot.py; pyarrow for parquet (redi-ps data openr1 reads Open-R1's parquet with it).
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, gguf, jinja2, zmq, tensorboard, tokenizers, matplotlib, pyarrow" 2>/dev/null; then
+  echo "installing numpy, gguf, jinja2, pyzmq, tensorboard, tokenizers, matplotlib and pyarrow for the reference tests, plots and parquet" >&2
+  python3 -m pip install -q --disable-pip-version-check numpy gguf jinja2 pyzmq tensorboard tokenizers matplotlib pyarrow \
     || echo "warning: reference packages could not be installed; the tests that need them will skip" >&2
 fi

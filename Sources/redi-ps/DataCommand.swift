@@ -67,8 +67,8 @@ struct OpenR1Command: ParsableCommand {
             Parquet is read through python3 with pyarrow.
             """)
 
-    @Argument(help: "Open-R1-shaped .parquet or .jsonl file.")
-    var input: String
+    @Argument(help: "Open-R1-shaped .parquet or .jsonl files (e.g. every shard of OpenR1-Math-Raw), read in order.")
+    var inputs: [String]
     @Option(help: "Model (checkpoint directory or .gguf) whose tokenizer and chat template measure lengths.")
     var model: String
     @Option(help: "Output directory.")
@@ -91,6 +91,7 @@ struct OpenR1Command: ParsableCommand {
     var limit: Int?
 
     func validate() throws {
+        guard !inputs.isEmpty else { throw ValidationError("give at least one input file") }
         guard maxPromptTokens >= 1, maxResponseTokens >= 1 else { throw ValidationError("--max-prompt-tokens and --max-response-tokens must be positive") }
         guard pairsPerProblem >= 0 else { throw ValidationError("--pairs-per-problem must be ≥ 0") }
         if let p = positivesPerProblem, p < 0 { throw ValidationError("--positives-per-problem must be ≥ 0") }
@@ -118,7 +119,8 @@ struct OpenR1Command: ParsableCommand {
         let sft = try LineWriter(path: sftPart.path), pref = try LineWriter(path: prefPart.path)
         var counts = OpenR1.Counts(), bad: [String] = [], lastReport = Date()
         let started = Date()
-        try RowReader.read(input, limit: limit) { line, number in
+        for input in inputs {
+          try RowReader.read(input, limit: limit.map { $0 - counts.rows }) { line, number in
             guard let row = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
                 bad.append("\(input): row \(number): not a JSON object"); counts.rows += 1; return
             }
@@ -133,13 +135,15 @@ struct OpenR1Command: ParsableCommand {
                 printError(String(format: "openr1: %d rows, %d sft records, %d pairs (%.0f rows/s)", counts.rows, counts.sftRecords, counts.pairs,
                                   Double(counts.rows) / Date().timeIntervalSince(started)))
             }
+          }
+          if let limit, counts.rows >= limit { break }
         }
         guard bad.count * 10 <= max(1, counts.rows) else {
             throw CLIError("\(bad.count) of \(counts.rows) rows are not JSON objects; is this Open-R1-shaped data?\n" + bad.prefix(5).joined(separator: "\n"))
         }
         guard counts.sftRecords > 0 || counts.pairs > 0 else {
             try? FileManager.default.removeItem(at: sftPart); try? FileManager.default.removeItem(at: prefPart)
-            throw CLIError("\(input): no usable generations in \(counts.rows) rows (\(String(decoding: try JSONEncoder().encode(counts), as: UTF8.self)))")
+            throw CLIError("\(inputs.joined(separator: ", ")): no usable generations in \(counts.rows) rows (\(String(decoding: try JSONEncoder().encode(counts), as: UTF8.self)))")
         }
         for (part, final) in [(sftPart, sftURL), (prefPart, prefURL)] {
             if FileManager.default.fileExists(atPath: final.path) { try FileManager.default.removeItem(at: final) }
