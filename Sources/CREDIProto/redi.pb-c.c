@@ -1729,7 +1729,7 @@ const ProtobufCMessageDescriptor redi__example__descriptor =
   (ProtobufCMessageInit) redi__example__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__objective_spec__field_descriptors[7] =
+static const ProtobufCFieldDescriptor redi__objective_spec__field_descriptors[8] =
 {
   {
     "name",
@@ -1815,6 +1815,18 @@ static const ProtobufCFieldDescriptor redi__objective_spec__field_descriptors[7]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "loss_type",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Redi__ObjectiveSpec, loss_type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__objective_spec__field_indices_by_name[] = {
   2,   /* field[2] = alpha */
@@ -1822,13 +1834,14 @@ static const unsigned redi__objective_spec__field_indices_by_name[] = {
   1,   /* field[1] = chosen_weight */
   4,   /* field[4] = gamma */
   5,   /* field[5] = has_gamma */
+  7,   /* field[7] = loss_type */
   0,   /* field[0] = name */
   6,   /* field[6] = weight_gradient */
 };
 static const ProtobufCIntRange redi__objective_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
 {
@@ -1838,7 +1851,7 @@ const ProtobufCMessageDescriptor redi__objective_spec__descriptor =
   "Redi__ObjectiveSpec",
   "redi",
   sizeof(Redi__ObjectiveSpec),
-  7,
+  8,
   redi__objective_spec__field_descriptors,
   redi__objective_spec__field_indices_by_name,
   1,  redi__objective_spec__number_ranges,

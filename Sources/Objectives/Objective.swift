@@ -13,8 +13,8 @@ public enum Objective: Equatable, Sendable {
     /// constant in the gradient, the paper's form) unless `weightGradient`, which also
     /// differentiates it (the reference code's form: gradient α·w·(1 + γ·logp(y_l)/|y_l|)).
     case redi(c: Double = 1, alpha: Double = 0.8, gamma: Double? = nil, weightGradient: Bool = false)
-    /// DPO, sigmoid loss, reference log-probs supplied per example.
-    case dpo(beta: Double = 0.1)
+    /// DPO with reference log-probs supplied per example, in one of TRL's loss forms.
+    case dpo(beta: Double = 0.1, loss: DPOLoss = .sigmoid)
     /// SimPO: −log σ(β·(logp_w/|y_w| − logp_l/|y_l|) − γ), reference-free. TRL's CPOTrainer
     /// with loss_type "simpo" and cpo_alpha 0 computes the same (its simpo_gamma is γ);
     /// the defaults are TRL's (β 0.1, γ 0.5); the SimPO paper tunes β in 2–2.5.
@@ -26,7 +26,15 @@ public enum Objective: Equatable, Sendable {
     /// The objective called `name`; parameters left nil take the defaults above (TRL's).
     /// The one place a name becomes an objective, so every entry point has the same defaults.
     public static func named(_ name: String, chosenWeight: Double? = nil, alpha: Double? = nil, beta: Double? = nil,
-                             gamma: Double? = nil, weightGradient: Bool = false) throws -> Objective {
+                             gamma: Double? = nil, weightGradient: Bool = false, lossType: String? = nil) throws -> Objective {
+        var dpoLoss = DPOLoss.sigmoid
+        if let lossType, !lossType.isEmpty {
+            guard name == "dpo" else { throw ObjectiveError(description: "loss_type applies to dpo only") }
+            guard let parsed = DPOLoss(rawValue: lossType) else {
+                throw ObjectiveError(description: "loss_type \"\(lossType)\" is not one of \(DPOLoss.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            dpoLoss = parsed
+        }
         if weightGradient && (name != "redi" || gamma == nil) {
             throw ObjectiveError(description: "the negative weight's gradient applies to redi with gamma only")
         }
@@ -46,7 +54,7 @@ public enum Objective: Equatable, Sendable {
             return .redi(c: chosenWeight ?? 1, alpha: alpha ?? 0.8, gamma: gamma, weightGradient: weightGradient)
         case "dpo":
             try unused([("chosen_weight", chosenWeight), ("alpha", alpha), ("gamma", gamma)])
-            return .dpo(beta: beta ?? 0.1)
+            return .dpo(beta: beta ?? 0.1, loss: dpoLoss)
         case "simpo":
             try unused([("chosen_weight", chosenWeight), ("alpha", alpha)])
             return .simpo(beta: beta ?? 0.1, gamma: gamma ?? 0.5)
@@ -69,6 +77,19 @@ public enum Objective: Equatable, Sendable {
 
     /// What the summed loss is divided by: total scored tokens for SFT, examples otherwise.
     public var normalizesByTokens: Bool { self == .sft }
+}
+
+/// The DPO losses users of TRL choose with `loss_type`, on the margin
+/// z = (logp_w − ref_w) − (logp_l − ref_l).
+public enum DPOLoss: String, CaseIterable, Sendable {
+    /// −log σ(β·z) (the DPO paper's; TRL's default).
+    case sigmoid
+    /// IPO (Azar et al. 2023): (z − 1/(2β))² with every log-probability averaged over its
+    /// tokens, as TRL's `loss_type: ipo` computes it.
+    case ipo
+    /// Length-normalised DPO: −log σ(β·z) on per-token averages (the SimPO paper's LN-DPO),
+    /// so long traces do not dominate the margin.
+    case lengthNormalized = "length_normalized"
 }
 
 /// Summed log-probability of one sequence's completion and how many tokens it covers.
@@ -183,15 +204,26 @@ extension Objective {
                 r.metricSums["logps/chosen_normalized", default: 0] += w.mean
                 r.metricSums["logps/rejected_normalized", default: 0] += l.mean
                 if gamma != nil { r.metricSums["negative_weight", default: 0] += weight }
-            case let .dpo(beta):
+            case let .dpo(beta, loss):
                 let ref = references![i]
-                chosenReward = beta * (w.logp - ref.chosen)
-                rejectedReward = beta * (l.logp - ref.rejected)
-                let z = chosenReward - rejectedReward
-                r.lossSum += softplus(-z)
-                let s = sigmoid(-z)
-                r.sequenceGradients[2 * i] = -beta * s
-                r.sequenceGradients[2 * i + 1] = beta * s
+                // Sums, or per-token averages (the reference's over the same completion tokens).
+                let (nw, nl) = loss == .sigmoid ? (1.0, 1.0) : (Double(w.tokens), Double(l.tokens))
+                let marginW = (w.logp - ref.chosen) / nw, marginL = (l.logp - ref.rejected) / nl
+                chosenReward = beta * marginW
+                rejectedReward = beta * marginL
+                switch loss {
+                case .sigmoid, .lengthNormalized:
+                    let z = chosenReward - rejectedReward
+                    r.lossSum += softplus(-z)
+                    let s = sigmoid(-z)
+                    r.sequenceGradients[2 * i] = -beta * s / nw
+                    r.sequenceGradients[2 * i + 1] = beta * s / nl
+                case .ipo:
+                    let d = marginW - marginL - 1 / (2 * beta)
+                    r.lossSum += d * d
+                    r.sequenceGradients[2 * i] = 2 * d / nw
+                    r.sequenceGradients[2 * i + 1] = -2 * d / nl
+                }
             case let .simpo(beta, gamma):
                 chosenReward = beta * w.mean
                 rejectedReward = beta * l.mean

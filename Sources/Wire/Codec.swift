@@ -104,7 +104,7 @@ extension Wire {
             case .sft: break
             case let .redi(c, alpha, g, weightGradient):
                 o.pointee.chosen_weight = c; o.pointee.alpha = alpha; gamma = g; o.pointee.weight_gradient = weightGradient ? 1 : 0
-            case let .dpo(beta): o.pointee.beta = beta
+            case let .dpo(beta, loss): o.pointee.beta = beta; o.pointee.loss_type = a.string(loss.rawValue)
             case let .simpo(beta, g): o.pointee.beta = beta; gamma = g
             }
             o.pointee.gamma = gamma ?? 0; o.pointee.has_gamma = gamma == nil ? 0 : 1
@@ -237,7 +237,7 @@ extension Wire {
             do {
                 switch name {
                 case "redi": return try .named(name, chosenWeight: o.chosen_weight, alpha: o.alpha, gamma: gamma, weightGradient: o.weight_gradient != 0)
-                case "dpo": return try .named(name, beta: o.beta)
+                case "dpo": return try .named(name, beta: o.beta, lossType: str(o.loss_type))
                 case "simpo": return try .named(name, beta: o.beta, gamma: gamma)
                 default: return try .named(name)
                 }

@@ -29,6 +29,9 @@ struct ObjectiveOptions: ParsableArguments {
     @Option(help: "SimPO: target reward margin γ (default 0.5, as TRL). REDI: enables negative weighting exp(γ·logp(y_l)/|y_l|).")
     var gamma: Double?
 
+    @Option(help: "DPO: the loss, as TRL's loss_type: sigmoid (default), ipo, length_normalized.")
+    var lossType: String?
+
     @Flag(help: "REDI with --gamma: differentiate the negative weight too (the reference code's form; default: detached, as the paper).")
     var negativeWeightGradient = false
 
@@ -44,7 +47,7 @@ struct ObjectiveOptions: ParsableArguments {
             do {
                 return try Objective.named(objective.rawValue, chosenWeight: objective == .redi ? chosenWeight : nil,
                                            alpha: objective == .redi ? alpha : nil, beta: beta, gamma: gamma,
-                                           weightGradient: negativeWeightGradient)
+                                           weightGradient: negativeWeightGradient, lossType: lossType)
             } catch let e as ObjectiveError { throw ValidationError(e.description) }
         }
     }

@@ -59,6 +59,23 @@ final class ObjectivesTests: XCTestCase {
         XCTAssertEqual(simpo.lossSum, log(1 + exp(-s0)) + log(1 + exp(-s1)), accuracy: 1e-12)
     }
 
+    /// TRL's IPO ((z − 1/(2β))² on per-token averages) and length-normalised DPO, by hand.
+    func testDPOVariantsMatchHandComputedValues() throws {
+        let beta = 0.2
+        func z(_ i: Int) -> Double {
+            let w = pairs[2 * i], l = pairs[2 * i + 1]
+            return (w.logp - refs[i].chosen) / Double(w.tokens) - (l.logp - refs[i].rejected) / Double(l.tokens)
+        }
+        let ipo = try Objective.dpo(beta: beta, loss: .ipo).evaluate(pairs, references: refs)
+        XCTAssertEqual(ipo.lossSum, (0..<2).reduce(0) { $0 + pow(z($1) - 1 / (2 * beta), 2) }, accuracy: 1e-12)
+        let ln = try Objective.dpo(beta: beta, loss: .lengthNormalized).evaluate(pairs, references: refs)
+        XCTAssertEqual(ln.lossSum, (0..<2).reduce(0) { $0 + log(1 + exp(-beta * z($1))) }, accuracy: 1e-12)
+        XCTAssertEqual(ln.metricSums["rewards/margins"]!, beta * (z(0) + z(1)), accuracy: 1e-12)
+        XCTAssertEqual(try Objective.named("dpo", lossType: "ipo"), .dpo(beta: 0.1, loss: .ipo))
+        XCTAssertThrowsError(try Objective.named("dpo", lossType: "hinge"))
+        XCTAssertThrowsError(try Objective.named("simpo", lossType: "ipo"))
+    }
+
     func testSFTIsTokenMeanNLL() throws {
         let r = try Objective.sft.evaluate(pairs)
         XCTAssertEqual(r.metrics(for: .sft)["loss"]!, 48.5 / 23, accuracy: 1e-12)
@@ -66,7 +83,8 @@ final class ObjectivesTests: XCTestCase {
     }
 
     func testGradientsMatchFiniteDifferences() throws {
-        for objective in [Objective.sft, .redi(), .redi(c: 0.7, alpha: 1), .dpo(beta: 0.3), .simpo(beta: 2.5, gamma: 0.4)] {
+        for objective in [Objective.sft, .redi(), .redi(c: 0.7, alpha: 1), .dpo(beta: 0.3), .dpo(beta: 0.3, loss: .ipo),
+                          .dpo(beta: 0.3, loss: .lengthNormalized), .simpo(beta: 2.5, gamma: 0.4)] {
             let r = try objective.evaluate(pairs, references: refs)
             for i in pairs.indices {
                 var up = pairs, down = pairs

@@ -51,6 +51,10 @@ final class CodecTests: XCTestCase {
         .work(WorkUnit(stage: "sft", step: 2, version: 3, objective: .sft, normalizer: 30,
                        examples: [WireExample(sequences: [WireSequence(tokens: [1, 2, 3], promptLength: 1)], id: 4)],
                        microBatchTokens: 512, shard: 1, verifyOnly: true)),
+        .work(WorkUnit(stage: "ipo", step: 0, version: 1, objective: .dpo(beta: 0.3, loss: .ipo), normalizer: 2,
+                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 1), WireSequence(tokens: [1, 3], promptLength: 1)],
+                                              reference: (-1.5, -2), id: 0)],
+                       microBatchTokens: 64, shard: 0)),
     ]
 
     func testEveryMessageRoundTrips() throws {

@@ -233,10 +233,14 @@ struct  Redi__ObjectiveSpec
    * (the reference code's form); false keeps it detached (the paper's form).
    */
   protobuf_c_boolean weight_gradient;
+  /*
+   * DPO's loss: "" or "sigmoid" (the DPO paper's), "ipo", "length_normalized".
+   */
+  char *loss_type;
 };
 #define REDI__OBJECTIVE_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__objective_spec__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -270,7 +270,8 @@ public struct Recipe: Sendable {
             do {
                 objective = try Objective.named(objectiveName, chosenWeight: try s.optionalDouble("chosen_weight"), alpha: try s.optionalDouble("alpha"),
                                                 beta: try s.optionalDouble("beta"), gamma: try s.optionalDouble("gamma"),
-                                                weightGradient: try s.bool("negative_weight_gradient", default: false))
+                                                weightGradient: try s.bool("negative_weight_gradient", default: false),
+                                                lossType: try s.optionalString("loss_type"))
             } catch let e as ObjectiveError {
                 throw RecipeError("stages[\(i)].objective: \(e.description)")
             }
