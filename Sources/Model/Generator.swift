@@ -16,11 +16,18 @@ public final class Generator {
     public let rows: Int
     /// Tokens per row (prompt + generated).
     public let capacity: Int
-    /// [layers][rows, capacity, kvDim]
-    private var keys: [FloatBuffer] = [], values: [FloatBuffer] = []
+    /// [layers][rows] → [rowCapacity[row], kvDim]: each row's cache grows with its sequence
+    /// (doubling, up to `capacity`), so memory follows the answers actually generated rather
+    /// than rows × the longest allowed (32 rows × 32k tokens of a 1.5B model would be ~60 GB).
+    private var keys: [[FloatBuffer]] = [], values: [[FloatBuffer]] = []
+    private var rowCapacity: [Int]
     /// Tokens in each row's cache.
     public private(set) var lengths: [Int]
     private var work = GrowableBuffer()
+    let kvDim: Int
+
+    /// Bytes the KV cache holds now (keys and values of every layer and row).
+    public var cacheBytes: Int { rowCapacity.reduce(0, +) * kvDim * 2 * config.numHiddenLayers * MemoryLayout<Float>.stride }
 
     /// - Parameters:
     ///   - parameters: the flat vector; must outlive the generator.
@@ -34,17 +41,36 @@ public final class Generator {
         self.parameters = parameters
         self.rows = rows
         lengths = Array(repeating: 0, count: rows)
-        let kvDim = config.numKeyValueHeads * config.headDim
-        for _ in 0..<config.numHiddenLayers {
-            keys.append(FloatBuffer(count: rows * self.capacity * kvDim))
-            values.append(FloatBuffer(count: rows * self.capacity * kvDim))
+        rowCapacity = Array(repeating: 0, count: rows)
+        kvDim = config.numKeyValueHeads * config.headDim
+        let empty = FloatBuffer(count: 0)
+        keys = Array(repeating: Array(repeating: empty, count: rows), count: config.numHiddenLayers)
+        values = keys
+    }
+
+    /// Makes row `row`'s cache hold at least `tokens` tokens, keeping its first `lengths[row]`.
+    private func reserve(row: Int, tokens: Int) {
+        guard rowCapacity[row] < tokens else { return }
+        let grown = min(capacity, max(tokens, 2 * rowCapacity[row], 256))
+        let kept = lengths[row] * kvDim
+        func grow(_ old: FloatBuffer) -> FloatBuffer {
+            let bigger = FloatBuffer(count: grown * kvDim)
+            bigger.baseAddress.update(from: old.baseAddress, count: kept)
+            return bigger
         }
+        for l in 0..<config.numHiddenLayers {
+            keys[l][row] = grow(keys[l][row])
+            values[l][row] = grow(values[l][row])
+        }
+        rowCapacity[row] = grown
     }
 
     /// Replaces row `row` with `prompt`; returns the logits [vocab] after its last token.
     public func prefill(row: Int, prompt: [Int32]) -> [Float] {
         precondition(row >= 0 && row < rows)
         precondition(!prompt.isEmpty && prompt.count <= capacity, "prompt of \(prompt.count) tokens does not fit \(capacity)")
+        lengths[row] = 0
+        reserve(row: row, tokens: prompt.count)
         let logits = forward(tokens: prompt, rowsOfTokens: [row], positions: (0..<prompt.count).map { Int32($0) }, prefill: true)
         lengths[row] = prompt.count
         return logits
@@ -54,10 +80,12 @@ public final class Generator {
     public func copyRow(_ from: Int, to: Int) {
         precondition(from >= 0 && from < rows && to >= 0 && to < rows)
         guard from != to else { return }
-        let kvDim = config.numKeyValueHeads * config.headDim, n = lengths[from] * kvDim
+        lengths[to] = 0
+        reserve(row: to, tokens: lengths[from])
+        let n = lengths[from] * kvDim
         for l in 0..<config.numHiddenLayers {
-            (keys[l].baseAddress + to * capacity * kvDim).update(from: keys[l].baseAddress + from * capacity * kvDim, count: n)
-            (values[l].baseAddress + to * capacity * kvDim).update(from: values[l].baseAddress + from * capacity * kvDim, count: n)
+            keys[l][to].baseAddress.update(from: keys[l][from].baseAddress, count: n)
+            values[l][to].baseAddress.update(from: values[l][from].baseAddress, count: n)
         }
         lengths[to] = lengths[from]
     }
@@ -73,7 +101,10 @@ public final class Generator {
     public func decode(rows active: [Int], tokens: [Int32]) -> [Float] {
         precondition(active.count == tokens.count && !active.isEmpty, "one token per active row")
         precondition(Set(active).count == active.count, "a row appears twice")
-        for r in active { precondition(lengths[r] < capacity, "row \(r) is full (\(capacity) tokens)") }
+        for r in active {
+            precondition(lengths[r] < capacity, "row \(r) is full (\(capacity) tokens)")
+            reserve(row: r, tokens: lengths[r] + 1)
+        }
         let logits = forward(tokens: tokens, rowsOfTokens: active, positions: active.map { Int32(lengths[$0]) }, prefill: false)
         for r in active { lengths[r] += 1 }
         return logits
@@ -86,7 +117,7 @@ public final class Generator {
     private func forward(tokens: [Int32], rowsOfTokens: [Int], positions: [Int32], prefill: Bool) -> [Float] {
         let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
         let heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads
-        let qDim = heads * hd, kvDim = kvHeads * hd, vocab = config.vocabSize
+        let qDim = heads * hd, vocab = config.vocabSize
         let real = tokens.count
         // Rows every product runs on: a prompt's, or for a decode the active rows in 16-row
         // blocks, or every cache row when the batch is one product (a fixed shape).
@@ -111,7 +142,6 @@ public final class Generator {
         for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i < real ? i : 0]) * c, count: c) }
         let padded = positions + Array(repeating: 0, count: t - real)
         let row0 = rowsOfTokens[0]
-        let cacheOffsets = rowsOfTokens.map { $0 * capacity * kvDim }
         let visible = rowsOfTokens.map { lengths[$0] + 1 }
         // Padding rows' attention output stays zero (their products are computed, never used).
         if real < t { (a + att + real * qDim).update(repeating: 0, count: (t - real) * qDim) }
@@ -124,19 +154,19 @@ public final class Generator {
                 linear(v, ln, o.v, o.vBias, rows: t, from: c, to: kvDim)
                 ropeApply(a + q, positions: pos.baseAddress!, table: rope, rows: t, heads: heads, inverse: false)
                 ropeApply(a + k, positions: pos.baseAddress!, table: rope, rows: t, heads: kvHeads, inverse: false)
-                let kc = keys[l].baseAddress, vc = values[l].baseAddress
                 if prefill {
                     // The prompt's keys and values are the cache of its row; attention among them is causal.
-                    (kc + row0 * capacity * kvDim).update(from: a + k, count: real * kvDim)
-                    (vc + row0 * capacity * kvDim).update(from: a + v, count: real * kvDim)
+                    keys[l][row0].baseAddress.update(from: a + k, count: real * kvDim)
+                    values[l][row0].baseAddress.update(from: a + v, count: real * kvDim)
                     attentionForward(a + att, a + scratch, a + q, a + k, a + v, shape: prefillShape, keepProbabilities: false)
                 } else {
+                    let kc = rowsOfTokens.map { UnsafePointer(keys[l][$0].baseAddress) }, vc = rowsOfTokens.map { UnsafePointer(values[l][$0].baseAddress) }
                     for i in 0..<real {
                         let p = Int(positions[i])
-                        (kc + cacheOffsets[i] + p * kvDim).update(from: a + k + i * kvDim, count: kvDim)
-                        (vc + cacheOffsets[i] + p * kvDim).update(from: a + v + i * kvDim, count: kvDim)
+                        (keys[l][rowsOfTokens[i]].baseAddress + p * kvDim).update(from: a + k + i * kvDim, count: kvDim)
+                        (values[l][rowsOfTokens[i]].baseAddress + p * kvDim).update(from: a + v + i * kvDim, count: kvDim)
                     }
-                    cachedAttention(a + att, a + q, keys: kc, values: vc, cacheOffsets: cacheOffsets, visible: visible,
+                    cachedAttention(a + att, a + q, keys: kc, values: vc, visible: visible,
                                     heads: heads, kvHeads: kvHeads, headDim: hd, scratch: a + scratch)
                 }
                 linear(x, att, o.o, nil, rows: t, from: qDim, to: c, accumulate: true)

@@ -169,24 +169,24 @@ func forEachPair(_ count: Int, _ body: (Int, Int) -> Void) {
 ///
 /// - Parameters:
 ///   - out: [n, heads·hd]; `q`: [n, heads·hd] (rotated).
-///   - keys, values: the caches; query i's cache starts at `cacheOffsets[i]` (elements), one
-///     position per kvHeads·hd, and it sees `visible[i]` positions.
+///   - keys, values: query i's cache (its row's), one position per kvHeads·hd; it sees
+///     `visible[i]` positions.
 ///   - scratch: `decodeScratchCount(heads:kvHeads:longest:)` floats.
 /// Work is spread over (query, kv head) pairs with single-threaded sgemm inside, in a fixed
 /// assignment, so a row's result never depends on which other rows are in the batch.
 public func cachedAttention(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
-                            keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
-                            cacheOffsets: [Int], visible: [Int], heads: Int, kvHeads: Int, headDim hd: Int,
+                            keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>],
+                            visible: [Int], heads: Int, kvHeads: Int, headDim hd: Int,
                             scratch: UnsafeMutablePointer<Float>) {
     let n = visible.count
-    precondition(cacheOffsets.count == n && heads % kvHeads == 0)
+    precondition(keys.count == n && values.count == n && heads % kvHeads == 0)
     let group = heads / kvHeads, qStride = heads * hd, kvStride = kvHeads * hd
     let longest = visible.max() ?? 0
     let scale = 1 / Float(hd).squareRoot()
     forEachPair(n * kvHeads) { pair, w in
         let s = scratch + w * group * longest
         let i = pair / kvHeads, g = pair % kvHeads, l = visible[i]
-        let kg = keys + cacheOffsets[i] + g * hd, vg = values + cacheOffsets[i] + g * hd
+        let kg = keys[i] + g * hd, vg = values[i] + g * hd
         let qg = q + i * qStride + g * group * hd
         // scores[group, l] = q_g · Kᵀ / √hd, then softmax per head, then · V.
         gemm(.n, .t, m: group, n: l, k: hd, alpha: scale, qg, lda: hd, kg, ldb: kvStride, s, ldc: l)

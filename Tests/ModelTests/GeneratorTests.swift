@@ -39,6 +39,30 @@ final class GeneratorTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4)
     }
 
+    /// The cache grows with the sequence (256 tokens, then doubling) instead of being reserved
+    /// for every row at the longest; the logits across a growth match the reference.
+    func testTheCacheGrowsWithTheSequence() {
+        var config = Self.config
+        config.maxPositionEmbeddings = 1000
+        let params = EngineTests.randomParameters(ParameterLayout(config: config), seed: 6)
+        let g = Generator(config: config, parameters: params.baseAddress, rows: 8, capacity: 1000)
+        let perToken = 2 * config.numHiddenLayers * config.numKeyValueHeads * config.headDim * MemoryLayout<Float>.stride
+        XCTAssertEqual(g.cacheBytes, 0)
+        let tokens = (0..<262).map { Int32(($0 * 7 + 3) % 23) }
+        var got = [g.prefill(row: 3, prompt: Array(tokens.prefix(250)))]
+        XCTAssertEqual(g.cacheBytes, 256 * perToken)  // one row, not 8 × 1000 tokens
+        for p in 250..<261 { got.append(g.decode(rows: [3], tokens: [tokens[p]])) }
+        XCTAssertEqual(g.cacheBytes, 512 * perToken)
+        g.copyRow(3, to: 5)
+        XCTAssertEqual(g.cacheBytes, (512 + 261) * perToken)
+        let want = ReferenceLlama(config: config).forward(params.array.map(Double.init), tokens: Array(tokens.prefix(261)))
+        var worst = 0.0
+        for (j, logits) in got.enumerated() { worst = max(worst, zip(logits, want[249 + j]).map { abs(Double($0) - $1) }.max()!) }
+        XCTAssertLessThan(worst, 1e-4)
+        // The copy continues exactly as the original would.
+        XCTAssertEqual(g.decode(rows: [5], tokens: [tokens[261]]), g.decode(rows: [3], tokens: [tokens[261]]))
+    }
+
     /// Each row decoded among others (refilled, copied, some waiting) against the same row decoded alone.
     static func rowsAloneAndTogether(_ config: LlamaConfig = GeneratorTests.config) -> (alone: [[[Float]]], together: [[[Float]]]) {
         let layout = ParameterLayout(config: config)
