@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # Runs a recipe on this machine: one coordinator, the recipe's servers and workers, all on
 # loopback; waits for the coordinator and stops the rest. Installs what is missing first.
-#   bash cluster/local.sh [RECIPE.yaml [--resume latest | --overwrite]]
+#   bash cluster/local.sh [RECIPE.yaml [--resume latest | --overwrite | --evaluate [--model CHECKPOINT]]]
 # Without a recipe it runs the default job (cluster/recipes/default.yaml), whose output
 # (runs/default) is replaced each time; a recipe's output holding a run is refused unless
-# --resume latest or --overwrite says what to do with it.
+# --resume latest or --overwrite says what to do with it. --evaluate trains nothing: it
+# evaluates the recipe's model (or CHECKPOINT) on the recipe's benchmarks with the workers.
 set -euo pipefail
-# A recipe given on the command line is relative to where the command was typed.
+# A recipe, --model or --resume path given on the command line is relative to where the command was typed.
 recipe=${1:-}
-coordinate_args=("${@:2}")
+coordinate_args=()
+path_follows=no
+for arg in "${@:2}"; do
+  if [ "$path_follows" = yes ] && [ "$arg" != latest ]; then arg=$(realpath "$arg"); fi
+  path_follows=no
+  case "$arg" in --model | --resume) path_follows=yes ;; esac
+  coordinate_args+=("$arg")
+done
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); else coordinate_args=(--overwrite); fi
 cd "$(dirname "$0")/.."
 recipe=${recipe:-cluster/recipes/default.yaml}

@@ -40,15 +40,31 @@ struct CoordinateCommand: ParsableCommand {
     @Flag(help: "Replace a run already in the recipe's output directory (its logs and checkpoints); without it such a directory is refused.")
     var overwrite = false
     @OptionGroup var key: KeyOption
+    @Flag(help: "Train nothing: evaluate the recipe's model (or --model) on the recipe's benchmarks with the cluster's workers; results go to OUTPUT/evaluation-NAME.")
+    var evaluate = false
+    @Option(help: "With --evaluate: the checkpoint directory or .gguf to evaluate instead of the recipe's model.")
+    var model: String?
     @Flag(help: ArgumentHelp("Print the recipe's server count, worker count and a local connect endpoint, then exit.", visibility: .hidden))
     var printCluster = false
 
     func validate() throws {
         if overwrite && resume != nil { throw ValidationError("--overwrite replaces the run that --resume continues: give one of them") }
+        if evaluate && resume != nil { throw ValidationError("--evaluate trains nothing: it does not take --resume") }
+        if model != nil && !evaluate { throw ValidationError("--model applies to --evaluate (a training run's model is the recipe's)") }
     }
 
     func run() throws {
-        let r = try wrap { try Recipe.load(recipe) }
+        var r = try wrap { try Recipe.load(recipe) }
+        if evaluate {
+            guard r.eval != nil else { throw CLIError("\(recipe): --evaluate needs an eval section") }
+            if let model {
+                guard FileManager.default.fileExists(atPath: model) else { throw CLIError("\(model): no such checkpoint or file") }
+                r.model.path = URL(fileURLWithPath: model).standardizedFileURL.path
+                r.model.initialize = nil
+            }
+            guard let path = r.model.path else { throw CLIError("--evaluate needs a trained model: give --model CHECKPOINT (the recipe initialises one)") }
+            r.output = URL(fileURLWithPath: r.output).appendingPathComponent("evaluation-" + URL(fileURLWithPath: path).lastPathComponent).path
+        }
         if printCluster {
             let local = (bind ?? r.cluster.bind).replacingOccurrences(of: "*", with: "127.0.0.1").replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
             print("\(r.cluster.servers) \(r.cluster.workers) \(local)")
@@ -66,7 +82,7 @@ struct CoordinateCommand: ParsableCommand {
             }
             runKey = try wrap { try RunKey.load(path) }
         }
-        _ = try wrap { try Coordinator(recipe: r, key: runKey, bind: bind, resume: resume, overwrite: overwrite).run() }
+        _ = try wrap { try Coordinator(recipe: r, key: runKey, bind: bind, resume: resume, overwrite: overwrite, evaluateOnly: evaluate).run() }
     }
 }
 

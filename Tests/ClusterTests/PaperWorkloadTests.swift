@@ -61,7 +61,7 @@ final class PaperWorkloadTests: ClusterTestCase {
         for p in peers { try p.wait() }
         let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
         XCTAssertEqual(coordinator.terminationStatus, 0, log)
-        XCTAssertTrue(log.contains("model.overrides: rope_theta = 300000"), log)
+        XCTAssertTrue(log.contains("model.overrides: rope_theta = 300000\n"), log)
         XCTAssertTrue(log.contains("eval math500: 3 problems × 2 samples"), log)
         // 18 SFT records in batches of 4: 5 steps, evaluated after step 2 and 4 and at the end.
         XCTAssertTrue(log.contains("eval math500 after sft-step2: pass@1"), log)
@@ -83,6 +83,23 @@ final class PaperWorkloadTests: ClusterTestCase {
         for key in ["eval/math500/pass@1", "eval/math500/pass@1_stderr", "eval/math500/pass@1_stderr_problems", "eval/aime24/pass@3",
                     "eval/aime24/response_tokens", "eval/aime24/waits", "eval/math500/answers_extracted"] {
             XCTAssertTrue(metrics.contains("\"\(key)\""), key)
+        }
+        // The checkpoint evaluated again by the cluster (`--evaluate`): the same samples as the
+        // run's own evaluation after the stage (same weights, seed and rows).
+        var evaluators = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "es.log")]
+        for i in 0..<2 {
+            evaluators.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "ew\(i).log"))
+        }
+        let evaluation = try start("redi-ps", ["coordinate", "--recipe", "paper.yaml", "--key", "run.key", "--evaluate", "--model", "out/redi"], log: "evaluate.log")
+        try evaluation.wait()
+        for p in evaluators { try p.wait() }
+        let evaluated = (try? String(contentsOf: dir.appendingPathComponent("evaluate.log"), encoding: .utf8)) ?? ""
+        XCTAssertEqual(evaluation.terminationStatus, 0, evaluated)
+        XCTAssertTrue(evaluated.contains("stage        steps  math500  aime24"), evaluated)
+        for set in ["math500", "aime24"] {
+            let again = try String(contentsOf: dir.appendingPathComponent("out/evaluation-redi/eval_redi_\(set).jsonl"), encoding: .utf8)
+            let during = try String(contentsOf: dir.appendingPathComponent("out/eval_redi_\(set).jsonl"), encoding: .utf8)
+            XCTAssertEqual(again, during, set)
         }
         // The overrides reach the checkpoint transformers would open.
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("out/redi/config.json"))) as! [String: Any]

@@ -71,12 +71,15 @@ public final class Coordinator {
     ///     and `optimizer.safetensors`) to continue from, or "latest" for the newest in the output.
     ///   - overwrite: replace a run already in the output directory (without it, and without
     ///     `resume`, such a directory is refused: its metrics and checkpoints would be lost).
-    public init(recipe: Recipe, key: RunKey, bind: String? = nil, resume: String? = nil, overwrite: Bool = false) {
+    /// - Parameter evaluateOnly: no training: the recipe's model is evaluated on its benchmarks
+    ///   by the cluster (`redi-ps coordinate --evaluate`), and the run's logs are written to its output.
+    public init(recipe: Recipe, key: RunKey, bind: String? = nil, resume: String? = nil, overwrite: Bool = false, evaluateOnly: Bool = false) {
         self.recipe = recipe
         self.key = key
         self.bind = bind ?? recipe.cluster.bind
         self.resume = resume
-        self.overwrite = overwrite
+        self.overwrite = overwrite || evaluateOnly
+        self.evaluateOnly = evaluateOnly
         workers = Array(repeating: nil, count: recipe.cluster.workers)
     }
 
@@ -93,6 +96,7 @@ public final class Coordinator {
     var referenceScores: [Double]?
     /// The recipe's benchmarks, read at launch.
     var benchmarks: [LoadedBenchmark] = []
+    let evaluateOnly: Bool
 
     /// Set from a signal handler; checked wherever the coordinator waits, so Ctrl-C or a
     /// TERM ends the run with every server and worker told to shut down.
@@ -157,7 +161,7 @@ public final class Coordinator {
             for c in checkpoints { try FileManager.default.removeItem(at: c) }
         }
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        if let s = recipe.synth {
+        if let s = recipe.synth, !evaluateOnly {
             let stats = try Synthesis.run(SynthesisSettings(problems: s.problems, tracesPerProblem: s.tracesPerProblem, testProblems: s.testProblems,
                                                             seed: recipe.seed, digits: s.digits, steps: s.steps, errorRate: s.errorRate), to: out)
             say(String(format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
@@ -195,6 +199,14 @@ public final class Coordinator {
         try recovering { try loadWeights(parameters, resetOptimizer: true) }
         for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
 
+        if evaluateOnly {
+            let name = URL(fileURLWithPath: recipe.model.path ?? "model").lastPathComponent
+            guard let e = recipe.eval else { throw ClusterError("--evaluate: the recipe has no eval section") }
+            var summary = StageSummary(stage: name, steps: 0, checkpoint: recipe.model.path ?? "")
+            summary.passAt1 = try recovering { try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: name, label: name) }
+            printTable([summary])
+            return [summary]
+        }
         var summaries: [StageSummary] = []
         // Log-probabilities of a fixed set of (chosen, rejected) pairs after every stage show
         // what each stage did to the model.
@@ -275,7 +287,7 @@ public final class Coordinator {
             case "rms_norm_eps": c.rmsNormEps = value
             default: throw ClusterError("model.overrides.\(key): not overridable")
             }
-            say("model.overrides: \(key) = \(value)")
+            say("model.overrides: \(key) = \(String(format: "%g", value))")
         }
         return c
     }
