@@ -2026,7 +2026,7 @@ const ProtobufCMessageDescriptor redi__work_unit__descriptor =
   (ProtobufCMessageInit) redi__work_unit__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__sampling_spec__field_descriptors[7] =
+static const ProtobufCFieldDescriptor redi__sampling_spec__field_descriptors[8] =
 {
   {
     "samples",
@@ -2112,8 +2112,21 @@ static const ProtobufCFieldDescriptor redi__sampling_spec__field_descriptors[7] 
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "bf16_cache",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SamplingSpec, bf16_cache),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__sampling_spec__field_indices_by_name[] = {
+  7,   /* field[7] = bf16_cache */
   3,   /* field[3] = max_new_tokens */
   4,   /* field[4] = rows */
   0,   /* field[0] = samples */
@@ -2125,7 +2138,7 @@ static const unsigned redi__sampling_spec__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__sampling_spec__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor redi__sampling_spec__descriptor =
 {
@@ -2135,7 +2148,7 @@ const ProtobufCMessageDescriptor redi__sampling_spec__descriptor =
   "Redi__SamplingSpec",
   "redi",
   sizeof(Redi__SamplingSpec),
-  7,
+  8,
   redi__sampling_spec__field_descriptors,
   redi__sampling_spec__field_indices_by_name,
   1,  redi__sampling_spec__number_ranges,

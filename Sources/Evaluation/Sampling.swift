@@ -10,8 +10,10 @@ public struct SamplingSettings: Sendable, Equatable {
     public var topP: Double = 0.95
     public var maxNewTokens: Int = 256
     public var seed: UInt64 = 0
-    public init(temperature: Double = 0.6, topP: Double = 0.95, maxNewTokens: Int = 256, seed: UInt64 = 0) {
-        self.temperature = temperature; self.topP = topP; self.maxNewTokens = maxNewTokens; self.seed = seed
+    /// How the KV cache stores keys and values (bf16: half the memory for long answers).
+    public var cache = CachePrecision.fp32
+    public init(temperature: Double = 0.6, topP: Double = 0.95, maxNewTokens: Int = 256, seed: UInt64 = 0, cache: CachePrecision = .fp32) {
+        self.temperature = temperature; self.topP = topP; self.maxNewTokens = maxNewTokens; self.seed = seed; self.cache = cache
     }
 }
 
@@ -113,7 +115,7 @@ public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, requ
     let jobs = requests.indices.flatMap { r in budgets[r] > 0 ? (0..<requests[r].samples).map { (r, $0) } : [] }
     guard !jobs.isEmpty else { return outputs }
     let capacity = jobs.map { requests[$0.0].prompt.count + budgets[$0.0] }.max()!
-    let generator = Generator(config: config, parameters: parameters, rows: min(rows, jobs.count), capacity: capacity)
+    let generator = Generator(config: config, parameters: parameters, rows: min(rows, jobs.count), capacity: capacity, precision: settings.cache)
     let vocab = config.vocabSize
     var running: [(request: Int, sample: Int)?] = Array(repeating: nil, count: generator.rows)
     var rngs = Array(repeating: SeededGenerator(seed: 0), count: generator.rows)

@@ -6,6 +6,50 @@
 // training: no activations are kept.
 import Numerics
 
+/// How the KV cache stores keys and values: fp32, or bfloat16 (half the memory; each value
+/// rounded once when cached, widened to fp32 a layer at a time for attention).
+public enum CachePrecision: String, CaseIterable, Sendable {
+    case fp32, bf16
+}
+
+/// One layer's keys (or values) of one row: `tokens` positions of `width` values.
+final class CacheRow {
+    let precision: CachePrecision
+    let tokens: Int, width: Int
+    private let raw: UnsafeMutableRawPointer
+    var bytes: Int { tokens * width * (precision == .bf16 ? 2 : 4) }
+
+    init(_ precision: CachePrecision, tokens: Int, width: Int) {
+        self.precision = precision; self.tokens = tokens; self.width = width
+        raw = .allocate(byteCount: max(1, tokens * width * (precision == .bf16 ? 2 : 4)), alignment: 64)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: max(1, bytes))
+    }
+    deinit { raw.deallocate() }
+
+    /// The fp32 storage (fp32 rows only).
+    var floats: UnsafeMutablePointer<Float> { precondition(precision == .fp32); return raw.assumingMemoryBound(to: Float.self) }
+
+    /// Stores `count` positions from `source` at `position` on.
+    func store(_ source: UnsafePointer<Float>, at position: Int, count: Int) {
+        switch precision {
+        case .fp32: (floats + position * width).update(from: source, count: count * width)
+        case .bf16: narrowToBF16(source, into: raw.assumingMemoryBound(to: UInt16.self) + position * width, count: count * width)
+        }
+    }
+
+    /// Widens the first `count` positions into `destination` (bf16 rows).
+    func widen(into destination: UnsafeMutablePointer<Float>, count: Int) {
+        widenBF16(raw.assumingMemoryBound(to: UInt16.self), into: destination, count: count * width)
+    }
+
+    /// A row of `tokens` positions holding this one's first `kept`.
+    func resized(to tokens: Int, keeping kept: Int) -> CacheRow {
+        let row = CacheRow(precision, tokens: tokens, width: width)
+        row.raw.copyMemory(from: raw, byteCount: kept * width * (precision == .bf16 ? 2 : 4))
+        return row
+    }
+}
+
 /// Next-token logits for a batch of independent sequences sharing one KV cache.
 public final class Generator {
     public let config: LlamaConfig
@@ -19,20 +63,24 @@ public final class Generator {
     /// [layers][rows] → [rowCapacity[row], kvDim]: each row's cache grows with its sequence
     /// (doubling, up to `capacity`), so memory follows the answers actually generated rather
     /// than rows × the longest allowed (32 rows × 32k tokens of a 1.5B model would be ~60 GB).
-    private var keys: [[FloatBuffer]] = [], values: [[FloatBuffer]] = []
+    private var keys: [[CacheRow]] = [], values: [[CacheRow]] = []
     private var rowCapacity: [Int]
     /// Tokens in each row's cache.
     public private(set) var lengths: [Int]
     private var work = GrowableBuffer()
+    /// One layer's keys and values widened to fp32 for attention (bf16 caches only).
+    private var widened = GrowableBuffer()
     let kvDim: Int
+    public let precision: CachePrecision
 
     /// Bytes the KV cache holds now (keys and values of every layer and row).
-    public var cacheBytes: Int { rowCapacity.reduce(0, +) * kvDim * 2 * config.numHiddenLayers * MemoryLayout<Float>.stride }
+    public var cacheBytes: Int { rowCapacity.reduce(0, +) * kvDim * 2 * config.numHiddenLayers * (precision == .bf16 ? 2 : 4) }
 
     /// - Parameters:
     ///   - parameters: the flat vector; must outlive the generator.
     ///   - capacity: maximum total tokens (prompt + generated) per row.
-    public init(config: LlamaConfig, parameters: UnsafePointer<Float>, rows: Int, capacity: Int) {
+    ///   - precision: how keys and values are cached (bf16: half the memory, each rounded once).
+    public init(config: LlamaConfig, parameters: UnsafePointer<Float>, rows: Int, capacity: Int, precision: CachePrecision = .fp32) {
         precondition(rows >= 1 && capacity >= 1)
         self.config = config
         layout = ParameterLayout(config: config)
@@ -43,7 +91,8 @@ public final class Generator {
         lengths = Array(repeating: 0, count: rows)
         rowCapacity = Array(repeating: 0, count: rows)
         kvDim = config.numKeyValueHeads * config.headDim
-        let empty = FloatBuffer(count: 0)
+        self.precision = precision
+        let empty = CacheRow(precision, tokens: 0, width: kvDim)
         keys = Array(repeating: Array(repeating: empty, count: rows), count: config.numHiddenLayers)
         values = keys
     }
@@ -52,15 +101,9 @@ public final class Generator {
     private func reserve(row: Int, tokens: Int) {
         guard rowCapacity[row] < tokens else { return }
         let grown = min(capacity, max(tokens, 2 * rowCapacity[row], 256))
-        let kept = lengths[row] * kvDim
-        func grow(_ old: FloatBuffer) -> FloatBuffer {
-            let bigger = FloatBuffer(count: grown * kvDim)
-            bigger.baseAddress.update(from: old.baseAddress, count: kept)
-            return bigger
-        }
         for l in 0..<config.numHiddenLayers {
-            keys[l][row] = grow(keys[l][row])
-            values[l][row] = grow(values[l][row])
+            keys[l][row] = keys[l][row].resized(to: grown, keeping: lengths[row])
+            values[l][row] = values[l][row].resized(to: grown, keeping: lengths[row])
         }
         rowCapacity[row] = grown
     }
@@ -81,13 +124,13 @@ public final class Generator {
         precondition(from >= 0 && from < rows && to >= 0 && to < rows)
         guard from != to else { return }
         lengths[to] = 0
-        reserve(row: to, tokens: lengths[from])
-        let n = lengths[from] * kvDim
+        let n = lengths[from]
         for l in 0..<config.numHiddenLayers {
-            keys[l][to].baseAddress.update(from: keys[l][from].baseAddress, count: n)
-            values[l][to].baseAddress.update(from: values[l][from].baseAddress, count: n)
+            keys[l][to] = keys[l][from].resized(to: max(rowCapacity[from], 1), keeping: n)
+            values[l][to] = values[l][from].resized(to: max(rowCapacity[from], 1), keeping: n)
         }
-        lengths[to] = lengths[from]
+        rowCapacity[to] = rowCapacity[from]
+        lengths[to] = n
     }
 
     /// Appends `tokens[i]` to row `rows[i]` for every i; returns logits [rows.count, vocab].
@@ -156,16 +199,15 @@ public final class Generator {
                 ropeApply(a + k, positions: pos.baseAddress!, table: rope, rows: t, heads: kvHeads, inverse: false)
                 if prefill {
                     // The prompt's keys and values are the cache of its row; attention among them is causal.
-                    keys[l][row0].baseAddress.update(from: a + k, count: real * kvDim)
-                    values[l][row0].baseAddress.update(from: a + v, count: real * kvDim)
+                    keys[l][row0].store(a + k, at: 0, count: real)
+                    values[l][row0].store(a + v, at: 0, count: real)
                     attentionForward(a + att, a + scratch, a + q, a + k, a + v, shape: prefillShape, keepProbabilities: false)
                 } else {
-                    let kc = rowsOfTokens.map { UnsafePointer(keys[l][$0].baseAddress) }, vc = rowsOfTokens.map { UnsafePointer(values[l][$0].baseAddress) }
                     for i in 0..<real {
-                        let p = Int(positions[i])
-                        (keys[l][rowsOfTokens[i]].baseAddress + p * kvDim).update(from: a + k + i * kvDim, count: kvDim)
-                        (values[l][rowsOfTokens[i]].baseAddress + p * kvDim).update(from: a + v + i * kvDim, count: kvDim)
+                        keys[l][rowsOfTokens[i]].store(a + k + i * kvDim, at: Int(positions[i]), count: 1)
+                        values[l][rowsOfTokens[i]].store(a + v + i * kvDim, at: Int(positions[i]), count: 1)
                     }
+                    let (kc, vc) = cachedRows(layer: l, rows: rowsOfTokens, visible: visible)
                     cachedAttention(a + att, a + q, keys: kc, values: vc, visible: visible,
                                     heads: heads, kvHeads: kvHeads, headDim: hd, scratch: a + scratch)
                 }
@@ -182,5 +224,20 @@ public final class Generator {
         rmsnormForward(a + ln, a + rstd, a + x, w + layout.finalNorm, rows: headPadded, width: c, eps: eps)
         linear(logitsSlot, ln, layout.lmHead, nil, rows: headPadded, from: c, to: vocab)
         return Array(UnsafeBufferPointer(start: a + logitsSlot, count: headRows * vocab))
+    }
+
+    /// fp32 keys and values of `rows` at `layer` for attention: the cache itself, or (bf16) the
+    /// visible positions widened into one layer's scratch.
+    private func cachedRows(layer l: Int, rows: [Int], visible: [Int]) -> ([UnsafePointer<Float>], [UnsafePointer<Float>]) {
+        guard precision == .bf16 else {
+            return (rows.map { UnsafePointer(keys[l][$0].floats) }, rows.map { UnsafePointer(values[l][$0].floats) })
+        }
+        let base = widened.reserve(2 * visible.reduce(0, +) * kvDim)
+        var kc: [UnsafePointer<Float>] = [], vc: [UnsafePointer<Float>] = [], next = base
+        for (row, n) in zip(rows, visible) {
+            keys[l][row].widen(into: next, count: n); kc.append(next); next += n * kvDim
+            values[l][row].widen(into: next, count: n); vc.append(next); next += n * kvDim
+        }
+        return (kc, vc)
     }
 }

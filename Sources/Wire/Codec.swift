@@ -133,6 +133,7 @@ extension Wire {
                 x.pointee.samples = UInt32(g.samples); x.pointee.temperature = g.temperature; x.pointee.top_p = g.topP
                 x.pointee.max_new_tokens = UInt32(g.maxNewTokens); x.pointee.rows = UInt32(g.rows); x.pointee.seed = g.seed
                 x.pointee.n_stop_tokens = g.stopTokens.count; x.pointee.stop_tokens = a.array(g.stopTokens.map { UInt32(bitPattern: $0) })
+                x.pointee.bf16_cache = g.bf16Cache ? 1 : 0
                 m.pointee.sampling = x
             }
             env.body_case = REDI__ENVELOPE__BODY_WORK; env.work = m
@@ -303,7 +304,8 @@ extension Wire {
                                       }
                                       return SamplingSpec(samples: Int(g.pointee.samples), temperature: g.pointee.temperature, topP: g.pointee.top_p,
                                                           maxNewTokens: Int(g.pointee.max_new_tokens), rows: Int(g.pointee.rows), seed: g.pointee.seed,
-                                                          stopTokens: (0..<g.pointee.n_stop_tokens).map { Int32(bitPattern: g.pointee.stop_tokens[$0]) })
+                                                          stopTokens: (0..<g.pointee.n_stop_tokens).map { Int32(bitPattern: g.pointee.stop_tokens[$0]) },
+                                                          bf16Cache: g.pointee.bf16_cache != 0)
                                   }, verifyOnly: m.verify_only != 0))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")

@@ -94,9 +94,11 @@ public struct SamplingSpec: Equatable, Sendable {
     public var samples: Int, temperature: Double, topP: Double, maxNewTokens: Int, rows: Int
     public var seed: UInt64
     public var stopTokens: [Int32]
-    public init(samples: Int, temperature: Double, topP: Double, maxNewTokens: Int, rows: Int, seed: UInt64, stopTokens: [Int32]) {
+    /// Keys and values cached as bfloat16.
+    public var bf16Cache: Bool
+    public init(samples: Int, temperature: Double, topP: Double, maxNewTokens: Int, rows: Int, seed: UInt64, stopTokens: [Int32], bf16Cache: Bool = false) {
         self.samples = samples; self.temperature = temperature; self.topP = topP; self.maxNewTokens = maxNewTokens
-        self.rows = rows; self.seed = seed; self.stopTokens = stopTokens
+        self.rows = rows; self.seed = seed; self.stopTokens = stopTokens; self.bf16Cache = bf16Cache
     }
 }
 

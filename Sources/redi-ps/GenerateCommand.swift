@@ -8,6 +8,8 @@ import Model
 import Tokenizers
 
 /// Sampling flags shared by generate and eval.
+extension CachePrecision: ExpressibleByArgument {}
+
 struct SamplingOptions: ParsableArguments {
     @Option(help: "Sampling temperature; 0 decodes greedily.")
     var temperature: Double = 0.6
@@ -17,6 +19,8 @@ struct SamplingOptions: ParsableArguments {
     var maxNewTokens = 256
     @Option(help: "Seed for sampling.")
     var seed: UInt64 = 0
+    @Option(help: "How the KV cache stores keys and values: fp32, or bf16 (half the memory for long answers).")
+    var kvCache: CachePrecision = .fp32
 
     func validate() throws {
         guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0") }
@@ -24,7 +28,7 @@ struct SamplingOptions: ParsableArguments {
         guard maxNewTokens > 0 else { throw ValidationError("--max-new-tokens must be positive") }
     }
 
-    var settings: SamplingSettings { SamplingSettings(temperature: temperature, topP: topP, maxNewTokens: maxNewTokens, seed: seed) }
+    var settings: SamplingSettings { SamplingSettings(temperature: temperature, topP: topP, maxNewTokens: maxNewTokens, seed: seed, cache: kvCache) }
 }
 
 /// The ids a prompt string becomes: rendered as a user turn with the chat template when the

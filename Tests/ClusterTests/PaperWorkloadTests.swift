@@ -45,6 +45,7 @@ final class PaperWorkloadTests: ClusterTestCase {
           max_new_tokens: 6
           batch: 4
           response_prefix: "<think>\\n"
+          kv_cache: bf16
           answer_rule: math
           sets:
             - {name: math500, data: math500.jsonl}

@@ -3,6 +3,7 @@
 import Cluster
 import Foundation
 import Grading
+import Model
 import Objectives
 import Optimizer
 import XCTest
@@ -48,6 +49,7 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(e.topP, 0.95)
         XCTAssertEqual(e.maxNewTokens, 32768)
         XCTAssertEqual(e.responsePrefix, "<think>\n")
+        XCTAssertEqual(e.cache, .bf16)
         XCTAssertEqual(e.benchmarks.map(\.name), ["math500", "aime24", "amc23", "minerva", "olympiadbench"])
         for b in e.benchmarks {
             XCTAssertEqual(b.samples, 16, b.name)
@@ -109,6 +111,7 @@ final class RecipeTests: XCTestCase {
             (base + "}]\neval: {sets: [{name: \"../x\", data: a.jsonl}]}", "eval.sets[0].name"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl, answer_rule: exact}]}", "eval.sets[0].answer_rule: \"exact\" is not one of marker, boxed, gsm8k, math"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl, bogus: 1}]}", "unknown key eval.sets[0].bogus"),
+            (base + "}]\neval: {data: t.jsonl, kv_cache: fp16}", "eval.kv_cache: \"fp16\" is not fp32 or bf16"),
         ] {
             XCTAssertThrowsError(try parse(text), needle) { error in
                 XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")

@@ -54,13 +54,47 @@ final class GeneratorTests: XCTestCase {
         for p in 250..<261 { got.append(g.decode(rows: [3], tokens: [tokens[p]])) }
         XCTAssertEqual(g.cacheBytes, 512 * perToken)
         g.copyRow(3, to: 5)
-        XCTAssertEqual(g.cacheBytes, (512 + 261) * perToken)
+        XCTAssertEqual(g.cacheBytes, 2 * 512 * perToken)
         let want = ReferenceLlama(config: config).forward(params.array.map(Double.init), tokens: Array(tokens.prefix(261)))
         var worst = 0.0
         for (j, logits) in got.enumerated() { worst = max(worst, zip(logits, want[249 + j]).map { abs(Double($0) - $1) }.max()!) }
         XCTAssertLessThan(worst, 1e-4)
         // The copy continues exactly as the original would.
         XCTAssertEqual(g.decode(rows: [5], tokens: [tokens[261]]), g.decode(rows: [3], tokens: [tokens[261]]))
+    }
+
+    /// A bf16 cache: half the bytes, logits within bf16 rounding of the fp32 cache's, and rows
+    /// still independent of each other.
+    func testABFloat16CacheHalvesTheMemory() {
+        let params = EngineTests.randomParameters(ParameterLayout(config: Self.config), seed: 5)
+        let full = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32)
+        let half = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32, precision: .bf16)
+        var worst: Float = 0
+        for (r, s) in Self.sequences.enumerated() {
+            _ = full.prefill(row: r, prompt: Array(s.prefix(3)))
+            _ = half.prefill(row: r, prompt: Array(s.prefix(3)))
+        }
+        for p in 3..<7 {
+            let tokens = Self.sequences.map { $0[p] }
+            let a = full.decode(rows: [0, 1, 2], tokens: tokens), b = half.decode(rows: [0, 1, 2], tokens: tokens)
+            worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()!)
+            XCTAssertNotEqual(a, b)  // the rounding is real
+        }
+        XCTAssertEqual(half.cacheBytes * 2, full.cacheBytes)
+        XCTAssertLessThan(worst, 0.05)
+        // Row 1 decoded alone in a bf16 generator: the same bits as among the others.
+        let alone = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32, precision: .bf16)
+        _ = alone.prefill(row: 1, prompt: Array(Self.sequences[1].prefix(3)))
+        var last: [Float] = []
+        for p in 3..<7 { last = alone.decode(rows: [1], tokens: [Self.sequences[1][p]]) }
+        let together = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32, precision: .bf16)
+        for (r, s) in Self.sequences.enumerated() { _ = together.prefill(row: r, prompt: Array(s.prefix(3))) }
+        var mine: [Float] = []
+        for p in 3..<7 {
+            let logits = together.decode(rows: [2, 1, 0], tokens: [2, 1, 0].map { Self.sequences[$0][p] })
+            mine = Array(logits[23..<46])
+        }
+        XCTAssertEqual(mine, last)
     }
 
     /// Each row decoded among others (refilled, copied, some waiting) against the same row decoded alone.

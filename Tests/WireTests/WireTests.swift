@@ -55,6 +55,10 @@ final class CodecTests: XCTestCase {
                        examples: [WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 1), WireSequence(tokens: [1, 3], promptLength: 1)],
                                               reference: (-1.5, -2), id: 0)],
                        microBatchTokens: 64, shard: 0)),
+        .work(WorkUnit(stage: "eval", step: 0, version: 2, objective: .sft, normalizer: 1,
+                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 2)], id: 3)], microBatchTokens: 1,
+                       sampling: SamplingSpec(samples: 4, temperature: 0.6, topP: 0.95, maxNewTokens: 32768, rows: 8, seed: 9, stopTokens: [2, 7],
+                                              bf16Cache: true))),
     ]
 
     func testEveryMessageRoundTrips() throws {

@@ -304,10 +304,14 @@ struct  Redi__SamplingSpec
   uint64_t seed;
   size_t n_stop_tokens;
   uint32_t *stop_tokens;
+  /*
+   * Keys and values cached as bfloat16 (half the memory) rather than fp32.
+   */
+  protobuf_c_boolean bf16_cache;
 };
 #define REDI__SAMPLING_SPEC__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__sampling_spec__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0,NULL }
+    , 0, 0, 0, 0, 0, 0, 0,NULL, 0 }
 
 
 /*

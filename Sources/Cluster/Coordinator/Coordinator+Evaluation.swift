@@ -54,7 +54,7 @@ extension Coordinator {
             Picked(example: Example(sequences: [TokenSequence(tokens: p.promptIDs, promptLength: p.promptIDs.count)], line: p.line), id: i, epoch: 0)
         }
         let sampling = SamplingSpec(samples: k, temperature: e.temperature, topP: e.topP, maxNewTokens: b.spec.maxNewTokens, rows: e.batch,
-                                    seed: recipe.seed, stopTokens: stop.sorted())
+                                    seed: recipe.seed, stopTokens: stop.sorted(), bf16Cache: e.cache == .bf16)
         let started = Date()
         let reports = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
             WorkUnit(stage: "eval", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,

@@ -4,6 +4,7 @@ import Data
 import Formats
 import Foundation
 import Grading
+import Model
 import Objectives
 import Optimizer
 import ReasoningTask
@@ -94,6 +95,8 @@ public struct Recipe: Sendable {
         public var temperature = 0.6, topP = 0.95
         /// Text every answer starts with (appended to each prompt), e.g. the paper's "<think>\n".
         public var responsePrefix = ""
+        /// `kv_cache: fp32|bf16`: how sampling caches keys and values (bf16 halves the memory of long answers).
+        public var cache = CachePrecision.fp32
         /// The one benchmark of a recipe written with `eval.data` keeps the metric names
         /// `eval/pass@1`…; with `eval.sets` each is `eval/NAME/pass@1`.
         public var named: Bool { benchmarks.count > 1 || benchmarks.first?.name != EvalSpec.unnamed }
@@ -324,6 +327,9 @@ public struct Recipe: Sendable {
             spec.temperature = try e.double("temperature", default: 0.6, min: 0, max: 100)
             spec.topP = try e.double("top_p", default: 0.95, min: 1e-9, max: 1)
             spec.responsePrefix = try e.string("response_prefix", default: "")
+            let cache = try e.string("kv_cache", default: "fp32")
+            guard let precision = CachePrecision(rawValue: cache) else { throw RecipeError("eval.kv_cache: \"\(cache)\" is not fp32 or bf16") }
+            spec.cache = precision
             let limit = try e.optionalInt("limit", max: 1 << 30)
             let defaultRule = try rule(&e, default: .marker)
             switch (e.has("data"), e.has("sets")) {

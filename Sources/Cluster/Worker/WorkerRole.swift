@@ -204,7 +204,8 @@ public final class WorkerRole {
                     let requests = unit.examples.map {
                         GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
                     }
-                    let settings = SamplingSettings(temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens)
+                    let settings = SamplingSettings(temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens,
+                                                    cache: sampling.bf16Cache ? .bf16 : .fp32)
                     let samples = Array(generate(config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows,
                                                  settings: settings, stop: Set(sampling.stopTokens)).joined())
                     report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: samples.reduce(0) { $0 + $1.count },
