@@ -151,8 +151,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Distinct prompts (each with --samples samples); default: enough to fill the batch twice.") var prompts: Int?
     @Option(help: "Samples per prompt.") var samples = 4
     @Option(help: "Tokens per prompt.") var promptTokens = 64
+    @Option(help: "KV cache precision: fp32 or bf16.") var kvCache = "fp32"
 
     func run() throws {
+        guard let cache = CachePrecision(rawValue: kvCache) else { throw ValidationError("--kv-cache is fp32 or bf16") }
         let model = try self.model.map { try BenchModel(path: $0) } ?? BenchModel(preset: config)
         let c = model.config
         let bytes = model.layout.totalCount * 4
@@ -171,7 +173,7 @@ struct Generate: ParsableCommand {
         let requests = (0..<count).map { i in
             GenerationRequest(prompt: (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }, samples: samples, seed: UInt64(i))
         }
-        let settings = SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens)
+        let settings = SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens, cache: cache)
         _ = generate(config: c, parameters: model.parameters.baseAddress, requests: Array(requests.prefix(1)), rows: batch,
                      settings: SamplingSettings(temperature: 0.6, maxNewTokens: 4), stop: [])
         var steps = 0
@@ -189,10 +191,10 @@ struct Generate: ParsableCommand {
         let streamed = Double(steps) * Double(bytes) / dt / 1e9
         let products = decodeProductsSeconds(model, rows: batch)
         let ceiling = Double(batch) / products
-        print(String(format: "redi-bench generate: %@ fp32, %d prompts × %d samples, batch %d, %d new tokens after %d-token prompts: "
+        print(String(format: "redi-bench generate: %@ fp32 weights, %@ KV cache, %d prompts × %d samples, batch %d, %d new tokens after %d-token prompts: "
                      + "%.1f tokens/s, %.1f GFLOP/s = MFU %.1f%% of sgemm %.1f GFLOP/s (same run; sgemm itself reaches %.1f GFLOP/s = %.0f%% "
                      + "with %d rows); %d decode steps, weights streamed at %.1f GB/s (%.0f%% of memcpy %.1f GB/s); %d BLAS threads",
-                     self.model ?? config, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
+                     self.model ?? config, kvCache, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
                      atBatch, 100 * atBatch / peak, batch, steps, streamed, 100 * streamed / bandwidth, bandwidth, matmulThreads))
         print(String(format: "decode step %.1f ms (%d rows) vs its products alone %.1f ms (same shapes and weights, nothing else) = "
                      + "a ceiling of %.1f tokens/s, MFU %.1f%%; the step reaches %.0f%% of it",
