@@ -79,6 +79,25 @@ class ClusterTestCase: XCTestCase {
                          errors: errors.map { dir.appendingPathComponent($0) })
     }
 
+    /// Starts `servers` servers and `workers` workers (1 thread each) for the coordinator on
+    /// `port`, then `redi-ps coordinate ARGUMENTS --key run.key`; waits for every process.
+    /// Returns the coordinator's exit status and log (`TAG.log`; peers log to `TAG-sN.log`, `TAG-wN.log`).
+    func runWithPeers(port: Int, servers: Int, workers: Int, _ arguments: [String], tag: String) throws -> (status: Int32, log: String) {
+        let endpoint = "tcp://127.0.0.1:\(port)"
+        var peers: [ChildProcess] = []
+        for i in 0..<servers {
+            peers.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "\(tag)-s\(i).log"))
+        }
+        for i in 0..<workers {
+            peers.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"],
+                                   log: "\(tag)-w\(i).log"))
+        }
+        let coordinator = try start("redi-ps", ["coordinate"] + arguments + ["--key", "run.key"], log: "\(tag).log")
+        try coordinator.wait()
+        for p in peers { try p.wait() }
+        return (coordinator.terminationStatus, (try? String(contentsOf: dir.appendingPathComponent("\(tag).log"), encoding: .utf8)) ?? "")
+    }
+
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// Runs a Python script of the repository (path relative to its root) in the test's

@@ -22,16 +22,8 @@ final class DistributedEvalTests: ClusterTestCase {
         cluster: {servers: 1, workers: 2, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5}
         """
         try recipe.write(to: dir.appendingPathComponent("eval.yaml"), atomically: true, encoding: .utf8)
-        let endpoint = "tcp://127.0.0.1:\(port)"
-        var peers = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s.log")]
-        for i in 0..<2 {
-            peers.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w\(i).log"))
-        }
-        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "eval.yaml", "--key", "run.key"], log: "coordinator.log")
-        try coordinator.wait()
-        for p in peers { try p.wait() }
-        let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
-        XCTAssertEqual(coordinator.terminationStatus, 0, log)
+        let (ran, log) = try runWithPeers(port: port, servers: 1, workers: 2, ["--recipe", "eval.yaml"], tag: "coordinator")
+        XCTAssertEqual(ran, 0, log)
         XCTAssertTrue(log.contains("on 2 workers"), log)
 
         // The figures users look at, from this run's metrics.jsonl (matplotlib, cluster/plot.py).

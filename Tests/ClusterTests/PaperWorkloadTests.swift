@@ -52,16 +52,8 @@ final class PaperWorkloadTests: ClusterTestCase {
             - {name: aime24, data: aime24.jsonl, samples: 3}
         cluster: {servers: 1, workers: 2, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5}
         """.write(to: dir.appendingPathComponent("paper.yaml"), atomically: true, encoding: .utf8)
-        let endpoint = "tcp://127.0.0.1:\(port)"
-        var peers = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s.log")]
-        for i in 0..<2 {
-            peers.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w\(i).log"))
-        }
-        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "paper.yaml", "--key", "run.key"], log: "coordinator.log")
-        try coordinator.wait()
-        for p in peers { try p.wait() }
-        let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator.log"), encoding: .utf8)) ?? ""
-        XCTAssertEqual(coordinator.terminationStatus, 0, log)
+        let (ran, log) = try runWithPeers(port: port, servers: 1, workers: 2, ["--recipe", "paper.yaml"], tag: "coordinator")
+        XCTAssertEqual(ran, 0, log)
         XCTAssertTrue(log.contains("model.overrides: rope_theta = 300000\n"), log)
         XCTAssertTrue(log.contains("eval math500: 3 problems × 2 samples"), log)
         // 18 SFT records in batches of 4: 5 steps, evaluated after step 2 and 4 and at the end.
@@ -87,15 +79,9 @@ final class PaperWorkloadTests: ClusterTestCase {
         }
         // The checkpoint evaluated again by the cluster (`--evaluate`): the same samples as the
         // run's own evaluation after the stage (same weights, seed and rows).
-        var evaluators = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "es.log")]
-        for i in 0..<2 {
-            evaluators.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "ew\(i).log"))
-        }
-        let evaluation = try start("redi-ps", ["coordinate", "--recipe", "paper.yaml", "--key", "run.key", "--evaluate", "--model", "out/redi"], log: "evaluate.log")
-        try evaluation.wait()
-        for p in evaluators { try p.wait() }
-        let evaluated = (try? String(contentsOf: dir.appendingPathComponent("evaluate.log"), encoding: .utf8)) ?? ""
-        XCTAssertEqual(evaluation.terminationStatus, 0, evaluated)
+        let (evaluation, evaluated) = try runWithPeers(port: port, servers: 1, workers: 2, ["--recipe", "paper.yaml", "--evaluate", "--model", "out/redi"],
+                                                       tag: "evaluate")
+        XCTAssertEqual(evaluation, 0, evaluated)
         XCTAssertTrue(evaluated.contains("stage        steps  math500  aime24"), evaluated)
         for set in ["math500", "aime24"] {
             let again = try String(contentsOf: dir.appendingPathComponent("out/evaluation-redi/eval_redi_\(set).jsonl"), encoding: .utf8)
