@@ -140,6 +140,7 @@ public final class Coordinator {
         do {
             let summaries = try runStages()
             shutdownAll("run finished", failed: false)
+            say(String(format: "peak RSS %.0f MiB", peakResidentMiB()))
             return summaries
         } catch {
             shutdownAll("the coordinator failed: \(error)", failed: true)

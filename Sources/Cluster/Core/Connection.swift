@@ -25,6 +25,13 @@ func log(_ role: String, _ message: String) {
     FileHandle.standardError.write(Data("[\(role)] \(message)\n".utf8))
 }
 
+/// This process's peak resident memory so far, in MiB (what `redi-ps plan` predicts per role).
+public func peakResidentMiB() -> Double {
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
+}
+
 /// How long a server or worker waits on a silent coordinator once admitted: twice the
 /// coordinator's own timeout, so the coordinator is always the one that decides a peer is gone.
 func peerTimeout(_ welcome: Welcome, cli: Double) -> Double {

@@ -292,7 +292,7 @@ public final class WorkerRole {
                 }
             }
         } catch let stop as Stop {
-            log(name, "shutting down: \(stop.reason)")
+            log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB)", stop.reason, peakResidentMiB()))
             if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
         }
     }
