@@ -79,25 +79,19 @@ public final class LlamaEngine {
         }
     }
 
-    /// Runs the model over `batch` and returns logp of every scored token, in `batch.predictRows` order.
-    ///
-    /// Keeps every activation needed by `backward`. Throws nothing: token ids and lengths are
-    /// checked by preconditions because the data layer validates them against the config first.
-    ///
-    /// - Parameter parametersNeeded: called before each part of the model runs with the offset
-    ///   up to which the flat vector must hold its weights (the embedding, then each block, then
-    ///   the final norm and LM head: `totalCount`); a worker whose weights are still arriving
-    ///   blocks there, so forward starts on the first blocks while the rest travel.
-    public func forward(parameters: UnsafePointer<Float>, batch: PackedBatch, parametersNeeded: ((Int) -> Void)? = nil) -> [Float] {
-        let t = batch.tokenCount, p = batch.scoredCount
-        let c = config.hiddenSize, hd = config.headDim, inter = config.intermediateSize
-        let qDim = config.numAttentionHeads * hd, kvDim = config.numKeyValueHeads * hd, vocab = config.vocabSize
-        let shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads,
-                                   headDim: hd, sequenceStarts: batch.sequenceStarts)
-        precondition(shape.longest <= config.maxPositionEmbeddings,
-                     "sequence of \(shape.longest) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+    /// Where forward puts each activation of a batch in the arena, and the arena's size.
+    struct ForwardPlan {
+        let keep: Bool, recompute: Bool
+        let layers: [LayerSlots]
+        let recomputeOut: Int, finalInput: Int, finalNorm: Int, finalRstd: Int, headIn: Int, logits: Int
+        let floats: Int
+    }
 
-        // Carve the arena.
+    /// Carves the arena for `t` tokens, `p` of them scored: every layer's activations (or, past
+    /// `activationKeepBytes`, each layer's input and attention output plus one shared set).
+    func planForward(tokens t: Int, scored p: Int, shape: AttentionShape) -> ForwardPlan {
+        let c = config.hiddenSize, inter = config.intermediateSize, vocab = config.vocabSize
+        let qDim = config.numAttentionHeads * config.headDim, kvDim = config.numKeyValueHeads * config.headDim
         var next = 0
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let recompute = recomputesActivations(tokens: t)
@@ -120,9 +114,68 @@ public final class LlamaEngine {
         }
         let recomputeOut = recompute ? slot(t * c) : 0
         let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
+        let headIn = slot(p * c), logits = slot(lmHeadRows(p) * vocab)
+        return ForwardPlan(keep: keep, recompute: recompute, layers: layers, recomputeOut: recomputeOut, finalInput: finalInput,
+                           finalNorm: finalNorm, finalRstd: finalRstd, headIn: headIn, logits: logits, floats: next)
+    }
+
+    /// Backward's scratch slots for `t` tokens, `p` scored.
+    struct BackwardPlan {
+        let dx: Int, dln: Int, dh: Int, dGateUp: Int, dattn: Int, dq: Int, dk: Int, dv: Int
+        let dHeadIn: Int, attScratch: Int, partials: Int, blockLogp: Int
+        let floats: Int
+    }
+
+    func planBackward(tokens t: Int, scored p: Int, shape: AttentionShape, keepProbabilities: Bool) -> BackwardPlan {
+        let c = config.hiddenSize, inter = config.intermediateSize
+        let qDim = config.numAttentionHeads * config.headDim, kvDim = config.numKeyValueHeads * config.headDim
+        var next = 0
+        func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
+        let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dGateUp = slot(t * 2 * inter)
+        let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
+        let dHeadIn = slot(p * c), attScratch = slot(keepProbabilities ? shape.scratchCount : 2 * shape.blockScratchCount)
+        let partials = slot(elementwiseThreads * c), blockLogp = slot(lmHeadRows(p))
+        return BackwardPlan(dx: dx, dln: dln, dh: dh, dGateUp: dGateUp, dattn: dattn, dq: dq, dk: dk, dv: dv, dHeadIn: dHeadIn,
+                            attScratch: attScratch, partials: partials, blockLogp: blockLogp, floats: next)
+    }
+
+    /// Bytes the engine's two workspaces hold now (they grow to the largest micro-batch and stay).
+    public var workspaceHeldBytes: Int { (arena.buffer.count + scratchArena.buffer.count) * MemoryLayout<Float>.size }
+
+    /// Bytes of the two workspaces a training micro-batch of these sequences needs (forward's
+    /// activations, backward's scratch), `scored` of its tokens scored: what a worker holds
+    /// beyond its weights and gradients. The memory model (`redi-ps plan`) is built on it.
+    public func workspaceBytes(sequenceLengths: [Int], scored: Int) -> (forward: Int, backward: Int) {
+        var starts = [0]
+        for n in sequenceLengths { starts.append(starts.last! + n) }
+        let shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads, headDim: config.headDim, sequenceStarts: starts)
+        let forward = planForward(tokens: starts.last!, scored: scored, shape: shape)
+        let backward = planBackward(tokens: starts.last!, scored: scored, shape: shape, keepProbabilities: forward.keep)
+        return (forward.floats * MemoryLayout<Float>.size, backward.floats * MemoryLayout<Float>.size)
+    }
+
+    /// Runs the model over `batch` and returns logp of every scored token, in `batch.predictRows` order.
+    ///
+    /// Keeps every activation needed by `backward`. Throws nothing: token ids and lengths are
+    /// checked by preconditions because the data layer validates them against the config first.
+    ///
+    /// - Parameter parametersNeeded: called before each part of the model runs with the offset
+    ///   up to which the flat vector must hold its weights (the embedding, then each block, then
+    ///   the final norm and LM head: `totalCount`); a worker whose weights are still arriving
+    ///   blocks there, so forward starts on the first blocks while the rest travel.
+    public func forward(parameters: UnsafePointer<Float>, batch: PackedBatch, parametersNeeded: ((Int) -> Void)? = nil) -> [Float] {
+        let t = batch.tokenCount, p = batch.scoredCount
+        let c = config.hiddenSize, hd = config.headDim, vocab = config.vocabSize
+        let shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads,
+                                   headDim: hd, sequenceStarts: batch.sequenceStarts)
+        precondition(shape.longest <= config.maxPositionEmbeddings,
+                     "sequence of \(shape.longest) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+
+        let plan = planForward(tokens: t, scored: p, shape: shape)
+        let (keep, recompute, layers, recomputeOut) = (plan.keep, plan.recompute, plan.layers, plan.recomputeOut)
+        let (finalInput, finalNorm, finalRstd, headIn, logits) = (plan.finalInput, plan.finalNorm, plan.finalRstd, plan.headIn, plan.logits)
         let headRows = lmHeadRows(p)
-        let headIn = slot(p * c), logits = slot(headRows * vocab)
-        let a = arena.reserve(next)
+        let a = arena.reserve(plan.floats)
         let w = parameters
         let eps = Float(config.rmsNormEps)
 
@@ -216,13 +269,11 @@ public final class LlamaEngine {
         let a = arena.buffer.baseAddress
         let w = parameters, g = gradients
 
-        var next = 0
-        func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
-        let dx = slot(t * c), dln = slot(t * c), dh = slot(t * inter), dGateUp = slot(t * 2 * inter)
-        let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
-        let dHeadIn = slot(p * c), attScratch = slot(s.keepProbabilities ? s.shape.scratchCount : 2 * s.shape.blockScratchCount), partials = slot(elementwiseThreads * c)
-        let headRows = lmHeadRows(p), blockLogp = slot(headRows)
-        let d = scratchArena.reserve(next)
+        let b = planBackward(tokens: t, scored: p, shape: s.shape, keepProbabilities: s.keepProbabilities)
+        let (dx, dln, dh, dGateUp, dattn, dq, dk, dv) = (b.dx, b.dln, b.dh, b.dGateUp, b.dattn, b.dq, b.dk, b.dv)
+        let (dHeadIn, attScratch, partials, blockLogp) = (b.dHeadIn, b.attScratch, b.partials, b.blockLogp)
+        let headRows = lmHeadRows(p)
+        let d = scratchArena.reserve(b.floats)
 
         // LM head: probabilities become dlogits in place, then flow into the final norm's output
         // rows. In blocks when forward did not keep them all (recomputed here block by block).

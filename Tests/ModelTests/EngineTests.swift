@@ -92,6 +92,29 @@ final class EngineTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-6 * scale)
     }
 
+    /// `workspaceBytes` (what a memory model predicts a worker holds beyond its weights and
+    /// gradients) is what forward and backward then reserve, kept or recomputed.
+    func testWorkspaceBytesIsWhatTrainingReserves() throws {
+        let config = try Self.config("qwen2", tied: false)
+        let params = Self.randomParameters(ParameterLayout(config: config), seed: 3)
+        for keepBytes in [Int.max, 0] {
+            let engine = LlamaEngine(config: config)
+            engine.activationKeepBytes = keepBytes
+            let batch = PackedBatch(Self.sequences)
+            let predicted = engine.workspaceBytes(sequenceLengths: Self.sequences.map(\.tokens.count), scored: batch.scoredCount)
+            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let grads = FloatBuffer(count: engine.layout.totalCount)
+            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.map { _ in 1 })
+            XCTAssertEqual(engine.workspaceHeldBytes, predicted.forward + predicted.backward, "activationKeepBytes \(keepBytes)")
+        }
+        let engine = LlamaEngine(config: config)
+        let kept = engine.workspaceBytes(sequenceLengths: [4000], scored: 3000), cut = { () -> (forward: Int, backward: Int) in
+            engine.activationKeepBytes = 0
+            return engine.workspaceBytes(sequenceLengths: [4000], scored: 3000)
+        }()
+        XCTAssertLessThan(cut.forward, kept.forward)  // recomputation keeps only each layer's input and attention output
+    }
+
     func testRecomputedLayerActivationsGiveTheSameBits() throws {
         for (type, tied) in [("llama", true), ("qwen2", false)] {
             let config = try Self.config(type, tied: tied)
