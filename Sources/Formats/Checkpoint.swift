@@ -22,6 +22,13 @@ public func loadModel(_ path: String) throws -> LoadedModel {
     return try Checkpoint.load(from: url)
 }
 
+/// Only the configuration of a checkpoint directory or `.gguf` file, without reading any weights.
+public func loadConfig(_ path: String) throws -> LlamaConfig {
+    let url = URL(fileURLWithPath: path)
+    if path.lowercased().hasSuffix(".gguf") { return try GGUFModel.configuration(try GGUFFile(url: url)) }
+    return try LlamaConfig.load(from: url.appendingPathComponent("config.json"))
+}
+
 /// Only the tokenizer of a checkpoint directory or `.gguf` file, without reading any weights.
 public func loadTokenizer(_ path: String) throws -> (any Tokenizer)? {
     let url = URL(fileURLWithPath: path)

@@ -85,7 +85,7 @@ public enum GGUFModel {
         }
     }
 
-    static func configuration(_ file: GGUFFile) throws -> LlamaConfig {
+    public static func configuration(_ file: GGUFFile) throws -> LlamaConfig {
         let m = file.metadata, path = file.url.path
         guard let arch = m["general.architecture"]?.string else { throw FormatError("\(path): no general.architecture") }
         guard arch == "llama" || arch == "qwen2" else {

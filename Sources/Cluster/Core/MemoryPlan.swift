@@ -1,0 +1,103 @@
+// The memory model: each role's predicted peak resident memory for a recipe, from the model's
+// shape and the run's settings, term by term (`redi-ps plan`). The terms are the buffers the
+// code allocates (the engine's own workspace plan, not a formula beside it) plus a measured
+// per-process base; every role logs its measured peak when a run ends, to check it against.
+import Foundation
+import Model
+
+public struct MemoryPlan: Sendable {
+    /// One role's prediction: its terms (what, bytes) and their sum.
+    public struct Role: Sendable {
+        public let name: String
+        public let terms: [(String, Int)]
+        public var bytes: Int { terms.reduce(0) { $0 + $1.1 } }
+    }
+
+    public let roles: [Role]
+    /// How many processes of each role the run has (coordinator 1, servers, workers).
+    public let counts: [Int]
+    /// What a worker may need beyond its prediction when the data's sequences are shorter than
+    /// the planned length (kept attention probabilities): the worst over shorter lengths.
+    public let shorterSequencesCost: Int
+
+    /// What a process holds besides the terms: the Swift runtime, libzmq, OpenBLAS's buffers
+    /// (workers multiply, so theirs are larger), the coordinator's tokenizer and data. Measured:
+    /// peak RSS of a run of the `tiny` preset (3.2 M parameters) minus its terms, 2026-12-01.
+    public static let coordinatorBase = 100 << 20, serverBase = 40 << 20, workerBase = 150 << 20
+    /// The prompt length evaluation rows are planned for (benchmark problems are short).
+    public static let evalPromptTokens = 128
+
+    /// The prediction for `recipe` on a model of `config`, training sequences of `sequenceLength`
+    /// tokens (packed into each stage's micro-batches).
+    public init(recipe: Recipe, config: LlamaConfig, sequenceLength: Int) {
+        let p = ParameterLayout(config: config).totalCount, f = MemoryLayout<Float>.size
+        let c = recipe.cluster
+        let chunk = Int(c.chunkMiB * Double(1 << 20))
+        // Servers: weights, AdamW m and v and the gradient sum of their share; a held push per
+        // worker (a server acknowledges an early chunk only when its predecessors arrived).
+        let share = (p + c.servers - 1) / c.servers
+        // The initial load arrives as frames that are copied in once all have come.
+        let server = Role(name: "server", terms: [("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
+                                                   ("the initial load's frames", share * f), ("held pushes (one chunk per worker)", c.workers * chunk)])
+        // Workers: the whole model and its gradients, the engine's workspaces at the largest
+        // micro-batch (kept for the run), and an evaluation's KV cache and logits.
+        let engine = LlamaEngine(config: config)
+        // Micro-batches pack whole sequences up to micro_batch_tokens (a longer one goes alone).
+        func workspace(_ stage: Recipe.Stage, _ length: Int) -> Int {
+            let lengths = Array(repeating: max(1, length), count: max(1, stage.microBatchTokens / max(1, length)))
+            let (forward, backward) = engine.workspaceBytes(sequenceLengths: lengths, scored: lengths.reduce(0, +) - lengths.count)
+            return forward + backward
+        }
+        var planned = 0, worst = 0
+        for stage in recipe.stages {
+            let length = min(sequenceLength, stage.maxLength ?? sequenceLength, config.maxPositionEmbeddings)
+            planned = max(planned, workspace(stage, length))
+            // Shorter sequences can cost more: their attention probabilities (heads × Σ L² a layer)
+            // are kept for backward while they fit in attentionKeepBytes. The worst is just under that.
+            let threshold = engine.attentionKeepBytes / max(1, config.numAttentionHeads * stage.microBatchTokens * config.numHiddenLayers * f)
+            var candidates = [length, min(length, threshold)]
+            var l = length
+            while l > 64 { l /= 2; candidates.append(l) }
+            worst = max(worst, candidates.map { workspace(stage, $0) }.max()!)
+        }
+        self.shorterSequencesCost = max(0, worst - planned)
+        let workspace = planned
+        var worker: [(String, Int)] = [("base", Self.workerBase), ("weights", p * f), ("gradients", p * f)]
+        if c.bf16Gradients { worker.append(("bf16 copy of the gradients to push", p * 2)) }
+        if c.bf16Weights { worker.append(("bf16 weights as pulled", p * 2)) }
+        worker.append(("training workspace (largest micro-batch)", workspace))
+        if let e = recipe.eval {
+            let kv = config.numKeyValueHeads * config.headDim, perValue = e.cache == .bf16 ? 2 : 4
+            // A row's cache grows 256 tokens, then doubling, to its prompt (taken as ≤ 256 tokens) + answer.
+            let longest = min(config.maxPositionEmbeddings, Self.evalPromptTokens + (e.benchmarks.map(\.maxNewTokens).max() ?? e.maxNewTokens))
+            var rowTokens = 256
+            while rowTokens < longest { rowTokens *= 2 }
+            rowTokens = min(rowTokens, config.maxPositionEmbeddings)
+            worker.append(("evaluation KV cache (\(e.batch) rows of \(rowTokens) tokens)", e.batch * rowTokens * kv * 2 * config.numHiddenLayers * perValue))
+            worker.append(("evaluation logits", ((e.batch + 15) / 16 * 16) * config.vocabSize * f))
+        }
+        // The coordinator: the model it loads and checkpoints from, the two snapshots of
+        // weights, m and v that a lost server is recovered from, and a snapshot's pulled frames,
+        // which all arrive before they are copied in (what streaming them would save).
+        var coordinator: [(String, Int)] = [("base", Self.coordinatorBase), ("the model", p * f)]
+        if c.snapshotEvery > 0 {
+            coordinator.append(("two snapshots of weights, m and v", 2 * 3 * p * f))
+            coordinator.append(("a snapshot's frames in flight", 3 * p * f))
+        }
+        roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
+        counts = [1, c.servers, c.workers]
+    }
+
+    /// Whether the run fits `machines` machines of `bytes` each, placing processes greedily
+    /// (largest first, each on the machine with the most room); the placement if it does.
+    public func placement(machines: Int, bytes: Int) -> [[String]]? {
+        var free = Array(repeating: bytes, count: machines), placed = Array(repeating: [String](), count: machines)
+        let processes = zip(roles, counts).flatMap { role, n in (0..<n).map { i in (n > 1 ? "\(role.name)-\(i)" : role.name, role.bytes) } }
+        for (name, need) in processes.sorted(by: { $0.1 > $1.1 }) {
+            guard let m = free.indices.max(by: { free[$0] < free[$1] }), free[m] >= need else { return nil }
+            free[m] -= need
+            placed[m].append(name)
+        }
+        return placed
+    }
+}
