@@ -235,14 +235,15 @@ extension Coordinator {
         try resetServers(step: 0)
     }
 
-    /// Receives until `count` messages from servers match; an error from any peer ends the run.
-    func collectFromServers(_ count: Int, _ matches: (Body) -> Bool) throws -> [Incoming] {
+    /// Receives until `count` messages from servers match (from the servers `asked`, when not
+    /// all were: those are the ones blamed on a timeout); an error from any peer ends the run.
+    func collectFromServers(_ count: Int, from asked: [Int]? = nil, _ matches: (Body) -> Bool) throws -> [Incoming] {
         var got: [Incoming] = []
         let started = Date()
         while got.count < count {
             // A server that heartbeats but never answers is lost too (a spare takes over).
             if Date().timeIntervalSince(started) > recipe.cluster.stepTimeoutSeconds,
-               let s = servers.indices.first(where: { s in !got.contains { $0.identity == servers[s] } }) {
+               let s = (asked ?? Array(servers.indices)).first(where: { s in !got.contains { $0.identity == servers[s] } }) {
                 throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
                                  failedTo: "acknowledge a load or update")
             }

@@ -77,13 +77,10 @@ public struct MemoryPlan: Sendable {
             worker.append(("evaluation logits", ((e.batch + 15) / 16 * 16) * config.vocabSize * f))
         }
         // The coordinator: the model it loads and checkpoints from, the two snapshots of
-        // weights, m and v that a lost server is recovered from, and a snapshot's pulled frames,
-        // which all arrive before they are copied in (what streaming them would save).
+        // weights, m and v that a lost server is recovered from, and one pull round's frames.
         var coordinator: [(String, Int)] = [("base", Self.coordinatorBase), ("the model", p * f)]
-        if c.snapshotEvery > 0 {
-            coordinator.append(("two snapshots of weights, m and v", 2 * 3 * p * f))
-            coordinator.append(("a snapshot's frames in flight", 3 * p * f))
-        }
+        if c.snapshotEvery > 0 { coordinator.append(("two snapshots of weights, m and v", 2 * 3 * p * f)) }
+        coordinator.append(("a pull round's frames (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)))
         roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
         counts = [1, c.servers, c.workers]
     }
