@@ -145,10 +145,7 @@ struct OpenR1Command: ParsableCommand {
             try? FileManager.default.removeItem(at: sftPart); try? FileManager.default.removeItem(at: prefPart)
             throw CLIError("\(inputs.joined(separator: ", ")): no usable generations in \(counts.rows) rows (\(String(decoding: try JSONEncoder().encode(counts), as: UTF8.self)))")
         }
-        for (part, final) in [(sftPart, sftURL), (prefPart, prefURL)] {
-            if FileManager.default.fileExists(atPath: final.path) { try FileManager.default.removeItem(at: final) }
-            try FileManager.default.moveItem(at: part, to: final)
-        }
+        for (part, final) in [(sftPart, sftURL), (prefPart, prefURL)] { try finish(part, as: final) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(counts).write(to: outDir.appendingPathComponent("stats.json"))
@@ -199,8 +196,7 @@ struct BenchmarkCommand: ParsableCommand {
             throw CLIError("\(input): \(bad.count) bad rows\n" + bad.prefix(10).joined(separator: "\n"))
         }
         guard written > 0 else { try? FileManager.default.removeItem(atPath: part); throw CLIError("\(input): no rows") }
-        if FileManager.default.fileExists(atPath: out) { try FileManager.default.removeItem(atPath: out) }
-        try FileManager.default.moveItem(atPath: part, toPath: out)
+        try finish(URL(fileURLWithPath: part), as: URL(fileURLWithPath: out))
         print("wrote \(out): \(written) problems")
     }
 }

@@ -29,7 +29,7 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         let r = try wrap { try Recipe.load(recipe) }
         var config: LlamaConfig
-        if let path = self.config, !["tiny", "small", "smollm2-135m"].contains(path) {
+        if let path = self.config, !LlamaConfig.presetNames.contains(path) {
             config = try LlamaConfig.load(from: URL(fileURLWithPath: path))
         } else if self.config == nil, let path = r.model.path {
             config = try loadConfig(path)
@@ -39,7 +39,7 @@ struct PlanCommand: ParsableCommand {
             config = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: nil, eos: nil, pad: nil)
                 ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
         }
-        if let m = r.model.overrides["max_position_embeddings"] { config.maxPositionEmbeddings = Int(m) }
+        config = r.model.applyingOverrides(to: config)
         let length = sequenceLength ?? r.stages.compactMap(\.maxLength).max() ?? 2048
         let plan = MemoryPlan(recipe: r, config: config, sequenceLength: length)
         func gib(_ b: Int) -> String { String(format: "%.2f GiB", Double(b) / Double(1 << 30)) }

@@ -78,6 +78,13 @@ final class LineWriter {
     func write(_ line: String) { handle.write(Data((line + "\n").utf8)) }
 }
 
+/// Puts a finished `part` file in place of `final` (replacing it): output written under a
+/// temporary name, so a file with the final name is always complete.
+func finish(_ part: URL, as final: URL) throws {
+    if FileManager.default.fileExists(atPath: final.path) { try FileManager.default.removeItem(at: final) }
+    try FileManager.default.moveItem(at: part, to: final)
+}
+
 func printError(_ message: String) { FileHandle.standardError.write(Data((message + "\n").utf8)) }
 
 extension PromptTruncation: ExpressibleByArgument {}

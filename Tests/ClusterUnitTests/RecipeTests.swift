@@ -105,6 +105,8 @@ final class RecipeTests: XCTestCase {
             (base + ", eval_every: 5}]", "sets eval_every but the recipe has no eval section"),
             ("model: {init: tiny, overrides: {hidden_size: 8}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.overrides.hidden_size: not one of"),
             ("model: {init: tiny, overrides: {rope_theta: -1}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.overrides.rope_theta"),
+            ("model: {init: tiny, overrides: {max_position_embeddings: 4096.5}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]",
+             "model.overrides.max_position_embeddings: 4096.5 is not a whole number"),
             (base + "}]\neval: {data: t.jsonl, sets: [{name: a, data: a.jsonl}]}", "eval: give data (one test file) or sets"),
             (base + "}]\neval: {samples: 2}", "eval: give data (one test file) or sets"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl}, {name: a, data: b.jsonl}]}", "two benchmarks share a name"),

@@ -260,7 +260,7 @@ public final class Coordinator {
         if let path = recipe.model.path {
             let m = try loadModel(path)
             guard let t = chosen ?? m.tokenizer else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read; set model.tokenizer") }
-            let config = try overridden(m.config)
+            let config = overridden(m.config)
             return (config, m.parameters, try checked(t, config))
         }
         let tokenizer = chosen ?? ByteTokenizer()
@@ -268,7 +268,7 @@ public final class Coordinator {
         let preset = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
                                             eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
             ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
-        let config = try overridden(preset)
+        let config = overridden(preset)
         let layout = ParameterLayout(config: config)
         let p = FloatBuffer(count: layout.totalCount)
         initializeParameters(p, layout: layout, seed: recipe.seed)
@@ -276,21 +276,12 @@ public final class Coordinator {
         return (config, p, try checked(tokenizer, config))
     }
 
-    /// `config` with the recipe's `model.overrides` set (each said in the log).
-    func overridden(_ config: LlamaConfig) throws -> LlamaConfig {
-        var c = config
+    /// `config` with the recipe's `model.overrides` set, each said in the log.
+    func overridden(_ config: LlamaConfig) -> LlamaConfig {
         for (key, value) in recipe.model.overrides.sorted(by: { $0.key < $1.key }) {
-            switch key {
-            case "max_position_embeddings":
-                guard value == value.rounded(), value >= 1 else { throw ClusterError("model.overrides.max_position_embeddings: \(value) is not a whole number") }
-                c.maxPositionEmbeddings = Int(value)
-            case "rope_theta": c.ropeTheta = value
-            case "rms_norm_eps": c.rmsNormEps = value
-            default: throw ClusterError("model.overrides.\(key): not overridable")
-            }
             say("model.overrides: \(key) = \(String(format: "%g", value))")
         }
-        return c
+        return recipe.model.applyingOverrides(to: config)
     }
 
     // MARK: Stages

@@ -27,6 +27,15 @@ public struct Recipe: Sendable {
         /// config.json values set over the model's own (`model.overrides`), e.g. the paper's
         /// max_position_embeddings 32768 and rope_theta 300000 for Qwen2.5-Math; written into checkpoints.
         public var overrides: [String: Double] = [:]
+
+        /// `config` with the overrides set (validated when the recipe was read).
+        public func applyingOverrides(to config: LlamaConfig) -> LlamaConfig {
+            var c = config
+            if let v = overrides["max_position_embeddings"] { c.maxPositionEmbeddings = Int(v) }
+            if let v = overrides["rope_theta"] { c.ropeTheta = v }
+            if let v = overrides["rms_norm_eps"] { c.rmsNormEps = v }
+            return c
+        }
     }
 
     public struct SynthSpec: Sendable {
@@ -242,6 +251,9 @@ public struct Recipe: Sendable {
                     throw RecipeError("model.overrides.\(key): not one of \(Recipe.overridableConfigKeys.sorted().joined(separator: ", "))")
                 }
                 overrides[key] = try o.double(key, min: 1e-12, max: 1e12)
+                if key == "max_position_embeddings", let v = overrides[key], v != v.rounded() || v < 1 || v > Double(1 << 30) {
+                    throw RecipeError("model.overrides.max_position_embeddings: \(v) is not a whole number of positions")
+                }
             }
             try o.finish()
         }
