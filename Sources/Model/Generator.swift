@@ -109,6 +109,7 @@ public final class Generator {
     }
 
     /// Replaces row `row` with `prompt`; returns the logits [vocab] after its last token.
+    /// The prompt runs alone, through `promptLinearForward`: its bits depend on the prompt only.
     public func prefill(row: Int, prompt: [Int32]) -> [Float] {
         precondition(row >= 0 && row < rows)
         precondition(!prompt.isEmpty && prompt.count <= capacity, "prompt of \(prompt.count) tokens does not fit \(capacity)")
@@ -177,10 +178,21 @@ public final class Generator {
         let logitsSlot = slot(headPadded * vocab), products = slot(rowStableScratchCount(inFeatures: min(c, qDim, inter)))
         let a = work.reserve(next)
         let w = parameters
+        // A decode in 16-row products runs every product single-threaded (spread over rows and
+        // slices by `forEachPair`): set OpenBLAS to one thread once, not twice per product.
+        let savedThreads = matmulThreads
+        let oneThread = !prefill && !RowStableProducts.wholeBatch && savedThreads != 1
+        if oneThread { setMatmulThreads(1) }
+        defer { if oneThread { setMatmulThreads(savedThreads) } }
         let eps = Float(config.rmsNormEps)
         func linear(_ y: Int, _ input: Int, _ weight: Int, _ bias: Int?, rows: Int, from: Int, to: Int, accumulate: Bool = false) {
-            rowStableLinearForward(a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
-                                   accumulate: accumulate, scratch: a + products)
+            if prefill {
+                promptLinearForward(a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
+                                    accumulate: accumulate)
+            } else {
+                rowStableLinearForward(a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
+                                       accumulate: accumulate, scratch: a + products)
+            }
         }
         for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i < real ? i : 0]) * c, count: c) }
         let padded = positions + Array(repeating: 0, count: t - real)
@@ -241,3 +253,4 @@ public final class Generator {
         return (kc, vc)
     }
 }
+

@@ -172,8 +172,9 @@ func forEachPair(_ count: Int, _ body: (Int, Int) -> Void) {
 ///   - keys, values: query i's cache (its row's), one position per kvHeads·hd; it sees
 ///     `visible[i]` positions.
 ///   - scratch: `decodeScratchCount(heads:kvHeads:longest:)` floats.
-/// Work is spread over (query, kv head) pairs with single-threaded sgemm inside, in a fixed
-/// assignment, so a row's result never depends on which other rows are in the batch.
+/// Work is spread over (query, kv head) pairs, each head two single-threaded sgemv (one query
+/// against its cache: sgemm would pack the cache first), in a fixed assignment, so a row's
+/// result never depends on which other rows are in the batch.
 public func cachedAttention(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
                             keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>],
                             visible: [Int], heads: Int, kvHeads: Int, headDim hd: Int,
@@ -184,22 +185,19 @@ public func cachedAttention(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePoint
     let longest = visible.max() ?? 0
     let scale = 1 / Float(hd).squareRoot()
     forEachPair(n * kvHeads) { pair, w in
-        let s = scratch + w * group * longest
+        let s = scratch + w * longest
         let i = pair / kvHeads, g = pair % kvHeads, l = visible[i]
         let kg = keys[i] + g * hd, vg = values[i] + g * hd
-        let qg = q + i * qStride + g * group * hd
-        // scores[group, l] = q_g · Kᵀ / √hd, then softmax per head, then · V.
-        gemm(.n, .t, m: group, n: l, k: hd, alpha: scale, qg, lda: hd, kg, ldb: kvStride, s, ldc: l)
-        for h in 0..<group {
-            let row = s + h * l
-            let sum = expInPlace(row, l, shift: rowMax(row, l))
-            scaleInPlace(row, l, by: 1 / sum)
+        for h in g * group..<(g + 1) * group {
+            // scores[l] = K · q_h / √hd; softmax; out_h = Vᵀ · scores (normalised in the product).
+            gemv(.n, m: l, n: hd, alpha: scale, kg, lda: kvStride, q + i * qStride + h * hd, s)
+            let sum = expInPlace(s, l, shift: rowMax(s, l))
+            gemv(.t, m: l, n: hd, alpha: 1 / sum, vg, lda: kvStride, s, out + i * qStride + h * hd)
         }
-        gemm(.n, .n, m: group, n: hd, k: l, s, lda: l, vg, ldb: kvStride, out + i * qStride + g * group * hd, ldc: hd)
     }
 }
 
 /// Scratch floats `cachedAttention` needs.
 public func decodeScratchCount(heads: Int, kvHeads: Int, longest: Int) -> Int {
-    elementwiseThreads * (heads / kvHeads) * longest
+    elementwiseThreads * longest
 }

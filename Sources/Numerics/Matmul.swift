@@ -28,6 +28,16 @@ public func gemm(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
                 alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// y[m or n] = alpha · op(A) · x + beta · y, A row-major [m, n] with row stride `lda`, through
+/// OpenBLAS's sgemv: no packing, so it beats sgemm for one vector (decoding attention).
+@inline(__always)
+public func gemv(_ op: Op, m: Int, n: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
+                 _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
+    if m == 0 || n == 0 { return }
+    BLASStartup.ensureStarted()
+    cblas_sgemv(CblasRowMajor, op.cblas, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
+}
+
 /// The reference for `gemm`: same contract, triple loop, float64 accumulation.
 public func referenceGemm(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
                           alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
@@ -144,6 +154,37 @@ public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: Unsafe
                     out[j] = accumulate ? out[j] + v : v
                 }
             }
+        }
+    }
+}
+
+/// Rows per product in `promptLinearForward`.
+public let promptBlock = 64
+
+/// y[rows, out] = x[rows, in] · Wᵀ (+ b), or y += that with `accumulate`, for one prompt's
+/// tokens (a prefill): a row's bits depend only on the prompt (its length and the row's place
+/// in it), never on threads or on other prompts. Products of ≤ `promptBlock` rows × an output
+/// slice of W, each single-threaded and the pairs spread over the cores, with W the
+/// vectorised dimension (a 64-row block packs W once where 16-row blocks pack it four times);
+/// the split is fixed by the shape, so its per-row arithmetic is too.
+public func promptLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                                rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+    BLASStartup.ensureStarted()
+    if RowStableProducts.wholeBatch {  // a plain product is position- and thread-independent on this kernel
+        linearForward(y, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
+        return
+    }
+    let slice = rowStableSlice(inFeatures: inFeatures), slices = (outFeatures + slice - 1) / slice
+    let blocks = (rows + promptBlock - 1) / promptBlock
+    forEachPair(slices * blocks) { p, _ in
+        let s = p / blocks, b = p % blocks
+        let r0 = b * promptBlock, n = min(promptBlock, rows - r0), o0 = s * slice, width = min(slice, outFeatures - o0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(width), Int32(inFeatures), 1,
+                    x + r0 * inFeatures, Int32(inFeatures), w + o0 * inFeatures, Int32(inFeatures), accumulate ? 1 : 0,
+                    y + r0 * outFeatures + o0, Int32(outFeatures))
+        if let bias {
+            for r in r0..<(r0 + n) { let out = y + r * outFeatures + o0; for j in 0..<width { out[j] += bias[o0 + j] } }
         }
     }
 }

@@ -87,6 +87,38 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// The prefill product: the float64 reference's values over several 64-row blocks and output
+    /// slices (ragged both), with bias and accumulation; the same bits on 1 or all BLAS threads.
+    func testPromptLinearAgreesWithTheReferenceAndDoesNotDependOnThreads() {
+        var rng = SeededGenerator(seed: 4)
+        let inF = 70, outF = 1100, rows = 150
+        let w = randomArray(outF * inF, &rng), bias = randomArray(outF, &rng), x = randomArray(rows * inF, &rng), y0 = randomArray(rows * outF, &rng)
+        let layout = RowStableProducts.wholeBatch
+        defer { RowStableProducts.wholeBatch = layout }
+        for (accumulate, wholeBatch) in [(false, false), (true, false), (true, true)] {
+            RowStableProducts.wholeBatch = wholeBatch
+            var results: [[Float]] = []
+            for threads in [matmulThreads, 1] {
+                let saved = matmulThreads
+                setMatmulThreads(threads)
+                var y = y0
+                promptLinearForward(&y, x, w, bias, rows: rows, inFeatures: inF, outFeatures: outF, accumulate: accumulate)
+                setMatmulThreads(saved)
+                results.append(y)
+            }
+            if !wholeBatch || layout { XCTAssertEqual(results[0], results[1], "bits depend on the thread count") }
+            var worst = 0.0
+            for r in 0..<rows {
+                for o in 0..<outF {
+                    let dot = (0..<inF).reduce(0.0) { $0 + Double(x[r * inF + $1]) * Double(w[o * inF + $1]) }
+                    let want = dot + Double(bias[o]) + (accumulate ? Double(y0[r * outF + o]) : 0)
+                    worst = max(worst, abs(Double(results[0][r * outF + o]) - want))
+                }
+            }
+            XCTAssertLessThan(worst, 1e-4, "accumulate \(accumulate), whole batch \(wholeBatch)")
+        }
+    }
+
     func testLinearBackwardMatchesFiniteDifferences() {
         var rng = SeededGenerator(seed: 2)
         let t = 5, i = 7, o = 6
