@@ -907,6 +907,51 @@ void   redi__update_done__free_unpacked
   assert(message->base.descriptor == &redi__update_done__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   redi__snapshot_command__init
+                     (Redi__SnapshotCommand         *message)
+{
+  static const Redi__SnapshotCommand init_value = REDI__SNAPSHOT_COMMAND__INIT;
+  *message = init_value;
+}
+size_t redi__snapshot_command__get_packed_size
+                     (const Redi__SnapshotCommand *message)
+{
+  assert(message->base.descriptor == &redi__snapshot_command__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t redi__snapshot_command__pack
+                     (const Redi__SnapshotCommand *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &redi__snapshot_command__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t redi__snapshot_command__pack_to_buffer
+                     (const Redi__SnapshotCommand *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &redi__snapshot_command__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Redi__SnapshotCommand *
+       redi__snapshot_command__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Redi__SnapshotCommand *)
+     protobuf_c_message_unpack (&redi__snapshot_command__descriptor,
+                                allocator, len, data);
+}
+void   redi__snapshot_command__free_unpacked
+                     (Redi__SnapshotCommand *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &redi__snapshot_command__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   redi__step_reset__init
                      (Redi__StepReset         *message)
 {
@@ -2770,6 +2815,117 @@ const ProtobufCMessageDescriptor redi__update_done__descriptor =
   (ProtobufCMessageInit) redi__update_done__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCEnumValue redi__snapshot_command__action__enum_values_by_number[5] =
+{
+  { "UNSET", "REDI__SNAPSHOT_COMMAND__ACTION__UNSET", 0 },
+  { "STORE_REPLICA", "REDI__SNAPSHOT_COMMAND__ACTION__STORE_REPLICA", 1 },
+  { "COMMIT", "REDI__SNAPSHOT_COMMAND__ACTION__COMMIT", 2 },
+  { "RESTORE", "REDI__SNAPSHOT_COMMAND__ACTION__RESTORE", 3 },
+  { "SEND_REPLICA", "REDI__SNAPSHOT_COMMAND__ACTION__SEND_REPLICA", 4 },
+};
+static const ProtobufCIntRange redi__snapshot_command__action__value_ranges[] = {
+{0, 0},{0, 5}
+};
+static const ProtobufCEnumValueIndex redi__snapshot_command__action__enum_values_by_name[5] =
+{
+  { "COMMIT", 2 },
+  { "RESTORE", 3 },
+  { "SEND_REPLICA", 4 },
+  { "STORE_REPLICA", 1 },
+  { "UNSET", 0 },
+};
+const ProtobufCEnumDescriptor redi__snapshot_command__action__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "redi.SnapshotCommand.Action",
+  "Action",
+  "Redi__SnapshotCommand__Action",
+  "redi",
+  5,
+  redi__snapshot_command__action__enum_values_by_number,
+  5,
+  redi__snapshot_command__action__enum_values_by_name,
+  1,
+  redi__snapshot_command__action__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor redi__snapshot_command__field_descriptors[4] =
+{
+  {
+    "action",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SnapshotCommand, action),
+    &redi__snapshot_command__action__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tag",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SnapshotCommand, tag),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chunks",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Redi__SnapshotCommand, n_chunks),
+    offsetof(Redi__SnapshotCommand, chunks),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__SnapshotCommand, version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned redi__snapshot_command__field_indices_by_name[] = {
+  0,   /* field[0] = action */
+  2,   /* field[2] = chunks */
+  1,   /* field[1] = tag */
+  3,   /* field[3] = version */
+};
+static const ProtobufCIntRange redi__snapshot_command__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor redi__snapshot_command__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "redi.SnapshotCommand",
+  "SnapshotCommand",
+  "Redi__SnapshotCommand",
+  "redi",
+  sizeof(Redi__SnapshotCommand),
+  4,
+  redi__snapshot_command__field_descriptors,
+  redi__snapshot_command__field_indices_by_name,
+  1,  redi__snapshot_command__number_ranges,
+  (ProtobufCMessageInit) redi__snapshot_command__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor redi__step_reset__field_descriptors[3] =
 {
   {
@@ -3105,7 +3261,7 @@ const ProtobufCMessageDescriptor redi__step_report__descriptor =
   (ProtobufCMessageInit) redi__step_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__envelope__field_descriptors[19] =
+static const ProtobufCFieldDescriptor redi__envelope__field_descriptors[20] =
 {
   {
     "run_id",
@@ -3335,6 +3491,18 @@ static const ProtobufCFieldDescriptor redi__envelope__field_descriptors[19] =
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "snapshot",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Redi__Envelope, body_case),
+    offsetof(Redi__Envelope, snapshot),
+    &redi__snapshot_command__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__envelope__field_indices_by_name[] = {
   15,   /* field[15] = apply */
@@ -3352,6 +3520,7 @@ static const unsigned redi__envelope__field_indices_by_name[] = {
   1,   /* field[1] = sender */
   2,   /* field[2] = seq */
   7,   /* field[7] = shutdown */
+  19,   /* field[19] = snapshot */
   17,   /* field[17] = step_report */
   16,   /* field[16] = update_done */
   4,   /* field[4] = welcome */
@@ -3362,7 +3531,7 @@ static const ProtobufCIntRange redi__envelope__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 3 },
   { 20, 8 },
-  { 0, 19 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor redi__envelope__descriptor =
 {
@@ -3372,7 +3541,7 @@ const ProtobufCMessageDescriptor redi__envelope__descriptor =
   "Redi__Envelope",
   "redi",
   sizeof(Redi__Envelope),
-  19,
+  20,
   redi__envelope__field_descriptors,
   redi__envelope__field_indices_by_name,
   3,  redi__envelope__number_ranges,

@@ -22,6 +22,10 @@ public struct OutgoingTensor {
     public init(pointer: UnsafePointer<Float>, count: Int, owner: AnyObject) {
         bytes = UnsafeRawPointer(pointer); byteCount = count * 4; self.owner = owner
     }
+    /// A received frame sent on as it came, without a copy (it lives until libzmq is done).
+    public init(forwarding frame: ReceivedFrame) {
+        bytes = frame.data; byteCount = frame.count; owner = frame
+    }
     /// `count` bfloat16 values.
     public init(bf16 pointer: UnsafePointer<UInt16>, count: Int, owner: AnyObject) {
         bytes = UnsafeRawPointer(pointer); byteCount = count * 2; self.owner = owner

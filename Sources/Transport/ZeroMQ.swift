@@ -58,6 +58,9 @@ public final class ReceivedFrame: @unchecked Sendable {
     }
 
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// The frame's data: stable for the frame's lifetime (libzmq owns it until close).
+    var data: UnsafeRawPointer { UnsafeRawPointer(zmq_msg_data(&message)) }
 }
 
 /// A frame to send: bytes copied into the message, or memory handed to libzmq without a

@@ -206,6 +206,12 @@ extension Wire {
             let binaries = keys.map(a.binary)
             m.pointee.n_worker_keys = binaries.count; m.pointee.worker_keys = a.array(binaries)
             env.body_case = REDI__ENVELOPE__BODY_RESET; env.reset = m
+        case let .snapshot(c):
+            let m: UnsafeMutablePointer<Redi__SnapshotCommand> = a.message(redi__snapshot_command__init)
+            m.pointee.action = Redi__SnapshotCommand__Action(rawValue: UInt32(c.action.rawValue))
+            m.pointee.tag = UInt64(c.tag); m.pointee.version = UInt64(c.version)
+            m.pointee.n_chunks = c.chunks.count; m.pointee.chunks = u32s(c.chunks)
+            env.body_case = REDI__ENVELOPE__BODY_SNAPSHOT; env.snapshot = m
         }
         let size = redi__envelope__get_packed_size(&env)
         var out = [UInt8](repeating: 0, count: size)
@@ -356,6 +362,12 @@ extension Wire {
             let m = try require(env.reset, "reset")
             body = .reset(step: try int(m.step, "step"), shardWorkers: ints(m.n_shard_workers, m.shard_workers),
                           workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) })
+        case REDI__ENVELOPE__BODY_SNAPSHOT:
+            let m = try require(env.snapshot, "snapshot")
+            guard let action = SnapshotCommand.Action(rawValue: Int(m.action.rawValue)) else { throw WireError("snapshot command with action \(m.action.rawValue)") }
+            let chunks = ints(m.n_chunks, m.chunks)
+            guard Set(chunks).count == chunks.count else { throw WireError("snapshot command naming a chunk twice") }
+            body = .snapshot(SnapshotCommand(action, tag: try int(m.tag, "tag"), chunks: chunks, version: try int(m.version, "version")))
         default:
             throw WireError("envelope without a known body (case \(env.body_case.rawValue))")
         }

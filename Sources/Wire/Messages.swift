@@ -102,6 +102,27 @@ public struct SamplingSpec: Equatable, Sendable {
     }
 }
 
+/// A coordinator's order about the servers' snapshots (see `SnapshotCommand` in redi.proto).
+public struct SnapshotCommand: Equatable, Sendable {
+    public enum Action: Int, Sendable {
+        /// Fill the replica being built for `tag` with the attached chunks (weights, m, v each).
+        case storeReplica = 1
+        /// The live chunks become snapshot `tag`; the replica built for `tag` becomes the replica.
+        case commit = 2
+        /// Snapshot `tag` back into the live chunks it covers; take `version`.
+        case restore = 3
+        /// Send replica chunks back (a pull reply with optimizer state).
+        case sendReplica = 4
+    }
+    public var action: Action
+    public var tag: Int
+    public var chunks: [Int]
+    public var version: Int
+    public init(_ action: Action, tag: Int, chunks: [Int] = [], version: Int = 0) {
+        self.action = action; self.tag = tag; self.chunks = chunks; self.version = version
+    }
+}
+
 public struct ApplyUpdate: Equatable, Sendable {
     public var step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWConfig
     public init(step: Int, optimizerStep: Int, learningRate: Double, gradientScale: Double, adamW: AdamWConfig) {
@@ -156,6 +177,7 @@ public enum Body: Equatable, Sendable {
     case updateDone(step: Int, version: Int)
     case stepReport(StepReport)
     case reset(step: Int, shardWorkers: [Int], workerKeys: [[UInt8]])
+    case snapshot(SnapshotCommand)
 }
 
 /// One control message: who sent it, in which run, its sequence number, and its body.
@@ -171,7 +193,7 @@ public struct Envelope: Equatable, Sendable {
 
 public enum Wire {
     /// Bumped when a message changes incompatibly; peers with another version are refused.
-    public static let protocolVersion = 2
+    public static let protocolVersion = 3
     /// Largest envelope accepted (tensor frames are separate and bounded by the chunk size).
     public static let maximumEnvelopeBytes = 64 << 20
     /// Largest tensor frame any peer may send: the largest chunk a recipe may ask for.

@@ -50,7 +50,7 @@ import time
 import zmq
 import zmq.utils.z85
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 # --- a minimal protobuf encoder/decoder -------------------------------------------------
@@ -433,6 +433,9 @@ def rogue_data_server(coordinator, keyfile, mode):
                 seq += 1
             elif 30 in env:  # reset: acknowledge
                 control.send(envelope(run_id, "server-rogue", seq, 28, f_varint(1, parse(env[30][0]).get(1, [0])[0])))
+                seq += 1
+            elif 31 in env:  # a snapshot command (this rogue is never asked for a replica back): acknowledge
+                control.send(envelope(run_id, "server-rogue", seq, 28, f_varint(1, parse(env[31][0]).get(2, [0])[0])))
                 seq += 1
             elif 21 in env:  # the coordinator's pull: the loaded weights, honestly (zeros for m and v)
                 pull = parse(env[21][0])

@@ -35,6 +35,7 @@ typedef struct Redi__NormReport Redi__NormReport;
 typedef struct Redi__AdamWSpec Redi__AdamWSpec;
 typedef struct Redi__ApplyUpdate Redi__ApplyUpdate;
 typedef struct Redi__UpdateDone Redi__UpdateDone;
+typedef struct Redi__SnapshotCommand Redi__SnapshotCommand;
 typedef struct Redi__StepReset Redi__StepReset;
 typedef struct Redi__Metric Redi__Metric;
 typedef struct Redi__StepReport Redi__StepReport;
@@ -43,6 +44,14 @@ typedef struct Redi__Envelope Redi__Envelope;
 
 /* --- enums --- */
 
+typedef enum _Redi__SnapshotCommand__Action {
+  REDI__SNAPSHOT_COMMAND__ACTION__UNSET = 0,
+  REDI__SNAPSHOT_COMMAND__ACTION__STORE_REPLICA = 1,
+  REDI__SNAPSHOT_COMMAND__ACTION__COMMIT = 2,
+  REDI__SNAPSHOT_COMMAND__ACTION__RESTORE = 3,
+  REDI__SNAPSHOT_COMMAND__ACTION__SEND_REPLICA = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REDI__SNAPSHOT_COMMAND__ACTION)
+} Redi__SnapshotCommand__Action;
 typedef enum _Redi__Role {
   REDI__ROLE__ROLE_UNSPECIFIED = 0,
   REDI__ROLE__SERVER = 1,
@@ -467,6 +476,29 @@ struct  Redi__UpdateDone
 
 
 /*
+ * Snapshots live on the servers (coordinator to server). Each server keeps a copy of its own
+ * chunks (weights, m, v) at the snapshot and a replica of another server's, so a lost
+ * server's chunks can be restored and its steps replayed. STORE_REPLICA (three tensor frames
+ * per chunk: weights, m, v) fills the replica being built for `tag`; COMMIT makes the live
+ * chunks this server's snapshot `tag` and the replica built for `tag` its replica; RESTORE
+ * copies snapshot `tag` back into the live chunks it covers and takes `version`;
+ * SEND_REPLICA asks for replica chunks back (answered by a PullReply with optimizer state).
+ */
+struct  Redi__SnapshotCommand
+{
+  ProtobufCMessage base;
+  Redi__SnapshotCommand__Action action;
+  uint64_t tag;
+  size_t n_chunks;
+  uint32_t *chunks;
+  uint64_t version;
+};
+#define REDI__SNAPSHOT_COMMAND__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&redi__snapshot_command__descriptor) \
+    , REDI__SNAPSHOT_COMMAND__ACTION__UNSET, 0, 0,NULL, 0 }
+
+
+/*
  * Membership changed (a worker stopped answering or joined): servers drop this step's
  * pushes, take each shard only from the worker it is now assigned to, and admit the listed
  * data keys; the coordinator then (re-)sends the step.
@@ -565,7 +597,8 @@ typedef enum {
   REDI__ENVELOPE__BODY_APPLY = 27,
   REDI__ENVELOPE__BODY_UPDATE_DONE = 28,
   REDI__ENVELOPE__BODY_STEP_REPORT = 29,
-  REDI__ENVELOPE__BODY_RESET = 30
+  REDI__ENVELOPE__BODY_RESET = 30,
+  REDI__ENVELOPE__BODY_SNAPSHOT = 31
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(REDI__ENVELOPE__BODY__CASE)
 } Redi__Envelope__BodyCase;
 
@@ -593,6 +626,7 @@ struct  Redi__Envelope
     Redi__UpdateDone *update_done;
     Redi__StepReport *step_report;
     Redi__StepReset *reset;
+    Redi__SnapshotCommand *snapshot;
   };
 };
 #define REDI__ENVELOPE__INIT \
@@ -980,6 +1014,25 @@ Redi__UpdateDone *
 void   redi__update_done__free_unpacked
                      (Redi__UpdateDone *message,
                       ProtobufCAllocator *allocator);
+/* Redi__SnapshotCommand methods */
+void   redi__snapshot_command__init
+                     (Redi__SnapshotCommand         *message);
+size_t redi__snapshot_command__get_packed_size
+                     (const Redi__SnapshotCommand   *message);
+size_t redi__snapshot_command__pack
+                     (const Redi__SnapshotCommand   *message,
+                      uint8_t             *out);
+size_t redi__snapshot_command__pack_to_buffer
+                     (const Redi__SnapshotCommand   *message,
+                      ProtobufCBuffer     *buffer);
+Redi__SnapshotCommand *
+       redi__snapshot_command__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   redi__snapshot_command__free_unpacked
+                     (Redi__SnapshotCommand *message,
+                      ProtobufCAllocator *allocator);
 /* Redi__StepReset methods */
 void   redi__step_reset__init
                      (Redi__StepReset         *message);
@@ -1118,6 +1171,9 @@ typedef void (*Redi__ApplyUpdate_Closure)
 typedef void (*Redi__UpdateDone_Closure)
                  (const Redi__UpdateDone *message,
                   void *closure_data);
+typedef void (*Redi__SnapshotCommand_Closure)
+                 (const Redi__SnapshotCommand *message,
+                  void *closure_data);
 typedef void (*Redi__StepReset_Closure)
                  (const Redi__StepReset *message,
                   void *closure_data);
@@ -1157,6 +1213,8 @@ extern const ProtobufCMessageDescriptor redi__norm_report__descriptor;
 extern const ProtobufCMessageDescriptor redi__adam_wspec__descriptor;
 extern const ProtobufCMessageDescriptor redi__apply_update__descriptor;
 extern const ProtobufCMessageDescriptor redi__update_done__descriptor;
+extern const ProtobufCMessageDescriptor redi__snapshot_command__descriptor;
+extern const ProtobufCEnumDescriptor    redi__snapshot_command__action__descriptor;
 extern const ProtobufCMessageDescriptor redi__step_reset__descriptor;
 extern const ProtobufCMessageDescriptor redi__metric__descriptor;
 extern const ProtobufCMessageDescriptor redi__step_report__descriptor;

@@ -1,6 +1,5 @@
 // The coordinator's durable state: checkpoints that transformers opens plus AdamW state and
-// the data position (trainer_state.json) to resume from, in-memory snapshots a lost server's
-// steps are replayed from, and finding the newest checkpoint of a run.
+// the data position (trainer_state.json) to resume from, and finding the newest checkpoint of a run.
 import Data
 import Evaluation
 import Formats
@@ -99,22 +98,6 @@ extension Coordinator {
                            m: m, v: v, directory: dir, logMark: state.logMark)
     }
 
-    /// Weights, AdamW state and data position at a step boundary, held by the coordinator.
-    struct Snapshot {
-        let step: Int, epoch: Int, position: Int
-        let order: [Int]
-        let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer
-        let logMark: RunLog.Mark?
-    }
-
-    func takeSnapshot(step: Int, order: [Int], position: Int, epoch: Int, reusing old: Snapshot?) throws -> Snapshot {
-        let count = plan.chunks.last.map { $0.offset + $0.count } ?? 0
-        let weights = old?.weights ?? FloatBuffer(count: count), m = old?.m ?? FloatBuffer(count: count), v = old?.v ?? FloatBuffer(count: count)
-        try pullWeights(into: weights, optimizer: (m, v))
-        return Snapshot(step: step, epoch: epoch, position: position, order: order, weights: weights, m: m, v: v,
-                        logMark: try runLog?.mark())
-    }
-
     /// The reference log-probabilities a DPO stage saved at its start (chosen, rejected per example).
     func loadReferenceScores(_ url: URL, count: Int) throws -> [Double] {
         guard let data = try? Data(contentsOf: url) else {
@@ -130,19 +113,12 @@ extension Coordinator {
         }
     }
 
-    /// Writes a checkpoint of the servers' state, or of `snapshot` when one was just taken
-    /// at this step (the state is then not pulled a second time).
+    /// Writes a checkpoint of the servers' state.
     @discardableResult
     func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig, parameters: FloatBuffer,
-                    tokenizer: any Tokenizer, name: String, snapshot: Snapshot? = nil) throws -> String {
-        let m: FloatBuffer, v: FloatBuffer
-        if let snapshot, snapshot.step == step {
-            parameters.copy(from: snapshot.weights)
-            (m, v) = (snapshot.m, snapshot.v)
-        } else {
-            (m, v) = (FloatBuffer(count: parameters.count), FloatBuffer(count: parameters.count))
-            try pullWeights(into: parameters, optimizer: (m, v))
-        }
+                    tokenizer: any Tokenizer, name: String) throws -> String {
+        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
+        try pullWeights(into: parameters, optimizer: (m, v))
         keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         // The old manifest goes first: until the new one is written last, the checkpoint does not verify.

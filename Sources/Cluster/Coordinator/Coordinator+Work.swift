@@ -40,30 +40,17 @@ extension Coordinator {
     func pullWeights(into parameters: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
         let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
         let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-        // In rounds of at most `pullRoundBytes` a server, each copied in before the next is asked
-        // for: the frames in flight stay bounded instead of a whole snapshot arriving at once.
-        let chunkBytes = (plan.chunks.map(\.count).max() ?? 1) * MemoryLayout<Float>.size * buffers.count
-        let perRound = max(1, Self.pullRoundBytes / max(1, chunkBytes))
-        let rounds = owned.map { ids in stride(from: 0, to: ids.count, by: perRound).map { Array(ids[$0..<min($0 + perRound, ids.count)]) } }
-        for round in 0..<(rounds.map(\.count).max() ?? 0) {
-            let asked = servers.indices.filter { round < rounds[$0].count }
-            for s in asked { try messenger.send(.pull(version: version, chunks: rounds[s][round], optimizerState: optimizer != nil), to: servers[s]) }
-            for msg in try collectFromServers(asked.count, from: asked, { if case .pullReply = $0 { return true }; return false }) {
-                let s = servers.firstIndex(of: msg.identity!)!
-                guard case let .pullReply(_, ids, _) = msg.envelope.body, asked.contains(s), ids == rounds[s][round], ids.count * buffers.count == msg.tensors.count,
-                      zip(ids.flatMap { Array(repeating: $0, count: buffers.count) }, msg.tensors).allSatisfy({ $1.holds(plan.chunks[$0].count, bf16: false) }) else {
-                    throw ClusterError("\(name(of: msg.identity!)) answered a pull with chunks or sizes that do not match the plan")
-                }
-                for (k, id) in ids.enumerated() {
-                    for (b, buffer) in buffers.enumerated() {
-                        let destination = buffer.baseAddress + plan.chunks[id].offset
-                        msg.tensors[k * buffers.count + b].copyFloats(into: destination)
-                        guard allFinite(destination, count: plan.chunks[id].count) else {
-                            throw ClusterError("\(name(of: msg.identity!)) sent non-finite values for chunk \(id)")
-                        }
+        try relayRounds(from: owned, perChunk: buffers.count, ask: { .pull(version: version, chunks: $0, optimizerState: optimizer != nil) }) { s, ids, frames in
+            for (k, id) in ids.enumerated() {
+                for (b, buffer) in buffers.enumerated() {
+                    let destination = buffer.baseAddress + plan.chunks[id].offset
+                    frames[k * buffers.count + b].copyFloats(into: destination)
+                    guard allFinite(destination, count: plan.chunks[id].count) else {
+                        throw ClusterError("\(name(of: servers[s])) sent non-finite values for chunk \(id)")
                     }
                 }
             }
+            return nil
         }
     }
 

@@ -59,6 +59,13 @@ public final class Coordinator {
     /// Slots of the workers in the current step; batches are split over these.
     var live: [Int] = []
     var version = 0
+    /// Snapshots (on the servers): the last tag handed out, and per chunk the server that
+    /// keeps it in its own snapshot and the one that keeps its replica (nil: this process's
+    /// `replicaOfOnlyServer`, with one server there is no other to keep it).
+    var snapshotTag = 0
+    var snapshotOwner: [[UInt8]] = []
+    var replicaHolder: [[UInt8]?] = []
+    var replicaOfOnlyServer = SnapshotStore()
     /// metrics.jsonl, examples.jsonl and TensorBoard events (open once the run starts).
     var runLog: RunLog?
 
@@ -343,16 +350,13 @@ public final class Coordinator {
         let started = Date()
         var tokensSeen = 0
         var step = start?.step ?? 0
-        // The newest complete snapshot, and the one before it whose buffers the next reuses
-        // (so a server lost while a snapshot is taken still leaves a complete one).
-        var snapshot: Snapshot?, retired: Snapshot?
+        // The newest snapshot the servers hold: where a lost server's steps are replayed from.
+        var snapshot: SnapshotMark?
         while true {
           do {
             // A snapshot every `snapshot_every` steps, and after the last: what a lost server's work is replayed from.
             if recipe.cluster.snapshotEvery > 0, step == total || snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
-                let taken = try takeSnapshot(step: step, order: order, position: position, epoch: epoch, reusing: retired)
-                retired = snapshot
-                snapshot = taken
+                try takeSnapshot(step: step, order: order, position: position, epoch: epoch, into: &snapshot)
             }
             if step == total { break }
             let t0 = Date()
@@ -422,14 +426,14 @@ public final class Coordinator {
             }
             say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
             try replan(losing: lost.index)
-            try loadWeights(snap.weights, resetOptimizer: false, optimizer: (snap.m, snap.v))
+            try restoreSnapshot(snap)
             (order, position, epoch, step) = (snap.order, snap.position, snap.epoch, snap.step)
             if let mark = snap.logMark { try runLog?.rewind(to: mark) }
           }
         }
         let final = snapshot
         let dir = try recovering(from: final) { try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
-                                 parameters: parameters, tokenizer: tokenizer, name: stage.name, snapshot: final) }
+                                 parameters: parameters, tokenizer: tokenizer, name: stage.name) }
         var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
         if let probe = preferenceProbe {
             let s = try recovering(from: final) { try score(probe, microBatchTokens: stage.microBatchTokens) }
@@ -444,12 +448,12 @@ public final class Coordinator {
 
     /// Runs `body` (work between steps) again after a lost server's chunks were re-planned
     /// and the servers reloaded from `snapshot` (when there is one; `body` may load itself).
-    func recovering<T>(from snapshot: Snapshot? = nil, _ body: () throws -> T) throws -> T {
+    func recovering<T>(from snapshot: SnapshotMark? = nil, _ body: () throws -> T) throws -> T {
         while true {
             do { return try body() } catch let lost as ServerLost {
                 say("\(lost); re-planning and doing that again")
                 try replan(losing: lost.index)
-                if let snapshot { try loadWeights(snapshot.weights, resetOptimizer: false, optimizer: (snapshot.m, snapshot.v)) }
+                if let snapshot { try restoreSnapshot(snapshot) }
             }
         }
     }

@@ -74,6 +74,8 @@ public final class ParameterServer {
         let peers = Messenger(socket: data, runID: runID, sender: name, routed: true)
         var welcome = first
         var state = ShardState(slots: welcome.workers, bf16Gradients: welcome.bf16Gradients)
+        // Kept across re-plans: a lost server's chunks are restored from what the survivors hold.
+        var snapshots = SnapshotStore()
         func admit(_ keys: [[UInt8]]) {
             for w in 0..<state.slots {
                 if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
@@ -122,6 +124,23 @@ public final class ParameterServer {
                     try control.send(.pullReply(version: state.version, chunks: ids, optimizerState: optimizerState),
                                      tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
                     lastSent = Date()
+                case let .snapshot(c):
+                    switch c.action {
+                    case .storeReplica:
+                        let sizes = Dictionary(uniqueKeysWithValues: welcome.chunks.map { ($0.chunk, $0.count) })
+                        try snapshots.storeReplica(tag: c.tag, chunks: c.chunks, sizes: sizes, msg.tensors)
+                    case .commit:
+                        snapshots.commit(tag: c.tag, chunks: state.ordered)
+                    case .restore:
+                        try state.restore(from: snapshots, tag: c.tag, chunks: c.chunks, version: c.version)
+                        log(name, "restored \(c.chunks.count) of its \(state.chunks.count) chunks from its snapshot \(c.tag)")
+                    case .sendReplica:
+                        let copies = try snapshots.replicaCopies(c.chunks, tag: c.tag)
+                        try control.send(.pullReply(version: state.version, chunks: c.chunks, optimizerState: true),
+                                         tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
+                        lastSent = Date()
+                    }
+                    if c.action != .sendReplica { try tellCoordinator(.updateDone(step: c.tag, version: state.version)) }
                 case let .reset(step, shardWorkers, keys):
                     let dropped = try state.reset(owners: shardWorkers)
                     admit(keys)

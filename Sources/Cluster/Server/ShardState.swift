@@ -160,6 +160,13 @@ public struct ShardState {
         version = loaded; summedAt = nil
     }
 
+    /// Takes chunks `ids` of snapshot `tag` back from `snapshots` and the version the coordinator
+    /// gives (a lost server's chunks, which this one now holds, arrive in a load).
+    public mutating func restore(from snapshots: SnapshotStore, tag: Int, chunks ids: [Int], version restoredAt: Int) throws {
+        try snapshots.restore(tag: tag, chunks: ids, into: chunks)
+        version = restoredAt; summedAt = nil
+    }
+
     /// AdamW on every chunk with the step's summed gradient (chunks in parallel).
     public mutating func apply(_ u: ApplyUpdate) throws {
         guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
