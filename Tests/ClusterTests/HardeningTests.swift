@@ -424,6 +424,37 @@ final class HardeningTests: ClusterTestCase {
         try checkTensorBoard("out")  // nor twice in the TensorBoard events
     }
 
+    /// Two of three servers lost one after the other, no spare: each time the lost server's
+    /// chunks come back from the replica on its successor (then, with one server left, from the
+    /// coordinator's), and the run ends with the uninterrupted run's bits.
+    func testTwoServersLostOneAfterTheOtherAreRestoredFromTheirReplicas() throws {
+        let uninterrupted = try runCluster(servers: 3, workers: 2)
+        let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
+        try writeRecipe(recipe(servers: 3, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2)
+            .replacingOccurrences(of: "heartbeat_seconds: 0.2}", with: "heartbeat_seconds: 0.2, snapshot_every: 2}"), "r.yaml")
+        let first = try server(endpoint, "s0.log")
+        Thread.sleep(forTimeInterval: 0.3)  // joins first: server 0, whose replica is on server 1
+        let second = try server(endpoint, "s1.log")
+        Thread.sleep(forTimeInterval: 0.3)
+        let ps = [try server(endpoint, "s2.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.4"]),
+                  try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])]
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("sft step 1/4", in: "c.log")
+        first.signal(SIGKILL)
+        try waitFor("sft step 3/4", in: "c.log")
+        second.signal(SIGKILL)
+        try coordinator.wait()
+        for p in ps { try p.wait(); XCTAssertEqual(p.terminationStatus, 0) }
+        let text = log("c.log")
+        XCTAssertEqual(coordinator.terminationStatus, 0, text)
+        XCTAssertEqual(text.components(separatedBy: "replaying from the snapshot").count - 1, 2, text)
+        XCTAssertTrue(text.contains("spread over the 2 servers left") && text.contains("spread over the 1 servers left"), text)
+        XCTAssertTrue(text.contains("from replicas"), text)
+        let worst = zip(try loadCheckpoint("out/redi"), uninterrupted).map { abs($0 - $1) }.max()!
+        print("two servers lost one after the other: max |w - uninterrupted| = \(worst)")
+        XCTAssertEqual(worst, 0)
+    }
+
     func testALostServerIsReplacedByASpareAndTheRunReplaysToTheSameWeights() throws { try serverLoss(spare: true) }
 
     func testALostServerWithoutASpareIsSpreadOverTheSurvivorsWithTheSameWeights() throws { try serverLoss(spare: false) }
