@@ -40,16 +40,21 @@ public func loadTokenizer(_ path: String) throws -> (any Tokenizer)? {
     return nil
 }
 
-public enum Checkpoint {
-    /// Hugging Face's default `max_shard_size` ("5GB", decimal).
-    public static let defaultMaxShardBytes = 5_000_000_000
+/// A checkpoint written a range of the flat parameter vector at a time, in any order, so the
+/// process writing it never holds the whole model (the coordinator streams it from the
+/// servers): the Hugging Face files of `Checkpoint.write` (config, tokenizer, weights as one
+/// file or shards of whole tensors + index) and, with `optimizer` metadata, AdamW's state as
+/// flat vectors in `optimizer.safetensors` (with fp32 `master_weights` when the model is
+/// stored as bfloat16, so resuming stays exact). Every file appears whole at `finish`.
+public final class CheckpointWriter {
+    public let layout: ParameterLayout
+    /// The model's files: a writer and the tensors it holds (layout entries, consecutive).
+    let model: [(writer: SafetensorsWriter, entries: [ParameterEntry])]
+    let optimizer: SafetensorsWriter?
+    let index: (url: URL, json: Data)?
 
-    /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory, the
-    /// weights stored as `dtype` (config.json's `torch_dtype` says which): one
-    /// `model.safetensors`, or, past `maxShardBytes`, `model-0000k-of-0000n.safetensors` files
-    /// of whole tensors and `model.safetensors.index.json`, as `save_pretrained` shards.
-    public static func write(to directory: URL, config base: LlamaConfig, parameters: UnsafePointer<Float>,
-                             tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32, maxShardBytes: Int = defaultMaxShardBytes) throws {
+    public init(directory: URL, config base: LlamaConfig, tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32,
+                maxShardBytes: Int = Checkpoint.defaultMaxShardBytes, optimizer metadata: [String: String]? = nil) throws {
         var config = base
         config.torchDtype = dtype == .bf16 ? "bfloat16" : "float32"
         do {
@@ -58,6 +63,7 @@ public enum Checkpoint {
             throw FormatError("\(directory.path): cannot create checkpoint directory (\(error.localizedDescription))")
         }
         let layout = ParameterLayout(config: config)
+        self.layout = layout
         try config.write(to: directory.appendingPathComponent("config.json"))
         var generation: [String: Any] = ["_from_model_config": true]
         if let bos = config.bosTokenId { generation["bos_token_id"] = bos }
@@ -66,32 +72,78 @@ public enum Checkpoint {
         try JSONSerialization.data(withJSONObject: generation, options: [.prettyPrinted, .sortedKeys])
             .write(to: directory.appendingPathComponent("generation_config.json"))
         try tokenizer?.writeFiles(to: directory)
-        let tensors = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: parameters + $0.offset) }
         // Weights of an earlier write in another layout would be read instead of (or beside) these.
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
         where name == "model.safetensors.index.json" || (name.hasPrefix("model") && name.hasSuffix(".safetensors")) {
             try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
         }
-        let bytes = { (t: TensorToWrite) in t.shape.reduce(1, *) * dtype.bytes }
-        var shards: [[TensorToWrite]] = [[]]
+        let bytes = { (e: ParameterEntry) in e.shape.reduce(1, *) * dtype.bytes }
+        var shards: [[ParameterEntry]] = [[]]
         var size = 0
-        for t in tensors {
-            if size > 0, size + bytes(t) > maxShardBytes { shards.append([]); size = 0 }
-            shards[shards.count - 1].append(t)
-            size += bytes(t)
+        for e in layout.entries {
+            if size > 0, size + bytes(e) > maxShardBytes { shards.append([]); size = 0 }
+            shards[shards.count - 1].append(e)
+            size += bytes(e)
         }
-        guard shards.count > 1 else {
-            return try writeSafetensors(tensors, dtype: dtype, to: directory.appendingPathComponent("model.safetensors"))
+        let names = shards.count == 1 ? ["model.safetensors"] : shards.indices.map { String(format: "model-%05d-of-%05d.safetensors", $0 + 1, shards.count) }
+        model = try zip(names, shards).map { name, entries in
+            (try SafetensorsWriter(url: directory.appendingPathComponent(name), tensors: entries.map { ($0.name, $0.shape) }, dtype: dtype), entries)
         }
-        var weightMap: [String: String] = [:]
-        for (k, shard) in shards.enumerated() {
-            let name = String(format: "model-%05d-of-%05d.safetensors", k + 1, shards.count)
-            try writeSafetensors(shard, dtype: dtype, to: directory.appendingPathComponent(name))
-            for t in shard { weightMap[t.name] = name }
+        if shards.count > 1 {
+            var weightMap: [String: String] = [:]
+            for (name, entries) in zip(names, shards) { for e in entries { weightMap[e.name] = name } }
+            let json: [String: Any] = ["metadata": ["total_size": layout.entries.reduce(0) { $0 + bytes($1) }], "weight_map": weightMap]
+            index = (directory.appendingPathComponent("model.safetensors.index.json"),
+                     try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]))
+        } else {
+            index = nil
         }
-        let index: [String: Any] = ["metadata": ["total_size": tensors.reduce(0) { $0 + bytes($1) }], "weight_map": weightMap]
-        try writeAtomically(try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys]),
-                            to: directory.appendingPathComponent("model.safetensors.index.json"))
+        optimizer = try metadata.map { metadata in
+            let p = layout.totalCount
+            return try SafetensorsWriter(url: directory.appendingPathComponent("optimizer.safetensors"),
+                                         tensors: [("exp_avg", [p]), ("exp_avg_sq", [p])] + (dtype == .f32 ? [] : [("master_weights", [p])]),
+                                         metadata: metadata)
+        }
+    }
+
+    /// Writes flat parameters `range` (weights, and AdamW's m and v when the checkpoint has
+    /// optimizer state); each pointer is at the range's first value.
+    public func write(_ range: Range<Int>, weights: UnsafePointer<Float>, m: UnsafePointer<Float>? = nil, v: UnsafePointer<Float>? = nil) throws {
+        for (writer, entries) in model {
+            for (k, e) in entries.enumerated() {
+                let lo = max(range.lowerBound, e.offset), hi = min(range.upperBound, e.offset + e.shape.reduce(1, *))
+                if lo < hi { try writer.write(tensor: k, from: lo - e.offset, weights + (lo - range.lowerBound), count: hi - lo) }
+            }
+        }
+        if let optimizer {
+            guard let m, let v else { preconditionFailure("a checkpoint with optimizer state needs m and v") }
+            try optimizer.write(tensor: 0, from: range.lowerBound, m, count: range.count)
+            try optimizer.write(tensor: 1, from: range.lowerBound, v, count: range.count)
+            if optimizer.counts.count == 3 { try optimizer.write(tensor: 2, from: range.lowerBound, weights, count: range.count) }
+        }
+    }
+
+    /// Puts every file in place (the caller has written every range).
+    public func finish() throws {
+        for (writer, _) in model { try writer.finish() }
+        try optimizer?.finish()
+        if let index { try writeAtomically(index.json, to: index.url) }
+    }
+}
+
+public enum Checkpoint {
+    /// Hugging Face's default `max_shard_size` ("5GB", decimal).
+    public static let defaultMaxShardBytes = 5_000_000_000
+
+    /// Writes `parameters` (in `ParameterLayout(config:)`) as a Hugging Face directory, the
+    /// weights stored as `dtype` (config.json's `torch_dtype` says which): one
+    /// `model.safetensors`, or, past `maxShardBytes`, `model-0000k-of-0000n.safetensors` files
+    /// of whole tensors and `model.safetensors.index.json`, as `save_pretrained` shards.
+    public static func write(to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
+                             tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32, maxShardBytes: Int = defaultMaxShardBytes) throws {
+        let writer = try CheckpointWriter(directory: directory, config: config, tokenizer: tokenizer, dtype: dtype, maxShardBytes: maxShardBytes)
+        try writer.write(0..<writer.layout.totalCount, weights: parameters)
+        try writer.finish()
     }
 
     /// Loads a checkpoint directory, checking every tensor against the configuration.

@@ -163,41 +163,104 @@ public enum StoredDType: String, Sendable {
 ///
 /// Writes to a temporary file first and renames it, so a crash never leaves a half-written checkpoint.
 public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: String] = ["format": "pt"], dtype: StoredDType = .f32, to url: URL) throws {
-    var header = "{"
-    var offset = 0
-    func quote(_ s: String) -> String {
-        let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
-        return String(decoding: d.dropFirst().dropLast(), as: UTF8.self)
-    }
-    if !metadata.isEmpty {
-        header += "\"__metadata__\":{" + metadata.keys.sorted().map { "\(quote($0)):\(quote(metadata[$0]!))" }.joined(separator: ",") + "},"
-    }
-    header += tensors.map { t -> String in
-        let bytes = t.shape.reduce(1, *) * dtype.bytes
-        defer { offset += bytes }
-        return "\(quote(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
-    }.joined(separator: ",") + "}"
-    while header.utf8.count % 8 != 0 { header += " " }
-
-    try writeAtomically(to: url) { handle in
-        var length = UInt64(header.utf8.count).littleEndian
-        try handle.write(contentsOf: Data(bytes: &length, count: 8))
-        try handle.write(contentsOf: Data(header.utf8))
-        for t in tensors {
-            let count = t.shape.reduce(1, *)
-            switch dtype {
-            case .f32:
-                // fp32 little-endian is the in-memory layout on every platform we build for.
-                try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: t.values), count: count * 4, deallocator: .none))
-            case .bf16:
-                let narrowed = BFloat16Buffer(count: count)
-                narrowToBF16(t.values, into: narrowed.baseAddress, count: count)
-                try handle.write(contentsOf: Data(bytesNoCopy: narrowed.baseAddress, count: count * 2, deallocator: .none))
-            }
-        }
-    }
+    let writer = try SafetensorsWriter(url: url, tensors: tensors.map { ($0.name, $0.shape) }, metadata: metadata, dtype: dtype)
+    for (k, t) in tensors.enumerated() { try writer.write(tensor: k, from: 0, t.values, count: t.shape.reduce(1, *)) }
+    try writer.finish()
 }
 
+/// A safetensors file written in pieces, so no process needs all of it in memory: the header
+/// first (names, shapes, offsets), then any range of any tensor in any order (positioned
+/// writes), then flushed and renamed over `url`. Until `finish`, only a hidden temporary file
+/// beside it exists; a writer dropped unfinished removes it.
+public final class SafetensorsWriter {
+    public let url: URL
+    let temporary: URL
+    let descriptor: Int32
+    let dtype: StoredDType
+    /// Each tensor's first byte in the file and its element count.
+    let starts: [Int], counts: [Int]
+    var finished = false
+
+    public init(url: URL, tensors: [(name: String, shape: [Int])], metadata: [String: String] = ["format": "pt"], dtype: StoredDType = .f32) throws {
+        self.url = url; self.dtype = dtype
+        temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial")
+        func quote(_ s: String) -> String {
+            let d = try! JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])
+            return String(decoding: d.dropFirst().dropLast(), as: UTF8.self)
+        }
+        var header = "{"
+        if !metadata.isEmpty {
+            header += "\"__metadata__\":{" + metadata.keys.sorted().map { "\(quote($0)):\(quote(metadata[$0]!))" }.joined(separator: ",") + "},"
+        }
+        var offset = 0, offsets: [Int] = []
+        counts = tensors.map { $0.shape.reduce(1, *) }
+        header += zip(tensors, counts).map { t, count -> String in
+            let bytes = count * dtype.bytes
+            defer { offset += bytes }
+            offsets.append(offset)
+            return "\(quote(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+        }.joined(separator: ",") + "}"
+        while header.utf8.count % 8 != 0 { header += " " }
+        let dataStart = 8 + header.utf8.count
+        starts = offsets.map { $0 + dataStart }
+        descriptor = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw FormatError("\(url.path): cannot write (cannot create \(temporary.lastPathComponent) beside it: \(String(cString: strerror(errno))))")
+        }
+        var head = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { Array($0) }
+        head += Array(header.utf8)
+        try put(head, at: 0)
+        guard ftruncate(descriptor, off_t(dataStart + offset)) == 0 else { throw failure("cannot size it") }
+    }
+
+    deinit {
+        if !finished { close(descriptor); unlink(temporary.path) }
+    }
+
+    /// Writes `count` values of tensor `tensor` starting at its element `first`.
+    public func write(tensor: Int, from first: Int, _ values: UnsafePointer<Float>, count: Int) throws {
+        precondition(first >= 0 && first + count <= counts[tensor], "a write past the end of tensor \(tensor)")
+        let at = starts[tensor] + first * dtype.bytes
+        switch dtype {
+        case .f32:
+            // fp32 little-endian is the in-memory layout on every platform we build for.
+            try put(UnsafeRawBufferPointer(start: values, count: count * 4), at: at)
+        case .bf16:
+            let narrowed = BFloat16Buffer(count: count)
+            narrowToBF16(values, into: narrowed.baseAddress, count: count)
+            try put(UnsafeRawBufferPointer(start: narrowed.baseAddress, count: count * 2), at: at)
+        }
+    }
+
+    /// Flushes the file to disk and renames it into place.
+    public func finish() throws {
+        guard fsync(descriptor) == 0 else { throw failure("cannot flush it") }
+        close(descriptor)
+        finished = true
+        guard rename(temporary.path, url.path) == 0 else {
+            unlink(temporary.path)
+            throw FormatError("\(url.path): cannot write (cannot rename \(temporary.lastPathComponent) over it: \(String(cString: strerror(errno))))")
+        }
+    }
+
+    private func put(_ bytes: [UInt8], at offset: Int) throws {
+        try bytes.withUnsafeBytes { try put($0, at: offset) }
+    }
+
+    private func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw failure("writing \(temporary.lastPathComponent)") }
+            done += n
+        }
+    }
+
+    private func failure(_ what: String) -> FormatError {
+        FormatError("\(url.path): cannot write (\(what): \(String(cString: strerror(errno))))")
+    }
+}
 /// A size as Hugging Face writes `max_shard_size`: bytes, or a number with KB/MB/GB (powers of
 /// 1000) or KiB/MiB/GiB (powers of 1024); nil when it is not one or not positive.
 public func parseByteSize(_ text: String) -> Int? {

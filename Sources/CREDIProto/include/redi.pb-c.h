@@ -388,7 +388,8 @@ struct  Redi__PushAck
 
 /*
  * Weights for the listed chunks, one tensor frame each, or three (weights, m, v) with
- * optimizer_state (resuming); reset_optimizer zeroes m and v instead.
+ * optimizer_state (resuming); reset_optimizer zeroes m and v instead. No chunks with
+ * reset_optimizer: every chunk's m and v zeroed, the weights kept (a new stage).
  */
 struct  Redi__LoadChunks
 {

@@ -61,7 +61,7 @@ extension Coordinator {
 
     /// Reads a checkpoint to resume from, after verifying every file against its manifest
     /// (`verified`: already done) and every field of trainer_state.json.
-    func loadResumePoint(_ path: String, into parameters: FloatBuffer, verified: Bool) throws -> ResumePoint {
+    func loadResumePoint(_ path: String, into parameters: FloatBuffer, verified: Bool) throws -> (ResumePoint, m: FloatBuffer, v: FloatBuffer) {
         let dir = URL(fileURLWithPath: path)
         if !verified {
             do { try CheckpointManifest.verify(dir) } catch { throw ClusterError("cannot resume from \(path): \(error)") }
@@ -94,8 +94,24 @@ extension Coordinator {
               allFinite(v.baseAddress, count: v.count), !(0..<v.count).contains(where: { v.baseAddress[$0] < 0 }) else {
             throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
         }
-        return ResumePoint(stage: stage, step: state.step, totalSteps: state.totalSteps, epoch: state.epoch, position: state.position,
-                           m: m, v: v, directory: dir, logMark: state.logMark)
+        return (ResumePoint(stage: stage, step: state.step, totalSteps: state.totalSteps, epoch: state.epoch, position: state.position,
+                            directory: dir, logMark: state.logMark), m, v)
+    }
+
+    /// One pulled chunk (weights, m, v frames) into a checkpoint, after checking it is finite.
+    private func write(chunk id: Int, _ frames: ArraySlice<ReceivedFrame>, from server: [UInt8], into writer: CheckpointWriter) throws {
+        let c = plan.chunks[id], range = c.offset..<(c.offset + c.count)
+        let (w, m, v) = (frames[frames.startIndex], frames[frames.startIndex + 1], frames[frames.startIndex + 2])
+        try w.withFloats { (w: UnsafePointer<Float>) in
+            try m.withFloats { (m: UnsafePointer<Float>) in
+                try v.withFloats { (v: UnsafePointer<Float>) in
+                    guard allFinite(w, count: c.count), allFinite(m, count: c.count), allFinite(v, count: c.count) else {
+                        throw ClusterError("\(name(of: server)) sent non-finite values for chunk \(id)")
+                    }
+                    try writer.write(range, weights: w, m: m, v: v)
+                }
+            }
+        }
     }
 
     /// The reference log-probabilities a DPO stage saved at its start (chosen, rejected per example).
@@ -113,26 +129,27 @@ extension Coordinator {
         }
     }
 
-    /// Writes a checkpoint of the servers' state.
+    /// Writes a checkpoint of the servers' state, streamed from them in rounds of at most
+    /// `pullRoundBytes` a server straight into the files: never the whole model in this process.
     @discardableResult
-    func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig, parameters: FloatBuffer,
+    func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig,
                     tokenizer: any Tokenizer, name: String) throws -> String {
-        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
-        try pullWeights(into: parameters, optimizer: (m, v))
         keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         // The old manifest goes first: until the new one is written last, the checkpoint does not verify.
         try? FileManager.default.removeItem(at: dir.appendingPathComponent(CheckpointManifest.fileName))
-        try Checkpoint.write(to: dir, config: config, parameters: parameters.baseAddress, tokenizer: tokenizer, dtype: recipe.saveDType,
-                             maxShardBytes: recipe.maxShardBytes)
-        keepAlive()
         // AdamW state beside the model, as flat vectors in the parameter layout, for resuming; with a
         // bfloat16 model, the fp32 weights too (resuming from rounded weights would change the run).
-        var adam = [TensorToWrite(name: "exp_avg", shape: [m.count], values: m.baseAddress),
-                    TensorToWrite(name: "exp_avg_sq", shape: [v.count], values: v.baseAddress)]
-        if recipe.saveDType != .f32 { adam.append(TensorToWrite(name: "master_weights", shape: [parameters.count], values: parameters.baseAddress)) }
-        try writeSafetensors(adam, metadata: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)],
-                             to: dir.appendingPathComponent("optimizer.safetensors"))
+        let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: tokenizer, dtype: recipe.saveDType, maxShardBytes: recipe.maxShardBytes,
+                                          optimizer: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)])
+        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
+        try relayRounds(from: owned, perChunk: 3, ask: { .pull(version: version, chunks: $0, optimizerState: true) }) { s, ids, frames in
+            for (k, id) in ids.enumerated() { try write(chunk: id, frames[(3 * k)..<(3 * k + 3)], from: servers[s], into: writer) }
+            keepAlive()
+            return nil
+        }
+        try writer.finish()
+        keepAlive()
         var state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
                                     "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
         // Where the logs stood: a resumed run cuts them back here.

@@ -34,24 +34,12 @@ extension Coordinator {
         _ = try collectFromServers(messages) { if case .updateDone = $0 { return true }; return false }
     }
 
-    /// Pulls every chunk back from the servers into `parameters` (and AdamW's m and v into
-    /// `optimizer`). Each reply is checked against the plan (chunk ids, frame sizes, finite
-    /// values) before anything is copied.
-    func pullWeights(into parameters: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
-        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
-        let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-        try relayRounds(from: owned, perChunk: buffers.count, ask: { .pull(version: version, chunks: $0, optimizerState: optimizer != nil) }) { s, ids, frames in
-            for (k, id) in ids.enumerated() {
-                for (b, buffer) in buffers.enumerated() {
-                    let destination = buffer.baseAddress + plan.chunks[id].offset
-                    frames[k * buffers.count + b].copyFloats(into: destination)
-                    guard allFinite(destination, count: plan.chunks[id].count) else {
-                        throw ClusterError("\(name(of: servers[s])) sent non-finite values for chunk \(id)")
-                    }
-                }
-            }
-            return nil
-        }
+    /// A new stage: AdamW's m and v zeroed on every server, the weights kept (an empty load with
+    /// `reset_optimizer`).
+    func resetOptimizerState() throws {
+        version += 1
+        for id in servers { try messenger.send(.load(chunks: [], resetOptimizer: true, version: version), to: id) }
+        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
     }
 
     /// The most bytes one pull round asks a server for (snapshots and checkpoints).

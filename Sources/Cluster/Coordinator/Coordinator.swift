@@ -93,7 +93,6 @@ public final class Coordinator {
     /// Where an interrupted run continues: its stage, step, data position and AdamW state.
     struct ResumePoint {
         let stage: Int, step: Int, totalSteps: Int, epoch: Int, position: Int
-        let m: FloatBuffer, v: FloatBuffer
         let directory: URL
         /// Where the logs stood when the checkpoint was written (nil in older checkpoints).
         let logMark: RunLog.Mark?
@@ -175,10 +174,19 @@ public final class Coordinator {
             say(String(format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
                        stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
-        let (config, parameters, tokenizer) = try prepareModel()
+        // The model to load into the servers (and, resuming, AdamW's state): held until they have
+        // it, then dropped: the servers hold the model, the coordinator nothing of its size.
+        var model: (config: LlamaConfig, weights: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)?, tokenizer: any Tokenizer)? = nil
+        let prepared = try prepareModel()
+        model = (prepared.0, prepared.1, nil, prepared.2)
+        let config = prepared.0, tokenizer = prepared.2
         benchmarks = try recipe.eval.map { try loadBenchmarks($0, tokenizer: tokenizer) } ?? []
         let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
-        let resumePoint = try resumePath.map { try loadResumePoint($0, into: parameters, verified: resume == "latest") }
+        let resumePoint = try resumePath.map { path -> ResumePoint in
+            let (point, m, v) = try loadResumePoint(path, into: model!.weights, verified: resume == "latest")
+            model!.optimizer = (m, v)
+            return point
+        }
         // Logs are cut back only when the checkpoint is this output's (not one copied from another run).
         let ownMark = resumePoint.flatMap { $0.directory.standardizedFileURL.deletingLastPathComponent().path == out.path ? $0.logMark : nil }
         runLog = try RunLog(output: out, fresh: resumePoint == nil, resumingAt: ownMark)
@@ -198,24 +206,32 @@ public final class Coordinator {
         say("run \(recipe.runID): listening on \(endpoint) (run key \(key.fingerprint)); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
         try admit()
         live = Array(workers.indices)
-        plan = ChunkPlan.make(parameterCount: parameters.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
+        plan = ChunkPlan.make(parameterCount: model!.weights.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
         configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         // Servers first: they must admit the workers' keys before a worker connects to them.
         for (i, s) in servers.enumerated() { try messenger.send(welcome(i, role: .server), to: s) }
         say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
         // A server that joined but does not take the load is replaced by a spare here too.
-        try recovering { try loadWeights(parameters, resetOptimizer: true) }
+        func loadModel() throws { try loadWeights(model!.weights, resetOptimizer: model!.optimizer == nil, optimizer: model!.optimizer) }
+        try recovering(.bodyReloads) { try loadModel() }
         for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
 
         if evaluateOnly {
             let name = URL(fileURLWithPath: recipe.model.path ?? "model").lastPathComponent
             guard let e = recipe.eval else { throw ClusterError("--evaluate: the recipe has no eval section") }
             var summary = StageSummary(stage: name, steps: 0, checkpoint: recipe.model.path ?? "")
-            summary.passAt1 = try recovering { try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: name, label: name) }
+            var reload = false  // after a lost server, the model again (no training: no snapshot)
+            summary.passAt1 = try recovering(.bodyReloads) {
+                if reload { try loadModel() }
+                reload = true
+                return try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: name, label: name)
+            }
             printTable([summary])
             return [summary]
         }
+        model = nil
         var summaries: [StageSummary] = []
+        var previous: SnapshotMark?
         // Log-probabilities of a fixed set of (chosen, rejected) pairs after every stage show
         // what each stage did to the model.
         var previousPref: [Example]?
@@ -229,14 +245,14 @@ public final class Coordinator {
             if let r = resumePoint, index < r.stage { continue }
             let start = resumePoint.flatMap { $0.stage == index ? $0 : nil }
             if let start {
-                try recovering { try loadWeights(parameters, resetOptimizer: false, optimizer: (start.m, start.v)) }
-                say("resuming \(stage.name) at step \(start.step)")
+                say("resuming \(stage.name) at step \(start.step)")  // its weights and AdamW state were the initial load
             } else if index > 0 {
-                try recovering { try loadWeights(parameters, resetOptimizer: true) }  // stage 2 restarts AdamW and its schedule
+                try recovering(.snapshot(previous)) { try resetOptimizerState() }  // stage 2 restarts AdamW and its schedule
             }
-            let summary = try runStage(stage, index: index, config: config, parameters: parameters, tokenizer: tokenizer,
-                                       preferenceProbe: &previousPref, start: start)
+            let (summary, final) = try runStage(stage, index: index, config: config, tokenizer: tokenizer,
+                                                preferenceProbe: &previousPref, start: start)
             summaries.append(summary)
+            previous = final
         }
         printTable(summaries)
         return summaries
@@ -293,8 +309,10 @@ public final class Coordinator {
 
     // MARK: Stages
 
-    func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, parameters: FloatBuffer, tokenizer: any Tokenizer,
-                  preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> StageSummary {
+    /// Runs one stage; returns its summary and the snapshot taken at its end (what the next
+    /// stage's start is recovered from).
+    func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, tokenizer: any Tokenizer,
+                  preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> (StageSummary, SnapshotMark?) {
         referenceScores = nil
         let (loaded, report) = try Dataset.load(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
                                                 vocabularySize: config.vocabSize,
@@ -412,7 +430,7 @@ public final class Coordinator {
                        stage.name, step + 1, total, metrics["loss"]!, norm, lr, metrics["tokens_per_second"]!, eta))
             if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < total {
                 try checkpoint(stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
-                               parameters: parameters, tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
+                               tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
             }
             if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < total {
                 _ = try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: "\(stage.name)-step\(step + 1)")
@@ -432,28 +450,38 @@ public final class Coordinator {
           }
         }
         let final = snapshot
-        let dir = try recovering(from: final) { try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
-                                 parameters: parameters, tokenizer: tokenizer, name: stage.name) }
+        let dir = try recovering(.snapshot(final)) { try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
+                                 tokenizer: tokenizer, name: stage.name) }
         var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
         if let probe = preferenceProbe {
-            let s = try recovering(from: final) { try score(probe, microBatchTokens: stage.microBatchTokens) }
+            let s = try recovering(.snapshot(final)) { try score(probe, microBatchTokens: stage.microBatchTokens) }
             summary.logpsChosen = stride(from: 0, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
             summary.logpsRejected = stride(from: 1, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
         }
         if let e = recipe.eval {
-            summary.passAt1 = try recovering(from: final) { try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: stage.name) }
+            summary.passAt1 = try recovering(.snapshot(final)) { try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: stage.name) }
         }
-        return summary
+        return (summary, final)
     }
 
-    /// Runs `body` (work between steps) again after a lost server's chunks were re-planned
-    /// and the servers reloaded from `snapshot` (when there is one; `body` may load itself).
-    func recovering<T>(from snapshot: SnapshotMark? = nil, _ body: () throws -> T) throws -> T {
+    /// How work between steps comes back after a lost server: its body loads every weight
+    /// itself, or the servers go back to a snapshot (none: the run cannot recover).
+    enum Recovery {
+        case bodyReloads
+        case snapshot(SnapshotMark?)
+    }
+
+    /// Runs `body` (work between steps) again after a lost server's chunks were re-planned and
+    /// the weights brought back as `recovery` says.
+    func recovering<T>(_ recovery: Recovery, _ body: () throws -> T) throws -> T {
         while true {
             do { return try body() } catch let lost as ServerLost {
+                if case .snapshot(nil) = recovery {
+                    throw ClusterError("\(lost), and there is no snapshot to recover from\(recipe.cluster.snapshotEvery == 0 ? " (cluster.snapshot_every is 0)" : "")")
+                }
                 say("\(lost); re-planning and doing that again")
                 try replan(losing: lost.index)
-                if let snapshot { try restoreSnapshot(snapshot) }
+                if case let .snapshot(mark?) = recovery { try restoreSnapshot(mark) }
             }
         }
     }

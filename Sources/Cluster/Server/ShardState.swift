@@ -136,7 +136,8 @@ public struct ShardState {
     }
 
     /// Copies loaded chunks in (weights, and m and v with `optimizerState`; zeroed m and v with
-    /// `reset`) after checking every tensor, and takes the load's version.
+    /// `reset`) after checking every tensor, and takes the load's version. A load of no chunks
+    /// with `reset` zeroes every chunk's m and v (a new stage; the weights stay).
     public mutating func load(_ ids: [Int], _ tensors: [some ReceivedValues], reset: Bool, optimizerState: Bool, version loaded: Int) throws {
         let per = optimizerState ? 3 : 1
         guard ids.count * per == tensors.count, Set(ids).count == ids.count else {
@@ -157,6 +158,7 @@ public struct ShardState {
                 c.m.zero(); c.v.zero()
             }
         }
+        if ids.isEmpty && reset { for c in ordered { c.m.zero(); c.v.zero() } }
         version = loaded; summedAt = nil
     }
 
