@@ -36,4 +36,13 @@ trap cleanup EXIT INT TERM
 coordinator=$!
 for _ in $(seq "$servers"); do "$bin/redi-ps" serve --coordinator "$endpoint" --key "$key" & pids+=($!); done
 for _ in $(seq "$workers"); do "$bin/redi-worker" join --coordinator "$endpoint" --key "$key" --threads 1 & pids+=($!); done
-wait "$coordinator"
+status=0
+wait "$coordinator" || status=$?
+# Peers leave on the coordinator's word (logging their peak memory); the trap stops any that linger.
+for _ in $(seq 100); do
+  lingering=0
+  for p in "${pids[@]}"; do if kill -0 "$p" 2>/dev/null; then lingering=1; fi; done
+  [ "$lingering" = 0 ] && break
+  sleep 0.1
+done
+exit "$status"

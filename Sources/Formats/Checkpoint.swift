@@ -22,6 +22,13 @@ public func loadModel(_ path: String) throws -> LoadedModel {
     return try Checkpoint.load(from: url)
 }
 
+/// A checkpoint directory or `.gguf` file read a piece at a time (see `ModelReader`).
+public func modelReader(_ path: String) throws -> ModelReader {
+    let url = URL(fileURLWithPath: path)
+    if path.lowercased().hasSuffix(".gguf") { return try GGUFModel.reader(try GGUFFile(url: url)) }
+    return try Checkpoint.reader(url)
+}
+
 /// Only the configuration of a checkpoint directory or `.gguf` file, without reading any weights.
 public func loadConfig(_ path: String) throws -> LlamaConfig {
     let url = URL(fileURLWithPath: path)
@@ -151,6 +158,13 @@ public enum Checkpoint {
     /// - Throws: `FormatError` or `ConfigError` naming the file and the problem: a missing or
     ///   extra tensor, a wrong shape, a truncated file.
     public static func load(from directory: URL) throws -> LoadedModel {
+        let reader = try reader(directory)
+        return LoadedModel(config: reader.config, layout: reader.layout, parameters: try reader.readAll(), tokenizer: try loadTokenizer(directory.path))
+    }
+
+    /// A checkpoint directory read a piece at a time, every tensor checked first (as `load`);
+    /// the pages read are dropped as it goes, so a streaming reader stays small.
+    public static func reader(_ directory: URL) throws -> ModelReader {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw FormatError("\(directory.path): no such checkpoint directory")
@@ -166,7 +180,7 @@ public enum Checkpoint {
                 found[name] = file
             }
         }
-        let parameters = FloatBuffer(count: layout.totalCount)
+        var source: [String: SafetensorsFile] = [:]
         for entry in layout.entries {
             guard let file = found.removeValue(forKey: entry.name) else {
                 throw FormatError("\(directory.path): missing tensor \"\(entry.name)\" (shape \(entry.shape))")
@@ -175,21 +189,29 @@ public enum Checkpoint {
             guard info.shape == entry.shape else {
                 throw FormatError("\(file.url.path): tensor \"\(entry.name)\" has shape \(info.shape), config.json implies \(entry.shape)")
             }
-            try file.read(entry.name, into: parameters.baseAddress + entry.offset)
+            source[entry.name] = file
         }
-        // Tied checkpoints sometimes also store lm_head.weight; accept it only as an exact copy.
-        if config.tieWordEmbeddings, let file = found.removeValue(forKey: "lm_head.weight") {
-            let head = try file.read("lm_head.weight")
-            let embed = Array(UnsafeBufferPointer(start: parameters.baseAddress + layout.embedding, count: head.count))
-            guard head == embed else {
-                throw FormatError("\(file.url.path): lm_head.weight differs from model.embed_tokens.weight but tie_word_embeddings is true")
-            }
+        // Tied checkpoints sometimes also store lm_head.weight; accept it only as an exact copy
+        // (compared as the embedding is read).
+        let tiedHead = config.tieWordEmbeddings ? found.removeValue(forKey: "lm_head.weight") : nil
+        if let tiedHead, tiedHead.tensors["lm_head.weight"]!.shape != [config.vocabSize, config.hiddenSize] {
+            throw FormatError("\(tiedHead.url.path): lm_head.weight differs from model.embed_tokens.weight but tie_word_embeddings is true")
         }
         for name in found.keys where name.hasSuffix("rotary_emb.inv_freq") { found.removeValue(forKey: name) }
         if let extra = found.keys.sorted().first {
             throw FormatError("\(found[extra]!.url.path): unexpected tensor \"\(extra)\" for a \(config.modelType) model with this config\(found.count > 1 ? " (and \(found.count - 1) more)" : "")")
         }
-        return LoadedModel(config: config, layout: layout, parameters: parameters, tokenizer: try loadTokenizer(directory.path))
+        return ModelReader(config: config, layout: layout) { entry, range, destination in
+            let file = source[entry.name]!
+            try file.read(entry.name, elements: range, into: destination, release: true)
+            if let tiedHead, entry.offset == layout.embedding {
+                var head = [Float](repeating: 0, count: range.count)
+                try head.withUnsafeMutableBufferPointer { try tiedHead.read("lm_head.weight", elements: range, into: $0.baseAddress!, release: true) }
+                guard head.elementsEqual(UnsafeBufferPointer(start: destination, count: range.count)) else {
+                    throw FormatError("\(tiedHead.url.path): lm_head.weight differs from model.embed_tokens.weight but tie_word_embeddings is true")
+                }
+            }
+        }
     }
 
     static func safetensorsFiles(in directory: URL) throws -> [SafetensorsFile] {

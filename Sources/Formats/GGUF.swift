@@ -136,23 +136,35 @@ public struct GGUFFile {
     /// Dequantises tensor `name` to fp32 into `destination` (which must hold `count` floats), in ggml element order.
     public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
         guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
+        try read(name, elements: 0..<info.count, into: destination)
+    }
+
+    /// Dequantises elements `range` of tensor `name` (whole blocks of a quantised type: rows
+    /// always are) into `destination`; with `release`, the pages read are dropped from memory afterwards.
+    public func read(_ name: String, elements range: Range<Int>, into destination: UnsafeMutablePointer<Float>, release: Bool = false) throws {
+        guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
+        let (perBlock, blockBytes) = info.type.block
+        guard range.lowerBound >= 0, range.upperBound <= info.count, range.lowerBound % perBlock == 0, range.count % perBlock == 0 else {
+            throw FormatError("\(url.path): elements \(range) of \"\(name)\" are not whole blocks of its \(info.count)")
+        }
+        let first = info.fileOffset + range.lowerBound / perBlock * blockBytes, blocks = range.count / perBlock
         data.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + info.fileOffset
+            let src = raw.baseAddress! + first
             func f16(_ at: Int) -> Float { halfToFloat(src.loadUnaligned(fromByteOffset: at, as: UInt16.self).littleEndian) }
             switch info.type {
             case .f32:
-                for i in 0..<info.count { destination[i] = Float(bitPattern: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
+                for i in 0..<range.count { destination[i] = Float(bitPattern: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
             case .f16:
-                for i in 0..<info.count { destination[i] = f16(2 * i) }
+                for i in 0..<range.count { destination[i] = f16(2 * i) }
             case .bf16:
-                for i in 0..<info.count { destination[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
+                for i in 0..<range.count { destination[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
             case .q8_0:
-                for b in 0..<(info.count / 32) {
+                for b in 0..<blocks {
                     let base = b * 34, d = f16(base), out = destination + b * 32
                     for j in 0..<32 { out[j] = d * Float(Int8(bitPattern: src.load(fromByteOffset: base + 2 + j, as: UInt8.self))) }
                 }
             case .q4_0:
-                for b in 0..<(info.count / 32) {
+                for b in 0..<blocks {
                     let base = b * 18, d = f16(base), out = destination + b * 32
                     for j in 0..<16 {
                         let q = src.load(fromByteOffset: base + 2 + j, as: UInt8.self)
@@ -161,7 +173,7 @@ public struct GGUFFile {
                     }
                 }
             case .q4_1:
-                for b in 0..<(info.count / 32) {
+                for b in 0..<blocks {
                     let base = b * 20, d = f16(base), m = f16(base + 2), out = destination + b * 32
                     for j in 0..<16 {
                         let q = src.load(fromByteOffset: base + 4 + j, as: UInt8.self)
@@ -171,6 +183,7 @@ public struct GGUFFile {
                 }
             }
         }
+        if release { dropResidentPages(of: data, bytes: first..<(first + blocks * blockBytes)) }
     }
 }
 

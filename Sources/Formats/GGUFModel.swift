@@ -15,36 +15,40 @@ public enum GGUFModel {
 
     /// The model in a parsed GGUF file.
     public static func load(file: GGUFFile) throws -> LoadedModel {
+        let reader = try reader(file)
+        return LoadedModel(config: reader.config, layout: reader.layout, parameters: try reader.readAll(), tokenizer: try tokenizer(file))
+    }
+
+    /// The model in a parsed GGUF file, a piece at a time (every tensor checked first). q and k
+    /// come whole (llama.cpp permuted their rows per head); the pages read are dropped as it goes.
+    public static func reader(_ file: GGUFFile) throws -> ModelReader {
         let path = file.url.path
         let config = try configuration(file)
         let layout = ParameterLayout(config: config)
         var remaining = Set(file.tensors.keys)
         let permute = file.metadata["general.architecture"]?.string == "llama"
-        // Every tensor is checked before the vector is allocated: its size is then backed by the file.
         for entry in layout.entries {
             let name = ggufName(entry.name)
             guard let info = file.tensors[name] else { throw FormatError("\(path): missing tensor \"\(name)\" (for \(entry.name))") }
             guard info.shape == entry.shape || (entry.shape.count == 1 && info.count == entry.count) else {
                 throw FormatError("\(path): tensor \"\(name)\" has shape \(info.shape), the metadata implies \(entry.shape)")
             }
-        }
-        let parameters = FloatBuffer(count: layout.totalCount)
-        for entry in layout.entries {
-            let name = ggufName(entry.name)
             remaining.remove(name)
-            let destination = parameters.baseAddress + entry.offset
-            try file.read(name, into: destination)
-            if permute && (name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_k.weight")) {
-                let heads = name.hasSuffix("attn_q.weight") ? config.numAttentionHeads : config.numKeyValueHeads
-                unpermuteRows(destination, rows: entry.shape[0], columns: entry.shape[1], heads: heads)
-            }
         }
         // Tied models carry no output.weight; an untied one must, and nothing else may remain.
         remaining.remove("rope_freqs.weight")
         if let extra = remaining.sorted().first {
             throw FormatError("\(path): unexpected tensor \"\(extra)\"\(remaining.count > 1 ? " (and \(remaining.count - 1) more)" : "")")
         }
-        return LoadedModel(config: config, layout: layout, parameters: parameters, tokenizer: try tokenizer(file))
+        func permuted(_ name: String) -> Bool { permute && (name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_k.weight")) }
+        return ModelReader(config: config, layout: layout, whole: { permuted(ggufName($0.name)) }) { entry, range, destination in
+            let name = ggufName(entry.name)
+            try file.read(name, elements: range, into: destination, release: true)
+            if permuted(name) {
+                let heads = name.hasSuffix("attn_q.weight") ? config.numAttentionHeads : config.numKeyValueHeads
+                unpermuteRows(destination, rows: entry.shape[0], columns: entry.shape[1], heads: heads)
+            }
+        }
     }
 
     /// Hugging Face → llama.cpp tensor names.

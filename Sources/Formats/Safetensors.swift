@@ -106,17 +106,28 @@ public struct SafetensorsFile {
     /// Converts tensor `name` to fp32 into `destination` (which must hold `count` floats).
     public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
         guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
+        try read(name, elements: 0..<info.count, into: destination)
+    }
+
+    /// Converts elements `range` of tensor `name` (flat, row-major) to fp32 into `destination`;
+    /// with `release`, the file's pages read are dropped from memory afterwards (a streaming
+    /// reader then stays small however large the file).
+    public func read(_ name: String, elements range: Range<Int>, into destination: UnsafeMutablePointer<Float>, release: Bool = false) throws {
+        guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
+        guard range.lowerBound >= 0, range.upperBound <= info.count else { throw FormatError("\(url.path): elements \(range) of \"\(name)\" (\(info.count))") }
+        let first = dataStart + info.dataRange.lowerBound + range.lowerBound * info.dtype.size
         data.withUnsafeBytes { raw in
-            let src = raw.baseAddress! + dataStart + info.dataRange.lowerBound
+            let src = raw.baseAddress! + first
             switch info.dtype {
             case .f32:
-                for i in 0..<info.count { destination[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
+                for i in 0..<range.count { destination[i] = Float(bitPattern: UInt32(littleEndian: src.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) }
             case .bf16:
-                for i in 0..<info.count { destination[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
+                for i in 0..<range.count { destination[i] = Float(bitPattern: UInt32(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) << 16) }
             case .f16:
-                for i in 0..<info.count { destination[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+                for i in 0..<range.count { destination[i] = halfToFloat(UInt16(littleEndian: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
             }
         }
+        if release { dropResidentPages(of: data, bytes: first..<(first + range.count * info.dtype.size)) }
     }
 
     /// Tensor `name` as a new fp32 array.
@@ -125,6 +136,18 @@ public struct SafetensorsFile {
         var out = [Float](repeating: 0, count: info.count)
         try out.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!) }
         return out
+    }
+}
+
+/// Drops the whole pages of a memory-mapped file's `bytes` from memory (they are read again
+/// from the file if touched): what a streaming reader has consumed stops counting as resident.
+func dropResidentPages(of data: Data, bytes: Range<Int>) {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    data.withUnsafeBytes { raw in
+        guard let base = raw.baseAddress else { return }
+        let start = (Int(bitPattern: base) + bytes.lowerBound + page - 1) / page * page
+        let end = (Int(bitPattern: base) + bytes.upperBound) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
     }
 }
 

@@ -5,16 +5,29 @@ import Numerics
 
 public func initializeParameters(_ parameters: FloatBuffer, layout: ParameterLayout, seed: UInt64, std: Double = 0.02) {
     precondition(parameters.count == layout.totalCount)
-    var rng = SeededGenerator(seed: seed)
-    let norms = layout.normOffsets
-    for entry in layout.entries {
-        let p = parameters.baseAddress + entry.offset
+    let fill = initialValues(layout: layout, seed: seed, std: std)
+    for entry in layout.entries { fill(entry, 0..<entry.count, parameters.baseAddress + entry.offset) }
+}
+
+/// The same initialisation as a `ModelReader`: drawn piece by piece in layout order (one
+/// seeded stream per pass, so the bits of `initializeParameters` every time), never the whole
+/// model at once.
+public func initialParameters(config: LlamaConfig, seed: UInt64, std: Double = 0.02) -> ModelReader {
+    let layout = ParameterLayout(config: config)
+    return ModelReader(config: config, layout: layout) { initialValues(layout: layout, seed: seed, std: std) }
+}
+
+/// Fills elements `range` of a tensor; called in layout order (the values come from one stream).
+private func initialValues(layout: ParameterLayout, seed: UInt64, std: Double) -> (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) -> Void {
+    final class Stream { var rng: SeededGenerator; init(_ seed: UInt64) { rng = SeededGenerator(seed: seed) } }
+    let stream = Stream(seed), norms = layout.normOffsets
+    return { entry, range, p in
         if norms.contains(entry.offset) {
-            p.update(repeating: 1, count: entry.count)
+            p.update(repeating: 1, count: range.count)
         } else if entry.shape.count == 1 {
-            p.update(repeating: 0, count: entry.count)
+            p.update(repeating: 0, count: range.count)
         } else {
-            for i in 0..<entry.count { p[i] = Float(rng.nextNormal() * std) }
+            for i in 0..<range.count { p[i] = Float(stream.rng.nextNormal() * std) }
         }
     }
 }

@@ -20,8 +20,16 @@ final class MemoryPlanTests: XCTestCase {
         }
         XCTAssertEqual(term(one, "server", "weights, m, v"), 16 * p)
         XCTAssertEqual(term(two, "server", "weights, m, v"), 16 * ((p + 1) / 2))
-        XCTAssertEqual(term(one, "coordinator", "two snapshots"), 24 * p)
-        XCTAssertNil(term(two, "coordinator", "two snapshots"))  // snapshot_every: 0 keeps none
+        // Snapshots live on the servers; with one server, its replica is the coordinator's.
+        XCTAssertEqual(term(one, "coordinator", "the only server's replica"), 24 * p)
+        XCTAssertEqual(term(one, "server", "snapshot of its share"), 12 * p)
+        XCTAssertNil(term(one, "server", "a neighbour's replica"))
+        let three = try plan("servers: 3, workers: 2")
+        XCTAssertNil(term(three, "coordinator", "the only server's replica"))
+        XCTAssertEqual(term(three, "server", "snapshot of its share"), 12 * ((p + 2) / 3))
+        XCTAssertEqual(term(three, "server", "a neighbour's replica"), 24 * ((p + 2) / 3))
+        XCTAssertNil(term(two, "server", "snapshot of its share"))  // snapshot_every: 0 keeps none
+        XCTAssertEqual(term(three, "coordinator", "the model"), 4 * p)
         XCTAssertNil(term(one, "worker", "bf16 copy"))
         XCTAssertEqual(term(two, "worker", "bf16 copy"), 2 * p)
         // The workspace is the engine's own plan for a full micro-batch.

@@ -127,3 +127,25 @@ final class TrainingTests: XCTestCase {
         XCTAssertLessThan(final, 0.5)
     }
 }
+
+final class ModelReaderTests: XCTestCase {
+    /// The seeded initialisation read a piece at a time is `initializeParameters`' bits, on every
+    /// pass (a lost server's load is read again), in pieces of whole rows, in layout order.
+    func testInitialisationReadInPiecesIsTheSameBitsEveryPass() throws {
+        let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
+        let layout = ParameterLayout(config: config)
+        let whole = FloatBuffer(count: layout.totalCount)
+        initializeParameters(whole, layout: layout, seed: 7)
+        let reader = initialParameters(config: config, seed: 7)
+        for _ in 0..<2 {
+            var next = 0
+            try reader.forEachPiece { offset, values, count in
+                XCTAssertEqual(offset, next)
+                XCTAssertLessThanOrEqual(count, max(ModelReader.pieceElements, config.hiddenSize))
+                XCTAssertTrue((0..<count).allSatisfy { values[$0].bitPattern == whole.baseAddress[offset + $0].bitPattern })
+                next += count
+            }
+            XCTAssertEqual(next, layout.totalCount)
+        }
+    }
+}

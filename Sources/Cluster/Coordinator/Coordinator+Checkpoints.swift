@@ -59,9 +59,10 @@ extension Coordinator {
         }
     }
 
-    /// Reads a checkpoint to resume from, after verifying every file against its manifest
-    /// (`verified`: already done) and every field of trainer_state.json.
-    func loadResumePoint(_ path: String, into parameters: FloatBuffer, verified: Bool) throws -> (ResumePoint, m: FloatBuffer, v: FloatBuffer) {
+    /// A checkpoint to resume from, after verifying every file against its manifest (`verified`:
+    /// already done) and every field of trainer_state.json: where the run stood, a reader of its
+    /// weights and its optimizer file (both read as they are loaded into the servers).
+    func loadResumePoint(_ path: String, config: LlamaConfig, verified: Bool) throws -> (ResumePoint, ModelReader, SafetensorsFile) {
         let dir = URL(fileURLWithPath: path)
         if !verified {
             do { try CheckpointManifest.verify(dir) } catch { throw ClusterError("cannot resume from \(path): \(error)") }
@@ -75,27 +76,17 @@ extension Coordinator {
         if let runID = state.runID, runID != recipe.runID {
             throw ClusterError("\(path) belongs to run \(runID), not \(recipe.runID)")
         }
-        let checkpoint = try Checkpoint.load(from: dir)
-        guard checkpoint.parameters.count == parameters.count else {
-            throw ClusterError("\(path): \(checkpoint.parameters.count) parameters, the recipe's model has \(parameters.count)")
+        let reader = try Checkpoint.reader(dir)
+        let count = ParameterLayout(config: config).totalCount
+        guard reader.layout.totalCount == count else {
+            throw ClusterError("\(path): \(reader.layout.totalCount) parameters, the recipe's model has \(count)")
         }
-        parameters.copy(from: checkpoint.parameters)
         let optimizer = try SafetensorsFile(url: dir.appendingPathComponent("optimizer.safetensors"))
-        if optimizer.tensors["master_weights"] != nil {  // a bfloat16 model: the fp32 weights are here
-            guard optimizer.tensors["master_weights"]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors' master_weights do not match the model") }
-            try optimizer.read("master_weights", into: parameters.baseAddress)
-        }
-        let m = FloatBuffer(count: parameters.count), v = FloatBuffer(count: parameters.count)
-        for (name, buffer) in [("exp_avg", m), ("exp_avg_sq", v)] {
-            guard optimizer.tensors[name]?.count == parameters.count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name)") }
-            try optimizer.read(name, into: buffer.baseAddress)
-        }
-        guard allFinite(parameters.baseAddress, count: parameters.count), allFinite(m.baseAddress, count: m.count),
-              allFinite(v.baseAddress, count: v.count), !(0..<v.count).contains(where: { v.baseAddress[$0] < 0 }) else {
-            throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
+        for name in ["exp_avg", "exp_avg_sq"] + (optimizer.tensors["master_weights"] != nil ? ["master_weights"] : []) {
+            guard optimizer.tensors[name]?.count == count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name) for \(count) parameters") }
         }
         return (ResumePoint(stage: stage, step: state.step, totalSteps: state.totalSteps, epoch: state.epoch, position: state.position,
-                            directory: dir, logMark: state.logMark), m, v)
+                            directory: dir, logMark: state.logMark), reader, optimizer)
     }
 
     /// One pulled chunk (weights, m, v frames) into a checkpoint, after checking it is finite.

@@ -1,6 +1,7 @@
-// The coordinator's traffic with the data plane: loading the weights into the servers and
-// pulling them back, cutting a global batch into one shard per worker slot, sending the
-// shards out and collecting the reports (and the servers' Σg² per chunk) in a fixed order.
+// The coordinator's traffic with the data plane: streaming the model into the servers as it is
+// read, zeroing AdamW for a new stage, moving chunks in bounded rounds (snapshots, checkpoints),
+// cutting a global batch into one shard per worker slot, sending the shards out and collecting
+// the reports (and the servers' Σg² per chunk) in a fixed order.
 import Data
 import Evaluation
 import Formats
@@ -14,24 +15,62 @@ import Transport
 import Wire
 
 extension Coordinator {
-    /// Sends the whole vector to the servers (each gets its chunks) and waits for their
-    /// acknowledgements; with `optimizer`, AdamW's m and v travel too (resuming). A message per
-    /// chunk (a server without chunks gets an empty one, for the version), so a server copies
-    /// each as it comes and never holds its whole shard twice.
-    func loadWeights(_ parameters: FloatBuffer, resetOptimizer: Bool, optimizer: (m: FloatBuffer, v: FloatBuffer)? = nil) throws {
+    /// Loads the model into the servers as it is read: each chunk is assembled from the reader's
+    /// pieces and sent to its server when complete (resuming: with AdamW's m and v, and a
+    /// bfloat16 checkpoint's fp32 master weights, read for that chunk from `resume`'s optimizer
+    /// file), at most `pullRoundBytes` unacknowledged. The coordinator never holds the model.
+    func streamModel(_ reader: ModelReader, resume: (optimizer: SafetensorsFile, path: String)?) throws {
+        let total = plan.chunks.last.map { $0.offset + $0.count } ?? 0
+        guard reader.layout.totalCount == total else { throw ClusterError("the model has \(reader.layout.totalCount) parameters, the plan \(total)") }
         version += 1
-        var messages = 0
-        for (s, id) in servers.enumerated() {
-            let mine = plan.chunks.indices.filter { plan.owner[$0] == s }
-            let buffers = optimizer.map { [parameters, $0.m, $0.v] } ?? [parameters]
-            for group in mine.isEmpty ? [[]] : mine.map({ [$0] }) {
-                try messenger.send(.load(chunks: group, resetOptimizer: resetOptimizer, optimizerState: optimizer != nil, version: version), to: id,
-                                   tensors: group.flatMap { c in buffers.map { OutgoingTensor(pointer: $0.baseAddress + plan.chunks[c].offset,
-                                                                                              count: plan.chunks[c].count, owner: $0) } })
-                messages += 1
+        let master = resume?.optimizer.tensors["master_weights"] != nil
+        var unacknowledged = 0, bytes = 0
+        func send(_ c: Int, _ weights: FloatBuffer) throws {
+            let range = plan.chunks[c].offset..<(plan.chunks[c].offset + plan.chunks[c].count)
+            var tensors = [weights]
+            if let (optimizer, path) = resume {
+                let m = FloatBuffer(count: range.count), v = FloatBuffer(count: range.count)
+                try optimizer.read("exp_avg", elements: range, into: m.baseAddress, release: true)
+                try optimizer.read("exp_avg_sq", elements: range, into: v.baseAddress, release: true)
+                if master { try optimizer.read("master_weights", elements: range, into: weights.baseAddress, release: true) }
+                guard allFinite(weights.baseAddress, count: range.count), allFinite(m.baseAddress, count: range.count),
+                      allFinite(v.baseAddress, count: range.count), !(0..<range.count).contains(where: { v.baseAddress[$0] < 0 }) else {
+                    throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
+                }
+                tensors += [m, v]
+            } else if !allFinite(weights.baseAddress, count: range.count) {
+                throw ClusterError("the model has non-finite weights (parameters \(range))")
+            }
+            try messenger.send(.load(chunks: [c], resetOptimizer: resume == nil, optimizerState: resume != nil, version: version), to: servers[plan.owner[c]],
+                               tensors: tensors.map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) })
+            unacknowledged += 1
+            bytes += 4 * tensors.count * range.count
+            if bytes >= Self.pullRoundBytes {
+                _ = try collectFromServers(unacknowledged) { if case .updateDone = $0 { return true }; return false }
+                (unacknowledged, bytes) = (0, 0)
+                keepAlive()
             }
         }
-        _ = try collectFromServers(messages) { if case .updateDone = $0 { return true }; return false }
+        var next = 0, staging = FloatBuffer(count: plan.chunks.first?.count ?? 0)
+        try reader.forEachPiece { offset, values, count in
+            var done = 0
+            while done < count {
+                let c = plan.chunks[next], at = offset + done - c.offset, n = min(count - done, c.count - at)
+                (staging.baseAddress + at).update(from: values + done, count: n)
+                done += n
+                if at + n == c.count {
+                    try send(next, staging)
+                    next += 1
+                    if next < plan.chunks.count { staging = FloatBuffer(count: plan.chunks[next].count) }
+                }
+            }
+        }
+        // A server without chunks still takes the version.
+        for (s, id) in servers.enumerated() where !plan.owner.contains(s) {
+            try messenger.send(.load(chunks: [], resetOptimizer: false, version: version), to: id)
+            unacknowledged += 1
+        }
+        _ = try collectFromServers(unacknowledged) { if case .updateDone = $0 { return true }; return false }
     }
 
     /// A new stage: AdamW's m and v zeroed on every server, the weights kept (an empty load with
@@ -42,8 +81,10 @@ extension Coordinator {
         _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
     }
 
-    /// The most bytes one pull round asks a server for (snapshots and checkpoints).
-    public static let pullRoundBytes = 64 << 20
+    /// The most bytes of chunks in flight per server through the coordinator (the initial load,
+    /// snapshots relayed between servers, checkpoints): what its memory holds of the model. 16 MiB
+    /// keeps it within ~50 MB of a tiny model's at any size; a round trip per 16 MiB costs little.
+    public static let pullRoundBytes = 16 << 20
 
     /// An example picked for a batch: its dataset index and the epoch it was drawn in.
     struct Picked {

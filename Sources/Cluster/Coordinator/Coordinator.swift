@@ -146,7 +146,7 @@ public final class Coordinator {
         do {
             let summaries = try runStages()
             shutdownAll("run finished", failed: false)
-            say(String(format: "peak RSS %.0f MiB", peakResidentMiB()))
+            say(String(format: "peak RSS %.0f MiB, CPU %.1f s", peakResidentMiB(), cpuSeconds()))
             return summaries
         } catch {
             shutdownAll("the coordinator failed: \(error)", failed: true)
@@ -174,17 +174,16 @@ public final class Coordinator {
             say(String(format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
                        stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
-        // The model to load into the servers (and, resuming, AdamW's state): held until they have
-        // it, then dropped: the servers hold the model, the coordinator nothing of its size.
-        var model: (config: LlamaConfig, weights: FloatBuffer, optimizer: (m: FloatBuffer, v: FloatBuffer)?, tokenizer: any Tokenizer)? = nil
-        let prepared = try prepareModel()
-        model = (prepared.0, prepared.1, nil, prepared.2)
-        let config = prepared.0, tokenizer = prepared.2
+        // The model is read a piece at a time as it is loaded into the servers (resuming: the
+        // checkpoint's, with AdamW's state): the coordinator never holds it.
+        let (config, model, tokenizer) = try prepareModel()
+        var source = model
         benchmarks = try recipe.eval.map { try loadBenchmarks($0, tokenizer: tokenizer) } ?? []
         let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
+        var optimizerFile: SafetensorsFile?
         let resumePoint = try resumePath.map { path -> ResumePoint in
-            let (point, m, v) = try loadResumePoint(path, into: model!.weights, verified: resume == "latest")
-            model!.optimizer = (m, v)
+            let (point, reader, optimizer) = try loadResumePoint(path, config: config, verified: resume == "latest")
+            (source, optimizerFile) = (reader, optimizer)
             return point
         }
         // Logs are cut back only when the checkpoint is this output's (not one copied from another run).
@@ -206,14 +205,14 @@ public final class Coordinator {
         say("run \(recipe.runID): listening on \(endpoint) (run key \(key.fingerprint)); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
         try admit()
         live = Array(workers.indices)
-        plan = ChunkPlan.make(parameterCount: model!.weights.count, mib: recipe.cluster.chunkMiB, servers: servers.count)
+        plan = ChunkPlan.make(parameterCount: source.layout.totalCount, mib: recipe.cluster.chunkMiB, servers: servers.count)
         configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         // Servers first: they must admit the workers' keys before a worker connects to them.
         for (i, s) in servers.enumerated() { try messenger.send(welcome(i, role: .server), to: s) }
         say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
         // A server that joined but does not take the load is replaced by a spare here too.
-        func loadModel() throws { try loadWeights(model!.weights, resetOptimizer: model!.optimizer == nil, optimizer: model!.optimizer) }
-        try recovering(.bodyReloads) { try loadModel() }
+        func loadServers() throws { try streamModel(source, resume: optimizerFile.map { ($0, resumePath!) }) }
+        try recovering(.bodyReloads) { try loadServers() }
         for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
 
         if evaluateOnly {
@@ -222,14 +221,13 @@ public final class Coordinator {
             var summary = StageSummary(stage: name, steps: 0, checkpoint: recipe.model.path ?? "")
             var reload = false  // after a lost server, the model again (no training: no snapshot)
             summary.passAt1 = try recovering(.bodyReloads) {
-                if reload { try loadModel() }
+                if reload { try loadServers() }
                 reload = true
                 return try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: name, label: name)
             }
             printTable([summary])
             return [summary]
         }
-        model = nil
         var summaries: [StageSummary] = []
         var previous: SnapshotMark?
         // Log-probabilities of a fixed set of (chosen, rejected) pairs after every stage show
@@ -269,7 +267,9 @@ public final class Coordinator {
 
     // MARK: Model
 
-    func prepareModel() throws -> (LlamaConfig, FloatBuffer, any Tokenizer) {
+    /// The model's configuration, a reader of its weights (read as they are loaded into the
+    /// servers) and the tokenizer.
+    func prepareModel() throws -> (LlamaConfig, ModelReader, any Tokenizer) {
         let chosen = try recipe.model.tokenizer.map { path -> any Tokenizer in
             guard let t = try loadTokenizer(path) else { throw ClusterError("\(path): no tokenizer redi-ps can read") }
             return t
@@ -281,10 +281,10 @@ public final class Coordinator {
             return t
         }
         if let path = recipe.model.path {
-            let m = try loadModel(path)
-            guard let t = chosen ?? m.tokenizer else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read; set model.tokenizer") }
-            let config = overridden(m.config)
-            return (config, m.parameters, try checked(t, config))
+            let reader = try modelReader(path)
+            guard let t = try chosen ?? loadTokenizer(path) else { throw ClusterError("\(path): the model has no tokenizer redi-ps can read; set model.tokenizer") }
+            let config = overridden(reader.config)
+            return (config, reader, try checked(t, config))
         }
         let tokenizer = chosen ?? ByteTokenizer()
         let name = recipe.model.initialize!
@@ -292,11 +292,9 @@ public final class Coordinator {
                                             eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
             ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
         let config = overridden(preset)
-        let layout = ParameterLayout(config: config)
-        let p = FloatBuffer(count: layout.totalCount)
-        initializeParameters(p, layout: layout, seed: recipe.seed)
-        say("initialised \(config.modelType) from \(name): \(layout.totalCount) parameters")
-        return (config, p, try checked(tokenizer, config))
+        let reader = initialParameters(config: config, seed: recipe.seed)
+        say("initialising \(config.modelType) from \(name): \(reader.layout.totalCount) parameters")
+        return (config, reader, try checked(tokenizer, config))
     }
 
     /// `config` with the recipe's `model.overrides` set, each said in the log.

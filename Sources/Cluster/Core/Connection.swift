@@ -32,6 +32,14 @@ public func peakResidentMiB() -> Double {
     return Double(usage.ru_maxrss) / 1024  // Linux reports KiB
 }
 
+/// CPU seconds this process has used (user + system), for the same exit line.
+public func cpuSeconds() -> Double {
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// How long a server or worker waits on a silent coordinator once admitted: twice the
 /// coordinator's own timeout, so the coordinator is always the one that decides a peer is gone.
 func peerTimeout(_ welcome: Welcome, cli: Double) -> Double {

@@ -37,8 +37,15 @@ public struct MemoryPlan: Sendable {
         // worker (a server acknowledges an early chunk only when its predecessors arrived).
         let share = (p + c.servers - 1) / c.servers
         // The initial load arrives as frames that are copied in once all have come.
-        let server = Role(name: "server", terms: [("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
-                                                   ("the initial load's frames", share * f), ("held pushes (one chunk per worker)", c.workers * chunk)])
+        var serverTerms: [(String, Int)] = [("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
+                                            ("the initial load's frames", share * f), ("held pushes (one chunk per worker)", c.workers * chunk)]
+        if c.snapshotEvery > 0 {
+            // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
+            // a snapshot is taken, the next one beside it.
+            serverTerms.append(("snapshot of its share (weights, m, v)", 3 * share * f))
+            if c.servers > 1 { serverTerms.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
+        }
+        let server = Role(name: "server", terms: serverTerms)
         // Workers: the whole model and its gradients, the engine's workspaces at the largest
         // micro-batch (kept for the run), and an evaluation's KV cache and logits.
         let engine = LlamaEngine(config: config)
@@ -66,6 +73,9 @@ public struct MemoryPlan: Sendable {
         if c.bf16Gradients { worker.append(("bf16 copy of the gradients to push", p * 2)) }
         if c.bf16Weights { worker.append(("bf16 weights as pulled", p * 2)) }
         worker.append(("training workspace (largest micro-batch)", workspace))
+        // Workspaces grow by at least a quarter at a time (so slowly rising micro-batches do not
+        // reallocate every step): up to 25% more than the largest micro-batch needs.
+        worker.append(("workspace growth (up to a quarter more)", workspace / 4))
         if let e = recipe.eval {
             let kv = config.numKeyValueHeads * config.headDim, perValue = e.cache == .bf16 ? 2 : 4
             // A row's cache grows 256 tokens, then doubling, to its prompt (taken as ≤ 256 tokens) + answer.
@@ -76,11 +86,12 @@ public struct MemoryPlan: Sendable {
             worker.append(("evaluation KV cache (\(e.batch) rows of \(rowTokens) tokens)", e.batch * rowTokens * kv * 2 * config.numHiddenLayers * perValue))
             worker.append(("evaluation logits", ((e.batch + 15) / 16 * 16) * config.vocabSize * f))
         }
-        // The coordinator: the model it loads and checkpoints from, the two snapshots of
-        // weights, m and v that a lost server is recovered from, and one pull round's frames.
-        var coordinator: [(String, Int)] = [("base", Self.coordinatorBase), ("the model", p * f)]
-        if c.snapshotEvery > 0 { coordinator.append(("two snapshots of weights, m and v", 2 * 3 * p * f)) }
-        coordinator.append(("a pull round's frames (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)))
+        // The coordinator: the model until the servers hold it (the initial load), one round of
+        // chunks in flight (snapshots relayed between servers, checkpoints streamed to disk), and
+        // with a single server its replica (there is no other server to keep it).
+        var coordinator: [(String, Int)] = [("base", Self.coordinatorBase), ("the model, until loaded into the servers", p * f)]
+        if c.snapshotEvery > 0 && c.servers == 1 { coordinator.append(("the only server's replica, and the next one while a snapshot is taken", 2 * 3 * p * f)) }
+        coordinator.append(("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)))
         roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
         counts = [1, c.servers, c.workers]
     }
