@@ -29,7 +29,8 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertEqual(term(three, "server", "snapshot of its share"), 12 * ((p + 2) / 3))
         XCTAssertEqual(term(three, "server", "a neighbour's replica"), 24 * ((p + 2) / 3))
         XCTAssertNil(term(two, "server", "snapshot of its share"))  // snapshot_every: 0 keeps none
-        XCTAssertEqual(term(three, "coordinator", "the model"), 4 * p)
+        XCTAssertNil(term(three, "coordinator", "the model"))  // never held: read a piece at a time
+        XCTAssertEqual(term(three, "coordinator", "a piece of the model"), 4 * ModelReader.pieceElements)
         XCTAssertNil(term(one, "worker", "bf16 copy"))
         XCTAssertEqual(term(two, "worker", "bf16 copy"), 2 * p)
         // The workspace is the engine's own plan for a full micro-batch.

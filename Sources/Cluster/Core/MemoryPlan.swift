@@ -21,9 +21,10 @@ public struct MemoryPlan: Sendable {
     public let shorterSequencesCost: Int
 
     /// What a process holds besides the terms: the Swift runtime, libzmq, OpenBLAS's buffers
-    /// (workers multiply, so theirs are larger), the coordinator's tokenizer and data. Measured:
-    /// peak RSS of a run of the `tiny` preset (3.2 M parameters) minus its terms, 2026-12-01.
-    public static let coordinatorBase = 100 << 20, serverBase = 40 << 20, workerBase = 150 << 20
+    /// (workers multiply, so theirs are larger), the coordinator's tokenizer and (small) data.
+    /// Measured: peak RSS of a run of the `tiny` preset (3.2 M parameters) minus its terms,
+    /// 2026-12-01 (the coordinator's whole peak was 39 MiB once it stopped holding the model).
+    public static let coordinatorBase = 40 << 20, serverBase = 40 << 20, workerBase = 150 << 20
     /// The prompt length evaluation rows are planned for (benchmark problems are short).
     public static let evalPromptTokens = 128
 
@@ -36,9 +37,10 @@ public struct MemoryPlan: Sendable {
         // Servers: weights, AdamW m and v and the gradient sum of their share; a held push per
         // worker (a server acknowledges an early chunk only when its predecessors arrived).
         let share = (p + c.servers - 1) / c.servers
-        // The initial load arrives as frames that are copied in once all have come.
+        // Loads and replicas arrive a round at a time (the coordinator waits for the acknowledgements).
         var serverTerms: [(String, Int)] = [("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
-                                            ("the initial load's frames", share * f), ("held pushes (one chunk per worker)", c.workers * chunk)]
+                                            ("a round of chunks arriving", min(3 * share * f, Coordinator.pullRoundBytes)),
+                                            ("held pushes (one chunk per worker)", c.workers * chunk)]
         if c.snapshotEvery > 0 {
             // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
             // a snapshot is taken, the next one beside it.
@@ -86,12 +88,14 @@ public struct MemoryPlan: Sendable {
             worker.append(("evaluation KV cache (\(e.batch) rows of \(rowTokens) tokens)", e.batch * rowTokens * kv * 2 * config.numHiddenLayers * perValue))
             worker.append(("evaluation logits", ((e.batch + 15) / 16 * 16) * config.vocabSize * f))
         }
-        // The coordinator: the model until the servers hold it (the initial load), one round of
-        // chunks in flight (snapshots relayed between servers, checkpoints streamed to disk), and
-        // with a single server its replica (there is no other server to keep it).
-        var coordinator: [(String, Int)] = [("base", Self.coordinatorBase), ("the model, until loaded into the servers", p * f)]
+        // The coordinator: a piece of the model as it is read and streamed into the servers, a
+        // round of chunks in flight per server (the load, snapshots relayed between servers,
+        // checkpoints streamed to disk), and with a single server its replica (there is no other
+        // server to keep it). Nothing else of the model's size.
+        var coordinator: [(String, Int)] = [("base", Self.coordinatorBase),
+                                            ("a piece of the model as it is read", min(p, ModelReader.pieceElements) * f),
+                                            ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes))]
         if c.snapshotEvery > 0 && c.servers == 1 { coordinator.append(("the only server's replica, and the next one while a snapshot is taken", 2 * 3 * p * f)) }
-        coordinator.append(("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)))
         roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
         counts = [1, c.servers, c.workers]
     }
