@@ -3,8 +3,9 @@
 # the `tiny` model on 64-token records (so a step is almost all coordination), one server, one
 # record per worker per step, no snapshots, all on this machine.
 #   bash cluster/overhead.sh [STEPS] [WORKER COUNTS...]      (default: 200 steps; 1 2 4 8 16 workers)
-#   LONG=1000 bash cluster/overhead.sh ...                   also a LONG-step run with 4 workers whose
+#   LONG=20000 bash cluster/overhead.sh ...                  also a LONG-step run with 4 workers whose
 #                                                            every process's RSS is sampled twice a second
+#                                                            (spread after the first 10%, before the last 5%)
 # Prints per worker count: the median step, the median of the slowest worker's compute, their
 # difference (the step's overhead: sending work, pulls, pushes, the servers' sums and update,
 # the reports), and the coordinator's CPU time per step.
@@ -55,18 +56,20 @@ done
 
 if [ -n "${LONG:-}" ]; then
   echo "== $LONG steps with 4 workers, RSS sampled every 0.5 s"
+  start=$(date +%s)
   run 4 "$LONG" long &
   runner=$!
   : > "$work/rss.txt"
   while kill -0 "$runner" 2>/dev/null; do
-    for pid in $(pgrep -f "$work/long.yaml|redi-ps serve|redi-worker join" || true); do
-      name=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | awk '{print $2}') || continue
-      rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+    for pid in $(pgrep -f "redi-ps coordinate --recipe $work/long.yaml|redi-ps serve|redi-worker join" || true); do
+      name=$( (tr '\0' ' ' < "/proc/$pid/cmdline") 2>/dev/null | awk '{print $2}') || continue
+      rss=$( (awk '/VmRSS/ {print $2}' "/proc/$pid/status") 2>/dev/null) || continue
       [ -n "$rss" ] && echo "$(date +%s.%N) $pid $name $rss" >> "$work/rss.txt"
     done
     sleep 0.5
   done
   wait "$runner"
+  echo "$LONG steps in $(( $(date +%s) - start )) s"
   python3 - "$work/rss.txt" <<'EOF'
 import collections, sys
 series = collections.defaultdict(list)
@@ -75,7 +78,7 @@ for line in open(sys.argv[1]):
     series[(name, pid)].append(int(rss) / 1024)
 print("%-22s %8s %10s %10s %8s" % ("process", "samples", "min (MiB)", "max (MiB)", "spread"))
 for (name, pid), values in sorted(series.items()):
-    after = values[len(values) // 10:] or values  # after warm-up
+    after = values[len(values) // 10:len(values) * 95 // 100] or values  # after warm-up, before the final checkpoint
     lo, hi = min(after), max(after)
     print("%-22s %8d %10.1f %10.1f %7.1f%%" % ("%s %s" % (name, pid), len(values), lo, hi, 100 * (hi - lo) / lo))
 EOF

@@ -146,7 +146,7 @@ public final class Coordinator {
         do {
             let summaries = try runStages()
             shutdownAll("run finished", failed: false)
-            say(String(format: "peak RSS %.0f MiB, CPU %.1f s", peakResidentMiB(), cpuSeconds()))
+            say(String(format: "peak RSS %.0f MiB, CPU %.2f s", peakResidentMiB(), cpuSeconds()))
             return summaries
         } catch {
             shutdownAll("the coordinator failed: \(error)", failed: true)

@@ -56,7 +56,7 @@ public final class ParameterServer {
             do {
                 try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
             } catch let stop as Stop {
-                log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB, CPU %.1f s)", stop.reason, peakResidentMiB(), cpuSeconds()))
+                log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB, CPU %.2f s)", stop.reason, peakResidentMiB(), cpuSeconds()))
                 if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
                 return
             } catch let silent as CoordinatorSilent {

@@ -292,7 +292,7 @@ public final class WorkerRole {
                 }
             }
         } catch let stop as Stop {
-            log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB, CPU %.1f s)", stop.reason, peakResidentMiB(), cpuSeconds()))
+            log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB, CPU %.2f s)", stop.reason, peakResidentMiB(), cpuSeconds()))
             if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
         }
     }
