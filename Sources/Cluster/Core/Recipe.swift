@@ -241,7 +241,7 @@ public struct Recipe: Sendable {
         maxShardBytes = shardBytes
         var m = try r.section("model")
         let modelPath = try m.optionalString("path").map(resolve)
-        let initialize = try m.optionalString("init").map { LlamaPresetNames.contains($0) ? $0 : resolve($0) }
+        let initialize = try m.optionalString("init").map { LlamaConfig.presetNames.contains($0) ? $0 : resolve($0) }
         let tokenizer = try m.optionalString("tokenizer").map(resolve)
         var overrides: [String: Double] = [:]
         if m.has("overrides") {
@@ -408,8 +408,6 @@ public struct Recipe: Sendable {
         try r.finish()
     }
 }
-
-let LlamaPresetNames: Set<String> = ["tiny", "small", "smollm2-135m"]
 
 extension Recipe {
     /// config.json keys a recipe may set over the model's (those that change no tensor's shape).
