@@ -261,3 +261,57 @@ final class CheckpointManifestTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path))
     }
 }
+
+final class StreamedWriteTests: XCTestCase {
+    /// A checkpoint written a flat range at a time, in scrambled order and uneven ranges (as
+    /// the coordinator writes what the servers send), is byte for byte the one written whole:
+    /// sharded model files, index, and optimizer state with bf16 master weights.
+    func testACheckpointWrittenInRangesIsTheOneWrittenWhole() throws {
+        let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
+        let p = ParameterLayout(config: config).totalCount
+        var rng = SeededGenerator(seed: 5)
+        let w = (0..<p).map { _ in Float(rng.nextNormal()) }, m = w.map { $0 / 10 }, v = w.map { $0 * $0 }
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("streamed-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let metadata = ["format": "pt", "optimizer": "adamw"]
+        func write(_ name: String, ranges: [Range<Int>]) throws -> URL {
+            let dir = root.appendingPathComponent(name)
+            let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: nil, dtype: .bf16, maxShardBytes: p / 2, optimizer: metadata)
+            for r in ranges { try writer.write(r, weights: w.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
+                                               m: m.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
+                                               v: v.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound }) }
+            try writer.finish()
+            return dir
+        }
+        let whole = try write("whole", ranges: [0..<p])
+        var cuts = [0, p] + (0..<40).map { _ in Int(rng.next() % UInt64(p)) }
+        cuts = Array(Set(cuts)).sorted()
+        let pieces = zip(cuts, cuts.dropFirst()).map { $0..<$1 }.shuffled(using: &rng)
+        let streamed = try write("streamed", ranges: pieces)
+        let names = try FileManager.default.contentsOfDirectory(atPath: whole.path).sorted()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: streamed.path).sorted(), names)
+        XCTAssertTrue(names.contains("model.safetensors.index.json") && names.contains("optimizer.safetensors"), "\(names)")
+        for name in names {
+            XCTAssertEqual(try Data(contentsOf: whole.appendingPathComponent(name)), try Data(contentsOf: streamed.appendingPathComponent(name)), name)
+        }
+        // And it reads back: bf16 weights within rounding, fp32 master weights exact.
+        let loaded = try Checkpoint.load(from: streamed)
+        XCTAssertLessThan(zip(loaded.parameters.array, w).map { abs($0 - $1) / max(1e-3, abs($1)) }.max()!, 1e-2)
+        let optimizer = try SafetensorsFile(url: streamed.appendingPathComponent("optimizer.safetensors"))
+        XCTAssertEqual(try optimizer.read("master_weights"), w)
+        XCTAssertEqual(try optimizer.read("exp_avg_sq"), v)
+    }
+
+    /// A writer dropped before `finish` (a failed pull) leaves no file, not even its temporary.
+    func testAnUnfinishedWriteLeavesNothing() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("unfinished-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        do {
+            let writer = try SafetensorsWriter(url: root.appendingPathComponent("x.safetensors"), tensors: [("a", [4])])
+            var values: [Float] = [1, 2]
+            try writer.write(tensor: 0, from: 0, &values, count: 2)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root.path), [])
+    }
+}
