@@ -457,7 +457,7 @@ final class HardeningTests: ClusterTestCase {
 
     /// The coordinator holds nothing of the model's size: the model is read a piece at a time as
     /// it is loaded into the servers, snapshots live on the servers, checkpoints are streamed to
-    /// disk. Its peak RSS for the `tiny` model (3.2 M parameters) and SmolLM2-135M (538 MB of fp32
+    /// disk. Its peak RSS for the `tiny` model (0.1 M parameters) and SmolLM2-135M (538 MB of fp32
     /// weights, 1.6 GB with AdamW's state) differ by less than 100 MB.
     func testTheCoordinatorsMemoryDoesNotGrowWithTheModel() throws {
         var peaks: [String: Double] = [:]

@@ -22,7 +22,7 @@ public struct MemoryPlan: Sendable {
 
     /// What a process holds besides the terms: the Swift runtime, libzmq, OpenBLAS's buffers
     /// (workers multiply, so theirs are larger), the coordinator's tokenizer and (small) data.
-    /// Measured: peak RSS of a run of the `tiny` preset (3.2 M parameters) minus its terms,
+    /// Measured: peak RSS of a run of the `tiny` preset (0.1 M parameters) minus its terms,
     /// 2026-12-01 (the coordinator's whole peak was 39 MiB once it stopped holding the model).
     public static let coordinatorBase = 40 << 20, serverBase = 40 << 20, workerBase = 150 << 20
     /// The prompt length evaluation rows are planned for (benchmark problems are short).
