@@ -33,13 +33,4 @@ echo "== run ($servers servers, $workers workers, $tokens-token sequences, $step
 start=$(date +%s)
 bash cluster/local.sh "$work/memory.yaml" > "$work/run.log" 2>&1 || { tail -30 "$work/run.log"; exit 1; }
 echo "run: $(( $(date +%s) - start )) s" >&2
-python3 - "$work/plan.txt" "$work/run.log" <<'EOF'
-import re, sys
-plan, log = open(sys.argv[1]).read(), open(sys.argv[2]).read()
-predicted = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(coordinator|server|worker)\b.*?([0-9.]+) GiB", plan, re.M)}
-print("%-14s %10s %10s %7s" % ("process", "predicted", "measured", "ratio"))
-for name, mib in re.findall(r"\[(coordinator|server-\d+|worker-\d+)\].*peak RSS ([0-9.]+) MiB", log):
-    role = name.split("-")[0]
-    want, got = predicted.get(role), float(mib) / 1024
-    print("%-14s %8.2f GiB %8.2f GiB %6.2fx" % (name, want, got, got / want) if want else "%-14s %10s %8.2f GiB" % (name, "?", got))
-EOF
+python3 cluster/reports.py memory "$work/plan.txt" "$work/run.log"

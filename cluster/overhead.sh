@@ -42,16 +42,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 printf "%8s %12s %14s %12s %16s\n" workers "step (ms)" "compute (ms)" "overhead" "coordinator CPU"
 for n in "${counts[@]}"; do
   run "$n" "$steps" "w$n"
-  python3 - "$work/w$n/metrics.jsonl" "$work/w$n.log" "$n" "$steps" <<'EOF'
-import json, re, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-rows = rows[len(rows) // 10:]  # after warm-up
-step = statistics.median(r["time/step"] for r in rows) * 1e3
-compute = statistics.median(r["time/compute"] for r in rows) * 1e3
-cpu = float(re.search(r"\[coordinator\] peak RSS [0-9.]+ MiB, CPU ([0-9.]+) s", open(sys.argv[2]).read()).group(1))
-n, steps = int(sys.argv[3]), int(sys.argv[4])
-print("%8d %12.2f %14.2f %9.2f ms %13.2f ms/step  (target overhead <= %.0f ms)" % (n, step, compute, step - compute, 1e3 * cpu / steps, 5 + n))
-EOF
+  python3 cluster/reports.py overhead "$work/w$n/metrics.jsonl" "$work/w$n.log" "$n" "$steps"
 done
 
 if [ -n "${LONG:-}" ]; then
@@ -70,16 +61,5 @@ if [ -n "${LONG:-}" ]; then
   done
   wait "$runner"
   echo "$LONG steps in $(( $(date +%s) - start )) s"
-  python3 - "$work/rss.txt" <<'EOF'
-import collections, sys
-series = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    t, pid, name, rss = line.split()
-    series[(name, pid)].append(int(rss) / 1024)
-print("%-22s %8s %10s %10s %8s" % ("process", "samples", "min (MiB)", "max (MiB)", "spread"))
-for (name, pid), values in sorted(series.items()):
-    after = values[len(values) // 10:len(values) * 95 // 100] or values  # after warm-up, before the final checkpoint
-    lo, hi = min(after), max(after)
-    print("%-22s %8d %10.1f %10.1f %7.1f%%" % ("%s %s" % (name, pid), len(values), lo, hi, 100 * (hi - lo) / lo))
-EOF
+  python3 cluster/reports.py rss "$work/rss.txt"
 fi
