@@ -133,8 +133,7 @@ extension Coordinator {
         // bfloat16 model, the fp32 weights too (resuming from rounded weights would change the run).
         let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: tokenizer, dtype: recipe.saveDType, maxShardBytes: recipe.maxShardBytes,
                                           optimizer: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)])
-        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
-        try relayRounds(from: owned, perChunk: 3, ask: { .pull(version: version, chunks: $0, optimizerState: true) }) { s, ids, frames in
+        try relayRounds(perChunk: 3, ask: { .pull(version: version, chunks: $0, optimizerState: true) }) { s, ids, frames in
             for (k, id) in ids.enumerated() { try write(chunk: id, frames[(3 * k)..<(3 * k + 3)], from: servers[s], into: writer) }
             keepAlive()
             return nil

@@ -185,7 +185,7 @@ extension Coordinator {
     func resetServers(step: Int) throws {
         guard !live.isEmpty else { throw ClusterError("no workers left at step \(step + 1)") }
         for id in servers { try messenger.send(.reset(step: step, shardWorkers: shardOwners, workerKeys: workerKeys), to: id) }
-        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+        try awaitAcknowledgements(servers.count)
         version += 1  // servers bumped theirs: work of the abandoned attempt is now stale
     }
 
@@ -255,6 +255,12 @@ extension Coordinator {
             if matches(msg.envelope.body) { got.append(msg) }
         }
         return got
+    }
+
+    /// Waits for `count` servers' acknowledgements of a load, update, reset or snapshot command
+    /// (from the servers `asked`, when not all were).
+    func awaitAcknowledgements(_ count: Int, from asked: [Int]? = nil) throws {
+        _ = try collectFromServers(count, from: asked) { if case .updateDone = $0 { return true }; return false }
     }
 
     /// Tells every server and worker the coordinator is alive, at most once per heartbeat interval.

@@ -30,9 +30,7 @@ extension Coordinator {
     /// Phase 1: each server's live chunks (weights, m, v) into the replica its successor builds
     /// for `tag`, in rounds of at most `pullRoundBytes` a server.
     private func replicate(tag: Int) throws {
-        try relayRounds(from: servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }, perChunk: 3, ask: { ids in
-            .pull(version: version, chunks: ids, optimizerState: true)
-        }) { s, ids, frames in
+        try relayRounds(perChunk: 3, ask: { .pull(version: version, chunks: $0, optimizerState: true) }) { s, ids, frames in
             if servers.count == 1 {
                 try replicaOfOnlyServer.storeReplica(tag: tag, chunks: ids, sizes: chunkSizes, frames)
                 return nil
@@ -50,7 +48,7 @@ extension Coordinator {
         if servers.count == 1 { replicaOfOnlyServer.commit(tag: tag, chunks: []) }
         snapshotOwner = plan.owner.map { servers[$0] }
         replicaHolder = plan.owner.map { servers.count == 1 ? nil : servers[($0 + 1) % servers.count] }
-        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+        try awaitAcknowledgements(servers.count)
     }
 
     /// After a re-plan: every chunk back at snapshot `mark`, in place where its server kept its
@@ -63,25 +61,26 @@ extension Coordinator {
             let kept = plan.chunks.indices.filter { plan.owner[$0] == s && snapshotOwner[$0] == id }
             try messenger.send(.snapshot(SnapshotCommand(.restore, tag: mark.tag, chunks: kept, version: version)), to: id)
         }
-        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
-        // Grouped by (replica holder, new owner): one load per group and round.
-        var groups: [String: (holder: [UInt8]?, owner: Int, ids: [Int])] = [:]
+        try awaitAcknowledgements(servers.count)
+        // Grouped by (replica holder: a server, or nil for this process; new owner): one load per group and round.
+        var groups: [(holder: Int?, owner: Int, ids: [Int])] = []
         for c in moved {
-            let holder = replicaHolder[c]
-            if let holder, !servers.contains(holder) {
-                throw ClusterError("chunk \(c): the server that held it and the one holding its replica were both lost; no snapshot to restore it from")
+            var holder: Int?
+            if let h = replicaHolder[c] {
+                guard let index = servers.firstIndex(of: h) else {
+                    throw ClusterError("chunk \(c): the server that held it and the one holding its replica were both lost; no snapshot to restore it from")
+                }
+                holder = index
             }
-            let key = "\(holder.map { String(decoding: $0, as: UTF8.self) } ?? "coordinator")→\(plan.owner[c])"
-            groups[key, default: (holder, plan.owner[c], [])].ids.append(c)
+            if let g = groups.firstIndex(where: { $0.holder == holder && $0.owner == plan.owner[c] }) { groups[g].ids.append(c) } else { groups.append((holder, plan.owner[c], [c])) }
         }
-        let perRound = max(1, Self.pullRoundBytes / max(1, 12 * (plan.chunks.map(\.count).max() ?? 1)))
-        for group in groups.values.sorted(by: { $0.ids[0] < $1.ids[0] }) {
+        let perRound = chunksPerRound(framesPerChunk: 3)
+        for group in groups {
             for start in stride(from: 0, to: group.ids.count, by: perRound) {
                 let ids = Array(group.ids[start..<min(start + perRound, group.ids.count)])
                 let tensors: [OutgoingTensor]
-                if let holder = group.holder {
-                    let h = servers.firstIndex(of: holder)!
-                    try messenger.send(.snapshot(SnapshotCommand(.sendReplica, tag: mark.tag, chunks: ids)), to: holder)
+                if let h = group.holder {
+                    try messenger.send(.snapshot(SnapshotCommand(.sendReplica, tag: mark.tag, chunks: ids)), to: servers[h])
                     let reply = try collectFromServers(1, from: [h]) { if case .pullReply = $0 { return true }; return false }[0]
                     try checkChunks(reply, ids: ids, perChunk: 3)
                     tensors = reply.tensors.map(OutgoingTensor.init(forwarding:))
@@ -91,7 +90,7 @@ extension Coordinator {
                     }
                 }
                 try messenger.send(.load(chunks: ids, resetOptimizer: false, optimizerState: true, version: version), to: servers[group.owner], tensors: tensors)
-                _ = try collectFromServers(1, from: [group.owner]) { if case .updateDone = $0 { return true }; return false }
+                try awaitAcknowledgements(1, from: [group.owner])
             }
         }
         say("restored the snapshot of step \(mark.step): \(plan.chunks.count - moved.count) chunks in place, \(moved.count) from replicas")
@@ -110,14 +109,20 @@ extension Coordinator {
         }
     }
 
-    /// Moves each server's `owned` chunks (`perChunk` fp32 frames each: weights, or weights, m
-    /// and v) in rounds of at most `pullRoundBytes` a server, so what is in flight stays bounded:
-    /// every server with chunks left is asked for its next round (`ask`), each reply is checked
-    /// against the plan and handed to `deliver` (which returns the server it sent it on to, whose
-    /// acknowledgement ends the round, or nil when it kept it), then the next round.
-    func relayRounds(from owned: [[Int]], perChunk: Int, ask: ([Int]) -> Body,
+    /// Chunks of `framesPerChunk` fp32 frames that fit one round of `pullRoundBytes` (at least one).
+    func chunksPerRound(framesPerChunk: Int) -> Int {
+        max(1, Self.pullRoundBytes / max(1, 4 * framesPerChunk * (plan.chunks.map(\.count).max() ?? 1)))
+    }
+
+    /// Moves every server's chunks (`perChunk` fp32 frames each: weights, or weights, m and v)
+    /// through this process in rounds of at most `pullRoundBytes` a server, so what is in flight
+    /// stays bounded: every server with chunks left is asked for its next round (`ask`), each
+    /// reply is checked against the plan and handed to `deliver` (which returns the server it
+    /// sent it on to, whose acknowledgement ends the round, or nil when it kept it), then the next round.
+    func relayRounds(perChunk: Int, ask: ([Int]) -> Body,
                      deliver: (_ server: Int, _ ids: [Int], _ frames: [ReceivedFrame]) throws -> Int?) throws {
-        let perRound = max(1, Self.pullRoundBytes / max(1, 4 * perChunk * (plan.chunks.map(\.count).max() ?? 1)))
+        let perRound = chunksPerRound(framesPerChunk: perChunk)
+        let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
         let rounds = owned.map { ids in stride(from: 0, to: ids.count, by: perRound).map { Array(ids[$0..<min($0 + perRound, ids.count)]) } }
         for round in 0..<(rounds.map(\.count).max() ?? 0) {
             let asked = servers.indices.filter { round < rounds[$0].count }
@@ -130,7 +135,7 @@ extension Coordinator {
                 if let to = try deliver(s, rounds[s][round], msg.tensors) { forwarded.append(to) }
             }
             if !forwarded.isEmpty {
-                _ = try collectFromServers(forwarded.count, from: forwarded) { if case .updateDone = $0 { return true }; return false }
+                try awaitAcknowledgements(forwarded.count, from: forwarded)
             }
         }
     }

@@ -46,7 +46,7 @@ extension Coordinator {
             unacknowledged += 1
             bytes += 4 * tensors.count * range.count
             if bytes >= Self.pullRoundBytes {
-                _ = try collectFromServers(unacknowledged) { if case .updateDone = $0 { return true }; return false }
+                try awaitAcknowledgements(unacknowledged)
                 (unacknowledged, bytes) = (0, 0)
                 keepAlive()
             }
@@ -70,7 +70,7 @@ extension Coordinator {
             try messenger.send(.load(chunks: [], resetOptimizer: false, version: version), to: id)
             unacknowledged += 1
         }
-        _ = try collectFromServers(unacknowledged) { if case .updateDone = $0 { return true }; return false }
+        try awaitAcknowledgements(unacknowledged)
     }
 
     /// A new stage: AdamW's m and v zeroed on every server, the weights kept (an empty load with
@@ -78,7 +78,7 @@ extension Coordinator {
     func resetOptimizerState() throws {
         version += 1
         for id in servers { try messenger.send(.load(chunks: [], resetOptimizer: true, version: version), to: id) }
-        _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+        try awaitAcknowledgements(servers.count)
     }
 
     /// The most bytes of chunks in flight per server through the coordinator (the initial load,

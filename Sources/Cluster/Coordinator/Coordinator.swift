@@ -388,7 +388,7 @@ public final class Coordinator {
             let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr,
                                     gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
             for id in servers { try messenger.send(.apply(apply), to: id) }
-            _ = try collectFromServers(servers.count) { if case .updateDone = $0 { return true }; return false }
+            try awaitAcknowledgements(servers.count)
             version += 1
             // What was applied, for the exactly-once check: (epoch, example id) in work order.
             // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
