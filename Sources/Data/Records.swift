@@ -34,11 +34,24 @@ public struct DataError: Error, CustomStringConvertible {
 /// Several data errors reported together, so a user fixes a file in one pass.
 public struct DataErrors: Error, CustomStringConvertible {
     public let errors: [DataError]
-    public init(errors: [DataError]) { self.errors = errors }
+    /// Errors beyond `errors` that were counted but not kept (a bad file can have millions).
+    public let more: Int
+    public init(errors: [DataError], more: Int = 0) { self.errors = errors; self.more = more }
     public var description: String {
         let shown = errors.prefix(20).map(\.description).joined(separator: "\n")
-        return errors.count > 20 ? shown + "\n… and \(errors.count - 20) more" : shown
+        let hidden = errors.count - min(errors.count, 20) + more
+        return hidden > 0 ? shown + "\n… and \(hidden) more" : shown
     }
+}
+
+/// Errors found while a file streams through: the first `kept` in full, the rest counted.
+struct ErrorList {
+    static let kept = 1000
+    var errors: [DataError] = []
+    var more = 0
+    var count: Int { errors.count + more }
+    mutating func append(_ e: DataError) { if errors.count < Self.kept { errors.append(e) } else { more += 1 } }
+    func thrown() -> DataErrors { DataErrors(errors: errors.sorted { ($0.line ?? 0) < ($1.line ?? 0) }, more: more) }
 }
 
 public enum RecordReader {
@@ -55,41 +68,84 @@ public enum RecordReader {
 
     /// Parses a JSONL file, either failing with every bad line listed or, with `skippingInvalid`, dropping bad lines and saying how many.
     public static func read(_ url: URL, skippingInvalid: Bool) throws -> (records: [(line: Int, record: Record)], skipped: Int) {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
+        var records: [(line: Int, record: Record)] = []
+        let skipped = try forEach(url, skippingInvalid: skippingInvalid) { records.append(($0, $1)); return true }
+        return (records, skipped)
+    }
+
+    /// Parses a JSONL file a line at a time (the file is never held whole), calling `body` with
+    /// each good record until it returns false; returns how many bad lines were skipped.
+    ///
+    /// Records reach `body` before the whole file is checked: without `skippingInvalid`, a bad
+    /// line anywhere still makes this throw (every bad line listed) after the last record.
+    public static func forEach(_ url: URL, skippingInvalid: Bool, _ body: (Int, Record) throws -> Bool) throws -> Int {
+        let handle: FileHandle
+        do { handle = try FileHandle(forReadingFrom: url) } catch {
             throw DataError(file: url.path, line: nil, message: "cannot read (\(error.localizedDescription))")
         }
-        return try read(data: data, path: url.path, skippingInvalid: skippingInvalid)
+        defer { try? handle.close() }
+        var parser = RecordParser(path: url.path)
+        do {
+            try LineReader.forEach(handle, maximumBytes: maximumRecordBytes) { number, line in
+                guard let record = parser.parse(line, number: number) else { return true }
+                return try body(number, record)
+            }
+        } catch let e as DataErrors { throw e } catch let e as DataError { throw e } catch {
+            throw DataError(file: url.path, line: nil, message: "cannot read (\(error.localizedDescription))")
+        }
+        return try parser.finish(skippingInvalid: skippingInvalid)
     }
 
     /// Parses JSONL `data` (the contents of `path`, which names it in errors); see `read(_:skippingInvalid:)`.
     public static func read(data: Data, path: String, skippingInvalid: Bool) throws -> (records: [(line: Int, record: Record)], skipped: Int) {
-        var records: [(Int, Record)] = []
-        var errors: [DataError] = []
-        var lineNumber = 0
-        for rawLine in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNumber += 1
-            // Parsing and tokenising cost ~10× a line's bytes: refuse absurd lines before either.
-            guard rawLine.count <= maximumRecordBytes else {
-                errors.append(DataError(file: path, line: lineNumber, message: "a record of \(rawLine.count) bytes (at most \(maximumRecordBytes >> 20) MiB)"))
-                continue
-            }
+        var records: [(line: Int, record: Record)] = []
+        var parser = RecordParser(path: path)
+        for (i, rawLine) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             if rawLine.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            do {
-                records.append((lineNumber, try parse(Data(rawLine))))
-            } catch {
-                errors.append(DataError(file: path, line: lineNumber, message: error.message))
-            }
+            let line: LineReader.Line = rawLine.count <= maximumRecordBytes ? .text(Data(rawLine)) : .tooLong(bytes: rawLine.count)
+            if let r = parser.parse(line, number: i + 1) { records.append((i + 1, r)) }
         }
-        if let first = records.first?.1 {
-            for (line, r) in records where r.isPreference != first.isPreference {
-                errors.append(DataError(file: path, line: line, message: "mixes formats: expected a \(first.isPreference ? "preference" : "prompt/completion") record like the first one"))
+        return (records, try parser.finish(skippingInvalid: skippingInvalid))
+    }
+
+    /// Checks lines one at a time: each parses, and all are of the first good record's kind.
+    struct RecordParser {
+        let path: String
+        var errors = ErrorList()
+        var records = 0
+        var firstIsPreference: Bool?
+
+        /// The line's record, or nil with the problem noted.
+        mutating func parse(_ line: LineReader.Line, number: Int) -> Record? {
+            // Parsing and tokenising cost ~10× a line's bytes: absurd lines are refused before either.
+            let text: Data
+            switch line {
+            case let .text(t): text = t
+            case let .tooLong(bytes):
+                errors.append(DataError(file: path, line: number, message: "a record of \(bytes) bytes (at most \(maximumRecordBytes >> 20) MiB)"))
+                return nil
             }
+            let record: Record
+            do { record = try RecordReader.parse(text) } catch {
+                errors.append(DataError(file: path, line: number, message: error.message))
+                return nil
+            }
+            let first = firstIsPreference ?? record.isPreference
+            firstIsPreference = first
+            guard record.isPreference == first else {
+                errors.append(DataError(file: path, line: number, message: "mixes formats: expected a \(first ? "preference" : "prompt/completion") record like the first one"))
+                return nil
+            }
+            records += 1
+            return record
         }
-        if !errors.isEmpty && !skippingInvalid { throw DataErrors(errors: errors.sorted { ($0.line ?? 0) < ($1.line ?? 0) }) }
-        if skippingInvalid, let first = records.first?.1 { records = records.filter { $0.1.isPreference == first.isPreference } }
-        if records.isEmpty { throw DataError(file: path, line: nil, message: "no records") }
-        return (records, errors.count)
+
+        /// How many lines were skipped; throws the errors unless skipping, or when nothing was read.
+        func finish(skippingInvalid: Bool) throws -> Int {
+            if errors.count > 0 && !skippingInvalid { throw errors.thrown() }
+            if records == 0 { throw DataError(file: path, line: nil, message: "no records") }
+            return errors.count
+        }
     }
 
     static func parse(_ line: Data) throws(LineProblem) -> Record {
@@ -272,22 +328,38 @@ public enum Dataset {
     /// - Parameters:
     ///   - maxLength: the model's own limit (max_position_embeddings); a longer sequence is an error.
     ///   - skipInvalid: skip bad records (counted in the report) instead of failing.
+    ///   - first: stop after this many usable examples.
     /// - Throws: `DataErrors` naming every bad line when `skipInvalid` is false.
     public static func load(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
-                            limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false) throws -> (examples: [Example], report: LoadReport) {
-        var errors: [DataError] = []
+                            limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false,
+                            first: Int? = nil) throws -> (examples: [Example], report: LoadReport) {
         var examples: [Example] = []
+        let report = try forEach(url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
+                                 limits: limits, skipInvalid: skipInvalid) { example in
+            examples.append(example)
+            return first.map { examples.count < $0 } ?? true
+        }
+        return (examples, report)
+    }
+
+    /// `load` a record at a time: the file is read a MiB at a time and each usable example goes
+    /// to `body` as it is tokenised (until `body` returns false), so nothing holds the whole data.
+    ///
+    /// Examples reach `body` before the whole file is checked: without `skipInvalid`, a bad line
+    /// anywhere still makes this throw, every bad line listed, after the last record.
+    public static func forEach(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
+                               limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false,
+                               _ body: (Example) throws -> Bool) throws -> LoadReport {
+        var errors = ErrorList()
         var report = LoadReport()
-        let (records, skipped) = try RecordReader.read(url, skippingInvalid: skipInvalid)
-        report.skipped += skipped
-        for (line, record) in records {
+        /// The record as an example within `limits`, or nil (dropped, skipped or an error noted).
+        func tokenised(_ record: Record, line: Int) -> Example? {
             var example: Example
             do { example = try Example(record: record, line: line, tokenizer: tokenizer) } catch {
                 errors.append(DataError(file: url.path, line: line, message: "\(error)"))
-                continue
+                return nil
             }
-            if let limit = limits.dropLongerThan, example.sequences.contains(where: { $0.tokens.count > limit }) { report.dropped += 1; continue }
-            var fits = true
+            if let limit = limits.dropLongerThan, example.sequences.contains(where: { $0.tokens.count > limit }) { report.dropped += 1; return nil }
             for k in example.sequences.indices {
                 var s = example.sequences[k]
                 if let maxPrompt = limits.maxPromptLength, s.promptLength > maxPrompt {
@@ -296,13 +368,12 @@ public enum Dataset {
                     if k == 0 { report.truncatedPrompts += 1 }
                 }
                 if let maxLen = limits.maxLength, s.tokens.count > maxLen {
-                    if maxLen - max(s.promptLength, 1) < 1 { fits = false; break }
+                    if maxLen - max(s.promptLength, 1) < 1 { report.dropped += 1; return nil }
                     s = TokenSequence(tokens: Array(s.tokens.prefix(maxLen)), promptLength: s.promptLength)
                     report.truncatedCompletions += 1
                 }
                 example.sequences[k] = s
             }
-            if !fits { report.dropped += 1; continue }
             var problem: String?
             for s in example.sequences {
                 if s.tokens.count > maxLength {
@@ -315,13 +386,23 @@ public enum Dataset {
             }
             if let problem {
                 if skipInvalid { report.skipped += 1 } else { errors.append(DataError(file: url.path, line: line, message: problem)) }
-                continue
+                return nil
             }
-            examples.append(example)
+            return example
         }
-        if !errors.isEmpty { throw DataErrors(errors: errors) }
-        report.records = examples.count
-        if examples.isEmpty { throw DataError(file: url.path, line: nil, message: "no usable records (\(report))") }
-        return (examples, report)
+        do {
+            report.skipped += try RecordReader.forEach(url, skippingInvalid: skipInvalid) { line, record in
+                guard let example = tokenised(record, line: line) else { return true }
+                report.records += 1
+                return try body(example)
+            }
+        } catch let parsing as DataErrors {
+            // Reported with the tokenising problems, in line order.
+            for e in parsing.errors { errors.append(e) }
+            errors.more += parsing.more
+        }
+        if errors.count > 0 { throw errors.thrown() }
+        if report.records == 0 { throw DataError(file: url.path, line: nil, message: "no usable records (\(report))") }
+        return report
     }
 }

@@ -118,4 +118,58 @@ final class DataTests: XCTestCase {
         XCTAssertThrowsError(try RecordReader.read(try write("\n\n"))) { XCTAssertTrue("\($0)".contains("no records")) }
         XCTAssertThrowsError(try RecordReader.read(URL(fileURLWithPath: "/nonexistent.jsonl"))) { XCTAssertTrue("\($0)".contains("cannot read")) }
     }
+
+    /// Lines cut across the reader's 1 MiB reads, an over-long line between good ones (skipped
+    /// without being held, the next line keeping its number) and a last line without a newline.
+    func testLinesStreamAcrossReadsAndPastAnOverLongLine() throws {
+        let long = #"{"prompt": "p", "completion": ""# + String(repeating: "y", count: 700_000) + #""}"#
+        let lines = [#"{"prompt": "a", "completion": "b"}"#, long, long, "", String(repeating: "z", count: 17 << 20), long, #"{"prompt": "c", "completion": "d"}"#]
+        let url = try write(lines.joined(separator: "\n"))
+        XCTAssertThrowsError(try RecordReader.read(url)) {
+            XCTAssertTrue("\($0)".contains(":5: a record of 17825792 bytes"), "\($0)")
+            XCTAssertFalse("\($0)".contains(":4:"), "\($0)")
+        }
+        let (records, skipped) = try RecordReader.read(url, skippingInvalid: true)
+        XCTAssertEqual(records.map(\.line), [1, 2, 3, 6, 7])
+        XCTAssertEqual(skipped, 1)
+        XCTAssertEqual(records.last?.record, .completion(prompt: "c", completion: "d"))
+        XCTAssertEqual(records[1].record, .completion(prompt: "p", completion: String(repeating: "y", count: 700_000)))
+    }
+
+    /// The coordinator's scratch-file store gives back exactly what loading gives (truncation,
+    /// drops, skipped lines, references), keeps no file in the directory, and loading can stop early.
+    func testTheTokenStoreGivesBackWhatLoadingGives() throws {
+        var lines: [String] = []
+        for i in 0..<300 {
+            let chosen = String(repeating: "c", count: i % 37 + 1), rejected = String(repeating: "r", count: i % 11 + 1)
+            let refs = i % 3 == 0 ? "" : #", "ref_chosen_logp": -\#(i).5, "ref_rejected_logp": -\#(i)"#
+            lines.append(#"{"prompt": "\#(String(repeating: "p", count: i % 13))q", "chosen": "\#(chosen)", "rejected": "\#(rejected)"\#(refs)}"#)
+        }
+        lines.insert("not json", at: 17)
+        let url = try write(lines.joined(separator: "\n"))
+        let limits = LengthLimits(maxPromptLength: 8, maxLength: 30, dropLongerThan: 45)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("redi-store-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (examples, report) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, skipInvalid: true)
+        let store = try TokenStore(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, skipInvalid: true, directory: dir)
+        XCTAssertEqual(store.count, examples.count)
+        XCTAssertEqual("\(store.report)", "\(report)")
+        XCTAssertGreaterThan(report.truncatedPrompts, 0)
+        XCTAssertGreaterThan(report.truncatedCompletions, 0)
+        XCTAssertEqual(report.skipped, 1)
+        XCTAssertEqual(try store.examples(0..<store.count), examples)
+        XCTAssertEqual(try store.example(123), examples[123])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), [], "the token file is unlinked while open")
+        XCTAssertTrue(store.isPreference)
+        XCTAssertFalse(store.hasReferences)
+        store.setReferences((0..<2 * store.count).map { -Double($0) })
+        XCTAssertTrue(store.hasReferences)
+        XCTAssertEqual(try store.example(5).refRejected, -11)
+        XCTAssertEqual(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, skipInvalid: true, first: 7).examples,
+                       Array(examples.prefix(7)))
+        // A bad line is still an error naming it, after the whole file was read.
+        XCTAssertThrowsError(try TokenStore(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, directory: dir)) {
+            XCTAssertTrue("\($0)".contains(":18: invalid JSON"), "\($0)")
+        }
+    }
 }

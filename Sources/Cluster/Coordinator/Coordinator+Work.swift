@@ -278,6 +278,19 @@ extension Coordinator {
     }
 
     /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
+    /// Summed log-probabilities of every sequence of `store`, in order: read and scored a block
+    /// of examples at a time, so neither the coordinator nor a worker holds the whole data.
+    func score(_ store: TokenStore, microBatchTokens: Int) throws -> [Double] {
+        var scores: [Double] = []
+        for start in stride(from: 0, to: store.count, by: Self.scoreBlock) {
+            scores += try score(store.examples(start..<min(start + Self.scoreBlock, store.count)), microBatchTokens: microBatchTokens)
+        }
+        return scores
+    }
+
+    /// Examples per round of `score(_ store:)`.
+    static let scoreBlock = 256
+
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
         let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
         let reports = try distribute(picked, step: 0, expectNorms: false) { version, shard in
