@@ -1299,7 +1299,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[13] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[15] =
 {
   {
     "index",
@@ -1457,8 +1457,33 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[13] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "activation_keep_bytes",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, activation_keep_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot_dir",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, snapshot_dir),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
+  13,   /* field[13] = activation_keep_bytes */
   10,   /* field[10] = bf16_gradients */
   11,   /* field[11] = bf16_weights */
   3,   /* field[3] = chunk_owner */
@@ -1469,6 +1494,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
   5,   /* field[5] = parameter_count */
   12,   /* field[12] = plain_data_plane */
   4,   /* field[4] = server_endpoints */
+  14,   /* field[14] = snapshot_dir */
   8,   /* field[8] = timeout_seconds */
   9,   /* field[9] = worker_keys */
   7,   /* field[7] = workers */
@@ -1476,7 +1502,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 13 }
+  { 0, 15 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1486,7 +1512,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  13,
+  15,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,

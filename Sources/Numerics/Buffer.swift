@@ -1,6 +1,9 @@
 // Owned, 64-byte-aligned fp32 storage: the one allocation behind parameters,
 // gradients, optimizer state and activations. Not for small scratch values.
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A fixed-size, zero-initialised, 64-byte-aligned array of `Float` that owns its memory.
 ///
@@ -17,9 +20,43 @@ public final class FloatBuffer: @unchecked Sendable {
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
         baseAddress = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         baseAddress.initialize(repeating: 0, count: max(count, 1))
+        mappedBytes = 0
     }
 
-    deinit { baseAddress.deallocate() }
+    /// Where a file-backed buffer's pages live: a mapping of `mappedBytes` (0: heap memory).
+    private let mappedBytes: Int
+
+    /// `count` floats, all zero, in a file of their own in `directory` (unlinked at once, so its
+    /// disk space goes with the buffer): memory the kernel can write back and evict, for data
+    /// kept but rarely read (a parameter server's snapshots). Its pages count as the process's
+    /// resident memory while touched; `releaseResidentPages` hands them back to the page cache.
+    public init(count: Int, fileIn directory: String) throws {
+        precondition(count >= 0, "FloatBuffer count must be non-negative")
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        var template = Array("\(directory)/.redi-ps-buffer-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw BufferFileError("cannot create a file in \(directory): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }  // the mapping keeps the file
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        guard ftruncate(fd, off_t(bytes)) == 0 else { throw BufferFileError("cannot size a \(bytes)-byte file in \(directory): \(String(cString: strerror(errno)))") }
+        guard let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+            throw BufferFileError("cannot map a \(bytes)-byte file in \(directory): \(String(cString: strerror(errno)))")
+        }
+        self.count = count
+        mappedBytes = bytes
+        baseAddress = mapped.bindMemory(to: Float.self, capacity: max(count, 1))  // a fresh file reads as zeros
+    }
+
+    /// A file-backed buffer's pages leave this process's resident set (their data stays in the
+    /// page cache and the file; the next access reads it back). Nothing for heap buffers.
+    public func releaseResidentPages() {
+        guard mappedBytes > 0 else { return }
+        _ = madvise(UnsafeMutableRawPointer(baseAddress), mappedBytes, MADV_DONTNEED)
+    }
+
+    deinit {
+        if mappedBytes > 0 { munmap(UnsafeMutableRawPointer(baseAddress), mappedBytes) } else { baseAddress.deallocate() }
+    }
 
     public subscript(i: Int) -> Float {
         get { precondition(i >= 0 && i < count); return baseAddress[i] }
@@ -35,6 +72,11 @@ public final class FloatBuffer: @unchecked Sendable {
         precondition(other.count == count, "FloatBuffer.copy: count mismatch \(other.count) vs \(count)")
         baseAddress.update(from: other.baseAddress, count: count)
     }
+}
+
+public struct BufferFileError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Grows on demand and never shrinks; the workspace for activations whose size depends on the batch.

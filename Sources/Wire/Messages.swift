@@ -41,10 +41,17 @@ public struct Welcome: Equatable, Sendable {
     public var bf16Gradients: Bool, bf16Weights: Bool
     /// Pushes and pulls travel unencrypted, the worker authenticated by its data key as a PLAIN password.
     public var plainDataPlane: Bool
+    /// Workers only: activations kept for backward up to this many bytes, recomputed past it
+    /// (`LlamaEngine.activationKeepBytes`).
+    public var activationKeepBytes: Int
+    /// Servers only: snapshots and replicas kept in files in this local directory ("" : in memory).
+    public var snapshotDirectory: String
     public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
                 parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
-                bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false) {
+                bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false, activationKeepBytes: Int = 4 << 30,
+                snapshotDirectory: String = "") {
         self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights; self.plainDataPlane = plainDataPlane
+        self.activationKeepBytes = activationKeepBytes; self.snapshotDirectory = snapshotDirectory
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds
         self.workers = workers; self.timeoutSeconds = timeoutSeconds; self.workerKeys = workerKeys
@@ -193,7 +200,7 @@ public struct Envelope: Equatable, Sendable {
 
 public enum Wire {
     /// Bumped when a message changes incompatibly; peers with another version are refused.
-    public static let protocolVersion = 3
+    public static let protocolVersion = 4
     /// Largest envelope accepted (tensor frames are separate and bounded by the chunk size).
     public static let maximumEnvelopeBytes = 64 << 20
     /// Largest tensor frame any peer may send: the largest chunk a recipe may ask for.

@@ -57,7 +57,7 @@ class ClusterTestCase: XCTestCase {
 
     func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
                 chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32", dataPlane: String = "curve",
-                stepTimeout: Double = 1800, verifyEvery: Int = 0, verifyShards: Int = 1) -> String {
+                stepTimeout: Double = 1800, verifyEvery: Int = 0, verifyShards: Int = 1, clusterExtra: String = "") -> String {
         """
         run_id: e2e
         output: \(output ?? "out-\(servers)x\(workers)")
@@ -68,7 +68,7 @@ class ClusterTestCase: XCTestCase {
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
         cluster: {servers: \(servers), workers: \(workers), bind: "tcp://127.0.0.1:\(port)", timeout_seconds: \(timeout), chunk_mib: \(chunkMiB),
                   heartbeat_seconds: \(heartbeat), wire: \(wire), data_plane: \(dataPlane), step_timeout_seconds: \(stepTimeout),
-                  verify_every: \(verifyEvery), verify_shards: \(verifyShards)}
+                  verify_every: \(verifyEvery), verify_shards: \(verifyShards)\(clusterExtra)}
         """
     }
 

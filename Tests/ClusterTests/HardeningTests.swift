@@ -400,8 +400,8 @@ final class HardeningTests: ClusterTestCase {
     func serverLoss(spare: Bool) throws {
         let uninterrupted = try runCluster(servers: 2, workers: 2)
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
-        try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2)
-            .replacingOccurrences(of: "heartbeat_seconds: 0.2}", with: "heartbeat_seconds: 0.2, snapshot_every: 2}"), "r.yaml")
+        try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
+                               clusterExtra: ", snapshot_every: 2"), "r.yaml")
         let doomed = try server(endpoint, "s1.log")
         var ps = [try server(endpoint, "s0.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.3"]),
                   try worker(endpoint, "w1.log", ["--delay-steps", "0.3"])]
@@ -427,11 +427,13 @@ final class HardeningTests: ClusterTestCase {
     /// Two of three servers lost one after the other, no spare: each time the lost server's
     /// chunks come back from the replica on its successor (then, with one server left, from the
     /// coordinator's), and the run ends with the uninterrupted run's bits.
+    /// With `snapshot_dir`: the servers keep snapshots and replicas in files, so this also
+    /// checks that file-backed copies restore bit-exactly.
     func testTwoServersLostOneAfterTheOtherAreRestoredFromTheirReplicas() throws {
         let uninterrupted = try runCluster(servers: 3, workers: 2)
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
-        try writeRecipe(recipe(servers: 3, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2)
-            .replacingOccurrences(of: "heartbeat_seconds: 0.2}", with: "heartbeat_seconds: 0.2, snapshot_every: 2}"), "r.yaml")
+        try writeRecipe(recipe(servers: 3, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
+                               clusterExtra: ", snapshot_every: 2, snapshot_dir: \(dir.path)/snapshots"), "r.yaml")
         let first = try server(endpoint, "s0.log")
         Thread.sleep(forTimeInterval: 0.3)  // joins first: server 0, whose replica is on server 1
         let second = try server(endpoint, "s1.log")
@@ -450,8 +452,11 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertEqual(text.components(separatedBy: "replaying from the snapshot").count - 1, 2, text)
         XCTAssertTrue(text.contains("spread over the 2 servers left") && text.contains("spread over the 1 servers left"), text)
         XCTAssertTrue(text.contains("from replicas"), text)
+        // Snapshots and replicas lived in files there (unlinked at once: none left behind).
+        XCTAssertTrue(log("s2.log").contains("snapshots and replicas kept in files in \(dir.path)/snapshots"), log("s2.log"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("snapshots").path), [])
         let worst = zip(try loadCheckpoint("out/redi"), uninterrupted).map { abs($0 - $1) }.max()!
-        print("two servers lost one after the other: max |w - uninterrupted| = \(worst)")
+        print("two servers lost one after the other, snapshots in files: max |w - uninterrupted| = \(worst)")
         XCTAssertEqual(worst, 0)
     }
 
@@ -480,6 +485,37 @@ final class HardeningTests: ClusterTestCase {
         }
         print("coordinator peak RSS: tiny \(peaks["tiny"]!) MiB, smollm2-135m \(peaks["smollm2-135m"]!) MiB")
         XCTAssertLessThan(peaks["smollm2-135m"]! - peaks["tiny"]!, 100, "\(peaks)")
+    }
+
+    /// The coordinator reads a stage's examples back from a scratch token file, so 200 000
+    /// records (35 MB of JSONL, 26 M token ids: ~140 MB held as before) cost it the index alone.
+    func testTheCoordinatorsMemoryDoesNotGrowWithTheData() throws {
+        var peaks: [Int: Double] = [:]
+        for records in [20, 200_000] {
+            var text = ""
+            text.reserveCapacity(records * 180)
+            for i in 0..<records {
+                text += #"{"prompt": "\#(i % 97) + \#(i % 89) =", "completion": " \#(String(repeating: "abcdefgh", count: 15)) \#(i)"}"# + "\n"
+            }
+            try text.write(to: dir.appendingPathComponent("data-\(records).jsonl"), atomically: true, encoding: .utf8)
+            let port = freePort()
+            try writeRecipe("""
+                run_id: e2e
+                output: out-\(records)
+                seed: 3
+                model: {init: tiny}
+                stages:
+                  - {name: sft, objective: sft, data: data-\(records).jsonl, max_steps: 1, batch_size: 2, learning_rate: 1.0e-3}
+                cluster: {servers: 1, workers: 1, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 60, snapshot_every: 0}
+                """, "data-\(records).yaml")
+            let (status, log) = try runWithPeers(port: port, servers: 1, workers: 1, ["--recipe", "data-\(records).yaml"], tag: "data-\(records)")
+            XCTAssertEqual(status, 0, log)
+            XCTAssertTrue(log.contains("\(records) records kept"), log)
+            peaks[records] = try XCTUnwrap(log.firstMatch(of: /\[coordinator\] peak RSS ([0-9.]+) MiB/).flatMap { Double($0.1) }, log)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("out-\(records)").path).filter { $0.hasPrefix(".tokens") }, [])
+        }
+        print("coordinator peak RSS: 20 records \(peaks[20]!) MiB, 200 000 records \(peaks[200_000]!) MiB")
+        XCTAssertLessThan(peaks[200_000]! - peaks[20]!, 30, "\(peaks)")
     }
 
     func testALostServerIsReplacedByASpareAndTheRunReplaysToTheSameWeights() throws { try serverLoss(spare: true) }

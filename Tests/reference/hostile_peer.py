@@ -50,7 +50,7 @@ import time
 import zmq
 import zmq.utils.z85
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 
 # --- a minimal protobuf encoder/decoder -------------------------------------------------

@@ -151,10 +151,21 @@ struct  Redi__Welcome
    * encryption and one of decryption over every byte). False: CURVE, as the control plane.
    */
   protobuf_c_boolean plain_data_plane;
+  /*
+   * Workers only: every layer's activations are kept for backward while they fit in this
+   * many bytes; past it, backward recomputes each layer from its input (same bits, less
+   * memory, ~a third more compute). What lets a model fit the worker's machine.
+   */
+  uint64_t activation_keep_bytes;
+  /*
+   * Servers (and the coordinator with one server): keep snapshots and replicas in files in
+   * this directory on the local disk instead of memory (empty: in memory).
+   */
+  char *snapshot_dir;
 };
 #define REDI__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Redi__Error

@@ -45,7 +45,7 @@ extension Coordinator {
     /// Phase 2: every server makes its live chunks and the replica built for `tag` current.
     private func commit(tag: Int) throws {
         for id in servers { try messenger.send(.snapshot(SnapshotCommand(.commit, tag: tag)), to: id) }
-        if servers.count == 1 { replicaOfOnlyServer.commit(tag: tag, chunks: []) }
+        if servers.count == 1 { try replicaOfOnlyServer.commit(tag: tag, chunks: []) }
         snapshotOwner = plan.owner.map { servers[$0] }
         replicaHolder = plan.owner.map { servers.count == 1 ? nil : servers[($0 + 1) % servers.count] }
         try awaitAcknowledgements(servers.count)

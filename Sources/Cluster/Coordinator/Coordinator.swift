@@ -65,7 +65,7 @@ public final class Coordinator {
     var snapshotTag = 0
     var snapshotOwner: [[UInt8]] = []
     var replicaHolder: [[UInt8]?] = []
-    var replicaOfOnlyServer = SnapshotStore()
+    lazy var replicaOfOnlyServer = SnapshotStore(directory: recipe.cluster.snapshotDirectory)
     /// metrics.jsonl, examples.jsonl and TensorBoard events (open once the run starts).
     var runLog: RunLog?
 
@@ -234,10 +234,8 @@ public final class Coordinator {
         // what each stage did to the model.
         var previousPref: [Example]?
         if let pref = recipe.stages.first(where: { $0.objective.isPreference }) {
-            previousPref = try Array(Dataset.load(URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
-                                                  vocabularySize: config.vocabSize,
-                                                  limits: pref.limits)
-                .examples.prefix(64))
+            previousPref = try Dataset.load(URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
+                                            vocabularySize: config.vocabSize, limits: pref.limits, first: 64).examples
         }
         for (index, stage) in recipe.stages.enumerated() {
             if let r = resumePoint, index < r.stage { continue }
@@ -262,7 +260,8 @@ public final class Coordinator {
                          heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
                          timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
                          bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights,
-                         plainDataPlane: recipe.cluster.plainDataPlane))
+                         plainDataPlane: recipe.cluster.plainDataPlane, activationKeepBytes: recipe.cluster.activationKeepMiB << 20,
+                         snapshotDirectory: recipe.cluster.snapshotDirectory ?? ""))
     }
 
     // MARK: Model
@@ -312,13 +311,12 @@ public final class Coordinator {
     func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, tokenizer: any Tokenizer,
                   preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> (StageSummary, SnapshotMark?) {
         referenceScores = nil
-        let (loaded, report) = try Dataset.load(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
-                                                vocabularySize: config.vocabSize,
-                                                limits: stage.limits)
-        var examples = loaded
+        // The tokens wait in a scratch file beside the output; a batch reads its examples back.
+        let examples = try TokenStore(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
+                                      vocabularySize: config.vocabSize, limits: stage.limits, directory: URL(fileURLWithPath: recipe.output))
         keepAlive()
-        say("stage \(stage.name) (\(stage.objective.name)): \(report)")
-        if case .dpo = stage.objective, examples.contains(where: { $0.refChosen == nil }) {
+        say("stage \(stage.name) (\(stage.objective.name)): \(examples.report); \(examples.fileBytes >> 20) MiB of tokens")
+        if case .dpo = stage.objective, !examples.hasReferences {
             // The reference is the model at the stage's start: computed once, and read back from
             // the checkpoint when the stage resumes (the resumed model is no longer the reference).
             let scores: [Double]
@@ -330,9 +328,9 @@ public final class Coordinator {
                 scores = try score(examples, microBatchTokens: stage.microBatchTokens)
             }
             referenceScores = scores
-            for i in examples.indices { examples[i].refChosen = scores[2 * i]; examples[i].refRejected = scores[2 * i + 1] }
+            examples.setReferences(scores)
         }
-        if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = Array(examples.prefix(64)) }
+        if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = try examples.examples(0..<min(64, examples.count)) }
         // As Hugging Face's Trainer: batches never cross an epoch (an epoch's last batch may be
         // short), so one epoch uses every example exactly once.
         let total = stage.totalSteps(examples: examples.count)
@@ -344,7 +342,7 @@ public final class Coordinator {
         // rebuilds the current epoch's order and continues at the saved position.
         func shuffled(_ e: Int) -> [Int] {
             var rng = SeededGenerator(seed: recipe.seed &+ UInt64(index) &* 1_000_003 &+ UInt64(e))
-            return Array(examples.indices).shuffled(using: &rng)
+            return Array(0..<examples.count).shuffled(using: &rng)
         }
         if let start {
             // The checkpoint must be of this stage as the recipe now defines it.
@@ -354,14 +352,14 @@ public final class Coordinator {
             }
         }
         if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
-        func nextBatch() -> [Picked] {
+        func nextBatch() throws -> [Picked] {
             if position >= order.count {
                 order = shuffled(epoch)
                 position = 0; epoch += 1
             }
             let end = min(position + stage.batchSize, order.count)
             defer { position = end }
-            return order[position..<end].map { Picked(example: examples[$0], id: $0, epoch: epoch) }
+            return try order[position..<end].map { Picked(example: try examples.example($0), id: $0, epoch: epoch) }
         }
         let started = Date()
         var tokensSeen = 0
@@ -376,7 +374,7 @@ public final class Coordinator {
             }
             if step == total { break }
             let t0 = Date()
-            let batch = nextBatch()
+            let batch = try nextBatch()
             let normalizer = stage.objective.normalizer(for: batch.map(\.example))
             let outcome = try distribute(batch, step: step, expectNorms: true) { version, shard in
                 WorkUnit(stage: stage.name, step: step, version: version, objective: stage.objective,

@@ -44,13 +44,20 @@ public struct MemoryPlan: Sendable {
         if c.snapshotEvery > 0 {
             // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
             // a snapshot is taken, the next one beside it.
-            serverTerms.append(("snapshot of its share (weights, m, v)", 3 * share * f))
-            if c.servers > 1 { serverTerms.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
+            let snapshot = 3 * share * f * (c.servers > 1 ? 3 : 1)
+            if let dir = c.snapshotDirectory {
+                // Files: written pages go back to the page cache, so they are disk, not resident memory.
+                serverTerms.append((String(format: "snapshot and replicas: %.2f GiB of files in %@, not resident", Double(snapshot) / Double(1 << 30), dir), 0))
+            } else {
+                serverTerms.append(("snapshot of its share (weights, m, v)", 3 * share * f))
+                if c.servers > 1 { serverTerms.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
+            }
         }
         let server = Role(name: "server", terms: serverTerms)
         // Workers: the whole model and its gradients, the engine's workspaces at the largest
         // micro-batch (kept for the run), and an evaluation's KV cache and logits.
         let engine = LlamaEngine(config: config)
+        engine.activationKeepBytes = c.activationKeepMiB << 20
         // Micro-batches pack whole sequences up to micro_batch_tokens (a longer one goes alone).
         func workspace(_ stage: Recipe.Stage, _ length: Int) -> Int {
             let lengths = Array(repeating: max(1, length), count: max(1, stage.microBatchTokens / max(1, length)))
@@ -95,7 +102,10 @@ public struct MemoryPlan: Sendable {
         var coordinator: [(String, Int)] = [("base", Self.coordinatorBase),
                                             ("a piece of the model as it is read", min(p, ModelReader.pieceElements) * f),
                                             ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes))]
-        if c.snapshotEvery > 0 && c.servers == 1 { coordinator.append(("the only server's replica, and the next one while a snapshot is taken", 2 * 3 * p * f)) }
+        if c.snapshotEvery > 0 && c.servers == 1 {
+            coordinator.append(("the only server's replica, and the next one while a snapshot is taken\(c.snapshotDirectory.map { " (files in \($0), not resident)" } ?? "")",
+                                c.snapshotDirectory == nil ? 2 * 3 * p * f : 0))
+        }
         roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
         counts = [1, c.servers, c.workers]
     }

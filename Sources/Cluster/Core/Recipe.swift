@@ -133,6 +133,13 @@ public struct Recipe: Sendable {
         /// Verification by recomputation: every `verifyEvery` steps (0: never), `verifyShards`
         /// random shards are recomputed by another worker and compared with what was pushed.
         public var verifyEvery = 0, verifyShards = 1
+        /// `activation_keep_mib`: a worker keeps every layer's activations for backward while they
+        /// fit in this many MiB, and recomputes each layer from its input past it (same bits, less
+        /// memory, about a third more compute): lower it to fit a large model on a worker's machine.
+        public var activationKeepMiB = 4096
+        /// `snapshot_dir`: servers keep snapshots and replicas as files in this directory of their
+        /// own machine's disk (created if missing; not a tmpfs) instead of memory. Nil: in memory.
+        public var snapshotDirectory: String?
     }
 
     public var runID: String
@@ -391,6 +398,11 @@ public struct Recipe: Sendable {
             cluster.stepTimeoutSeconds = try c.double("step_timeout_seconds", default: 1800, min: 0.1, max: 1e7)
             cluster.verifyEvery = try c.int("verify_every", default: 0, min: 0, max: 1 << 30)
             cluster.verifyShards = try c.int("verify_shards", default: 1, min: 1, max: 4096)
+            cluster.activationKeepMiB = try c.int("activation_keep_mib", default: 4096, min: 0, max: 1 << 30)
+            if let dir = try c.optionalString("snapshot_dir") {
+                guard dir.hasPrefix("/"), !dir.contains("\0") else { throw RecipeError("cluster.snapshot_dir: \"\(dir)\" must be an absolute path (each server reads it on its own machine)") }
+                cluster.snapshotDirectory = dir
+            }
             let wire = try c.string("wire", default: "fp32")
             guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
                 throw RecipeError("cluster.wire: \"\(wire)\" is not fp32, bf16-gradients or bf16")

@@ -69,13 +69,47 @@ public final class ParameterServer {
         }
     }
 
+    /// The snapshot store the Welcome asks for: in memory, or files in `snapshot_dir` (created,
+    /// and a file made there at once, so a bad directory fails the join, not the first snapshot).
+    private func snapshotStore(_ w: Welcome, name: String) throws -> SnapshotStore {
+        let dir = w.snapshotDirectory
+        guard !dir.isEmpty else { return SnapshotStore() }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = try FloatBuffer(count: 1, fileIn: dir)
+        } catch {
+            throw ClusterError("\(name): cluster.snapshot_dir \(dir): \(error)")
+        }
+        // Files on a tmpfs are memory, which the setting is meant to spare: said, not refused.
+        let inMemory = ["tmpfs", "ramfs"].contains(fileSystemType(of: dir) ?? "")
+        log(name, "snapshots and replicas kept in files in \(dir)\(inMemory ? " (warning: a tmpfs, so they still take memory)" : "")")
+        return SnapshotStore(directory: dir)
+    }
+
+    /// The type of the file system holding `path` (the longest mount point above it in
+    /// /proc/self/mounts), nil when that cannot be read.
+    private func fileSystemType(of path: String) -> String? {
+        guard let mounts = try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8) else { return nil }
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        var best: (point: String, type: String)?
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 3 else { continue }
+            // Mount points escape spaces as \040.
+            let point = fields[1].replacingOccurrences(of: "\\040", with: " ")
+            let inside = point == "/" || target == point || target.hasPrefix(point + "/")
+            if inside, point.count >= (best?.point.count ?? -1) { best = (point, String(fields[2])) }
+        }
+        return best?.type
+    }
+
     private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome first: Welcome, runID: String, name: String) throws {
         let timeout = peerTimeout(first, cli: self.timeout)
         let peers = Messenger(socket: data, runID: runID, sender: name, routed: true)
         var welcome = first
         var state = ShardState(slots: welcome.workers, bf16Gradients: welcome.bf16Gradients)
         // Kept across re-plans: a lost server's chunks are restored from what the survivors hold.
-        var snapshots = SnapshotStore()
+        var snapshots = try snapshotStore(first, name: name)
         func admit(_ keys: [[UInt8]]) {
             for w in 0..<state.slots {
                 if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
@@ -130,7 +164,7 @@ public final class ParameterServer {
                         let sizes = Dictionary(uniqueKeysWithValues: welcome.chunks.map { ($0.chunk, $0.count) })
                         try snapshots.storeReplica(tag: c.tag, chunks: c.chunks, sizes: sizes, msg.tensors)
                     case .commit:
-                        snapshots.commit(tag: c.tag, chunks: state.ordered)
+                        try snapshots.commit(tag: c.tag, chunks: state.ordered)
                     case .restore:
                         try state.restore(from: snapshots, tag: c.tag, chunks: c.chunks, version: c.version)
                         log(name, "restored \(c.chunks.count) of its \(state.chunks.count) chunks from its snapshot \(c.tag)")

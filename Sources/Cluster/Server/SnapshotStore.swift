@@ -8,15 +8,27 @@
 // replicas are first built beside the committed ones (`storeReplica`), then every server
 // commits (`commit`: live chunks → own snapshot, built replica → replica). Until the commit the
 // previous snapshot is whole on every server; after it, the new one is.
+//
+// With a directory (`cluster.snapshot_dir`), every copy lives in a file there instead of the
+// heap: written, its pages go back to the page cache (the kernel writes them out and evicts
+// them under pressure), so a server's resident memory is its live state alone.
 import Numerics
 
 public struct SnapshotStore {
     /// One chunk's state at a snapshot.
     public final class Copy {
         public let weights: FloatBuffer, m: FloatBuffer, v: FloatBuffer
-        init(count: Int) { weights = FloatBuffer(count: count); m = FloatBuffer(count: count); v = FloatBuffer(count: count) }
+        init(count: Int, directory: String?) throws {
+            func buffer() throws -> FloatBuffer { try directory.map { try FloatBuffer(count: count, fileIn: $0) } ?? FloatBuffer(count: count) }
+            weights = try buffer(); m = try buffer(); v = try buffer()
+        }
         var count: Int { weights.count }
+        /// Hands a file-backed copy's pages back to the page cache once written or read.
+        func release() { weights.releaseResidentPages(); m.releaseResidentPages(); v.releaseResidentPages() }
     }
+
+    /// Where copies are kept as files (nil: in memory).
+    public let directory: String?
 
     /// The committed snapshot's tag (nil before the first commit) and this server's chunks at it.
     public private(set) var tag: Int?
@@ -27,9 +39,9 @@ public struct SnapshotStore {
     private var building: [Int: Copy] = [:]
     private var buildingTag: Int?
 
-    public init() {}
+    public init(directory: String? = nil) { self.directory = directory }
 
-    /// Bytes held: own snapshot, replica and the replica being built.
+    /// Bytes held (in memory, or in files under `directory`): own snapshot, replica and the replica being built.
     public var bytes: Int { [own, replica, building].reduce(0) { $0 + $1.values.reduce(0) { $0 + 12 * $1.count } } }
 
     /// Takes replica chunks for snapshot `tag` (weights, m, v per chunk, each checked finite and
@@ -45,7 +57,8 @@ public struct SnapshotStore {
         }
         if buildingTag != tag { building = [:]; buildingTag = tag }
         for (k, id) in ids.enumerated() {
-            let copy = building[id] ?? Copy(count: sizes[id]!)
+            let copy = try building[id] ?? Copy(count: sizes[id]!, directory: directory)
+            defer { copy.release() }
             tensors[3 * k].copyValues(into: copy.weights.baseAddress, bf16: false)
             tensors[3 * k + 1].copyValues(into: copy.m.baseAddress, bf16: false)
             tensors[3 * k + 2].copyValues(into: copy.v.baseAddress, bf16: false)
@@ -59,12 +72,13 @@ public struct SnapshotStore {
 
     /// Makes the live `chunks` snapshot `tag` (their buffers reused when the same chunks were
     /// committed before) and the replica built for `tag` the replica (none built: none kept).
-    public mutating func commit(tag newTag: Int, chunks: [ShardState.Chunk]) {
+    public mutating func commit(tag newTag: Int, chunks: [ShardState.Chunk]) throws {
         var next: [Int: Copy] = [:]
         for c in chunks {
             let id = c.range.chunk
-            let copy = own[id].flatMap { $0.count == c.range.count ? $0 : nil } ?? Copy(count: c.range.count)
+            let copy = try own[id].flatMap { $0.count == c.range.count ? $0 : nil } ?? Copy(count: c.range.count, directory: directory)
             copy.weights.copy(from: c.weights); copy.m.copy(from: c.m); copy.v.copy(from: c.v)
+            copy.release()
             next[id] = copy
         }
         own = next
@@ -85,6 +99,7 @@ public struct SnapshotStore {
                 throw ShardStateError("asked to restore chunk \(id) from snapshot \(wanted), which this server does not hold")
             }
             c.weights.copy(from: copy.weights); c.m.copy(from: copy.m); c.v.copy(from: copy.v)
+            copy.release()
         }
     }
 

@@ -113,6 +113,7 @@ public final class WorkerRole {
         }
         try connect(welcome)
         let computer = GradientComputer(config: config)
+        computer.engine.activationKeepBytes = welcome.activationKeepBytes
         log(name, "joined run \(runID): \(welcome.parameterCount) parameters on \(servers.count) servers")
         // The start line measured one fixed shape; this is the model's own MLP shape (capped at 4096 outputs).
         let shape = MatmulShape(m: 512, n: min(config.intermediateSize, 4096), k: config.hiddenSize)
