@@ -23,40 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read_run(path):
-    metrics = os.path.join(path, "metrics.jsonl")
-    if not os.path.isfile(metrics):
-        sys.exit("error: %s has no metrics.jsonl (pass a run's output directory)" % path)
-    steps = collections.defaultdict(dict)  # (stage, step) -> metrics
-    evals = {}  # stage -> (pass@1, stderr)
-    stage_order = []
-    with open(metrics) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                sys.exit("error: %s line %d is not JSON: %s" % (metrics, n, e))
-            stage = record.get("stage")
-            if stage is None:
-                continue
-            if stage not in stage_order:
-                stage_order.append(stage)
-            if "step" in record:
-                steps[(stage, record["step"])] = record  # a replayed step keeps its last line
-            elif record.get("eval/pass@1") is not None:
-                evals[stage] = (record["eval/pass@1"], record.get("eval/pass@1_stderr") or 0.0)
-    return steps, evals, stage_order
-
-
-def mean_sem(values):
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return m, 0.0
-    var = sum((v - m) ** 2 for v in values) / (len(values) - 1)
-    return m, math.sqrt(var / len(values))
+from runs import mean_sem, read_run  # noqa: E402
 
 
 def curves(runs, stage, name):

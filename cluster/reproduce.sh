@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# The REDI paper's Table 2 in miniature, on this machine: one SFT checkpoint on the built-in
-# arithmetic task, then from it REDI (α = 0.8), symmetric REDI (α = 1), DPO, SimPO and SFT
-# continued on the same positives (the paper's control), each with several seeds, the same
-# pairs and the same evaluation (T = 0.6, top-p 0.95, pass@1 over k samples of held-out
-# problems). Then the paper's stability check: symmetric and asymmetric REDI at a higher
-# learning rate. Every run is a real cluster run (coordinator, server, workers on loopback).
+# The REDI paper's comparison in miniature, run the way the paper runs it, on this machine:
+#   1. Data: the built-in arithmetic task; its teacher's correct traces are the SFT data, and
+#      held-out problems are split into a validation and a test set.
+#   2. SFT of the `small` model, evaluated on validation every epoch (the curve shows where it
+#      levels off); its checkpoint is where every method starts.
+#   3. Pairs as the paper makes them: independent whole traces of each training problem,
+#      sampled from the SFT model at temperature 1 and graded by the task's checker; a pair is
+#      the first correct with the first incorrect sample of a problem. (The paper samples a
+#      stronger teacher; here the student's own samples stand in for it, so correct and
+#      incorrect traces start about equally likely, as in the paper's Fig. 7.)
+#   4. Every method's learning rate tuned on validation (seed 1) over a grid that includes
+#      SFT's rate / 50 and lower: REDI (α 0.8), DPO (β 0.1), SimPO at the paper's β 2, γ 1 and
+#      at TRL's defaults, and SFT continued on the pairs' correct traces (the paper's control).
+#   5. Each at its tuned rate with N seeds, evaluated on test alike (T 0.6, top-p 0.95);
+#      differences paired per problem. A control arm: REDI on the task's synthetic slip pairs
+#      (each incorrect trace is the correct one with one slip). The paper's stability check:
+#      REDI α 1 and α 0.8 at 5× REDI's tuned rate.
+# Every run is a real cluster run (coordinator, server, workers on loopback).
 #
 #   bash cluster/reproduce.sh [--seeds N] [--out DIR] [--quick]
 #
-# Writes DIR/table.md (pass@1 mean ± SEM per method; REDI against each baseline), the
-# figures (DIR/figures/*.png; DIR/stability/*.png) and every run's output under DIR/runs.
-# A run that finished is not run again: after an interruption the same command goes on.
-# --quick shrinks every budget (a smoke test of the pipeline, not a result).
+# Writes DIR/table.md (SFT curve, grid, test table with paired differences, per-token
+# log-probs at start and end, first-mistake types on test), the figures (DIR/figures/*.png,
+# DIR/stability/*.png) and every run under DIR/runs. A finished run is not run again: after an
+# interruption the same command goes on. --quick shrinks every budget (a smoke test of the
+# pipeline, not a result).
 set -euo pipefail
 seeds=3
 out=runs/reproduce
@@ -21,7 +34,7 @@ while [ $# -gt 0 ]; do
     --seeds) seeds=${2:?--seeds needs a number}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --quick) quick=yes; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -30,30 +43,31 @@ mkdir -p "$out"
 out=$(realpath "$out")
 cd "$(dirname "$0")/.."
 
-# Budgets. The task and SFT budget put the SFT model well below the ceiling (room to improve);
-# every preference method sees the same pairs for the same number of steps.
+# Budgets. Every preference method sees the same pairs for the same number of steps.
 if [ "$quick" = yes ]; then
-  problems=120 test_problems=16 samples=2 sft_epochs=1 sft_lr=3.0e-3 pref_epochs=0.5 pref_lr=2.0e-4 high_lr=1.0e-3
+  problems=150 val_problems=16 test_problems=16 samples=2 sft_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
 else
-  problems=3000 test_problems=400 samples=4 sft_epochs=7 sft_lr=3.0e-3 pref_epochs=0.5 pref_lr=2.0e-4 high_lr=1.0e-3
+  problems=3000 val_problems=200 test_problems=400 samples=4 sft_epochs=10 pref_epochs=0.5 grid="2.0e-5 6.0e-5 2.0e-4"
 fi
+sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5, one step lower and one higher
 port=${REDI_PS_REPRODUCE_PORT:-5590}
 
 source cluster/lib/build.sh
 build redi-ps redi-worker  # once, for every run below (REDI_PS_BIN set: those binaries as they are)
 export REDI_PS_BIN=$bin
-mkdir -p "$out/recipes" "$out/logs" "$out/runs"
+mkdir -p "$out/recipes" "$out/logs" "$out/runs" "$out/data"
 started=$(date +%s)
+say() { echo "[reproduce] $*" >&2; }
 
 # run NAME: runs $out/recipes/NAME.yaml unless its output already holds an evaluation.
 run() {
   local name=$1 log="$out/logs/$1.log"
   if grep -q '"eval/pass@1"' "$out/runs/$name/metrics.jsonl" 2>/dev/null; then
-    echo "[reproduce] $name: done before, kept" >&2
+    say "$name: done before, kept"
     return
   fi
   rm -rf "$out/runs/$name"
-  echo "[reproduce] $name: running ($(( ($(date +%s) - started) / 60 )) min so far; log $log)" >&2
+  say "$name: running ($(( ($(date +%s) - started) / 60 )) min so far; log $log)"
   if ! bash cluster/local.sh "$out/recipes/$name.yaml" >"$log" 2>&1; then
     tail -n 20 "$log" >&2
     echo "error: run $name failed; its log is $log" >&2
@@ -62,10 +76,11 @@ run() {
   grep -o 'eval after [a-z_]*: pass@1 [0-9.]* ± [0-9.]*' "$log" | sed "s/^/[reproduce] $name: /" >&2 || true
 }
 
+# cluster_section EVAL_DATA: the evaluation (alike for every run) and the cluster.
 cluster_section() {
   cat <<EOF
 eval:
-  data: $out/runs/sft/test.jsonl
+  data: $1
   samples: $samples
   temperature: 0.6
   top_p: 0.95
@@ -81,99 +96,200 @@ cluster:
 EOF
 }
 
-# 1. The task's data and the shared SFT checkpoint.
+# 1. Data: training problems with the teacher's traces; held-out problems split into validation and test.
+data=$out/data
+if [ ! -f "$data/stats.json" ]; then
+  "$bin/redi-ps" data synth --problems "$problems" --traces-per-problem 4 --test-problems $((val_problems + test_problems)) \
+    --digits 1 --steps 2 --error-rate 0.2 --seed 0 --out "$data" >&2
+fi
+head -n "$val_problems" "$data/test.jsonl" >"$data/val-problems.jsonl"
+tail -n +$((val_problems + 1)) "$data/test.jsonl" >"$data/test-problems.jsonl"
+python3 cluster/distill.py problems "$data/sft.jsonl" "$data/train-problems.jsonl" >&2
+
+# 2. SFT on the teacher's correct traces, validation pass@1 every epoch.
+sft_records=$(wc -l <"$data/sft.jsonl")
 cat >"$out/recipes/sft.yaml" <<EOF
 run_id: reproduce-sft
 output: $out/runs/sft
 seed: 0
 model:
   init: small
-synth:
-  problems: $problems
-  traces_per_problem: 4
-  test_problems: $test_problems
-  digits: 1
-  steps: 2
-  error_rate: 0.2
 stages:
   - name: sft
     objective: sft
-    data: sft.jsonl
+    data: $data/sft.jsonl
     epochs: $sft_epochs
     batch_size: 16
     learning_rate: $sft_lr
     warmup_ratio: 0.05
     micro_batch_tokens: 4096
-$(cluster_section)
+    eval_every: $(( (sft_records + 15) / 16 ))
+$(cluster_section "$data/val-problems.jsonl")
 EOF
 run sft
+checkpoint=$out/runs/sft/sft
 
-# The control sees the pairs' chosen traces as prompt/completion records: same prompts, same positives.
-python3 - "$out/runs/sft/pref.jsonl" "$out/runs/sft/positives.jsonl" <<'PY'
-import json, os, sys
-with open(sys.argv[1]) as f, open(sys.argv[2] + ".tmp", "w") as g:
-    for line in f:
-        r = json.loads(line)
-        g.write(json.dumps({"prompt": r["prompt"], "completion": r["chosen"]}) + "\n")
-os.replace(sys.argv[2] + ".tmp", sys.argv[2])
-PY
+# 3. Pairs from independent samples of every training problem (temperature 1, the whole distribution).
+mined=$out/data/mined
+if [ ! -f "$mined/stats.json" ]; then
+  say "sampling 4 traces of each training problem from the SFT model"
+  "$bin/redi-ps" eval --model "$checkpoint" --data "$data/train-problems.jsonl" --samples 4 --temperature 1.0 --top-p 1.0 \
+    --max-new-tokens 160 --batch 64 --seed 11 --samples-out "$data/train-samples.jsonl" --out "$data/train-samples-report.json" >/dev/null
+  status=0
+  python3 cluster/distill.py pairs "$data/train-problems.jsonl" "$data/train-samples.jsonl" "$mined" >&2 || status=$?
+  if [ "$status" = 3 ] && [ "$quick" = yes ]; then
+    # A quick run's SFT model is too weak to be right on any problem: the slip pairs stand in.
+    say "quick: no mined pairs (the SFT model solves nothing yet); the slip pairs stand in"
+    mkdir -p "$mined"
+    cp "$data/pref.jsonl" "$mined/pref.jsonl"
+    python3 -c 'import json, sys
+with open(sys.argv[2], "w") as g:
+    for line in open(sys.argv[1]):
+        r = json.loads(line); g.write(json.dumps({"prompt": r["prompt"], "completion": r["chosen"]}) + "\n")' "$mined/pref.jsonl" "$mined/positives.jsonl"
+    python3 -c 'import json, sys
+o = json.loads(sys.argv[1]); print(json.dumps({"problems": 0, "all_correct": 0, "all_incorrect": 0, "paired": o["pairs"], "samples": 0, "correct_samples": 0, "sample_accuracy": 0, "overlap": o}))' \
+      "$(python3 cluster/distill.py overlap "$mined/pref.jsonl")" >"$mined/stats.json"
+  elif [ "$status" != 0 ]; then
+    exit 1
+  fi
+fi
+# The slip pairs' correct traces for nothing else than the overlap comparison.
+python3 cluster/distill.py overlap "$data/pref.jsonl" >"$data/slip-overlap.json"
 
-# preference NAME SEED STAGE OBJECTIVE-LINES DATA LR: one method's run from the SFT checkpoint.
+# preference NAME SEED OBJECTIVE-LINES DATA LR EVAL_DATA: one method's run from the SFT checkpoint.
 preference() {
-  local name=$1 seed=$2 stage=$3 objective=$4 data=$5 lr=$6
+  local name=$1 seed=$2 objective=$3 pairs=$4 lr=$5 eval_data=$6
   cat >"$out/recipes/$name.yaml" <<EOF
 run_id: reproduce-$name
 output: $out/runs/$name
 seed: $seed
 model:
-  path: $out/runs/sft/sft
+  path: $checkpoint
 stages:
-  - name: $stage
+  - name: train
 $objective
-    data: $data
+    data: $pairs
     epochs: $pref_epochs
     batch_size: 16
     learning_rate: $lr
     warmup_ratio: 0.1
     micro_batch_tokens: 4096
-$(cluster_section)
+$(cluster_section "$eval_data")
 EOF
   run "$name"
 }
 
-pairs="$out/runs/sft/pref.jsonl"
-methods=(redi redi_symmetric dpo simpo sft_continued)
+methods=(redi dpo simpo simpo_trl sft_continued)
 objective_of() {
   case "$1" in
-    redi) printf '    objective: redi\n    alpha: 0.8' ;;
+    redi|redi_slip) printf '    objective: redi\n    alpha: 0.8' ;;
     redi_symmetric) printf '    objective: redi\n    alpha: 1.0' ;;
     dpo) printf '    objective: dpo\n    beta: 0.1' ;;
-    simpo) printf '    objective: simpo' ;;
+    simpo) printf '    objective: simpo\n    beta: 2.0\n    gamma: 1.0' ;;  # the paper's SimPO baseline
+    simpo_trl) printf '    objective: simpo' ;;  # TRL's defaults: beta 0.1, gamma 0.5
     sft_continued) printf '    objective: sft' ;;
   esac
 }
+data_of() {
+  case "$1" in
+    sft_continued) echo "$mined/positives.jsonl" ;;
+    redi_slip) echo "$data/pref.jsonl" ;;
+    *) echo "$mined/pref.jsonl" ;;
+  esac
+}
+
+# 4. The grid on validation.
+for m in "${methods[@]}"; do
+  for lr in $grid; do preference "grid-$m-lr$lr" 1 "$(objective_of "$m")" "$(data_of "$m")" "$lr" "$data/val-problems.jsonl"; done
+done
+# tuned METHOD: the grid's learning rate with the best validation pass@1 (ties: the lower rate).
+tuned() {
+  local m=$1 best="" best_lr="" lr value
+  for lr in $grid; do
+    value=$(python3 -c 'import json, sys
+p = [json.loads(l).get("eval/pass@1") for l in open(sys.argv[1])]
+print([v for v in p if v is not None][-1])' "$out/runs/grid-$m-lr$lr/metrics.jsonl")
+    if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $value > $best else 1)"; then best=$value best_lr=$lr; fi
+  done
+  echo "$best_lr"
+}
+declare -A rate
+for m in "${methods[@]}"; do rate[$m]=$(tuned "$m"); say "$m: learning rate ${rate[$m]} (best on validation)"; done
+rate[redi_slip]=${rate[redi]}
+
+# 5. Seeds at the tuned rates on test, the slip-pair control arm, and the stability check.
+arms=("${methods[@]}" redi_slip)
 for seed in $(seq 1 "$seeds"); do
-  for m in "${methods[@]}"; do
-    data=$pairs; [ "$m" = sft_continued ] && data="$out/runs/sft/positives.jsonl"
-    preference "$m-seed$seed" "$seed" "$m" "$(objective_of "$m")" "$data" "$pref_lr"
+  for m in "${arms[@]}"; do
+    preference "$m-seed$seed" "$seed" "$(objective_of "$m")" "$(data_of "$m")" "${rate[$m]}" "$data/test-problems.jsonl"
   done
 done
-# Stability at a higher learning rate (the paper: symmetric REDI collapses, α = 0.8 holds).
-preference redi-high-lr 1 redi "$(objective_of redi)" "$pairs" "$high_lr"
-preference redi_symmetric-high-lr 1 redi_symmetric "$(objective_of redi_symmetric)" "$pairs" "$high_lr"
+high=$(python3 -c "print('%.1e' % (5 * ${rate[redi]}))")
+preference "stability-redi-lr$high" 1 "$(objective_of redi)" "$(data_of redi)" "$high" "$data/test-problems.jsonl"
+preference "stability-redi_symmetric-lr$high" 1 "$(objective_of redi_symmetric)" "$(data_of redi)" "$high" "$data/test-problems.jsonl"
+# The SFT checkpoint itself on test (where every method starts), with the same evaluation.
+if [ ! -f "$out/runs/sft-on-test/report.json" ]; then
+  mkdir -p "$out/runs/sft-on-test"
+  "$bin/redi-ps" eval --model "$checkpoint" --data "$data/test-problems.jsonl" --samples "$samples" --temperature 0.6 --top-p 0.95 \
+    --max-new-tokens 160 --batch 64 --samples-out "$out/runs/sft-on-test/eval_samples.jsonl" --out "$out/runs/sft-on-test/report.json" >/dev/null
+fi
 
-# 2. The table and the figures.
+# 6. What explains the outcome: per-token log-probs of 64 mined and 64 slip pairs at the start and end.
+probe() {
+  local model=$1 name=$2
+  [ -f "$out/probes/$name.json" ] && return
+  mkdir -p "$out/probes"
+  "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/mined-pairs.jsonl" --out "$out/probes/$name-mined.jsonl" 2>/dev/null
+  "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/slip-pairs.jsonl" --out "$out/probes/$name-slip.jsonl" 2>/dev/null
+  python3 cluster/distill.py logps "$out/probes/$name-mined.jsonl" "$out/probes/$name-slip.jsonl" >"$out/probes/$name.json"
+}
+mkdir -p "$out/probes"
+head -n 64 "$mined/pref.jsonl" >"$out/probes/mined-pairs.jsonl"
+head -n 64 "$data/pref.jsonl" >"$out/probes/slip-pairs.jsonl"
+probe "$checkpoint" sft_checkpoint
+for m in "${arms[@]}"; do probe "$out/runs/$m-seed1/train" "$m"; done
+probe "$out/runs/stability-redi-lr$high/train" "stability-redi"
+probe "$out/runs/stability-redi_symmetric-lr$high/train" "stability-redi_symmetric"
+
+# 7. The tables and the figures.
 labelled=()
-for m in "${methods[@]}"; do for seed in $(seq 1 "$seeds"); do labelled+=("$m=$out/runs/$m-seed$seed"); done; done
+for m in "${arms[@]}"; do for seed in $(seq 1 "$seeds"); do labelled+=("$m=$out/runs/$m-seed$seed"); done; done
+grid_runs=()
+for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/runs/grid-$m-lr$lr"); done; done
 {
-  echo "pass@1 on $test_problems held-out problems × $samples samples (T 0.6, top-p 0.95); seeds $seeds per method;"
-  echo "sft_checkpoint is where every method starts (its ± is its standard error over problems)."
+  echo "## SFT: validation pass@1 ($val_problems problems × $samples samples) by step"
   echo
-  python3 cluster/compare.py --method redi sft_checkpoint="$out/runs/sft" "${labelled[@]}"
+  python3 cluster/distill.py curve "$out/runs/sft/metrics.jsonl"
+  echo
+  echo "## Pairs"
+  echo
+  python3 cluster/distill.py describe "$mined/stats.json" "$data/slip-overlap.json"
+  echo
+  echo "## Learning rates on validation (seed 1; the best is each method's tuned rate)"
+  echo
+  python3 cluster/compare.py --no-paired "${grid_runs[@]}"
+  echo
+  echo "## Test: pass@1 on $test_problems held-out problems × $samples samples (T 0.6, top-p 0.95), $seeds seeds per method at its tuned rate"
+  echo
+  echo "The SFT checkpoint on the same test: $(python3 cluster/distill.py report "$out/runs/sft-on-test/report.json")."
+  echo
+  python3 cluster/compare.py --method redi --baseline "$out/runs/sft-on-test/eval_samples.jsonl" "${labelled[@]}"
+  echo
+  echo "## Per-token log-probs of 64 pairs (mined: the student's own; slip: the synthetic teacher's), start → end (seed 1)"
+  echo
+  python3 cluster/distill.py probes "$out/probes" sft_checkpoint "${arms[@]}" stability-redi stability-redi_symmetric
+  echo
+  echo "## Stability at 5× REDI's tuned rate ($high)"
+  echo
+  python3 cluster/compare.py --no-paired "redi α 0.8 lr $high=$out/runs/stability-redi-lr$high" "redi α 1 lr $high=$out/runs/stability-redi_symmetric-lr$high"
+  echo
+  echo "## First mistake of incorrect test samples (all seeds)"
+  echo
+  python3 cluster/distill.py error-table "$data/test-problems.jsonl" "sft_checkpoint=$out/runs/sft-on-test/eval_samples.jsonl" \
+    $(for m in "${arms[@]}"; do printf '%s=%s ' "$m" "$(ls "$out"/runs/"$m"-seed*/eval_train.jsonl | paste -sd, -)"; done)
 } >"$out/table.md"
 python3 cluster/plot.py --out "$out/figures" "${labelled[@]}" >&2
-python3 cluster/plot.py --out "$out/stability" "redi α=0.8 lr $high_lr=$out/runs/redi-high-lr" \
-  "redi α=1 lr $high_lr=$out/runs/redi_symmetric-high-lr" "redi α=0.8 lr $pref_lr=$out/runs/redi-seed1" \
-  "redi α=1 lr $pref_lr=$out/runs/redi_symmetric-seed1" >&2
+python3 cluster/plot.py --out "$out/stability" "redi α=0.8 lr $high=$out/runs/stability-redi-lr$high" \
+  "redi α=1 lr $high=$out/runs/stability-redi_symmetric-lr$high" "redi α=0.8 lr ${rate[redi]}=$out/runs/redi-seed1" >&2
 cat "$out/table.md"
-echo "[reproduce] done in $(( ($(date +%s) - started) / 60 )) min: $out/table.md, $out/figures, $out/stability" >&2
+say "done in $(( ($(date +%s) - started) / 60 )) min: $out/table.md, $out/figures, $out/stability"
