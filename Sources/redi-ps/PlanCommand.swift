@@ -46,7 +46,8 @@ struct PlanCommand: ParsableCommand {
         print("\(recipe): \(ParameterLayout(config: config).totalCount) parameters, sequences of \(length) tokens")
         for (role, n) in zip(plan.roles, plan.counts) {
             print("\(role.name) ×\(n): \(gib(role.bytes)) peak each")
-            for (what, bytes) in role.terms where bytes > 0 { print("    \(gib(bytes).padding(toLength: 12, withPad: " ", startingAt: 0)) \(what)") }
+            // A term of no bytes is said too (what is kept on disk instead of in memory).
+            for (what, bytes) in role.terms { print("    \((bytes > 0 ? gib(bytes) : "–").padding(toLength: 12, withPad: " ", startingAt: 0)) \(what)") }
         }
         if plan.shorterSequencesCost > 0 {
             print("    (shorter sequences can cost a worker up to \(gib(plan.shorterSequencesCost)) more: attention probabilities are kept while they fit; give --sequence-length)")
