@@ -47,7 +47,7 @@ cd "$(dirname "$0")/.."
 if [ "$quick" = yes ]; then
   problems=150 val_problems=16 test_problems=16 samples=2 sft_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
 else
-  problems=3000 val_problems=200 test_problems=400 samples=4 sft_epochs=10 pref_epochs=0.5 grid="2.0e-5 6.0e-5 2.0e-4"
+  problems=3000 val_problems=200 test_problems=400 samples=4 sft_epochs=10 pref_epochs=1 grid="2.0e-5 6.0e-5 2.0e-4"
 fi
 sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5, one step lower and one higher
 port=${REDI_PS_REPRODUCE_PORT:-5590}
