@@ -260,47 +260,32 @@ def report(args):
     print("pass@1 %.3f ± %.3f" % (r["pass@1"], r.get("pass@1_stderr_problems", r.get("pass@1_stderr", 0))))
 
 
+# Each subcommand: its function and its positional arguments ("NAME+" takes one or more).
+COMMANDS = {
+    "problems": (problems, ["sft", "out"]),
+    "pairs": (pairs, ["problems", "samples", "out"]),
+    "overlap": (overlap, ["pref"]),
+    "errors": (errors, ["problems", "samples+"]),
+    "error-table": (error_table, ["problems", "methods+"]),
+    "logps": (logps, ["mined", "slip"]),
+    "probes": (probes, ["dir", "names+"]),
+    "curve": (curve, ["metrics"]),
+    "describe": (describe, ["stats", "slip"]),
+    "report": (report, ["report"]),
+}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("problems")
-    p.add_argument("sft")
-    p.add_argument("out")
-    p.set_defaults(run=problems)
-    p = sub.add_parser("pairs")
-    p.add_argument("problems")
-    p.add_argument("samples")
-    p.add_argument("out")
-    p.set_defaults(run=pairs)
-    p = sub.add_parser("overlap")
-    p.add_argument("pref")
-    p.set_defaults(run=overlap)
-    p = sub.add_parser("errors")
-    p.add_argument("problems")
-    p.add_argument("samples", nargs="+")
-    p.set_defaults(run=errors)
-    p = sub.add_parser("error-table")
-    p.add_argument("problems")
-    p.add_argument("methods", nargs="+", metavar="LABEL=SAMPLES[,SAMPLES...]")
-    p.set_defaults(run=error_table)
-    p = sub.add_parser("logps")
-    p.add_argument("mined")
-    p.add_argument("slip")
-    p.set_defaults(run=logps)
-    p = sub.add_parser("probes")
-    p.add_argument("dir")
-    p.add_argument("names", nargs="+")
-    p.set_defaults(run=probes)
-    p = sub.add_parser("curve")
-    p.add_argument("metrics")
-    p.set_defaults(run=curve)
-    p = sub.add_parser("describe")
-    p.add_argument("stats")
-    p.add_argument("slip")
-    p.set_defaults(run=describe)
-    p = sub.add_parser("report")
-    p.add_argument("report")
-    p.set_defaults(run=report)
+    for name, (run, positional) in COMMANDS.items():
+        p = sub.add_parser(name)
+        for arg in positional:
+            if arg.endswith("+"):
+                p.add_argument(arg[:-1], nargs="+")
+            else:
+                p.add_argument(arg)
+        p.set_defaults(run=run)
     args = parser.parse_args()
     args.run(args)
 
