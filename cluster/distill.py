@@ -229,15 +229,16 @@ def probes(args):
 
 
 def curve(args):
-    print("| step | pass@1 | ± |")
-    print("| --- | --- | --- |")
-    last = 0
+    rows, last = [], 0
     for r in read_jsonl(args.metrics):
         if "step" in r:
             last = max(last, r["step"])
         elif r.get("eval/pass@1") is not None:
-            m = re.search(r"-step(\d+)$", r.get("stage", ""))
-            print("| %s | %.3f | %.3f |" % (m.group(1) if m else "%d (end)" % last, r["eval/pass@1"], r.get("eval/pass@1_stderr") or 0))
+            rows.append((last, r["eval/pass@1"], r.get("eval/pass@1_stderr") or 0))
+    print("| step | pass@1 | ± |")
+    print("| --- | --- | --- |")
+    for step, value, error in rows:
+        print("| %d | %.3f | %.3f |" % (step, value, error))
 
 
 def describe(args):
