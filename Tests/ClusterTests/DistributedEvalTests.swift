@@ -56,9 +56,10 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertGreaterThan(Set(distributed.joined()).count, 3, "samples should differ: \(distributed)")
     }
 
-    /// `cluster/reproduce.sh --quick`: the SFT checkpoint, every method from it, the stability
-    /// runs, the table with each baseline compared and the figures; run again, it keeps
-    /// what finished instead of training it again.
+    /// `cluster/reproduce.sh --quick`: the SFT checkpoint, mined pairs, every method's grid on
+    /// validation and its run at the tuned rate, the stability runs, the tables (paired
+    /// comparison, log-probs, first mistakes) and the figures; run again, it keeps what
+    /// finished instead of training it again.
     func testReproductionRunsEveryMethodFromOneCheckpointAndKeepsFinishedRuns() throws {
         var environment = ProcessInfo.processInfo.environment
         environment["REDI_PS_BIN"] = Self.products.path
@@ -74,12 +75,21 @@ final class DistributedEvalTests: ClusterTestCase {
         }
         let first = try reproduce("reproduce.log")
         let table = try String(contentsOf: dir.appendingPathComponent("repro/table.md"), encoding: .utf8)
-        for method in ["sft_checkpoint", "redi", "redi_symmetric", "dpo", "simpo", "sft_continued"] {
+        let arms = ["redi", "dpo", "simpo", "simpo_trl", "sft_continued", "redi_slip"]
+        for method in ["sft_checkpoint"] + arms {
             XCTAssertTrue(table.contains("| \(method) | 1 | "), "no row for \(method) in\n\(table)")
         }
-        XCTAssertTrue(table.contains("| redi vs | difference | its SEM | ≥ 2 SEM better? |"), table)
-        // Every method trained from the same checkpoint for its own stage and was evaluated.
-        for run in ["redi-seed1", "redi_symmetric-seed1", "dpo-seed1", "simpo-seed1", "sft_continued-seed1", "redi-high-lr", "redi_symmetric-high-lr"] {
+        for section in ["| redi vs | difference (paired per problem) | its SEM | ≥ 2 SEM better? |", "## SFT: validation pass@1",
+                        "## Learning rates on validation", "## Per-token log-probs", "## Stability", "## First mistake"] {
+            XCTAssertTrue(table.contains(section), "no \(section) in\n\(table)")
+        }
+        // Every method trained from the same checkpoint for its own stage and was evaluated:
+        // the grid (two rates per method), the seeds, the stability pair.
+        let runs = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("repro/runs").path)
+        let grid = runs.filter { $0.hasPrefix("grid-") }, stability = runs.filter { $0.hasPrefix("stability-") }
+        XCTAssertEqual(grid.count, 10, "\(runs)")
+        XCTAssertEqual(stability.count, 2, "\(runs)")
+        for run in arms.map({ "\($0)-seed1" }) + grid + stability {
             let metrics = try String(contentsOf: dir.appendingPathComponent("repro/runs/\(run)/metrics.jsonl"), encoding: .utf8)
             XCTAssertTrue(metrics.contains("\"eval/pass@1\""), run)
             XCTAssertFalse(metrics.contains("\"stage\":\"sft\""), "\(run) trained SFT again")
@@ -88,9 +98,10 @@ final class DistributedEvalTests: ClusterTestCase {
             let png = try Data(contentsOf: dir.appendingPathComponent("repro/\(figure)"))
             XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], figure)
         }
-        XCTAssertTrue(first.contains("[reproduce] redi-seed1: eval after redi: pass@1"), first)
+        XCTAssertTrue(first.contains("[reproduce] redi-seed1: eval after train: pass@1"), first)
         let again = try reproduce("reproduce-again.log")
-        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 8, again)
+        // The SFT run, 10 grid runs, 6 arms, 2 stability runs.
+        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 19, again)
         XCTAssertFalse(again.contains(": running"), again)
     }
 }
