@@ -236,7 +236,7 @@ final class HardeningTests: ClusterTestCase {
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
         let rogue = try startHostile(["rogue-server", endpoint, "run.key", "silent-load"], log: "rogue.log")
-        Thread.sleep(forTimeInterval: 2)  // its hello first: it is server 0, the real one the spare
+        try waitFor("server 0 joined: server-rogue", in: "c.log")  // its hello first: it is server 0, the real one the spare
         let spare = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log")
         try coordinator.wait(); try spare.wait(); try w.wait()
@@ -284,7 +284,9 @@ final class HardeningTests: ClusterTestCase {
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
         let rogue = try startHostile(["rogue-data-server", endpoint, "run.key", "bad-pull"], log: "rogue.log")
-        Thread.sleep(forTimeInterval: 2)  // its hello first: it is server 0, the real one the spare
+        // Its hello first: it is server 0, the real one the spare (a fixed sleep lost that race
+        // on a loaded machine, where Python took longer to start).
+        try waitFor("server 0 joined: server-rogue", in: "c.log")
         let spare = try server(endpoint, "s.log")
         let w = try worker(endpoint, "w.log")
         try coordinator.wait(); try spare.wait(); try w.wait()
@@ -434,13 +436,14 @@ final class HardeningTests: ClusterTestCase {
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 3, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
                                clusterExtra: ", snapshot_every: 2, snapshot_dir: \(dir.path)/snapshots"), "r.yaml")
+        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
+        try waitFor("listening on", in: "c.log")
         let first = try server(endpoint, "s0.log")
-        Thread.sleep(forTimeInterval: 0.3)  // joins first: server 0, whose replica is on server 1
+        try waitFor("server 0 joined", in: "c.log")  // server 0, whose replica is on server 1
         let second = try server(endpoint, "s1.log")
-        Thread.sleep(forTimeInterval: 0.3)
+        try waitFor("server 1 joined", in: "c.log")
         let ps = [try server(endpoint, "s2.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.4"]),
                   try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])]
-        let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("sft step 1/4", in: "c.log")
         first.signal(SIGKILL)
         try waitFor("sft step 3/4", in: "c.log")
