@@ -277,7 +277,6 @@ extension Coordinator {
         return norms
     }
 
-    /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
     /// Summed log-probabilities of every sequence of `store`, in order: read and scored a block
     /// of examples at a time, so neither the coordinator nor a worker holds the whole data.
     func score(_ store: TokenStore, microBatchTokens: Int) throws -> [Double] {
@@ -291,6 +290,7 @@ extension Coordinator {
     /// Examples per round of `score(_ store:)`.
     static let scoreBlock = 256
 
+    /// Sequence log-probabilities of every example's sequences, computed by the workers at the current version.
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
         let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
         let reports = try distribute(picked, step: 0, expectNorms: false) { version, shard in

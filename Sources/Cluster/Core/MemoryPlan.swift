@@ -44,13 +44,14 @@ public struct MemoryPlan: Sendable {
         if c.snapshotEvery > 0 {
             // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
             // a snapshot is taken, the next one beside it.
-            let snapshot = 3 * share * f * (c.servers > 1 ? 3 : 1)
+            var snapshot = [("snapshot of its share (weights, m, v)", 3 * share * f)]
+            if c.servers > 1 { snapshot.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
             if let dir = c.snapshotDirectory {
                 // Files: written pages go back to the page cache, so they are disk, not resident memory.
-                serverTerms.append((String(format: "snapshot and replicas: %.2f GiB of files in %@, not resident", Double(snapshot) / Double(1 << 30), dir), 0))
+                let bytes = snapshot.reduce(0) { $0 + $1.1 }
+                serverTerms.append((String(format: "snapshot and replicas: %.2f GiB of files in %@, not resident", Double(bytes) / Double(1 << 30), dir), 0))
             } else {
-                serverTerms.append(("snapshot of its share (weights, m, v)", 3 * share * f))
-                if c.servers > 1 { serverTerms.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
+                serverTerms += snapshot
             }
         }
         let server = Role(name: "server", terms: serverTerms)
