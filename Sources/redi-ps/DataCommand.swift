@@ -242,33 +242,20 @@ enum RowReader {
         }
     }
 
-    /// Calls `body` with each non-blank line and its number, reading 1 MiB at a time.
+    /// Calls `body` with each non-blank line and its number (`LineReader`: 1 MiB at a time),
+    /// the first `limit` of them; a line over `RecordReader.maximumRecordBytes` is an error.
     static func lines(_ handle: FileHandle, limit: Int?, _ body: (Data, Int) throws -> Void) throws {
-        var buffer = Data(), number = 0, rows = 0
-        func emit(_ line: Data) throws {
-            number += 1
-            guard line.count <= RecordReader.maximumRecordBytes else {
-                throw CLIError("line \(number): a row of \(line.count) bytes (at most \(RecordReader.maximumRecordBytes >> 20) MiB)")
-            }
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
-            rows += 1
-            try body(line, number)
-        }
-        while limit.map({ rows < $0 }) ?? true {
-            let chunk = handle.readData(ofLength: 1 << 20)
-            if chunk.isEmpty { break }
-            buffer.append(chunk)
-            // Lines are cut from `start` on; what is left is kept once per chunk, not per line.
-            var start = buffer.startIndex
-            while let newline = buffer[start...].firstIndex(of: UInt8(ascii: "\n")), limit.map({ rows < $0 }) ?? true {
-                try emit(buffer[start..<newline])
-                start = newline + 1
-            }
-            buffer = Data(buffer[start...])
-            guard buffer.count <= RecordReader.maximumRecordBytes else {
-                throw CLIError("line \(number + 1): a row longer than \(RecordReader.maximumRecordBytes >> 20) MiB")
+        var rows = 0
+        guard limit.map({ $0 > 0 }) ?? true else { return }
+        try LineReader.forEach(handle, maximumBytes: RecordReader.maximumRecordBytes) { number, line in
+            switch line {
+            case let .tooLong(bytes):
+                throw CLIError("line \(number): a row of \(bytes) bytes (at most \(RecordReader.maximumRecordBytes >> 20) MiB)")
+            case let .text(text):
+                try body(text, number)
+                rows += 1
+                return limit.map { rows < $0 } ?? true
             }
         }
-        if !buffer.isEmpty, limit.map({ rows < $0 }) ?? true { try emit(buffer) }
     }
 }
