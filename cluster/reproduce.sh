@@ -18,7 +18,12 @@
 #      REDI α 1 and α 0.8 at 5× REDI's tuned rate.
 # Every run is a real cluster run (coordinator, server, workers on loopback).
 #
-#   bash cluster/reproduce.sh [--seeds N] [--out DIR] [--quick]
+#   bash cluster/reproduce.sh [--seeds N] [--sft-epochs N] [--mine-samples N] [--out DIR] [--quick]
+#
+# --sft-epochs (default 20): SFT's length; the small byte model learns to copy the prompt's
+# numbers at a step that moves with the data draw (500 on one draw, 1400 on this one), so the
+# default leaves room past it for the curve to level off. --mine-samples (default 8): samples of
+# each training problem to mine pairs from (more samples, more problems with both kinds).
 #
 # Writes DIR/table.md (SFT curve, grid, test table with paired differences, per-token
 # log-probs at start and end, first-mistake types on test), the figures (DIR/figures/*.png,
@@ -29,27 +34,36 @@ set -euo pipefail
 seeds=3
 out=runs/reproduce
 quick=no
+sft_epochs_option=""
+mine_option=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) seeds=${2:?--seeds needs a number}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
+    --sft-epochs) sft_epochs_option=${2:?--sft-epochs needs a number}; shift 2 ;;
+    --mine-samples) mine_option=${2:?--mine-samples needs a number}; shift 2 ;;
     --quick) quick=yes; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[[ "$seeds" =~ ^[1-9][0-9]*$ ]] || { echo "error: --seeds must be a positive whole number, not $seeds" >&2; exit 2; }
+for option in "--seeds=$seeds" "--sft-epochs=$sft_epochs_option" "--mine-samples=$mine_option"; do
+  value=${option#*=}
+  [ -z "$value" ] || [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "error: ${option%%=*} must be a positive whole number, not $value" >&2; exit 2; }
+done
 mkdir -p "$out"
 out=$(realpath "$out")
 cd "$(dirname "$0")/.."
 
 # Budgets. Every preference method sees the same pairs for the same number of steps.
 if [ "$quick" = yes ]; then
-  problems=150 val_problems=16 test_problems=16 samples=2 sft_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
+  problems=150 val_problems=16 test_problems=16 samples=2 mine_samples=2 sft_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
 else
-  problems=3000 val_problems=200 test_problems=400 samples=4 sft_epochs=10 pref_epochs=1 grid="2.0e-5 6.0e-5 2.0e-4"
+  problems=3000 val_problems=200 test_problems=400 samples=4 mine_samples=8 sft_epochs=20 pref_epochs=1 grid="6.0e-6 2.0e-5 6.0e-5 2.0e-4"
 fi
-sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5, one step lower and one higher
+sft_epochs=${sft_epochs_option:-$sft_epochs}
+mine_samples=${mine_option:-$mine_samples}
+sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5, two steps lower (DPO's range) and one higher
 port=${REDI_PS_REPRODUCE_PORT:-5590}
 
 source cluster/lib/build.sh
@@ -132,8 +146,8 @@ checkpoint=$out/runs/sft/sft
 # 3. Pairs from independent samples of every training problem (temperature 1, the whole distribution).
 mined=$out/data/mined
 if [ ! -f "$mined/stats.json" ]; then
-  say "sampling 4 traces of each training problem from the SFT model"
-  "$bin/redi-ps" eval --model "$checkpoint" --data "$data/train-problems.jsonl" --samples 4 --temperature 1.0 --top-p 1.0 \
+  say "sampling $mine_samples traces of each training problem from the SFT model"
+  "$bin/redi-ps" eval --model "$checkpoint" --data "$data/train-problems.jsonl" --samples "$mine_samples" --temperature 1.0 --top-p 1.0 \
     --max-new-tokens 160 --batch 64 --seed 11 --samples-out "$data/train-samples.jsonl" --out "$data/train-samples-report.json" >/dev/null
   status=0
   python3 cluster/distill.py pairs "$data/train-problems.jsonl" "$data/train-samples.jsonl" "$mined" >&2 || status=$?
