@@ -65,7 +65,7 @@ final class SnapshotStoreTests: XCTestCase {
             try state.restore(from: store, tag: 1, chunks: [0, 1], version: 6)
             XCTAssertEqual(values(state, 0), [1, 0.1, 0.01])
             XCTAssertEqual(values(state, 1), [2, 0.2, 0.02])
-            XCTAssertEqual(state.version, 6)
+            XCTAssertEqual(state.version.number, 6)
             let copies = try store.replicaCopies([7], tag: 1)
             XCTAssertEqual([copies[0].weights.baseAddress[0], copies[0].m.baseAddress[0], copies[0].v.baseAddress[0]], [5, 0.5, 0.05])
         }

@@ -133,7 +133,7 @@ extension Coordinator {
         // bfloat16 model, the fp32 weights too (resuming from rounded weights would change the run).
         let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: tokenizer, dtype: recipe.saveDType, maxShardBytes: recipe.maxShardBytes,
                                           optimizer: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)])
-        try relayRounds(perChunk: 3, ask: { .pull(version: version, chunks: $0, optimizerState: true) }) { s, ids, frames in
+        try relayRounds(perChunk: 3, ask: { .pull(version: version.number, chunks: $0, optimizerState: true) }) { s, ids, frames in
             for (k, id) in ids.enumerated() { try write(chunk: id, frames[(3 * k)..<(3 * k + 3)], from: servers[s], into: writer) }
             keepAlive()
             return nil
@@ -141,7 +141,7 @@ extension Coordinator {
         try writer.finish()
         keepAlive()
         var state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
-                                    "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version]
+                                    "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version.number]
         // Where the logs stood: a resumed run cuts them back here.
         if let mark = try runLog?.mark() { state["log"] = mark.json }
         if let referenceScores {

@@ -186,7 +186,7 @@ extension Coordinator {
         guard !live.isEmpty else { throw ClusterError("no workers left at step \(step + 1)") }
         for id in servers { try messenger.send(.reset(step: step, shardWorkers: shardOwners, workerKeys: workerKeys), to: id) }
         try awaitAcknowledgements(servers.count)
-        version += 1  // servers bumped theirs: work of the abandoned attempt is now stale
+        version.shardsReassigned()  // as the servers did
     }
 
     /// Drops workers that have been silent for the timeout: their slots become vacant.

@@ -30,7 +30,7 @@ extension Coordinator {
     /// Phase 1: each server's live chunks (weights, m, v) into the replica its successor builds
     /// for `tag`, in rounds of at most `pullRoundBytes` a server.
     private func replicate(tag: Int) throws {
-        try relayRounds(perChunk: 3, ask: { .pull(version: version, chunks: $0, optimizerState: true) }) { s, ids, frames in
+        try relayRounds(perChunk: 3, ask: { .pull(version: version.number, chunks: $0, optimizerState: true) }) { s, ids, frames in
             if servers.count == 1 {
                 try replicaOfOnlyServer.storeReplica(tag: tag, chunks: ids, sizes: chunkSizes, frames)
                 return nil
@@ -55,11 +55,11 @@ extension Coordinator {
     /// own copy, from its replica where it moved (a lost server's chunks, to a spare or the
     /// survivors); then the snapshot is taken again on the new chain of servers.
     func restoreSnapshot(_ mark: SnapshotMark) throws {
-        version += 1
+        version.weightsReplaced()
         let moved = plan.chunks.indices.filter { servers[plan.owner[$0]] != snapshotOwner[$0] }
         for (s, id) in servers.enumerated() {
             let kept = plan.chunks.indices.filter { plan.owner[$0] == s && snapshotOwner[$0] == id }
-            try messenger.send(.snapshot(SnapshotCommand(.restore, tag: mark.tag, chunks: kept, version: version)), to: id)
+            try messenger.send(.snapshot(SnapshotCommand(.restore, tag: mark.tag, chunks: kept, version: version.number)), to: id)
         }
         try awaitAcknowledgements(servers.count)
         // Grouped by (replica holder: a server, or nil for this process; new owner): one load per group and round.
@@ -89,7 +89,7 @@ extension Coordinator {
                         [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) }
                     }
                 }
-                try messenger.send(.load(chunks: ids, resetOptimizer: false, optimizerState: true, version: version), to: servers[group.owner], tensors: tensors)
+                try messenger.send(.load(chunks: ids, resetOptimizer: false, optimizerState: true, version: version.number), to: servers[group.owner], tensors: tensors)
                 try awaitAcknowledgements(1, from: [group.owner])
             }
         }

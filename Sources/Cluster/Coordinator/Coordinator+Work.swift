@@ -22,7 +22,7 @@ extension Coordinator {
     func streamModel(_ reader: ModelReader, resume: (optimizer: SafetensorsFile, path: String)?) throws {
         let total = plan.chunks.last.map { $0.offset + $0.count } ?? 0
         guard reader.layout.totalCount == total else { throw ClusterError("the model has \(reader.layout.totalCount) parameters, the plan \(total)") }
-        version += 1
+        version.weightsReplaced()
         let master = resume?.optimizer.tensors["master_weights"] != nil
         var unacknowledged = 0, bytes = 0
         func send(_ c: Int, _ weights: FloatBuffer) throws {
@@ -41,7 +41,7 @@ extension Coordinator {
             } else if !allFinite(weights.baseAddress, count: range.count) {
                 throw ClusterError("the model has non-finite weights (parameters \(range))")
             }
-            try messenger.send(.load(chunks: [c], resetOptimizer: resume == nil, optimizerState: resume != nil, version: version), to: servers[plan.owner[c]],
+            try messenger.send(.load(chunks: [c], resetOptimizer: resume == nil, optimizerState: resume != nil, version: version.number), to: servers[plan.owner[c]],
                                tensors: tensors.map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) })
             unacknowledged += 1
             bytes += 4 * tensors.count * range.count
@@ -67,7 +67,7 @@ extension Coordinator {
         }
         // A server without chunks still takes the version.
         for (s, id) in servers.enumerated() where !plan.owner.contains(s) {
-            try messenger.send(.load(chunks: [], resetOptimizer: false, version: version), to: id)
+            try messenger.send(.load(chunks: [], resetOptimizer: false, version: version.number), to: id)
             unacknowledged += 1
         }
         try awaitAcknowledgements(unacknowledged)
@@ -76,8 +76,8 @@ extension Coordinator {
     /// A new stage: AdamW's m and v zeroed on every server, the weights kept (an empty load with
     /// `reset_optimizer`).
     func resetOptimizerState() throws {
-        version += 1
-        for id in servers { try messenger.send(.load(chunks: [], resetOptimizer: true, version: version), to: id) }
+        version.weightsReplaced()
+        for id in servers { try messenger.send(.load(chunks: [], resetOptimizer: true, version: version.number), to: id) }
         try awaitAcknowledgements(servers.count)
     }
 
@@ -104,13 +104,13 @@ extension Coordinator {
             let shards = split(batch, into: workers.count)
             let owners = shardOwners
             for (k, shard) in shards.enumerated() {
-                var u = unit(version, shard.map(wire))
+                var u = unit(version.number, shard.map(wire))
                 u.shard = k
                 try messenger.send(.work(u), to: workers[owners[k]]!.id)
             }
             let checks = expectNorms ? verifications(step: step, shards: shards.map(\.isEmpty), owners: owners) : []
             for check in checks {
-                var u = unit(version, shards[check.shard].map(wire))
+                var u = unit(version.number, shards[check.shard].map(wire))
                 u.shard = check.shard; u.verifyOnly = true
                 try messenger.send(.work(u), to: workers[check.slot]!.id)
             }
@@ -173,14 +173,14 @@ extension Coordinator {
             }
             if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
                 switch msg.envelope.body {
-                case let .stepReport(r) where r.step == step && r.version == version && !r.chunkSums.isEmpty:
+                case let .stepReport(r) where r.step == step && r.version == version.number && !r.chunkSums.isEmpty:
                     guard let check = checks.first(where: { $0.shard == r.shard && workers[$0.slot]?.id == id }), recomputed[r.shard] == nil,
                           r.isFinite, r.chunkSums.count == plan.chunks.count, r.chunkSums.allSatisfy({ $0 >= 0 }) else {
                         say("ignored a recomputation of shard \(r.shard) from \(name(of: id)), which was not asked for it or is malformed")
                         continue
                     }
                     recomputed[check.shard] = r
-                case let .stepReport(r) where r.step == step && r.version == version:
+                case let .stepReport(r) where r.step == step && r.version == version.number:
                     guard r.shard >= 0, r.shard < sent.count, workers[owners[r.shard]]?.id == id, reports[r.shard] == nil else {
                         say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
                         continue

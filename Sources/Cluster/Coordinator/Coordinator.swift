@@ -58,7 +58,7 @@ public final class Coordinator {
     var configJSON = ""
     /// Slots of the workers in the current step; batches are split over these.
     var live: [Int] = []
-    var version = 0
+    var version = ParameterVersion()
     /// Snapshots (on the servers): the last tag handed out, and per chunk the server that
     /// keeps it in its own snapshot and the one that keeps its replica (nil: this process's
     /// `replicaOfOnlyServer`, with one server there is no other to keep it).
@@ -387,7 +387,7 @@ public final class Coordinator {
                                     gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
             for id in servers { try messenger.send(.apply(apply), to: id) }
             try awaitAcknowledgements(servers.count)
-            version += 1
+            version.stepApplied()
             // What was applied, for the exactly-once check: (epoch, example id) in work order.
             // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
             let done = reports.flatMap(\.exampleIDs)

@@ -140,7 +140,7 @@ public final class ParameterServer {
 
         while true {
             let ready = try poll([control.socket, data], timeout: welcome.heartbeatSeconds / 2)
-            if Date().timeIntervalSince(lastSent) >= welcome.heartbeatSeconds { try tellCoordinator(.heartbeat(step: state.version)) }
+            if Date().timeIntervalSince(lastSent) >= welcome.heartbeatSeconds { try tellCoordinator(.heartbeat(step: state.version.number)) }
             if !ready[0] && !ready[1] {
                 if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
                 continue
@@ -150,12 +150,12 @@ public final class ParameterServer {
                 switch msg.envelope.body {
                 case let .load(ids, reset, optimizerState, loadedVersion):
                     try state.load(ids, msg.tensors, reset: reset, optimizerState: optimizerState, version: loadedVersion)
-                    try tellCoordinator(.updateDone(step: 0, version: state.version))
+                    try tellCoordinator(.updateDone(step: 0, version: state.version.number))
                 case let .apply(u):
                     try state.apply(u)
-                    try tellCoordinator(.updateDone(step: u.step, version: state.version))
+                    try tellCoordinator(.updateDone(step: u.step, version: state.version.number))
                 case let .pull(_, ids, optimizerState):
-                    try control.send(.pullReply(version: state.version, chunks: ids, optimizerState: optimizerState),
+                    try control.send(.pullReply(version: state.version.number, chunks: ids, optimizerState: optimizerState),
                                      tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
                     lastSent = Date()
                 case let .snapshot(c):
@@ -170,17 +170,17 @@ public final class ParameterServer {
                         log(name, "restored \(c.chunks.count) of its \(state.chunks.count) chunks from its snapshot \(c.tag)")
                     case .sendReplica:
                         let copies = try snapshots.replicaCopies(c.chunks, tag: c.tag)
-                        try control.send(.pullReply(version: state.version, chunks: c.chunks, optimizerState: true),
+                        try control.send(.pullReply(version: state.version.number, chunks: c.chunks, optimizerState: true),
                                          tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
                         lastSent = Date()
                     }
-                    if c.action != .sendReplica { try tellCoordinator(.updateDone(step: c.tag, version: state.version)) }
+                    if c.action != .sendReplica { try tellCoordinator(.updateDone(step: c.tag, version: state.version.number)) }
                 case let .reset(step, shardWorkers, keys):
                     let dropped = try state.reset(owners: shardWorkers)
                     admit(keys)
                     for a in dropped { try peers.send(.pushAck(step: a.step), to: a.peer) }
                     log(name, "step \(step + 1): shards computed by workers \(state.owners)")
-                    try tellCoordinator(.updateDone(step: step, version: state.version))
+                    try tellCoordinator(.updateDone(step: step, version: state.version.number))
                 case let .welcome(w):
                     // The coordinator re-planned the chunks (a server was lost); weights follow in a load,
                     // whose acknowledgement covers this too.
@@ -214,7 +214,7 @@ public final class ParameterServer {
                     // A message per chunk, so the worker runs its first blocks while the rest arrive.
                     do {
                         let tensors = try pulls.workerTensors(ids, of: state, bf16: welcome.bf16Weights, name: name)
-                        for (id, tensor) in zip(ids, tensors) { try peers.send(.pullReply(version: state.version, chunks: [id]), to: peer, tensors: [tensor]) }
+                        for (id, tensor) in zip(ids, tensors) { try peers.send(.pullReply(version: state.version.number, chunks: [id]), to: peer, tensors: [tensor]) }
                     } catch let e as WireError {
                         try refuse(.unknownChunk, e.description)
                     }
@@ -223,7 +223,7 @@ public final class ParameterServer {
                                       ack: ShardState.Acknowledgement(peer: peer, step: step)) {
                     case .stale:
                         // From an attempt the coordinator abandoned: acknowledged, not counted, whichever shard it names.
-                        log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(state.version))")
+                        log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(state.version.number))")
                         try peers.send(.pushAck(step: step), to: peer)
                     case let .refused(code, text):
                         try refuse(code, text)
@@ -309,10 +309,10 @@ final class PullTensors {
         guard bf16 else { return try tensors(ids, of: state, name: name) }
         return try ids.map { id in
             guard let c = state.chunks[id] else { throw WireError("chunk \(id) is not held by \(name)") }
-            if narrowed[id]?.version != state.version {
+            if narrowed[id]?.version != state.version.number {
                 let b = BFloat16Buffer(count: c.range.count)
                 narrowToBF16(c.weights.baseAddress, into: b.baseAddress, count: c.range.count)
-                narrowed[id] = (state.version, b)
+                narrowed[id] = (state.version.number, b)
             }
             let b = narrowed[id]!.values
             return OutgoingTensor(bf16: b.baseAddress, count: c.range.count, owner: b)

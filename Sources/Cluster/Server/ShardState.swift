@@ -100,8 +100,8 @@ public struct ShardState {
 
     public private(set) var chunks: [Int: Chunk] = [:]
     public private(set) var ordered: [Chunk] = []
-    /// Bumped by every load, update and reset: a push must be computed at the current one.
-    public private(set) var version = 0
+    /// Moved by every load, update and reset (`ParameterVersion`'s rules): a push must be computed at the current one.
+    public private(set) var version = ParameterVersion()
     public let slots: Int
     /// The worker slot that computes each shard this step.
     public private(set) var owners: [Int]
@@ -113,7 +113,7 @@ public struct ShardState {
     private var pushSums: [[Int: Double]]
     /// The version whose sum is complete and reported: one contribution per (version, shard),
     /// so nothing more is taken at it (a second push would replace the reported sum).
-    private var summedAt: Int?
+    private var summedAt: ParameterVersion?
     /// The most pushes held at once so far (at most one per worker).
     public private(set) var mostHeld = 0
 
@@ -159,14 +159,14 @@ public struct ShardState {
             }
         }
         if ids.isEmpty && reset { for c in ordered { c.m.zero(); c.v.zero() } }
-        version = loaded; summedAt = nil
+        version.adopt(loaded); summedAt = nil
     }
 
     /// Takes chunks `ids` of snapshot `tag` back from `snapshots` and the version the coordinator
     /// gives (a lost server's chunks, which this one now holds, arrive in a load).
     public mutating func restore(from snapshots: SnapshotStore, tag: Int, chunks ids: [Int], version restoredAt: Int) throws {
         try snapshots.restore(tag: tag, chunks: ids, into: chunks)
-        version = restoredAt; summedAt = nil
+        version.adopt(restoredAt); summedAt = nil
     }
 
     /// AdamW on every chunk with the step's summed gradient (chunks in parallel).
@@ -183,7 +183,7 @@ public struct ShardState {
                           gradientScale: u.gradientScale, config: u.adamW, undecayed: c.undecayed)
             }
         }
-        version += 1
+        version.stepApplied()
     }
 
     /// A new shard assignment: held pushes are dropped with the step (their acknowledgements
@@ -194,18 +194,18 @@ public struct ShardState {
         }
         owners = newOwners
         forgetPushes()
-        version += 1
+        version.shardsReassigned()
         return chunks.values.flatMap { $0.clear() }
     }
 
     /// The rules for one push from the connection admitted as `user` (a ZAP user id).
     public mutating func push(from user: String, step: Int, chunks ids: [Int], shard: Int, computedAt pushedAt: Int,
                        values: [some ReceivedValues], ack: Acknowledgement) -> PushOutcome {
-        if pushedAt < version && user.hasPrefix("worker-") { return .stale }
+        if version.isStale(pushedAt) && user.hasPrefix("worker-") { return .stale }
         guard shard >= 0, shard < slots, user == "worker-\(owners[shard])" else {
             return .refused(.notYours, "a push for shard \(shard) from \(user.isEmpty ? "a connection without a worker key" : user), which does not compute it")
         }
-        guard pushedAt == version else {
+        guard !version.isStale(pushedAt), !version.isAhead(pushedAt) else {
             return .refused(.conflict, "a push for step \(step + 1) computed at version \(pushedAt); this server is at version \(version)")
         }
         guard summedAt != version else {
