@@ -64,7 +64,7 @@ final class RecipeTests: XCTestCase {
             stages:
               - {objective: sft, data: a.jsonl, learning_rate: 1, lr_scheduler_type: cosine, adam_beta1: 0.8, adam_beta2: 0.95,
                  adam_epsilon: 1.0e-6, max_steps: 7, drop_longer_than: 300, eval_every: 2}
-              - {objective: redi, data: b.jsonl, learning_rate: 1}
+              - {objective: redi, data: b.jsonl, learning_rate: 1e-3}
             eval:
               samples: 3
               answer_rule: math
@@ -80,6 +80,7 @@ final class RecipeTests: XCTestCase {
         XCTAssertEqual(s.limits.dropLongerThan, 300)
         XCTAssertEqual(s.evalEvery, 2)
         XCTAssertEqual(r.stages[1].scheduler, .linear)
+        XCTAssertEqual(r.stages[1].learningRate, 1e-3)  // YAML 1.1 reads 1e-3 as text; a recipe means the number
         XCTAssertEqual(r.stages[1].totalSteps(examples: 65), 3)  // ceil(65 / 32) batches, one epoch
         XCTAssertNil(r.stages[1].evalEvery)
         let e = try XCTUnwrap(r.eval)
@@ -117,6 +118,59 @@ final class RecipeTests: XCTestCase {
         ] {
             XCTAssertThrowsError(try parse(text), needle) { error in
                 XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")
+            }
+        }
+    }
+
+    /// Bad values, hostile YAML (these trapped or hung once) and numbers out of range: each an
+    /// error naming the key or the problem.
+    func testBadRecipesNameTheProblem() {
+        for (text, needle) in [
+            ("model: {init: tiny}\nstages: [{objective: sfx, data: a.jsonl, learning_rate: 1}]", "stages[0].objective"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: -1}]", "stages[0].learning_rate"),
+            ("model: {init: tiny, path: x}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: give exactly one"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, truncation_mode: middle}]",
+             "stages[0].truncation_mode: \"middle\" is not one of keep_end, keep_start"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
+             "cluster.heartbeat_seconds must be at most half"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {chunk_mib: 4096}", "cluster.chunk_mib"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {data_plane: none}",
+             "cluster.data_plane: \"none\" is not curve"),
+            // Hostile YAML (these trapped or hung before): errors naming the problem.
+            ("? [a, b]\n: 1\nmodel: {init: tiny}", "mapping keys must be plain text"),
+            ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+             + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]",
+             "more than 100000 values"),
+            (String(repeating: "[", count: 10_000), "nested 10000 deep"),
+            ("stages:\n  " + String(repeating: "- ", count: 20_000) + "x", "sequences deep"),
+            // Numbers out of range: each named before any peer is admitted.
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 100000000000}", "cluster.workers"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, batch_size: 9223372036854775807}]", "stages[0].batch_size"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, epochs: 1.0e300}]", "stages[0].epochs"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, micro_batch_tokens: 8589934592}]",
+             "stages[0].micro_batch_tokens"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl, samples: 8589934592}", "eval.samples"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl, batch: 8589934592}", "eval.batch"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, max_grad_norm: -5}]", "stages[0].max_grad_norm"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, max_grad_norm: .nan}]", "stages[0].max_grad_norm"),
+            // Types, as the recipe writes them: null is a value of the wrong type, not "absent".
+            ("run_id: 5\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "run_id: must be text"),
+            ("seed: ~\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "seed: must be a whole number"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: one}]", "stages[0].learning_rate: must be a number"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, lerning_rate: 1}]", "unknown key stages[0].lerning_rate"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl}]", "stages[0].learning_rate: missing"),
+            ("model: {init: tiny}\nstages: []", "stages: give at least one stage"),
+            ("model: {init: tiny}\nstages: 5", "stages: must be a list"),
+            ("model: [tiny]\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: must be a mapping"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, negative_weight_gradient: yes please}]",
+             "stages[0].negative_weight_gradient: must be true or false"),
+            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {snapshot_dir: relative/dir}", "cluster.snapshot_dir"),
+            ("max_shard_size: 0\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "max_shard_size"),
+            ("- a\n- b", "the recipe must be a mapping"),
+        ] {
+            XCTAssertThrowsError(try parse(text), needle) { error in
+            XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")
             }
         }
     }

@@ -8,7 +8,6 @@ import Model
 import Objectives
 import Optimizer
 import ReasoningTask
-import Yams
 
 public struct RecipeError: Error, CustomStringConvertible {
     public let description: String
@@ -92,7 +91,8 @@ public struct Recipe: Sendable {
         public struct Benchmark: Sendable {
             public var name: String
             public var data: String
-            public var answerRule = AnswerRule.marker
+            public var answerRule = defaultRule
+            static let defaultRule = AnswerRule.marker
             public var samples: Int
             public var limit: Int?
             public var maxNewTokens: Int
@@ -142,7 +142,9 @@ public struct Recipe: Sendable {
         public var snapshotDirectory: String?
     }
 
-    public var runID: String
+    public var runID = Recipe.defaultRunID
+    static let defaultRunID = "redi"
+    /// Where the run writes (`output`; default runs/RUN_ID).
     public var output: String
     public var seed: UInt64 = 0
     /// How checkpoints store the model's weights (`save_dtype`); AdamW state, and with bf16 the
@@ -171,324 +173,280 @@ public struct Recipe: Sendable {
     /// Parses and validates recipe `text` (from `path`, which names it in errors); relative
     /// paths in it are resolved against `base`.
     public static func parse(_ text: String, base: URL, path: String) throws -> Recipe {
-        guard text.utf8.count <= 1 << 20 else { throw RecipeError("\(path): a recipe is at most 1 MiB") }
-        // The YAML reader recurses per nesting level: refuse what no recipe needs before it runs.
-        var depth = 0, deepest = 0
-        for byte in text.utf8 {
-            if byte == UInt8(ascii: "[") || byte == UInt8(ascii: "{") { depth += 1; deepest = max(deepest, depth) }
-            if byte == UInt8(ascii: "]") || byte == UInt8(ascii: "}") { depth = max(0, depth - 1) }
-        }
-        guard deepest <= 64 else { throw RecipeError("\(path): brackets nested \(deepest) deep; a recipe needs a few levels") }
-        // Block nesting: by indentation, and by sequences opened on one line ("- - - x").
-        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let indent = line.prefix(while: { $0 == " " }).count
-            var rest = line.dropFirst(indent), dashes = 0
-            while rest.hasPrefix("- ") || rest == "-" { dashes += 1; rest = rest.dropFirst(2).drop(while: { $0 == " " }) }
-            guard indent <= 256, dashes <= 32 else {
-                throw RecipeError("\(path):\(number + 1): nested \(indent) spaces and \(dashes) sequences deep; a recipe needs a few levels")
-            }
-        }
-        let node: Any?
-        var budget = 100_000
-        do { node = try Yams.compose(yaml: text).map { try plain($0, depth: 0, budget: &budget) } } catch let e as RecipeError {
+        do {
+            guard let root = try RecipeTree.parse(text), root is [String: Any] else { throw RecipeError("the recipe must be a mapping") }
+            var recipe = try Recipe(from: RecipeTreeDecoder(root))
+            recipe.resolvePaths(against: base)
+            return recipe
+        } catch let e as RecipeError {
             throw RecipeError("\(path): \(e.description)")
-        } catch { throw RecipeError("\(path): not valid YAML (\(error))") }
-        guard let root = node as? [String: Any] else { throw RecipeError("\(path): the recipe must be a mapping") }
-        do { return try Recipe(root, base: base) } catch let e as RecipeError { throw RecipeError("\(path): \(e.description)") }
-    }
-
-    /// A YAML node as plain values (String, Int, Double, Bool, arrays, string-keyed
-    /// dictionaries). Our own conversion rather than Yams' constructor, which traps on
-    /// mapping keys that are not scalars; `budget` bounds the nodes made, so aliases that
-    /// multiply (a "billion laughs" file) are an error, not a hang.
-    static func plain(_ node: Node, depth: Int, budget: inout Int) throws -> Any {
-        guard depth <= 64 else { throw RecipeError("YAML nested more than 64 levels") }
-        budget -= 1
-        guard budget >= 0 else { throw RecipeError("the YAML expands to more than 100000 values (aliases?)") }
-        switch node {
-        case let .scalar(scalar):
-            // The type the YAML resolver gave the scalar (quoted text is always a string).
-            switch node.tag.description {
-            case Tag.Name.int.rawValue: if let i = node.int { return i }
-            case Tag.Name.float.rawValue: if let d = node.float { return d }
-            case Tag.Name.bool.rawValue: if let b = node.bool { return b }
-            case Tag.Name.null.rawValue: return NSNull()
-            default: break
-            }
-            return scalar.string
-        case let .sequence(sequence):
-            return try sequence.map { try plain($0, depth: depth + 1, budget: &budget) }
-        case let .mapping(mapping):
-            var out: [String: Any] = [:]
-            for (key, value) in mapping {
-                guard case let .scalar(k) = key else { throw RecipeError("mapping keys must be plain text") }
-                guard out[k.string] == nil else { throw RecipeError("key \(k.string) appears twice") }
-                out[k.string] = try plain(value, depth: depth + 1, budget: &budget)
-            }
-            return out
         }
     }
 
-    init(_ root: [String: Any], base: URL) throws {
-        var r = Reader(root, at: "")
-        func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : base.appendingPathComponent(p).standardized.path }
-        runID = try r.string("run_id", default: "redi")
-        output = resolve(try r.string("output", default: "runs/\(runID)"))
-        seed = UInt64(try r.int("seed", default: 0, min: 0))
-        let dtype = try r.string("save_dtype", default: "fp32")
-        guard let stored = ["fp32": StoredDType.f32, "bf16": .bf16][dtype] else {
-            throw RecipeError("save_dtype: \"\(dtype)\" is not fp32 or bf16")
-        }
-        saveDType = stored
-        saveTotalLimit = try r.optionalInt("save_total_limit", max: 1 << 20)
-        // A plain number of bytes, or text with a unit ("500MB").
-        let shardSize = r.has("max_shard_size") && r.dict["max_shard_size"] is Int ? String(try r.int("max_shard_size", default: 0, min: 1))
-            : try r.string("max_shard_size", default: "5GB")
-        guard let shardBytes = parseByteSize(shardSize) else { throw RecipeError("max_shard_size: \"\(shardSize)\" is not a size (e.g. 5GB, 500MB, 100000)") }
-        maxShardBytes = shardBytes
-        var m = try r.section("model")
-        let modelPath = try m.optionalString("path").map(resolve)
-        let initialize = try m.optionalString("init").map { LlamaConfig.presetNames.contains($0) ? $0 : resolve($0) }
-        let tokenizer = try m.optionalString("tokenizer").map(resolve)
-        var overrides: [String: Double] = [:]
-        if m.has("overrides") {
-            var o = try m.section("overrides")
-            for key in o.dict.keys.sorted() {
-                guard Recipe.overridableConfigKeys.contains(key) else {
-                    throw RecipeError("model.overrides.\(key): not one of \(Recipe.overridableConfigKeys.sorted().joined(separator: ", "))")
-                }
-                overrides[key] = try o.double(key, min: 1e-12, max: 1e12)
-                if key == "max_position_embeddings", let v = overrides[key], v != v.rounded() || v < 1 || v > Double(1 << 30) {
-                    throw RecipeError("model.overrides.max_position_embeddings: \(v) is not a whole number of positions")
-                }
-            }
-            try o.finish()
-        }
-        try m.finish()
-        guard (modelPath == nil) != (initialize == nil) else { throw RecipeError("model: give exactly one of path or init") }
-        model = ModelSpec(path: modelPath, initialize: initialize, tokenizer: tokenizer, overrides: overrides)
-        if r.has("synth") {
-            var s = try r.section("synth")
-            var spec = SynthSpec()
-            spec.problems = try s.int("problems", default: spec.problems, min: 1, max: 10_000_000)
-            spec.tracesPerProblem = try s.int("traces_per_problem", default: spec.tracesPerProblem, min: 2, max: 1000)
-            spec.testProblems = try s.int("test_problems", default: spec.testProblems, min: 0, max: 10_000_000)
-            spec.digits = try s.int("digits", default: spec.digits, min: 1, max: 15)
-            spec.steps = try s.int("steps", default: spec.steps, min: 1, max: 1000)
-            spec.errorRate = try s.double("error_rate", default: spec.errorRate, min: 0, max: 1)
-            try s.finish()
-            synth = spec
-        }
-        // Data paths inside a synth run are relative to the output directory.
+    /// Relative paths against the recipe's directory; a synth run's data paths against its output.
+    mutating func resolvePaths(against base: URL) {
+        func resolve(_ p: String, _ base: URL) -> String { p.hasPrefix("/") ? p : base.appendingPathComponent(p).standardized.path }
+        output = resolve(output, base)
         let dataBase = synth != nil ? URL(fileURLWithPath: output) : base
-        func resolveData(_ p: String) -> String { p.hasPrefix("/") ? p : dataBase.appendingPathComponent(p).standardized.path }
-        guard let list = root["stages"] as? [Any], !list.isEmpty else { throw RecipeError("stages: give at least one stage") }
-        r.consumed.insert("stages")
-        stages = try list.enumerated().map { i, item in
-            guard let dict = item as? [String: Any] else { throw RecipeError("stages[\(i)]: must be a mapping") }
-            var s = Reader(dict, at: "stages[\(i)].")
-            let objectiveName = try s.string("objective")
-            let objective: Objective
-            do {
-                objective = try Objective.named(objectiveName, chosenWeight: try s.optionalDouble("chosen_weight"), alpha: try s.optionalDouble("alpha"),
-                                                beta: try s.optionalDouble("beta"), gamma: try s.optionalDouble("gamma"),
-                                                weightGradient: try s.bool("negative_weight_gradient", default: false),
-                                                lossType: try s.optionalString("loss_type"))
-            } catch let e as ObjectiveError {
-                throw RecipeError("stages[\(i)].objective: \(e.description)")
-            }
-            var stage = Stage(name: try s.string("name", default: objectiveName), objective: objective, data: resolveData(try s.string("data")),
-                              learningRate: try s.double("learning_rate", min: 0, max: 10))
-            stage.epochs = try s.double("epochs", default: 1, min: 1e-9, max: 10_000)
-            stage.batchSize = try s.int("batch_size", default: 32, min: 1, max: 1 << 20)
-            stage.microBatchTokens = try s.int("micro_batch_tokens", default: 4096, min: 1, max: 1 << 24)
-            stage.warmupRatio = try s.double("warmup_ratio", default: 0.1, min: 0, max: 1)
-            stage.weightDecay = try s.double("weight_decay", default: 1e-4, min: 0, max: 10)
-            stage.adamBeta1 = try s.double("adam_beta1", default: 0.9, min: 0, max: 0.999999)
-            stage.adamBeta2 = try s.double("adam_beta2", default: 0.999, min: 0, max: 0.99999999)
-            stage.adamEpsilon = try s.double("adam_epsilon", default: 1e-8, min: 1e-30, max: 1)
-            let scheduler = try s.string("lr_scheduler_type", default: "linear")
-            guard let kind = LearningRateSchedule.Kind(rawValue: scheduler) else {
-                throw RecipeError("stages[\(i)].lr_scheduler_type: \"\(scheduler)\" is not one of \(LearningRateSchedule.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            stage.scheduler = kind
-            stage.maxSteps = try s.optionalInt("max_steps", max: 1 << 30)
-            stage.dropLongerThan = try s.optionalInt("drop_longer_than", max: 1 << 24)
-            // 0 turns clipping off; a negative or non-finite bound would flip or zero the update.
-            let clip = try s.double("max_grad_norm", default: 1.0, min: 0)
-            stage.maxGradNorm = clip > 0 ? clip : nil
-            stage.maxPromptLength = try s.optionalInt("max_prompt_length", max: 1 << 24)
-            stage.maxLength = try s.optionalInt("max_length", max: 1 << 24)
-            let mode = try s.string("truncation_mode", default: PromptTruncation.keepEnd.rawValue)
-            guard let truncation = PromptTruncation(rawValue: mode) else {
-                throw RecipeError("stages[\(i)].truncation_mode: \(mode) is not one of \(PromptTruncation.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            stage.truncationMode = truncation
-            stage.checkpointEvery = try s.optionalInt("checkpoint_every", max: 1 << 30)
-            stage.evalEvery = try s.optionalInt("eval_every", max: 1 << 30)
-            guard stage.warmupRatio <= 1 else { throw RecipeError("stages[\(i)].warmup_ratio: must be in [0, 1]") }
-            try s.finish()
-            return stage
+        model.path = model.path.map { resolve($0, base) }
+        model.initialize = model.initialize.map { LlamaConfig.presetNames.contains($0) ? $0 : resolve($0, base) }
+        model.tokenizer = model.tokenizer.map { resolve($0, base) }
+        for i in stages.indices { stages[i].data = resolve(stages[i].data, dataBase) }
+        for i in eval?.benchmarks.indices ?? 0..<0 { eval!.benchmarks[i].data = resolve(eval!.benchmarks[i].data, dataBase) }
+    }
+}
+
+// MARK: - Decoding (keys as the recipe writes them; limits and cross-checks beside each)
+
+extension Recipe: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case runID = "run_id", output, seed, saveDType = "save_dtype", saveTotalLimit = "save_total_limit"
+        case maxShardSize = "max_shard_size", model, synth, stages, eval, cluster
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        let runID = try c.decodeIfPresent(String.self, forKey: .runID) ?? Recipe.defaultRunID
+        self.init(runID: runID, output: try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(runID)",
+                  model: try c.decode(ModelSpec.self, forKey: .model), stages: [])
+        seed = UInt64(try c.whole(.seed, or: Int(seed), in: 0...Int.max))
+        saveDType = try c.choice(.saveDType, or: SaveDType(saveDType), among: "fp32 or bf16").stored
+        saveTotalLimit = try c.count(.saveTotalLimit, max: 1 << 20)
+        // A plain number of bytes, or text with a unit ("500MB").
+        if c.contains(.maxShardSize) {
+            let size: String
+            if let bytes = try? c.decode(Int.self, forKey: .maxShardSize) { size = String(bytes) } else { size = try c.decode(String.self, forKey: .maxShardSize) }
+            guard let bytes = parseByteSize(size), bytes > 0 else { throw RecipeError("max_shard_size: \"\(size)\" is not a size (e.g. 5GB, 500MB, 100000)") }
+            maxShardBytes = bytes
         }
-        if r.has("eval") {
-            var e = try r.section("eval")
-            func rule(_ reader: inout Reader, default d: AnswerRule) throws -> AnswerRule {
-                let name = try reader.string("answer_rule", default: d.rawValue)
-                guard let parsed = AnswerRule(rawValue: name) else {
-                    throw RecipeError("\(reader.prefix)answer_rule: \"\(name)\" is not one of \(AnswerRule.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                return parsed
-            }
-            var spec = EvalSpec(benchmarks: [])
-            spec.samples = try e.int("samples", default: 4, min: 1, max: 1 << 16)
-            spec.maxNewTokens = try e.int("max_new_tokens", default: 128, min: 1, max: 1 << 20)
-            spec.batch = try e.int("batch", default: 32, min: 1, max: 4096)
-            spec.temperature = try e.double("temperature", default: 0.6, min: 0, max: 100)
-            spec.topP = try e.double("top_p", default: 0.95, min: 1e-9, max: 1)
-            spec.responsePrefix = try e.string("response_prefix", default: "")
-            let cache = try e.string("kv_cache", default: "fp32")
-            guard let precision = CachePrecision(rawValue: cache) else { throw RecipeError("eval.kv_cache: \"\(cache)\" is not fp32 or bf16") }
-            spec.cache = precision
-            let limit = try e.optionalInt("limit", max: 1 << 30)
-            let defaultRule = try rule(&e, default: .marker)
-            switch (e.has("data"), e.has("sets")) {
-            case (true, false):
-                spec.benchmarks = [.init(name: EvalSpec.unnamed, data: resolveData(try e.string("data")), answerRule: defaultRule,
-                                         samples: spec.samples, limit: limit, maxNewTokens: spec.maxNewTokens)]
-            case (false, true):
-                guard let list = e.value("sets") as? [Any], !list.isEmpty else { throw RecipeError("eval.sets: give a list of benchmarks") }
-                spec.benchmarks = try list.enumerated().map { i, item in
-                    guard let dict = item as? [String: Any] else { throw RecipeError("eval.sets[\(i)]: must be a mapping") }
-                    var b = Reader(dict, at: "eval.sets[\(i)].")
-                    let name = try b.string("name")
-                    guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }), name.count <= 64 else {
-                        throw RecipeError("eval.sets[\(i)].name: \"\(name)\" must be 1-64 letters, digits, '-', '_' or '.' (it names files and metrics)")
-                    }
-                    let benchmark = EvalSpec.Benchmark(name: name, data: resolveData(try b.string("data")), answerRule: try rule(&b, default: defaultRule),
-                                                       samples: try b.int("samples", default: spec.samples, min: 1, max: 1 << 16),
-                                                       limit: try b.optionalInt("limit", max: 1 << 30) ?? limit,
-                                                       maxNewTokens: try b.int("max_new_tokens", default: spec.maxNewTokens, min: 1, max: 1 << 20))
-                    try b.finish()
-                    return benchmark
-                }
-                let names = spec.benchmarks.map(\.name)
-                guard Set(names).count == names.count else { throw RecipeError("eval.sets: two benchmarks share a name (\(names.joined(separator: ", ")))") }
-            default:
-                throw RecipeError("eval: give data (one test file) or sets (named benchmarks), not both or neither")
-            }
-            try e.finish()
-            eval = spec
-        }
+        synth = try c.decodeIfPresent(SynthSpec.self, forKey: .synth)
+        guard c.contains(.stages) else { throw RecipeError("stages: give at least one stage") }
+        var list = try c.nestedUnkeyedContainer(forKey: .stages)
+        while !list.isAtEnd { stages.append(try list.decode(Stage.self)) }
+        guard !stages.isEmpty else { throw RecipeError("stages: give at least one stage") }
+        eval = try c.decodeIfPresent(EvalSpec.self, forKey: .eval)
         if eval == nil, let stage = stages.first(where: { $0.evalEvery != nil }) {
             throw RecipeError("stages: \(stage.name) sets eval_every but the recipe has no eval section")
         }
-        if r.has("cluster") {
-            var c = try r.section("cluster")
-            cluster.servers = try c.int("servers", default: 1, min: 1, max: 1024)
-            cluster.workers = try c.int("workers", default: 1, min: 1, max: 4096)
-            cluster.bind = try c.string("bind", default: cluster.bind)
-            cluster.heartbeatSeconds = try c.double("heartbeat_seconds", default: 2, min: 0.01, max: 3600)
-            cluster.timeoutSeconds = try c.double("timeout_seconds", default: 120, min: 0.1, max: 86_400)
-            guard cluster.heartbeatSeconds * 2 <= cluster.timeoutSeconds else {
-                throw RecipeError("cluster.heartbeat_seconds must be at most half of timeout_seconds (a peer misses a few heartbeats before it counts as gone)")
-            }
-            cluster.chunkMiB = try c.double("chunk_mib", default: 4, min: 0.0001)
-            cluster.snapshotEvery = try c.int("snapshot_every", default: 10, min: 0, max: 1 << 30)
-            cluster.maxShardGradNorm = try c.double("max_shard_grad_norm", default: 1e6, min: 1e-30)
-            cluster.stepTimeoutSeconds = try c.double("step_timeout_seconds", default: 1800, min: 0.1, max: 1e7)
-            cluster.verifyEvery = try c.int("verify_every", default: 0, min: 0, max: 1 << 30)
-            cluster.verifyShards = try c.int("verify_shards", default: 1, min: 1, max: 4096)
-            cluster.activationKeepMiB = try c.int("activation_keep_mib", default: 4096, min: 0, max: 1 << 30)
-            if let dir = try c.optionalString("snapshot_dir") {
-                guard dir.hasPrefix("/"), !dir.contains("\0") else { throw RecipeError("cluster.snapshot_dir: \"\(dir)\" must be an absolute path (each server reads it on its own machine)") }
-                cluster.snapshotDirectory = dir
-            }
-            let wire = try c.string("wire", default: "fp32")
-            guard ["fp32", "bf16-gradients", "bf16"].contains(wire) else {
-                throw RecipeError("cluster.wire: \"\(wire)\" is not fp32, bf16-gradients or bf16")
-            }
-            cluster.bf16Gradients = wire != "fp32"
-            cluster.bf16Weights = wire == "bf16"
-            let plane = try c.string("data_plane", default: "curve")
-            guard ["curve", "plain"].contains(plane) else {
-                throw RecipeError("cluster.data_plane: \"\(plane)\" is not curve (encrypted, the default) or plain (unencrypted, for a private network)")
-            }
-            cluster.plainDataPlane = plane == "plain"
-            guard cluster.chunkMiB <= 1024 else { throw RecipeError("cluster.chunk_mib: at most 1024 (frames larger than 1 GiB are refused)") }
-            try c.finish()
-        }
-        try r.finish()
+        cluster = try c.decodeIfPresent(ClusterSpec.self, forKey: .cluster) ?? cluster
     }
+
+    /// `save_dtype`'s names.
+    private enum SaveDType: String, CaseIterable {
+        case fp32, bf16
+        init(_ stored: StoredDType) { self = stored == .bf16 ? .bf16 : .fp32 }
+        var stored: StoredDType { self == .bf16 ? .bf16 : .f32 }
+    }
+}
+
+extension Recipe.ModelSpec: Decodable {
+    enum Keys: String, CodingKey, CaseIterable { case path, initialize = "init", tokenizer, overrides }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(path: try c.decodeIfPresent(String.self, forKey: .path), initialize: try c.decodeIfPresent(String.self, forKey: .initialize),
+                  tokenizer: try c.decodeIfPresent(String.self, forKey: .tokenizer))
+        if c.contains(.overrides) {
+            let o = try c.nestedContainer(keyedBy: OverrideKey.self, forKey: .overrides)
+            for key in o.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
+                guard Recipe.overridableConfigKeys.contains(key.stringValue) else {
+                    throw RecipeError("\(o.path(key)): not one of \(Recipe.overridableConfigKeys.sorted().joined(separator: ", "))")
+                }
+                let v = try o.number(key, in: 1e-12...1e12)
+                if key.stringValue == "max_position_embeddings", v != v.rounded() || v < 1 || v > Double(1 << 30) {
+                    throw RecipeError("\(o.path(key)): \(v) is not a whole number of positions")
+                }
+                overrides[key.stringValue] = v
+            }
+        }
+        guard (path == nil) != (initialize == nil) else { throw RecipeError("model: give exactly one of path or init") }
+    }
+
+    /// Any key of `overrides` (checked against `overridableConfigKeys` with its own message).
+    struct OverrideKey: CodingKey {
+        let stringValue: String
+        var intValue: Int? { nil }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+}
+
+extension Recipe.SynthSpec: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case problems, tracesPerProblem = "traces_per_problem", testProblems = "test_problems", digits, steps, errorRate = "error_rate"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init()
+        problems = try c.whole(.problems, or: problems, in: 1...10_000_000)
+        tracesPerProblem = try c.whole(.tracesPerProblem, or: tracesPerProblem, in: 2...1000)
+        testProblems = try c.whole(.testProblems, or: testProblems, in: 0...10_000_000)
+        digits = try c.whole(.digits, or: digits, in: 1...15)
+        steps = try c.whole(.steps, or: steps, in: 1...1000)
+        errorRate = try c.number(.errorRate, or: errorRate, in: 0...1)
+    }
+}
+
+extension Recipe.Stage: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case name, objective, data, learningRate = "learning_rate", epochs, batchSize = "batch_size", microBatchTokens = "micro_batch_tokens"
+        case warmupRatio = "warmup_ratio", weightDecay = "weight_decay", adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2"
+        case adamEpsilon = "adam_epsilon", scheduler = "lr_scheduler_type", maxSteps = "max_steps", dropLongerThan = "drop_longer_than"
+        case maxGradNorm = "max_grad_norm", maxPromptLength = "max_prompt_length", maxLength = "max_length"
+        case truncationMode = "truncation_mode", checkpointEvery = "checkpoint_every", evalEvery = "eval_every"
+        // The objective's own settings.
+        case chosenWeight = "chosen_weight", alpha, beta, gamma, weightGradient = "negative_weight_gradient", lossType = "loss_type"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        let objectiveName = try c.decode(String.self, forKey: .objective)
+        let objective: Objective
+        do {
+            objective = try Objective.named(objectiveName, chosenWeight: try c.decodeIfPresent(Double.self, forKey: .chosenWeight),
+                                            alpha: try c.decodeIfPresent(Double.self, forKey: .alpha),
+                                            beta: try c.decodeIfPresent(Double.self, forKey: .beta), gamma: try c.decodeIfPresent(Double.self, forKey: .gamma),
+                                            weightGradient: try c.decodeIfPresent(Bool.self, forKey: .weightGradient) ?? false,
+                                            lossType: try c.decodeIfPresent(String.self, forKey: .lossType))
+        } catch let e as ObjectiveError {
+            throw RecipeError("\(c.path(.objective)): \(e.description)")
+        }
+        self.init(name: try c.decodeIfPresent(String.self, forKey: .name) ?? objectiveName, objective: objective,
+                  data: try c.decode(String.self, forKey: .data), learningRate: try c.number(.learningRate, in: 0...10))
+        epochs = try c.number(.epochs, or: epochs, in: 1e-9...10_000)
+        batchSize = try c.whole(.batchSize, or: batchSize, in: 1...(1 << 20))
+        microBatchTokens = try c.whole(.microBatchTokens, or: microBatchTokens, in: 1...(1 << 24))
+        warmupRatio = try c.number(.warmupRatio, or: warmupRatio, in: 0...1)
+        weightDecay = try c.number(.weightDecay, or: weightDecay, in: 0...10)
+        adamBeta1 = try c.number(.adamBeta1, or: adamBeta1, in: 0...0.999999)
+        adamBeta2 = try c.number(.adamBeta2, or: adamBeta2, in: 0...0.99999999)
+        adamEpsilon = try c.number(.adamEpsilon, or: adamEpsilon, in: 1e-30...1)
+        scheduler = try c.choice(.scheduler, or: scheduler)
+        maxSteps = try c.count(.maxSteps, max: 1 << 30)
+        dropLongerThan = try c.count(.dropLongerThan, max: 1 << 24)
+        // 0 turns clipping off; a negative or non-finite bound would flip or zero the update.
+        let clip = try c.number(.maxGradNorm, or: maxGradNorm ?? 0, in: 0...1e15)
+        maxGradNorm = clip > 0 ? clip : nil
+        maxPromptLength = try c.count(.maxPromptLength, max: 1 << 24)
+        maxLength = try c.count(.maxLength, max: 1 << 24)
+        truncationMode = try c.choice(.truncationMode, or: truncationMode)
+        checkpointEvery = try c.count(.checkpointEvery, max: 1 << 30)
+        evalEvery = try c.count(.evalEvery, max: 1 << 30)
+    }
+}
+
+extension Recipe.EvalSpec: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case data, sets, samples, maxNewTokens = "max_new_tokens", batch, temperature, topP = "top_p"
+        case responsePrefix = "response_prefix", cache = "kv_cache", limit, answerRule = "answer_rule"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(benchmarks: [])
+        samples = try c.whole(.samples, or: samples, in: 1...(1 << 16))
+        maxNewTokens = try c.whole(.maxNewTokens, or: maxNewTokens, in: 1...(1 << 20))
+        batch = try c.whole(.batch, or: batch, in: 1...4096)
+        temperature = try c.number(.temperature, or: temperature, in: 0...100)
+        topP = try c.number(.topP, or: topP, in: 1e-9...1)
+        responsePrefix = try c.decodeIfPresent(String.self, forKey: .responsePrefix) ?? responsePrefix
+        cache = try c.choice(.cache, or: cache, among: "fp32 or bf16")
+        let limit = try c.count(.limit, max: 1 << 30)
+        let rule = try c.choice(.answerRule, or: Benchmark.defaultRule)
+        switch (c.contains(.data), c.contains(.sets)) {
+        case (true, false):
+            benchmarks = [Benchmark(name: Self.unnamed, data: try c.decode(String.self, forKey: .data), answerRule: rule,
+                                    samples: samples, limit: limit, maxNewTokens: maxNewTokens)]
+        case (false, true):
+            var list = try c.nestedUnkeyedContainer(forKey: .sets)
+            while !list.isAtEnd {
+                benchmarks.append(try Benchmark(from: try list.superDecoder(), defaults: Benchmark(name: "", data: "", answerRule: rule, samples: samples,
+                                                                                                   limit: limit, maxNewTokens: maxNewTokens)))
+            }
+            guard !benchmarks.isEmpty else { throw RecipeError("eval.sets: give a list of benchmarks") }
+            let names = benchmarks.map(\.name)
+            guard Set(names).count == names.count else { throw RecipeError("eval.sets: two benchmarks share a name (\(names.joined(separator: ", ")))") }
+        default:
+            throw RecipeError("eval: give data (one test file) or sets (named benchmarks), not both or neither")
+        }
+    }
+}
+
+extension Recipe.EvalSpec.Benchmark {
+    enum Keys: String, CodingKey, CaseIterable { case name, data, answerRule = "answer_rule", samples, limit, maxNewTokens = "max_new_tokens" }
+
+    /// One of `eval.sets`; what it leaves out comes from the eval section (`defaults`).
+    init(from decoder: Decoder, defaults: Self) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        self = defaults
+        name = try c.decode(String.self, forKey: .name)
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }), name.count <= 64 else {
+            throw RecipeError("\(c.path(.name)): \"\(name)\" must be 1-64 letters, digits, '-', '_' or '.' (it names files and metrics)")
+        }
+        data = try c.decode(String.self, forKey: .data)
+        answerRule = try c.choice(.answerRule, or: answerRule)
+        samples = try c.whole(.samples, or: samples, in: 1...(1 << 16))
+        limit = try c.count(.limit, max: 1 << 30) ?? limit
+        maxNewTokens = try c.whole(.maxNewTokens, or: maxNewTokens, in: 1...(1 << 20))
+    }
+}
+
+extension Recipe.ClusterSpec: Decodable {
+    enum Keys: String, CodingKey, CaseIterable {
+        case servers, workers, bind, heartbeatSeconds = "heartbeat_seconds", timeoutSeconds = "timeout_seconds", chunkMiB = "chunk_mib"
+        case snapshotEvery = "snapshot_every", maxShardGradNorm = "max_shard_grad_norm", stepTimeoutSeconds = "step_timeout_seconds"
+        case verifyEvery = "verify_every", verifyShards = "verify_shards", activationKeepMiB = "activation_keep_mib"
+        case snapshotDirectory = "snapshot_dir", wire, dataPlane = "data_plane"
+    }
+
+    /// `wire`: what travels as bfloat16 between workers and servers.
+    enum Wire: String, CaseIterable { case fp32, bf16Gradients = "bf16-gradients", bf16 }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(Keys.self)
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init()
+        servers = try c.whole(.servers, or: servers, in: 1...1024)
+        workers = try c.whole(.workers, or: workers, in: 1...4096)
+        bind = try c.decodeIfPresent(String.self, forKey: .bind) ?? bind
+        heartbeatSeconds = try c.number(.heartbeatSeconds, or: heartbeatSeconds, in: 0.01...3600)
+        timeoutSeconds = try c.number(.timeoutSeconds, or: timeoutSeconds, in: 0.1...86_400)
+        guard heartbeatSeconds * 2 <= timeoutSeconds else {
+            throw RecipeError("cluster.heartbeat_seconds must be at most half of timeout_seconds (a peer misses a few heartbeats before it counts as gone)")
+        }
+        chunkMiB = try c.number(.chunkMiB, or: chunkMiB, in: 0.0001...1e15)
+        guard chunkMiB <= 1024 else { throw RecipeError("cluster.chunk_mib: at most 1024 (frames larger than 1 GiB are refused)") }
+        snapshotEvery = try c.whole(.snapshotEvery, or: snapshotEvery, in: 0...(1 << 30))
+        maxShardGradNorm = try c.number(.maxShardGradNorm, or: maxShardGradNorm, in: 1e-30...1e15)
+        stepTimeoutSeconds = try c.number(.stepTimeoutSeconds, or: stepTimeoutSeconds, in: 0.1...1e7)
+        verifyEvery = try c.whole(.verifyEvery, or: verifyEvery, in: 0...(1 << 30))
+        verifyShards = try c.whole(.verifyShards, or: verifyShards, in: 1...4096)
+        activationKeepMiB = try c.whole(.activationKeepMiB, or: activationKeepMiB, in: 0...(1 << 30))
+        if let dir = try c.decodeIfPresent(String.self, forKey: .snapshotDirectory) {
+            guard dir.hasPrefix("/"), !dir.contains("\0") else {
+                throw RecipeError("cluster.snapshot_dir: \"\(dir)\" must be an absolute path (each server reads it on its own machine)")
+            }
+            snapshotDirectory = dir
+        }
+        let wire = try c.choice(.wire, or: Wire.fp32, among: "fp32, bf16-gradients or bf16")
+        bf16Gradients = wire != .fp32
+        bf16Weights = wire == .bf16
+        plainDataPlane = try c.choice(.dataPlane, or: DataPlane.curve,
+                                      among: "curve (encrypted, the default) or plain (unencrypted, for a private network)") == .plain
+    }
+
+    /// `data_plane`: pushes and pulls encrypted (curve) or not (plain).
+    enum DataPlane: String, CaseIterable { case curve, plain }
 }
 
 extension Recipe {
     /// config.json keys a recipe may set over the model's (those that change no tensor's shape).
     public static let overridableConfigKeys: Set<String> = ["max_position_embeddings", "rope_theta", "rms_norm_eps"]
-}
-
-/// Reads typed values from a YAML mapping, remembering which keys were used so leftovers are errors.
-struct Reader {
-    let dict: [String: Any]
-    let prefix: String
-    var consumed: Set<String> = []
-    init(_ dict: [String: Any], at prefix: String) { self.dict = dict; self.prefix = prefix }
-
-    func has(_ key: String) -> Bool { dict[key] != nil }
-
-    mutating func value(_ key: String) -> Any? { consumed.insert(key); return dict[key] }
-
-    mutating func section(_ key: String) throws -> Reader {
-        guard let d = value(key) as? [String: Any] else { throw RecipeError("\(prefix)\(key): must be a mapping") }
-        return Reader(d, at: "\(prefix)\(key).")
-    }
-
-    mutating func optionalString(_ key: String) throws -> String? {
-        guard let v = value(key) else { return nil }
-        guard let s = v as? String else { throw RecipeError("\(prefix)\(key): must be text") }
-        return s
-    }
-
-    mutating func string(_ key: String, default d: String? = nil) throws -> String {
-        if let s = try optionalString(key) { return s }
-        guard let d else { throw RecipeError("\(prefix)\(key): missing") }
-        return d
-    }
-
-    mutating func optionalDouble(_ key: String) throws -> Double? {
-        guard let v = value(key) else { return nil }
-        if let d = v as? Double { return d }
-        if let i = v as? Int { return Double(i) }
-        if let s = v as? String, let d = Double(s) { return d }
-        throw RecipeError("\(prefix)\(key): must be a number")
-    }
-
-    mutating func double(_ key: String, default d: Double? = nil, min: Double, max: Double = 1e15) throws -> Double {
-        guard let v = try optionalDouble(key) ?? d else { throw RecipeError("\(prefix)\(key): missing") }
-        guard v >= min, v <= max, v.isFinite else { throw RecipeError("\(prefix)\(key): \(v) must be in \(min)...\(max)") }
-        return v
-    }
-
-    mutating func optionalInt(_ key: String, max: Int = 1 << 40) throws -> Int? {
-        guard let v = value(key) else { return nil }
-        guard let i = v as? Int, i > 0, i <= max else { throw RecipeError("\(prefix)\(key): must be a whole number in 1...\(max)") }
-        return i
-    }
-
-    mutating func bool(_ key: String, default d: Bool) throws -> Bool {
-        guard let v = value(key) else { return d }
-        guard let b = v as? Bool else { throw RecipeError("\(prefix)\(key): must be true or false") }
-        return b
-    }
-
-    mutating func int(_ key: String, default d: Int, min: Int, max: Int = 1 << 40) throws -> Int {
-        guard let v = value(key) else { return d }
-        guard let i = v as? Int else { throw RecipeError("\(prefix)\(key): must be a whole number") }
-        guard i >= min, i <= max else { throw RecipeError("\(prefix)\(key): \(i) must be in \(min)...\(max)") }
-        return i
-    }
-
-    func finish() throws {
-        let unknown = Set(dict.keys).subtracting(consumed).sorted()
-        if let first = unknown.first { throw RecipeError("unknown key \(prefix)\(first)\(unknown.count > 1 ? " (and \(unknown.dropFirst().map { prefix + $0 }.joined(separator: ", ")))" : "")") }
-    }
 }
