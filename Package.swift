@@ -14,21 +14,24 @@ let package = Package(
         .executable(name: "redi-worker", targets: ["redi-worker"]),
         .executable(name: "redi-bench", targets: ["redi-bench"]),
         .executable(name: "redi-fuzz", targets: ["redi-fuzz"]),
-        .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training", "Evaluation"]),
+        .library(name: "REDICore", targets: ["Numerics", "Model", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data", "Training", "Evaluation"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // YAML run recipes; replaces a YAML parser we would otherwise write and keep.
-        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1")
     ],
     targets: [
         // System libraries, each wrapped once.
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
-                       providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
-        .systemLibrary(name: "CZeroMQ", pkgConfig: "libzmq",
-                       providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
-        .systemLibrary(name: "CProtobufC", pkgConfig: "libprotobuf-c",
-                       providers: [.apt(["libprotobuf-c-dev"]), .brew(["protobuf-c"])]),
+        .systemLibrary(
+            name: "COpenBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(
+            name: "CZeroMQ", pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
+        .systemLibrary(
+            name: "CProtobufC", pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"]), .brew(["protobuf-c"])]),
 
         // protobuf-c code generated from proto/redi.proto by proto/generate.sh (committed).
         .target(name: "CREDIProto", dependencies: ["CProtobufC"]),
@@ -45,23 +48,37 @@ let package = Package(
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Wire", dependencies: ["CREDIProto", "Objectives", "Optimizer"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),
-        .target(name: "Cluster", dependencies: ["BLASKernel", "Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
-                                                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "Yams"]),
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "BLASKernel", "Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
+                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "Yams"
+            ]),
         .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask", "Grading"]),
         .target(name: "ReasoningTask", dependencies: ["Numerics", "Grading"]),
         .target(name: "Grading"),
         .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"]),
-        .executableTarget(name: "redi-ps", dependencies: [
-            "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "ChatTemplate", "Cluster", "BLASKernel", "Transport",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "redi-ps",
+            dependencies: [
+                "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "ChatTemplate", "Cluster", "BLASKernel", "Transport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
         .executableTarget(name: "redi-worker", dependencies: ["Cluster", "BLASKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
-        .executableTarget(name: "redi-fuzz", dependencies: ["Formats", "Data", "Wire", "Cluster", "Tokenizers", "ChatTemplate", "Optimizer", "Objectives", "Grading",
-                                                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .executableTarget(name: "redi-bench", dependencies: ["BLASKernel", "Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
-                                                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          swiftSettings: optimized),
+        .executableTarget(
+            name: "redi-fuzz",
+            dependencies: [
+                "Formats", "Data", "Wire", "Cluster", "Tokenizers", "ChatTemplate", "Optimizer", "Objectives", "Grading",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
+        .executableTarget(
+            name: "redi-bench",
+            dependencies: [
+                "BLASKernel", "Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ],
+            swiftSettings: optimized),
 
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
         .testTarget(name: "BLASKernelTests", dependencies: ["BLASKernel", "Numerics", "Model", "ProcessSupport"]),
@@ -82,6 +99,6 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterUnitTests", dependencies: ["Cluster", "Model", "Numerics", "Transport", "Wire", "Grading", "Objectives", "Optimizer"]),
-        .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"])
     ]
 )

@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# The test suite as CI runs it: dependencies if missing, the real test model, a short fuzz
-# run, then every test in release mode (numeric code in a debug build is too slow to test usefully).
+# The test suite as CI runs it: the formatting check, dependencies if missing, the real test
+# model, a short fuzz run, then every test in release mode (numeric code in a debug build is
+# too slow to test usefully).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Layout as .swift-format says (swift-format ships with the Swift toolchain; `swift format -i -r
+# Sources Tests Package.swift` applies it).
+if ! swift format lint --strict -r Sources Tests Package.swift; then
+  echo "error: the code is not formatted as .swift-format says; run: swift format -i -r Sources Tests Package.swift" >&2
+  exit 1
+fi
 bash cluster/install-deps.sh --launch-tests
 if ! bash cluster/fetch-test-model.sh >/dev/null; then
   echo "warning: could not fetch the test model; tests that need it will skip" >&2

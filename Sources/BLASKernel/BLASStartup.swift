@@ -4,6 +4,7 @@
 // features allow. Runs once per process, at `start` or at the first product, whichever is first.
 import COpenBLAS
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,8 +47,10 @@ public enum BLASStartup {
     /// The start line, and a warning line when sgemm is far below what the features allow.
     public static func startLines(program: String, shape: MatmulShape) -> [String] {
         let rate = sgemmRate(shape)
-        var lines = ["\(program): BLAS \(OpenBLASRuntime.version), kernel \(choice.runningName) "
-                     + "(\(describe(choice))), \(OpenBLASRuntime.threads) threads, sgemm \(Int(rate.rounded())) GFLOP/s at \(shape)"]
+        var lines = [
+            "\(program): BLAS \(OpenBLASRuntime.version), kernel \(choice.runningName) "
+                + "(\(describe(choice))), \(OpenBLASRuntime.threads) threads, sgemm \(Int(rate.rounded())) GFLOP/s at \(shape)"
+        ]
         if let warning = speedWarning(choice, rate: rate, threads: OpenBLASRuntime.threads) { lines.append("\(program): WARNING: \(warning)") }
         for (kernel, verdict) in choice.verdicts where !verdict.isCorrect {
             lines.append("\(program): note: kernel \(kernel) skipped: \(verdict)")
@@ -103,8 +106,9 @@ public enum BLASStartup {
         var best = Double.infinity
         for i in 0...repeats {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(shape.m), Int32(shape.n), Int32(shape.k), 1, a, Int32(shape.k),
-                        b, Int32(shape.n), 0, c, Int32(shape.n))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(shape.m), Int32(shape.n), Int32(shape.k), 1, a, Int32(shape.k),
+                b, Int32(shape.n), 0, c, Int32(shape.n))
             if i > 0 { best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
         }
         return shape.flops / best / 1e9

@@ -21,8 +21,10 @@ public struct CPUFeatures: Sendable, Equatable {
     /// Processors listed.
     public var processors: Int
 
-    public init(architecture: Architecture, vendor: String = "", modelName: String = "", family: String = "", model: String = "",
-                flags: Set<String>, megahertz: Double = 0, processors: Int = 1) {
+    public init(
+        architecture: Architecture, vendor: String = "", modelName: String = "", family: String = "", model: String = "",
+        flags: Set<String>, megahertz: Double = 0, processors: Int = 1
+    ) {
         self.architecture = architecture
         self.vendor = vendor
         self.modelName = modelName
@@ -45,14 +47,15 @@ public struct CPUFeatures: Sendable, Equatable {
             if fields[key] == nil { fields[key] = value }
         }
         let flagText = fields["flags"] ?? fields["Features"] ?? ""
-        self.init(architecture: architecture,
-                  vendor: fields["vendor_id"] ?? fields["CPU implementer"] ?? "",
-                  modelName: fields["model name"] ?? "",
-                  family: fields["cpu family"] ?? fields["CPU architecture"] ?? "",
-                  model: fields["model"] ?? fields["CPU part"] ?? "",
-                  flags: Set(flagText.split(separator: " ").map(String.init)),
-                  megahertz: Double(fields["cpu MHz"] ?? "") ?? 0,
-                  processors: max(1, processors))
+        self.init(
+            architecture: architecture,
+            vendor: fields["vendor_id"] ?? fields["CPU implementer"] ?? "",
+            modelName: fields["model name"] ?? "",
+            family: fields["cpu family"] ?? fields["CPU architecture"] ?? "",
+            model: fields["model"] ?? fields["CPU part"] ?? "",
+            flags: Set(flagText.split(separator: " ").map(String.init)),
+            megahertz: Double(fields["cpu MHz"] ?? "") ?? 0,
+            processors: max(1, processors))
     }
 
     /// This machine's processor (empty flags where /proc/cpuinfo cannot be read).
@@ -85,8 +88,10 @@ public struct CPUFeatures: Sendable, Equatable {
 
     /// The features that decide the kernel, for logs and reports (e.g. "avx2 fma avx512f avx512bw avx512vl avx512_bf16").
     public var kernelFeatures: String {
-        let relevant = ["sse3", "pni", "ssse3", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd",
-                        "avx512_bf16", "amx_bf16", "asimd", "asimddp", "sve", "sve2", "bf16"]
+        let relevant = [
+            "sse3", "pni", "ssse3", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd",
+            "avx512_bf16", "amx_bf16", "asimd", "asimddp", "sve", "sve2", "bf16"
+        ]
         return relevant.filter(has).joined(separator: " ")
     }
 

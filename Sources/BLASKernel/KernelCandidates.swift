@@ -29,8 +29,10 @@ public struct KernelName: Hashable, Sendable, CustomStringConvertible, Codable {
     public static let cortexA57 = KernelName("CortexA57", .neon), armv8 = KernelName("ARMV8", .neon)
 
     /// Every kernel this module may choose.
-    public static let known: [KernelName] = [.cooperlake, .skylakeX, .zen, .haswell, .sandybridge, .nehalem, .core2, .prescott,
-                                             .neoverseV1, .neoverseN1, .cortexA57, .armv8]
+    public static let known: [KernelName] = [
+        .cooperlake, .skylakeX, .zen, .haswell, .sandybridge, .nehalem, .core2, .prescott,
+        .neoverseV1, .neoverseN1, .cortexA57, .armv8
+    ]
 
     /// The known kernel OpenBLAS reports as `name` (its core names are lower case), if any.
     public static func named(_ name: String) -> KernelName? { known.first { $0.name.lowercased() == name.lowercased() } }

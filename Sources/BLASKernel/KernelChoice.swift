@@ -3,6 +3,7 @@
 // processors need a preset one); otherwise the fastest kernel the CPU's features qualify for
 // that passes the self-test, the verdicts cached per CPU and OpenBLAS build.
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,8 +30,10 @@ public struct KernelChoice: Sendable {
     /// The best kernel the features qualify for (whether or not it runs).
     public var bestForFeatures: KernelName?
 
-    public init(cpu: CPUFeatures, running: String, reason: Reason, verdicts: [(kernel: KernelName, verdict: KernelVerdict)],
-                bestForFeatures: KernelName?) {
+    public init(
+        cpu: CPUFeatures, running: String, reason: Reason, verdicts: [(kernel: KernelName, verdict: KernelVerdict)],
+        bestForFeatures: KernelName?
+    ) {
         self.cpu = cpu
         self.running = running
         self.reason = reason
@@ -56,12 +59,15 @@ public enum KernelChooser {
     ///   - faults: injected into the self-test of the named kernels (tests only; nothing is cached then).
     ///   - apply: switch this process to the kernel chosen (false: only decide, as tests do).
     ///   - probeTimeout: seconds one self-test may take.
-    public static func choose(cpu: CPUFeatures = .current(), environment: [String: String] = ProcessInfo.processInfo.environment,
-                              cacheDirectory: URL? = defaultCacheDirectory(), faults: [KernelName: InjectedFault] = [:],
-                              apply: Bool = true, probeTimeout: Double = 60) -> KernelChoice {
+    public static func choose(
+        cpu: CPUFeatures = .current(), environment: [String: String] = ProcessInfo.processInfo.environment,
+        cacheDirectory: URL? = defaultCacheDirectory(), faults: [KernelName: InjectedFault] = [:],
+        apply: Bool = true, probeTimeout: Double = 60
+    ) -> KernelChoice {
         let candidates = candidateKernels(for: cpu).filter(OpenBLASRuntime.has)
-        var choice = KernelChoice(cpu: cpu, running: OpenBLASRuntime.coreName, reason: .openBLASDefault(""), verdicts: [],
-                                  bestForFeatures: candidates.first)
+        var choice = KernelChoice(
+            cpu: cpu, running: OpenBLASRuntime.coreName, reason: .openBLASDefault(""), verdicts: [],
+            bestForFeatures: candidates.first)
         let preset = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"].compactMap { name in
             environment[name].flatMap { $0.isEmpty ? nil : "\(name)=\($0)" }
         }
@@ -106,8 +112,10 @@ public enum KernelChooser {
                 return choice
             }
         }
-        choice.reason = .openBLASDefault(order.isEmpty ? "no kernel of this OpenBLAS matches the CPU's features"
-                                                       : "no candidate passed the self-test")
+        choice.reason = .openBLASDefault(
+            order.isEmpty
+                ? "no kernel of this OpenBLAS matches the CPU's features"
+                : "no candidate passed the self-test")
         return choice
     }
 

@@ -6,6 +6,7 @@
 // crash on some processors; this is how such a kernel is caught and skipped.
 import COpenBLAS
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -174,11 +175,14 @@ final class SelfTestProblem: @unchecked Sendable {
                     bound[i * n + j] = 2 * Double(k) * 0x1p-24 * magnitude + 1e-30
                 }
             }
-            return Product(transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b,
-                           c: .allocate(capacity: m * n), reference: reference, bound: bound)
+            return Product(
+                transA: transA, transB: transB, m: m, n: n, k: k, a: a, b: b,
+                c: .allocate(capacity: m * n), reference: reference, bound: bound)
         }
-        products = [product(false, true, 300, 130, 77), product(false, false, 67, 45, 1100),
-                    product(true, false, 129, 96, 257), product(false, true, 700, 36, 40)]
+        products = [
+            product(false, true, 300, 130, 77), product(false, false, 67, 45, 1100),
+            product(true, false, 129, 96, 257), product(false, true, 700, 36, 40)
+        ]
         gemv = product(false, false, 515, 1, 133)
         w = fill(blockOut * blockK)
         x = fill(maxRows * blockK)
@@ -192,9 +196,10 @@ final class SelfTestProblem: @unchecked Sendable {
     func worstErrorOverBound(perturb: Bool) -> Double {
         var worst = 0.0
         for p in products {
-            cblas_sgemm(CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, p.transB ? CblasTrans : CblasNoTrans,
-                        Int32(p.m), Int32(p.n), Int32(p.k), 1, p.a, Int32(p.transA ? p.m : p.k), p.b, Int32(p.transB ? p.k : p.n),
-                        0, p.c, Int32(p.n))
+            cblas_sgemm(
+                CblasRowMajor, p.transA ? CblasTrans : CblasNoTrans, p.transB ? CblasTrans : CblasNoTrans,
+                Int32(p.m), Int32(p.n), Int32(p.k), 1, p.a, Int32(p.transA ? p.m : p.k), p.b, Int32(p.transB ? p.k : p.n),
+                0, p.c, Int32(p.n))
             if perturb { p.c[p.m * p.n / 2] += 0.5 }
             worst = max(worst, errorOverBound(p))
         }
@@ -228,16 +233,17 @@ final class SelfTestProblem: @unchecked Sendable {
                     }
                     (x + position * blockK).update(from: testRow, count: blockK)
                     if rowsVectorised {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(blockOut), Int32(rows), Int32(blockK), 1, w, Int32(blockK),
-                                    x, Int32(blockK), 0, blockC, Int32(rows))
+                        cblas_sgemm(
+                            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(blockOut), Int32(rows), Int32(blockK), 1, w, Int32(blockK),
+                            x, Int32(blockK), 0, blockC, Int32(rows))
                     } else {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(blockOut), Int32(blockK), 1, x, Int32(blockK),
-                                    w, Int32(blockK), 0, blockC, Int32(blockOut))
+                        cblas_sgemm(
+                            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(blockOut), Int32(blockK), 1, x, Int32(blockK),
+                            w, Int32(blockK), 0, blockC, Int32(blockOut))
                     }
                     for j in 0..<blockOut {
                         let value = rowsVectorised ? blockC[j * rows + position] : blockC[position * blockOut + j]
-                        if count == threads[0], position == 0 { firstColumn[j] = value }
-                        else if value.bitPattern != firstColumn[j].bitPattern { return false }
+                        if count == threads[0], position == 0 { firstColumn[j] = value } else if value.bitPattern != firstColumn[j].bitPattern { return false }
                     }
                 }
             }

@@ -4,6 +4,7 @@
 // in this file.
 import COpenBLAS
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,7 +39,8 @@ public enum OpenBLASRuntime {
     public static var libraryPath: String {
         let maps = String(decoding: FileHandle(forReadingAtPath: "/proc/self/maps")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
         guard let line = maps.split(separator: "\n").first(where: { $0.contains("libopenblas") }),
-              let slash = line.firstIndex(of: "/") else { return "" }
+            let slash = line.firstIndex(of: "/")
+        else { return "" }
         return String(line[slash...])
     }
 
@@ -67,8 +69,9 @@ public enum OpenBLASRuntime {
     public static func switchKernel(to kernel: KernelName) -> Bool {
         if coreName.lowercased() == kernel.name.lowercased() { return true }
         guard canSwitchKernels, has(kernel),
-              let quit = voidFunction("gotoblas_dynamic_quit"), let initialize = voidFunction("gotoblas_dynamic_init"),
-              let shutdown = intFunction("blas_thread_shutdown_"), let startThreads = intFunction("blas_thread_init") else { return false }
+            let quit = voidFunction("gotoblas_dynamic_quit"), let initialize = voidFunction("gotoblas_dynamic_init"),
+            let shutdown = intFunction("blas_thread_shutdown_"), let startThreads = intFunction("blas_thread_init")
+        else { return false }
         let previous = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
         _ = shutdown()
         quit()
@@ -88,7 +91,8 @@ public enum OpenBLASRuntime {
     /// An `OPENBLAS_THREAD_TIMEOUT` the user set is kept. Restarts the thread pool.
     public static func letIdleThreadsSleep() {
         guard let readEnvironment = voidFunction("openblas_read_env"), let shutdown = intFunction("blas_thread_shutdown_"),
-              let startThreads = intFunction("blas_thread_init") else { return }
+            let startThreads = intFunction("blas_thread_init")
+        else { return }
         setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0)
         readEnvironment()
         _ = shutdown()

@@ -19,17 +19,20 @@ public struct ChatTemplate {
     }
 
     /// Renders `messages` (each with "role" and "content", plus any other keys).
-    public func render(messages: [[String: Any]], addGenerationPrompt: Bool, bosToken: String?, eosToken: String?,
-                       extra: [String: Any] = [:]) throws -> String {
+    public func render(
+        messages: [[String: Any]], addGenerationPrompt: Bool, bosToken: String?, eosToken: String?,
+        extra: [String: Any] = [:]
+    ) throws -> String {
         var globals: [String: JinjaValue] = [
-            "messages": .array(messages.map { m in
-                // Keep role and content first, as Python dict literals would.
-                let keys = ["role", "content"].filter { m[$0] != nil } + m.keys.filter { $0 != "role" && $0 != "content" }.sorted()
-                return .object(keys.map { ($0, JinjaValue(json: m[$0]!)) })
-            }),
+            "messages": .array(
+                messages.map { m in
+                    // Keep role and content first, as Python dict literals would.
+                    let keys = ["role", "content"].filter { m[$0] != nil } + m.keys.filter { $0 != "role" && $0 != "content" }.sorted()
+                    return .object(keys.map { ($0, JinjaValue(json: m[$0]!)) })
+                }),
             "add_generation_prompt": .bool(addGenerationPrompt),
             "bos_token": bosToken.map(JinjaValue.string) ?? .undefined,
-            "eos_token": eosToken.map(JinjaValue.string) ?? .undefined,
+            "eos_token": eosToken.map(JinjaValue.string) ?? .undefined
         ]
         for (k, v) in extra { globals[k] = JinjaValue(json: v) }
         var r = Renderer(scopes: [globals])
@@ -106,7 +109,7 @@ struct Renderer {
                         ("last", .bool(index == items.count - 1)), ("length", .int(items.count)),
                         ("revindex", .int(items.count - index)), ("revindex0", .int(items.count - index - 1)),
                         ("previtem", index > 0 ? items[index - 1] : .undefined),
-                        ("nextitem", index + 1 < items.count ? items[index + 1] : .undefined),
+                        ("nextitem", index + 1 < items.count ? items[index + 1] : .undefined)
                     ])
                     scopes.append(scope)
                     defer { scopes.removeLast() }
@@ -376,7 +379,10 @@ struct Renderer {
         case "number": return v.number != nil && !(v == .bool(true) || v == .bool(false))
         case "mapping": if case .object = v { return true }; return false
         case "sequence", "iterable":
-            switch v { case .array, .string, .object: return true; default: return false }
+            switch v {
+            case .array, .string, .object: return true;
+            default: return false
+            }
         case "true": return v == .bool(true)
         case "false": return v == .bool(false)
         case "equalto", "eq", "sameas": return v == (args.first ?? .undefined)

@@ -3,8 +3,8 @@
 
 enum Segment {
     case text(String)
-    case output([Token])      // {{ … }}
-    case statement([Token])   // {% … %}
+    case output([Token])  // {{ … }}
+    case statement([Token])  // {% … %}
 }
 
 enum Token: Equatable {
@@ -48,9 +48,13 @@ func lex(_ source: String) throws -> [Segment] {
             var k = j
             var quote: Unicode.Scalar? = nil
             while k + 1 < s.count {
-                if let q = quote { if s[k] == "\\" { k += 1 } else if s[k] == q { quote = nil } }
-                else if kind != "#" && (s[k] == "'" || s[k] == "\"") { quote = s[k] }
-                else if s[k] == close && s[k + 1] == "}" { break }
+                if let q = quote {
+                    if s[k] == "\\" { k += 1 } else if s[k] == q { quote = nil }
+                } else if kind != "#" && (s[k] == "'" || s[k] == "\"") {
+                    quote = s[k]
+                } else if s[k] == close && s[k + 1] == "}" {
+                    break
+                }
                 k += 1
             }
             guard k + 1 < s.count else { throw TemplateError("unclosed tag starting at character \(i)") }
@@ -112,8 +116,13 @@ func tokenize(_ body: String) throws -> [Token] {
             var j = i
             while j < s.count && (s[j].isASCII && (s[j].properties.numericType != nil || s[j] == ".")) { j += 1 }
             let literal = String(String.UnicodeScalarView(s[i..<j]))
-            if literal.contains("."), let d = Double(literal) { out.append(.double(d)) } else if let n = Int(literal) { out.append(.int(n)) }
-            else { throw TemplateError("bad number \(literal)") }
+            if literal.contains("."), let d = Double(literal) {
+                out.append(.double(d))
+            } else if let n = Int(literal) {
+                out.append(.int(n))
+            } else {
+                throw TemplateError("bad number \(literal)")
+            }
             i = j
             continue
         }

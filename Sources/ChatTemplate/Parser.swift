@@ -107,8 +107,13 @@ struct ExprParser {
                 let negated = acceptName("not")
                 let test = try name()
                 var args: [Expr] = []
-                if accept("(") { args = try arguments().0 } else if let t = peek(), case .string = t { args = [try primary()] }
-                else if let t = peek(), case .int = t { args = [try primary()] }
+                if accept("(") {
+                    args = try arguments().0
+                } else if let t = peek(), case .string = t {
+                    args = [try primary()]
+                } else if let t = peek(), case .int = t {
+                    args = [try primary()]
+                }
                 e = .test(e, test, args, negated: negated)
             } else {
                 return e
@@ -126,9 +131,7 @@ struct ExprParser {
         var e = try multiplicative()
         while true {
             try link()
-            if accept("+") { e = .binary("+", e, try multiplicative()) }
-            else if accept("-") { e = .binary("-", e, try multiplicative()) }
-            else { return e }
+            if accept("+") { e = .binary("+", e, try multiplicative()) } else if accept("-") { e = .binary("-", e, try multiplicative()) } else { return e }
         }
     }
 
@@ -136,11 +139,17 @@ struct ExprParser {
         var e = try unary()
         while true {
             try link()
-            if accept("*") { e = .binary("*", e, try unary()) }
-            else if accept("//") { e = .binary("//", e, try unary()) }
-            else if accept("/") { e = .binary("/", e, try unary()) }
-            else if accept("%") { e = .binary("%", e, try unary()) }
-            else { return e }
+            if accept("*") {
+                e = .binary("*", e, try unary())
+            } else if accept("//") {
+                e = .binary("//", e, try unary())
+            } else if accept("/") {
+                e = .binary("/", e, try unary())
+            } else if accept("%") {
+                e = .binary("%", e, try unary())
+            } else {
+                return e
+            }
         }
     }
 

@@ -106,7 +106,8 @@ public indirect enum JinjaValue: Equatable {
             return "[" + a.map { pad + $0.json(indent: indent, level: level + 1) }.joined(separator: sep) + close + "]"
         case let .object(o):
             if o.isEmpty { return "{}" }
-            return "{" + o.map { pad + JinjaValue.string($0.0).json(indent: nil) + ": " + $0.1.json(indent: indent, level: level + 1) }
+            return "{"
+                + o.map { pad + JinjaValue.string($0.0).json(indent: nil) + ": " + $0.1.json(indent: indent, level: level + 1) }
                 .joined(separator: sep) + close + "}"
         case .namespace: return "null"
         }

@@ -46,7 +46,8 @@ public enum ChatRendering {
 
     /// A whole conversation exactly as the template renders it (`apply_chat_template(tokenize=False)`).
     public static func renderConversation(_ messages: Messages, addGenerationPrompt: Bool, tokenizer: any Tokenizer) throws -> String {
-        try template(tokenizer).render(messages: messages, addGenerationPrompt: addGenerationPrompt,
-                                       bosToken: specialText(tokenizer, tokenizer.bosID), eosToken: specialText(tokenizer, tokenizer.eosID))
+        try template(tokenizer).render(
+            messages: messages, addGenerationPrompt: addGenerationPrompt,
+            bosToken: specialText(tokenizer, tokenizer.bosID), eosToken: specialText(tokenizer, tokenizer.eosID))
     }
 }

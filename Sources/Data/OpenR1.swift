@@ -31,7 +31,8 @@ public enum OpenR1 {
 
         func columns(for row: [String: Any]) -> [String] {
             if !verdictColumns.isEmpty { return verdictColumns }
-            return row["correctness"] is [String: Any] ? ["correctness.llama_verification", "correctness.math_verify_reparsed_answer"]
+            return row["correctness"] is [String: Any]
+                ? ["correctness.llama_verification", "correctness.math_verify_reparsed_answer"]
                 : ["correctness_llama", "correctness_math_verify"]
         }
     }
@@ -69,8 +70,10 @@ public enum OpenR1 {
 
     /// Selects from one row (a JSON object with `problem`, `generations` and verdict lists).
     /// `tokens` counts a text's tokens; `renderPrompt` renders the user message as the model sees it.
-    public static func select(_ row: [String: Any], settings: Settings, tokens: (String) -> Int,
-                              renderPrompt: (Messages) throws -> String) rethrows -> Selection {
+    public static func select(
+        _ row: [String: Any], settings: Settings, tokens: (String) -> Int,
+        renderPrompt: (Messages) throws -> String
+    ) rethrows -> Selection {
         var out = Selection()
         out.counts.rows = 1
         if let valid = row["problem_is_valid"], !(valid is NSNull) {

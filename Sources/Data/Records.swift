@@ -18,7 +18,10 @@ public enum Record: Equatable, Sendable {
     case chatPreference(prompt: Messages, chosen: Messages, rejected: Messages, refChosen: Double?, refRejected: Double?)
 
     public var isPreference: Bool {
-        switch self { case .preference, .chatPreference: true; default: false }
+        switch self {
+        case .preference, .chatPreference: true;
+        default: false
+        }
     }
 }
 
@@ -69,7 +72,9 @@ public enum RecordReader {
     /// Parses a JSONL file, either failing with every bad line listed or, with `skippingInvalid`, dropping bad lines and saying how many.
     public static func read(_ url: URL, skippingInvalid: Bool) throws -> (records: [(line: Int, record: Record)], skipped: Int) {
         var records: [(line: Int, record: Record)] = []
-        let skipped = try forEach(url, skippingInvalid: skippingInvalid) { records.append(($0, $1)); return true }
+        let skipped = try forEach(url, skippingInvalid: skippingInvalid) {
+            records.append(($0, $1)); return true
+        }
         return (records, skipped)
     }
 
@@ -182,8 +187,9 @@ public enum RecordReader {
                 guard let c = json["chosen"], let r = json["rejected"] else { throw LineProblem("preference records need both \"chosen\" and \"rejected\"") }
                 let rc = try number("ref_chosen_logp"), rr = try number("ref_rejected_logp")
                 if (rc == nil) != (rr == nil) { throw LineProblem("give both ref_chosen_logp and ref_rejected_logp, or neither") }
-                return .chatPreference(prompt: prompt, chosen: try messages("chosen", c), rejected: try messages("rejected", r),
-                                       refChosen: rc, refRejected: rr)
+                return .chatPreference(
+                    prompt: prompt, chosen: try messages("chosen", c), rejected: try messages("rejected", r),
+                    refChosen: rc, refRejected: rr)
             }
             guard let c = json["completion"] else { throw LineProblem("missing field \"completion\"") }
             return .chatCompletion(prompt: prompt, completion: try messages("completion", c))
@@ -330,12 +336,16 @@ public enum Dataset {
     ///   - skipInvalid: skip bad records (counted in the report) instead of failing.
     ///   - first: stop after this many usable examples.
     /// - Throws: `DataErrors` naming every bad line when `skipInvalid` is false.
-    public static func load(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
-                            limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false,
-                            first: Int? = nil) throws -> (examples: [Example], report: LoadReport) {
+    public static func load(
+        _ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
+        limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false,
+        first: Int? = nil
+    ) throws -> (examples: [Example], report: LoadReport) {
         var examples: [Example] = []
-        let report = try forEach(url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
-                                 limits: limits, skipInvalid: skipInvalid) { example in
+        let report = try forEach(
+            url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
+            limits: limits, skipInvalid: skipInvalid
+        ) { example in
             examples.append(example)
             return first.map { examples.count < $0 } ?? true
         }
@@ -347,9 +357,11 @@ public enum Dataset {
     ///
     /// Examples reach `body` before the whole file is checked: without `skipInvalid`, a bad line
     /// anywhere still makes this throw, every bad line listed, after the last record.
-    public static func forEach(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
-                               limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false,
-                               _ body: (Example) throws -> Bool) throws -> LoadReport {
+    public static func forEach(
+        _ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
+        limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false,
+        _ body: (Example) throws -> Bool
+    ) throws -> LoadReport {
         var errors = ErrorList()
         var report = LoadReport()
         /// The record as an example within `limits`, or nil (dropped, skipped or an error noted).

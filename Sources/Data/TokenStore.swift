@@ -5,6 +5,7 @@
 import Foundation
 import Model
 import Tokenizers
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,8 +29,10 @@ public final class TokenStore {
 
     /// Reads, tokenises and checks `url` as `Dataset.load` does (same limits, report and
     /// errors), writing the tokens to an unlinked scratch file in `directory`.
-    public init(_ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
-                limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false, directory: URL) throws {
+    public init(
+        _ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
+        limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false, directory: URL
+    ) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let scratch = directory.appendingPathComponent(".tokens-\(getpid())-\(UUID().uuidString)").path
         descriptor = open(scratch, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
@@ -47,8 +50,10 @@ public final class TokenStore {
             pending.removeAll(keepingCapacity: true)
         }
         do {
-            report = try Dataset.forEach(url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
-                                         limits: limits, skipInvalid: skipInvalid) { example in
+            report = try Dataset.forEach(
+                url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
+                limits: limits, skipInvalid: skipInvalid
+            ) { example in
                 perExample = perExample ?? example.sequences.count
                 firstToken.append(written + Int64(pending.count))
                 lines.append(Int32(clamping: example.line))

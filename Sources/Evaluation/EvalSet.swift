@@ -23,8 +23,13 @@ public enum EvalSet {
             func fail(_ m: String) { errors.append(DataError(file: url.path, line: i + 1, message: m)) }
             guard let json = (try? JSONSerialization.jsonObject(with: Data(raw))) as? [String: Any] else { fail("invalid JSON object"); continue }
             let answer: String
-            if let s = json["answer"] as? String { answer = s } else if let n = json["answer"] as? NSNumber { answer = n.stringValue }
-            else { fail("missing \"answer\" (string or number)"); continue }
+            if let s = json["answer"] as? String {
+                answer = s
+            } else if let n = json["answer"] as? NSNumber {
+                answer = n.stringValue
+            } else {
+                fail("missing \"answer\" (string or number)"); continue
+            }
             if let text = json["prompt"] as? String {
                 problems.append(Problem(line: i + 1, promptIDs: bos + tokenizer.encode(text + responsePrefix), answer: answer))
             } else if let list = json["prompt"] as? [[String: String]] {

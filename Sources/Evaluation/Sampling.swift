@@ -106,8 +106,10 @@ func sampleSeed(_ seed: UInt64, _ sample: Int) -> UInt64 {
 ///   - stop: token ids that end a sample (included in its output).
 ///   - progress: called after each decode step with (samples finished, samples in all, tokens generated).
 /// - Returns: for each request, the generated ids of each sample (without the prompt).
-public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, requests: [GenerationRequest], rows: Int,
-                     settings: SamplingSettings, stop: Set<Int32>, progress: ((Int, Int, Int) -> Void)? = nil) -> [[[Int32]]] {
+public func generate(
+    config: LlamaConfig, parameters: UnsafePointer<Float>, requests: [GenerationRequest], rows: Int,
+    settings: SamplingSettings, stop: Set<Int32>, progress: ((Int, Int, Int) -> Void)? = nil
+) -> [[[Int32]]] {
     precondition(rows >= 1)
     var outputs = requests.map { Array(repeating: [Int32](), count: $0.samples) }
     let budgets = requests.map { min(settings.maxNewTokens, config.maxPositionEmbeddings - $0.prompt.count) }
@@ -181,8 +183,11 @@ public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, requ
 }
 
 /// `samples` continuations of one prompt (see the batched `generate` for the guarantees).
-public func generate(config: LlamaConfig, parameters: UnsafePointer<Float>, prompt: [Int32], samples: Int,
-                     settings: SamplingSettings, stop: Set<Int32>) -> [[Int32]] {
-    generate(config: config, parameters: parameters, requests: [GenerationRequest(prompt: prompt, samples: samples, seed: settings.seed)],
-             rows: samples, settings: settings, stop: stop)[0]
+public func generate(
+    config: LlamaConfig, parameters: UnsafePointer<Float>, prompt: [Int32], samples: Int,
+    settings: SamplingSettings, stop: Set<Int32>
+) -> [[Int32]] {
+    generate(
+        config: config, parameters: parameters, requests: [GenerationRequest(prompt: prompt, samples: samples, seed: settings.seed)],
+        rows: samples, settings: settings, stop: stop)[0]
 }

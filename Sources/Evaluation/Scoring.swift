@@ -21,10 +21,12 @@ public struct ProblemResult: Sendable {
 extension ProblemResult {
     /// One line of a samples file (`redi-ps eval --samples-out`, a run's `eval_STAGE.jsonl`).
     public func record(of problem: EvalSet.Problem) -> [String: Any] {
-        ["line": problem.line, "answer": problem.answer, "correct": correct,
-         "samples": texts.indices.map {
-             ["text": texts[$0], "extracted": answers[$0] as Any? ?? NSNull(), "correct": sampleCorrect[$0], "tokens": tokenCounts[$0]] as [String: Any]
-         }]
+        [
+            "line": problem.line, "answer": problem.answer, "correct": correct,
+            "samples": texts.indices.map {
+                ["text": texts[$0], "extracted": answers[$0] as Any? ?? NSNull(), "correct": sampleCorrect[$0], "tokens": tokenCounts[$0]] as [String: Any]
+            }
+        ]
     }
 }
 
@@ -61,9 +63,11 @@ public struct EvaluationSummary: Sendable {
 
     /// The figures under the names metrics.jsonl and the eval report use.
     public var values: [String: Double] {
-        ["pass@1": passAt1, "pass@1_stderr": passAt1Stderr, "pass@1_stderr_problems": passAt1StderrOverProblems,
-         "pass@\(samples)": passAtK, "pass@\(samples)_stderr": passAtKStderr, "answers_extracted": answersExtracted,
-         "response_tokens": meanResponseTokens, "waits": meanWaits]
+        [
+            "pass@1": passAt1, "pass@1_stderr": passAt1Stderr, "pass@1_stderr_problems": passAt1StderrOverProblems,
+            "pass@\(samples)": passAtK, "pass@\(samples)_stderr": passAtKStderr, "answers_extracted": answersExtracted,
+            "response_tokens": meanResponseTokens, "waits": meanWaits
+        ]
     }
 }
 
@@ -75,8 +79,9 @@ public func countWaits(_ text: String) -> Int {
     var i = 0
     while i + word.count <= scalars.count {
         if scalars[i..<(i + word.count)].elementsEqual(word),
-           i == 0 || !CharacterSet.letters.contains(scalars[i - 1]),
-           i + word.count == scalars.count || !CharacterSet.letters.contains(scalars[i + word.count]) {
+            i == 0 || !CharacterSet.letters.contains(scalars[i - 1]),
+            i + word.count == scalars.count || !CharacterSet.letters.contains(scalars[i + word.count])
+        {
             count += 1; i += word.count
         } else {
             i += 1
@@ -96,9 +101,11 @@ public func stopTokens(_ tokenizer: any Tokenizer) -> Set<Int32> {
 
 /// Samples `samples` answers to each problem (continuous batching over `rows` sequences) and
 /// counts the correct ones. Problem i's samples are seeded by `seeds[i]`.
-public func scoreProblems(_ problems: [EvalSet.Problem], seeds: [UInt64], config: LlamaConfig, parameters: UnsafePointer<Float>,
-                          tokenizer: any Tokenizer, samples: Int, rows: Int, settings: SamplingSettings, rule: AnswerRule, stop: Set<Int32>,
-                          progress: ((Int, Int, Int) -> Void)? = nil) -> [ProblemResult] {
+public func scoreProblems(
+    _ problems: [EvalSet.Problem], seeds: [UInt64], config: LlamaConfig, parameters: UnsafePointer<Float>,
+    tokenizer: any Tokenizer, samples: Int, rows: Int, settings: SamplingSettings, rule: AnswerRule, stop: Set<Int32>,
+    progress: ((Int, Int, Int) -> Void)? = nil
+) -> [ProblemResult] {
     precondition(seeds.count == problems.count)
     let requests = zip(problems, seeds).map { GenerationRequest(prompt: $0.promptIDs, samples: samples, seed: $1) }
     let outputs = generate(config: config, parameters: parameters, requests: requests, rows: rows, settings: settings, stop: stop, progress: progress)

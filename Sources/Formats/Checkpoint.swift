@@ -60,8 +60,10 @@ public final class CheckpointWriter {
     let optimizer: SafetensorsWriter?
     let index: (url: URL, json: Data)?
 
-    public init(directory: URL, config base: LlamaConfig, tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32,
-                maxShardBytes: Int = Checkpoint.defaultMaxShardBytes, optimizer metadata: [String: String]? = nil) throws {
+    public init(
+        directory: URL, config base: LlamaConfig, tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32,
+        maxShardBytes: Int = Checkpoint.defaultMaxShardBytes, optimizer metadata: [String: String]? = nil
+    ) throws {
         var config = base
         config.torchDtype = dtype == .bf16 ? "bfloat16" : "float32"
         do {
@@ -100,16 +102,19 @@ public final class CheckpointWriter {
             var weightMap: [String: String] = [:]
             for (name, entries) in zip(names, shards) { for e in entries { weightMap[e.name] = name } }
             let json: [String: Any] = ["metadata": ["total_size": layout.entries.reduce(0) { $0 + bytes($1) }], "weight_map": weightMap]
-            index = (directory.appendingPathComponent("model.safetensors.index.json"),
-                     try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]))
+            index = (
+                directory.appendingPathComponent("model.safetensors.index.json"),
+                try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+            )
         } else {
             index = nil
         }
         optimizer = try metadata.map { metadata in
             let p = layout.totalCount
-            return try SafetensorsWriter(url: directory.appendingPathComponent("optimizer.safetensors"),
-                                         tensors: [("exp_avg", [p]), ("exp_avg_sq", [p])] + (dtype == .f32 ? [] : [("master_weights", [p])]),
-                                         metadata: metadata)
+            return try SafetensorsWriter(
+                url: directory.appendingPathComponent("optimizer.safetensors"),
+                tensors: [("exp_avg", [p]), ("exp_avg_sq", [p])] + (dtype == .f32 ? [] : [("master_weights", [p])]),
+                metadata: metadata)
         }
     }
 
@@ -146,8 +151,10 @@ public enum Checkpoint {
     /// weights stored as `dtype` (config.json's `torch_dtype` says which): one
     /// `model.safetensors`, or, past `maxShardBytes`, `model-0000k-of-0000n.safetensors` files
     /// of whole tensors and `model.safetensors.index.json`, as `save_pretrained` shards.
-    public static func write(to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
-                             tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32, maxShardBytes: Int = defaultMaxShardBytes) throws {
+    public static func write(
+        to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
+        tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32, maxShardBytes: Int = defaultMaxShardBytes
+    ) throws {
         let writer = try CheckpointWriter(directory: directory, config: config, tokenizer: tokenizer, dtype: dtype, maxShardBytes: maxShardBytes)
         try writer.write(0..<writer.layout.totalCount, weights: parameters)
         try writer.finish()
@@ -199,7 +206,9 @@ public enum Checkpoint {
         }
         for name in found.keys where name.hasSuffix("rotary_emb.inv_freq") { found.removeValue(forKey: name) }
         if let extra = found.keys.sorted().first {
-            throw FormatError("\(found[extra]!.url.path): unexpected tensor \"\(extra)\" for a \(config.modelType) model with this config\(found.count > 1 ? " (and \(found.count - 1) more)" : "")")
+            throw FormatError(
+                "\(found[extra]!.url.path): unexpected tensor \"\(extra)\" for a \(config.modelType) model with this config\(found.count > 1 ? " (and \(found.count - 1) more)" : "")"
+            )
         }
         return ModelReader(config: config, layout: layout) { entry, range, destination in
             let file = source[entry.name]!
@@ -222,7 +231,8 @@ public enum Checkpoint {
             throw FormatError("\(directory.path): neither model.safetensors nor model.safetensors.index.json found")
         }
         guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let map = json["weight_map"] as? [String: String] else {
+            let map = json["weight_map"] as? [String: String]
+        else {
             throw FormatError("\(indexURL.path): expected a JSON object with a \"weight_map\"")
         }
         return try Set(map.values).sorted().map { try SafetensorsFile(url: directory.appendingPathComponent($0)) }

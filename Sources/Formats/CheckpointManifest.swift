@@ -30,12 +30,14 @@ public enum CheckpointManifest {
             throw FormatError("\(directory.path): no \(fileName) (the checkpoint was not finished, or predates manifests)")
         }
         guard data.count < 1 << 20, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let files = object["files"] as? [String: Any], !files.isEmpty else {
+            let files = object["files"] as? [String: Any], !files.isEmpty
+        else {
             throw FormatError("\(url.path): not a readable manifest")
         }
         for (name, entry) in files.sorted(by: { $0.key < $1.key }) {
             guard !name.contains("/"), !name.hasPrefix("."), let e = entry as? [String: Any],
-                  let sha = e["sha256"] as? String, let bytes = e["bytes"] as? Int else {
+                let sha = e["sha256"] as? String, let bytes = e["bytes"] as? Int
+            else {
                 throw FormatError("\(url.path): entry \"\(name)\" is malformed")
             }
             let file = directory.appendingPathComponent(name)

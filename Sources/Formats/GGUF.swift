@@ -8,10 +8,19 @@ public indirect enum GGUFValue: Equatable, Sendable {
     case uint(UInt64), int(Int64), float(Double), bool(Bool), string(String), array([GGUFValue])
 
     public var int: Int? {
-        switch self { case let .uint(v): Int(exactly: v); case let .int(v): Int(exactly: v); default: nil }
+        switch self {
+        case let .uint(v): Int(exactly: v);
+        case let .int(v): Int(exactly: v);
+        default: nil
+        }
     }
     public var double: Double? {
-        switch self { case let .float(v): v; case let .uint(v): Double(v); case let .int(v): Double(v); default: nil }
+        switch self {
+        case let .float(v): v;
+        case let .uint(v): Double(v);
+        case let .int(v): Double(v);
+        default: nil
+        }
     }
     public var string: String? { if case let .string(s) = self { s } else { nil } }
     public var array: [GGUFValue]? { if case let .array(a) = self { a } else { nil } }

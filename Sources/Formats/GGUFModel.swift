@@ -62,13 +62,14 @@ public enum GGUFModel {
         let parts = hf.split(separator: ".")
         guard parts.count >= 5, parts[0] == "model", parts[1] == "layers" else { return hf }
         let rest = parts[3...].joined(separator: ".")
-        let mapped = [
-            "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
-            "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-            "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
-            "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
-            "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-        ][rest] ?? rest
+        let mapped =
+            [
+                "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+                "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+                "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
+                "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+                "input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight"
+            ][rest] ?? rest
         return "blk.\(parts[2]).\(mapped)"
     }
 
@@ -153,10 +154,11 @@ public enum GGUFModel {
             guard v >= 0, v < tokens.count else { throw FormatError("\(path): \(key) \(v) is outside the \(tokens.count) tokens") }
             return Int32(v)
         }
-        return BPETokenizer(tokens: tokens, merges: merges, special: special, preTokenizer: pre,
-                            bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
-                            pad: try id("tokenizer.ggml.padding_token_id"),
-                            addsBOS: m["tokenizer.ggml.add_bos_token"]?.bool ?? false,
-                            chatTemplate: m["tokenizer.chat_template"]?.string)
+        return BPETokenizer(
+            tokens: tokens, merges: merges, special: special, preTokenizer: pre,
+            bos: try id("tokenizer.ggml.bos_token_id"), eos: try id("tokenizer.ggml.eos_token_id"),
+            pad: try id("tokenizer.ggml.padding_token_id"),
+            addsBOS: m["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+            chatTemplate: m["tokenizer.chat_template"]?.string)
     }
 }

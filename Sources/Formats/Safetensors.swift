@@ -73,7 +73,8 @@ public struct SafetensorsFile {
                 continue
             }
             guard let entry = value as? [String: Any], let dtypeName = entry["dtype"] as? String,
-                  let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2 else {
+                let shape = entry["shape"] as? [Int], let offsets = entry["data_offsets"] as? [Int], offsets.count == 2
+            else {
                 throw FormatError("\(path): tensor \"\(name)\" needs dtype, shape and data_offsets [begin, end]")
             }
             guard let dtype = TensorDType(rawValue: dtypeName) else {
@@ -217,12 +218,14 @@ public final class SafetensorsWriter {
         }
         var offset = 0, offsets: [Int] = []
         counts = tensors.map { $0.shape.reduce(1, *) }
-        header += zip(tensors, counts).map { t, count -> String in
-            let bytes = count * dtype.bytes
-            defer { offset += bytes }
-            offsets.append(offset)
-            return "\(quote(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
-        }.joined(separator: ",") + "}"
+        header +=
+            zip(tensors, counts).map { t, count -> String in
+                let bytes = count * dtype.bytes
+                defer { offset += bytes }
+                offsets.append(offset)
+                return
+                    "\(quote(t.name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            }.joined(separator: ",") + "}"
         while header.utf8.count % 8 != 0 { header += " " }
         let dataStart = 8 + header.utf8.count
         starts = offsets.map { $0 + dataStart }

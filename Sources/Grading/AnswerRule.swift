@@ -71,8 +71,7 @@ public enum AnswerRule: String, CaseIterable, Sendable {
         let line = trimmed.prefix { $0 != "\n" }
         var out = ""
         for ch in line {
-            if ch.isNumber || ch == "-" || ch == "." || ch == "," || (ch == "/" && !out.isEmpty) { out.append(ch) }
-            else if !out.isEmpty { break }
+            if ch.isNumber || ch == "-" || ch == "." || ch == "," || (ch == "/" && !out.isEmpty) { out.append(ch) } else if !out.isEmpty { break }
         }
         return out.isEmpty ? String(line) : out
     }

@@ -205,11 +205,13 @@ indirect enum MathValue {
     /// LaTeX spacing, sizing, degree and currency marks removed; `\dfrac` as `\frac`.
     static func normalized(_ raw: String) -> String {
         var s = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        for (from, to) in [("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\dbinom", "\\binom"), ("\\tbinom", "\\binom"),
-                           ("\\left", ""), ("\\right", ""), ("\\displaystyle", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""),
-                           ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "), ("~", " "), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
-                           ("°", ""), ("\\$", ""), ("$", ""), ("{,}", ","), ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""),
-                           ("\\leq", "≤"), ("\\geq", "≥"), ("\\le", "≤"), ("\\ge", "≥"), ("\\infty", "∞"), ("\\cdot", "·"), ("\\times", "·")] {
+        for (from, to) in [
+            ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\dbinom", "\\binom"), ("\\tbinom", "\\binom"),
+            ("\\left", ""), ("\\right", ""), ("\\displaystyle", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("\\:", ""),
+            ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "), ("~", " "), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
+            ("°", ""), ("\\$", ""), ("$", ""), ("{,}", ","), ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""),
+            ("\\leq", "≤"), ("\\geq", "≥"), ("\\le", "≤"), ("\\ge", "≥"), ("\\infty", "∞"), ("\\cdot", "·"), ("\\times", "·")
+        ] {
             s = s.replacingOccurrences(of: from, with: to)
         }
         s = s.trimmingCharacters(in: .whitespaces)
@@ -315,13 +317,19 @@ struct MathParser {
     init(tokens: [MathToken]) { self.tokens = tokens }
 
     /// Whether only units (dropped text) are left.
-    var atEnd: Bool { tokens[min(i, tokens.count)...].allSatisfy { if case .text = $0 { return true }; return false } }
+    var atEnd: Bool {
+        tokens[min(i, tokens.count)...].allSatisfy {
+            if case .text = $0 { return true }; return false
+        }
+    }
     var peek: MathToken? { i < tokens.count ? tokens[i] : nil }
     mutating func skipUnits() { while let t = peek, case .text = t { i += 1 } }
     mutating func take(_ t: MathToken) -> Bool { skipUnits(); if peek == t { i += 1; return true }; return false }
 
     static let functions: Set<String> = ["sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos", "arctan", "ln", "log", "exp"]
-    static let greek: Set<String> = ["alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "sigma", "phi", "omega", "rho", "tau", "psi", "chi", "eta", "zeta", "xi", "nu", "kappa"]
+    static let greek: Set<String> = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "sigma", "phi", "omega", "rho", "tau", "psi", "chi", "eta", "zeta", "xi", "nu", "kappa"
+    ]
 
     /// A whole answer: one value, or a bare comma list (a set, as Math-Verify reads `1, 2`).
     mutating func parseAnswer() -> MathValue? {
@@ -408,9 +416,13 @@ struct MathParser {
         guard var e = parseProduct() else { return nil }
         while true {
             skipUnits()
-            if take(.symbol("+")) { guard let r = parseProduct() else { return nil }; e = .add(e, r) }
-            else if take(.symbol("-")) { guard let r = parseProduct() else { return nil }; e = .add(e, .negate(r)) }
-            else { return e }
+            if take(.symbol("+")) {
+                guard let r = parseProduct() else { return nil }; e = .add(e, r)
+            } else if take(.symbol("-")) {
+                guard let r = parseProduct() else { return nil }; e = .add(e, .negate(r))
+            } else {
+                return e
+            }
         }
     }
 
@@ -418,15 +430,18 @@ struct MathParser {
         guard var e = parseUnary() else { return nil }
         while true {
             skipUnits()
-            if take(.symbol("*")) || take(.symbol("·")) { guard let r = parseUnary() else { return nil }; e = .multiply(e, r) }
-            else if take(.symbol("/")) || take(.command("div")) { guard let r = parseUnary() else { return nil }; e = .divide(e, r) }
-            else if startsAtom {
+            if take(.symbol("*")) || take(.symbol("·")) {
+                guard let r = parseUnary() else { return nil }; e = .multiply(e, r)
+            } else if take(.symbol("/")) || take(.command("div")) {
+                guard let r = parseUnary() else { return nil }; e = .divide(e, r)
+            } else if startsAtom {
                 let mixed = peek == .command("frac")
                 guard let r = parsePower() else { return nil }
                 // `3\frac{1}{2}` is a mixed number (3½), as Math-Verify reads it.
                 if mixed, case .number(_, false) = e, case .divide(.number(_, false), .number(_, false)) = r { e = .add(e, r) } else { e = .multiply(e, r) }
+            } else {
+                return e
             }
-            else { return e }
         }
     }
 
@@ -460,9 +475,7 @@ struct MathParser {
     mutating func parsePostfix() -> MathExpr? {
         guard var e = parseAtom() else { return nil }
         while true {
-            if take(.symbol("!")) { e = .function("factorial", [e]) }
-            else if take(.symbol("%")) || take(.command("%")) { e = .percent(e) }
-            else { return e }
+            if take(.symbol("!")) { e = .function("factorial", [e]) } else if take(.symbol("%")) || take(.command("%")) { e = .percent(e) } else { return e }
         }
     }
 

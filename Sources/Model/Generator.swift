@@ -187,11 +187,13 @@ public final class Generator {
         let eps = Float(config.rmsNormEps)
         func linear(_ y: Int, _ input: Int, _ weight: Int, _ bias: Int?, rows: Int, from: Int, to: Int, accumulate: Bool = false) {
             if prefill {
-                promptLinearForward(a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
-                                    accumulate: accumulate)
+                promptLinearForward(
+                    a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
+                    accumulate: accumulate)
             } else {
-                rowStableLinearForward(a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
-                                       accumulate: accumulate, scratch: a + products)
+                rowStableLinearForward(
+                    a + y, a + input, w + weight, bias.map { w + $0 }, rows: rows, inFeatures: from, outFeatures: to,
+                    accumulate: accumulate, scratch: a + products)
             }
         }
         for i in 0..<t { (a + x + i * c).update(from: w + layout.embedding + Int(tokens[i < real ? i : 0]) * c, count: c) }
@@ -220,8 +222,9 @@ public final class Generator {
                         values[l][rowsOfTokens[i]].store(a + v + i * kvDim, at: Int(positions[i]), count: 1)
                     }
                     let (kc, vc) = cachedRows(layer: l, rows: rowsOfTokens, visible: visible)
-                    cachedAttention(a + att, a + q, keys: kc, values: vc, visible: visible,
-                                    heads: heads, kvHeads: kvHeads, headDim: hd, scratch: a + scratch)
+                    cachedAttention(
+                        a + att, a + q, keys: kc, values: vc, visible: visible,
+                        heads: heads, kvHeads: kvHeads, headDim: hd, scratch: a + scratch)
                 }
                 linear(x, att, o.o, nil, rows: t, from: qDim, to: c, accumulate: true)
                 rmsnormForward(a + ln, a + rstd, a + x, w + o.postAttentionNorm, rows: t, width: c, eps: eps)
@@ -253,4 +256,3 @@ public final class Generator {
         return (kc, vc)
     }
 }
-

@@ -40,10 +40,12 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         case ropeScaling = "rope_scaling", architectures, torchDtype = "torch_dtype"
     }
 
-    public init(modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
-                numAttentionHeads: Int, numKeyValueHeads: Int, vocabSize: Int, maxPositionEmbeddings: Int,
-                rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, tieWordEmbeddings: Bool = true,
-                headDim: Int? = nil, bosTokenId: Int? = nil, eosTokenId: Int? = nil, padTokenId: Int? = nil) throws {
+    public init(
+        modelType: String = "llama", hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
+        numAttentionHeads: Int, numKeyValueHeads: Int, vocabSize: Int, maxPositionEmbeddings: Int,
+        rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000, tieWordEmbeddings: Bool = true,
+        headDim: Int? = nil, bosTokenId: Int? = nil, eosTokenId: Int? = nil, padTokenId: Int? = nil
+    ) throws {
         self.modelType = modelType
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -129,21 +131,26 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         guard modelType == "llama" || modelType == "qwen2" else {
             throw ConfigError("model_type \"\(modelType)\" is not supported (use \"llama\" or \"qwen2\")")
         }
-        for (name, value) in [("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
-                              ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
-                              ("num_key_value_heads", numKeyValueHeads), ("vocab_size", vocabSize),
-                              ("max_position_embeddings", maxPositionEmbeddings), ("head_dim", headDim)] where value <= 0 {
+        for (name, value) in [
+            ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+            ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+            ("num_key_value_heads", numKeyValueHeads), ("vocab_size", vocabSize),
+            ("max_position_embeddings", maxPositionEmbeddings), ("head_dim", headDim)
+        ] where value <= 0 {
             throw ConfigError("\(name) must be positive, got \(value)")
         }
         // Bounds far above any real model keep every size computed from a hostile config.json
         // or GGUF header from overflowing or asking for absurd memory.
-        for (name, value, limit) in [("hidden_size", hiddenSize, 1 << 18), ("intermediate_size", intermediateSize, 1 << 20),
-                                     ("num_hidden_layers", numHiddenLayers, 4096), ("num_attention_heads", numAttentionHeads, 4096),
-                                     ("num_key_value_heads", numKeyValueHeads, 4096), ("vocab_size", vocabSize, 1 << 24),
-                                     ("max_position_embeddings", maxPositionEmbeddings, 1 << 24), ("head_dim", headDim, 1 << 16)] where value > limit {
+        for (name, value, limit) in [
+            ("hidden_size", hiddenSize, 1 << 18), ("intermediate_size", intermediateSize, 1 << 20),
+            ("num_hidden_layers", numHiddenLayers, 4096), ("num_attention_heads", numAttentionHeads, 4096),
+            ("num_key_value_heads", numKeyValueHeads, 4096), ("vocab_size", vocabSize, 1 << 24),
+            ("max_position_embeddings", maxPositionEmbeddings, 1 << 24), ("head_dim", headDim, 1 << 16)
+        ] where value > limit {
             throw ConfigError("\(name) \(value) is beyond what redi-ps supports (\(limit))")
         }
-        let perLayer = Double(hiddenSize) * Double(headDim) * Double(2 * numAttentionHeads + 2 * numKeyValueHeads)
+        let perLayer =
+            Double(hiddenSize) * Double(headDim) * Double(2 * numAttentionHeads + 2 * numKeyValueHeads)
             + 3 * Double(hiddenSize) * Double(intermediateSize)
         let total = Double(vocabSize) * Double(hiddenSize) * (tieWordEmbeddings ? 1 : 2) + Double(numHiddenLayers) * perLayer
         guard total <= Double(1 << 36) else { throw ConfigError("the configuration describes \(Int(total)) parameters; redi-ps holds at most 2^36") }
@@ -187,18 +194,21 @@ extension LlamaConfig {
     public static func preset(_ name: String, vocabSize: Int, bos: Int?, eos: Int?, pad: Int?) throws -> LlamaConfig? {
         switch name {
         case "tiny":
-            return try LlamaConfig(hiddenSize: 64, intermediateSize: 172, numHiddenLayers: 2, numAttentionHeads: 4,
-                                   numKeyValueHeads: 2, vocabSize: vocabSize, maxPositionEmbeddings: 1024,
-                                   bosTokenId: bos, eosTokenId: eos, padTokenId: pad)
+            return try LlamaConfig(
+                hiddenSize: 64, intermediateSize: 172, numHiddenLayers: 2, numAttentionHeads: 4,
+                numKeyValueHeads: 2, vocabSize: vocabSize, maxPositionEmbeddings: 1024,
+                bosTokenId: bos, eosTokenId: eos, padTokenId: pad)
         case "small":
-            return try LlamaConfig(hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4, numAttentionHeads: 8,
-                                   numKeyValueHeads: 4, vocabSize: vocabSize, maxPositionEmbeddings: 2048,
-                                   bosTokenId: bos, eosTokenId: eos, padTokenId: pad)
+            return try LlamaConfig(
+                hiddenSize: 256, intermediateSize: 688, numHiddenLayers: 4, numAttentionHeads: 8,
+                numKeyValueHeads: 4, vocabSize: vocabSize, maxPositionEmbeddings: 2048,
+                bosTokenId: bos, eosTokenId: eos, padTokenId: pad)
         case "smollm2-135m":
-            return try LlamaConfig(hiddenSize: 576, intermediateSize: 1536, numHiddenLayers: 30, numAttentionHeads: 9,
-                                   numKeyValueHeads: 3, vocabSize: 49152, maxPositionEmbeddings: 8192,
-                                   rmsNormEps: 1e-5, ropeTheta: 100000, tieWordEmbeddings: true,
-                                   bosTokenId: 1, eosTokenId: 2, padTokenId: 2)
+            return try LlamaConfig(
+                hiddenSize: 576, intermediateSize: 1536, numHiddenLayers: 30, numAttentionHeads: 9,
+                numKeyValueHeads: 3, vocabSize: 49152, maxPositionEmbeddings: 8192,
+                rmsNormEps: 1e-5, ropeTheta: 100000, tieWordEmbeddings: true,
+                bosTokenId: 1, eosTokenId: 2, padTokenId: 2)
         default:
             return nil
         }

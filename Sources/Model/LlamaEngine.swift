@@ -74,8 +74,9 @@ public final class LlamaEngine {
 
         /// The same activation slots for another layer's input and attention output.
         func with(x: Int, attn: Int) -> LayerSlots {
-            LayerSlots(x: x, ln1: ln1, rstd1: rstd1, q: q, k: k, v: v, probs: probs, attn: attn, xMid: xMid, ln2: ln2, rstd2: rstd2,
-                       gateUp: gateUp, h: h)
+            LayerSlots(
+                x: x, ln1: ln1, rstd1: rstd1, q: q, k: k, v: v, probs: probs, attn: attn, xMid: xMid, ln2: ln2, rstd2: rstd2,
+                gateUp: gateUp, h: h)
         }
     }
 
@@ -100,10 +101,11 @@ public final class LlamaEngine {
         // Without kept probabilities, every layer's forward shares one per-thread scratch.
         let sharedProbs = keep ? 0 : slot(shape.blockScratchCount)
         func layerSlots() -> LayerSlots {
-            LayerSlots(x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
-                       k: slot(t * kvDim), v: slot(t * kvDim), probs: keep ? slot(shape.probabilityCount) : sharedProbs,
-                       attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
-                       gateUp: slot(t * 2 * inter), h: slot(t * inter))
+            LayerSlots(
+                x: slot(t * c), ln1: slot(t * c), rstd1: slot(t), q: slot(t * qDim),
+                k: slot(t * kvDim), v: slot(t * kvDim), probs: keep ? slot(shape.probabilityCount) : sharedProbs,
+                attn: slot(t * qDim), xMid: slot(t * c), ln2: slot(t * c), rstd2: slot(t),
+                gateUp: slot(t * 2 * inter), h: slot(t * inter))
         }
         var layers: [LayerSlots] = []
         if recompute {
@@ -115,8 +117,9 @@ public final class LlamaEngine {
         let recomputeOut = recompute ? slot(t * c) : 0
         let finalInput = slot(t * c), finalNorm = slot(t * c), finalRstd = slot(t)
         let headIn = slot(p * c), logits = slot(lmHeadRows(p) * vocab)
-        return ForwardPlan(keep: keep, recompute: recompute, layers: layers, recomputeOut: recomputeOut, finalInput: finalInput,
-                           finalNorm: finalNorm, finalRstd: finalRstd, headIn: headIn, logits: logits, floats: next)
+        return ForwardPlan(
+            keep: keep, recompute: recompute, layers: layers, recomputeOut: recomputeOut, finalInput: finalInput,
+            finalNorm: finalNorm, finalRstd: finalRstd, headIn: headIn, logits: logits, floats: next)
     }
 
     /// Backward's scratch slots for `t` tokens, `p` scored.
@@ -135,8 +138,9 @@ public final class LlamaEngine {
         let dattn = slot(t * qDim), dq = slot(t * qDim), dk = slot(t * kvDim), dv = slot(t * kvDim)
         let dHeadIn = slot(p * c), attScratch = slot(keepProbabilities ? shape.scratchCount : 2 * shape.blockScratchCount)
         let partials = slot(elementwiseThreads * c), blockLogp = slot(lmHeadRows(p))
-        return BackwardPlan(dx: dx, dln: dln, dh: dh, dGateUp: dGateUp, dattn: dattn, dq: dq, dk: dk, dv: dv, dHeadIn: dHeadIn,
-                            attScratch: attScratch, partials: partials, blockLogp: blockLogp, floats: next)
+        return BackwardPlan(
+            dx: dx, dln: dln, dh: dh, dGateUp: dGateUp, dattn: dattn, dq: dq, dk: dk, dv: dv, dHeadIn: dHeadIn,
+            attScratch: attScratch, partials: partials, blockLogp: blockLogp, floats: next)
     }
 
     /// Bytes the engine's two workspaces hold now (they grow to the largest micro-batch and stay).
@@ -166,10 +170,12 @@ public final class LlamaEngine {
     public func forward(parameters: UnsafePointer<Float>, batch: PackedBatch, parametersNeeded: ((Int) -> Void)? = nil) -> [Float] {
         let t = batch.tokenCount, p = batch.scoredCount
         let c = config.hiddenSize, hd = config.headDim, vocab = config.vocabSize
-        let shape = AttentionShape(heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads,
-                                   headDim: hd, sequenceStarts: batch.sequenceStarts)
-        precondition(shape.longest <= config.maxPositionEmbeddings,
-                     "sequence of \(shape.longest) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
+        let shape = AttentionShape(
+            heads: config.numAttentionHeads, kvHeads: config.numKeyValueHeads,
+            headDim: hd, sequenceStarts: batch.sequenceStarts)
+        precondition(
+            shape.longest <= config.maxPositionEmbeddings,
+            "sequence of \(shape.longest) tokens exceeds max_position_embeddings \(config.maxPositionEmbeddings)")
 
         let plan = planForward(tokens: t, scored: p, shape: shape)
         let (keep, recompute, layers, recomputeOut) = (plan.keep, plan.recompute, plan.layers, plan.recomputeOut)
@@ -215,17 +221,20 @@ public final class LlamaEngine {
                 }
             }
         }
-        saved = Saved(batch: batch, shape: shape, keepProbabilities: keep, recompute: recompute, recomputeOut: recomputeOut, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
-                      finalRstd: finalRstd, headIn: headIn, logits: logits)
+        saved = Saved(
+            batch: batch, shape: shape, keepProbabilities: keep, recompute: recompute, recomputeOut: recomputeOut, layers: layers, finalInput: finalInput, finalNorm: finalNorm,
+            finalRstd: finalRstd, headIn: headIn, logits: logits)
         return logp
     }
 
     /// One transformer block: `out` = block(x) with every activation written to `s`. With
     /// `attentionKept`, `s.attn` already holds this input's attention output and attention is
     /// not run again (q, k, v are, for its backward).
-    private func layerForward(_ l: Int, _ s: LayerSlots, out: UnsafeMutablePointer<Float>, arena a: UnsafeMutablePointer<Float>,
-                              parameters w: UnsafePointer<Float>, positions pos: UnsafePointer<Int32>, shape: AttentionShape,
-                              keepProbabilities keep: Bool, attentionKept: Bool = false) {
+    private func layerForward(
+        _ l: Int, _ s: LayerSlots, out: UnsafeMutablePointer<Float>, arena a: UnsafeMutablePointer<Float>,
+        parameters w: UnsafePointer<Float>, positions pos: UnsafePointer<Int32>, shape: AttentionShape,
+        keepProbabilities keep: Bool, attentionKept: Bool = false
+    ) {
         let t = shape.sequenceStarts.last!, c = config.hiddenSize, inter = config.intermediateSize
         let qDim = config.numAttentionHeads * config.headDim, kvDim = config.numKeyValueHeads * config.headDim
         let o = layout.layers[l], eps = Float(config.rmsNormEps)
@@ -258,8 +267,10 @@ public final class LlamaEngine {
     ///     the embedding, finished last, is covered when backward returns). Lets a worker push
     ///     a layer's gradients while backward continues below it.
     /// - Precondition: `forward` ran on these parameters and nothing ran in between.
-    public func backward(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, weights: [Float],
-                         gradientsFinal: ((Int) -> Void)? = nil) {
+    public func backward(
+        parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>, weights: [Float],
+        gradientsFinal: ((Int) -> Void)? = nil
+    ) {
         guard let s = saved else { preconditionFailure("backward called without a forward pass") }
         let batch = s.batch
         let t = batch.tokenCount, p = batch.scoredCount
@@ -285,10 +296,12 @@ public final class LlamaEngine {
                         linearForward(a + s.logits, a + s.headIn + start * c, w + layout.lmHead, nil, rows: rows, inFeatures: c, outFeatures: vocab)
                         targetLogProbs(d + blockLogp, a + s.logits, targets: targets.baseAddress! + start, rows: rows, vocab: vocab)
                     }
-                    targetLogProbsBackward(a + s.logits, targets: targets.baseAddress! + start,
-                                           weights: wt.baseAddress! + start, rows: rows, vocab: vocab)
-                    linearBackward(d + dHeadIn + start * c, g + layout.lmHead, nil, a + s.logits, a + s.headIn + start * c, w + layout.lmHead,
-                                   rows: rows, inFeatures: c, outFeatures: vocab)
+                    targetLogProbsBackward(
+                        a + s.logits, targets: targets.baseAddress! + start,
+                        weights: wt.baseAddress! + start, rows: rows, vocab: vocab)
+                    linearBackward(
+                        d + dHeadIn + start * c, g + layout.lmHead, nil, a + s.logits, a + s.headIn + start * c, w + layout.lmHead,
+                        rows: rows, inFeatures: c, outFeatures: vocab)
                 }
             }
         }
@@ -296,35 +309,42 @@ public final class LlamaEngine {
         batch.predictRows.withUnsafeBufferPointer { rows in
             for i in 0..<p { (d + dln + Int(rows[i]) * c).update(from: d + dHeadIn + i * c, count: c) }
         }
-        rmsnormBackward(d + dx, g + layout.finalNorm, d + dln, a + s.finalInput, w + layout.finalNorm, a + s.finalRstd,
-                        partials: d + partials, rows: t, width: c, accumulate: false)
+        rmsnormBackward(
+            d + dx, g + layout.finalNorm, d + dln, a + s.finalInput, w + layout.finalNorm, a + s.finalRstd,
+            partials: d + partials, rows: t, width: c, accumulate: false)
 
         batch.positions.withUnsafeBufferPointer { pos in
             for l in stride(from: s.layers.count - 1, through: 0, by: -1) {
                 let sl = s.layers[l], o = layout.layers[l]
                 if s.recompute {
-                    layerForward(l, sl, out: a + s.recomputeOut, arena: a, parameters: w, positions: pos.baseAddress!,
-                                 shape: s.shape, keepProbabilities: s.keepProbabilities, attentionKept: true)
+                    layerForward(
+                        l, sl, out: a + s.recomputeOut, arena: a, parameters: w, positions: pos.baseAddress!,
+                        shape: s.shape, keepProbabilities: s.keepProbabilities, attentionKept: true)
                 }
                 // MLP: out = xMid + down(silu(gate)·up).
                 linearBackward(d + dh, g + o.down, nil, d + dx, a + sl.h, w + o.down, rows: t, inFeatures: inter, outFeatures: c)
                 swigluBackward(d + dGateUp, d + dh, a + sl.gateUp, rows: t, width: inter)
                 linearBackward(d + dln, g + o.gate, nil, d + dGateUp, a + sl.ln2, w + o.gate, rows: t, inFeatures: c, outFeatures: 2 * inter)
-                rmsnormBackward(d + dx, g + o.postAttentionNorm, d + dln, a + sl.xMid, w + o.postAttentionNorm, a + sl.rstd2,
-                                partials: d + partials, rows: t, width: c, accumulate: true)
+                rmsnormBackward(
+                    d + dx, g + o.postAttentionNorm, d + dln, a + sl.xMid, w + o.postAttentionNorm, a + sl.rstd2,
+                    partials: d + partials, rows: t, width: c, accumulate: true)
                 // Attention: xMid = x + o_proj(attn(rope(q), rope(k), v)).
                 linearBackward(d + dattn, g + o.o, nil, d + dx, a + sl.attn, w + o.o, rows: t, inFeatures: qDim, outFeatures: c)
-                attentionBackward(d + dq, d + dk, d + dv, scratch: d + attScratch, d + dattn, s.keepProbabilities ? UnsafePointer(a + sl.probs) : nil,
-                                  a + sl.q, a + sl.k, a + sl.v, shape: s.shape)
+                attentionBackward(
+                    d + dq, d + dk, d + dv, scratch: d + attScratch, d + dattn, s.keepProbabilities ? UnsafePointer(a + sl.probs) : nil,
+                    a + sl.q, a + sl.k, a + sl.v, shape: s.shape)
                 ropeApply(d + dq, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numAttentionHeads, inverse: true)
                 ropeApply(d + dk, positions: pos.baseAddress!, table: rope, rows: t, heads: config.numKeyValueHeads, inverse: true)
                 linearBackward(d + dln, g + o.q, o.qBias.map { g + $0 }, d + dq, a + sl.ln1, w + o.q, rows: t, inFeatures: c, outFeatures: qDim)
-                linearBackward(d + dln, g + o.k, o.kBias.map { g + $0 }, d + dk, a + sl.ln1, w + o.k, rows: t, inFeatures: c, outFeatures: kvDim,
-                               accumulateInput: true)
-                linearBackward(d + dln, g + o.v, o.vBias.map { g + $0 }, d + dv, a + sl.ln1, w + o.v, rows: t, inFeatures: c, outFeatures: kvDim,
-                               accumulateInput: true)
-                rmsnormBackward(d + dx, g + o.inputNorm, d + dln, a + sl.x, w + o.inputNorm, a + sl.rstd1,
-                                partials: d + partials, rows: t, width: c, accumulate: true)
+                linearBackward(
+                    d + dln, g + o.k, o.kBias.map { g + $0 }, d + dk, a + sl.ln1, w + o.k, rows: t, inFeatures: c, outFeatures: kvDim,
+                    accumulateInput: true)
+                linearBackward(
+                    d + dln, g + o.v, o.vBias.map { g + $0 }, d + dv, a + sl.ln1, w + o.v, rows: t, inFeatures: c, outFeatures: kvDim,
+                    accumulateInput: true)
+                rmsnormBackward(
+                    d + dx, g + o.inputNorm, d + dln, a + sl.x, w + o.inputNorm, a + sl.rstd1,
+                    partials: d + partials, rows: t, width: c, accumulate: true)
                 // Everything from this block's first tensor on is final (the embedding lies before it).
                 gradientsFinal?(o.q)
             }

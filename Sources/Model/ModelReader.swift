@@ -16,14 +16,18 @@ public struct ModelReader {
     /// Values per piece (16 MiB of fp32).
     public static let pieceElements = 1 << 22
 
-    public init(config: LlamaConfig, layout: ParameterLayout, whole: @escaping (ParameterEntry) -> Bool = { _ in false },
-                readRows: @escaping (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) {
+    public init(
+        config: LlamaConfig, layout: ParameterLayout, whole: @escaping (ParameterEntry) -> Bool = { _ in false },
+        readRows: @escaping (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void
+    ) {
         self.init(config: config, layout: layout, whole: whole, pass: { readRows })
     }
 
     /// A reader whose every pass starts afresh from `pass()` (the same values each time).
-    public init(config: LlamaConfig, layout: ParameterLayout, whole: @escaping (ParameterEntry) -> Bool = { _ in false },
-                pass: @escaping () -> (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void) {
+    public init(
+        config: LlamaConfig, layout: ParameterLayout, whole: @escaping (ParameterEntry) -> Bool = { _ in false },
+        pass: @escaping () -> (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void
+    ) {
         self.config = config; self.layout = layout; self.whole = whole; self.startPass = pass
     }
 

@@ -61,8 +61,10 @@ public struct ParameterLayout: Sendable {
             let down = add(p + "mlp.down_proj.weight", [c, config.intermediateSize])
             let n1 = add(p + "input_layernorm.weight", [c])
             let n2 = add(p + "post_attention_layernorm.weight", [c])
-            layers.append(LayerOffsets(q: q, k: k, v: v, o: o, qBias: qb, kBias: kb, vBias: vb,
-                                       gate: gate, up: up, down: down, inputNorm: n1, postAttentionNorm: n2))
+            layers.append(
+                LayerOffsets(
+                    q: q, k: k, v: v, o: o, qBias: qb, kBias: kb, vBias: vb,
+                    gate: gate, up: up, down: down, inputNorm: n1, postAttentionNorm: n2))
         }
         self.layers = layers
         finalNorm = add("model.norm.weight", [c])

@@ -50,9 +50,11 @@ public let attentionQueryBlock = 256
 /// floats) for the backward; without, it is `blockScratchCount` floats of scratch, the
 /// probabilities are computed a block of query rows at a time, and the backward recomputes
 /// them the same way: memory grows with threads × block × L instead of heads × L² per layer.
-public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
-                             _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                             shape: AttentionShape, keepProbabilities: Bool = true) {
+public func attentionForward(
+    _ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
+    _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+    shape: AttentionShape, keepProbabilities: Bool = true
+) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
     let group = shape.heads / shape.kvHeads
     let perWorker = min(shape.longest, shape.queryBlock) * shape.longest
@@ -65,8 +67,9 @@ public func attentionForward(_ out: UnsafeMutablePointer<Float>, _ probs: Unsafe
                 let p = keepProbabilities ? probs + shape.probabilityOffsets[j] + h * l * l : probs + worker * perWorker
                 let n = rows.upperBound
                 causalProbabilities(p, q, k, sequence: j, head: h, rows: rows, shape: shape)
-                gemm(.n, .n, m: rows.count, n: hd, k: n, p, lda: n, vg, ldb: kvStride,
-                     out + (start + rows.lowerBound) * qStride + h * hd, ldc: qStride)
+                gemm(
+                    .n, .n, m: rows.count, n: hd, k: n, p, lda: n, vg, ldb: kvStride,
+                    out + (start + rows.lowerBound) * qStride + h * hd, ldc: qStride)
             }
         }
     }
@@ -80,13 +83,16 @@ func queryBlocks(_ l: Int, _ block: Int) -> [Range<Int>] {
 /// softmax(q_h k_gᵀ / √hd) of query `rows` of one sequence and head against the keys
 /// 0..<rows.upperBound they can see: p[rows.count, rows.upperBound], masked entries zero
 /// (rows 0..<l: the whole causal l × l block).
-func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
-                         sequence j: Int, head h: Int, rows: Range<Int>, shape: AttentionShape) {
+func causalProbabilities(
+    _ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
+    sequence j: Int, head h: Int, rows: Range<Int>, shape: AttentionShape
+) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
     let g = h / (shape.heads / shape.kvHeads)
     let start = shape.sequenceStarts[j], n = rows.upperBound
-    gemm(.n, .t, m: rows.count, n: n, k: hd, alpha: 1 / Float(hd).squareRoot(), q + (start + rows.lowerBound) * qStride + h * hd, lda: qStride,
-         k + start * kvStride + g * hd, ldb: kvStride, p, ldc: n)
+    gemm(
+        .n, .t, m: rows.count, n: n, k: hd, alpha: 1 / Float(hd).squareRoot(), q + (start + rows.lowerBound) * qStride + h * hd, lda: qStride,
+        k + start * kvStride + g * hd, ldb: kvStride, p, ldc: n)
     for (r, i) in rows.enumerated() {
         let row = p + r * n
         let sum = expInPlace(row, i + 1, shift: rowMax(row, i + 1))
@@ -99,11 +105,13 @@ func causalProbabilities(_ p: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Fl
 /// (sequence, kv head) block is owned by one task, which zeroes it before accumulating its heads).
 /// `probs` nil: the probabilities are recomputed a query block at a time, and `scratch` must
 /// hold `2 · blockScratchCount`; otherwise `scratchCount`.
-public func attentionBackward(_ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
-                              _ dv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                              _ dout: UnsafePointer<Float>, _ probs: UnsafePointer<Float>?,
-                              _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                              shape: AttentionShape) {
+public func attentionBackward(
+    _ dq: UnsafeMutablePointer<Float>, _ dk: UnsafeMutablePointer<Float>,
+    _ dv: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+    _ dout: UnsafePointer<Float>, _ probs: UnsafePointer<Float>?,
+    _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+    shape: AttentionShape
+) {
     let hd = shape.headDim, qStride = shape.heads * hd, kvStride = shape.kvHeads * hd
     let group = shape.heads / shape.kvHeads
     let scale = 1 / Float(hd).squareRoot()
@@ -175,10 +183,12 @@ func forEachPair(_ count: Int, _ body: (Int, Int) -> Void) {
 /// Work is spread over (query, kv head) pairs, each head two single-threaded sgemv (one query
 /// against its cache: sgemm would pack the cache first), in a fixed assignment, so a row's
 /// result never depends on which other rows are in the batch.
-public func cachedAttention(_ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
-                            keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>],
-                            visible: [Int], heads: Int, kvHeads: Int, headDim hd: Int,
-                            scratch: UnsafeMutablePointer<Float>) {
+public func cachedAttention(
+    _ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
+    keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>],
+    visible: [Int], heads: Int, kvHeads: Int, headDim hd: Int,
+    scratch: UnsafeMutablePointer<Float>
+) {
     let n = visible.count
     precondition(keys.count == n && values.count == n && heads % kvHeads == 0)
     let group = heads / kvHeads, qStride = heads * hd, kvStride = kvHeads * hd

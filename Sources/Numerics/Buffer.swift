@@ -1,6 +1,7 @@
 // Owned, 64-byte-aligned fp32 storage: the one allocation behind parameters,
 // gradients, optimizer state and activations. Not for small scratch values.
 import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,8 +3,10 @@
 // The forward leaves softmax probabilities in place of the logits, so the backward needs no exp.
 
 /// For each row r: logp[r] = logits[r, target[r]] − log Σ exp(logits[r,:]); the row becomes softmax(logits[r,:]).
-public func targetLogProbs(_ logp: UnsafeMutablePointer<Float>, _ logits: UnsafeMutablePointer<Float>,
-                           targets: UnsafePointer<Int32>, rows: Int, vocab: Int) {
+public func targetLogProbs(
+    _ logp: UnsafeMutablePointer<Float>, _ logits: UnsafeMutablePointer<Float>,
+    targets: UnsafePointer<Int32>, rows: Int, vocab: Int
+) {
     parallelRanges(rows) { range in
         for r in range {
             let row = logits + r * vocab
@@ -19,8 +21,10 @@ public func targetLogProbs(_ logp: UnsafeMutablePointer<Float>, _ logits: Unsafe
 
 /// In place: probs[r,:] ← weight[r] · (onehot(target[r]) − probs[r,:]), the gradient of
 /// Σ_r weight[r]·logp[r] with respect to the logits.
-public func targetLogProbsBackward(_ probs: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
-                                   weights: UnsafePointer<Float>, rows: Int, vocab: Int) {
+public func targetLogProbsBackward(
+    _ probs: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>,
+    weights: UnsafePointer<Float>, rows: Int, vocab: Int
+) {
     parallelRanges(rows) { range in
         for r in range {
             let row = probs + r * vocab

@@ -14,35 +14,42 @@ public enum Op: Sendable {
 /// `lda`, `ldb`, `ldc` are the row strides of A, B and C as stored (so a column slice of a
 /// wider matrix can be used in place). With `beta == 0`, C need not be initialised.
 @inline(__always)
-public func gemm(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
-                 alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
-                 _ b: UnsafePointer<Float>, ldb: Int,
-                 beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+public func gemm(
+    _ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
+    alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
+    _ b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int
+) {
     if m == 0 || n == 0 { return }
     BLASStartup.ensureStarted()
     if k == 0 {
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
         return
     }
-    cblas_sgemm(CblasRowMajor, opA.cblas, opB.cblas, Int32(m), Int32(n), Int32(k),
-                alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    cblas_sgemm(
+        CblasRowMajor, opA.cblas, opB.cblas, Int32(m), Int32(n), Int32(k),
+        alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 /// y[m or n] = alpha · op(A) · x + beta · y, A row-major [m, n] with row stride `lda`, through
 /// OpenBLAS's sgemv: no packing, so it beats sgemm for one vector (decoding attention).
 @inline(__always)
-public func gemv(_ op: Op, m: Int, n: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
-                 _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>) {
+public func gemv(
+    _ op: Op, m: Int, n: Int, alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
+    _ x: UnsafePointer<Float>, beta: Float = 0, _ y: UnsafeMutablePointer<Float>
+) {
     if m == 0 || n == 0 { return }
     BLASStartup.ensureStarted()
     cblas_sgemv(CblasRowMajor, op.cblas, Int32(m), Int32(n), alpha, a, Int32(lda), x, 1, beta, y, 1)
 }
 
 /// The reference for `gemm`: same contract, triple loop, float64 accumulation.
-public func referenceGemm(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
-                          alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
-                          _ b: UnsafePointer<Float>, ldb: Int,
-                          beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+public func referenceGemm(
+    _ opA: Op, _ opB: Op, m: Int, n: Int, k: Int,
+    alpha: Float = 1, _ a: UnsafePointer<Float>, lda: Int,
+    _ b: UnsafePointer<Float>, ldb: Int,
+    beta: Float = 0, _ c: UnsafeMutablePointer<Float>, ldc: Int
+) {
     for i in 0..<m {
         for j in 0..<n {
             var s = 0.0
@@ -68,16 +75,20 @@ public var matmulThreads: Int { Int(openblas_get_num_threads()) }
 ///
 /// A single row goes through sgemv: sgemm would first copy (pack) all of W, doubling the
 /// memory traffic that bounds decoding.
-public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-                          _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                          rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+public func linearForward(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+    _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+    rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
+) {
     if rows == 1 {
         BLASStartup.ensureStarted()
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), 1, w, Int32(inFeatures),
-                    x, 1, accumulate ? 1 : 0, y, 1)
+        cblas_sgemv(
+            CblasRowMajor, CblasNoTrans, Int32(outFeatures), Int32(inFeatures), 1, w, Int32(inFeatures),
+            x, 1, accumulate ? 1 : 0, y, 1)
     } else {
-        gemm(.n, .t, m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, w, ldb: inFeatures,
-             beta: accumulate ? 1 : 0, y, ldc: outFeatures)
+        gemm(
+            .n, .t, m: rows, n: outFeatures, k: inFeatures, x, lda: inFeatures, w, ldb: inFeatures,
+            beta: accumulate ? 1 : 0, y, ldc: outFeatures)
     }
     if let bias {
         parallelRanges(rows, minimumPerThread: 64) { r in
@@ -88,16 +99,20 @@ public func linearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<F
 
 /// Backward of `linearForward`: dx = dy · W (overwrites, or accumulates when `accumulateInput`),
 /// dW += dyᵀ · x, db += Σ_t dy. Pass `dx == nil` when the input needs no gradient.
-public func linearBackward(_ dx: UnsafeMutablePointer<Float>?, _ dw: UnsafeMutablePointer<Float>,
-                           _ db: UnsafeMutablePointer<Float>?,
-                           _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                           rows: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false) {
+public func linearBackward(
+    _ dx: UnsafeMutablePointer<Float>?, _ dw: UnsafeMutablePointer<Float>,
+    _ db: UnsafeMutablePointer<Float>?,
+    _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+    rows: Int, inFeatures: Int, outFeatures: Int, accumulateInput: Bool = false
+) {
     if let dx {
-        gemm(.n, .n, m: rows, n: inFeatures, k: outFeatures, dy, lda: outFeatures, w, ldb: inFeatures,
-             beta: accumulateInput ? 1 : 0, dx, ldc: inFeatures)
+        gemm(
+            .n, .n, m: rows, n: inFeatures, k: outFeatures, dy, lda: outFeatures, w, ldb: inFeatures,
+            beta: accumulateInput ? 1 : 0, dx, ldc: inFeatures)
     }
-    gemm(.t, .n, m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
-         beta: 1, dw, ldc: inFeatures)
+    gemm(
+        .t, .n, m: outFeatures, n: inFeatures, k: rows, dy, lda: outFeatures, x, ldb: inFeatures,
+        beta: 1, dw, ldc: inFeatures)
     if let db {
         for t in 0..<rows { let row = dy + t * outFeatures; for o in 0..<outFeatures { db[o] += row[o] } }
     }
@@ -129,10 +144,12 @@ public enum RowStableProducts {
 /// `inFeatures` alone so a slice of W (≤ 256 KiB) stays in cache for every block.
 /// - Precondition: `rows` is a multiple of `rowStableBlock`; `scratch` holds
 ///   `rowStableScratchCount(inFeatures:)` floats.
-public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-                                   _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                                   rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
-                                   scratch: UnsafeMutablePointer<Float>) {
+public func rowStableLinearForward(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+    _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+    rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false,
+    scratch: UnsafeMutablePointer<Float>
+) {
     precondition(rows % rowStableBlock == 0, "rows must be a multiple of \(rowStableBlock)")
     BLASStartup.ensureStarted()
     if RowStableProducts.wholeBatch {
@@ -144,9 +161,10 @@ public func rowStableLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: Unsafe
         let t = scratch + worker * slice * rowStableBlock  // Cᵀ [slice, block]
         let o0 = s * slice, width = min(slice, outFeatures - o0)
         for b in 0..<blocks {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
-                        w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
-                        Int32(rowStableBlock))
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
+                w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
+                Int32(rowStableBlock))
             for r in 0..<rowStableBlock {  // y[block rows, slice] from Cᵀ [slice, block]
                 let out = y + (b * rowStableBlock + r) * outFeatures + o0
                 for j in 0..<width {
@@ -167,9 +185,11 @@ public let promptBlock = 64
 /// slice of W, each single-threaded and the pairs spread over the cores, with W the
 /// vectorised dimension (a 64-row block packs W once where 16-row blocks pack it four times);
 /// the split is fixed by the shape, so its per-row arithmetic is too.
-public func promptLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
-                                _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                                rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false) {
+public func promptLinearForward(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+    _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+    rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
+) {
     BLASStartup.ensureStarted()
     if RowStableProducts.wholeBatch {  // a plain product is position- and thread-independent on this kernel
         linearForward(y, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
@@ -180,9 +200,10 @@ public func promptLinearForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePoi
     forEachPair(slices * blocks) { p, _ in
         let s = p / blocks, b = p % blocks
         let r0 = b * promptBlock, n = min(promptBlock, rows - r0), o0 = s * slice, width = min(slice, outFeatures - o0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(width), Int32(inFeatures), 1,
-                    x + r0 * inFeatures, Int32(inFeatures), w + o0 * inFeatures, Int32(inFeatures), accumulate ? 1 : 0,
-                    y + r0 * outFeatures + o0, Int32(outFeatures))
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(width), Int32(inFeatures), 1,
+            x + r0 * inFeatures, Int32(inFeatures), w + o0 * inFeatures, Int32(inFeatures), accumulate ? 1 : 0,
+            y + r0 * outFeatures + o0, Int32(outFeatures))
         if let bias {
             for r in r0..<(r0 + n) { let out = y + r * outFeatures + o0; for j in 0..<width { out[j] += bias[o0 + j] } }
         }

@@ -1,9 +1,11 @@
 // RMSNorm forward/backward over rows of width C (Llama's `LlamaRMSNorm`, fp32 throughout).
 
 /// out[t,:] = x[t,:] · rstd[t] · w, rstd[t] = 1/sqrt(mean(x[t,:]²) + eps). Saves rstd for backward.
-public func rmsnormForward(_ out: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
-                           _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                           rows: Int, width c: Int, eps: Float) {
+public func rmsnormForward(
+    _ out: UnsafeMutablePointer<Float>, _ rstd: UnsafeMutablePointer<Float>,
+    _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+    rows: Int, width c: Int, eps: Float
+) {
     parallelRanges(rows, minimumPerThread: 16) { range in
         for t in range {
             let xr = x + t * c, yr = out + t * c
@@ -20,10 +22,12 @@ public func rmsnormForward(_ out: UnsafeMutablePointer<Float>, _ rstd: UnsafeMut
 ///
 /// `partials` is scratch of at least `elementwiseThreads · C` floats for per-thread dw sums,
 /// so the weight gradient is reduced in a fixed order (reproducible runs).
-public func rmsnormBackward(_ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
-                            _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                            _ rstd: UnsafePointer<Float>, partials: UnsafeMutablePointer<Float>,
-                            rows: Int, width c: Int, accumulate: Bool) {
+public func rmsnormBackward(
+    _ dx: UnsafeMutablePointer<Float>, _ dw: UnsafeMutablePointer<Float>,
+    _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+    _ rstd: UnsafePointer<Float>, partials: UnsafeMutablePointer<Float>,
+    rows: Int, width c: Int, accumulate: Bool
+) {
     let threads = max(1, min(elementwiseThreads, rows / 16))
     let per = (rows + threads - 1) / threads
     partials.update(repeating: 0, count: threads * c)

@@ -42,8 +42,10 @@ import Darwin
 #endif
 
 /// Rotates every head of x[t] by its position; `inverse` applies the transpose (the backward pass).
-public func ropeApply(_ x: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>,
-                      table: RotaryTable, rows: Int, heads: Int, inverse: Bool) {
+public func ropeApply(
+    _ x: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>,
+    table: RotaryTable, rows: Int, heads: Int, inverse: Bool
+) {
     let hd = table.headDim, half = hd / 2
     table.cos.withUnsafeBufferPointer { cosT in
         table.sin.withUnsafeBufferPointer { sinT in

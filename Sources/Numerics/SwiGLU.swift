@@ -14,8 +14,10 @@ public func swigluForward(_ h: UnsafeMutablePointer<Float>, _ gateUp: UnsafePoin
 }
 
 /// dGateUp[t, i] = dh·u·σ(g)·(1 + g·(1 − σ(g))), dGateUp[t, width + i] = dh·silu(g).
-public func swigluBackward(_ dGateUp: UnsafeMutablePointer<Float>, _ dh: UnsafePointer<Float>,
-                           _ gateUp: UnsafePointer<Float>, rows: Int, width: Int) {
+public func swigluBackward(
+    _ dGateUp: UnsafeMutablePointer<Float>, _ dh: UnsafePointer<Float>,
+    _ gateUp: UnsafePointer<Float>, rows: Int, width: Int
+) {
     parallelRanges(rows, minimumPerThread: max(1, 4096 / width)) { r in
         for t in r {
             let g = gateUp + t * 2 * width, u = g + width, d = dh + t * width

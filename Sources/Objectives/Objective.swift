@@ -25,8 +25,10 @@ public enum Objective: Equatable, Sendable {
 
     /// The objective called `name`; parameters left nil take the defaults above (TRL's).
     /// The one place a name becomes an objective, so every entry point has the same defaults.
-    public static func named(_ name: String, chosenWeight: Double? = nil, alpha: Double? = nil, beta: Double? = nil,
-                             gamma: Double? = nil, weightGradient: Bool = false, lossType: String? = nil) throws -> Objective {
+    public static func named(
+        _ name: String, chosenWeight: Double? = nil, alpha: Double? = nil, beta: Double? = nil,
+        gamma: Double? = nil, weightGradient: Bool = false, lossType: String? = nil
+    ) throws -> Objective {
         var dpoLoss = DPOLoss.sigmoid
         if let lossType, !lossType.isEmpty {
             guard name == "dpo" else { throw ObjectiveError(description: "loss_type applies to dpo only") }

@@ -21,10 +21,12 @@ public struct AdamWConfig: Equatable, Sendable, Codable {
 ///   - m, v: first and second moment estimates, updated in place; zero before step 1.
 ///   - undecayed: index ranges (within 0..<count, sorted, disjoint) that get no weight decay:
 ///     norm weights and biases, as Hugging Face's Trainer (and so TRL) leaves them.
-public func adamWStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
-                      m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
-                      learningRate: Double, step: Int, gradientScale: Double = 1, config: AdamWConfig,
-                      undecayed: [Range<Int>] = []) {
+public func adamWStep(
+    parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
+    learningRate: Double, step: Int, gradientScale: Double = 1, config: AdamWConfig,
+    undecayed: [Range<Int>] = []
+) {
     precondition(step >= 1, "AdamW step numbers start at 1")
     let b1 = Float(config.beta1), b2 = Float(config.beta2)
     let bc1 = 1 - _pow(config.beta1, Double(step)), bc2 = 1 - _pow(config.beta2, Double(step))

@@ -96,8 +96,9 @@ public struct ProblemGenerator {
             ops.append(op)
             total = Problem.apply(op, to: total)
         }
-        return Problem(item: Self.items[Int(rng.next() % UInt64(Self.items.count))],
-                       person: Self.people[Int(rng.next() % UInt64(Self.people.count))], start: start, operations: ops)
+        return Problem(
+            item: Self.items[Int(rng.next() % UInt64(Self.items.count))],
+            person: Self.people[Int(rng.next() % UInt64(Self.people.count))], start: start, operations: ops)
     }
 }
 

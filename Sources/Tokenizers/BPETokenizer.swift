@@ -27,8 +27,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         var words: [String: [Int32]] = [:]
     }
 
-    public init(tokens: [String], merges: [(String, String)], special: [Int32], preTokenizer: PreTokenizer,
-                bos: Int32?, eos: Int32?, pad: Int32?, addsBOS: Bool, chatTemplate: String?) {
+    public init(
+        tokens: [String], merges: [(String, String)], special: [Int32], preTokenizer: PreTokenizer,
+        bos: Int32?, eos: Int32?, pad: Int32?, addsBOS: Bool, chatTemplate: String?
+    ) {
         self.tokens = tokens
         self.preTokenizer = preTokenizer
         bosID = bos; eosID = eos; padID = pad
@@ -58,8 +60,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             }
         }
         while i < scalars.count {
-            if let match = specialTokens.first(where: { $0.text.count <= scalars.count - i && scalars[i] == $0.text[0]
-                                                        && Array(scalars[i..<(i + $0.text.count)]) == $0.text }) {
+            if let match = specialTokens.first(where: {
+                $0.text.count <= scalars.count - i && scalars[i] == $0.text[0]
+                    && Array(scalars[i..<(i + $0.text.count)]) == $0.text
+            }) {
                 flush(i)
                 out.append(match.id)
                 i += match.text.count
@@ -80,8 +84,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         let symbols = merged(word.utf8.map { String(ByteMap.shared.toUnicode[Int($0)]) })
         var result: [Int32] = []
         for s in symbols {
-            if let id = ids[s] { result.append(id) }
-            else { for ch in s.unicodeScalars { if let id = ids[String(ch)] { result.append(id) } } }
+            if let id = ids[s] { result.append(id) } else { for ch in s.unicodeScalars { if let id = ids[String(ch)] { result.append(id) } } }
         }
         // Words repeat (that is what the cache is for); a flood of distinct ones must not grow it without bound.
         if word.utf8.count <= 256 {
@@ -180,8 +183,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         for (i, t) in tokens.enumerated() where vocab[t] == nil { vocab[t] = i }
         let merges = ranks.sorted { $0.value < $1.value }.map { [$0.key.a, $0.key.b] }
         let added: [[String: Any]] = special.sorted().map { id in
-            ["id": Int(id), "content": tokens[Int(id)], "single_word": false, "lstrip": false, "rstrip": false,
-             "normalized": false, "special": true]
+            [
+                "id": Int(id), "content": tokens[Int(id)], "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": true
+            ]
         }
         let preTokenizerJSON: [String: Any]
         let byteLevel: [String: Any] = ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": preTokenizer != .qwen2]
@@ -190,22 +195,30 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         case .smollm: preTokenizerJSON = ["type": "Sequence", "pretokenizers": [["type": "Digits", "individual_digits": true], byteLevel]]
         case .qwen2:
             let pattern = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-            preTokenizerJSON = ["type": "Sequence", "pretokenizers": [
-                ["type": "Split", "pattern": ["Regex": pattern], "behavior": "Isolated", "invert": false], byteLevel]]
+            preTokenizerJSON = [
+                "type": "Sequence",
+                "pretokenizers": [
+                    ["type": "Split", "pattern": ["Regex": pattern], "behavior": "Isolated", "invert": false], byteLevel
+                ]
+            ]
         }
         let json: [String: Any] = [
             "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added,
             "normalizer": NSNull(), "pre_tokenizer": preTokenizerJSON,
             "post_processor": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
             "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
-            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
-                      "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": vocab, "merges": merges],
+            "model": [
+                "type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
+                "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merges
+            ]
         ]
         try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys, .withoutEscapingSlashes])
             .write(to: directory.appendingPathComponent("tokenizer.json"))
-        var config: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000,
-                                     "add_bos_token": addsBOS, "clean_up_tokenization_spaces": false]
+        var config: [String: Any] = [
+            "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 1_000_000,
+            "add_bos_token": addsBOS, "clean_up_tokenization_spaces": false
+        ]
         if let b = bosID { config["bos_token"] = tokens[Int(b)] }
         if let e = eosID { config["eos_token"] = tokens[Int(e)] }
         if let p = padID { config["pad_token"] = tokens[Int(p)] }

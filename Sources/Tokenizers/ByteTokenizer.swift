@@ -45,10 +45,12 @@ public struct ByteTokenizer: Tokenizer, Equatable {
         let config: [String: Any] = [
             "tokenizer_class": "ByT5Tokenizer", "extra_ids": 0,
             "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
-            "additional_special_tokens": ["<s>"], "model_max_length": 1_000_000,
+            "additional_special_tokens": ["<s>"], "model_max_length": 1_000_000
         ]
-        let special: [String: Any] = ["bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
-                                      "additional_special_tokens": ["<s>"]]
+        let special: [String: Any] = [
+            "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>",
+            "additional_special_tokens": ["<s>"]
+        ]
         try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
             .write(to: directory.appendingPathComponent("tokenizer_config.json"))
         try JSONSerialization.data(withJSONObject: special, options: [.prettyPrinted, .sortedKeys])
@@ -59,7 +61,8 @@ public struct ByteTokenizer: Tokenizer, Equatable {
     public static func isStored(in directory: URL) -> Bool {
         let url = directory.appendingPathComponent("tokenizer_config.json")
         guard let data = try? Data(contentsOf: url),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+            let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return false }
         return json["tokenizer_class"] as? String == "ByT5Tokenizer"
     }
 }

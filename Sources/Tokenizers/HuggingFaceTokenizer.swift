@@ -16,7 +16,8 @@ extension BPETokenizer {
     /// `url` names the file in errors.
     public static func load(tokenizerJSON data: Data, config configData: Data?, url: URL) throws -> BPETokenizer {
         guard data.count <= 256 << 20, let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let model = json["model"] as? [String: Any] else {
+            let model = json["model"] as? [String: Any]
+        else {
             throw TokenizerError("\(url.path): not a readable tokenizer.json")
         }
         guard model["type"] as? String == "BPE", let vocab = model["vocab"] as? [String: Int] else {
@@ -47,7 +48,9 @@ extension BPETokenizer {
         for (i, t) in added { tokens[i] = t }
 
         let description = String(decoding: try JSONSerialization.data(withJSONObject: [json["pre_tokenizer"] ?? NSNull()]), as: UTF8.self)
-        let pre: PreTokenizer = description.contains("(?i:'s") ? .qwen2
+        let pre: PreTokenizer =
+            description.contains("(?i:'s")
+            ? .qwen2
             : description.contains("\"individual_digits\":true") ? .smollm : .gpt2
 
         var config: [String: Any] = [:]
@@ -57,9 +60,10 @@ extension BPETokenizer {
             return (config[key] as? [String: Any])?["content"] as? String
         }
         let byText = Dictionary(tokens.enumerated().map { ($1, Int32($0)) }, uniquingKeysWith: { a, _ in a })
-        return BPETokenizer(tokens: tokens, merges: merges, special: added.map { Int32($0.0) }, preTokenizer: pre,
-                            bos: tokenText("bos_token").flatMap { byText[$0] }, eos: tokenText("eos_token").flatMap { byText[$0] },
-                            pad: tokenText("pad_token").flatMap { byText[$0] }, addsBOS: config["add_bos_token"] as? Bool ?? false,
-                            chatTemplate: config["chat_template"] as? String)
+        return BPETokenizer(
+            tokens: tokens, merges: merges, special: added.map { Int32($0.0) }, preTokenizer: pre,
+            bos: tokenText("bos_token").flatMap { byText[$0] }, eos: tokenText("eos_token").flatMap { byText[$0] },
+            pad: tokenText("pad_token").flatMap { byText[$0] }, addsBOS: config["add_bos_token"] as? Bool ?? false,
+            chatTemplate: config["chat_template"] as? String)
     }
 }

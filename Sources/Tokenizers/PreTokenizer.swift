@@ -65,9 +65,13 @@ public enum PreTokenizer: String, Sendable {
                 if s[k] == " ", s.index(after: k) < s.endIndex { k = s.index(after: k) }
                 let x = s[k]
                 if k != i || !x.isSpace {
-                    if x.isLetter { j = k; advance(&j) { $0.isLetter } }
-                    else if x.isNumber { j = k; advance(&j) { $0.isNumber } }
-                    else if !x.isSpace { j = k; advance(&j) { !$0.isSpace && !$0.isLetter && !$0.isNumber } }
+                    if x.isLetter {
+                        j = k; advance(&j) { $0.isLetter }
+                    } else if x.isNumber {
+                        j = k; advance(&j) { $0.isNumber }
+                    } else if !x.isSpace {
+                        j = k; advance(&j) { !$0.isSpace && !$0.isLetter && !$0.isNumber }
+                    }
                 }
                 if j == i {
                     // Whitespace: \s+(?!\S) keeps the last space for the next word, else \s+.

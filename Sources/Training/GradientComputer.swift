@@ -45,10 +45,12 @@ public final class GradientComputer {
     ///   - parametersNeeded: passed to the first micro-batch's forward (see `LlamaEngine.forward`).
     ///   - gradientsFinal: called during the last micro-batch's backward with the offset from
     ///     which gradients are final (see `LlamaEngine.backward`).
-    public func accumulate(parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
-                           examples: [Example], objective: Objective, normalizer: Double,
-                           parametersNeeded: ((Int) -> Void)? = nil,
-                           gradientsFinal: ((Int) -> Void)? = nil) throws -> ObjectiveResult {
+    public func accumulate(
+        parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+        examples: [Example], objective: Objective, normalizer: Double,
+        parametersNeeded: ((Int) -> Void)? = nil,
+        gradientsFinal: ((Int) -> Void)? = nil
+    ) throws -> ObjectiveResult {
         var total = ObjectiveResult()
         let groups = microBatches(examples)
         for (index, group) in groups.enumerated() {
@@ -72,8 +74,9 @@ public final class GradientComputer {
             }
             let result = try objective.evaluate(scores, references: references)
             let weights = batch.predictSequence.map { Float(result.sequenceGradients[Int($0)] / normalizer) }
-            engine.backward(parameters: parameters, gradients: gradients, weights: weights,
-                            gradientsFinal: index == groups.count - 1 ? gradientsFinal : nil)
+            engine.backward(
+                parameters: parameters, gradients: gradients, weights: weights,
+                gradientsFinal: index == groups.count - 1 ? gradientsFinal : nil)
             total.merge(result)
         }
         return total
@@ -105,7 +108,8 @@ public final class GradientComputer {
 extension Objective {
     /// The count a global batch's summed loss is divided by (tokens for SFT, examples otherwise).
     public func normalizer(for examples: [Example]) -> Double {
-        normalizesByTokens ? Double(examples.reduce(0) { $0 + $1.sequences.reduce(0) { $0 + $1.scoredCount } })
-                           : Double(examples.count)
+        normalizesByTokens
+            ? Double(examples.reduce(0) { $0 + $1.sequences.reduce(0) { $0 + $1.scoredCount } })
+            : Double(examples.count)
     }
 }

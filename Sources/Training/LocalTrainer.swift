@@ -15,8 +15,10 @@ public struct StageSettings: Sendable {
     public var maxGradNorm: Double? = 1.0
     public var adamW = AdamWConfig()
     public var scheduler = LearningRateSchedule.Kind.linear
-    public init(objective: Objective, learningRate: Double, warmupRatio: Double = 0.1,
-                maxGradNorm: Double? = 1.0, adamW: AdamWConfig = AdamWConfig(), scheduler: LearningRateSchedule.Kind = .linear) {
+    public init(
+        objective: Objective, learningRate: Double, warmupRatio: Double = 0.1,
+        maxGradNorm: Double? = 1.0, adamW: AdamWConfig = AdamWConfig(), scheduler: LearningRateSchedule.Kind = .linear
+    ) {
         self.objective = objective; self.learningRate = learningRate; self.warmupRatio = warmupRatio
         self.maxGradNorm = maxGradNorm; self.adamW = adamW; self.scheduler = scheduler
     }
@@ -49,16 +51,18 @@ public final class LocalTrainer {
     public func step(_ batch: [Example]) throws -> [String: Double] {
         gradients.zero()
         let objective = settings.objective
-        let result = try computer.accumulate(parameters: parameters.baseAddress, gradients: gradients.baseAddress,
-                                             examples: batch, objective: objective,
-                                             normalizer: objective.normalizer(for: batch))
+        let result = try computer.accumulate(
+            parameters: parameters.baseAddress, gradients: gradients.baseAddress,
+            examples: batch, objective: objective,
+            normalizer: objective.normalizer(for: batch))
         let norm = sumOfSquares(gradients.baseAddress, count: gradients.count).squareRoot()
         let lr = schedule.learningRate(atStep: step)
         step += 1
-        adamWStep(parameters: parameters.baseAddress, gradients: gradients.baseAddress, m: m.baseAddress, v: v.baseAddress,
-                  count: parameters.count, learningRate: lr, step: step,
-                  gradientScale: clipCoefficient(globalNorm: norm, maxNorm: settings.maxGradNorm), config: settings.adamW,
-                  undecayed: undecayed)
+        adamWStep(
+            parameters: parameters.baseAddress, gradients: gradients.baseAddress, m: m.baseAddress, v: v.baseAddress,
+            count: parameters.count, learningRate: lr, step: step,
+            gradientScale: clipCoefficient(globalNorm: norm, maxNorm: settings.maxGradNorm), config: settings.adamW,
+            undecayed: undecayed)
         var metrics = result.metrics(for: objective)
         metrics["grad_norm"] = norm
         metrics["learning_rate"] = lr

@@ -4,6 +4,7 @@
 // `redi-bench transport` (the reference for transport efficiency) and `redi-ps doctor`.
 import Foundation
 import Numerics
+
 #if canImport(Glibc)
 import Glibc
 #endif

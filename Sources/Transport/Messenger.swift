@@ -77,7 +77,10 @@ public final class Messenger {
                 // Error replies to a message that failed validation carry no run id (they must not leak it).
                 var joining = false
                 if envelope.runID.isEmpty {
-                    switch envelope.body { case .hello, .error: joining = true; default: break }
+                    switch envelope.body {
+                    case .hello, .error: joining = true;
+                    default: break
+                    }
                 }
                 guard envelope.runID == runID || joining else { throw WireError("message for run \"\(envelope.runID)\", this is run \"\(runID)\"") }
                 let tensors = Array(rest.dropFirst())
@@ -150,8 +153,9 @@ public func sumOfSquares(_ raw: UnsafeRawBufferPointer, bf16: Bool) -> Double {
     // Eight partial sums: the adds are independent, so the loop is not latency-bound.
     var acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     func value(_ i: Int) -> Double {
-        bf16 ? Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16))
-             : Double(raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
+        bf16
+            ? Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16))
+            : Double(raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
     }
     let n = raw.count / (bf16 ? 2 : 4)
     var i = 0

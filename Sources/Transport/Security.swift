@@ -203,8 +203,10 @@ public final class ZAPHandler: @unchecked Sendable {
             guard parts.count >= 6 else { continue }
             let text = { (i: Int) in String(decoding: parts[i], as: UTF8.self) }
             let (code, status, user) = decide(domain: text(2), address: text(3), mechanism: text(5), credentials: Array(parts.dropFirst(6)))
-            try? socket.send([.bytes(Array("1.0".utf8)), .bytes(parts[1]), .bytes(Array(code.utf8)), .bytes(Array(status.utf8)),
-                              .bytes(Array(user.utf8)), .bytes([])])
+            try? socket.send([
+                .bytes(Array("1.0".utf8)), .bytes(parts[1]), .bytes(Array(code.utf8)), .bytes(Array(status.utf8)),
+                .bytes(Array(user.utf8)), .bytes([])
+            ])
         }
     }
 }
@@ -218,9 +220,11 @@ public final class HandshakeMonitor {
 
     public init(context: ZMQContext, watching target: ZMQSocket) throws {
         let endpoint = "inproc://monitor-\(UUID().uuidString)"
-        try ZMQError.check(zmq_socket_monitor(target.handle, endpoint,
-                                              ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                  | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL), "zmq_socket_monitor")
+        try ZMQError.check(
+            zmq_socket_monitor(
+                target.handle, endpoint,
+                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                    | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL), "zmq_socket_monitor")
         socket = try ZMQSocket(context, .pair)
         try socket.connect(endpoint)
     }

@@ -265,23 +265,27 @@ extension Wire {
             guard kernel.utf8.count <= 32, kernel.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) }) else {
                 throw WireError("hello with a malformed BLAS kernel name (at most 32 letters, digits or underscores)")
             }
-            body = .hello(Hello(role: role, endpoint: str(m.endpoint), threads: Int(m.threads), protocolVersion: Int(m.protocol_version),
-                                dataKey: binary(m.data_key), blasKernel: kernel))
+            body = .hello(
+                Hello(
+                    role: role, endpoint: str(m.endpoint), threads: Int(m.threads), protocolVersion: Int(m.protocol_version),
+                    dataKey: binary(m.data_key), blasKernel: kernel))
         case REDI__ENVELOPE__BODY_WELCOME:
             let m = try require(env.welcome, "welcome")
             let chunks = try (0..<m.n_chunks).map { i -> ChunkRange in
                 let c = try require(m.chunks[i], "chunk range")
                 return ChunkRange(chunk: Int(c.chunk), offset: try int(c.offset, "offset"), count: try int(c.count, "count"))
             }
-            body = .welcome(Welcome(index: Int(m.index), modelConfigJSON: str(m.model_config_json), chunks: chunks,
-                                    chunkOwner: ints(m.n_chunk_owner, m.chunk_owner),
-                                    serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
-                                    parameterCount: try int(m.parameter_count, "parameter_count"), heartbeatSeconds: m.heartbeat_seconds,
-                                    workers: Int(m.workers), timeoutSeconds: m.timeout_seconds,
-                                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }, bf16Gradients: m.bf16_gradients != 0, bf16Weights: m.bf16_weights != 0,
-                                    plainDataPlane: m.plain_data_plane != 0,
-                                    activationKeepBytes: try int(m.activation_keep_bytes, "activation_keep_bytes"),
-                                    snapshotDirectory: str(m.snapshot_dir)))
+            body = .welcome(
+                Welcome(
+                    index: Int(m.index), modelConfigJSON: str(m.model_config_json), chunks: chunks,
+                    chunkOwner: ints(m.n_chunk_owner, m.chunk_owner),
+                    serverEndpoints: (0..<m.n_server_endpoints).map { str(m.server_endpoints[$0]) },
+                    parameterCount: try int(m.parameter_count, "parameter_count"), heartbeatSeconds: m.heartbeat_seconds,
+                    workers: Int(m.workers), timeoutSeconds: m.timeout_seconds,
+                    workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }, bf16Gradients: m.bf16_gradients != 0, bf16Weights: m.bf16_weights != 0,
+                    plainDataPlane: m.plain_data_plane != 0,
+                    activationKeepBytes: try int(m.activation_keep_bytes, "activation_keep_bytes"),
+                    snapshotDirectory: str(m.snapshot_dir)))
         case REDI__ENVELOPE__BODY_ERROR:
             let m = try require(env.error, "error")
             body = .error(code: Int(m.code), message: str(m.message))
@@ -301,22 +305,28 @@ extension Wire {
                     guard Int(s.prompt_length) <= tokens.count else { throw WireError("sequence prompt_length \(s.prompt_length) exceeds its \(tokens.count) tokens") }
                     return WireSequence(tokens: tokens, promptLength: Int(s.prompt_length))
                 }
-                return WireExample(sequences: seqs, reference: x.has_reference != 0 ? (x.ref_chosen_logp, x.ref_rejected_logp) : nil,
-                                   id: try int(x.id, "example id"))
+                return WireExample(
+                    sequences: seqs, reference: x.has_reference != 0 ? (x.ref_chosen_logp, x.ref_rejected_logp) : nil,
+                    id: try int(x.id, "example id"))
             }
-            body = .work(WorkUnit(stage: str(m.stage), step: try int(m.step, "step"), version: try int(m.version, "version"),
-                                  objective: try objective(o),
-                                  normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
-                                  scoreOnly: m.score_only != 0, shard: Int(m.shard), sampling: try m.sampling.map { g in
-                                      guard g.pointee.samples >= 1, g.pointee.rows >= 1, g.pointee.max_new_tokens >= 1,
-                                            g.pointee.temperature.isFinite, g.pointee.temperature >= 0, g.pointee.top_p > 0, g.pointee.top_p <= 1 else {
-                                          throw WireError("sampling settings out of range")
-                                      }
-                                      return SamplingSpec(samples: Int(g.pointee.samples), temperature: g.pointee.temperature, topP: g.pointee.top_p,
-                                                          maxNewTokens: Int(g.pointee.max_new_tokens), rows: Int(g.pointee.rows), seed: g.pointee.seed,
-                                                          stopTokens: (0..<g.pointee.n_stop_tokens).map { Int32(bitPattern: g.pointee.stop_tokens[$0]) },
-                                                          bf16Cache: g.pointee.bf16_cache != 0)
-                                  }, verifyOnly: m.verify_only != 0))
+            body = .work(
+                WorkUnit(
+                    stage: str(m.stage), step: try int(m.step, "step"), version: try int(m.version, "version"),
+                    objective: try objective(o),
+                    normalizer: m.normalizer, examples: examples, microBatchTokens: Int(m.micro_batch_tokens),
+                    scoreOnly: m.score_only != 0, shard: Int(m.shard),
+                    sampling: try m.sampling.map { g in
+                        guard g.pointee.samples >= 1, g.pointee.rows >= 1, g.pointee.max_new_tokens >= 1,
+                            g.pointee.temperature.isFinite, g.pointee.temperature >= 0, g.pointee.top_p > 0, g.pointee.top_p <= 1
+                        else {
+                            throw WireError("sampling settings out of range")
+                        }
+                        return SamplingSpec(
+                            samples: Int(g.pointee.samples), temperature: g.pointee.temperature, topP: g.pointee.top_p,
+                            maxNewTokens: Int(g.pointee.max_new_tokens), rows: Int(g.pointee.rows), seed: g.pointee.seed,
+                            stopTokens: (0..<g.pointee.n_stop_tokens).map { Int32(bitPattern: g.pointee.stop_tokens[$0]) },
+                            bf16Cache: g.pointee.bf16_cache != 0)
+                    }, verifyOnly: m.verify_only != 0))
         case REDI__ENVELOPE__BODY_PULL:
             let m = try require(env.pull, "pull")
             body = .pull(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
@@ -325,26 +335,31 @@ extension Wire {
             body = .pullReply(version: try int(m.version, "version"), chunks: ints(m.n_chunks, m.chunks), optimizerState: m.optimizer_state != 0)
         case REDI__ENVELOPE__BODY_PUSH:
             let m = try require(env.push, "push")
-            body = .push(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks), shard: Int(m.shard),
-                         version: try int(m.version, "version"))
+            body = .push(
+                step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks), shard: Int(m.shard),
+                version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_PUSH_ACK:
             body = .pushAck(step: try int(try require(env.push_ack, "push ack").step, "step"))
         case REDI__ENVELOPE__BODY_LOAD:
             let m = try require(env.load, "load")
-            body = .load(chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0,
-                         version: try int(m.version, "version"))
+            body = .load(
+                chunks: ints(m.n_chunks, m.chunks), resetOptimizer: m.reset_optimizer != 0, optimizerState: m.optimizer_state != 0,
+                version: try int(m.version, "version"))
         case REDI__ENVELOPE__BODY_NORM:
             let m = try require(env.norm, "norm")
             guard m.n_chunks == m.n_chunk_sums else { throw WireError("norm report with \(m.n_chunks) chunks and \(m.n_chunk_sums) sums") }
-            body = .norm(step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks),
-                         sums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums)),
-                         shardSums: Array(UnsafeBufferPointer(start: m.shard_sums, count: m.n_shard_sums)))
+            body = .norm(
+                step: try int(m.step, "step"), chunks: ints(m.n_chunks, m.chunks),
+                sums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums)),
+                shardSums: Array(UnsafeBufferPointer(start: m.shard_sums, count: m.n_shard_sums)))
         case REDI__ENVELOPE__BODY_APPLY:
             let m = try require(env.apply, "apply")
             let s = try require(m.adamw, "adamw")
-            body = .apply(ApplyUpdate(step: try int(m.step, "step"), optimizerStep: try int(m.optimizer_step, "optimizer_step"), learningRate: m.learning_rate,
-                                      gradientScale: m.gradient_scale,
-                                      adamW: AdamWConfig(beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay)))
+            body = .apply(
+                ApplyUpdate(
+                    step: try int(m.step, "step"), optimizerStep: try int(m.optimizer_step, "optimizer_step"), learningRate: m.learning_rate,
+                    gradientScale: m.gradient_scale,
+                    adamW: AdamWConfig(beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay)))
         case REDI__ENVELOPE__BODY_UPDATE_DONE:
             let m = try require(env.update_done, "update done")
             body = .updateDone(step: try int(m.step, "step"), version: try int(m.version, "version"))
@@ -352,20 +367,24 @@ extension Wire {
             let m = try require(env.step_report, "step report")
             var metrics: [String: Double] = [:]
             for i in 0..<m.n_metric_sums { let x = try require(m.metric_sums[i], "metric"); metrics[str(x.name)] = x.value }
-            body = .stepReport(StepReport(step: try int(m.step, "step"), lossSum: m.loss_sum, examples: try int(m.examples, "examples"), tokens: try int(m.tokens, "tokens"),
-                                          metricSums: metrics,
-                                          sequenceLogps: Array(UnsafeBufferPointer(start: m.sequence_logps, count: m.n_sequence_logps)),
-                                          computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
-                                          waitingSeconds: m.waiting_seconds,
-                                          exampleIDs: try (0..<m.n_example_ids).map { try int(m.example_ids[$0], "example id") },
-                                          version: try int(m.version, "version"), shard: Int(m.shard),
-                                          generated: try generatedSamples(tokens: m.n_generated_tokens, m.generated_tokens,
-                                                                          lengths: m.n_generated_lengths, m.generated_lengths),
-                                          chunkSums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums))))
+            body = .stepReport(
+                StepReport(
+                    step: try int(m.step, "step"), lossSum: m.loss_sum, examples: try int(m.examples, "examples"), tokens: try int(m.tokens, "tokens"),
+                    metricSums: metrics,
+                    sequenceLogps: Array(UnsafeBufferPointer(start: m.sequence_logps, count: m.n_sequence_logps)),
+                    computeSeconds: m.compute_seconds, communicationSeconds: m.communication_seconds,
+                    waitingSeconds: m.waiting_seconds,
+                    exampleIDs: try (0..<m.n_example_ids).map { try int(m.example_ids[$0], "example id") },
+                    version: try int(m.version, "version"), shard: Int(m.shard),
+                    generated: try generatedSamples(
+                        tokens: m.n_generated_tokens, m.generated_tokens,
+                        lengths: m.n_generated_lengths, m.generated_lengths),
+                    chunkSums: Array(UnsafeBufferPointer(start: m.chunk_sums, count: m.n_chunk_sums))))
         case REDI__ENVELOPE__BODY_RESET:
             let m = try require(env.reset, "reset")
-            body = .reset(step: try int(m.step, "step"), shardWorkers: ints(m.n_shard_workers, m.shard_workers),
-                          workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) })
+            body = .reset(
+                step: try int(m.step, "step"), shardWorkers: ints(m.n_shard_workers, m.shard_workers),
+                workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) })
         case REDI__ENVELOPE__BODY_SNAPSHOT:
             let m = try require(env.snapshot, "snapshot")
             guard let action = SnapshotCommand.Action(rawValue: Int(m.action.rawValue)) else { throw WireError("snapshot command with action \(m.action.rawValue)") }
@@ -380,8 +399,10 @@ extension Wire {
 }
 
 /// Splits a report's concatenated sample tokens by the sample lengths, which must add up.
-private func generatedSamples(tokens n: Int, _ tokens: UnsafeMutablePointer<UInt32>?, lengths count: Int,
-                              _ lengths: UnsafeMutablePointer<UInt32>?) throws -> [[Int32]] {
+private func generatedSamples(
+    tokens n: Int, _ tokens: UnsafeMutablePointer<UInt32>?, lengths count: Int,
+    _ lengths: UnsafeMutablePointer<UInt32>?
+) throws -> [[Int32]] {
     var out: [[Int32]] = [], at = 0
     out.reserveCapacity(count)
     for i in 0..<count {

@@ -18,8 +18,10 @@ public struct Hello: Equatable, Sendable {
     public var dataKey: [UInt8]
     /// The OpenBLAS kernel a worker runs (`openblas_get_corename`; "" when not said).
     public var blasKernel: String
-    public init(role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion, dataKey: [UInt8] = [],
-                blasKernel: String = "") {
+    public init(
+        role: Role, endpoint: String = "", threads: Int = 1, protocolVersion: Int = Wire.protocolVersion, dataKey: [UInt8] = [],
+        blasKernel: String = ""
+    ) {
         self.role = role; self.endpoint = endpoint; self.threads = threads; self.protocolVersion = protocolVersion; self.dataKey = dataKey
         self.blasKernel = blasKernel
     }
@@ -46,10 +48,12 @@ public struct Welcome: Equatable, Sendable {
     public var activationKeepBytes: Int
     /// Servers only: snapshots and replicas kept in files in this local directory ("" : in memory).
     public var snapshotDirectory: String
-    public init(index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
-                parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
-                bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false, activationKeepBytes: Int = 4 << 30,
-                snapshotDirectory: String = "") {
+    public init(
+        index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
+        parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
+        bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false, activationKeepBytes: Int = 4 << 30,
+        snapshotDirectory: String = ""
+    ) {
         self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights; self.plainDataPlane = plainDataPlane
         self.activationKeepBytes = activationKeepBytes; self.snapshotDirectory = snapshotDirectory
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
@@ -88,8 +92,10 @@ public struct WorkUnit: Equatable, Sendable {
     public var sampling: SamplingSpec?
     /// Recompute another worker's shard, push nothing, report Σg² per chunk.
     public var verifyOnly: Bool
-    public init(stage: String, step: Int, version: Int, objective: Objective, normalizer: Double, examples: [WireExample],
-                microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0, sampling: SamplingSpec? = nil, verifyOnly: Bool = false) {
+    public init(
+        stage: String, step: Int, version: Int, objective: Objective, normalizer: Double, examples: [WireExample],
+        microBatchTokens: Int, scoreOnly: Bool = false, shard: Int = 0, sampling: SamplingSpec? = nil, verifyOnly: Bool = false
+    ) {
         self.shard = shard; self.sampling = sampling; self.verifyOnly = verifyOnly
         self.stage = stage; self.step = step; self.version = version; self.objective = objective; self.normalizer = normalizer
         self.examples = examples; self.microBatchTokens = microBatchTokens; self.scoreOnly = scoreOnly
@@ -150,9 +156,11 @@ public struct StepReport: Equatable, Sendable {
     public var generated: [[Int32]]
     /// Verification units: Σg² of each chunk of the recomputed gradient, in chunk order.
     public var chunkSums: [Double]
-    public init(step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
-                computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0, exampleIDs: [Int] = [],
-                version: Int = 0, shard: Int = 0, generated: [[Int32]] = [], chunkSums: [Double] = []) {
+    public init(
+        step: Int, lossSum: Double, examples: Int, tokens: Int, metricSums: [String: Double], sequenceLogps: [Double] = [],
+        computeSeconds: Double = 0, communicationSeconds: Double = 0, waitingSeconds: Double = 0, exampleIDs: [Int] = [],
+        version: Int = 0, shard: Int = 0, generated: [[Int32]] = [], chunkSums: [Double] = []
+    ) {
         self.version = version; self.shard = shard; self.generated = generated; self.chunkSums = chunkSums
         self.step = step; self.lossSum = lossSum; self.examples = examples; self.tokens = tokens; self.metricSums = metricSums
         self.sequenceLogps = sequenceLogps; self.computeSeconds = computeSeconds

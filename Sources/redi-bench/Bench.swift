@@ -9,15 +9,16 @@ import ArgumentParser
 import BLASKernel
 import Data
 import Dispatch
-#if canImport(Glibc)
-import Glibc
-#endif
 import Evaluation
 import Formats
 import Model
 import Numerics
 import Objectives
 import Training
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -61,8 +62,9 @@ func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -
     var best = Double.infinity
     for _ in 0..<repeats {
         let t0 = now()
-        gemm(opA, opB, m: m, n: n, k: k, a.baseAddress, lda: opA == .n ? k : m, b.baseAddress, ldb: opB == .n ? n : k,
-             c.baseAddress, ldc: n)
+        gemm(
+            opA, opB, m: m, n: n, k: k, a.baseAddress, lda: opA == .n ? k : m, b.baseAddress, ldb: opB == .n ? n : k,
+            c.baseAddress, ldc: n)
         best = min(best, now() - t0)
     }
     return 2 * Double(m * n * k) / best / 1e9
@@ -70,8 +72,9 @@ func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -
 
 @main
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
-                                                    subcommands: [Step.self, Generate.self, TrainBench.self, TransportBench.self], defaultSubcommand: Step.self)
+    static let configuration = CommandConfiguration(
+        commandName: "redi-bench", abstract: "redi-ps throughput benchmarks.",
+        subcommands: [Step.self, Generate.self, TrainBench.self, TransportBench.self], defaultSubcommand: Step.self)
 
     /// The BLAS kernel is chosen and logged before anything runs (see `BLASStartup`).
     static func main() {
@@ -98,20 +101,22 @@ struct Step: ParsableCommand {
         var rng = SeededGenerator(seed: 42)
         // Each record scores every token but the first (BOS), so no work is skipped as "prompt".
         let examples = (0..<records).map { i in
-            Example(sequences: [TokenSequence(tokens: (0..<length).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }, promptLength: 1)],
-                    line: i + 1)
+            Example(
+                sequences: [TokenSequence(tokens: (0..<length).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }, promptLength: 1)],
+                line: i + 1)
         }
         let tokens = records * length
         let computer = GradientComputer(config: c, microBatchTokens: tokens)
         if let lmHeadRows { computer.engine.lmHeadWholeRows = 0; computer.engine.lmHeadBlockRows = lmHeadRows }
         if let activationKeepMib { computer.engine.activationKeepBytes = activationKeepMib << 20 }
         let grads = FloatBuffer(count: model.layout.totalCount)
-        print("redi-bench step: \(config), \(model.layout.totalCount) parameters, \(records) records × \(length) tokens, "
-              + "\(matmulThreads) BLAS threads, \(elementwiseThreads) elementwise threads")
+        print(
+            "redi-bench step: \(config), \(model.layout.totalCount) parameters, \(records) records × \(length) tokens, "
+                + "\(matmulThreads) BLAS threads, \(elementwiseThreads) elementwise threads")
         let shapes: [(String, Op, Op, Int, Int, Int)] = [
             ("mlp fwd  [T,C]x[C,I]", .n, .t, tokens, c.intermediateSize, c.hiddenSize),
             ("mlp dW   [I,T]x[T,C]", .t, .n, c.intermediateSize, c.hiddenSize, tokens),
-            ("head fwd [T,C]x[C,V]", .n, .t, tokens, c.vocabSize, c.hiddenSize),
+            ("head fwd [T,C]x[C,V]", .n, .t, tokens, c.vocabSize, c.hiddenSize)
         ]
         var peak = 0.0
         for (name, a, b, m, n, k) in shapes {
@@ -125,20 +130,25 @@ struct Step: ParsableCommand {
         for i in (repeats == 0 ? 1 : 0)...max(1, repeats) {
             grads.zero()
             let t0 = now()
-            _ = try computer.accumulate(parameters: model.parameters.baseAddress, gradients: grads.baseAddress, examples: examples,
-                                        objective: .sft, normalizer: Objective.sft.normalizer(for: examples))
+            _ = try computer.accumulate(
+                parameters: model.parameters.baseAddress, gradients: grads.baseAddress, examples: examples,
+                objective: .sft, normalizer: Objective.sft.normalizer(for: examples))
             let dt = now() - t0
-            if i > 0 { times.append(dt) }   // the first step allocates the arena
+            if i > 0 { times.append(dt) }  // the first step allocates the arena
             print(String(format: "  step %d: %.3f s%@", i, dt, i == 0 ? " (warm-up, not counted)" : ""))
         }
         let median = times.sorted()[times.count / 2]
         let achieved = flopsPerToken * Double(tokens) / median / 1e9
-        print(String(format: "forward+backward: %.1f tokens/s, %.1f GFLOP/s model FLOPs (6·N·T + attention), MFU %.1f%% of best sgemm %.1f GFLOP/s",
-                     Double(tokens) / median, achieved, 100 * achieved / peak, peak))
+        print(
+            String(
+                format: "forward+backward: %.1f tokens/s, %.1f GFLOP/s model FLOPs (6·N·T + attention), MFU %.1f%% of best sgemm %.1f GFLOP/s",
+                Double(tokens) / median, achieved, 100 * achieved / peak, peak))
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        print(String(format: "peak RSS %.2f GB (activations %@)", Double(usage.ru_maxrss) * 1024 / 1e9,
-                     computer.engine.recomputesActivations(tokens: tokens) ? "recomputed per layer" : "kept"))
+        print(
+            String(
+                format: "peak RSS %.2f GB (activations %@)", Double(usage.ru_maxrss) * 1024 / 1e9,
+                computer.engine.recomputesActivations(tokens: tokens) ? "recomputed per layer" : "kept"))
     }
 }
 
@@ -166,16 +176,18 @@ struct Generate: ParsableCommand {
         // The best of everything measured is the denominator, so a slow moment while measuring
         // one shape cannot push MFU past 100%.
         let atBatch = max(sgemmRate(.n, .t, m: batch, n: 2 * c.intermediateSize, k: c.hiddenSize), sgemmRate(.n, .t, m: batch, n: c.vocabSize, k: c.hiddenSize))
-        let peak = max(atBatch, sgemmRate(.n, .t, m: 256, n: 2 * c.intermediateSize, k: c.hiddenSize),
-                       sgemmRate(.n, .t, m: 512, n: c.hiddenSize, k: c.hiddenSize), sgemmRate(.n, .t, m: 256, n: c.vocabSize, k: c.hiddenSize))
+        let peak = max(
+            atBatch, sgemmRate(.n, .t, m: 256, n: 2 * c.intermediateSize, k: c.hiddenSize),
+            sgemmRate(.n, .t, m: 512, n: c.hiddenSize, k: c.hiddenSize), sgemmRate(.n, .t, m: 256, n: c.vocabSize, k: c.hiddenSize))
         var rng = SeededGenerator(seed: 3)
         let count = prompts ?? max(1, 2 * batch / samples)
         let requests = (0..<count).map { i in
             GenerationRequest(prompt: (0..<promptTokens).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }, samples: samples, seed: UInt64(i))
         }
         let settings = SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens, cache: cache)
-        _ = generate(config: c, parameters: model.parameters.baseAddress, requests: Array(requests.prefix(1)), rows: batch,
-                     settings: SamplingSettings(temperature: 0.6, maxNewTokens: 4), stop: [])
+        _ = generate(
+            config: c, parameters: model.parameters.baseAddress, requests: Array(requests.prefix(1)), rows: batch,
+            settings: SamplingSettings(temperature: 0.6, maxNewTokens: 4), stop: [])
         var steps = 0
         let t0 = now()
         let out = generate(config: c, parameters: model.parameters.baseAddress, requests: requests, rows: batch, settings: settings, stop: []) { _, _, _ in steps += 1 }
@@ -191,15 +203,19 @@ struct Generate: ParsableCommand {
         let streamed = Double(steps) * Double(bytes) / dt / 1e9
         let products = decodeProductsSeconds(model, rows: batch)
         let ceiling = Double(batch) / products
-        print(String(format: "redi-bench generate: %@ fp32 weights, %@ KV cache, %d prompts × %d samples, batch %d, %d new tokens after %d-token prompts: "
-                     + "%.1f tokens/s, %.1f GFLOP/s = MFU %.1f%% of sgemm %.1f GFLOP/s (same run; sgemm itself reaches %.1f GFLOP/s = %.0f%% "
-                     + "with %d rows); %d decode steps, weights streamed at %.1f GB/s (%.0f%% of memcpy %.1f GB/s); %d BLAS threads",
-                     self.model ?? config, kvCache, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
-                     atBatch, 100 * atBatch / peak, batch, steps, streamed, 100 * streamed / bandwidth, bandwidth, matmulThreads))
-        print(String(format: "decode step %.1f ms (%d rows) vs its products alone %.1f ms (same shapes and weights, nothing else) = "
-                     + "a ceiling of %.1f tokens/s, MFU %.1f%%; the step reaches %.0f%% of it",
-                     1000 * dt / Double(steps), batch, 1000 * products, ceiling, 100 * flopsPerToken * ceiling / 1e9 / peak,
-                     100 * Double(produced) / dt / ceiling))
+        print(
+            String(
+                format: "redi-bench generate: %@ fp32 weights, %@ KV cache, %d prompts × %d samples, batch %d, %d new tokens after %d-token prompts: "
+                    + "%.1f tokens/s, %.1f GFLOP/s = MFU %.1f%% of sgemm %.1f GFLOP/s (same run; sgemm itself reaches %.1f GFLOP/s = %.0f%% "
+                    + "with %d rows); %d decode steps, weights streamed at %.1f GB/s (%.0f%% of memcpy %.1f GB/s); %d BLAS threads",
+                self.model ?? config, kvCache, count, samples, batch, produced, promptTokens, Double(produced) / dt, achieved, 100 * achieved / peak, peak,
+                atBatch, 100 * atBatch / peak, batch, steps, streamed, 100 * streamed / bandwidth, bandwidth, matmulThreads))
+        print(
+            String(
+                format: "decode step %.1f ms (%d rows) vs its products alone %.1f ms (same shapes and weights, nothing else) = "
+                    + "a ceiling of %.1f tokens/s, MFU %.1f%%; the step reaches %.0f%% of it",
+                1000 * dt / Double(steps), batch, 1000 * products, ceiling, 100 * flopsPerToken * ceiling / 1e9 / peak,
+                100 * Double(produced) / dt / ceiling))
     }
 }
 
@@ -215,8 +231,10 @@ func decodeProductsSeconds(_ model: BenchModel, rows: Int) -> Double {
     for _ in 0..<5 {
         let t0 = now()
         for o in model.layout.layers {
-            for (weights, k, n) in [(o.q, c.hiddenSize, qDim), (o.k, c.hiddenSize, kvDim), (o.v, c.hiddenSize, kvDim), (o.o, qDim, c.hiddenSize),
-                                    (o.gate, c.hiddenSize, 2 * c.intermediateSize), (o.down, c.intermediateSize, c.hiddenSize)] {
+            for (weights, k, n) in [
+                (o.q, c.hiddenSize, qDim), (o.k, c.hiddenSize, kvDim), (o.v, c.hiddenSize, kvDim), (o.o, qDim, c.hiddenSize),
+                (o.gate, c.hiddenSize, 2 * c.intermediateSize), (o.down, c.intermediateSize, c.hiddenSize)
+            ] {
                 linearForward(y.baseAddress, x.baseAddress, w + weights, nil, rows: rows, inFeatures: k, outFeatures: n)
             }
         }

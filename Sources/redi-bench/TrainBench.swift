@@ -4,8 +4,8 @@
 // tokens/s by this.
 import ArgumentParser
 import Data
-import Foundation
 import Formats
+import Foundation
 import Numerics
 import Objectives
 import Tokenizers
@@ -22,11 +22,14 @@ struct TrainBench: ParsableCommand {
     func run() throws {
         let loaded = try loadModel(model)
         guard let tokenizer = loaded.tokenizer else { throw ValidationError("\(model): no tokenizer") }
-        let examples = try Dataset.load(URL(fileURLWithPath: data), tokenizer: tokenizer, maxLength: loaded.config.maxPositionEmbeddings,
-                                        vocabularySize: loaded.config.vocabSize).examples
+        let examples = try Dataset.load(
+            URL(fileURLWithPath: data), tokenizer: tokenizer, maxLength: loaded.config.maxPositionEmbeddings,
+            vocabularySize: loaded.config.vocabSize
+        ).examples
         guard examples.count >= batchSize * (steps + 1) else { throw ValidationError("\(data) has \(examples.count) records; need \(batchSize * (steps + 1))") }
-        let trainer = LocalTrainer(config: loaded.config, parameters: loaded.parameters,
-                                   settings: StageSettings(objective: .sft, learningRate: 1e-6), totalSteps: steps + 1, microBatchTokens: microBatchTokens)
+        let trainer = LocalTrainer(
+            config: loaded.config, parameters: loaded.parameters,
+            settings: StageSettings(objective: .sft, learningRate: 1e-6), totalSteps: steps + 1, microBatchTokens: microBatchTokens)
         var rates: [Double] = []
         for s in 0...steps {
             let batch = Array(examples[(s * batchSize)..<((s + 1) * batchSize)])
@@ -36,7 +39,9 @@ struct TrainBench: ParsableCommand {
             if s > 0 { rates.append(metrics["num_tokens"]! / (now() - t0)) }
         }
         let median = rates.sorted()[rates.count / 2]
-        print(String(format: "redi-bench train: single process, %d BLAS threads, batch %d: median %.1f tokens/s over %d steps",
-                     matmulThreads, batchSize, median, steps))
+        print(
+            String(
+                format: "redi-bench train: single process, %d BLAS threads, batch %d: median %.1f tokens/s over %d steps",
+                matmulThreads, batchSize, median, steps))
     }
 }

@@ -46,7 +46,8 @@ struct Target {
 
 @main
 struct RediFuzz: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "redi-fuzz",
+    static let configuration = CommandConfiguration(
+        commandName: "redi-fuzz",
         abstract: "Run mutated inputs through redi-ps's decoders; exits nonzero if one traps.")
     @Argument(help: "Decoders: gguf, safetensors, envelope, jsonl, yaml, tokenizer, template, trainer_state, grading (default: all).") var targets: [String] = []
     @Option(help: "Inputs per decoder.") var runs = 100_000
@@ -59,10 +60,13 @@ struct RediFuzz: ParsableCommand {
         var limit = rlimit(rlim_cur: 6 << 30, rlim_max: 6 << 30)
         setrlimit(Int32(RLIMIT_AS.rawValue), &limit)
         let all = allTargets(seedDirectory: URL(fileURLWithPath: seeds))
-        let chosen = targets.isEmpty ? all : try targets.map { name in
-            guard let t = all.first(where: { $0.name == name }) else { throw ValidationError("unknown decoder \(name)") }
-            return t
-        }
+        let chosen =
+            targets.isEmpty
+            ? all
+            : try targets.map { name in
+                guard let t = all.first(where: { $0.name == name }) else { throw ValidationError("unknown decoder \(name)") }
+                return t
+            }
         var total = 0
         for target in chosen {
             installCrashHandler(target: target.name)
@@ -86,8 +90,10 @@ struct RediFuzz: ParsableCommand {
                 }
             }
             let seconds = Date().timeIntervalSince(started)
-            say(String(format: "%@ %9d inputs, %8d decoded, %7d rejected with an error, 0 crashes  (%.0f inputs/s)",
-                         target.name.padding(toLength: 12, withPad: " ", startingAt: 0), runs, accepted, runs - accepted, Double(runs) / seconds))
+            say(
+                String(
+                    format: "%@ %9d inputs, %8d decoded, %7d rejected with an error, 0 crashes  (%.0f inputs/s)",
+                    target.name.padding(toLength: 12, withPad: " ", startingAt: 0), runs, accepted, runs - accepted, Double(runs) / seconds))
             total += runs
         }
         say("fuzz: \(total) inputs through \(chosen.count) decoders, 0 crashes")
@@ -111,9 +117,11 @@ struct SplitMix: RandomNumberGenerator {
 }
 
 /// Values that tend to break size arithmetic.
-let interesting: [UInt64] = [0, 1, 2, 3, 4, 7, 8, 16, 31, 32, 64, 127, 128, 255, 256, 1023, 1024, 4096, 65535, 65536,
-                             0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 32, 1 << 40, 1 << 53, 1 << 62,
-                             0x7FFF_FFFF_FFFF_FFFF, 0x8000_0000_0000_0000, UInt64.max, UInt64.max - 1]
+let interesting: [UInt64] = [
+    0, 1, 2, 3, 4, 7, 8, 16, 31, 32, 64, 127, 128, 255, 256, 1023, 1024, 4096, 65535, 65536,
+    0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF, 1 << 32, 1 << 40, 1 << 53, 1 << 62,
+    0x7FFF_FFFF_FFFF_FFFF, 0x8000_0000_0000_0000, UInt64.max, UInt64.max - 1
+]
 
 func mutate(_ input: inout [UInt8], corpus: [[UInt8]], rng: inout SplitMix) {
     for _ in 0..<(1 + Int(rng.next() % 4)) {
@@ -203,22 +211,28 @@ func allTargets(seedDirectory dir: URL) -> [Target] {
         },
         Target(name: "template", seeds: { try files(dir, ".jinja") }) { bytes in
             guard let template = try? ChatTemplate(String(decoding: bytes, as: UTF8.self)) else { return false }
-            _ = try? template.render(messages: [["role": "system", "content": "be brief"], ["role": "user", "content": "2+2?"],
-                                                ["role": "assistant", "content": "4"]],
-                                     addGenerationPrompt: true, bosToken: "<s>", eosToken: "</s>")
+            _ = try? template.render(
+                messages: [
+                    ["role": "system", "content": "be brief"], ["role": "user", "content": "2+2?"],
+                    ["role": "assistant", "content": "4"]
+                ],
+                addGenerationPrompt: true, bosToken: "<s>", eosToken: "</s>")
             return true
         },
         Target(name: "trainer_state", seeds: { try files(dir, "trainer_state.json") }) { bytes in
             (try? TrainerState(json: Data(bytes), path: "/fuzz/trainer_state.json")) != nil
         },
         // A sample's answer is model output: graded against a reference, and used as one.
-        Target(name: "grading", seeds: {
-            try files(dir, "math_verify_pairs.jsonl").flatMap { $0.split(separator: UInt8(ascii: "\n")).map(Array.init) }
-        }) { bytes in
+        Target(
+            name: "grading",
+            seeds: {
+                try files(dir, "math_verify_pairs.jsonl").flatMap { $0.split(separator: UInt8(ascii: "\n")).map(Array.init) }
+            }
+        ) { bytes in
             let text = String(decoding: bytes, as: UTF8.self)
             let forward = AnswerRule.math.grade(text, reference: "\\frac{1}{2}"), backward = AnswerRule.math.grade("\\boxed{x = 5}", reference: text)
             return forward.extracted != nil || backward.correct
-        },
+        }
     ]
 }
 
@@ -227,21 +241,32 @@ func envelopeSeeds() -> [[UInt8]] {
     let key = Array(repeating: UInt8(7), count: 32)
     let bodies: [Body] = [
         .hello(Hello(role: .worker, endpoint: "tcp://127.0.0.1:6000", threads: 2, dataKey: key)),
-        .welcome(Welcome(index: 1, modelConfigJSON: #"{"hidden_size": 64}"#, chunks: [ChunkRange(chunk: 0, offset: 0, count: 1000)],
-                         chunkOwner: [0], serverEndpoints: ["tcp://a:1"], parameterCount: 1000, heartbeatSeconds: 2, workers: 2,
-                         timeoutSeconds: 30, workerKeys: [key, []])),
+        .welcome(
+            Welcome(
+                index: 1, modelConfigJSON: #"{"hidden_size": 64}"#, chunks: [ChunkRange(chunk: 0, offset: 0, count: 1000)],
+                chunkOwner: [0], serverEndpoints: ["tcp://a:1"], parameterCount: 1000, heartbeatSeconds: 2, workers: 2,
+                timeoutSeconds: 30, workerKeys: [key, []])),
         .error(code: 400, message: "bad"), .heartbeat(step: 3), .shutdown(reason: "done", failed: true),
-        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: .redi(gamma: 0.5), normalizer: 32,
-                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2, 3], promptLength: 1),
-                                                          WireSequence(tokens: [1, 4], promptLength: 1)], reference: (-1, -2), id: 9)],
-                       microBatchTokens: 4096)),
+        .work(
+            WorkUnit(
+                stage: "redi", step: 3, version: 7, objective: .redi(gamma: 0.5), normalizer: 32,
+                examples: [
+                    WireExample(
+                        sequences: [
+                            WireSequence(tokens: [1, 2, 3], promptLength: 1),
+                            WireSequence(tokens: [1, 4], promptLength: 1)
+                        ], reference: (-1, -2), id: 9)
+                ],
+                microBatchTokens: 4096)),
         .pull(version: 4, chunks: [0, 3], optimizerState: true), .pullReply(version: 4, chunks: [1]),
         .push(step: 9, chunks: [2, 5], shard: 1, version: 12), .pushAck(step: 9), .load(chunks: [0, 1], resetOptimizer: true),
         .norm(step: 9, chunks: [0, 2], sums: [1.5, 0.25], shardSums: [0.75, 1]),
         .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5, adamW: AdamWConfig(weightDecay: 0))),
         .updateDone(step: 9, version: 10), .reset(step: 9, shardWorkers: [0, 2, 0], workerKeys: [key, [], key]),
-        .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["a": 1], sequenceLogps: [-1.5],
-                               exampleIDs: [3, 4], version: 8)),
+        .stepReport(
+            StepReport(
+                step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["a": 1], sequenceLogps: [-1.5],
+                exampleIDs: [3, 4], version: 8))
     ]
     return bodies.enumerated().map { Wire.encode(Envelope(runID: "run", sender: "fuzz", seq: UInt64($0.offset), body: $0.element)) }
 }

@@ -5,7 +5,8 @@ import Cluster
 import Foundation
 
 struct KeysCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "keys",
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
         abstract: "Create a run key: every process of a run needs it (--key); it is the run's only credential.",
         discussion: "Copy the file to each host over a private channel (scp); it is written with mode 0600 and refused if others can read it.")
     @Option(help: "Where to write the key file (must not exist).") var out: String
@@ -30,7 +31,8 @@ struct KeyOption: ParsableArguments {
 }
 
 struct CoordinateCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "coordinate",
+    static let configuration = CommandConfiguration(
+        commandName: "coordinate",
         abstract: "Run a recipe: admit servers and workers, train stage 1 then stage 2, checkpoint and evaluate.",
         discussion: "Without --key, the coordinator uses OUTPUT/run.key, creating it when missing; peers then need that file.")
     @Option(help: "Run recipe (YAML).") var recipe: String

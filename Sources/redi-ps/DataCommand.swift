@@ -7,8 +7,9 @@ import ReasoningTask
 import Tokenizers
 
 struct DataCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "data", abstract: "Make training data.",
-                                                    subcommands: [SynthCommand.self, OpenR1Command.self, BenchmarkCommand.self])
+    static let configuration = CommandConfiguration(
+        commandName: "data", abstract: "Make training data.",
+        subcommands: [SynthCommand.self, OpenR1Command.self, BenchmarkCommand.self])
 }
 
 struct SynthCommand: ParsableCommand {
@@ -43,18 +44,23 @@ struct SynthCommand: ParsableCommand {
     }
 
     func run() throws {
-        let stats = try Synthesis.run(SynthesisSettings(problems: problems, tracesPerProblem: tracesPerProblem, testProblems: testProblems,
-                                                        seed: seed, digits: digits, steps: steps, errorRate: errorRate),
-                                      to: URL(fileURLWithPath: out))
-        print(String(format: "wrote %@: %d sft, %d preference, %d test records; teacher accuracy %.3f",
-                     out, stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
+        let stats = try Synthesis.run(
+            SynthesisSettings(
+                problems: problems, tracesPerProblem: tracesPerProblem, testProblems: testProblems,
+                seed: seed, digits: digits, steps: steps, errorRate: errorRate),
+            to: URL(fileURLWithPath: out))
+        print(
+            String(
+                format: "wrote %@: %d sft, %d preference, %d test records; teacher accuracy %.3f",
+                out, stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
     }
 }
 
 struct OpenR1Command: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "openr1",
-        abstract: "Open-R1-Math-shaped rows (problem, generations, per-generation verdicts; parquet or JSONL) into sft.jsonl, pref.jsonl and stats.json, selected as the REDI paper does.",
+        abstract:
+            "Open-R1-Math-shaped rows (problem, generations, per-generation verdicts; parquet or JSONL) into sft.jsonl, pref.jsonl and stats.json, selected as the REDI paper does.",
         discussion: """
             As the paper's reference script: problems with problem_is_valid other than "yes" and \\
             excluded sources are left out; a generation is correct when every verdict column \\
@@ -83,7 +89,10 @@ struct OpenR1Command: ParsableCommand {
     var pairsPerProblem = 1
     @Option(help: "Correct generations per problem in the SFT file (default: all).")
     var positivesPerProblem: Int?
-    @Option(help: "Comma-separated verdict columns (lists of booleans, one per generation; dotted names reach into mappings). Default: OpenR1-Math-Raw's or -220k's, whichever the rows have.")
+    @Option(
+        help:
+            "Comma-separated verdict columns (lists of booleans, one per generation; dotted names reach into mappings). Default: OpenR1-Math-Raw's or -220k's, whichever the rows have."
+    )
     var verdicts = ""
     @Option(help: "Text appended to each problem in the user's message (the paper: none).")
     var instruction = OpenR1.Settings().instruction
@@ -120,23 +129,25 @@ struct OpenR1Command: ParsableCommand {
         var counts = OpenR1.Counts(), bad: [String] = [], lastReport = Date()
         let started = Date()
         for input in inputs {
-          try RowReader.read(input, limit: limit.map { $0 - counts.rows }) { line, number in
-            guard let row = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
-                bad.append("\(input): row \(number): not a JSON object"); counts.rows += 1; return
+            try RowReader.read(input, limit: limit.map { $0 - counts.rows }) { line, number in
+                guard let row = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
+                    bad.append("\(input): row \(number): not a JSON object"); counts.rows += 1; return
+                }
+                let picked = try OpenR1.select(row, settings: settings, tokens: count(max(maxPromptTokens, maxResponseTokens))) {
+                    try ChatRendering.renderPrompt($0, tokenizer: tokenizer)
+                }
+                for r in picked.sft { sft.write(try jsonLine(r)) }
+                for r in picked.preference { pref.write(try jsonLine(r)) }
+                counts.add(picked.counts)
+                if Date().timeIntervalSince(lastReport) >= 2 {
+                    lastReport = Date()
+                    printError(
+                        String(
+                            format: "openr1: %d rows, %d sft records, %d pairs (%.0f rows/s)", counts.rows, counts.sftRecords, counts.pairs,
+                            Double(counts.rows) / Date().timeIntervalSince(started)))
+                }
             }
-            let picked = try OpenR1.select(row, settings: settings, tokens: count(max(maxPromptTokens, maxResponseTokens))) {
-                try ChatRendering.renderPrompt($0, tokenizer: tokenizer)
-            }
-            for r in picked.sft { sft.write(try jsonLine(r)) }
-            for r in picked.preference { pref.write(try jsonLine(r)) }
-            counts.add(picked.counts)
-            if Date().timeIntervalSince(lastReport) >= 2 {
-                lastReport = Date()
-                printError(String(format: "openr1: %d rows, %d sft records, %d pairs (%.0f rows/s)", counts.rows, counts.sftRecords, counts.pairs,
-                                  Double(counts.rows) / Date().timeIntervalSince(started)))
-            }
-          }
-          if let limit, counts.rows >= limit { break }
+            if let limit, counts.rows >= limit { break }
         }
         guard bad.count * 10 <= max(1, counts.rows) else {
             throw CLIError("\(bad.count) of \(counts.rows) rows are not JSON objects; is this Open-R1-shaped data?\n" + bad.prefix(5).joined(separator: "\n"))
@@ -149,7 +160,8 @@ struct OpenR1Command: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(counts).write(to: outDir.appendingPathComponent("stats.json"))
-        print("""
+        print(
+            """
             wrote \(out): \(counts.sftRecords) sft records, \(counts.pairs) preference pairs from \(counts.rows) rows
               problems: \(counts.problemsUsed) used; dropped \(counts.invalidProblem) invalid, \(counts.excludedSource) excluded source, \(counts.promptTooLong) prompt over \(maxPromptTokens) tokens, \(counts.verdictsMissing) verdicts missing, \(counts.noProblem) without problem/generations; \(counts.problemsWithoutPair) without both a correct and an incorrect generation
               generations: \(counts.generations), \(counts.positives) correct, \(counts.negatives) incorrect; over \(maxResponseTokens) tokens: \(counts.sftTooLong) sft traces and \(counts.pairsTooLong) pairs dropped
@@ -161,7 +173,9 @@ struct OpenR1Command: ParsableCommand {
 struct BenchmarkCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "benchmark",
-        abstract: "A benchmark's rows (problem and answer columns, as MATH-500, AIME24, AMC23 publish them; parquet or JSONL) into a test file for eval: {\"prompt\": [user message], \"answer\": …}.")
+        abstract:
+            "A benchmark's rows (problem and answer columns, as MATH-500, AIME24, AMC23 publish them; parquet or JSONL) into a test file for eval: {\"prompt\": [user message], \"answer\": …}."
+    )
 
     @Argument(help: "Benchmark .parquet or .jsonl file.")
     var input: String
@@ -184,9 +198,13 @@ struct BenchmarkCommand: ParsableCommand {
             guard let row = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else { bad.append("row \(number): not a JSON object"); return }
             guard let problem = row[problemColumn] as? String, !problem.isEmpty else { bad.append("row \(number): no text in \"\(problemColumn)\""); return }
             let answer: String
-            if let text = row[answerColumn] as? String, !text.isEmpty { answer = text }
-            else if let number = row[answerColumn] as? NSNumber { answer = number.stringValue }
-            else { bad.append("row \(number): no answer in \"\(answerColumn)\""); return }
+            if let text = row[answerColumn] as? String, !text.isEmpty {
+                answer = text
+            } else if let number = row[answerColumn] as? NSNumber {
+                answer = number.stringValue
+            } else {
+                bad.append("row \(number): no answer in \"\(answerColumn)\""); return
+            }
             let content = instruction.isEmpty ? problem : problem + "\n" + instruction
             writer.write(try jsonLine(["prompt": [["role": "user", "content": content]], "answer": answer]))
             written += 1

@@ -10,7 +10,8 @@ import Numerics
 import Transport
 
 struct DoctorCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "doctor",
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Print the machine report: CPU, BLAS kernel and why, sgemm at the model's shapes, memcpy and ZeroMQ loopback bandwidth.")
     @Option(help: "Model whose shapes to measure: a preset (\(LlamaConfig.presetNames.joined(separator: ", "))).") var config = "smollm2-135m"
     @Option(help: "Or a checkpoint directory or .gguf file whose config to use.") var model: String?
@@ -34,8 +35,9 @@ struct DoctorCommand: ParsableCommand {
         }
         let choice = BLASStartup.choice
         let cpu = choice.cpu
-        print("CPU: \(cpu.modelName.isEmpty ? "(no model name)" : cpu.modelName); vendor \(cpu.vendor), family \(cpu.family), model \(cpu.model); "
-              + "\(cpu.processors) processors, \(elementwiseThreads) online; \(Int(cpu.megahertz)) MHz reported")
+        print(
+            "CPU: \(cpu.modelName.isEmpty ? "(no model name)" : cpu.modelName); vendor \(cpu.vendor), family \(cpu.family), model \(cpu.model); "
+                + "\(cpu.processors) processors, \(elementwiseThreads) online; \(Int(cpu.megahertz)) MHz reported")
         print("  vector class \(cpu.vectorLevel); kernel-relevant features: \(cpu.kernelFeatures)")
         print("OpenBLAS: \(OpenBLASRuntime.config)")
         print("  library \(OpenBLASRuntime.libraryPath); \(OpenBLASRuntime.canSwitchKernels ? "can switch kernels at run time" : "cannot switch kernels (not DYNAMIC_ARCH)")")
@@ -56,9 +58,11 @@ struct DoctorCommand: ParsableCommand {
         let c = modelConfig.hiddenSize, i = modelConfig.intermediateSize
         let q = modelConfig.numAttentionHeads * modelConfig.headDim, kv = modelConfig.numKeyValueHeads * modelConfig.headDim
         for (label, rows) in [("training, \(tokens) tokens", tokens), ("decoding, \(batch) rows", batch)] {
-            let shapes = [("q", MatmulShape(m: rows, n: q, k: c)), ("k, v", MatmulShape(m: rows, n: kv, k: c)),
-                          ("o", MatmulShape(m: rows, n: c, k: q)), ("gate+up", MatmulShape(m: rows, n: 2 * i, k: c)),
-                          ("down", MatmulShape(m: rows, n: c, k: i)), ("lm head", MatmulShape(m: rows, n: modelConfig.vocabSize, k: c))]
+            let shapes = [
+                ("q", MatmulShape(m: rows, n: q, k: c)), ("k, v", MatmulShape(m: rows, n: kv, k: c)),
+                ("o", MatmulShape(m: rows, n: c, k: q)), ("gate+up", MatmulShape(m: rows, n: 2 * i, k: c)),
+                ("down", MatmulShape(m: rows, n: c, k: i)), ("lm head", MatmulShape(m: rows, n: modelConfig.vocabSize, k: c))
+            ]
             var flops = 0.0, seconds = 0.0, parts: [String] = []
             for (name, shape) in shapes {
                 let rate = BLASStartup.sgemmRate(shape)
@@ -69,8 +73,10 @@ struct DoctorCommand: ParsableCommand {
             print("sgemm at the model's shapes, \(label): \(Int(flops / seconds / 1e9)) GFLOP/s overall (\(parts.joined(separator: ", ")))")
         }
         let count = 64 << 20
-        print(String(format: "memcpy: %.1f GB/s read + written (256 MiB copies)",
-                     copyBandwidth(FloatBuffer(count: count), from: FloatBuffer(count: count), count: count, repeats: 3)))
+        print(
+            String(
+                format: "memcpy: %.1f GB/s read + written (256 MiB copies)",
+                copyBandwidth(FloatBuffer(count: count), from: FloatBuffer(count: count), count: count, repeats: 3)))
         if !quick {
             let raw = try LoopbackThroughput.raw(mib: 4, messages: 50)
             let plain = try LoopbackThroughput.messages(mib: 4, messages: 50, curve: false)

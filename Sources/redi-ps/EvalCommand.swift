@@ -20,7 +20,10 @@ struct EvalCommand: ParsableCommand {
     var data: String
     @Option(help: "Samples per problem (k).")
     var samples = 4
-    @Option(help: "How answers are found and judged: marker (\"Answer: N\"), boxed (\\boxed{…}) and gsm8k (\"#### N\") compare text; math judges the last \\boxed{…} for mathematical equivalence (agrees with Math-Verify).")
+    @Option(
+        help:
+            "How answers are found and judged: marker (\"Answer: N\"), boxed (\\boxed{…}) and gsm8k (\"#### N\") compare text; math judges the last \\boxed{…} for mathematical equivalence (agrees with Math-Verify)."
+    )
     var answerRule: AnswerRule = .marker
     @Option(help: "Evaluate only the first N problems.")
     var limit: Int?
@@ -56,17 +59,23 @@ struct EvalCommand: ParsableCommand {
         var lastReport = Date.distantPast
         // Problem i's samples are seeded by seed + i, as a run's evaluation on the workers is.
         let seeds = problems.indices.map { sampling.seed &+ UInt64($0) }
-        let results = scoreProblems(problems, seeds: seeds, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: tokenizer,
-                                    samples: samples, rows: batch, settings: sampling.settings, rule: answerRule, stop: stop) { done, all, tokens in
+        let results = scoreProblems(
+            problems, seeds: seeds, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: tokenizer,
+            samples: samples, rows: batch, settings: sampling.settings, rule: answerRule, stop: stop
+        ) { done, all, tokens in
             guard Date().timeIntervalSince(lastReport) >= 2 || done == all else { return }
             lastReport = Date()
             let elapsed = Date().timeIntervalSince(started)
-            printError(String(format: "eval: %d/%d samples, %.0f tokens/s, ETA %.0f s", done, all, Double(tokens) / elapsed,
-                              done > 0 ? elapsed / Double(done) * Double(all - done) : 0))
+            printError(
+                String(
+                    format: "eval: %d/%d samples, %.0f tokens/s, ETA %.0f s", done, all, Double(tokens) / elapsed,
+                    done > 0 ? elapsed / Double(done) * Double(all - done) : 0))
         }
         for (p, result) in zip(problems, results) { writer?.write(try jsonLine(result.record(of: p))) }
-        var report: [String: Any] = ["problems": problems.count, "samples": samples, "temperature": sampling.temperature, "top_p": sampling.topP,
-                                     "max_new_tokens": sampling.maxNewTokens, "response_prefix": responsePrefix]
+        var report: [String: Any] = [
+            "problems": problems.count, "samples": samples, "temperature": sampling.temperature, "top_p": sampling.topP,
+            "max_new_tokens": sampling.maxNewTokens, "response_prefix": responsePrefix
+        ]
         for (name, value) in EvaluationSummary(results, samples: samples).values { report[name] = value }
         report["answer_rule"] = answerRule.rawValue
         return report

@@ -70,13 +70,13 @@ struct GenerateCommand: ParsableCommand {
             try (try jsonLine(["prompt_ids": input, "logits": g.prefill(row: 0, prompt: input)]) + "\n").write(toFile: logitsOut, atomically: true, encoding: .utf8)
         }
         let started = Date()
-        let outputs = generate(config: loaded.config, parameters: loaded.parameters.baseAddress, prompt: input,
-                               samples: samples, settings: sampling.settings, stop: stopTokens(tokenizer))
+        let outputs = generate(
+            config: loaded.config, parameters: loaded.parameters.baseAddress, prompt: input,
+            samples: samples, settings: sampling.settings, stop: stopTokens(tokenizer))
         let seconds = Date().timeIntervalSince(started)
         let stop = stopTokens(tokenizer)
         for o in outputs {
-            if ids { print(try jsonLine(["prompt_ids": input, "ids": o])) }
-            else { print(tokenizer.decode(o.filter { !stop.contains($0) })) }
+            if ids { print(try jsonLine(["prompt_ids": input, "ids": o])) } else { print(tokenizer.decode(o.filter { !stop.contains($0) })) }
         }
         let total = outputs.reduce(0) { $0 + $1.count }
         printError(String(format: "%d tokens in %.2f s (%.1f tokens/s, prompt %d tokens)", total, seconds, Double(total) / seconds, input.count))
@@ -84,7 +84,8 @@ struct GenerateCommand: ParsableCommand {
 }
 
 struct RenderCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "render",
+    static let configuration = CommandConfiguration(
+        commandName: "render",
         abstract: "Print the text a chat record becomes with the model's chat template.")
 
     @Option(help: "Checkpoint directory or .gguf file whose chat template to use.")
@@ -106,8 +107,9 @@ struct RenderCommand: ParsableCommand {
         }
         if let template {
             guard let source = try? String(contentsOfFile: template, encoding: .utf8) else { throw CLIError("cannot read \(template)") }
-            print(try ChatTemplate(source).render(messages: list, addGenerationPrompt: addGenerationPrompt, bosToken: nil, eosToken: nil),
-                  terminator: "")
+            print(
+                try ChatTemplate(source).render(messages: list, addGenerationPrompt: addGenerationPrompt, bosToken: nil, eosToken: nil),
+                terminator: "")
             return
         }
         let tokenizer = try requireTokenizer(model!)

@@ -45,9 +45,10 @@ struct ObjectiveOptions: ParsableArguments {
     var value: Objective {
         get throws {
             do {
-                return try Objective.named(objective.rawValue, chosenWeight: objective == .redi ? chosenWeight : nil,
-                                           alpha: objective == .redi ? alpha : nil, beta: beta, gamma: gamma,
-                                           weightGradient: negativeWeightGradient, lossType: lossType)
+                return try Objective.named(
+                    objective.rawValue, chosenWeight: objective == .redi ? chosenWeight : nil,
+                    alpha: objective == .redi ? alpha : nil, beta: beta, gamma: gamma,
+                    weightGradient: negativeWeightGradient, lossType: lossType)
             } catch let e as ObjectiveError { throw ValidationError(e.description) }
         }
     }
@@ -76,9 +77,10 @@ struct GradCommand: ParsableCommand {
         let gradients = FloatBuffer(count: model.layout.totalCount)
         let result: ObjectiveResult
         do {
-            result = try computer.accumulate(parameters: model.parameters.baseAddress, gradients: gradients.baseAddress,
-                                             examples: examples, objective: objective,
-                                             normalizer: objective.normalizer(for: examples))
+            result = try computer.accumulate(
+                parameters: model.parameters.baseAddress, gradients: gradients.baseAddress,
+                examples: examples, objective: objective,
+                normalizer: objective.normalizer(for: examples))
         } catch let error as ObjectiveError {
             throw CLIError("\(data): \(error.description)")
         }

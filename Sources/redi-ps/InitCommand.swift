@@ -30,8 +30,10 @@ struct InitCommand: ParsableCommand {
     func run() throws {
         let tokenizer = ByteTokenizer()
         var modelConfig: LlamaConfig
-        if let preset = try LlamaConfig.preset(config, vocabSize: tokenizer.vocabularySize, bos: Int(ByteTokenizer.bos),
-                                               eos: Int(ByteTokenizer.eos), pad: Int(ByteTokenizer.pad)) {
+        if let preset = try LlamaConfig.preset(
+            config, vocabSize: tokenizer.vocabularySize, bos: Int(ByteTokenizer.bos),
+            eos: Int(ByteTokenizer.eos), pad: Int(ByteTokenizer.pad))
+        {
             modelConfig = preset
         } else if config.hasSuffix(".json") || FileManager.default.fileExists(atPath: config) {
             modelConfig = try LlamaConfig.load(from: URL(fileURLWithPath: config))
@@ -49,8 +51,9 @@ struct InitCommand: ParsableCommand {
         let parameters = FloatBuffer(count: layout.totalCount)
         initializeParameters(parameters, layout: layout, seed: seed)
         guard let shardBytes = parseByteSize(maxShardSize) else { throw ValidationError("--max-shard-size \(maxShardSize): expected bytes, or a number with KB, MB or GB") }
-        try Checkpoint.write(to: outURL, config: modelConfig, parameters: parameters.baseAddress,
-                             tokenizer: usable ? tokenizer : nil, maxShardBytes: shardBytes)
+        try Checkpoint.write(
+            to: outURL, config: modelConfig, parameters: parameters.baseAddress,
+            tokenizer: usable ? tokenizer : nil, maxShardBytes: shardBytes)
         print("wrote \(out): \(modelConfig.modelType), \(layout.totalCount) parameters, seed \(seed)")
     }
 }

@@ -36,7 +36,8 @@ struct PlanCommand: ParsableCommand {
         } else {
             let name = self.config ?? r.model.initialize!
             let tokenizer = try r.model.tokenizer.flatMap { try loadTokenizer($0) } ?? ByteTokenizer()
-            config = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: nil, eos: nil, pad: nil)
+            config =
+                try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: nil, eos: nil, pad: nil)
                 ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
         }
         config = r.model.applyingOverrides(to: config)

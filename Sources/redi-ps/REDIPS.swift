@@ -10,9 +10,11 @@ struct REDIPS: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "redi-ps",
         abstract: "Reinforcement Distillation (REDI) post-training on CPU machines.",
-        subcommands: [InitCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
-                      LogprobsCommand.self, GradCommand.self, GenerateCommand.self, RenderCommand.self,
-                      DataCommand.self, EvalCommand.self, KeysCommand.self, CoordinateCommand.self, ServeCommand.self, PlanCommand.self, DoctorCommand.self])
+        subcommands: [
+            InitCommand.self, ConvertCommand.self, TokenizeCommand.self, DetokenizeCommand.self,
+            LogprobsCommand.self, GradCommand.self, GenerateCommand.self, RenderCommand.self,
+            DataCommand.self, EvalCommand.self, KeysCommand.self, CoordinateCommand.self, ServeCommand.self, PlanCommand.self, DoctorCommand.self
+        ])
 
     /// The BLAS kernel is chosen and logged before anything runs (see `BLASStartup`).
     static func main() {

@@ -31,11 +31,13 @@ func requireTokenizer(_ path: String) throws -> any Tokenizer {
 }
 
 func loadExamples(_ path: String, model: LoadedModel, tokenizer: any Tokenizer, options: DataOptions) throws -> [Example] {
-    let (examples, report) = try Dataset.load(URL(fileURLWithPath: path), tokenizer: tokenizer,
-                                              maxLength: model.config.maxPositionEmbeddings, vocabularySize: model.config.vocabSize,
-                                              limits: LengthLimits(maxPromptLength: options.maxPromptLength, maxLength: options.maxLength,
-                                                                   promptTruncation: options.truncationMode),
-                                              skipInvalid: options.skipInvalid)
+    let (examples, report) = try Dataset.load(
+        URL(fileURLWithPath: path), tokenizer: tokenizer,
+        maxLength: model.config.maxPositionEmbeddings, vocabularySize: model.config.vocabSize,
+        limits: LengthLimits(
+            maxPromptLength: options.maxPromptLength, maxLength: options.maxLength,
+            promptTruncation: options.truncationMode),
+        skipInvalid: options.skipInvalid)
     if report.truncatedPrompts + report.truncatedCompletions + report.dropped + report.skipped > 0 {
         printError("\(path): \(report)")
     }

@@ -8,8 +8,9 @@ import Numerics
 
 @main
 struct RediWorker: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "redi-worker", abstract: "A redi-ps worker.",
-                                                    subcommands: [Join.self])
+    static let configuration = CommandConfiguration(
+        commandName: "redi-worker", abstract: "A redi-ps worker.",
+        subcommands: [Join.self])
 
     /// The BLAS kernel is chosen and logged before anything runs (see `BLASStartup`).
     static func main() {
@@ -27,8 +28,10 @@ struct RediWorker: ParsableCommand {
         var failAtStep: Int?
         @Option(help: ArgumentHelp("Fault injection: seconds of extra work per work unit.", visibility: .hidden))
         var delaySteps: Double = 0
-        @Option(help: ArgumentHelp("Fault injection: multiply the gradients this worker pushes by this (a dishonest worker within the norm bound).",
-                                   visibility: .hidden))
+        @Option(
+            help: ArgumentHelp(
+                "Fault injection: multiply the gradients this worker pushes by this (a dishonest worker within the norm bound).",
+                visibility: .hidden))
         var corruptGradients: Float?
 
         func validate() throws {
@@ -43,8 +46,10 @@ struct RediWorker: ParsableCommand {
                 guard let path = key ?? ProcessInfo.processInfo.environment["REDI_PS_KEY"] else {
                     throw ClusterError("no run key: pass --key FILE (made by `redi-ps keys --out FILE`) or set REDI_PS_KEY")
                 }
-                try WorkerRole(coordinator: coordinator, key: try RunKey.load(path), timeout: timeout, failAtStep: failAtStep, delay: delaySteps,
-                               corruptGradients: corruptGradients).run()
+                try WorkerRole(
+                    coordinator: coordinator, key: try RunKey.load(path), timeout: timeout, failAtStep: failAtStep, delay: delaySteps,
+                    corruptGradients: corruptGradients
+                ).run()
             } catch let e as ClusterError {
                 FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
                 throw ExitCode.failure

@@ -6,16 +6,17 @@ import XCTest
 enum RecordedCPUs {
     static let base = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx lm"
     static func x86(_ vendor: String, _ name: String, family: Int, model: Int, _ flags: String, mhz: Double = 2600) -> CPUFeatures {
-        CPUFeatures(cpuinfo: """
-            processor\t: 0
-            vendor_id\t: \(vendor)
-            cpu family\t: \(family)
-            model\t\t: \(model)
-            model name\t: \(name)
-            cpu MHz\t\t: \(mhz)
-            flags\t\t: \(base) \(flags)
-            processor\t: 1
-            """, architecture: .x86_64)
+        CPUFeatures(
+            cpuinfo: """
+                processor\t: 0
+                vendor_id\t: \(vendor)
+                cpu family\t: \(family)
+                model\t\t: \(model)
+                model name\t: \(name)
+                cpu MHz\t\t: \(mhz)
+                flags\t\t: \(base) \(flags)
+                processor\t: 1
+                """, architecture: .x86_64)
     }
     static let sandyBridge = " pni pclmulqdq ssse3 cx16 pcid sse4_1 sse4_2 x2apic popcnt aes xsave avx lahf_lm"
     static let haswell = sandyBridge + " fma movbe f16c rdrand abm fsgsbase bmi1 avx2 smep bmi2 erms invpcid"
@@ -25,8 +26,9 @@ enum RecordedCPUs {
     static let zen4 = zen3 + avx512 + " avx512ifma avx512_bf16 avx512vbmi avx512_vbmi2 gfni avx512_vnni avx512_bitalg avx512_vpopcntdq"
 
     /// A cloud VM's Xeon with AVX-512 and AVX512_BF16 whose model name is masked (the issue's machine).
-    static let maskedXeon = x86("GenuineIntel", "Intel(R) Xeon(R) Processor", family: 6, model: 143,
-                                skylake + avx512 + " clwb avx512ifma sha_ni avx_vnni avx512_bf16 avx512vbmi amx_bf16 amx_tile amx_int8")
+    static let maskedXeon = x86(
+        "GenuineIntel", "Intel(R) Xeon(R) Processor", family: 6, model: 143,
+        skylake + avx512 + " clwb avx512ifma sha_ni avx_vnni avx512_bf16 avx512vbmi amx_bf16 amx_tile amx_int8")
     static let epyc7763 = x86("AuthenticAMD", "AMD EPYC 7763 64-Core Processor", family: 25, model: 1, zen3)
     static let epyc9654 = x86("AuthenticAMD", "AMD EPYC 9654 96-Core Processor", family: 25, model: 17, zen4)
     /// Zen 5 in a VM that masks the name (family 26, which OpenBLAS 0.3.21 predates).
@@ -36,22 +38,26 @@ enum RecordedCPUs {
     static let haswellServer = x86("GenuineIntel", "Intel(R) Xeon(R) CPU E5-2680 v3 @ 2.50GHz", family: 6, model: 63, haswell)
     static let sandyBridgeServer = x86("GenuineIntel", "Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz", family: 6, model: 45, sandyBridge)
     /// Xeon Phi: AVX-512 F and CD without BW/VL, so not the class SkylakeX kernels need.
-    static let knightsLanding = x86("GenuineIntel", "Intel(R) Xeon Phi(TM) CPU 7250 @ 1.40GHz", family: 6, model: 87,
-                                    haswell + " avx512f avx512pf avx512er avx512cd")
-    static let westmere = x86("GenuineIntel", "Intel(R) Xeon(R) CPU X5670 @ 2.93GHz", family: 6, model: 44,
-                              " pni pclmulqdq ssse3 cx16 sse4_1 sse4_2 popcnt aes lahf_lm")
-    static let graviton2 = CPUFeatures(cpuinfo: """
-        processor\t: 0
-        Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
-        CPU implementer\t: 0x41
-        CPU part\t: 0xd0c
-        """, architecture: .aarch64)
-    static let graviton3 = CPUFeatures(cpuinfo: """
-        processor\t: 0
-        Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs paca pacg dcpodp svei8mm svebf16 i8mm bf16 dgh rng
-        CPU implementer\t: 0x41
-        CPU part\t: 0xd40
-        """, architecture: .aarch64)
+    static let knightsLanding = x86(
+        "GenuineIntel", "Intel(R) Xeon Phi(TM) CPU 7250 @ 1.40GHz", family: 6, model: 87,
+        haswell + " avx512f avx512pf avx512er avx512cd")
+    static let westmere = x86(
+        "GenuineIntel", "Intel(R) Xeon(R) CPU X5670 @ 2.93GHz", family: 6, model: 44,
+        " pni pclmulqdq ssse3 cx16 sse4_1 sse4_2 popcnt aes lahf_lm")
+    static let graviton2 = CPUFeatures(
+        cpuinfo: """
+            processor\t: 0
+            Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+            CPU implementer\t: 0x41
+            CPU part\t: 0xd0c
+            """, architecture: .aarch64)
+    static let graviton3 = CPUFeatures(
+        cpuinfo: """
+            processor\t: 0
+            Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs paca pacg dcpodp svei8mm svebf16 i8mm bf16 dgh rng
+            CPU implementer\t: 0x41
+            CPU part\t: 0xd40
+            """, architecture: .aarch64)
 }
 
 final class KernelCandidatesTests: XCTestCase {

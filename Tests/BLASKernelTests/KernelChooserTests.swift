@@ -40,8 +40,9 @@ final class KernelChooserTests: XCTestCase {
     }
 
     func testAHangingSelfTestTimesOutAndFallsBack() {
-        let choice = KernelChooser.choose(cpu: cpu, environment: [:], cacheDirectory: nil, faults: [candidates[0]: .hang],
-                                          apply: false, probeTimeout: 1)
+        let choice = KernelChooser.choose(
+            cpu: cpu, environment: [:], cacheDirectory: nil, faults: [candidates[0]: .hang],
+            apply: false, probeTimeout: 1)
         XCTAssertEqual(choice.verdicts.first?.verdict, .timedOut)
         XCTAssertEqual(choice.running, candidates[1].name.lowercased())
     }

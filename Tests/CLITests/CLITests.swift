@@ -18,8 +18,10 @@ class CLITestCase: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     @discardableResult
-    func run(_ executable: String, _ arguments: [String], expect status: Int32 = 0,
-             file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String, status: Int32) {
+    func run(
+        _ executable: String, _ arguments: [String], expect status: Int32 = 0,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws -> (out: String, err: String, status: Int32) {
         let out = dir.appendingPathComponent("stdout-\(UUID().uuidString)"), err = dir.appendingPathComponent("stderr-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
         let p = try ChildProcess(executable, arguments, in: dir, output: out, errors: err)
@@ -63,9 +65,14 @@ final class CLITests: CLITestCase {
     /// Chat templates (SmolLM2's and Qwen2's, committed) rendered by Jinja2 as transformers
     /// configures it and by `redi-ps render --template`: no model download.
     func testChatTemplatesRenderAsJinja2Does() throws {
-        print(try reference("check_chat_template.py", [Self.binary.path,
-                                                       Self.references.appendingPathComponent("smollm2_chat_template.jinja").path,
-                                                       Self.references.appendingPathComponent("qwen2_chat_template.jinja").path]))
+        print(
+            try reference(
+                "check_chat_template.py",
+                [
+                    Self.binary.path,
+                    Self.references.appendingPathComponent("smollm2_chat_template.jinja").path,
+                    Self.references.appendingPathComponent("qwen2_chat_template.jinja").path
+                ]))
     }
 
     /// Byte-level BPE with each pre-tokenizer against Hugging Face's `tokenizers`, on
@@ -81,7 +88,8 @@ final class CLITests: CLITestCase {
         try writeData()
         try redi("init", "--config", "tiny", "--seed", "3", "--out", "llama")
         // A Qwen2-style config (q/k/v biases, untied head) initialised from a config.json.
-        try #"{"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "vocab_size": 300, "max_position_embeddings": 128, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "bos_token_id": 259, "eos_token_id": 1}"#
+        try
+            #"{"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1, "vocab_size": 300, "max_position_embeddings": 128, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "bos_token_id": 259, "eos_token_id": 1}"#
             .write(to: dir.appendingPathComponent("qwen.json"), atomically: true, encoding: .utf8)
         try redi("init", "--config", "qwen.json", "--seed", "4", "--out", "qwen")
         for model in ["llama", "qwen"] {
@@ -99,16 +107,24 @@ final class CLITests: CLITestCase {
         try redi("init", "--config", "tiny", "--seed", "5", "--out", "m")
         try redi("logprobs", "--model", "m", "--data", "sft.jsonl", "--ids", "--out", "lp.jsonl")
         try redi("grad", "--model", "m", "--data", "sft.jsonl", "--objective", "sft", "--out", "g.safetensors")
-        let check = try run(python, [Self.references.appendingPathComponent("check_transformers.py").path,
-                                     "m", "sft.jsonl", "lp.jsonl", "g.safetensors"], expect: -1)
+        let check = try run(
+            python,
+            [
+                Self.references.appendingPathComponent("check_transformers.py").path,
+                "m", "sft.jsonl", "lp.jsonl", "g.safetensors"
+            ], expect: -1)
         if check.status == 77 { throw XCTSkip("transformers/torch not installed for \(python) (set REDI_PS_PYTHON): \(check.out)") }
         XCTAssertEqual(check.status, 0, check.out + check.err)
         print(check.out)
         // The same weights sharded as save_pretrained shards them: transformers opens them alike.
         try redi("init", "--config", "tiny", "--seed", "5", "--out", "ms", "--max-shard-size", "100KB")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ms/model.safetensors.index.json").path))
-        let sharded = try run(python, [Self.references.appendingPathComponent("check_transformers.py").path,
-                                       "ms", "sft.jsonl", "lp.jsonl", "g.safetensors"], expect: -1)
+        let sharded = try run(
+            python,
+            [
+                Self.references.appendingPathComponent("check_transformers.py").path,
+                "ms", "sft.jsonl", "lp.jsonl", "g.safetensors"
+            ], expect: -1)
         XCTAssertEqual(sharded.status, 0, sharded.out + sharded.err)
         print("sharded: " + sharded.out)
     }
@@ -116,10 +132,16 @@ final class CLITests: CLITestCase {
     func testGradPrintsMetricsForEveryObjectiveAndWritesEveryTensor() throws {
         try writeData()
         try redi("init", "--config", "tiny", "--out", "m")
-        for (objective, data, extra) in [("sft", "sft", [String]()), ("redi", "pref", []), ("redi", "pref", ["--alpha", "1", "--gamma", "0.5"]),
-                                         ("dpo", "pref", ["--beta", "0.2"]), ("simpo", "pref", [])] {
-            let r = try run(Self.binary.path, ["grad", "--model", "m", "--data", "\(data).jsonl", "--objective", objective,
-                                               "--out", "g.safetensors"] + extra)
+        for (objective, data, extra) in [
+            ("sft", "sft", [String]()), ("redi", "pref", []), ("redi", "pref", ["--alpha", "1", "--gamma", "0.5"]),
+            ("dpo", "pref", ["--beta", "0.2"]), ("simpo", "pref", [])
+        ] {
+            let r = try run(
+                Self.binary.path,
+                [
+                    "grad", "--model", "m", "--data", "\(data).jsonl", "--objective", objective,
+                    "--out", "g.safetensors"
+                ] + extra)
             let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
             XCTAssertEqual(json["objective"] as? String, objective)
             for key in ["loss", "grad_norm", "num_tokens"] + (data == "pref" ? ["logps/chosen", "logps/rejected", "rewards/margins", "rewards/accuracies"] : []) {
@@ -136,10 +158,12 @@ final class CLITests: CLITestCase {
         try redi("init", "--config", "tiny", "--out", "m")
         XCTAssertTrue(try redi("init", "--config", "tiny", "--out", "m", expect: 1).err.contains("--force"))
         XCTAssertTrue(try redi("init", "--config", "enormous", "--out", "x", expect: 64).err.contains("neither a preset"))
-        XCTAssertTrue(try redi("grad", "--model", "m", "--data", "sft.jsonl", "--objective", "redi", "--out", "g.safetensors", expect: 1)
-            .err.contains("needs preference records"))
-        XCTAssertTrue(try redi("grad", "--model", "m", "--data", "pref.jsonl", "--objective", "sft", "--gamma", "1", "--out", "g", expect: 64)
-            .err.contains("--gamma applies"))
+        XCTAssertTrue(
+            try redi("grad", "--model", "m", "--data", "sft.jsonl", "--objective", "redi", "--out", "g.safetensors", expect: 1)
+                .err.contains("needs preference records"))
+        XCTAssertTrue(
+            try redi("grad", "--model", "m", "--data", "pref.jsonl", "--objective", "sft", "--gamma", "1", "--out", "g", expect: 64)
+                .err.contains("--gamma applies"))
         XCTAssertTrue(try redi("logprobs", "--model", "nowhere", "--data", "sft.jsonl", expect: 1).err.contains("no such checkpoint"))
         try "{\"prompt\": \"a\", \"completion\": \"b\"}\nnot json\n".write(to: dir.appendingPathComponent("bad.jsonl"), atomically: true, encoding: .utf8)
         XCTAssertTrue(try redi("logprobs", "--model", "m", "--data", "bad.jsonl", expect: 1).err.contains("bad.jsonl:2: invalid JSON"))

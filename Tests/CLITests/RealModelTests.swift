@@ -10,7 +10,8 @@ final class RealModelTests: CLITestCase {
     override func setUpWithError() throws {
         try super.setUpWithError()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let path = ProcessInfo.processInfo.environment["REDI_PS_TEST_MODEL"]
+        let path =
+            ProcessInfo.processInfo.environment["REDI_PS_TEST_MODEL"]
             ?? root.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
         guard FileManager.default.fileExists(atPath: path) else {
             throw XCTSkip("SmolLM2-135M-Instruct GGUF not found at \(path): run cluster/fetch-test-model.sh")
@@ -33,12 +34,17 @@ final class RealModelTests: CLITestCase {
         """.write(to: dir.appendingPathComponent("chat.jsonl"), atomically: true, encoding: .utf8)
         let lp = try redi("logprobs", "--model", model, "--data", "chat.jsonl", "--ids", "--per-token").out
         try lp.write(to: dir.appendingPathComponent("lp.jsonl"), atomically: true, encoding: .utf8)
-        let gen = try redi("generate", "--model", model, "--prompt", "What is the capital of France?", "--temperature", "0",
-                           "--max-new-tokens", "8", "--ids", "--logits-out", "logits.json").out
+        let gen = try redi(
+            "generate", "--model", model, "--prompt", "What is the capital of France?", "--temperature", "0",
+            "--max-new-tokens", "8", "--ids", "--logits-out", "logits.json"
+        ).out
         try gen.write(to: dir.appendingPathComponent("gen.jsonl"), atomically: true, encoding: .utf8)
         print(try reference("gguf_numpy.py", [model, "lp.jsonl", "gen.jsonl", "logits.json"]))
-        XCTAssertTrue(try redi("generate", "--model", model, "--prompt", "What is the capital of France?", "--temperature", "0",
-                               "--max-new-tokens", "12").out.contains("Paris"))
+        XCTAssertTrue(
+            try redi(
+                "generate", "--model", model, "--prompt", "What is the capital of France?", "--temperature", "0",
+                "--max-new-tokens", "12"
+            ).out.contains("Paris"))
     }
 
     func testTokenizerMatchesTransformers() throws {

@@ -55,9 +55,11 @@ class ClusterTestCase: XCTestCase {
         try? FileManager.default.removeItem(at: dir)
     }
 
-    func recipe(servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
-                chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32", dataPlane: String = "curve",
-                stepTimeout: Double = 1800, verifyEvery: Int = 0, verifyShards: Int = 1, clusterExtra: String = "") -> String {
+    func recipe(
+        servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
+        chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32", dataPlane: String = "curve",
+        stepTimeout: Double = 1800, verifyEvery: Int = 0, verifyShards: Int = 1, clusterExtra: String = ""
+    ) -> String {
         """
         run_id: e2e
         output: \(output ?? "out-\(servers)x\(workers)")
@@ -75,8 +77,9 @@ class ClusterTestCase: XCTestCase {
     /// Starts one of the built products in the test's directory, its output in `log`.
     /// Starts a product with stdout to `log` and stderr there too, or to `errors` when given.
     func start(_ binary: String, _ args: [String], log: String, errors: String? = nil) throws -> ChildProcess {
-        try ChildProcess(Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log),
-                         errors: errors.map { dir.appendingPathComponent($0) })
+        try ChildProcess(
+            Self.products.appendingPathComponent(binary).path, args, in: dir, output: dir.appendingPathComponent(log),
+            errors: errors.map { dir.appendingPathComponent($0) })
     }
 
     /// Starts `servers` servers and `workers` workers (1 thread each) for the coordinator on
@@ -89,8 +92,10 @@ class ClusterTestCase: XCTestCase {
             peers.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "\(tag)-s\(i).log"))
         }
         for i in 0..<workers {
-            peers.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"],
-                                   log: "\(tag)-w\(i).log"))
+            peers.append(
+                try start(
+                    "redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"],
+                    log: "\(tag)-w\(i).log"))
         }
         let coordinator = try start("redi-ps", ["coordinate"] + arguments + ["--key", "run.key"], log: "\(tag).log")
         try coordinator.wait()
@@ -104,8 +109,9 @@ class ClusterTestCase: XCTestCase {
     /// directory; returns its exit status and output.
     func python(_ script: String, _ args: [String]) throws -> (Int32, String) {
         let log = dir.appendingPathComponent("python-\(UUID().uuidString).log")
-        let p = try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3",
-                                 [Self.repository.appendingPathComponent(script).path] + args, in: dir, output: log)
+        let p = try ChildProcess(
+            ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3",
+            [Self.repository.appendingPathComponent(script).path] + args, in: dir, output: log)
         let status = try p.wait(seconds: 120)
         return (status, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
@@ -119,26 +125,34 @@ class ClusterTestCase: XCTestCase {
     }
 
     /// Runs the cluster; returns the final checkpoint's parameters.
-    func runCluster(servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32",
-                    dataPlane: String = "curve") throws -> [Float] {
+    func runCluster(
+        servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32",
+        dataPlane: String = "curve"
+    ) throws -> [Float] {
         let port = freePort()
-        let tag = "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")\(wire == "fp32" ? "" : "-" + wire)"
+        let tag =
+            "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")\(wire == "fp32" ? "" : "-" + wire)"
             + (dataPlane == "curve" ? "" : "-" + dataPlane)
         let name = "recipe-\(tag).yaml"
-        try recipe(servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3, wire: wire,
-                   dataPlane: dataPlane)
-            .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
+        try recipe(
+            servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3, wire: wire,
+            dataPlane: dataPlane
+        )
+        .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         let endpoint = "tcp://127.0.0.1:\(port)"
         // Start workers and servers first: processes may start in any order.
         var others: [ChildProcess] = []
         for i in 0..<workers {
             let fault = i == 0 ? failingWorkerAtStep.map { ["--fail-at-step", String($0)] } ?? [] : []
-            others.append(try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + fault,
-                                    log: "w\(i).log"))
+            others.append(
+                try start(
+                    "redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + fault,
+                    log: "w\(i).log"))
         }
         for i in 0..<servers { others.append(try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s\(i).log")) }
-        let coordinator = try start("redi-ps", ["coordinate", "--recipe", name, "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
-                                    log: "coordinator-\(tag).log")
+        let coordinator = try start(
+            "redi-ps", ["coordinate", "--recipe", name, "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
+            log: "coordinator-\(tag).log")
         try coordinator.wait()
         for p in others { try p.wait() }
         let log = (try? String(contentsOf: dir.appendingPathComponent("coordinator-\(tag).log"), encoding: .utf8)) ?? ""
@@ -168,15 +182,16 @@ class ClusterTestCase: XCTestCase {
         initializeParameters(params, layout: layout, seed: 3)
         let sft = try Dataset.load(dir.appendingPathComponent("sft.jsonl"), tokenizer: tokenizer, maxLength: 1024, vocabularySize: 260).examples
         let pref = try Dataset.load(dir.appendingPathComponent("pref.jsonl"), tokenizer: tokenizer, maxLength: 1024, vocabularySize: 260).examples
-        let stage1 = LocalTrainer(config: config, parameters: params,
-                                  settings: StageSettings(objective: .sft, learningRate: 1e-2, warmupRatio: 0.25), totalSteps: 4)
+        let stage1 = LocalTrainer(
+            config: config, parameters: params,
+            settings: StageSettings(objective: .sft, learningRate: 1e-2, warmupRatio: 0.25), totalSteps: 4)
         for _ in 0..<4 { _ = try stage1.step(sft) }
-        let stage2 = LocalTrainer(config: config, parameters: params,
-                                  settings: StageSettings(objective: .redi(), learningRate: 5e-3, warmupRatio: 0), totalSteps: 2)
+        let stage2 = LocalTrainer(
+            config: config, parameters: params,
+            settings: StageSettings(objective: .redi(), learningRate: 5e-3, warmupRatio: 0), totalSteps: 2)
         for _ in 0..<2 { _ = try stage2.step(pref) }
         return params.array
     }
-
 }
 
 final class ClusterTests: ClusterTestCase {
@@ -239,7 +254,8 @@ final class ClusterTests: ClusterTestCase {
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 1, batch_size: 5, learning_rate: 5.0e-3, warmup_ratio: 0}
         cluster: {servers: 1, workers: 2, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5, chunk_mib: 0.05}
         """.write(to: dir.appendingPathComponent("short.yaml"), atomically: true, encoding: .utf8)
-        let peers = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s.log")]
+        let peers =
+            [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s.log")]
             + (try (0..<2).map { try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w\($0).log") })
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "short.yaml", "--key", "run.key"], log: "c.log")
         let log = { (try? String(contentsOf: self.dir.appendingPathComponent("c.log"), encoding: .utf8)) ?? "" }
@@ -263,8 +279,10 @@ final class ClusterTests: ClusterTestCase {
         let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
         let params = FloatBuffer(count: ParameterLayout(config: config).totalCount)
         initializeParameters(params, layout: ParameterLayout(config: config), seed: 11)
-        for (stage, file, settings) in [("sft", "sft.jsonl", StageSettings(objective: .sft, learningRate: 1e-2, warmupRatio: 0.25)),
-                                        ("redi", "pref.jsonl", StageSettings(objective: .redi(), learningRate: 5e-3, warmupRatio: 0))] {
+        for (stage, file, settings) in [
+            ("sft", "sft.jsonl", StageSettings(objective: .sft, learningRate: 1e-2, warmupRatio: 0.25)),
+            ("redi", "pref.jsonl", StageSettings(objective: .redi(), learningRate: 5e-3, warmupRatio: 0))
+        ] {
             let examples = try Dataset.load(dir.appendingPathComponent(file), tokenizer: tokenizer, maxLength: 1024, vocabularySize: 260).examples
             let trainer = LocalTrainer(config: config, parameters: params, settings: settings, totalSteps: 3)
             for batch in batches[stage] ?? [] { _ = try trainer.step(batch.map { examples[$0] }) }
@@ -272,7 +290,8 @@ final class ClusterTests: ClusterTestCase {
         let weights = try Checkpoint.load(from: dir.appendingPathComponent("out/redi")).parameters.array
         let reference = params.array
         let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
-        let relative = (zip(weights, reference).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
+        let relative =
+            (zip(weights, reference).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
             / reference.map { Double($0) * Double($0) }.reduce(0, +)).squareRoot()
         print("batches of 5, 5, 2: max |w - single-process on the same batches| = \(worst), relative norm \(relative)")
         // Adam at lr 1e-2 turns float-rounding differences in near-zero gradients into steps of up to ~lr.
@@ -292,10 +311,13 @@ final class ClusterTests: ClusterTestCase {
               - {name: dpo, objective: dpo, data: pref.jsonl, epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0, checkpoint_every: 2}
             cluster: {servers: 1, workers: 1, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5, chunk_mib: 0.05}
             """.write(to: dir.appendingPathComponent("dpo.yaml"), atomically: true, encoding: .utf8)
-            let peers = [try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s-\(output).log"),
-                         try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w-\(output).log")]
-            let coordinator = try start("redi-ps", ["coordinate", "--recipe", "dpo.yaml", "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
-                                        log: "c-\(output).log")
+            let peers = [
+                try start("redi-ps", ["serve", "--coordinator", endpoint, "--key", "run.key", "--timeout", "30"], log: "s-\(output).log"),
+                try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"], log: "w-\(output).log")
+            ]
+            let coordinator = try start(
+                "redi-ps", ["coordinate", "--recipe", "dpo.yaml", "--key", "run.key"] + (resume.map { ["--resume", $0] } ?? []),
+                log: "c-\(output).log")
             let text = { (try? String(contentsOf: self.dir.appendingPathComponent("c-\(output).log"), encoding: .utf8)) ?? "" }
             XCTAssertEqual(try coordinator.wait(), 0, text())
             for p in peers { XCTAssertEqual(try p.wait(), 0, p.name) }
@@ -332,9 +354,11 @@ final class ClusterTests: ClusterTestCase {
             .appendingPathComponent("cluster/recipes")
         try "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {bind: tcp://127.0.0.1:5000, workers: 2}\n"
             .write(to: dir.appendingPathComponent("plain.yaml"), atomically: true, encoding: .utf8)
-        for (path, expected) in [(recipes.appendingPathComponent("default.yaml").path, "1 2 tcp://127.0.0.1:5570"),
-                                 (recipes.appendingPathComponent("smollm2.yaml").path, "1 2 tcp://127.0.0.1:5571"),
-                                 ("plain.yaml", "1 2 tcp://127.0.0.1:5000")] {
+        for (path, expected) in [
+            (recipes.appendingPathComponent("default.yaml").path, "1 2 tcp://127.0.0.1:5570"),
+            (recipes.appendingPathComponent("smollm2.yaml").path, "1 2 tcp://127.0.0.1:5571"),
+            ("plain.yaml", "1 2 tcp://127.0.0.1:5000")
+        ] {
             // What launchers read from standard output (the BLAS start line goes to standard error).
             let p = try start("redi-ps", ["coordinate", "--recipe", path, "--print-cluster"], log: "print.log", errors: "print.err")
             try p.wait()
@@ -348,9 +372,13 @@ final class ClusterTests: ClusterTestCase {
     /// The coordinator refuses a bad recipe before anything starts, exits 1 and names the
     /// problem (the recipe's own rules are unit-tested in ClusterUnitTests.RecipeTests).
     func testBadRecipesNameTheKey() throws {
-        for (text, needle) in [("run_id: x\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\nbogus: 1", "unknown key bogus"),
-                               ("model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 4, heartbeat_seconds: 1}",
-                                "/nowhere: no tokenizer")] {
+        for (text, needle) in [
+            ("run_id: x\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\nbogus: 1", "unknown key bogus"),
+            (
+                "model: {init: tiny, tokenizer: /nowhere}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 4, heartbeat_seconds: 1}",
+                "/nowhere: no tokenizer"
+            )
+        ] {
             try text.write(to: dir.appendingPathComponent("bad.yaml"), atomically: true, encoding: .utf8)
             let p = try start("redi-ps", ["coordinate", "--recipe", "bad.yaml"], log: "bad.log")
             try p.wait()

@@ -12,15 +12,15 @@ final class DistributedEvalTests: ClusterTestCase {
         try test.write(to: dir.appendingPathComponent("test.jsonl"), atomically: true, encoding: .utf8)
         let port = freePort()
         let recipe = """
-        run_id: evaltest
-        output: out
-        seed: 5
-        model: {init: tiny}
-        stages:
-          - {name: sft, objective: sft, data: sft.jsonl, epochs: 2, batch_size: 6, learning_rate: 1.0e-2}
-        eval: {data: test.jsonl, samples: 3, batch: 4, temperature: 0.9, top_p: 0.95, max_new_tokens: 12}
-        cluster: {servers: 1, workers: 2, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5}
-        """
+            run_id: evaltest
+            output: out
+            seed: 5
+            model: {init: tiny}
+            stages:
+              - {name: sft, objective: sft, data: sft.jsonl, epochs: 2, batch_size: 6, learning_rate: 1.0e-2}
+            eval: {data: test.jsonl, samples: 3, batch: 4, temperature: 0.9, top_p: 0.95, max_new_tokens: 12}
+            cluster: {servers: 1, workers: 2, bind: "tcp://127.0.0.1:\(port)", timeout_seconds: 30, heartbeat_seconds: 0.5}
+            """
         try recipe.write(to: dir.appendingPathComponent("eval.yaml"), atomically: true, encoding: .utf8)
         let (ran, log) = try runWithPeers(port: port, servers: 1, workers: 2, ["--recipe", "eval.yaml"], tag: "coordinator")
         XCTAssertEqual(ran, 0, log)
@@ -39,9 +39,13 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertTrue(message.contains("nowhere has no metrics.jsonl"), message)
         try checkTensorBoard("out")
 
-        let single = try start("redi-ps", ["eval", "--model", "out/sft", "--data", "test.jsonl", "--samples", "3", "--batch", "4", "--seed", "5",
-                                           "--temperature", "0.9", "--top-p", "0.95", "--max-new-tokens", "12", "--samples-out", "single.jsonl"],
-                               log: "single.log")
+        let single = try start(
+            "redi-ps",
+            [
+                "eval", "--model", "out/sft", "--data", "test.jsonl", "--samples", "3", "--batch", "4", "--seed", "5",
+                "--temperature", "0.9", "--top-p", "0.95", "--max-new-tokens", "12", "--samples-out", "single.jsonl"
+            ],
+            log: "single.log")
         try single.wait()
         XCTAssertEqual(single.terminationStatus, 0, (try? String(contentsOf: dir.appendingPathComponent("single.log"), encoding: .utf8)) ?? "")
         func samples(_ file: String) throws -> [[String]] {
@@ -65,9 +69,13 @@ final class DistributedEvalTests: ClusterTestCase {
         environment["REDI_PS_BIN"] = Self.products.path
         environment["REDI_PS_REPRODUCE_PORT"] = String(freePort())
         func reproduce(_ log: String) throws -> String {
-            let p = try ChildProcess("bash", [Self.repository.appendingPathComponent("cluster/reproduce.sh").path, "--quick", "--seeds", "1",
-                                              "--out", dir.appendingPathComponent("repro").path],
-                                     in: dir, output: dir.appendingPathComponent(log), environment: environment)
+            let p = try ChildProcess(
+                "bash",
+                [
+                    Self.repository.appendingPathComponent("cluster/reproduce.sh").path, "--quick", "--seeds", "1",
+                    "--out", dir.appendingPathComponent("repro").path
+                ],
+                in: dir, output: dir.appendingPathComponent(log), environment: environment)
             let status = try p.wait(seconds: 600)
             let text = (try? String(contentsOf: dir.appendingPathComponent(log), encoding: .utf8)) ?? ""
             XCTAssertEqual(status, 0, text)
@@ -79,8 +87,10 @@ final class DistributedEvalTests: ClusterTestCase {
         for method in ["sft_checkpoint"] + arms {
             XCTAssertTrue(table.contains("| \(method) | 1 | "), "no row for \(method) in\n\(table)")
         }
-        for section in ["| redi vs | difference (paired per problem) | its SEM | ≥ 2 SEM better? |", "## SFT: validation pass@1",
-                        "## Learning rates on validation", "## Per-token log-probs", "## Stability", "## First mistake"] {
+        for section in [
+            "| redi vs | difference (paired per problem) | its SEM | ≥ 2 SEM better? |", "## SFT: validation pass@1",
+            "## Learning rates on validation", "## Per-token log-probs", "## Stability", "## First mistake"
+        ] {
             XCTAssertTrue(table.contains(section), "no \(section) in\n\(table)")
         }
         // Every method trained from the same checkpoint for its own stage and was evaluated:

@@ -32,8 +32,9 @@ final class HardeningTests: ClusterTestCase {
     /// Starts Tests/reference/hostile_peer.py in the background (the test waits for or kills it).
     func startHostile(_ args: [String], log: String) throws -> ChildProcess {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("reference/hostile_peer.py")
-        return try ChildProcess(ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path] + args,
-                                in: dir, output: dir.appendingPathComponent(log))
+        return try ChildProcess(
+            ProcessInfo.processInfo.environment["REDI_PS_PYTHON"] ?? "python3", [script.path] + args,
+            in: dir, output: dir.appendingPathComponent(log))
     }
 
     /// The final checkpoint under OUTPUT holds the single-process trainer's weights (to sgemm's rounding).
@@ -46,7 +47,6 @@ final class HardeningTests: ClusterTestCase {
     func writeRecipe(_ text: String, _ name: String) throws {
         try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
     }
-
 
     func worker(_ endpoint: String, _ log: String, _ extra: [String] = []) throws -> ChildProcess {
         try start("redi-worker", ["join", "--coordinator", endpoint, "--key", "run.key", "--threads", "1", "--timeout", "30"] + extra, log: log)
@@ -311,7 +311,8 @@ final class HardeningTests: ClusterTestCase {
         try coordinator.wait(); try w.wait(); _ = try rogue.wait(seconds: 100)
         XCTAssertTrue(log("rogue.log").contains("reported a gradient norm of 1e15"), log("rogue.log"))
         XCTAssertEqual(coordinator.terminationStatus, 1, log("c.log"))
-        XCTAssertTrue(log("c.log").contains("server 0 (server-rogue) reported a gradient norm of 1000000000000000.0 for step 1, more than the workers' pushes to it allow"), log("c.log"))
+        XCTAssertTrue(
+            log("c.log").contains("server 0 (server-rogue) reported a gradient norm of 1000000000000000.0 for step 1, more than the workers' pushes to it allow"), log("c.log"))
         XCTAssertEqual(w.terminationStatus, 1, log("w.log"))
         XCTAssertFalse(log("c.log").contains("sft step 1/"), log("c.log"))
     }
@@ -367,8 +368,10 @@ final class HardeningTests: ClusterTestCase {
         let uninterrupted = try runCluster(servers: 2, workers: 2)
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
         try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 2, heartbeat: 0.2), "r.yaml")
-        var processes = [try server(endpoint, "s0.log"), try server(endpoint, "s1.log"),
-                         try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])]
+        var processes = [
+            try server(endpoint, "s0.log"), try server(endpoint, "s1.log"),
+            try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])
+        ]
         let dying = try worker(endpoint, "w0.log", ["--fail-at-step", "1", "--delay-steps", "0.4"])
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("stopped answering", in: "c.log")
@@ -402,11 +405,15 @@ final class HardeningTests: ClusterTestCase {
     func serverLoss(spare: Bool) throws {
         let uninterrupted = try runCluster(servers: 2, workers: 2)
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
-        try writeRecipe(recipe(servers: 2, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
-                               clusterExtra: ", snapshot_every: 2"), "r.yaml")
+        try writeRecipe(
+            recipe(
+                servers: 2, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
+                clusterExtra: ", snapshot_every: 2"), "r.yaml")
         let doomed = try server(endpoint, "s1.log")
-        var ps = [try server(endpoint, "s0.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.3"]),
-                  try worker(endpoint, "w1.log", ["--delay-steps", "0.3"])]
+        var ps = [
+            try server(endpoint, "s0.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.3"]),
+            try worker(endpoint, "w1.log", ["--delay-steps", "0.3"])
+        ]
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("sft step 1/4", in: "c.log")
         if spare { ps.append(try server(endpoint, "spare.log")); try waitFor("waits as a spare", in: "c.log") }
@@ -434,16 +441,20 @@ final class HardeningTests: ClusterTestCase {
     func testTwoServersLostOneAfterTheOtherAreRestoredFromTheirReplicas() throws {
         let uninterrupted = try runCluster(servers: 3, workers: 2)
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
-        try writeRecipe(recipe(servers: 3, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
-                               clusterExtra: ", snapshot_every: 2, snapshot_dir: \(dir.path)/snapshots"), "r.yaml")
+        try writeRecipe(
+            recipe(
+                servers: 3, workers: 2, port: port, output: "out", timeout: 1.5, heartbeat: 0.2,
+                clusterExtra: ", snapshot_every: 2, snapshot_dir: \(dir.path)/snapshots"), "r.yaml")
         let coordinator = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c.log")
         try waitFor("listening on", in: "c.log")
         let first = try server(endpoint, "s0.log")
         try waitFor("server 0 joined", in: "c.log")  // server 0, whose replica is on server 1
         let second = try server(endpoint, "s1.log")
         try waitFor("server 1 joined", in: "c.log")
-        let ps = [try server(endpoint, "s2.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.4"]),
-                  try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])]
+        let ps = [
+            try server(endpoint, "s2.log"), try worker(endpoint, "w0.log", ["--delay-steps", "0.4"]),
+            try worker(endpoint, "w1.log", ["--delay-steps", "0.4"])
+        ]
         try waitFor("sft step 1/4", in: "c.log")
         first.signal(SIGKILL)
         try waitFor("sft step 3/4", in: "c.log")
@@ -471,7 +482,8 @@ final class HardeningTests: ClusterTestCase {
         var peaks: [String: Double] = [:]
         for model in ["tiny", "smollm2-135m"] {
             let port = freePort()
-            try writeRecipe("""
+            try writeRecipe(
+                """
                 run_id: e2e
                 output: out-\(model)
                 seed: 3
@@ -502,7 +514,8 @@ final class HardeningTests: ClusterTestCase {
             }
             try text.write(to: dir.appendingPathComponent("data-\(records).jsonl"), atomically: true, encoding: .utf8)
             let port = freePort()
-            try writeRecipe("""
+            try writeRecipe(
+                """
                 run_id: e2e
                 output: out-\(records)
                 seed: 3
@@ -533,8 +546,10 @@ final class HardeningTests: ClusterTestCase {
             try start(binary, args + ["--coordinator", endpoint, "--key", "run.key", "--timeout", "8"], log: log)
         }
         // One thread per worker, as in the uninterrupted run: sgemm's rounding depends on the thread count.
-        let ps = [try peer("redi-ps", ["serve"], "s.log"), try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w0.log"),
-                  try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w1.log")]
+        let ps = [
+            try peer("redi-ps", ["serve"], "s.log"), try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w0.log"),
+            try peer("redi-worker", ["join", "--threads", "1", "--delay-steps", "0.4"], "w1.log")
+        ]
         let first = try start("redi-ps", ["coordinate", "--recipe", "r.yaml", "--key", "run.key"], log: "c1.log")
         try waitFor("out/sft-step2", in: "c1.log")
         try waitFor("sft step 3/4", in: "c1.log")  // logged after the checkpoint: must not be logged twice
@@ -579,8 +594,9 @@ final class HardeningTests: ClusterTestCase {
         let s = try server(endpoint, "s.log"), w = try worker(endpoint, "w.log")
         // 200 KiB per file: the logs fit, the 430 KB model does not. SIGXFSZ ignored: write() fails with EFBIG.
         let binary = Self.products.appendingPathComponent("redi-ps").path
-        let c = try ChildProcess("/bin/bash", ["-c", "ulimit -f 200; trap '' XFSZ; exec \"$0\" coordinate --recipe r.yaml --key run.key", binary],
-                                 in: dir, output: dir.appendingPathComponent("c.log"))
+        let c = try ChildProcess(
+            "/bin/bash", ["-c", "ulimit -f 200; trap '' XFSZ; exec \"$0\" coordinate --recipe r.yaml --key run.key", binary],
+            in: dir, output: dir.appendingPathComponent("c.log"))
         try c.wait(); try s.wait(); try w.wait()
         XCTAssertEqual(c.terminationStatus, 1, log("c.log"))
         XCTAssertTrue(log("c.log").contains("out/sft-step2/model.safetensors: cannot write"), log("c.log"))
@@ -594,7 +610,8 @@ final class HardeningTests: ClusterTestCase {
     /// so resuming is exact; `save_total_limit` keeps only the newest step checkpoints.
     func testBF16CheckpointsResumeExactlyAndOldStepCheckpointsArePruned() throws {
         let port = freePort(), endpoint = "tcp://127.0.0.1:\(port)"
-        let text = recipe(servers: 1, workers: 1, port: port, output: "out").replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 1")
+        let text =
+            recipe(servers: 1, workers: 1, port: port, output: "out").replacingOccurrences(of: "checkpoint_every: 2", with: "checkpoint_every: 1")
             + "\nsave_dtype: bf16\nsave_total_limit: 1\nmax_shard_size: 100KB\n"
         try writeRecipe(text, "r.yaml")
         func run(_ extra: [String], _ name: String) throws {
@@ -661,8 +678,9 @@ final class HardeningTests: ClusterTestCase {
         XCTAssertTrue(log("resumed.log").contains("skipping checkpoint \(dir.appendingPathComponent("out-1x1/redi").path)"), log("resumed.log"))
         XCTAssertTrue(log("resumed.log").contains("differ from the manifest"), log("resumed.log"))
         XCTAssertTrue(log("resumed.log").contains("skipping checkpoint \(dir.appendingPathComponent("out-1x1/sft").path)"), log("resumed.log"))
-        XCTAssertTrue(log("resumed.log").contains("resuming from the newest checkpoint that verifies, \(dir.appendingPathComponent("out-1x1/sft-step2").path)"),
-                      log("resumed.log"))
+        XCTAssertTrue(
+            log("resumed.log").contains("resuming from the newest checkpoint that verifies, \(dir.appendingPathComponent("out-1x1/sft-step2").path)"),
+            log("resumed.log"))
         XCTAssertEqual(zip(try loadCheckpoint("out-1x1/redi"), uninterrupted).map { abs($0 - $1) }.max()!, 0)
         try assertEveryStepLoggedOnce("out-1x1")
         // trainer_state.json fields out of range, with a manifest that matches (rehashed by Python's hashlib).

@@ -38,9 +38,13 @@ final class LauncherTests: XCTestCase {
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: work) }
         let logURL = work.appendingPathComponent("scenario.log")
-        let p = try ChildProcess("/bin/bash", [Self.repository.appendingPathComponent("Tests/launch/\(name)").path,
-                                               Bundle.main.bundleURL.path, work.appendingPathComponent("run").path] + arguments,
-                                 in: work, output: logURL)
+        let p = try ChildProcess(
+            "/bin/bash",
+            [
+                Self.repository.appendingPathComponent("Tests/launch/\(name)").path,
+                Bundle.main.bundleURL.path, work.appendingPathComponent("run").path
+            ] + arguments,
+            in: work, output: logURL)
         defer { ChildProcess.killAll() }
         // Past the deadline TERM first: the scenario's trap stops the daemons it started.
         let deadline = Date().addingTimeInterval(timeout)

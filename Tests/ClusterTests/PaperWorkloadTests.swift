@@ -73,14 +73,17 @@ final class PaperWorkloadTests: ClusterTestCase {
         XCTAssertNotNil(samples[0]["correct"] as? Bool)
         XCTAssertNotNil(samples[0]["tokens"] as? Int)
         let metrics = try String(contentsOf: dir.appendingPathComponent("out/metrics.jsonl"), encoding: .utf8)
-        for key in ["eval/math500/pass@1", "eval/math500/pass@1_stderr", "eval/math500/pass@1_stderr_problems", "eval/aime24/pass@3",
-                    "eval/aime24/response_tokens", "eval/aime24/waits", "eval/math500/answers_extracted"] {
+        for key in [
+            "eval/math500/pass@1", "eval/math500/pass@1_stderr", "eval/math500/pass@1_stderr_problems", "eval/aime24/pass@3",
+            "eval/aime24/response_tokens", "eval/aime24/waits", "eval/math500/answers_extracted"
+        ] {
             XCTAssertTrue(metrics.contains("\"\(key)\""), key)
         }
         // The checkpoint evaluated again by the cluster (`--evaluate`): the same samples as the
         // run's own evaluation after the stage (same weights, seed and rows).
-        let (evaluation, evaluated) = try runWithPeers(port: port, servers: 1, workers: 2, ["--recipe", "paper.yaml", "--evaluate", "--model", "out/redi"],
-                                                       tag: "evaluate")
+        let (evaluation, evaluated) = try runWithPeers(
+            port: port, servers: 1, workers: 2, ["--recipe", "paper.yaml", "--evaluate", "--model", "out/redi"],
+            tag: "evaluate")
         XCTAssertEqual(evaluation, 0, evaluated)
         XCTAssertTrue(evaluated.contains("stage        steps  math500  aime24"), evaluated)
         for set in ["math500", "aime24"] {

@@ -10,8 +10,9 @@ final class MemoryPlanTests: XCTestCase {
         let config = try XCTUnwrap(LlamaConfig.preset("smollm2-135m", vocabSize: 49152, bos: nil, eos: nil, pad: nil))
         let p = ParameterLayout(config: config).totalCount
         func plan(_ cluster: String) throws -> MemoryPlan {
-            let r = try Recipe.parse("model: {init: smollm2-135m}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, micro_batch_tokens: 2048}]\n"
-                                     + "cluster: {\(cluster)}", base: URL(fileURLWithPath: "/"), path: "t.yaml")
+            let r = try Recipe.parse(
+                "model: {init: smollm2-135m}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, micro_batch_tokens: 2048}]\n"
+                    + "cluster: {\(cluster)}", base: URL(fileURLWithPath: "/"), path: "t.yaml")
             return MemoryPlan(recipe: r, config: config, sequenceLength: 2048)
         }
         let one = try plan("servers: 1, workers: 2"), two = try plan("servers: 2, workers: 2, wire: bf16-gradients, snapshot_every: 0")

@@ -59,7 +59,8 @@ final class RecipeTests: XCTestCase {
     }
 
     func testNewKeysAreReadAndDefaulted() throws {
-        let r = try parse("""
+        let r = try parse(
+            """
             model: {init: tiny, overrides: {rope_theta: 5.0e5, max_position_embeddings: 4096}}
             stages:
               - {objective: sft, data: a.jsonl, learning_rate: 1, lr_scheduler_type: cosine, adam_beta1: 0.8, adam_beta2: 0.95,
@@ -106,15 +107,17 @@ final class RecipeTests: XCTestCase {
             (base + ", eval_every: 5}]", "sets eval_every but the recipe has no eval section"),
             ("model: {init: tiny, overrides: {hidden_size: 8}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.overrides.hidden_size: not one of"),
             ("model: {init: tiny, overrides: {rope_theta: -1}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.overrides.rope_theta"),
-            ("model: {init: tiny, overrides: {max_position_embeddings: 4096.5}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]",
-             "model.overrides.max_position_embeddings: 4096.5 is not a whole number"),
+            (
+                "model: {init: tiny, overrides: {max_position_embeddings: 4096.5}}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]",
+                "model.overrides.max_position_embeddings: 4096.5 is not a whole number"
+            ),
             (base + "}]\neval: {data: t.jsonl, sets: [{name: a, data: a.jsonl}]}", "eval: give data (one test file) or sets"),
             (base + "}]\neval: {samples: 2}", "eval: give data (one test file) or sets"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl}, {name: a, data: b.jsonl}]}", "two benchmarks share a name"),
             (base + "}]\neval: {sets: [{name: \"../x\", data: a.jsonl}]}", "eval.sets[0].name"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl, answer_rule: exact}]}", "eval.sets[0].answer_rule: \"exact\" is not one of marker, boxed, gsm8k, math"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl, bogus: 1}]}", "unknown key eval.sets[0].bogus"),
-            (base + "}]\neval: {data: t.jsonl, kv_cache: fp16}", "eval.kv_cache: \"fp16\" is not fp32 or bf16"),
+            (base + "}]\neval: {data: t.jsonl, kv_cache: fp16}", "eval.kv_cache: \"fp16\" is not fp32 or bf16")
         ] {
             XCTAssertThrowsError(try parse(text), needle) { error in
                 XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")
@@ -130,26 +133,36 @@ final class RecipeTests: XCTestCase {
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: -1}]", "stages[0].learning_rate"),
             ("model: {init: tiny, path: x}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: give exactly one"),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 0}", "cluster.workers"),
-            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, truncation_mode: middle}]",
-             "stages[0].truncation_mode: \"middle\" is not one of keep_end, keep_start"),
-            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
-             "cluster.heartbeat_seconds must be at most half"),
+            (
+                "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, truncation_mode: middle}]",
+                "stages[0].truncation_mode: \"middle\" is not one of keep_end, keep_start"
+            ),
+            (
+                "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {timeout_seconds: 3, heartbeat_seconds: 2}",
+                "cluster.heartbeat_seconds must be at most half"
+            ),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {chunk_mib: 4096}", "cluster.chunk_mib"),
-            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {data_plane: none}",
-             "cluster.data_plane: \"none\" is not curve"),
+            (
+                "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {data_plane: none}",
+                "cluster.data_plane: \"none\" is not curve"
+            ),
             // Hostile YAML (these trapped or hung before): errors naming the problem.
             ("? [a, b]\n: 1\nmodel: {init: tiny}", "mapping keys must be plain text"),
-            ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
-             + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]",
-             "more than 100000 values"),
+            (
+                "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                    + "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]",
+                "more than 100000 values"
+            ),
             (String(repeating: "[", count: 10_000), "nested 10000 deep"),
             ("stages:\n  " + String(repeating: "- ", count: 20_000) + "x", "sequences deep"),
             // Numbers out of range: each named before any peer is admitted.
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {workers: 100000000000}", "cluster.workers"),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, batch_size: 9223372036854775807}]", "stages[0].batch_size"),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, epochs: 1.0e300}]", "stages[0].epochs"),
-            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, micro_batch_tokens: 8589934592}]",
-             "stages[0].micro_batch_tokens"),
+            (
+                "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, micro_batch_tokens: 8589934592}]",
+                "stages[0].micro_batch_tokens"
+            ),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl, samples: 8589934592}", "eval.samples"),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl, batch: 8589934592}", "eval.batch"),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, max_grad_norm: -5}]", "stages[0].max_grad_norm"),
@@ -163,14 +176,16 @@ final class RecipeTests: XCTestCase {
             ("model: {init: tiny}\nstages: []", "stages: give at least one stage"),
             ("model: {init: tiny}\nstages: 5", "stages: must be a list"),
             ("model: [tiny]\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model: must be a mapping"),
-            ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, negative_weight_gradient: yes please}]",
-             "stages[0].negative_weight_gradient: must be true or false"),
+            (
+                "model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1, negative_weight_gradient: yes please}]",
+                "stages[0].negative_weight_gradient: must be true or false"
+            ),
             ("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\ncluster: {snapshot_dir: relative/dir}", "cluster.snapshot_dir"),
             ("max_shard_size: 0\nmodel: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "max_shard_size"),
-            ("- a\n- b", "the recipe must be a mapping"),
+            ("- a\n- b", "the recipe must be a mapping")
         ] {
             XCTAssertThrowsError(try parse(text), needle) { error in
-            XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")
+                XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")
             }
         }
     }

@@ -26,16 +26,18 @@ final class ShardStateTests: XCTestCase {
         let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
         var state = ShardState(slots: slots, bf16Gradients: false)
         state.configure([ChunkRange(chunk: 0, offset: 0, count: n), ChunkRange(chunk: 1, offset: n, count: n)], layout: ParameterLayout(config: config))
-        try state.load([0, 1], [Values(Array(repeating: 1, count: n)), Values(Array(repeating: 2, count: n))],
-                       reset: true, optimizerState: false, version: 1)
+        try state.load(
+            [0, 1], [Values(Array(repeating: 1, count: n)), Values(Array(repeating: 2, count: n))],
+            reset: true, optimizerState: false, version: 1)
         return state
     }
 
     func ack(_ worker: Int, _ step: Int = 0) -> ShardState.Acknowledgement { .init(peer: Array("w\(worker)".utf8), step: step) }
 
     func push(_ state: inout ShardState, worker: Int, shard: Int? = nil, chunks: [Int], value: Float, version: Int = 1) -> ShardState.PushOutcome {
-        state.push(from: "worker-\(worker)", step: 0, chunks: chunks, shard: shard ?? worker, computedAt: version,
-                   values: chunks.map { _ in Values(Array(repeating: value, count: n)) }, ack: ack(worker))
+        state.push(
+            from: "worker-\(worker)", step: 0, chunks: chunks, shard: shard ?? worker, computedAt: version,
+            values: chunks.map { _ in Values(Array(repeating: value, count: n)) }, ack: ack(worker))
     }
 
     func testPushesAreSummedInShardOrderAndEarlyOnesWaitUnacknowledged() throws {
@@ -106,8 +108,10 @@ final class ShardStateTests: XCTestCase {
         var state = try server()
         XCTAssertThrowsError(try state.load([0, 1], [Values(Array(repeating: 5, count: n)), Values([1])], reset: false, optimizerState: false, version: 4))
         XCTAssertEqual(state.chunks[0]!.weights.array, Array(repeating: 1, count: n))
-        XCTAssertThrowsError(try state.load([0, 0], [Values(Array(repeating: 5, count: n)), Values(Array(repeating: 5, count: n))],
-                                            reset: false, optimizerState: false, version: 4))
+        XCTAssertThrowsError(
+            try state.load(
+                [0, 0], [Values(Array(repeating: 5, count: n)), Values(Array(repeating: 5, count: n))],
+                reset: false, optimizerState: false, version: 4))
         XCTAssertEqual(state.version.number, 1)
     }
 }

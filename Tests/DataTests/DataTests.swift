@@ -22,7 +22,9 @@ final class DataTests: XCTestCase {
     }
 
     func testTokenLayoutIsBOSPromptCompletionEOS() throws {
-        let url = try write(#"{"prompt": "ab", "completion": "c"}"# + "\n\n" + #"{"prompt": "x", "chosen": "yy", "rejected": "z", "ref_chosen_logp": -1.5, "ref_rejected_logp": -2}"#.replacingOccurrences(of: "x", with: "x"))
+        let url = try write(
+            #"{"prompt": "ab", "completion": "c"}"# + "\n\n"
+                + #"{"prompt": "x", "chosen": "yy", "rejected": "z", "ref_chosen_logp": -1.5, "ref_rejected_logp": -2}"#.replacingOccurrences(of: "x", with: "x"))
         XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260)) {
             XCTAssertTrue("\($0)".contains(":3: mixes formats"), "\($0)")
         }
@@ -39,25 +41,29 @@ final class DataTests: XCTestCase {
     }
 
     func testEveryBadLineIsReportedWithItsNumber() throws {
-        let url = try write([
-            #"{"prompt": "a", "completion": "b"}"#,
-            #"{"prompt": "a", "completion": "b""#,
-            #"["not", "an", "object"]"#,
-            #"{"prompt": 3, "completion": "b"}"#,
-            #"{"prompt": "a", "completion": ""}"#,
-            #"{"prompt": "a"}"#,
-            #"{"prompt": [{"role": "user", "content": "hi"}], "completion": "b"}"#,
-        ].joined(separator: "\n"))
+        let url = try write(
+            [
+                #"{"prompt": "a", "completion": "b"}"#,
+                #"{"prompt": "a", "completion": "b""#,
+                #"["not", "an", "object"]"#,
+                #"{"prompt": 3, "completion": "b"}"#,
+                #"{"prompt": "a", "completion": ""}"#,
+                #"{"prompt": "a"}"#,
+                #"{"prompt": [{"role": "user", "content": "hi"}], "completion": "b"}"#
+            ].joined(separator: "\n"))
         XCTAssertThrowsError(try RecordReader.read(url)) { error in
             let text = "\(error)"
-            for (line, needle) in [(2, "invalid JSON"), (3, "expected a JSON object"), (4, "field \"prompt\" must be a string"),
-                                   (5, "field \"completion\" is empty"), (6, "expected"), (7, "field \"completion\" must be a non-empty message list")] {
+            for (line, needle) in [
+                (2, "invalid JSON"), (3, "expected a JSON object"), (4, "field \"prompt\" must be a string"),
+                (5, "field \"completion\" is empty"), (6, "expected"), (7, "field \"completion\" must be a non-empty message list")
+            ] {
                 XCTAssertTrue(text.contains("\(url.path):\(line): \(needle)"), "missing line \(line) (\(needle)) in:\n\(text)")
             }
             XCTAssertFalse(text.contains(":1:"))
         }
-        let pref = try write(#"{"prompt": "a", "chosen": "b", "rejected": "c", "ref_chosen_logp": -1}"# + "\n" +
-                             #"{"prompt": "a", "chosen": "b", "rejected": "c", "ref_chosen_logp": "x", "ref_rejected_logp": 0}"#)
+        let pref = try write(
+            #"{"prompt": "a", "chosen": "b", "rejected": "c", "ref_chosen_logp": -1}"# + "\n"
+                + #"{"prompt": "a", "chosen": "b", "rejected": "c", "ref_chosen_logp": "x", "ref_rejected_logp": 0}"#)
         XCTAssertThrowsError(try RecordReader.read(pref)) { error in
             XCTAssertTrue("\(error)".contains(":1: give both"), "\(error)")
             XCTAssertTrue("\(error)".contains(":2: field \"ref_chosen_logp\" must be a number"), "\(error)")
@@ -75,16 +81,21 @@ final class DataTests: XCTestCase {
     }
 
     func testTruncationKeepsThePromptsEndByDefaultAndCountsWhatItDid() throws {
-        let url = try write([#"{"prompt": "abcdefgh", "completion": "ijklmnop"}"#, #"{"prompt": "ab", "completion": "cd"}"#,
-                             #"{"prompt": "abcdefghij", "completion": "k"}"#].joined(separator: "\n"))
+        let url = try write(
+            [
+                #"{"prompt": "abcdefgh", "completion": "ijklmnop"}"#, #"{"prompt": "ab", "completion": "cd"}"#,
+                #"{"prompt": "abcdefghij", "completion": "k"}"#
+            ].joined(separator: "\n"))
         // TRL's keep_end: <s> then the prompt's last tokens | the completion's start.
-        let (kept, _) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
-                                         limits: LengthLimits(maxPromptLength: 5, maxLength: 8))
+        let (kept, _) = try Dataset.load(
+            url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
+            limits: LengthLimits(maxPromptLength: 5, maxLength: 8))
         XCTAssertEqual(kept[0].sequences[0].tokens, [259, 104, 105, 106, 107, 108, 109, 110])
         XCTAssertEqual(kept[0].sequences[0].promptLength, 5)
         XCTAssertEqual(kept[2].sequences[0].tokens, [259, 106, 107, 108, 109, 110, 1])
-        let (examples, report) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
-                                                  limits: LengthLimits(maxPromptLength: 5, maxLength: 8, promptTruncation: .keepStart))
+        let (examples, report) = try Dataset.load(
+            url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
+            limits: LengthLimits(maxPromptLength: 5, maxLength: 8, promptTruncation: .keepStart))
         // <s> a b c d | i j k  (prompt start kept, completion start kept)
         XCTAssertEqual(examples[0].sequences[0].tokens, [259, 100, 101, 102, 103, 108, 109, 110])
         XCTAssertEqual(examples[0].sequences[0].promptLength, 5)
@@ -92,14 +103,18 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(report.truncatedPrompts, 2)
         XCTAssertEqual(report.truncatedCompletions, 1)
         XCTAssertEqual(report.records, 3)
-        let (_, dropped) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
-                                            limits: LengthLimits(maxLength: 10))
+        let (_, dropped) = try Dataset.load(
+            url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260,
+            limits: LengthLimits(maxLength: 10))
         XCTAssertEqual(dropped.dropped, 1)  // the 11-token prompt leaves no room for its completion
     }
 
     func testSkipInvalidCountsInsteadOfFailing() throws {
-        let url = try write([#"{"prompt": "a", "completion": "b"}"#, "garbage", #"{"prompt": "c", "completion": 5}"#,
-                             #"{"prompt": "d", "completion": "e"}"#].joined(separator: "\n"))
+        let url = try write(
+            [
+                #"{"prompt": "a", "completion": "b"}"#, "garbage", #"{"prompt": "c", "completion": 5}"#,
+                #"{"prompt": "d", "completion": "e"}"#
+            ].joined(separator: "\n"))
         XCTAssertThrowsError(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260))
         let (examples, report) = try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, skipInvalid: true)
         XCTAssertEqual(examples.count, 2)
@@ -165,8 +180,9 @@ final class DataTests: XCTestCase {
         store.setReferences((0..<2 * store.count).map { -Double($0) })
         XCTAssertTrue(store.hasReferences)
         XCTAssertEqual(try store.example(5).refRejected, -11)
-        XCTAssertEqual(try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, skipInvalid: true, first: 7).examples,
-                       Array(examples.prefix(7)))
+        XCTAssertEqual(
+            try Dataset.load(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, skipInvalid: true, first: 7).examples,
+            Array(examples.prefix(7)))
         // A bad line is still an error naming it, after the whole file was read.
         XCTAssertThrowsError(try TokenStore(url, tokenizer: ByteTokenizer(), maxLength: 100, vocabularySize: 260, limits: limits, directory: dir)) {
             XCTAssertTrue("\($0)".contains(":18: invalid JSON"), "\($0)")

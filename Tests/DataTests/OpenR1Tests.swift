@@ -13,8 +13,10 @@ final class OpenR1Tests: XCTestCase {
     }
 
     func raw(_ generations: [String], llama: [Any], mathVerify: [Any], source: String = "olympiads", valid: String = "yes") -> [String: Any] {
-        ["problem": "What is 1+1?", "source": source, "problem_is_valid": valid, "generations": generations,
-         "correctness": ["llama_verification": llama, "math_verify_reparsed_answer": mathVerify]]
+        [
+            "problem": "What is 1+1?", "source": source, "problem_is_valid": valid, "generations": generations,
+            "correctness": ["llama_verification": llama, "math_verify_reparsed_answer": mathVerify]
+        ]
     }
 
     func content(_ messages: Any?) -> String? { (messages as? [[String: String]])?.first?["content"] }

@@ -78,9 +78,10 @@ final class EvaluationTests: XCTestCase {
     /// other moments, other neighbours in every product), on a model wide enough that
     /// OpenBLAS switches between its small-matrix and regular kernels.
     func testBatchedSamplingDoesNotDependOnTheBatch() throws {
-        let config = try LlamaConfig(modelType: "llama", hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 3, numAttentionHeads: 6,
-                                     numKeyValueHeads: 2, vocabSize: 3000, maxPositionEmbeddings: 128, rmsNormEps: 1e-5,
-                                     ropeTheta: 10000, tieWordEmbeddings: true)
+        let config = try LlamaConfig(
+            modelType: "llama", hiddenSize: 192, intermediateSize: 512, numHiddenLayers: 3, numAttentionHeads: 6,
+            numKeyValueHeads: 2, vocabSize: 3000, maxPositionEmbeddings: 128, rmsNormEps: 1e-5,
+            ropeTheta: 10000, tieWordEmbeddings: true)
         let layout = ParameterLayout(config: config)
         let parameters = FloatBuffer(count: layout.totalCount)
         var rng = SeededGenerator(seed: 4)
@@ -129,11 +130,17 @@ final class EvaluationTests: XCTestCase {
             var total = 0
             for s in sentences {
                 let n = s.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
-                if s.contains(" has ") && !s.contains("How many") { total = n[0] }
-                else if s.contains("gets") { total += n[0] }
-                else if s.contains("gives away") { total -= n[0] }
-                else if s.contains("times as large") { total *= n[0] }
-                else if s.contains("boxes with") { total += n[0] * n[1] }
+                if s.contains(" has ") && !s.contains("How many") {
+                    total = n[0]
+                } else if s.contains("gets") {
+                    total += n[0]
+                } else if s.contains("gives away") {
+                    total -= n[0]
+                } else if s.contains("times as large") {
+                    total *= n[0]
+                } else if s.contains("boxes with") {
+                    total += n[0] * n[1]
+                }
             }
             return total
         }

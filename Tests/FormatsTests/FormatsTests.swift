@@ -1,7 +1,7 @@
+import Formats
 // safetensors and checkpoint directories: round trips bit for bit, every dtype we read,
 // and a clear error for each way a file can be broken.
 import Foundation
-import Formats
 import Model
 import Numerics
 import Tokenizers
@@ -18,9 +18,10 @@ final class FormatsTests: XCTestCase {
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     func config(tied: Bool = true, type: String = "llama") throws -> LlamaConfig {
-        try LlamaConfig(modelType: type, hiddenSize: 8, intermediateSize: 12, numHiddenLayers: 2, numAttentionHeads: 2,
-                        numKeyValueHeads: 1, vocabSize: 260, maxPositionEmbeddings: 32, tieWordEmbeddings: tied,
-                        bosTokenId: 259, eosTokenId: 1, padTokenId: 0)
+        try LlamaConfig(
+            modelType: type, hiddenSize: 8, intermediateSize: 12, numHiddenLayers: 2, numAttentionHeads: 2,
+            numKeyValueHeads: 1, vocabSize: 260, maxPositionEmbeddings: 32, tieWordEmbeddings: tied,
+            bosTokenId: 259, eosTokenId: 1, padTokenId: 0)
     }
 
     func randomParameters(_ layout: ParameterLayout) -> FloatBuffer {
@@ -107,7 +108,7 @@ final class FormatsTests: XCTestCase {
             (try handMade(#"{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "needs"),
             (try handMade(#"{"a":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)), "needs"),
             (try handMade(#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,9223372036854775807]}}"#, [UInt8](repeating: 0, count: 8)), "offsets outside the file"),
-            (try handMade(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), []), "JSON"),
+            (try handMade(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), []), "JSON")
         ]
         for (url, needle) in cases {
             XCTAssertThrowsError(try SafetensorsFile(url: url)) { error in
@@ -156,22 +157,41 @@ final class GGUFErrorTests: XCTestCase {
             // One key "k" with an unknown value type 99.
             (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(99)), "unknown metadata value type 99"),
             // One tensor of ggml type 12 (Q4_K), which is not supported.
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(256)) + le(UInt32(12)) + le(UInt64(0)), "ggml type 12"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(256)) + le(UInt32(12))
+                    + le(UInt64(0)), "ggml type 12"
+            ),
             // A tensor whose data lies past the end of the file.
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(64)) + le(UInt32(0)) + le(UInt64(0)), "past the end"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(64)) + le(UInt32(0))
+                    + le(UInt64(0)), "past the end"
+            ),
             // These trapped before (found by crafting and fuzzing); now each is an error.
             // A u64 dimension past Int.max.
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64.max) + le(UInt32(0)) + le(UInt64(0)), "dimension"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64.max) + le(UInt32(0))
+                    + le(UInt64(0)), "dimension"
+            ),
             // Dimensions whose product overflows.
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(4))
-                + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt32(0)) + le(UInt64(0)), "cannot fit"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(4))
+                    + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt64(1 << 31 - 1)) + le(UInt32(0)) + le(UInt64(0)), "cannot fit"
+            ),
             // A data offset of 2^63.
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(1)) + le(UInt32(0)) + le(UInt64(1) << 63), "past the end"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0)) + le(UInt64(1)) + Array("t".utf8) + le(UInt32(1)) + le(UInt64(1)) + le(UInt32(0))
+                    + le(UInt64(1) << 63), "past the end"
+            ),
             // An array claiming 2^40 u64 elements (a 6 TB allocation before any was read).
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(9)) + le(UInt32(10)) + le(UInt64(1 << 40)), "exceeds the file"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(9)) + le(UInt32(10)) + le(UInt64(1 << 40)),
+                "exceeds the file"
+            ),
             // Arrays nested 100 000 deep (a stack overflow before).
-            (Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(9))
-                + Array(repeating: le(UInt32(9)) + le(UInt64(1)), count: 100_000).flatMap { $0 }, "nested more than"),
+            (
+                Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1)) + le(UInt64(1)) + Array("k".utf8) + le(UInt32(9))
+                    + Array(repeating: le(UInt32(9)) + le(UInt64(1)), count: 100_000).flatMap { $0 }, "nested more than"
+            )
         ]
         for (bytes, needle) in cases {
             let url = try write(bytes)
@@ -223,8 +243,9 @@ final class CheckpointManifestTests: XCTestCase {
     func testSHA256MatchesTheStandardVectorsAndHashlib() throws {
         XCTAssertEqual(SHA256.hex([]), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(
+            SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
         XCTAssertEqual(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
         // Pieces of every length across block edges hash like one piece.
         let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
@@ -277,9 +298,12 @@ final class StreamedWriteTests: XCTestCase {
         func write(_ name: String, ranges: [Range<Int>]) throws -> URL {
             let dir = root.appendingPathComponent(name)
             let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: nil, dtype: .bf16, maxShardBytes: p / 2, optimizer: metadata)
-            for r in ranges { try writer.write(r, weights: w.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
-                                               m: m.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
-                                               v: v.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound }) }
+            for r in ranges {
+                try writer.write(
+                    r, weights: w.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
+                    m: m.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
+                    v: v.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound })
+            }
             try writer.finish()
             return dir
         }

@@ -30,8 +30,10 @@ final class GradingTests: XCTestCase {
 
     /// Hostile or odd answers are graded (wrong), never a crash or a hang.
     func testOddInputsAreWrongNotFatal() {
-        for odd in ["", "}", "{{{{", "\\frac", "\\sqrt[", "((((((1", "1/0", "0/0", "\\begin{pmatrix}", "|", "^^^", "\\text{", String(repeating: "(", count: 5000),
-                    "10^{1000}", "\\binom{1000}{500}", "99999!"] {
+        for odd in [
+            "", "}", "{{{{", "\\frac", "\\sqrt[", "((((((1", "1/0", "0/0", "\\begin{pmatrix}", "|", "^^^", "\\text{", String(repeating: "(", count: 5000),
+            "10^{1000}", "\\binom{1000}{500}", "99999!"
+        ] {
             XCTAssertFalse(grade("5", odd), odd)
         }
         XCTAssertTrue(grade("\\infty", "\\infty"))
@@ -50,7 +52,9 @@ final class GradingTests: XCTestCase {
             let expected = try XCTUnwrap(json["math_verify"] as? Bool)
             let ours = AnswerRule.math.grade(sample, reference: reference)
             if expected { positives += 1 }
-            if ours.correct == expected { agree += 1 } else {
+            if ours.correct == expected {
+                agree += 1
+            } else {
                 disagreements.append("\(reference) vs \(ours.extracted ?? "-"): math-verify \(expected), ours \(ours.correct)")
             }
         }

@@ -8,9 +8,10 @@ import XCTest
 
 final class EngineTests: XCTestCase {
     static func config(_ type: String, tied: Bool) throws -> LlamaConfig {
-        try LlamaConfig(modelType: type, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4,
-                        numKeyValueHeads: 2, vocabSize: 23, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
-                        ropeTheta: 10000, tieWordEmbeddings: tied)
+        try LlamaConfig(
+            modelType: type, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4,
+            numKeyValueHeads: 2, vocabSize: 23, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
+            ropeTheta: 10000, tieWordEmbeddings: tied)
     }
 
     static func randomParameters(_ layout: ParameterLayout, seed: UInt64) -> FloatBuffer {
@@ -29,7 +30,7 @@ final class EngineTests: XCTestCase {
     static let sequences = [
         TokenSequence(tokens: [1, 5, 7, 9, 2, 3], promptLength: 2),
         TokenSequence(tokens: [4, 8, 15, 16, 22, 0, 11, 3], promptLength: 3),
-        TokenSequence(tokens: [6, 2, 19, 20], promptLength: 0),
+        TokenSequence(tokens: [6, 2, 19, 20], promptLength: 0)
     ]
 
     func testForwardMatchesReference() throws {
@@ -108,10 +109,11 @@ final class EngineTests: XCTestCase {
             XCTAssertEqual(engine.workspaceHeldBytes, predicted.forward + predicted.backward, "activationKeepBytes \(keepBytes)")
         }
         let engine = LlamaEngine(config: config)
-        let kept = engine.workspaceBytes(sequenceLengths: [4000], scored: 3000), cut = { () -> (forward: Int, backward: Int) in
-            engine.activationKeepBytes = 0
-            return engine.workspaceBytes(sequenceLengths: [4000], scored: 3000)
-        }()
+        let kept = engine.workspaceBytes(sequenceLengths: [4000], scored: 3000),
+            cut = { () -> (forward: Int, backward: Int) in
+                engine.activationKeepBytes = 0
+                return engine.workspaceBytes(sequenceLengths: [4000], scored: 3000)
+            }()
         XCTAssertLessThan(cut.forward, kept.forward)  // recomputation keeps only each layer's input and attention output
     }
 
@@ -127,8 +129,9 @@ final class EngineTests: XCTestCase {
                 let logp = engine.forward(parameters: params.baseAddress, batch: batch)
                 let grads = FloatBuffer(count: engine.layout.totalCount)
                 var finals: [Int] = []
-                engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 3) - 0.7 },
-                                gradientsFinal: { finals.append($0) })
+                engine.backward(
+                    parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 3) - 0.7 },
+                    gradientsFinal: { finals.append($0) })
                 XCTAssertEqual(finals.count, config.numHiddenLayers)
                 return (logp, grads.array)
             }

@@ -9,9 +9,10 @@ import ReferenceLlama
 import XCTest
 
 final class GeneratorTests: XCTestCase {
-    static let config = try! LlamaConfig(modelType: "llama", hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4,
-                                         numKeyValueHeads: 2, vocabSize: 23, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
-                                         ropeTheta: 10000, tieWordEmbeddings: false)
+    static let config = try! LlamaConfig(
+        modelType: "llama", hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4,
+        numKeyValueHeads: 2, vocabSize: 23, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
+        ropeTheta: 10000, tieWordEmbeddings: false)
     static let sequences: [[Int32]] = [[1, 5, 7, 9, 2, 3, 8, 8, 0], [4, 8, 15, 16, 22, 0, 11], [6, 2, 19, 20, 1, 1, 13, 5, 9, 21, 3]]
 
     func testPrefillAndDecodeMatchTheReferenceAtEveryPosition() {
@@ -170,9 +171,10 @@ final class GeneratorTests: XCTestCase {
 
     /// Wide enough that OpenBLAS's kernels take their edge and blocked paths (a plain product at
     /// this size gives a row other bits at another position on Prescott and Haswell).
-    static let wider = try! LlamaConfig(modelType: "llama", hiddenSize: 96, intermediateSize: 200, numHiddenLayers: 2, numAttentionHeads: 4,
-                                        numKeyValueHeads: 2, vocabSize: 500, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
-                                        ropeTheta: 10000, tieWordEmbeddings: false)
+    static let wider = try! LlamaConfig(
+        modelType: "llama", hiddenSize: 96, intermediateSize: 200, numHiddenLayers: 2, numAttentionHeads: 4,
+        numKeyValueHeads: 2, vocabSize: 500, maxPositionEmbeddings: 64, rmsNormEps: 1e-5,
+        ropeTheta: 10000, tieWordEmbeddings: false)
 
     /// The same on every kernel the CPU's features qualify for and the self-test passes, each in a
     /// child process switched to it (this process keeps its own kernel).

@@ -9,9 +9,11 @@ func randomArray(_ n: Int, _ rng: inout SeededGenerator, scale: Double = 1) -> [
 }
 
 /// Checks `analytic` (∂L/∂x) against finite differences of `loss(x)` at a sample of indices.
-func checkGradient(_ name: String, x: [Float], analytic: [Float], samples: Int = 40, h: Float = 1e-2,
-                   tolerance: Double = 2e-3, file: StaticString = #filePath, line: UInt = #line,
-                   loss: ([Float]) -> Double) {
+func checkGradient(
+    _ name: String, x: [Float], analytic: [Float], samples: Int = 40, h: Float = 1e-2,
+    tolerance: Double = 2e-3, file: StaticString = #filePath, line: UInt = #line,
+    loss: ([Float]) -> Double
+) {
     var rng = SeededGenerator(seed: 99)
     let scale = analytic.map { abs(Double($0)) }.max() ?? 0
     XCTAssertGreaterThan(scale, 0, "\(name): zero gradient", file: file, line: line)
@@ -38,12 +40,16 @@ final class MatmulTests: XCTestCase {
             let a = randomArray((opA == .n ? m : k) * lda, &rng), b = randomArray((opB == .n ? k : n) * ldb, &rng)
             let c0 = randomArray(m * ldc, &rng)
             var fast = c0, slow = c0
-            a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in
-                gemm(opA, opB, m: m, n: n, k: k, alpha: 0.7, a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb,
-                     beta: 0.3, &fast, ldc: ldc)
-                referenceGemm(opA, opB, m: m, n: n, k: k, alpha: 0.7, a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb,
-                              beta: 0.3, &slow, ldc: ldc)
-            } }
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    gemm(
+                        opA, opB, m: m, n: n, k: k, alpha: 0.7, a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb,
+                        beta: 0.3, &fast, ldc: ldc)
+                    referenceGemm(
+                        opA, opB, m: m, n: n, k: k, alpha: 0.7, a.baseAddress!, lda: lda, b.baseAddress!, ldb: ldb,
+                        beta: 0.3, &slow, ldc: ldc)
+                }
+            }
             let worst = zip(fast, slow).map { abs($0 - $1) }.max()!
             XCTAssertLessThan(worst, 1e-4, "\(opA)\(opB): max difference \(worst)")
         }
@@ -233,7 +239,9 @@ final class LayerGradientTests: XCTestCase {
                 for i in s0..<s1 {
                     for h in 0..<heads {
                         let g = h / (heads / kvHeads)
-                        let scores = (s0...i).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[(i * heads + h) * hd + $1]) * Double(k[(p * kvHeads + g) * hd + $1]) } / Double(hd).squareRoot() }
+                        let scores = (s0...i).map { p in
+                            (0..<hd).reduce(0.0) { $0 + Double(q[(i * heads + h) * hd + $1]) * Double(k[(p * kvHeads + g) * hd + $1]) } / Double(hd).squareRoot()
+                        }
                         let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
                         for d in 0..<hd {
                             let ref = (s0...i).enumerated().reduce(0.0) { $0 + e[$1.offset] / z * Double(v[($1.element * kvHeads + g) * hd + d]) }

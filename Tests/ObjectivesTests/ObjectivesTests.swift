@@ -5,8 +5,10 @@ import Objectives
 import XCTest
 
 final class ObjectivesTests: XCTestCase {
-    let pairs = [SequenceScore(logp: -12.0, tokens: 6), SequenceScore(logp: -30.0, tokens: 10),
-                 SequenceScore(logp: -4.5, tokens: 3), SequenceScore(logp: -2.0, tokens: 4)]
+    let pairs = [
+        SequenceScore(logp: -12.0, tokens: 6), SequenceScore(logp: -30.0, tokens: 10),
+        SequenceScore(logp: -4.5, tokens: 3), SequenceScore(logp: -2.0, tokens: 4)
+    ]
     let refs = [ReferenceScores(chosen: -13.0, rejected: -29.0), ReferenceScores(chosen: -5.0, rejected: -2.5)]
 
     func testREDIMatchesThePaperFormula() throws {
@@ -83,8 +85,10 @@ final class ObjectivesTests: XCTestCase {
     }
 
     func testGradientsMatchFiniteDifferences() throws {
-        for objective in [Objective.sft, .redi(), .redi(c: 0.7, alpha: 1), .dpo(beta: 0.3), .dpo(beta: 0.3, loss: .ipo),
-                          .dpo(beta: 0.3, loss: .lengthNormalized), .simpo(beta: 2.5, gamma: 0.4)] {
+        for objective in [
+            Objective.sft, .redi(), .redi(c: 0.7, alpha: 1), .dpo(beta: 0.3), .dpo(beta: 0.3, loss: .ipo),
+            .dpo(beta: 0.3, loss: .lengthNormalized), .simpo(beta: 2.5, gamma: 0.4)
+        ] {
             let r = try objective.evaluate(pairs, references: refs)
             for i in pairs.indices {
                 var up = pairs, down = pairs
@@ -115,12 +119,14 @@ final class ObjectivesTests: XCTestCase {
         XCTAssertEqual(try Objective.named("dpo"), .dpo(beta: 0.1))
         XCTAssertEqual(try Objective.named("simpo"), .simpo(beta: 0.1, gamma: 0.5))  // TRL's CPOConfig defaults
         XCTAssertEqual(try Objective.named("simpo", beta: 2.5, gamma: 1.4), .simpo(beta: 2.5, gamma: 1.4))
-        for (call, needle) in [({ try Objective.named("dpo", alpha: 1) }, "alpha does not apply to dpo"),
-                               ({ try Objective.named("sft", gamma: 1) }, "gamma does not apply to sft"),
-                               ({ try Objective.named("redi", beta: 1) }, "beta does not apply to redi"),
-                               ({ try Objective.named("dpo", beta: 0) }, "beta must be positive"),
-                               ({ try Objective.named("redi", alpha: .nan) }, "alpha must be a finite number"),
-                               ({ try Objective.named("ppo") }, "\"ppo\" is not sft, redi, dpo or simpo")] as [(() throws -> Objective, String)] {
+        for (call, needle) in [
+            ({ try Objective.named("dpo", alpha: 1) }, "alpha does not apply to dpo"),
+            ({ try Objective.named("sft", gamma: 1) }, "gamma does not apply to sft"),
+            ({ try Objective.named("redi", beta: 1) }, "beta does not apply to redi"),
+            ({ try Objective.named("dpo", beta: 0) }, "beta must be positive"),
+            ({ try Objective.named("redi", alpha: .nan) }, "alpha must be a finite number"),
+            ({ try Objective.named("ppo") }, "\"ppo\" is not sft, redi, dpo or simpo")
+        ] as [(() throws -> Objective, String)] {
             XCTAssertThrowsError(try call()) { XCTAssertTrue("\($0)".contains(needle), "\($0)") }
         }
     }

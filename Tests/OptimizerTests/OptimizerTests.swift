@@ -68,8 +68,9 @@ final class OptimizerTests: XCTestCase {
         // Zero gradients: a decayed parameter shrinks by (1 − lr·wd), an undecayed one stays.
         var p: [Float] = Array(repeating: 2, count: 10), m = [Float](repeating: 0, count: 10), v = m
         let cfg = AdamWConfig(weightDecay: 0.5)
-        adamWStep(parameters: &p, gradients: [Float](repeating: 0, count: 10), m: &m, v: &v, count: 10, learningRate: 0.1, step: 1,
-                  config: cfg, undecayed: [1..<3, 6..<7, 9..<12])
+        adamWStep(
+            parameters: &p, gradients: [Float](repeating: 0, count: 10), m: &m, v: &v, count: 10, learningRate: 0.1, step: 1,
+            config: cfg, undecayed: [1..<3, 6..<7, 9..<12])
         XCTAssertEqual(p, [1.9, 2, 2, 1.9, 1.9, 1.9, 2, 1.9, 1.9, 2])
     }
 }

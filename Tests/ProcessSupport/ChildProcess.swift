@@ -3,6 +3,7 @@
 // whatever the child does, and when it does not, the failure must say where the child was
 // stuck (its threads' stacks) instead of holding CI until its global limit.
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,8 +27,10 @@ public final class ChildProcess: @unchecked Sendable {
 
     /// Starts `executable` (a path, or a name looked up in PATH) in `directory`, stdout to
     /// `output` and stderr to `errors` (the same file when nil), both truncated first.
-    public init(_ executable: String, _ arguments: [String], in directory: URL, output: URL, errors: URL? = nil,
-                environment: [String: String]? = nil) throws {
+    public init(
+        _ executable: String, _ arguments: [String], in directory: URL, output: URL, errors: URL? = nil,
+        environment: [String: String]? = nil
+    ) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -58,7 +61,8 @@ public final class ChildProcess: @unchecked Sendable {
         var cEnv = env.map { strdup($0) } + [nil]
         defer { for p in cArgv { free(p) }; for p in cEnv { free(p) } }
         var child: pid_t = 0
-        let rc = executable.contains("/")
+        let rc =
+            executable.contains("/")
             ? posix_spawn(&child, executable, &actions, &attributes, &cArgv, &cEnv)
             : posix_spawnp(&child, executable, &actions, &attributes, &cArgv, &cEnv)
         guard rc == 0 else { throw ChildProcessError(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
@@ -95,8 +99,9 @@ public final class ChildProcess: @unchecked Sendable {
         kill(-pid, SIGKILL); kill(pid, SIGKILL)
         _ = reap(blocking: true)
         let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        throw ChildProcessError(description: "\(name) (pid \(pid)) was still running after \(Int(seconds)) s and was killed.\n"
-            + "Its threads were at:\n\(stacks)\nIts last output:\n\(output.suffix(4000))")
+        throw ChildProcessError(
+            description: "\(name) (pid \(pid)) was still running after \(Int(seconds)) s and was killed.\n"
+                + "Its threads were at:\n\(stacks)\nIts last output:\n\(output.suffix(4000))")
     }
 
     /// Kills every child still running (a test's tearDown: nothing outlives its test).
@@ -129,8 +134,11 @@ public final class ChildProcess: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb") else { return text + "(gdb not installed: no stacks)" }
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("stacks-\(pid).txt")
         defer { try? FileManager.default.removeItem(at: file) }
-        guard let gdb = try? ChildProcess("/usr/bin/timeout", ["30", "/usr/bin/gdb", "-batch", "-p", "\(pid)", "-ex", "thread apply all bt 30"],
-                                          in: FileManager.default.temporaryDirectory, output: file) else { return text }
+        guard
+            let gdb = try? ChildProcess(
+                "/usr/bin/timeout", ["30", "/usr/bin/gdb", "-batch", "-p", "\(pid)", "-ex", "thread apply all bt 30"],
+                in: FileManager.default.temporaryDirectory, output: file)
+        else { return text }
         _ = try? gdb.wait(seconds: 40)
         return text + ((try? String(contentsOfFile: file.path, encoding: .utf8)) ?? "")
     }

@@ -16,7 +16,7 @@ final class HostileTokenizerTests: XCTestCase {
     func testTokenIDsOutOfRangeAreErrors() throws {
         for (vocab, added): ([String: Any], [[String: Any]]) in [
             (["a": -1], []), (["a": 1 << 31], []), (["a": Int64.max - 1], []), (["a": 0], [["id": Int64.max, "content": "<x>"]]),
-            (["a": 0, "b": 3_000_000], []),
+            (["a": 0, "b": 3_000_000], [])
         ] {
             let started = Date()
             XCTAssertThrowsError(try BPETokenizer.load(tokenizerJSON: try tokenizerJSON(vocab: vocab, added: added), config: nil, url: url)) { error in

@@ -12,15 +12,16 @@ import Training
 import XCTest
 
 final class TrainingTests: XCTestCase {
-    let config = try! LlamaConfig(hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4,
-                                  numKeyValueHeads: 2, vocabSize: 260, maxPositionEmbeddings: 64)
+    let config = try! LlamaConfig(
+        hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 4,
+        numKeyValueHeads: 2, vocabSize: 260, maxPositionEmbeddings: 64)
 
     func preferenceExamples() -> [Example] {
         let t = ByteTokenizer()
         let records: [Record] = [
             .preference(prompt: "2+3=", chosen: "5", rejected: "6", refChosen: -11.0, refRejected: -11.3),
             .preference(prompt: "10-4=", chosen: "6", rejected: "14", refChosen: -10.5, refRejected: -16.0),
-            .preference(prompt: "7*1=", chosen: "7", rejected: "71", refChosen: -12.0, refRejected: -15.5),
+            .preference(prompt: "7*1=", chosen: "7", rejected: "71", refChosen: -12.0, refRejected: -15.5)
         ]
         return records.enumerated().map { try! Example(record: $1, line: $0 + 1, tokenizer: t) }
     }
@@ -48,8 +49,9 @@ final class TrainingTests: XCTestCase {
             let grads = FloatBuffer(count: layout.totalCount)
             let normalizer = objective.normalizer(for: examples)
             let computer = GradientComputer(config: config)
-            _ = try computer.accumulate(parameters: params.baseAddress, gradients: grads.baseAddress, examples: examples,
-                                        objective: objective, normalizer: normalizer)
+            _ = try computer.accumulate(
+                parameters: params.baseAddress, gradients: grads.baseAddress, examples: examples,
+                objective: objective, normalizer: normalizer)
             let sequences = examples.flatMap(\.sequences)
             let refs = examples.map { ReferenceScores(chosen: $0.refChosen ?? 0, rejected: $0.refRejected ?? 0) }
             var theta = params.array.map(Double.init)
@@ -110,9 +112,10 @@ final class TrainingTests: XCTestCase {
         let params = FloatBuffer(count: layout.totalCount)
         initializeParameters(params, layout: layout, seed: 1)
         let steps = 300, batch = 16
-        let trainer = LocalTrainer(config: tiny, parameters: params,
-                                   settings: StageSettings(objective: .sft, learningRate: 3e-3, warmupRatio: 0.05, maxGradNorm: 1.0),
-                                   totalSteps: steps)
+        let trainer = LocalTrainer(
+            config: tiny, parameters: params,
+            settings: StageSettings(objective: .sft, learningRate: 3e-3, warmupRatio: 0.05, maxGradNorm: 1.0),
+            totalSteps: steps)
         var first = 0.0, last: [Double] = []
         for step in 0..<steps {
             let start = (step * batch) % data.count
@@ -123,7 +126,7 @@ final class TrainingTests: XCTestCase {
         }
         let final = last.reduce(0, +) / Double(last.count)
         print("SFT loss: step 1 \(first) → last 3 steps \(final)")
-        XCTAssertGreaterThan(first, 5.0)   // ≈ ln 260 at initialisation
+        XCTAssertGreaterThan(first, 5.0)  // ≈ ln 260 at initialisation
         XCTAssertLessThan(final, 0.5)
     }
 }

@@ -13,24 +13,32 @@ final class CodecTests: XCTestCase {
         .hello(Hello(role: .server, endpoint: "tcp://127.0.0.1:5555", threads: 2)),
         .hello(Hello(role: .worker, dataKey: Array(0..<32))),
         .hello(Hello(role: .worker, dataKey: Array(0..<32), blasKernel: "Cooperlake")),
-        .welcome(Welcome(index: 1, modelConfigJSON: #"{"hidden_size": 64}"#,
-                         chunks: [ChunkRange(chunk: 0, offset: 0, count: 1_048_576), ChunkRange(chunk: 1, offset: 1_048_576, count: 7)],
-                         chunkOwner: [0, 1], serverEndpoints: ["tcp://a:1", "tcp://b:2"], parameterCount: 1_048_583, heartbeatSeconds: 2.5,
-                         workers: 2, timeoutSeconds: 30, workerKeys: [Array(repeating: 7, count: 32), []])),
-        .welcome(Welcome(index: 0, modelConfigJSON: "{}", chunks: [ChunkRange(chunk: 0, offset: 0, count: 3)], chunkOwner: [0],
-                         serverEndpoints: ["tcp://a:1"], parameterCount: 3, heartbeatSeconds: 1, workers: 1, timeoutSeconds: 4,
-                         bf16Gradients: true, bf16Weights: true, plainDataPlane: true, activationKeepBytes: 0,
-                         snapshotDirectory: "/var/tmp/snapshots")),
+        .welcome(
+            Welcome(
+                index: 1, modelConfigJSON: #"{"hidden_size": 64}"#,
+                chunks: [ChunkRange(chunk: 0, offset: 0, count: 1_048_576), ChunkRange(chunk: 1, offset: 1_048_576, count: 7)],
+                chunkOwner: [0, 1], serverEndpoints: ["tcp://a:1", "tcp://b:2"], parameterCount: 1_048_583, heartbeatSeconds: 2.5,
+                workers: 2, timeoutSeconds: 30, workerKeys: [Array(repeating: 7, count: 32), []])),
+        .welcome(
+            Welcome(
+                index: 0, modelConfigJSON: "{}", chunks: [ChunkRange(chunk: 0, offset: 0, count: 3)], chunkOwner: [0],
+                serverEndpoints: ["tcp://a:1"], parameterCount: 3, heartbeatSeconds: 1, workers: 1, timeoutSeconds: 4,
+                bf16Gradients: true, bf16Weights: true, plainDataPlane: true, activationKeepBytes: 0,
+                snapshotDirectory: "/var/tmp/snapshots")),
         .error(code: 400, message: "bad ünïcode message"),
         .heartbeat(step: 12),
         .shutdown(reason: "done", failed: false),
         .shutdown(reason: "worker 1 failed", failed: true),
-        .work(WorkUnit(stage: "redi", step: 3, version: 7, objective: .redi(c: 1, alpha: 0.8, gamma: 0.5, weightGradient: true),
-                       normalizer: 32, examples: [
-                        WireExample(sequences: [WireSequence(tokens: [259, 5, 7, 1], promptLength: 2), WireSequence(tokens: [259, 5, 9, 9, 1], promptLength: 2)],
-                                    reference: (-10.5, -12.25), id: 41),
-                        WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 0)]),
-                       ], microBatchTokens: 4096, scoreOnly: true)),
+        .work(
+            WorkUnit(
+                stage: "redi", step: 3, version: 7, objective: .redi(c: 1, alpha: 0.8, gamma: 0.5, weightGradient: true),
+                normalizer: 32,
+                examples: [
+                    WireExample(
+                        sequences: [WireSequence(tokens: [259, 5, 7, 1], promptLength: 2), WireSequence(tokens: [259, 5, 9, 9, 1], promptLength: 2)],
+                        reference: (-10.5, -12.25), id: 41),
+                    WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 0)])
+                ], microBatchTokens: 4096, scoreOnly: true)),
         .pull(version: 4, chunks: [0, 3, 5]),
         .pullReply(version: 4, chunks: [0, 3, 5]),
         .pull(version: 4, chunks: [1], optimizerState: true),
@@ -40,26 +48,42 @@ final class CodecTests: XCTestCase {
         .pushAck(step: 9),
         .load(chunks: [0, 1], resetOptimizer: true),
         .norm(step: 9, chunks: [1, 4], sums: [123.456, 0], shardSums: [100, 23.5, 0]),
-        .apply(ApplyUpdate(step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
-                           adamW: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
+        .apply(
+            ApplyUpdate(
+                step: 9, optimizerStep: 10, learningRate: 1e-6, gradientScale: 0.5,
+                adamW: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 1e-4))),
         .updateDone(step: 9, version: 10),
         .reset(step: 9, shardWorkers: [0, 2, 0], workerKeys: [Array(repeating: 1, count: 32), [], Array(repeating: 2, count: 32)]),
-        .stepReport(StepReport(step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
-                               sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125,
-                               exampleIDs: [3, 17], version: 8)),
-        .stepReport(StepReport(step: 2, lossSum: 1.5, examples: 2, tokens: 30, metricSums: [:], exampleIDs: [4, 5], version: 3, shard: 1,
-                               chunkSums: [0.25, 1e-9, 3])),
-        .work(WorkUnit(stage: "sft", step: 2, version: 3, objective: .sft, normalizer: 30,
-                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2, 3], promptLength: 1)], id: 4)],
-                       microBatchTokens: 512, shard: 1, verifyOnly: true)),
-        .work(WorkUnit(stage: "ipo", step: 0, version: 1, objective: .dpo(beta: 0.3, loss: .ipo), normalizer: 2,
-                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 1), WireSequence(tokens: [1, 3], promptLength: 1)],
-                                              reference: (-1.5, -2), id: 0)],
-                       microBatchTokens: 64, shard: 0)),
-        .work(WorkUnit(stage: "eval", step: 0, version: 2, objective: .sft, normalizer: 1,
-                       examples: [WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 2)], id: 3)], microBatchTokens: 1,
-                       sampling: SamplingSpec(samples: 4, temperature: 0.6, topP: 0.95, maxNewTokens: 32768, rows: 8, seed: 9, stopTokens: [2, 7],
-                                              bf16Cache: true))),
+        .stepReport(
+            StepReport(
+                step: 9, lossSum: 3.5, examples: 16, tokens: 512, metricSums: ["logps/chosen": -40, "rewards/accuracies": 11],
+                sequenceLogps: [-1.5, -2.25], computeSeconds: 1.25, communicationSeconds: 0.5, waitingSeconds: 0.125,
+                exampleIDs: [3, 17], version: 8)),
+        .stepReport(
+            StepReport(
+                step: 2, lossSum: 1.5, examples: 2, tokens: 30, metricSums: [:], exampleIDs: [4, 5], version: 3, shard: 1,
+                chunkSums: [0.25, 1e-9, 3])),
+        .work(
+            WorkUnit(
+                stage: "sft", step: 2, version: 3, objective: .sft, normalizer: 30,
+                examples: [WireExample(sequences: [WireSequence(tokens: [1, 2, 3], promptLength: 1)], id: 4)],
+                microBatchTokens: 512, shard: 1, verifyOnly: true)),
+        .work(
+            WorkUnit(
+                stage: "ipo", step: 0, version: 1, objective: .dpo(beta: 0.3, loss: .ipo), normalizer: 2,
+                examples: [
+                    WireExample(
+                        sequences: [WireSequence(tokens: [1, 2], promptLength: 1), WireSequence(tokens: [1, 3], promptLength: 1)],
+                        reference: (-1.5, -2), id: 0)
+                ],
+                microBatchTokens: 64, shard: 0)),
+        .work(
+            WorkUnit(
+                stage: "eval", step: 0, version: 2, objective: .sft, normalizer: 1,
+                examples: [WireExample(sequences: [WireSequence(tokens: [1, 2], promptLength: 2)], id: 3)], microBatchTokens: 1,
+                sampling: SamplingSpec(
+                    samples: 4, temperature: 0.6, topP: 0.95, maxNewTokens: 32768, rows: 8, seed: 9, stopTokens: [2, 7],
+                    bf16Cache: true)))
     ]
 
     func testEveryMessageRoundTrips() throws {
@@ -137,9 +161,12 @@ final class TransportTests: XCTestCase {
         let big = Owned((0..<1_000_000).map { Float($0) * 0.5 }), small = Owned([1, -2, 3])
         try big.values.withUnsafeBufferPointer { b in
             try small.values.withUnsafeBufferPointer { s in
-                try worker.send(.push(step: 1, chunks: [0, 1], shard: 7, version: 0),
-                                tensors: [OutgoingTensor(pointer: b.baseAddress!, count: b.count, owner: big),
-                                          OutgoingTensor(pointer: s.baseAddress!, count: s.count, owner: small)])
+                try worker.send(
+                    .push(step: 1, chunks: [0, 1], shard: 7, version: 0),
+                    tensors: [
+                        OutgoingTensor(pointer: b.baseAddress!, count: b.count, owner: big),
+                        OutgoingTensor(pointer: s.baseAddress!, count: s.count, owner: small)
+                    ])
             }
         }
         let got = try XCTUnwrap(try server.receive(timeout: 5))

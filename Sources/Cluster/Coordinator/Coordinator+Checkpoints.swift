@@ -23,7 +23,8 @@ extension Coordinator {
             let statePath = dir.appendingPathComponent("trainer_state.json").path
             guard let data = FileManager.default.contents(atPath: statePath) else { continue }
             guard let state = try? TrainerState(json: data, path: statePath),
-                  let stage = recipe.stages.firstIndex(where: { $0.name == state.stage }) else {
+                let stage = recipe.stages.firstIndex(where: { $0.name == state.stage })
+            else {
                 say("skipping checkpoint \(dir.path): its trainer_state.json is unreadable or of another recipe")
                 continue
             }
@@ -50,7 +51,8 @@ extension Coordinator {
         var steps: [(stage: Int, step: Int, url: URL)] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? [] {
             guard let dash = entry.range(of: "-step", options: .backwards), let step = Int(entry[dash.upperBound...]),
-                  let stage = recipe.stages.firstIndex(where: { $0.name == entry[..<dash.lowerBound] }) else { continue }
+                let stage = recipe.stages.firstIndex(where: { $0.name == entry[..<dash.lowerBound] })
+            else { continue }
             steps.append((stage, step, out.appendingPathComponent(entry)))
         }
         for old in steps.sorted(by: { ($0.stage, $0.step) < ($1.stage, $1.step) }).dropLast(limit) {
@@ -85,8 +87,11 @@ extension Coordinator {
         for name in ["exp_avg", "exp_avg_sq"] + (optimizer.tensors["master_weights"] != nil ? ["master_weights"] : []) {
             guard optimizer.tensors[name]?.count == count else { throw ClusterError("\(path): optimizer.safetensors lacks \(name) for \(count) parameters") }
         }
-        return (ResumePoint(stage: stage, step: state.step, totalSteps: state.totalSteps, epoch: state.epoch, position: state.position,
-                            directory: dir, logMark: state.logMark), reader, optimizer)
+        return (
+            ResumePoint(
+                stage: stage, step: state.step, totalSteps: state.totalSteps, epoch: state.epoch, position: state.position,
+                directory: dir, logMark: state.logMark), reader, optimizer
+        )
     }
 
     /// One pulled chunk (weights, m, v frames) into a checkpoint, after checking it is finite.
@@ -111,7 +116,8 @@ extension Coordinator {
             throw ClusterError("cannot resume the DPO stage: \(url.path) (the reference log-probabilities from the stage's start) is missing")
         }
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let values = object["logps"] as? [Any],
-              values.count == count else {
+            values.count == count
+        else {
             throw ClusterError("\(url.path): expected \(count) reference log-probabilities for this stage's data")
         }
         return try values.map { v in
@@ -123,16 +129,19 @@ extension Coordinator {
     /// Writes a checkpoint of the servers' state, streamed from them in rounds of at most
     /// `pullRoundBytes` a server straight into the files: never the whole model in this process.
     @discardableResult
-    func checkpoint(stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig,
-                    tokenizer: any Tokenizer, name: String) throws -> String {
+    func checkpoint(
+        stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig,
+        tokenizer: any Tokenizer, name: String
+    ) throws -> String {
         keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
         // The old manifest goes first: until the new one is written last, the checkpoint does not verify.
         try? FileManager.default.removeItem(at: dir.appendingPathComponent(CheckpointManifest.fileName))
         // AdamW state beside the model, as flat vectors in the parameter layout, for resuming; with a
         // bfloat16 model, the fp32 weights too (resuming from rounded weights would change the run).
-        let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: tokenizer, dtype: recipe.saveDType, maxShardBytes: recipe.maxShardBytes,
-                                          optimizer: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)])
+        let writer = try CheckpointWriter(
+            directory: dir, config: config, tokenizer: tokenizer, dtype: recipe.saveDType, maxShardBytes: recipe.maxShardBytes,
+            optimizer: ["format": "pt", "optimizer": "adamw", "optimizer_step": String(step)])
         try relayRounds(perChunk: 3, ask: { .pull(version: version.number, chunks: $0, optimizerState: true) }) { s, ids, frames in
             for (k, id) in ids.enumerated() { try write(chunk: id, frames[(3 * k)..<(3 * k + 3)], from: servers[s], into: writer) }
             keepAlive()
@@ -140,16 +149,20 @@ extension Coordinator {
         }
         try writer.finish()
         keepAlive()
-        var state: [String: Any] = ["stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
-                                    "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version.number]
+        var state: [String: Any] = [
+            "stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
+            "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version.number
+        ]
         // Where the logs stood: a resumed run cuts them back here.
         if let mark = try runLog?.mark() { state["log"] = mark.json }
         if let referenceScores {
-            try writeAtomically(try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores]),
-                                to: dir.appendingPathComponent("reference_logps.json"))
+            try writeAtomically(
+                try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores]),
+                to: dir.appendingPathComponent("reference_logps.json"))
         }
-        try writeAtomically(try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]),
-                            to: dir.appendingPathComponent("trainer_state.json"))
+        try writeAtomically(
+            try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]),
+            to: dir.appendingPathComponent("trainer_state.json"))
         keepAlive()
         try CheckpointManifest.write(in: dir, facts: ["stage": stage, "step": step, "run_id": recipe.runID])
         say("checkpoint \(dir.path)")

@@ -33,9 +33,11 @@ extension Coordinator {
             let summary = try evaluate(b, e, tokenizer: tokenizer, file: e.named ? "eval_\(label)_\(b.spec.name).jsonl" : "eval_\(label).jsonl")
             let prefix = e.named ? "eval/\(b.spec.name)/" : "eval/"
             let title = e.named ? "eval \(b.spec.name) after \(label)" : "eval after \(label)"
-            say(String(format: "%@: pass@1 %.3f ± %.3f over %d problems × %d samples (± over problems %.3f; pass@%d %.3f; %.0f tokens, %.2f \"wait\" per response)",
-                       title, summary.passAt1, summary.passAt1Stderr, summary.problems, summary.samples, summary.passAt1StderrOverProblems,
-                       summary.samples, summary.passAtK, summary.meanResponseTokens, summary.meanWaits))
+            say(
+                String(
+                    format: "%@: pass@1 %.3f ± %.3f over %d problems × %d samples (± over problems %.3f; pass@%d %.3f; %.0f tokens, %.2f \"wait\" per response)",
+                    title, summary.passAt1, summary.passAt1Stderr, summary.problems, summary.samples, summary.passAt1StderrOverProblems,
+                    summary.samples, summary.passAtK, summary.meanResponseTokens, summary.meanWaits))
             try runLog?.evaluation(stage: stage, problems: summary.problems, values: Dictionary(uniqueKeysWithValues: summary.values.map { (prefix + $0.key, $0.value) }))
             passAt1[b.spec.name] = summary.passAt1
         }
@@ -53,12 +55,14 @@ extension Coordinator {
         let prompts = problems.enumerated().map { i, p in
             Picked(example: Example(sequences: [TokenSequence(tokens: p.promptIDs, promptLength: p.promptIDs.count)], line: p.line), id: i, epoch: 0)
         }
-        let sampling = SamplingSpec(samples: k, temperature: e.temperature, topP: e.topP, maxNewTokens: b.spec.maxNewTokens, rows: e.batch,
-                                    seed: recipe.seed, stopTokens: stop.sorted(), bf16Cache: e.cache == .bf16)
+        let sampling = SamplingSpec(
+            samples: k, temperature: e.temperature, topP: e.topP, maxNewTokens: b.spec.maxNewTokens, rows: e.batch,
+            seed: recipe.seed, stopTokens: stop.sorted(), bf16Cache: e.cache == .bf16)
         let started = Date()
         let reports = try distribute(prompts, step: 0, expectNorms: false) { version, shard in
-            WorkUnit(stage: "eval", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
-                     microBatchTokens: 1, shard: 0, sampling: sampling)
+            WorkUnit(
+                stage: "eval", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
+                microBatchTokens: 1, shard: 0, sampling: sampling)
         }.reports
         let generated = reports.flatMap(\.generated)
         guard generated.count == problems.count * k else {
@@ -73,8 +77,10 @@ extension Coordinator {
         }
         try Data(lines.utf8).write(to: URL(fileURLWithPath: recipe.output).appendingPathComponent(file))
         let tokens = generated.reduce(0) { $0 + $1.count }, seconds = Date().timeIntervalSince(started)
-        say(String(format: "eval %@: %d samples, %d tokens in %.1f s on %d workers (%.0f tokens/s)", b.spec.name, generated.count, tokens,
-                   seconds, live.count, Double(tokens) / seconds))
+        say(
+            String(
+                format: "eval %@: %d samples, %d tokens in %.1f s on %d workers (%.0f tokens/s)", b.spec.name, generated.count, tokens,
+                seconds, live.count, Double(tokens) / seconds))
         return EvaluationSummary(results, samples: k)
     }
 
@@ -86,7 +92,8 @@ extension Coordinator {
         var text = "\nstage        steps  " + names.map { $0.leftPad(max(6, $0.count)) }.joined(separator: "  ") + "   logps/chosen  logps/rejected\n"
         for r in rows {
             let scores = zip(names, keys.isEmpty ? [""] : keys).map { name, key in f(r.passAt1[key]).leftPad(max(6, name.count)) }
-            text += r.stage.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + String(r.steps).leftPad(5) + "  " + scores.joined(separator: "  ")
+            text +=
+                r.stage.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + String(r.steps).leftPad(5) + "  " + scores.joined(separator: "  ")
                 + "   " + f(r.logpsChosen).leftPad(12) + "  " + f(r.logpsRejected).leftPad(14) + "\n"
         }
         print(text)

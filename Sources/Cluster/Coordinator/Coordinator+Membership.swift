@@ -70,8 +70,9 @@ extension Coordinator {
                 say("\(name(of: id)) reported a server no longer in the plan: \(message)")
                 return nil
             }
-            throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: 0,
-                             failedTo: "answer \(name(of: id)) within the plan (\(message.dropFirst(endpoint.count + 9)))")
+            throw ServerLost(
+                index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: 0,
+                failedTo: "answer \(name(of: id)) within the plan (\(message.dropFirst(endpoint.count + 9)))")
         case let .error(_, message):
             guard member else {
                 say("ignored an error from \(name(of: id)), which is not in the run: \(message)")
@@ -111,7 +112,8 @@ extension Coordinator {
         case .server where !admitting || servers.count >= recipe.cluster.servers:
             // A spare: it waits (kept alive by heartbeats) and takes over a lost server's chunks.
             guard h.endpoint.hasPrefix("tcp://") || h.endpoint.hasPrefix("ipc://"), h.endpoint.utf8.count < 256,
-                  !spares.contains(where: { $0.id == id }) else { return }
+                !spares.contains(where: { $0.id == id })
+            else { return }
             spares.append((id, h.endpoint))
             say("server \(String(decoding: id, as: UTF8.self)) at \(h.endpoint) waits as a spare")
         case .worker where h.dataKey.count != 32:
@@ -138,8 +140,9 @@ extension Coordinator {
     func warnIfKernelDiffers(_ kernel: String, of worker: String) {
         let others = Set((workers.compactMap { $0?.kernel } + joining.map(\.kernel)).filter { !$0.isEmpty })
         guard !kernel.isEmpty, !others.isEmpty, !others.contains(kernel) else { return }
-        say("WARNING: worker \(worker) runs BLAS kernel \(kernel), the others \(others.sorted().joined(separator: ", ")): training is "
-            + "correct, but not bit-identical to a run on one kernel (set REDI_PS_BLAS_KERNEL on every host to pin one)")
+        say(
+            "WARNING: worker \(worker) runs BLAS kernel \(kernel), the others \(others.sorted().joined(separator: ", ")): training is "
+                + "correct, but not bit-identical to a run on one kernel (set REDI_PS_BLAS_KERNEL on every host to pin one)")
     }
 
     /// Waits until the recipe's servers and workers have said hello.
@@ -152,7 +155,9 @@ extension Coordinator {
             // Processes may take a while to start (or to notice a restarted coordinator).
             let patience = max(recipe.cluster.timeoutSeconds, 60)
             if Date().timeIntervalSince(started) > patience {
-                throw ClusterError("only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers joined within \(Int(patience)) s")
+                throw ClusterError(
+                    "only \(servers.count)/\(recipe.cluster.servers) servers and \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers joined within \(Int(patience)) s"
+                )
             }
             if Date().timeIntervalSince(lastStatus) > 10 {
                 say("waiting: \(servers.count)/\(recipe.cluster.servers) servers, \(workers.count - vacantSlots.count)/\(recipe.cluster.workers) workers")
@@ -243,9 +248,11 @@ extension Coordinator {
         while got.count < count {
             // A server that heartbeats but never answers is lost too (a spare takes over).
             if Date().timeIntervalSince(started) > recipe.cluster.stepTimeoutSeconds,
-               let s = (asked ?? Array(servers.indices)).first(where: { s in !got.contains { $0.identity == servers[s] } }) {
-                throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
-                                 failedTo: "acknowledge a load or update")
+                let s = (asked ?? Array(servers.indices)).first(where: { s in !got.contains { $0.identity == servers[s] } })
+            {
+                throw ServerLost(
+                    index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
+                    failedTo: "acknowledge a load or update")
             }
             guard let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)) else {
                 try checkServers()
@@ -260,7 +267,9 @@ extension Coordinator {
     /// Waits for `count` servers' acknowledgements of a load, update, reset or snapshot command
     /// (from the servers `asked`, when not all were).
     func awaitAcknowledgements(_ count: Int, from asked: [Int]? = nil) throws {
-        _ = try collectFromServers(count, from: asked) { if case .updateDone = $0 { return true }; return false }
+        _ = try collectFromServers(count, from: asked) {
+            if case .updateDone = $0 { return true }; return false
+        }
     }
 
     /// Tells every server and worker the coordinator is alive, at most once per heartbeat interval.

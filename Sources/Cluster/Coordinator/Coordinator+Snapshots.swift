@@ -36,8 +36,9 @@ extension Coordinator {
                 return nil
             }
             let successor = (s + 1) % servers.count
-            try messenger.send(.snapshot(SnapshotCommand(.storeReplica, tag: tag, chunks: ids)), to: servers[successor],
-                               tensors: frames.map(OutgoingTensor.init(forwarding:)))
+            try messenger.send(
+                .snapshot(SnapshotCommand(.storeReplica, tag: tag, chunks: ids)), to: servers[successor],
+                tensors: frames.map(OutgoingTensor.init(forwarding:)))
             return successor
         }
     }
@@ -72,7 +73,11 @@ extension Coordinator {
                 }
                 holder = index
             }
-            if let g = groups.firstIndex(where: { $0.holder == holder && $0.owner == plan.owner[c] }) { groups[g].ids.append(c) } else { groups.append((holder, plan.owner[c], [c])) }
+            if let g = groups.firstIndex(where: { $0.holder == holder && $0.owner == plan.owner[c] }) {
+                groups[g].ids.append(c)
+            } else {
+                groups.append((holder, plan.owner[c], [c]))
+            }
         }
         let perRound = chunksPerRound(framesPerChunk: 3)
         for group in groups {
@@ -81,7 +86,9 @@ extension Coordinator {
                 let tensors: [OutgoingTensor]
                 if let h = group.holder {
                     try messenger.send(.snapshot(SnapshotCommand(.sendReplica, tag: mark.tag, chunks: ids)), to: servers[h])
-                    let reply = try collectFromServers(1, from: [h]) { if case .pullReply = $0 { return true }; return false }[0]
+                    let reply = try collectFromServers(1, from: [h]) {
+                        if case .pullReply = $0 { return true }; return false
+                    }[0]
                     try checkChunks(reply, ids: ids, perChunk: 3)
                     tensors = reply.tensors.map(OutgoingTensor.init(forwarding:))
                 } else {
@@ -104,7 +111,8 @@ extension Coordinator {
     /// A pull reply's chunks must be the ones asked for, each `perChunk` fp32 frames of its size.
     func checkChunks(_ msg: Incoming, ids: [Int], perChunk: Int) throws {
         guard case let .pullReply(_, got, _) = msg.envelope.body, got == ids, ids.count * perChunk == msg.tensors.count,
-              zip(ids.flatMap { Array(repeating: $0, count: perChunk) }, msg.tensors).allSatisfy({ $1.holds(plan.chunks[$0].count, bf16: false) }) else {
+            zip(ids.flatMap { Array(repeating: $0, count: perChunk) }, msg.tensors).allSatisfy({ $1.holds(plan.chunks[$0].count, bf16: false) })
+        else {
             throw ClusterError("\(name(of: msg.identity!)) answered a pull with chunks or sizes that do not match the plan")
         }
     }
@@ -119,8 +127,10 @@ extension Coordinator {
     /// stays bounded: every server with chunks left is asked for its next round (`ask`), each
     /// reply is checked against the plan and handed to `deliver` (which returns the server it
     /// sent it on to, whose acknowledgement ends the round, or nil when it kept it), then the next round.
-    func relayRounds(perChunk: Int, ask: ([Int]) -> Body,
-                     deliver: (_ server: Int, _ ids: [Int], _ frames: [ReceivedFrame]) throws -> Int?) throws {
+    func relayRounds(
+        perChunk: Int, ask: ([Int]) -> Body,
+        deliver: (_ server: Int, _ ids: [Int], _ frames: [ReceivedFrame]) throws -> Int?
+    ) throws {
         let perRound = chunksPerRound(framesPerChunk: perChunk)
         let owned = servers.indices.map { s in plan.chunks.indices.filter { plan.owner[$0] == s } }
         let rounds = owned.map { ids in stride(from: 0, to: ids.count, by: perRound).map { Array(ids[$0..<min($0 + perRound, ids.count)]) } }
@@ -128,7 +138,12 @@ extension Coordinator {
             let asked = servers.indices.filter { round < rounds[$0].count }
             for s in asked { try messenger.send(ask(rounds[s][round]), to: servers[s]) }
             var forwarded: [Int] = []
-            for msg in try collectFromServers(asked.count, from: asked, { if case .pullReply = $0 { return true }; return false }) {
+            for msg in try collectFromServers(
+                asked.count, from: asked,
+                {
+                    if case .pullReply = $0 { return true }; return false
+                })
+            {
                 let s = servers.firstIndex(of: msg.identity!)!
                 guard asked.contains(s) else { throw ClusterError("\(name(of: msg.identity!)) answered a pull it was not asked for") }
                 try checkChunks(msg, ids: rounds[s][round], perChunk: perChunk)

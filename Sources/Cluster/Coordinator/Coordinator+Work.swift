@@ -34,15 +34,17 @@ extension Coordinator {
                 try optimizer.read("exp_avg_sq", elements: range, into: v.baseAddress, release: true)
                 if master { try optimizer.read("master_weights", elements: range, into: weights.baseAddress, release: true) }
                 guard allFinite(weights.baseAddress, count: range.count), allFinite(m.baseAddress, count: range.count),
-                      allFinite(v.baseAddress, count: range.count), !(0..<range.count).contains(where: { v.baseAddress[$0] < 0 }) else {
+                    allFinite(v.baseAddress, count: range.count), !(0..<range.count).contains(where: { v.baseAddress[$0] < 0 })
+                else {
                     throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
                 }
                 tensors += [m, v]
             } else if !allFinite(weights.baseAddress, count: range.count) {
                 throw ClusterError("the model has non-finite weights (parameters \(range))")
             }
-            try messenger.send(.load(chunks: [c], resetOptimizer: resume == nil, optimizerState: resume != nil, version: version.number), to: servers[plan.owner[c]],
-                               tensors: tensors.map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) })
+            try messenger.send(
+                .load(chunks: [c], resetOptimizer: resume == nil, optimizerState: resume != nil, version: version.number), to: servers[plan.owner[c]],
+                tensors: tensors.map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) })
             unacknowledged += 1
             bytes += 4 * tensors.count * range.count
             if bytes >= Self.pullRoundBytes {
@@ -97,8 +99,10 @@ extension Coordinator {
     /// slot, sends each shard to the live worker that owns it, and collects the reports (and
     /// the servers' per-chunk norms). A worker that stays silent for the timeout is dropped
     /// and the step starts again, its shards now computed by the others.
-    func distribute(_ batch: [Picked], step: Int, expectNorms: Bool,
-                    unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit) throws -> StepOutcome {
+    func distribute(
+        _ batch: [Picked], step: Int, expectNorms: Bool,
+        unit: (_ version: Int, _ shard: [WireExample]) -> WorkUnit
+    ) throws -> StepOutcome {
         while true {
             try admitJoiners(step: step)
             let shards = split(batch, into: workers.count)
@@ -139,8 +143,10 @@ extension Coordinator {
         }
     }
 
-    func collectStep(_ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool,
-                     checks: [(shard: Int, slot: Int)] = []) throws -> StepOutcome? {
+    func collectStep(
+        _ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool,
+        checks: [(shard: Int, slot: Int)] = []
+    ) throws -> StepOutcome? {
         var reports: [Int: StepReport] = [:]
         var recomputed: [Int: StepReport] = [:]
         var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
@@ -157,14 +163,17 @@ extension Coordinator {
                 let limit = Int(recipe.cluster.stepTimeoutSeconds)
                 if let k = (0..<sent.count).first(where: { reports[$0] == nil }) {
                     guard live.count > 1 else {
-                        throw ClusterError("\(workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])") did not report step \(step + 1) within \(limit) s (cluster.step_timeout_seconds) and no other worker is left")
+                        throw ClusterError(
+                            "\(workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])") did not report step \(step + 1) within \(limit) s (cluster.step_timeout_seconds) and no other worker is left"
+                        )
                     }
                     try drop([owners[k]], step: step, because: "did not report shard \(k) within \(limit) s (cluster.step_timeout_seconds)")
                     return nil
                 }
                 if let s = expectedNorms.first(where: { !normsFrom.contains($0) }) {
-                    throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
-                                     failedTo: "report step \(step + 1)'s gradient norm")
+                    throw ServerLost(
+                        index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
+                        failedTo: "report step \(step + 1)'s gradient norm")
                 }
                 if let check = checks.first(where: { recomputed[$0.shard] == nil }), live.count > 1 {
                     try drop([check.slot], step: step, because: "did not report its recomputation of shard \(check.shard) within \(limit) s")
@@ -175,7 +184,8 @@ extension Coordinator {
                 switch msg.envelope.body {
                 case let .stepReport(r) where r.step == step && r.version == version.number && !r.chunkSums.isEmpty:
                     guard let check = checks.first(where: { $0.shard == r.shard && workers[$0.slot]?.id == id }), recomputed[r.shard] == nil,
-                          r.isFinite, r.chunkSums.count == plan.chunks.count, r.chunkSums.allSatisfy({ $0 >= 0 }) else {
+                        r.isFinite, r.chunkSums.count == plan.chunks.count, r.chunkSums.allSatisfy({ $0 >= 0 })
+                    else {
                         say("ignored a recomputation of shard \(r.shard) from \(name(of: id)), which was not asked for it or is malformed")
                         continue
                     }
@@ -185,20 +195,26 @@ extension Coordinator {
                         say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
                         continue
                     }
-                    guard r.isFinite else { throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken") }
+                    guard r.isFinite else {
+                        throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken")
+                    }
                     guard r.exampleIDs == sent[r.shard] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
                     reports[r.shard] = r
                 case let .norm(s, chunks, sums, shardSums) where s == step && expectNorms:
                     guard let server = servers.firstIndex(of: id), expectedNorms.contains(server), !normsFrom.contains(server) else { continue }
                     let mine = plan.chunks.indices.filter { plan.owner[$0] == server }
                     guard chunks == mine, shardSums.count == sent.count, (sums + shardSums).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-                        throw ClusterError("\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))), \(shardSums.count) shards (the step has \(sent.count)) or non-finite sums for step \(step + 1)")
+                        throw ClusterError(
+                            "\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))), \(shardSums.count) shards (the step has \(sent.count)) or non-finite sums for step \(step + 1)"
+                        )
                     }
                     // ‖Σₖ gₖ‖ ≤ Σₖ ‖gₖ‖: a server cannot report a sum larger than its pushes allow.
                     let allowed = shardSums.reduce(0) { $0 + $1.squareRoot() }
                     let claimed = sums.reduce(0, +).squareRoot()
                     guard claimed <= allowed * (1 + 1e-6) + 1e-30 else {
-                        throw ClusterError("\(name(of: id)) reported a gradient norm of \(claimed) for step \(step + 1), more than the workers' pushes to it allow (\(allowed)): the server is broken or not honest")
+                        throw ClusterError(
+                            "\(name(of: id)) reported a gradient norm of \(claimed) for step \(step + 1), more than the workers' pushes to it allow (\(allowed)): the server is broken or not honest"
+                        )
                     }
                     for (c, v) in zip(chunks, sums) { chunkSums[c] = v }
                     shardSumsFrom[server] = shardSums
@@ -220,8 +236,9 @@ extension Coordinator {
         }
         let shardNorms = expectNorms ? try checkContributions(step, shardSumsFrom.keys.sorted().map { shardSumsFrom[$0]! }, owners: owners) : []
         for check in checks {
-            try compare(step: step, shard: check.shard, pushed: reports[check.shard]!, by: owners[check.shard],
-                        recomputed: recomputed[check.shard]!, by: check.slot, serverSums: shardSumsFrom)
+            try compare(
+                step: step, shard: check.shard, pushed: reports[check.shard]!, by: owners[check.shard],
+                recomputed: recomputed[check.shard]!, by: check.slot, serverSums: shardSumsFrom)
         }
         // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
         return StepOutcome(reports: (0..<sent.count).map { reports[$0]! }, sumsq: chunkSums.reduce(0) { $0 + $1! }, shardNorms: shardNorms)
@@ -231,8 +248,10 @@ extension Coordinator {
     /// another worker's recomputation of the same shard at the same version. Runs are
     /// deterministic, so two workers with the same kernel and threads must agree bit for bit
     /// (otherwise to 1e-3 relative); a disagreement ends the run naming both.
-    func compare(step: Int, shard k: Int, pushed: StepReport, by owner: Int, recomputed r: StepReport, by verifier: Int,
-                 serverSums: [Int: [Double]]) throws {
+    func compare(
+        step: Int, shard k: Int, pushed: StepReport, by owner: Int, recomputed r: StepReport, by verifier: Int,
+        serverSums: [Int: [Double]]
+    ) throws {
         let a = workers[owner], b = workers[verifier]
         let exact = a != nil && a?.kernel == b?.kernel && a?.threads == b?.threads
         func agree(_ x: Double, _ y: Double) -> Bool { exact ? x == y : abs(x - y) <= 1e-3 * max(abs(x), abs(y)) + 1e-30 }
@@ -244,11 +263,15 @@ extension Coordinator {
         }
         let who = { (slot: Int) in self.workers[slot].map { self.name(of: $0.id) } ?? "worker \(slot)" }
         guard disagreements.isEmpty else {
-            throw ClusterError("step \(step + 1) shard \(k): what \(who(owner)) pushed and \(who(verifier))'s recomputation disagree (\(disagreements.joined(separator: "; "))): one of them is broken or not honest (cluster.verify_every)")
+            throw ClusterError(
+                "step \(step + 1) shard \(k): what \(who(owner)) pushed and \(who(verifier))'s recomputation disagree (\(disagreements.joined(separator: "; "))): one of them is broken or not honest (cluster.verify_every)"
+            )
         }
         verifiedShards += 1
         if verifiedShards == 1 || verifiedShards % 100 == 0 {
-            say("verified by recomputation: \(verifiedShards) shard\(verifiedShards == 1 ? "" : "s") so far (step \(step + 1) shard \(k): \(who(verifier)) agrees with \(who(owner))\(exact ? " bit for bit" : " to 1e-3"))")
+            say(
+                "verified by recomputation: \(verifiedShards) shard\(verifiedShards == 1 ? "" : "s") so far (step \(step + 1) shard \(k): \(who(verifier)) agrees with \(who(owner))\(exact ? " bit for bit" : " to 1e-3"))"
+            )
         }
     }
 
@@ -262,7 +285,9 @@ extension Coordinator {
         let norms = (0..<shards).map { k in byServer.reduce(0) { $0 + $1[k] }.squareRoot() }
         for (k, norm) in norms.enumerated() where norm > recipe.cluster.maxShardGradNorm {
             let who = workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])"
-            throw ClusterError("\(who) pushed a gradient of norm \(norm) for step \(step + 1) (shard \(k)), over cluster.max_shard_grad_norm \(recipe.cluster.maxShardGradNorm): refused; the worker is broken or not honest")
+            throw ClusterError(
+                "\(who) pushed a gradient of norm \(norm) for step \(step + 1) (shard \(k)), over cluster.max_shard_grad_norm \(recipe.cluster.maxShardGradNorm): refused; the worker is broken or not honest"
+            )
         }
         let history = recentShardNorms.sorted()
         if history.count >= 5 {
@@ -294,8 +319,9 @@ extension Coordinator {
     func score(_ examples: [Example], microBatchTokens: Int) throws -> [Double] {
         let picked = examples.enumerated().map { Picked(example: $1, id: $0, epoch: 0) }
         let reports = try distribute(picked, step: 0, expectNorms: false) { version, shard in
-            WorkUnit(stage: "score", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
-                     microBatchTokens: microBatchTokens, scoreOnly: true)
+            WorkUnit(
+                stage: "score", step: 0, version: version, objective: .sft, normalizer: 1, examples: shard,
+                microBatchTokens: microBatchTokens, scoreOnly: true)
         }.reports
         let scores = reports.flatMap(\.sequenceLogps)
         guard scores.count == examples.reduce(0, { $0 + $1.sequences.count }) else {
@@ -327,7 +353,8 @@ extension Coordinator {
     }
 
     func wire(_ p: Picked) -> WireExample {
-        WireExample(sequences: p.example.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
-                    reference: p.example.refChosen.map { ($0, p.example.refRejected ?? 0) }, id: p.id)
+        WireExample(
+            sequences: p.example.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
+            reference: p.example.refChosen.map { ($0, p.example.refRejected ?? 0) }, id: p.id)
     }
 }

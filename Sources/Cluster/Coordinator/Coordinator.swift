@@ -162,17 +162,23 @@ public final class Coordinator {
         let logged = ((try? FileManager.default.attributesOfItem(atPath: metrics.path)[.size] as? Int) ?? 0) ?? 0
         if resume == nil, !checkpoints.isEmpty || logged > 0 {
             guard overwrite else {
-                throw ClusterError("\(out.path) already holds a run (\(checkpoints.count) checkpoints, \(logged) bytes of metrics): pass --resume latest to continue it, or --overwrite to replace it")
+                throw ClusterError(
+                    "\(out.path) already holds a run (\(checkpoints.count) checkpoints, \(logged) bytes of metrics): pass --resume latest to continue it, or --overwrite to replace it"
+                )
             }
             say("--overwrite: replacing the run in \(out.path) (its logs and \(checkpoints.count) checkpoints)")
             for c in checkpoints { try FileManager.default.removeItem(at: c) }
         }
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         if let s = recipe.synth, !evaluateOnly {
-            let stats = try Synthesis.run(SynthesisSettings(problems: s.problems, tracesPerProblem: s.tracesPerProblem, testProblems: s.testProblems,
-                                                            seed: recipe.seed, digits: s.digits, steps: s.steps, errorRate: s.errorRate), to: out)
-            say(String(format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
-                       stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
+            let stats = try Synthesis.run(
+                SynthesisSettings(
+                    problems: s.problems, tracesPerProblem: s.tracesPerProblem, testProblems: s.testProblems,
+                    seed: recipe.seed, digits: s.digits, steps: s.steps, errorRate: s.errorRate), to: out)
+            say(
+                String(
+                    format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
+                    stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
         // The model is read a piece at a time as it is loaded into the servers (resuming: the
         // checkpoint's, with AdamW's state): the coordinator never holds it.
@@ -234,8 +240,10 @@ public final class Coordinator {
         // what each stage did to the model.
         var previousPref: [Example]?
         if let pref = recipe.stages.first(where: { $0.objective.isPreference }) {
-            previousPref = try Dataset.load(URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
-                                            vocabularySize: config.vocabSize, limits: pref.limits, first: 64).examples
+            previousPref = try Dataset.load(
+                URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
+                vocabularySize: config.vocabSize, limits: pref.limits, first: 64
+            ).examples
         }
         for (index, stage) in recipe.stages.enumerated() {
             if let r = resumePoint, index < r.stage { continue }
@@ -245,8 +253,9 @@ public final class Coordinator {
             } else if index > 0 {
                 try recovering(.snapshot(previous)) { try resetOptimizerState() }  // stage 2 restarts AdamW and its schedule
             }
-            let (summary, final) = try runStage(stage, index: index, config: config, tokenizer: tokenizer,
-                                                preferenceProbe: &previousPref, start: start)
+            let (summary, final) = try runStage(
+                stage, index: index, config: config, tokenizer: tokenizer,
+                preferenceProbe: &previousPref, start: start)
             summaries.append(summary)
             previous = final
         }
@@ -255,13 +264,15 @@ public final class Coordinator {
     }
 
     func welcome(_ index: Int, role: Role) -> Body {
-        .welcome(Welcome(index: index, modelConfigJSON: configJSON, chunks: plan.chunks, chunkOwner: plan.owner,
-                         serverEndpoints: serverEndpoints, parameterCount: plan.chunks.last.map { $0.offset + $0.count } ?? 0,
-                         heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
-                         timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
-                         bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights,
-                         plainDataPlane: recipe.cluster.plainDataPlane, activationKeepBytes: recipe.cluster.activationKeepMiB << 20,
-                         snapshotDirectory: recipe.cluster.snapshotDirectory ?? ""))
+        .welcome(
+            Welcome(
+                index: index, modelConfigJSON: configJSON, chunks: plan.chunks, chunkOwner: plan.owner,
+                serverEndpoints: serverEndpoints, parameterCount: plan.chunks.last.map { $0.offset + $0.count } ?? 0,
+                heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
+                timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
+                bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights,
+                plainDataPlane: recipe.cluster.plainDataPlane, activationKeepBytes: recipe.cluster.activationKeepMiB << 20,
+                snapshotDirectory: recipe.cluster.snapshotDirectory ?? ""))
     }
 
     // MARK: Model
@@ -287,8 +298,10 @@ public final class Coordinator {
         }
         let tokenizer = chosen ?? ByteTokenizer()
         let name = recipe.model.initialize!
-        let preset = try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
-                                            eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
+        let preset =
+            try LlamaConfig.preset(
+                name, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
+                eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
             ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
         let config = overridden(preset)
         let reader = initialParameters(config: config, seed: recipe.seed)
@@ -308,12 +321,15 @@ public final class Coordinator {
 
     /// Runs one stage; returns its summary and the snapshot taken at its end (what the next
     /// stage's start is recovered from).
-    func runStage(_ stage: Recipe.Stage, index: Int, config: LlamaConfig, tokenizer: any Tokenizer,
-                  preferenceProbe: inout [Example]?, start: ResumePoint? = nil) throws -> (StageSummary, SnapshotMark?) {
+    func runStage(
+        _ stage: Recipe.Stage, index: Int, config: LlamaConfig, tokenizer: any Tokenizer,
+        preferenceProbe: inout [Example]?, start: ResumePoint? = nil
+    ) throws -> (StageSummary, SnapshotMark?) {
         referenceScores = nil
         // The tokens wait in a scratch file beside the output; a batch reads its examples back.
-        let examples = try TokenStore(URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
-                                      vocabularySize: config.vocabSize, limits: stage.limits, directory: URL(fileURLWithPath: recipe.output))
+        let examples = try TokenStore(
+            URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
+            vocabularySize: config.vocabSize, limits: stage.limits, directory: URL(fileURLWithPath: recipe.output))
         keepAlive()
         say("stage \(stage.name) (\(stage.objective.name)): \(examples.report); \(examples.fileBytes >> 20) MiB of tokens")
         if case .dpo = stage.objective, !examples.hasReferences {
@@ -347,8 +363,11 @@ public final class Coordinator {
         if let start {
             // The checkpoint must be of this stage as the recipe now defines it.
             guard start.totalSteps == total, start.position <= examples.count,
-                  start.epoch <= (total + perEpoch - 1) / perEpoch, start.epoch > 0 || start.step == 0 else {
-                throw ClusterError("\(start.directory.path): written for \(start.totalSteps) steps at epoch \(start.epoch), position \(start.position); this recipe's stage \(stage.name) has \(total) steps over \(examples.count) examples (did its data, batch size or epochs change?)")
+                start.epoch <= (total + perEpoch - 1) / perEpoch, start.epoch > 0 || start.step == 0
+            else {
+                throw ClusterError(
+                    "\(start.directory.path): written for \(start.totalSteps) steps at epoch \(start.epoch), position \(start.position); this recipe's stage \(stage.name) has \(total) steps over \(examples.count) examples (did its data, batch size or epochs change?)"
+                )
             }
         }
         if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
@@ -367,87 +386,95 @@ public final class Coordinator {
         // The newest snapshot the servers hold: where a lost server's steps are replayed from.
         var snapshot: SnapshotMark?
         while true {
-          do {
-            // A snapshot every `snapshot_every` steps, and after the last: what a lost server's work is replayed from.
-            if recipe.cluster.snapshotEvery > 0, step == total || snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
-                try takeSnapshot(step: step, order: order, position: position, epoch: epoch, into: &snapshot)
+            do {
+                // A snapshot every `snapshot_every` steps, and after the last: what a lost server's work is replayed from.
+                if recipe.cluster.snapshotEvery > 0, step == total || snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
+                    try takeSnapshot(step: step, order: order, position: position, epoch: epoch, into: &snapshot)
+                }
+                if step == total { break }
+                let t0 = Date()
+                let batch = try nextBatch()
+                let normalizer = stage.objective.normalizer(for: batch.map(\.example))
+                let outcome = try distribute(batch, step: step, expectNorms: true) { version, shard in
+                    WorkUnit(
+                        stage: stage.name, step: step, version: version, objective: stage.objective,
+                        normalizer: normalizer, examples: shard, microBatchTokens: stage.microBatchTokens)
+                }
+                let t1 = Date()
+                let reports = outcome.reports, norm = outcome.sumsq.squareRoot()
+                let lr = schedule.learningRate(atStep: step)
+                let apply = ApplyUpdate(
+                    step: step, optimizerStep: step + 1, learningRate: lr,
+                    gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
+                for id in servers { try messenger.send(.apply(apply), to: id) }
+                try awaitAcknowledgements(servers.count)
+                version.stepApplied()
+                // What was applied, for the exactly-once check: (epoch, example id) in work order.
+                // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
+                let done = reports.flatMap(\.exampleIDs)
+                guard done == batch.map(\.id) else { throw ClusterError("step \(step + 1): the workers' reports do not cover the batch") }
+                try runLog?.examples(stage: stage.name, step: step + 1, pairs: batch.map { [$0.epoch, $0.id] })
+                let t2 = Date()
+                var result = ObjectiveResult()
+                for r in reports {
+                    var partial = ObjectiveResult()
+                    partial.lossSum = r.lossSum; partial.examples = r.examples; partial.tokens = r.tokens; partial.metricSums = r.metricSums
+                    result.merge(partial)
+                }
+                tokensSeen += result.tokens
+                var metrics = result.metrics(for: stage.objective)
+                metrics["loss"] = result.lossSum / max(1, normalizer)
+                metrics["grad_norm"] = norm
+                // Each worker's contribution, as the servers measured it: the largest and the median shard.
+                let shardNorms = outcome.shardNorms.sorted()
+                if let largest = shardNorms.last {
+                    metrics["grad_norm/shard_max"] = largest
+                    metrics["grad_norm/shard_median"] = shardNorms[shardNorms.count / 2]
+                }
+                metrics["learning_rate"] = lr
+                let stepSeconds = t2.timeIntervalSince(t0)
+                let compute = reports.map(\.computeSeconds).max() ?? 0
+                let communication = reports.map(\.communicationSeconds).max() ?? 0
+                metrics["tokens_per_second"] = Double(result.tokens) / stepSeconds
+                metrics["time/step"] = stepSeconds
+                metrics["time/compute"] = compute
+                metrics["time/communication"] = communication
+                metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
+                try runLog?.step(stage: stage.name, step: step + 1, epoch: Double(epoch - 1) + Double(position) / Double(examples.count), metrics: metrics)
+                let elapsed = Date().timeIntervalSince(started)
+                let eta = elapsed / Double(step + 1) * Double(total - step - 1)
+                say(
+                    String(
+                        format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
+                        stage.name, step + 1, total, metrics["loss"]!, norm, lr, metrics["tokens_per_second"]!, eta))
+                if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < total {
+                    try checkpoint(
+                        stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
+                        tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
+                }
+                if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < total {
+                    _ = try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: "\(stage.name)-step\(step + 1)")
+                }
+                step += 1
+            } catch let lost as ServerLost {
+                // Re-plan the lost server's chunks, load the snapshot, and replay the steps since:
+                // the same batches, shards and sums, so the same weights as without the loss.
+                guard let snap = snapshot else {
+                    throw ClusterError("\(lost), and there is no complete snapshot to recover from\(recipe.cluster.snapshotEvery == 0 ? " (cluster.snapshot_every is 0)" : " yet")")
+                }
+                say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
+                try replan(losing: lost.index)
+                try restoreSnapshot(snap)
+                (order, position, epoch, step) = (snap.order, snap.position, snap.epoch, snap.step)
+                if let mark = snap.logMark { try runLog?.rewind(to: mark) }
             }
-            if step == total { break }
-            let t0 = Date()
-            let batch = try nextBatch()
-            let normalizer = stage.objective.normalizer(for: batch.map(\.example))
-            let outcome = try distribute(batch, step: step, expectNorms: true) { version, shard in
-                WorkUnit(stage: stage.name, step: step, version: version, objective: stage.objective,
-                         normalizer: normalizer, examples: shard, microBatchTokens: stage.microBatchTokens)
-            }
-            let t1 = Date()
-            let reports = outcome.reports, norm = outcome.sumsq.squareRoot()
-            let lr = schedule.learningRate(atStep: step)
-            let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr,
-                                    gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
-            for id in servers { try messenger.send(.apply(apply), to: id) }
-            try awaitAcknowledgements(servers.count)
-            version.stepApplied()
-            // What was applied, for the exactly-once check: (epoch, example id) in work order.
-            // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
-            let done = reports.flatMap(\.exampleIDs)
-            guard done == batch.map(\.id) else { throw ClusterError("step \(step + 1): the workers' reports do not cover the batch") }
-            try runLog?.examples(stage: stage.name, step: step + 1, pairs: batch.map { [$0.epoch, $0.id] })
-            let t2 = Date()
-            var result = ObjectiveResult()
-            for r in reports {
-                var partial = ObjectiveResult()
-                partial.lossSum = r.lossSum; partial.examples = r.examples; partial.tokens = r.tokens; partial.metricSums = r.metricSums
-                result.merge(partial)
-            }
-            tokensSeen += result.tokens
-            var metrics = result.metrics(for: stage.objective)
-            metrics["loss"] = result.lossSum / max(1, normalizer)
-            metrics["grad_norm"] = norm
-            // Each worker's contribution, as the servers measured it: the largest and the median shard.
-            let shardNorms = outcome.shardNorms.sorted()
-            if let largest = shardNorms.last {
-                metrics["grad_norm/shard_max"] = largest
-                metrics["grad_norm/shard_median"] = shardNorms[shardNorms.count / 2]
-            }
-            metrics["learning_rate"] = lr
-            let stepSeconds = t2.timeIntervalSince(t0)
-            let compute = reports.map(\.computeSeconds).max() ?? 0
-            let communication = reports.map(\.communicationSeconds).max() ?? 0
-            metrics["tokens_per_second"] = Double(result.tokens) / stepSeconds
-            metrics["time/step"] = stepSeconds
-            metrics["time/compute"] = compute
-            metrics["time/communication"] = communication
-            metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
-            try runLog?.step(stage: stage.name, step: step + 1, epoch: Double(epoch - 1) + Double(position) / Double(examples.count), metrics: metrics)
-            let elapsed = Date().timeIntervalSince(started)
-            let eta = elapsed / Double(step + 1) * Double(total - step - 1)
-            say(String(format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
-                       stage.name, step + 1, total, metrics["loss"]!, norm, lr, metrics["tokens_per_second"]!, eta))
-            if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < total {
-                try checkpoint(stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
-                               tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
-            }
-            if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < total {
-                _ = try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: "\(stage.name)-step\(step + 1)")
-            }
-            step += 1
-          } catch let lost as ServerLost {
-            // Re-plan the lost server's chunks, load the snapshot, and replay the steps since:
-            // the same batches, shards and sums, so the same weights as without the loss.
-            guard let snap = snapshot else {
-                throw ClusterError("\(lost), and there is no complete snapshot to recover from\(recipe.cluster.snapshotEvery == 0 ? " (cluster.snapshot_every is 0)" : " yet")")
-            }
-            say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
-            try replan(losing: lost.index)
-            try restoreSnapshot(snap)
-            (order, position, epoch, step) = (snap.order, snap.position, snap.epoch, snap.step)
-            if let mark = snap.logMark { try runLog?.rewind(to: mark) }
-          }
         }
         let final = snapshot
-        let dir = try recovering(.snapshot(final)) { try checkpoint(stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
-                                 tokenizer: tokenizer, name: stage.name) }
+        let dir = try recovering(.snapshot(final)) {
+            try checkpoint(
+                stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
+                tokenizer: tokenizer, name: stage.name)
+        }
         var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
         if let probe = preferenceProbe {
             let s = try recovering(.snapshot(final)) { try score(probe, microBatchTokens: stage.microBatchTokens) }
@@ -481,7 +508,6 @@ public final class Coordinator {
             }
         }
     }
-
 }
 
 extension String {

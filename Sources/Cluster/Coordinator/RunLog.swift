@@ -27,8 +27,9 @@ final class RunLog {
 
         init?(json: Any?) {
             guard let o = json as? [String: Any], let m = (o["metrics"] as? NSNumber)?.int64Value, let e = (o["examples"] as? NSNumber)?.int64Value,
-                  let v = (o["events"] as? NSNumber)?.int64Value, let f = o["events_file"] as? String,
-                  m >= 0, e >= 0, v >= 0, f.hasPrefix("events.out.tfevents."), !f.contains("/") else { return nil }
+                let v = (o["events"] as? NSNumber)?.int64Value, let f = o["events_file"] as? String,
+                m >= 0, e >= 0, v >= 0, f.hasPrefix("events.out.tfevents."), !f.contains("/")
+            else { return nil }
             self.init(metrics: UInt64(m), examples: UInt64(e), events: UInt64(v), eventsFile: f)
         }
     }
@@ -126,8 +127,12 @@ final class RunLog {
 
     /// Appends one JSON line; non-finite numbers are written as null. A full disk is a thrown error.
     private func append(_ line: [String: Any], to file: FileHandle) throws {
-        let clean = line.mapValues { v -> Any in if let d = v as? Double, !d.isFinite { return NSNull() }; return v }
-        try write("\(output)/\(file === metrics ? "metrics.jsonl" : "examples.jsonl")") { try file.write(contentsOf: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8)) }
+        let clean = line.mapValues { v -> Any in
+            if let d = v as? Double, !d.isFinite { return NSNull() }; return v
+        }
+        try write("\(output)/\(file === metrics ? "metrics.jsonl" : "examples.jsonl")") {
+            try file.write(contentsOf: try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
+        }
     }
 
     private static func appendable(_ url: URL, fresh: Bool) throws -> FileHandle {

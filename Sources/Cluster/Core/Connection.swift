@@ -33,8 +33,9 @@ func log(_ role: String, _ message: String) {
 /// started by a 100 MB test process reported 98 MiB while it never held more than 48.
 public func peakResidentMiB() -> Double {
     if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-       let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-       let kib = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kib = Double(line.dropFirst(6).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+    {
         return kib / 1024
     }
     var usage = rusage()
@@ -57,8 +58,10 @@ func peerTimeout(_ welcome: Welcome, cli: Double) -> Double {
 }
 
 /// Connects to the coordinator under the run key, says hello, and waits (bounded) for a Welcome.
-func join(context: ZMQContext, coordinator: String, key: RunKey, identity: String, hello: Hello,
-          timeout: Double) throws -> (Messenger, Welcome, String) {
+func join(
+    context: ZMQContext, coordinator: String, key: RunKey, identity: String, hello: Hello,
+    timeout: Double
+) throws -> (Messenger, Welcome, String) {
     let socket = try ZMQSocket(context, .dealer)
     try socket.setIdentity(identity)
     try socket.makeCurveClient(keys: key.keys, serverKey: key.keys.publicKey)
@@ -116,7 +119,8 @@ extension Welcome {
         }
         guard next == parameterCount else { throw ClusterError("welcome: chunks cover \(next) of \(parameterCount) parameters") }
         guard workers > 0, workers <= 4096, index >= 0, heartbeatSeconds > 0, heartbeatSeconds.isFinite,
-              timeoutSeconds > 0, timeoutSeconds.isFinite, workerKeys.count <= workers else {
+            timeoutSeconds > 0, timeoutSeconds.isFinite, workerKeys.count <= workers
+        else {
             throw ClusterError("welcome: implausible workers, index, heartbeat or timeout")
         }
     }

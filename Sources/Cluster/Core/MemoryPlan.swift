@@ -38,9 +38,11 @@ public struct MemoryPlan: Sendable {
         // worker (a server acknowledges an early chunk only when its predecessors arrived).
         let share = (p + c.servers - 1) / c.servers
         // Loads and replicas arrive a round at a time (the coordinator waits for the acknowledgements).
-        var serverTerms: [(String, Int)] = [("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
-                                            ("a round of chunks arriving", min(3 * share * f, Coordinator.pullRoundBytes)),
-                                            ("held pushes (one chunk per worker)", c.workers * chunk)]
+        var serverTerms: [(String, Int)] = [
+            ("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
+            ("a round of chunks arriving", min(3 * share * f, Coordinator.pullRoundBytes)),
+            ("held pushes (one chunk per worker)", c.workers * chunk)
+        ]
         if c.snapshotEvery > 0 {
             // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
             // a snapshot is taken, the next one beside it.
@@ -100,16 +102,21 @@ public struct MemoryPlan: Sendable {
         // round of chunks in flight per server (the load, snapshots relayed between servers,
         // checkpoints streamed to disk), and with a single server its replica (there is no other
         // server to keep it). Nothing else of the model's size.
-        var coordinator: [(String, Int)] = [("base", Self.coordinatorBase),
-                                            ("a piece of the model as it is read", min(p, ModelReader.pieceElements) * f),
-                                            ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)),
-                                            // Control messages are CURVE: libzmq decrypts a server's reply into a
-                                            // new frame while the encrypted one is still held (measured: the
-                                            // Qwen-0.5B shape's coordinator 25 MiB above the plan without it).
-                                            ("a server's reply decrypted beside its encrypted frames", min(3 * p * f, Coordinator.pullRoundBytes))]
+        var coordinator: [(String, Int)] = [
+            ("base", Self.coordinatorBase),
+            ("a piece of the model as it is read", min(p, ModelReader.pieceElements) * f),
+            ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)),
+            // Control messages are CURVE: libzmq decrypts a server's reply into a
+            // new frame while the encrypted one is still held (measured: the
+            // Qwen-0.5B shape's coordinator 25 MiB above the plan without it).
+            ("a server's reply decrypted beside its encrypted frames", min(3 * p * f, Coordinator.pullRoundBytes))
+        ]
         if c.snapshotEvery > 0 && c.servers == 1 {
-            coordinator.append(("the only server's replica, and the next one while a snapshot is taken\(c.snapshotDirectory.map { " (files in \($0), not resident)" } ?? "")",
-                                c.snapshotDirectory == nil ? 2 * 3 * p * f : 0))
+            coordinator.append(
+                (
+                    "the only server's replica, and the next one while a snapshot is taken\(c.snapshotDirectory.map { " (files in \($0), not resident)" } ?? "")",
+                    c.snapshotDirectory == nil ? 2 * 3 * p * f : 0
+                ))
         }
         roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
         counts = [1, c.servers, c.workers]

@@ -208,8 +208,9 @@ extension Recipe: Decodable {
         try decoder.rejectUnknownKeys(Keys.self)
         let c = try decoder.container(keyedBy: Keys.self)
         let runID = try c.decodeIfPresent(String.self, forKey: .runID) ?? Recipe.defaultRunID
-        self.init(runID: runID, output: try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(runID)",
-                  model: try c.decode(ModelSpec.self, forKey: .model), stages: [])
+        self.init(
+            runID: runID, output: try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(runID)",
+            model: try c.decode(ModelSpec.self, forKey: .model), stages: [])
         seed = UInt64(try c.whole(.seed, or: Int(seed), in: 0...Int.max))
         saveDType = try c.choice(.saveDType, or: SaveDType(saveDType), among: "fp32 or bf16").stored
         saveTotalLimit = try c.count(.saveTotalLimit, max: 1 << 20)
@@ -246,8 +247,9 @@ extension Recipe.ModelSpec: Decodable {
     public init(from decoder: Decoder) throws {
         try decoder.rejectUnknownKeys(Keys.self)
         let c = try decoder.container(keyedBy: Keys.self)
-        self.init(path: try c.decodeIfPresent(String.self, forKey: .path), initialize: try c.decodeIfPresent(String.self, forKey: .initialize),
-                  tokenizer: try c.decodeIfPresent(String.self, forKey: .tokenizer))
+        self.init(
+            path: try c.decodeIfPresent(String.self, forKey: .path), initialize: try c.decodeIfPresent(String.self, forKey: .initialize),
+            tokenizer: try c.decodeIfPresent(String.self, forKey: .tokenizer))
         if c.contains(.overrides) {
             let o = try c.nestedContainer(keyedBy: OverrideKey.self, forKey: .overrides)
             for key in o.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
@@ -308,16 +310,18 @@ extension Recipe.Stage: Decodable {
         let objectiveName = try c.decode(String.self, forKey: .objective)
         let objective: Objective
         do {
-            objective = try Objective.named(objectiveName, chosenWeight: try c.decodeIfPresent(Double.self, forKey: .chosenWeight),
-                                            alpha: try c.decodeIfPresent(Double.self, forKey: .alpha),
-                                            beta: try c.decodeIfPresent(Double.self, forKey: .beta), gamma: try c.decodeIfPresent(Double.self, forKey: .gamma),
-                                            weightGradient: try c.decodeIfPresent(Bool.self, forKey: .weightGradient) ?? false,
-                                            lossType: try c.decodeIfPresent(String.self, forKey: .lossType))
+            objective = try Objective.named(
+                objectiveName, chosenWeight: try c.decodeIfPresent(Double.self, forKey: .chosenWeight),
+                alpha: try c.decodeIfPresent(Double.self, forKey: .alpha),
+                beta: try c.decodeIfPresent(Double.self, forKey: .beta), gamma: try c.decodeIfPresent(Double.self, forKey: .gamma),
+                weightGradient: try c.decodeIfPresent(Bool.self, forKey: .weightGradient) ?? false,
+                lossType: try c.decodeIfPresent(String.self, forKey: .lossType))
         } catch let e as ObjectiveError {
             throw RecipeError("\(c.path(.objective)): \(e.description)")
         }
-        self.init(name: try c.decodeIfPresent(String.self, forKey: .name) ?? objectiveName, objective: objective,
-                  data: try c.decode(String.self, forKey: .data), learningRate: try c.number(.learningRate, in: 0...10))
+        self.init(
+            name: try c.decodeIfPresent(String.self, forKey: .name) ?? objectiveName, objective: objective,
+            data: try c.decode(String.self, forKey: .data), learningRate: try c.number(.learningRate, in: 0...10))
         epochs = try c.number(.epochs, or: epochs, in: 1e-9...10_000)
         batchSize = try c.whole(.batchSize, or: batchSize, in: 1...(1 << 20))
         microBatchTokens = try c.whole(.microBatchTokens, or: microBatchTokens, in: 1...(1 << 24))
@@ -361,13 +365,20 @@ extension Recipe.EvalSpec: Decodable {
         let rule = try c.choice(.answerRule, or: Benchmark.defaultRule)
         switch (c.contains(.data), c.contains(.sets)) {
         case (true, false):
-            benchmarks = [Benchmark(name: Self.unnamed, data: try c.decode(String.self, forKey: .data), answerRule: rule,
-                                    samples: samples, limit: limit, maxNewTokens: maxNewTokens)]
+            benchmarks = [
+                Benchmark(
+                    name: Self.unnamed, data: try c.decode(String.self, forKey: .data), answerRule: rule,
+                    samples: samples, limit: limit, maxNewTokens: maxNewTokens)
+            ]
         case (false, true):
             var list = try c.nestedUnkeyedContainer(forKey: .sets)
             while !list.isAtEnd {
-                benchmarks.append(try Benchmark(from: try list.superDecoder(), defaults: Benchmark(name: "", data: "", answerRule: rule, samples: samples,
-                                                                                                   limit: limit, maxNewTokens: maxNewTokens)))
+                benchmarks.append(
+                    try Benchmark(
+                        from: try list.superDecoder(),
+                        defaults: Benchmark(
+                            name: "", data: "", answerRule: rule, samples: samples,
+                            limit: limit, maxNewTokens: maxNewTokens)))
             }
             guard !benchmarks.isEmpty else { throw RecipeError("eval.sets: give a list of benchmarks") }
             let names = benchmarks.map(\.name)
@@ -438,8 +449,10 @@ extension Recipe.ClusterSpec: Decodable {
         let wire = try c.choice(.wire, or: Wire.fp32, among: "fp32, bf16-gradients or bf16")
         bf16Gradients = wire != .fp32
         bf16Weights = wire == .bf16
-        plainDataPlane = try c.choice(.dataPlane, or: DataPlane.curve,
-                                      among: "curve (encrypted, the default) or plain (unencrypted, for a private network)") == .plain
+        plainDataPlane =
+            try c.choice(
+                .dataPlane, or: DataPlane.curve,
+                among: "curve (encrypted, the default) or plain (unencrypted, for a private network)") == .plain
     }
 
     /// `data_plane`: pushes and pulls encrypted (curve) or not (plain).

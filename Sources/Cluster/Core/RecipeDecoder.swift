@@ -105,8 +105,10 @@ struct RecipeTreeDecoder: Decoder {
         default: return try T(from: RecipeTreeDecoder(node, at: path))
         }
         if let value = found as? T { return value }
-        let expected = [ObjectIdentifier(String.self): "text", ObjectIdentifier(Bool.self): "true or false",
-                        ObjectIdentifier(Int.self): "a whole number", ObjectIdentifier(Double.self): "a number"][ObjectIdentifier(type)]!
+        let expected = [
+            ObjectIdentifier(String.self): "text", ObjectIdentifier(Bool.self): "true or false",
+            ObjectIdentifier(Int.self): "a whole number", ObjectIdentifier(Double.self): "a number"
+        ][ObjectIdentifier(type)]!
         throw RecipeError("\(recipeKeyPath(path)): must be \(expected)")
     }
 

@@ -19,11 +19,11 @@ public struct RunKey: Sendable {
     /// Writes the key file readable by its owner only (mode 0600); refuses to replace one.
     public func write(to path: String) throws {
         let text = """
-        # redi-ps run key. Whoever holds this file can join the run: keep it private (chmod 600).
-        # public key (for reference): \(fingerprint)
-        curve-secret-key = \(z85Encode(keys.secretKey))
+            # redi-ps run key. Whoever holds this file can join the run: keep it private (chmod 600).
+            # public key (for reference): \(fingerprint)
+            curve-secret-key = \(z85Encode(keys.secretKey))
 
-        """
+            """
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
         guard fd >= 0 else {
             let reason = String(cString: strerror(errno))
@@ -42,7 +42,9 @@ public struct RunKey: Sendable {
         var info = stat()
         guard stat(path, &info) == 0 else { throw ClusterError("cannot read key file \(path): \(String(cString: strerror(errno))); create one with `redi-ps keys --out \(path)`") }
         guard info.st_mode & S_IFMT == S_IFREG else { throw ClusterError("key file \(path) is not a regular file") }
-        guard info.st_mode & 0o077 == 0 else { throw ClusterError("key file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)") }
+        guard info.st_mode & 0o077 == 0 else {
+            throw ClusterError("key file \(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); run chmod 600 \(path)")
+        }
         guard info.st_size <= 4096 else { throw ClusterError("key file \(path) is \(info.st_size) bytes; a key file is a few lines") }
         guard let data = FileManager.default.contents(atPath: path) else { throw ClusterError("cannot read key file \(path)") }
         var secret: [UInt8]?

@@ -44,8 +44,9 @@ public final class ParameterServer {
         var plain = false, limit = handshakeFrameLimit
         // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
         while true {
-            let (control, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
-                                                     hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
+            let (control, welcome, runID) = try join(
+                context: context, coordinator: coordinator, key: key, identity: identity,
+                hello: Hello(role: .server, endpoint: endpoint), timeout: timeout)
             let name = "server-\(welcome.index)"
             let runLimit = dataFrameLimit(largestChunk: welcome.chunks.map(\.count).max() ?? 0)
             if welcome.plainDataPlane != plain || runLimit != limit {
@@ -155,8 +156,9 @@ public final class ParameterServer {
                     try state.apply(u)
                     try tellCoordinator(.updateDone(step: u.step, version: state.version.number))
                 case let .pull(_, ids, optimizerState):
-                    try control.send(.pullReply(version: state.version.number, chunks: ids, optimizerState: optimizerState),
-                                     tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
+                    try control.send(
+                        .pullReply(version: state.version.number, chunks: ids, optimizerState: optimizerState),
+                        tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
                     lastSent = Date()
                 case let .snapshot(c):
                     switch c.action {
@@ -170,8 +172,9 @@ public final class ParameterServer {
                         log(name, "restored \(c.chunks.count) of its \(state.chunks.count) chunks from its snapshot \(c.tag)")
                     case .sendReplica:
                         let copies = try snapshots.replicaCopies(c.chunks, tag: c.tag)
-                        try control.send(.pullReply(version: state.version.number, chunks: c.chunks, optimizerState: true),
-                                         tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
+                        try control.send(
+                            .pullReply(version: state.version.number, chunks: c.chunks, optimizerState: true),
+                            tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
                         lastSent = Date()
                     }
                     if c.action != .sendReplica { try tellCoordinator(.updateDone(step: c.tag, version: state.version.number)) }
@@ -219,8 +222,10 @@ public final class ParameterServer {
                         try refuse(.unknownChunk, e.description)
                     }
                 case let .push(step, ids, shard, pushedAt):
-                    switch state.push(from: msg.userID, step: step, chunks: ids, shard: shard, computedAt: pushedAt, values: msg.tensors,
-                                      ack: ShardState.Acknowledgement(peer: peer, step: step)) {
+                    switch state.push(
+                        from: msg.userID, step: step, chunks: ids, shard: shard, computedAt: pushedAt, values: msg.tensors,
+                        ack: ShardState.Acknowledgement(peer: peer, step: step))
+                    {
                     case .stale:
                         // From an attempt the coordinator abandoned: acknowledged, not counted, whichever shard it names.
                         log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(state.version.number))")
@@ -253,7 +258,7 @@ public final class ParameterServer {
         try data.setMaximumMessageSize(frameLimit)
         // libzmq closes the old listener in its I/O thread: the port may be taken for a moment.
         for attempt in 1...100 {
-            do { try data.bind(bound); return } catch where attempt < 100 { Thread.sleep(forTimeInterval: 0.02) }
+            do { try data.bind(bound); return } catch  where attempt < 100 { Thread.sleep(forTimeInterval: 0.02) }
         }
     }
 }
@@ -274,7 +279,9 @@ public func advertisedEndpoint(bound: String, advertise: String?) throws -> Stri
         return bound
     }
     var rest = advertise
-    if rest.hasPrefix("tcp://") { rest.removeFirst("tcp://".count) } else if rest.contains("://") {
+    if rest.hasPrefix("tcp://") {
+        rest.removeFirst("tcp://".count)
+    } else if rest.contains("://") {
         return advertise  // ipc:// and other transports are taken as given
     }
     // A bracketed IPv6 host keeps its colons; otherwise the last colon starts the port.

@@ -172,15 +172,17 @@ public struct ShardState {
     /// AdamW on every chunk with the step's summed gradient (chunks in parallel).
     public mutating func apply(_ u: ApplyUpdate) throws {
         guard [u.learningRate, u.gradientScale, u.adamW.beta1, u.adamW.beta2, u.adamW.eps, u.adamW.weightDecay].allSatisfy(\.isFinite),
-              u.optimizerStep >= 1 else {
+            u.optimizerStep >= 1
+        else {
             throw ShardStateError("the coordinator sent an update with non-finite or invalid settings")
         }
         let ordered = ordered
         parallelRanges(ordered.count) { r in
             for c in ordered[r] {
-                adamWStep(parameters: c.weights.baseAddress, gradients: c.gradient.baseAddress, m: c.m.baseAddress, v: c.v.baseAddress,
-                          count: c.range.count, learningRate: u.learningRate, step: u.optimizerStep,
-                          gradientScale: u.gradientScale, config: u.adamW, undecayed: c.undecayed)
+                adamWStep(
+                    parameters: c.weights.baseAddress, gradients: c.gradient.baseAddress, m: c.m.baseAddress, v: c.v.baseAddress,
+                    count: c.range.count, learningRate: u.learningRate, step: u.optimizerStep,
+                    gradientScale: u.gradientScale, config: u.adamW, undecayed: c.undecayed)
             }
         }
         version.stepApplied()
@@ -199,8 +201,10 @@ public struct ShardState {
     }
 
     /// The rules for one push from the connection admitted as `user` (a ZAP user id).
-    public mutating func push(from user: String, step: Int, chunks ids: [Int], shard: Int, computedAt pushedAt: Int,
-                       values: [some ReceivedValues], ack: Acknowledgement) -> PushOutcome {
+    public mutating func push(
+        from user: String, step: Int, chunks ids: [Int], shard: Int, computedAt pushedAt: Int,
+        values: [some ReceivedValues], ack: Acknowledgement
+    ) -> PushOutcome {
         if version.isStale(pushedAt) && user.hasPrefix("worker-") { return .stale }
         guard shard >= 0, shard < slots, user == "worker-\(owners[shard])" else {
             return .refused(.notYours, "a push for shard \(shard) from \(user.isEmpty ? "a connection without a worker key" : user), which does not compute it")
@@ -213,7 +217,8 @@ public struct ShardState {
         }
         let worker = owners[shard]
         guard ids.count == values.count, Set(ids).count == ids.count, received[shard].isDisjoint(with: ids),
-              zip(ids, values).allSatisfy({ id, v in chunks[id].map { v.holds($0.range.count, bf16: bf16Gradients) } ?? false }) else {
+            zip(ids, values).allSatisfy({ id, v in chunks[id].map { v.holds($0.range.count, bf16: bf16Gradients) } ?? false })
+        else {
             return .refused(.malformed, "bad or duplicate push from worker \(worker): chunks \(ids) do not match this server's")
         }
         // Every value finite before anything is added (Σg² is not finite otherwise).

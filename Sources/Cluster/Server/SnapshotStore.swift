@@ -63,7 +63,8 @@ public struct SnapshotStore {
             tensors[3 * k + 1].copyValues(into: copy.m.baseAddress, bf16: false)
             tensors[3 * k + 2].copyValues(into: copy.v.baseAddress, bf16: false)
             guard allFinite(copy.weights.baseAddress, count: copy.count), allFinite(copy.m.baseAddress, count: copy.count),
-                  allFinite(copy.v.baseAddress, count: copy.count) else {
+                allFinite(copy.v.baseAddress, count: copy.count)
+            else {
                 throw ShardStateError("replica chunk \(id) holds non-finite values")
             }
             building[id] = copy

@@ -48,8 +48,10 @@ final class StepTransfer: @unchecked Sendable {
 
     /// - Parameters:
     ///   - pushTag: nil for a unit that only reads the weights (scoring, sampling).
-    init(servers: [Messenger], owned: [[ChunkRange]], parameters: UnsafeMutablePointer<Float>, parameterCount: Int, version: Int,
-         bf16Weights: Bool, pushTag: PushTag?, name: String, timeout: Double) {
+    init(
+        servers: [Messenger], owned: [[ChunkRange]], parameters: UnsafeMutablePointer<Float>, parameterCount: Int, version: Int,
+        bf16Weights: Bool, pushTag: PushTag?, name: String, timeout: Double
+    ) {
         self.servers = servers; self.owned = owned; self.parameters = parameters; self.parameterCount = parameterCount
         self.version = version; self.bf16Weights = bf16Weights; self.pushTag = pushTag; self.name = name; self.timeout = timeout
         queued = Array(repeating: [], count: servers.count)

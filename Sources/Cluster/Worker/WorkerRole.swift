@@ -42,9 +42,10 @@ public final class WorkerRole {
         let dataKeys = try CurveKeyPair.generate()
         // A coordinator that goes silent may be restarted (`--resume latest`): join it again.
         while true {
-            let (messenger, welcome, runID) = try join(context: context, coordinator: coordinator, key: key, identity: identity,
-                                                       hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey, blasKernel: OpenBLASRuntime.coreName),
-                                                       timeout: timeout)
+            let (messenger, welcome, runID) = try join(
+                context: context, coordinator: coordinator, key: key, identity: identity,
+                hello: Hello(role: .worker, threads: elementwiseThreads, dataKey: dataKeys.publicKey, blasKernel: OpenBLASRuntime.coreName),
+                timeout: timeout)
             let control = ControlChannel(messenger)
             let name = "worker-\(welcome.index)"
             let step = StepCounter()
@@ -69,11 +70,16 @@ public final class WorkerRole {
     final class StepCounter: @unchecked Sendable {
         private let lock = NSLock()
         private var step = 0
-        var value: Int { get { lock.lock(); defer { lock.unlock() }; return step } set { lock.lock(); step = newValue; lock.unlock() } }
+        var value: Int {
+            get { lock.lock(); defer { lock.unlock() }; return step }
+            set { lock.lock(); step = newValue; lock.unlock() }
+        }
     }
 
-    private func work(context: ZMQContext, control: ControlChannel, welcome: Welcome, runID: String, name: String,
-                      dataKeys: CurveKeyPair, step: StepCounter) throws {
+    private func work(
+        context: ZMQContext, control: ControlChannel, welcome: Welcome, runID: String, name: String,
+        dataKeys: CurveKeyPair, step: StepCounter
+    ) throws {
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: Data(welcome.modelConfigJSON.utf8)) } catch {
             throw ClusterError("\(name): the coordinator sent a model configuration that does not decode: \(error)")
@@ -135,8 +141,11 @@ public final class WorkerRole {
 
         do {
             while true {
-                guard let msg = queued.isEmpty ? try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") })
-                                               : queued.removeFirst() else {
+                guard
+                    let msg = queued.isEmpty
+                        ? try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") })
+                        : queued.removeFirst()
+                else {
                     if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
                     continue
                 }
@@ -152,137 +161,149 @@ public final class WorkerRole {
                     log(name, "the coordinator re-planned: \(servers.count) servers")
                 }
                 do {
-                try unit.validate(config: config, name: name)
-                step.value = unit.step
-                let pushes = !unit.scoreOnly && unit.sampling == nil && !unit.verifyOnly
-                if let failAtStep, unit.step == failAtStep, pushes {
-                    log(name, "fault injection: exiting at step \(unit.step + 1)")
-                    exit(3)
-                }
-                let t0 = Date()
-                // The pull, then the pushes, on their own thread: forward starts on the first
-                // blocks while the rest arrive, and pushes leave while backward goes on.
-                let transfer = StepTransfer(servers: servers, owned: owned, parameters: parameters.baseAddress, parameterCount: parameters.count,
-                                            version: unit.version, bf16Weights: welcome.bf16Weights,
-                                            pushTag: pushes ? StepTransfer.PushTag(step: unit.step, shard: unit.shard, version: unit.version) : nil,
-                                            name: name, timeout: timeout)
-                transfer.start()
-                /// The coordinator's channel, watched whenever this thread waits on the transfer.
-                /// A push held by a server for a slow predecessor waits as long as the coordinator is
-                /// heard from: it decides who is stuck (its step timeout), not this worker.
-                func watch() throws {
-                    if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
-                        lastHeard = Date()
-                        try handleInterrupt(msg)
-                    } else if Date().timeIntervalSince(lastHeard) > timeout {
-                        throw CoordinatorSilent(seconds: timeout)
+                    try unit.validate(config: config, name: name)
+                    step.value = unit.step
+                    let pushes = !unit.scoreOnly && unit.sampling == nil && !unit.verifyOnly
+                    if let failAtStep, unit.step == failAtStep, pushes {
+                        log(name, "fault injection: exiting at step \(unit.step + 1)")
+                        exit(3)
                     }
-                }
-                var waitedForWeights = 0.0
-                var interruption: Error?
-                /// Blocks compute until the weights up to `offset` are in; an interruption or a failed
-                /// transfer is kept and compute runs on (its result is dropped) to its end.
-                func needParameters(_ offset: Int) {
-                    guard interruption == nil else { return }
-                    let t = Date()
+                    let t0 = Date()
+                    // The pull, then the pushes, on their own thread: forward starts on the first
+                    // blocks while the rest arrive, and pushes leave while backward goes on.
+                    let transfer = StepTransfer(
+                        servers: servers, owned: owned, parameters: parameters.baseAddress, parameterCount: parameters.count,
+                        version: unit.version, bf16Weights: welcome.bf16Weights,
+                        pushTag: pushes ? StepTransfer.PushTag(step: unit.step, shard: unit.shard, version: unit.version) : nil,
+                        name: name, timeout: timeout)
+                    transfer.start()
+                    /// The coordinator's channel, watched whenever this thread waits on the transfer.
+                    /// A push held by a server for a slow predecessor waits as long as the coordinator is
+                    /// heard from: it decides who is stuck (its step timeout), not this worker.
+                    func watch() throws {
+                        if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
+                            lastHeard = Date()
+                            try handleInterrupt(msg)
+                        } else if Date().timeIntervalSince(lastHeard) > timeout {
+                            throw CoordinatorSilent(seconds: timeout)
+                        }
+                    }
+                    var waitedForWeights = 0.0
+                    var interruption: Error?
+                    /// Blocks compute until the weights up to `offset` are in; an interruption or a failed
+                    /// transfer is kept and compute runs on (its result is dropped) to its end.
+                    func needParameters(_ offset: Int) {
+                        guard interruption == nil else { return }
+                        let t = Date()
+                        do {
+                            if try !transfer.waitForParameters(upTo: offset, watch: watch) { interruption = StepTransfer.Cancelled() }
+                        } catch { interruption = error }
+                        waitedForWeights += Date().timeIntervalSince(t)
+                    }
+                    var report: StepReport
+                    let t2: Date
                     do {
-                        if try !transfer.waitForParameters(upTo: offset, watch: watch) { interruption = StepTransfer.Cancelled() }
-                    } catch { interruption = error }
-                    waitedForWeights += Date().timeIntervalSince(t)
-                }
-                var report: StepReport
-                let t2: Date
-                do {
-                if delay > 0 { Thread.sleep(forTimeInterval: delay) }
-                computer.microBatchTokens = unit.microBatchTokens
-                let examples = unit.examples.map { e in
-                    Example(sequences: e.sequences.map { TokenSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
-                            refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
-                }
-                if let sampling = unit.sampling {
-                    needParameters(parameters.count)
-                    if let interruption { throw interruption }
-                    let requests = unit.examples.map {
-                        GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
-                    }
-                    let settings = SamplingSettings(temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens,
-                                                    cache: sampling.bf16Cache ? .bf16 : .fp32)
-                    let samples = Array(generate(config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows,
-                                                 settings: settings, stop: Set(sampling.stopTokens)).joined())
-                    report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: samples.reduce(0) { $0 + $1.count },
-                                        metricSums: [:], generated: samples)
-                } else if unit.scoreOnly {
-                    needParameters(parameters.count)
-                    if let interruption { throw interruption }
-                    let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
-                    report = StepReport(step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens },
-                                        metricSums: [:], sequenceLogps: scores.map(\.logp))
-                } else {
-                    gradients.zero()
-                    let objective = unit.objective
-                    // Each chunk is queued once backward has finished every parameter in it; the
-                    // transfer sends it without a copy while compute continues.
-                    var pushed = Set<Int>()
-                    func push(from frontier: Int) {
-                        guard interruption == nil, pushes else { return }
-                        var ready: [StepTransfer.Push] = []
-                        for (s, chunks) in owned.enumerated() {
-                            for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
-                                if let scale = corruptGradients { for i in c.offset..<(c.offset + c.count) { gradients[i] *= scale } }
-                                let tensor: OutgoingTensor
-                                if welcome.bf16Gradients {
-                                    narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
-                                    tensor = OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
-                                } else {
-                                    tensor = OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients)
+                        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
+                        computer.microBatchTokens = unit.microBatchTokens
+                        let examples = unit.examples.map { e in
+                            Example(
+                                sequences: e.sequences.map { TokenSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
+                                refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
+                        }
+                        if let sampling = unit.sampling {
+                            needParameters(parameters.count)
+                            if let interruption { throw interruption }
+                            let requests = unit.examples.map {
+                                GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
+                            }
+                            let settings = SamplingSettings(
+                                temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens,
+                                cache: sampling.bf16Cache ? .bf16 : .fp32)
+                            let samples = Array(
+                                generate(
+                                    config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows,
+                                    settings: settings, stop: Set(sampling.stopTokens)
+                                ).joined())
+                            report = StepReport(
+                                step: unit.step, lossSum: 0, examples: examples.count, tokens: samples.reduce(0) { $0 + $1.count },
+                                metricSums: [:], generated: samples)
+                        } else if unit.scoreOnly {
+                            needParameters(parameters.count)
+                            if let interruption { throw interruption }
+                            let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
+                            report = StepReport(
+                                step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens },
+                                metricSums: [:], sequenceLogps: scores.map(\.logp))
+                        } else {
+                            gradients.zero()
+                            let objective = unit.objective
+                            // Each chunk is queued once backward has finished every parameter in it; the
+                            // transfer sends it without a copy while compute continues.
+                            var pushed = Set<Int>()
+                            func push(from frontier: Int) {
+                                guard interruption == nil, pushes else { return }
+                                var ready: [StepTransfer.Push] = []
+                                for (s, chunks) in owned.enumerated() {
+                                    for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
+                                        if let scale = corruptGradients { for i in c.offset..<(c.offset + c.count) { gradients[i] *= scale } }
+                                        let tensor: OutgoingTensor
+                                        if welcome.bf16Gradients {
+                                            narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
+                                            tensor = OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
+                                        } else {
+                                            tensor = OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients)
+                                        }
+                                        ready.append(StepTransfer.Push(server: s, chunk: c.chunk, tensor: tensor))
+                                        pushed.insert(c.chunk)
+                                    }
                                 }
-                                ready.append(StepTransfer.Push(server: s, chunk: c.chunk, tensor: tensor))
-                                pushed.insert(c.chunk)
+                                transfer.push(ready)
+                            }
+                            let result: ObjectiveResult
+                            do {
+                                result =
+                                    examples.isEmpty
+                                    ? ObjectiveResult()
+                                    : try computer.accumulate(
+                                        parameters: parameters.baseAddress, gradients: gradients.baseAddress,
+                                        examples: examples, objective: objective, normalizer: unit.normalizer,
+                                        parametersNeeded: needParameters, gradientsFinal: push)
+                            } catch let e as ObjectiveError {
+                                throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
+                            }
+                            if let interruption { throw interruption }
+                            push(from: 0)
+                            transfer.finishPushes()
+                            report = StepReport(
+                                step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
+                                metricSums: result.metricSums)
+                            if unit.verifyOnly {
+                                // Σg² per chunk of the values as they would be pushed (the servers measure the same bytes).
+                                report.chunkSums = welcome.chunks.map { c in
+                                    if welcome.bf16Gradients {
+                                        narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
+                                        return sumOfSquares(UnsafeRawBufferPointer(start: narrowedGradients.baseAddress + c.offset, count: 2 * c.count), bf16: true)
+                                    }
+                                    return sumOfSquares(UnsafeRawBufferPointer(start: gradients.baseAddress + c.offset, count: 4 * c.count), bf16: false)
+                                }
                             }
                         }
-                        transfer.push(ready)
+                        t2 = Date()
+                        try transfer.wait(watch: watch)
+                    } catch {
+                        transfer.cancel()
+                        // A cancelled compute says why through the transfer's own failure, if it had one.
+                        if error is StepTransfer.Cancelled { try transfer.wait(watch: {}) }
+                        throw error
                     }
-                    let result: ObjectiveResult
-                    do {
-                        result = examples.isEmpty ? ObjectiveResult()
-                            : try computer.accumulate(parameters: parameters.baseAddress, gradients: gradients.baseAddress,
-                                                      examples: examples, objective: objective, normalizer: unit.normalizer,
-                                                      parametersNeeded: needParameters, gradientsFinal: push)
-                    } catch let e as ObjectiveError {
-                        throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
-                    }
-                    if let interruption { throw interruption }
-                    push(from: 0)
-                    transfer.finishPushes()
-                    report = StepReport(step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
-                                        metricSums: result.metricSums)
-                    if unit.verifyOnly {
-                        // Σg² per chunk of the values as they would be pushed (the servers measure the same bytes).
-                        report.chunkSums = welcome.chunks.map { c in
-                            if welcome.bf16Gradients {
-                                narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
-                                return sumOfSquares(UnsafeRawBufferPointer(start: narrowedGradients.baseAddress + c.offset, count: 2 * c.count), bf16: true)
-                            }
-                            return sumOfSquares(UnsafeRawBufferPointer(start: gradients.baseAddress + c.offset, count: 4 * c.count), bf16: false)
-                        }
-                    }
-                }
-                t2 = Date()
-                try transfer.wait(watch: watch)
-                } catch {
-                    transfer.cancel()
-                    // A cancelled compute says why through the transfer's own failure, if it had one.
-                    if error is StepTransfer.Cancelled { try transfer.wait(watch: {}) }
-                    throw error
-                }
-                report.exampleIDs = unit.examples.map(\.id)
-                report.version = unit.version
-                report.shard = unit.shard
-                let t3 = Date()
-                // Communication is what compute waited for: weights still arriving, then the last acknowledgements.
-                report.computeSeconds = t2.timeIntervalSince(t0) - waitedForWeights
-                report.communicationSeconds = waitedForWeights + t3.timeIntervalSince(t2)
-                try control.send(.stepReport(report))
+                    report.exampleIDs = unit.examples.map(\.id)
+                    report.version = unit.version
+                    report.shard = unit.shard
+                    let t3 = Date()
+                    // Communication is what compute waited for: weights still arriving, then the last acknowledgements.
+                    report.computeSeconds = t2.timeIntervalSince(t0) - waitedForWeights
+                    report.communicationSeconds = waitedForWeights + t3.timeIntervalSince(t2)
+                    try control.send(.stepReport(report))
                 } catch let r as Replan {
                     try replan(r)
                 } catch let fault as ServerFault {
@@ -324,7 +345,8 @@ extension WorkUnit {
             guard sampling.stopTokens.allSatisfy({ $0 >= 0 && Int($0) < config.vocabSize }) else { throw bad("has stop tokens outside the vocabulary") }
             for (i, e) in examples.enumerated() {
                 guard e.sequences.count == 1, let s = e.sequences.first, !s.tokens.isEmpty, s.tokens.count < config.maxPositionEmbeddings,
-                      s.promptLength == s.tokens.count else { throw bad("example \(i) is not a prompt") }
+                    s.promptLength == s.tokens.count
+                else { throw bad("example \(i) is not a prompt") }
                 guard s.tokens.allSatisfy({ $0 >= 0 && Int($0) < config.vocabSize }) else { throw bad("example \(i) has token ids outside the vocabulary") }
             }
             return
