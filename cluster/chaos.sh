@@ -73,37 +73,4 @@ status=0
 wait "$coordinator" || status=$?
 echo "chaos run: coordinator exit $status after $faults faults"
 grep -E "stopped answering|replaying|takes over|spread over|admitted at step" "$work/chaos/coordinator.log" | sed 's/^/  /' | head -40
-python3 - "$work/calm" "$work/chaos" "$want" "$faults" "$status" <<'PY'
-import json, struct, sys
-from collections import defaultdict
-import numpy as np
-calm, chaos, want, faults, status = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-def load(path):
-    b = open(path, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
-    return {k: np.frombuffer(b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=np.float32)
-            for k, v in h.items() if k != "__metadata__"}
-ok = status == 0 and faults >= want
-if status == 0:
-    a, b = load(calm + "/redi/model.safetensors"), load(chaos + "/redi/model.safetensors")
-    diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
-    print(f"final weights: max |chaos - uninterrupted| = {diff} over {sum(x.size for x in a.values())} parameters")
-    ok = ok and diff == 0.0
-    seen = defaultdict(list)
-    for line in open(chaos + "/examples.jsonl"):
-        r = json.loads(line)
-        for epoch, i in r["examples"]:
-            seen[(r["stage"], epoch)].append(i)
-    reference = defaultdict(list)
-    for line in open(calm + "/examples.jsonl"):
-        r = json.loads(line)
-        for epoch, i in r["examples"]:
-            reference[(r["stage"], epoch)].append(i)
-    twice = sum(len(v) - len(set(v)) for v in seen.values())
-    same = {k: sorted(v) for k, v in seen.items()} == {k: sorted(v) for k, v in reference.items()}
-    print(f"exactly once: {sum(len(v) for v in seen.values())} examples over {len(seen)} (stage, epoch) pairs, "
-          f"{twice} used twice, same sets as the uninterrupted run: {same}")
-    ok = ok and twice == 0 and same
-print(f"faults injected: {faults} (wanted ≥ {want})")
-print("chaos: PASS" if ok else "chaos: FAIL")
-sys.exit(0 if ok else 1)
-PY
+python3 cluster/reports.py chaos "$work/calm" "$work/chaos" "$want" "$faults" "$status"

@@ -18,42 +18,10 @@ build redi-bench redi-ps redi-worker
 bash cluster/fetch-test-model.sh >/dev/null
 work=$(mktemp -d)
 # The recipe's first stage only, no evaluation, 1 server and 2 workers, output in $work.
-read -r model batch micro < <(python3 - "$recipe" "$work" <<'PY'
-import os, sys, yaml
-path, work = sys.argv[1], sys.argv[2]
-r = yaml.safe_load(open(path))
-base = os.path.dirname(os.path.abspath(path))
-absolute = lambda p: p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
-stage = r["stages"][0]
-assert stage["objective"] == "sft", "the first stage must be SFT"
-for key in ("path", "init", "tokenizer"):
-    if key in r["model"] and not (key == "init" and "/" not in r["model"][key]):
-        r["model"][key] = absolute(r["model"][key])
-if "synth" in r:
-    r["synth"]["problems"] = max(r["synth"].get("problems", 0), 160)  # ten batches at least
-else:
-    stage["data"] = absolute(stage["data"])
-r["stages"], r["output"] = [stage], os.path.join(work, "out")
-r.pop("eval", None)
-r["cluster"].update(servers=1, workers=2, wire=os.environ.get("WIRE", "fp32"), data_plane=os.environ.get("DATA_PLANE", "curve"))
-yaml.safe_dump(r, open(os.path.join(work, "recipe.yaml"), "w"))
-print(r["model"].get("path", r["model"].get("init")), stage.get("batch_size", 8), stage.get("micro_batch_tokens", 4096))
-PY
-)
+read -r model batch micro data < <(python3 cluster/reports.py first-stage "$recipe" "$work")
 echo "== cluster: 1 server + 2 workers × 1 thread" >&2
 bash cluster/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "$work/cluster.log"; exit 1; }
-cluster=$(python3 - "$work/out/metrics.jsonl" <<'PY'
-import json, statistics, sys
-rows = [r for r in map(json.loads, open(sys.argv[1])) if "tokens_per_second" in r]
-print("loss per step: " + " ".join(f"{r['loss']:.4f}" for r in rows), file=sys.stderr)
-med = lambda k: statistics.median(r[k] for r in rows[1:])
-print(f"cluster median step {med('time/step'):.3f} s: worker compute {med('time/compute'):.3f} s, "
-      f"pull+push {med('time/communication'):.3f} s, coordination/waiting {med('time/waiting'):.3f} s", file=sys.stderr)
-print(f"{statistics.median(r['tokens_per_second'] for r in rows[1:]):.1f}")
-PY
-)
-data="$work/out/sft.jsonl"
-[ -f "$data" ] || data=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['stages'][0]['data'])" "$work/recipe.yaml")
+cluster=$(python3 cluster/reports.py rate "$work/out/metrics.jsonl")
 echo "== single process" >&2
 records=$(grep -c . "$data")
 steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8

