@@ -3,12 +3,12 @@
 # server is killed (kill -9) every few seconds and a replacement started (a new worker, or a
 # spare server). Prints every fault, the final weights' largest difference to the
 # uninterrupted run, and whether every example was used exactly once per epoch.
-#   bash cluster/chaos.sh [FAULTS (default 10)] [SECONDS between faults (default 4)]
+#   bash cluster/experiments/chaos.sh [FAULTS (default 10)] [SECONDS between faults (default 4)]
 # Exits nonzero when the run fails, fewer faults were injected, the weights differ, or an
 # example was used twice or not at all.
 set -euo pipefail
 want=${1:-10}; every=${2:-4}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source cluster/lib/build.sh
 build redi-ps redi-worker
 work=$(mktemp -d)
@@ -73,4 +73,4 @@ status=0
 wait "$coordinator" || status=$?
 echo "chaos run: coordinator exit $status after $faults faults"
 grep -E "stopped answering|replaying|takes over|spread over|admitted at step" "$work/chaos/coordinator.log" | sed 's/^/  /' | head -40
-python3 cluster/reports.py chaos "$work/calm" "$work/chaos" "$want" "$faults" "$status"
+python3 cluster/tools/reports.py chaos "$work/calm" "$work/chaos" "$want" "$faults" "$status"

@@ -3,15 +3,15 @@
 # model, a short fuzz run, then every test in release mode (numeric code in a debug build is
 # too slow to test usefully).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 # Layout as .swift-format says (swift-format ships with the Swift toolchain; `swift format -i -r
 # Sources Tests Package.swift` applies it).
 if ! swift format lint --strict -r Sources Tests Package.swift; then
   echo "error: the code is not formatted as .swift-format says; run: swift format -i -r Sources Tests Package.swift" >&2
   exit 1
 fi
-bash cluster/install-deps.sh --launch-tests
-if ! bash cluster/fetch-test-model.sh >/dev/null; then
+bash cluster/tools/install-deps.sh --launch-tests
+if ! bash cluster/tools/fetch-test-model.sh >/dev/null; then
   echo "warning: could not fetch the test model; tests that need it will skip" >&2
 fi
 # transformers + torch for the checkpoint/autograd comparison (CheckpointOpensInTransformers…),
@@ -32,6 +32,6 @@ if [ -z "${REDI_PS_PYTHON:-}" ] && ! python3 -c "import torch, transformers" 2>/
   fi
   if "$venv/bin/python" -c "import torch, transformers" 2>/dev/null; then export REDI_PS_PYTHON=$PWD/$venv/bin/python; fi
 fi
-# A short fuzz of every decoder of outside bytes (cluster/fuzz.sh runs 10^6 per decoder).
-bash cluster/fuzz.sh 20000
+# A short fuzz of every decoder of outside bytes (cluster/tools/fuzz.sh runs 10^6 per decoder).
+bash cluster/tools/fuzz.sh 20000
 swift test -c release

@@ -2,7 +2,7 @@
 """Figures from runs' metrics.jsonl: loss, grad norm and chosen/rejected log-probs per step
 for each stage, and pass@1 per evaluated stage with standard-error bars.
 
-    python3 cluster/plot.py [--out DIR] [LABEL=]RUN_OUTPUT ...
+    python3 cluster/tools/plot.py [--out DIR] [LABEL=]RUN_OUTPUT ...
 
 Each argument is a run's output directory (where metrics.jsonl is), optionally labelled.
 Runs sharing a label are seeds of one method: curves show their mean per step (with the

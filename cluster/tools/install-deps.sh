@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what redi-ps needs on a Debian/Ubuntu machine, only where it is missing:
 # OpenBLAS, libzmq, protobuf-c (+ protoc-c), pkg-config, and the Python references the tests use.
-#   bash cluster/install-deps.sh [--launch-tests]
+#   bash cluster/tools/install-deps.sh [--launch-tests]
 # --launch-tests adds what the launcher tests start for real (Slurm with munge, sshd,
 # iproute2 for network namespaces); only as root, since those tests need root anyway.
 set -euo pipefail
@@ -29,7 +29,7 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 # Independent references for the tests: numpy, the gguf reader, jinja2, pyzmq (hostile peers),
 # tensorboard (its own event-file reader), tokenizers (Hugging Face's BPE); matplotlib for
-# cluster/plot.py; pyarrow for parquet (redi-ps data openr1 reads Open-R1's parquet with it).
+# cluster/tools/plot.py; pyarrow for parquet (redi-ps data openr1 reads Open-R1's parquet with it).
 if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, gguf, jinja2, zmq, tensorboard, tokenizers, matplotlib, pyarrow" 2>/dev/null; then
   echo "installing numpy, gguf, jinja2, pyzmq, tensorboard, tokenizers, matplotlib and pyarrow for the reference tests, plots and parquet" >&2
   python3 -m pip install -q --disable-pip-version-check numpy gguf jinja2 pyzmq tensorboard tokenizers matplotlib pyarrow \

@@ -18,7 +18,7 @@
 #      REDI α 1 and α 0.8 at 5× REDI's tuned rate.
 # Every run is a real cluster run (coordinator, server, workers on loopback).
 #
-#   bash cluster/reproduce.sh [--seeds N] [--sft-epochs N] [--mine-samples N] [--out DIR] [--quick]
+#   bash cluster/experiments/reproduce.sh [--seeds N] [--sft-epochs N] [--mine-samples N] [--out DIR] [--quick]
 #
 # --sft-epochs (default 20): SFT's length; the small byte model learns to copy the prompt's
 # numbers at a step that moves with the data draw (500 on one draw, 1400 on this one), so the
@@ -53,7 +53,7 @@ for option in "--seeds=$seeds" "--sft-epochs=$sft_epochs_option" "--mine-samples
 done
 mkdir -p "$out"
 out=$(realpath "$out")
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 # Budgets. Every preference method sees the same pairs for the same number of steps.
 if [ "$quick" = yes ]; then
@@ -82,7 +82,7 @@ run() {
   fi
   rm -rf "$out/runs/$name"
   say "$name: running ($(( ($(date +%s) - started) / 60 )) min so far; log $log)"
-  if ! bash cluster/local.sh "$out/recipes/$name.yaml" >"$log" 2>&1; then
+  if ! bash cluster/launch/local.sh "$out/recipes/$name.yaml" >"$log" 2>&1; then
     tail -n 20 "$log" >&2
     echo "error: run $name failed; its log is $log" >&2
     exit 1
@@ -118,7 +118,7 @@ if [ ! -f "$data/stats.json" ]; then
 fi
 head -n "$val_problems" "$data/test.jsonl" >"$data/val-problems.jsonl"
 tail -n +$((val_problems + 1)) "$data/test.jsonl" >"$data/test-problems.jsonl"
-python3 cluster/distill.py problems "$data/sft.jsonl" "$data/train-problems.jsonl" >&2
+python3 cluster/tools/distill.py problems "$data/sft.jsonl" "$data/train-problems.jsonl" >&2
 
 # 2. SFT on the teacher's correct traces, validation pass@1 every epoch.
 sft_records=$(wc -l <"$data/sft.jsonl")
@@ -150,7 +150,7 @@ if [ ! -f "$mined/stats.json" ]; then
   "$bin/redi-ps" eval --model "$checkpoint" --data "$data/train-problems.jsonl" --samples "$mine_samples" --temperature 1.0 --top-p 1.0 \
     --max-new-tokens 160 --batch 64 --seed 11 --samples-out "$data/train-samples.jsonl" --out "$data/train-samples-report.json" >/dev/null
   status=0
-  python3 cluster/distill.py pairs "$data/train-problems.jsonl" "$data/train-samples.jsonl" "$mined" >&2 || status=$?
+  python3 cluster/tools/distill.py pairs "$data/train-problems.jsonl" "$data/train-samples.jsonl" "$mined" >&2 || status=$?
   if [ "$status" = 3 ] && [ "$quick" = yes ]; then
     # A quick run's SFT model is too weak to be right on any problem: the slip pairs stand in.
     say "quick: no mined pairs (the SFT model solves nothing yet); the slip pairs stand in"
@@ -162,13 +162,13 @@ with open(sys.argv[2], "w") as g:
         r = json.loads(line); g.write(json.dumps({"prompt": r["prompt"], "completion": r["chosen"]}) + "\n")' "$mined/pref.jsonl" "$mined/positives.jsonl"
     python3 -c 'import json, sys
 o = json.loads(sys.argv[1]); print(json.dumps({"problems": 0, "all_correct": 0, "all_incorrect": 0, "paired": o["pairs"], "samples": 0, "correct_samples": 0, "sample_accuracy": 0, "overlap": o}))' \
-      "$(python3 cluster/distill.py overlap "$mined/pref.jsonl")" >"$mined/stats.json"
+      "$(python3 cluster/tools/distill.py overlap "$mined/pref.jsonl")" >"$mined/stats.json"
   elif [ "$status" != 0 ]; then
     exit 1
   fi
 fi
 # The slip pairs' correct traces for nothing else than the overlap comparison.
-python3 cluster/distill.py overlap "$data/pref.jsonl" >"$data/slip-overlap.json"
+python3 cluster/tools/distill.py overlap "$data/pref.jsonl" >"$data/slip-overlap.json"
 
 # preference NAME SEED OBJECTIVE-LINES DATA LR EVAL_DATA: one method's run from the SFT checkpoint.
 preference() {
@@ -255,7 +255,7 @@ probe() {
   mkdir -p "$out/probes"
   "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/mined-pairs.jsonl" --out "$out/probes/$name-mined.jsonl" 2>/dev/null
   "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/slip-pairs.jsonl" --out "$out/probes/$name-slip.jsonl" 2>/dev/null
-  python3 cluster/distill.py logps "$out/probes/$name-mined.jsonl" "$out/probes/$name-slip.jsonl" >"$out/probes/$name.json"
+  python3 cluster/tools/distill.py logps "$out/probes/$name-mined.jsonl" "$out/probes/$name-slip.jsonl" >"$out/probes/$name.json"
 }
 mkdir -p "$out/probes"
 head -n 64 "$mined/pref.jsonl" >"$out/probes/mined-pairs.jsonl"
@@ -273,37 +273,37 @@ for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/run
 {
   echo "## SFT: validation pass@1 ($val_problems problems × $samples samples) by step"
   echo
-  python3 cluster/distill.py curve "$out/runs/sft/metrics.jsonl"
+  python3 cluster/tools/distill.py curve "$out/runs/sft/metrics.jsonl"
   echo
   echo "## Pairs"
   echo
-  python3 cluster/distill.py describe "$mined/stats.json" "$data/slip-overlap.json"
+  python3 cluster/tools/distill.py describe "$mined/stats.json" "$data/slip-overlap.json"
   echo
   echo "## Learning rates on validation (seed 1; the best is each method's tuned rate)"
   echo
-  python3 cluster/compare.py --no-paired "${grid_runs[@]}"
+  python3 cluster/tools/compare.py --no-paired "${grid_runs[@]}"
   echo
   echo "## Test: pass@1 on $test_problems held-out problems × $samples samples (T 0.6, top-p 0.95), $seeds seeds per method at its tuned rate"
   echo
-  echo "The SFT checkpoint on the same test: $(python3 cluster/distill.py report "$out/runs/sft-on-test/report.json")."
+  echo "The SFT checkpoint on the same test: $(python3 cluster/tools/distill.py report "$out/runs/sft-on-test/report.json")."
   echo
-  python3 cluster/compare.py --method redi --baseline "$out/runs/sft-on-test/eval_samples.jsonl" "${labelled[@]}"
+  python3 cluster/tools/compare.py --method redi --baseline "$out/runs/sft-on-test/eval_samples.jsonl" "${labelled[@]}"
   echo
   echo "## Per-token log-probs of 64 pairs (mined: the student's own; slip: the synthetic teacher's), start → end (seed 1)"
   echo
-  python3 cluster/distill.py probes "$out/probes" sft_checkpoint "${arms[@]}" stability-redi stability-redi_symmetric
+  python3 cluster/tools/distill.py probes "$out/probes" sft_checkpoint "${arms[@]}" stability-redi stability-redi_symmetric
   echo
   echo "## Stability at 5× REDI's tuned rate ($high)"
   echo
-  python3 cluster/compare.py --no-paired "redi α 0.8 lr $high=$out/runs/stability-redi-lr$high" "redi α 1 lr $high=$out/runs/stability-redi_symmetric-lr$high"
+  python3 cluster/tools/compare.py --no-paired "redi α 0.8 lr $high=$out/runs/stability-redi-lr$high" "redi α 1 lr $high=$out/runs/stability-redi_symmetric-lr$high"
   echo
   echo "## First mistake of incorrect test samples (all seeds)"
   echo
-  python3 cluster/distill.py error-table "$data/test-problems.jsonl" "sft_checkpoint=$out/runs/sft-on-test/eval_samples.jsonl" \
+  python3 cluster/tools/distill.py error-table "$data/test-problems.jsonl" "sft_checkpoint=$out/runs/sft-on-test/eval_samples.jsonl" \
     $(for m in "${arms[@]}"; do printf '%s=%s ' "$m" "$(ls "$out"/runs/"$m"-seed*/eval_train.jsonl | paste -sd, -)"; done)
 } >"$out/table.md"
-python3 cluster/plot.py --out "$out/figures" "${labelled[@]}" >&2
-python3 cluster/plot.py --out "$out/stability" "redi α=0.8 lr $high=$out/runs/stability-redi-lr$high" \
+python3 cluster/tools/plot.py --out "$out/figures" "${labelled[@]}" >&2
+python3 cluster/tools/plot.py --out "$out/stability" "redi α=0.8 lr $high=$out/runs/stability-redi-lr$high" \
   "redi α=1 lr $high=$out/runs/stability-redi_symmetric-lr$high" "redi α=0.8 lr ${rate[redi]}=$out/runs/redi-seed1" >&2
 cat "$out/table.md"
 say "done in $(( ($(date +%s) - started) / 60 )) min: $out/table.md, $out/figures, $out/stability"

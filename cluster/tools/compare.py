@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compares methods by pass@1 from runs' outputs and prints markdown tables.
 
-    python3 cluster/compare.py [--stage STAGE] [--method LABEL] [--baseline SAMPLES] [--no-paired] [LABEL=]RUN_OUTPUT ...
+    python3 cluster/tools/compare.py [--stage STAGE] [--method LABEL] [--baseline SAMPLES] [--no-paired] [LABEL=]RUN_OUTPUT ...
 
 Runs sharing a label are seeds of one method. For each label: pass@1 mean ± standard error
 of the mean over seeds (SEM; for a single run, its standard error over problems), the seeds'

@@ -3,7 +3,7 @@
 # thread each) on this machine, against the single-process trainer (every core's BLAS threads)
 # on the same records, batch size and micro-batch size, measured in the same invocation.
 # Prints both medians (scored tokens/s) and their ratio.
-#   bash cluster/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
+#   bash cluster/experiments/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
 # WIRE=bf16-gradients (pushes) or WIRE=bf16 (pushes and pulls) runs the cluster with bfloat16 on the wire; the per-step losses are printed
 # so two runs (fp32, bf16) can be compared step by step (same data order). DATA_PLANE=plain runs
 # pushes and pulls unencrypted (CURVE's encryption and decryption of every byte cost CPU that
@@ -11,17 +11,17 @@
 set -euo pipefail
 recipe=${1:-}
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 recipe=${recipe:-cluster/recipes/smollm2.yaml}
 source cluster/lib/build.sh
 build redi-bench redi-ps redi-worker
-bash cluster/fetch-test-model.sh >/dev/null
+bash cluster/tools/fetch-test-model.sh >/dev/null
 work=$(mktemp -d)
 # The recipe's first stage only, no evaluation, 1 server and 2 workers, output in $work.
-read -r model batch micro data < <(python3 cluster/reports.py first-stage "$recipe" "$work")
+read -r model batch micro data < <(python3 cluster/tools/reports.py first-stage "$recipe" "$work")
 echo "== cluster: 1 server + 2 workers × 1 thread" >&2
-bash cluster/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "$work/cluster.log"; exit 1; }
-cluster=$(python3 cluster/reports.py rate "$work/out/metrics.jsonl")
+bash cluster/launch/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "$work/cluster.log"; exit 1; }
+cluster=$(python3 cluster/tools/reports.py rate "$work/out/metrics.jsonl")
 echo "== single process" >&2
 records=$(grep -c . "$data")
 steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8

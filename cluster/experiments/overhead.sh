@@ -2,8 +2,8 @@
 # What coordination costs as workers are added, and whether memory stays flat over a long run:
 # the `tiny` model on 64-token records (so a step is almost all coordination), one server, one
 # record per worker per step, no snapshots, all on this machine.
-#   bash cluster/overhead.sh [STEPS] [WORKER COUNTS...]      (default: 200 steps; 1 2 4 8 16 workers)
-#   LONG=20000 bash cluster/overhead.sh ...                  also a LONG-step run with 4 workers whose
+#   bash cluster/experiments/overhead.sh [STEPS] [WORKER COUNTS...]      (default: 200 steps; 1 2 4 8 16 workers)
+#   LONG=20000 bash cluster/experiments/overhead.sh ...                  also a LONG-step run with 4 workers whose
 #                                                            every process's RSS is sampled twice a second
 #                                                            (spread after the first 10%, before the last 5%)
 # Prints per worker count: the median step, the median of the slowest worker's compute, their
@@ -14,7 +14,7 @@ steps=${1:-200}
 shift || true
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 2 4 8 16)
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source cluster/lib/build.sh
 build redi-ps redi-worker
 work=$(mktemp -d)
@@ -35,14 +35,14 @@ stages:
   - {name: sft, objective: sft, data: sft.jsonl, max_steps: $steps, batch_size: $workers, learning_rate: 1.0e-4, micro_batch_tokens: 128}
 cluster: {servers: 1, workers: $workers, bind: "tcp://127.0.0.1:$port", timeout_seconds: 120, snapshot_every: 0}
 EOF
-  bash cluster/local.sh "$work/$tag.yaml" > "$work/$tag.log" 2>&1 || { tail -20 "$work/$tag.log"; exit 1; }
+  bash cluster/launch/local.sh "$work/$tag.yaml" > "$work/$tag.log" 2>&1 || { tail -20 "$work/$tag.log"; exit 1; }
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf "%8s %12s %14s %12s %16s\n" workers "step (ms)" "compute (ms)" "overhead" "coordinator CPU"
 for n in "${counts[@]}"; do
   run "$n" "$steps" "w$n"
-  python3 cluster/reports.py overhead "$work/w$n/metrics.jsonl" "$work/w$n.log" "$n" "$steps"
+  python3 cluster/tools/reports.py overhead "$work/w$n/metrics.jsonl" "$work/w$n.log" "$n" "$steps"
 done
 
 if [ -n "${LONG:-}" ]; then
@@ -61,5 +61,5 @@ if [ -n "${LONG:-}" ]; then
   done
   wait "$runner"
   echo "$LONG steps in $(( $(date +%s) - start )) s"
-  python3 cluster/reports.py rss "$work/rss.txt"
+  python3 cluster/tools/reports.py rss "$work/rss.txt"
 fi

@@ -1,29 +1,29 @@
 #!/usr/bin/env python3
-"""Data and analysis for the miniature REDI experiment (cluster/reproduce.sh).
+"""Data and analysis for the miniature REDI experiment (cluster/experiments/reproduce.sh).
 
-    python3 cluster/distill.py problems SFT_JSONL OUT_JSONL
+    python3 cluster/tools/distill.py problems SFT_JSONL OUT_JSONL
         Training problems in eval format ({"prompt", "answer"}), one per distinct prompt of a
         prompt/completion file whose completions end with "Answer: N" (the teacher's correct traces).
-    python3 cluster/distill.py pairs PROBLEMS SAMPLES OUT_DIR
+    python3 cluster/tools/distill.py pairs PROBLEMS SAMPLES OUT_DIR
         Pairs as the paper makes them, from independent whole samples of each training problem
         (`redi-ps eval --samples-out`): the first correct with the first incorrect sample of a
         problem -> OUT_DIR/pref.jsonl, the chosen ones as OUT_DIR/positives.jsonl (the SFT
         control), OUT_DIR/stats.json.
-    python3 cluster/distill.py overlap PREF_JSONL
+    python3 cluster/tools/distill.py overlap PREF_JSONL
         How alike a file's chosen and rejected traces are (shared prefix, equal lines).
-    python3 cluster/distill.py errors PROBLEMS EVAL_SAMPLES [EVAL_SAMPLES ...]
+    python3 cluster/tools/distill.py errors PROBLEMS EVAL_SAMPLES [EVAL_SAMPLES ...]
         The first mistake of every incorrect sample of the arithmetic task, by type, as JSON.
-    python3 cluster/distill.py error-table PROBLEMS LABEL=SAMPLES[,SAMPLES...] ...
+    python3 cluster/tools/distill.py error-table PROBLEMS LABEL=SAMPLES[,SAMPLES...] ...
         The same for several methods, as a markdown table.
-    python3 cluster/distill.py logps MINED_LOGPROBS SLIP_LOGPROBS
+    python3 cluster/tools/distill.py logps MINED_LOGPROBS SLIP_LOGPROBS
         Mean per-token log-probabilities of chosen and rejected (`redi-ps logprobs` outputs).
-    python3 cluster/distill.py probes DIR NAME ...
+    python3 cluster/tools/distill.py probes DIR NAME ...
         Those of several checkpoints (DIR/NAME.json) as a markdown table.
-    python3 cluster/distill.py curve METRICS_JSONL
+    python3 cluster/tools/distill.py curve METRICS_JSONL
         A stage's evaluations during training (eval_every) as a markdown table.
-    python3 cluster/distill.py describe MINED_STATS SLIP_OVERLAP
+    python3 cluster/tools/distill.py describe MINED_STATS SLIP_OVERLAP
         The mined pairs next to the synthetic slip pairs, in words.
-    python3 cluster/distill.py report EVAL_REPORT
+    python3 cluster/tools/distill.py report EVAL_REPORT
         A `redi-ps eval --out` report's pass@1 ± its standard error.
 """
 import argparse

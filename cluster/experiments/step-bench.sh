@@ -3,11 +3,11 @@
 # (SmolLM2-135M's configuration, random weights, RECORDS sequences of LENGTH tokens, every token
 # after the first scored, forward + backward) and the same threads (every core). Prints both
 # rates and their ratio; redi-bench also prints its MFU against sgemm measured in the same run.
-#   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/step-bench.sh
+#   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/experiments/step-bench.sh
 set -euo pipefail
 records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3}
-cd "$(dirname "$0")/.."
-python=$(bash cluster/require-torch.sh step-bench)
+cd "$(dirname "$0")/../.."
+python=$(bash cluster/tools/require-torch.sh step-bench)
 source cluster/lib/build.sh
 build redi-bench
 threads=$(nproc)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a recipe on this machine: one coordinator, the recipe's servers and workers, all on
 # loopback; waits for the coordinator and stops the rest. Installs what is missing first.
-#   bash cluster/local.sh [RECIPE.yaml [--resume latest | --overwrite | --evaluate [--model CHECKPOINT]]]
+#   bash cluster/launch/local.sh [RECIPE.yaml [--resume latest | --overwrite | --evaluate [--model CHECKPOINT]]]
 # Without a recipe it runs the default job (cluster/recipes/default.yaml), whose output
 # (runs/default) is replaced each time; a recipe's output holding a run is refused unless
 # --resume latest or --overwrite says what to do with it. --evaluate trains nothing: it
@@ -18,7 +18,7 @@ for arg in "${@:2}"; do
   coordinate_args+=("$arg")
 done
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); else coordinate_args=(--overwrite); fi
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 recipe=${recipe:-cluster/recipes/default.yaml}
 [ -f "$recipe" ] || { echo "error: no recipe at $recipe" >&2; exit 1; }
 source cluster/lib/build.sh

@@ -5,17 +5,17 @@
 # BATCH rows decoded together, temperature 0.6, top-p 0.95, fp32) and the same threads (every
 # core). Prints both rates and their ratio; redi-bench also prints its MFU against sgemm and
 # against its own matrix products alone.
-#   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/generate-bench.sh [BATCH]
+#   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/experiments/generate-bench.sh [BATCH]
 # (torch from PyPI is large: python3 -m venv V && V/bin/pip install torch transformers)
 set -euo pipefail
 batch=${1:-32}
 samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64}
 prompts=${PROMPTS:-$(( 2 * batch / samples ))}
-cd "$(dirname "$0")/.."
-python=$(bash cluster/require-torch.sh generate-bench)
+cd "$(dirname "$0")/../.."
+python=$(bash cluster/tools/require-torch.sh generate-bench)
 source cluster/lib/build.sh
 build redi-ps redi-bench
-bash cluster/fetch-test-model.sh >/dev/null
+bash cluster/tools/fetch-test-model.sh >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin/redi-ps" convert --from .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --out "$work/model" >&2

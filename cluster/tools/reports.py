@@ -1,17 +1,17 @@
 """Tables and verdicts the measuring scripts print, from the files a run leaves (the scripts
 in cluster/ call it; it can be run on kept files too).
 
-  python3 cluster/reports.py memory PLAN.txt RUN.log            each process's peak RSS beside the plan
-  python3 cluster/reports.py overhead METRICS.jsonl RUN.log WORKERS STEPS
+  python3 cluster/tools/reports.py memory PLAN.txt RUN.log            each process's peak RSS beside the plan
+  python3 cluster/tools/reports.py overhead METRICS.jsonl RUN.log WORKERS STEPS
                                                                one row: step, compute, overhead, coordinator CPU
-  python3 cluster/reports.py rss SAMPLES.txt                   RSS spread per process ("time pid name KiB" lines)
-  python3 cluster/reports.py steps RECIPE RAW_GBPS             a run's median step split into compute and
+  python3 cluster/tools/reports.py rss SAMPLES.txt                   RSS spread per process ("time pid name KiB" lines)
+  python3 cluster/tools/reports.py steps RECIPE RAW_GBPS             a run's median step split into compute and
                                                                communication, against raw ZeroMQ (bench.sh)
-  python3 cluster/reports.py chaos CALM CHAOS WANT FAULTS STATUS
+  python3 cluster/tools/reports.py chaos CALM CHAOS WANT FAULTS STATUS
                                                                chaos.sh's verdict: same weights, every example once
-  python3 cluster/reports.py first-stage RECIPE WORK           efficiency.sh's recipe: the first (SFT) stage on
+  python3 cluster/tools/reports.py first-stage RECIPE WORK           efficiency.sh's recipe: the first (SFT) stage on
                                                                1 server + 2 workers; prints MODEL BATCH MICRO
-  python3 cluster/reports.py rate METRICS.jsonl                median tokens/s after the first step (and the split)
+  python3 cluster/tools/reports.py rate METRICS.jsonl                median tokens/s after the first step (and the split)
 """
 import argparse
 import collections

@@ -3,7 +3,7 @@
 # places, each started with `ssh HOST`; waits for the coordinator and stops every process it
 # started when it ends or is interrupted (Ctrl-C, TERM).
 #
-#   bash cluster/ssh.sh HOSTFILE RECIPE.yaml [COORDINATOR OPTIONS…]     (e.g. --resume latest)
+#   bash cluster/launch/ssh.sh HOSTFILE RECIPE.yaml [COORDINATOR OPTIONS…]     (e.g. --resume latest)
 #
 # HOSTFILE, one role per line ('#' starts a comment):
 #   HOST  coordinator
@@ -26,12 +26,12 @@
 # REDI_PS_TIMEOUT (seconds servers and workers wait for the coordinator; default 120).
 set -euo pipefail
 fail() { echo "ssh.sh: error: $*" >&2; exit 1; }
-[ $# -ge 2 ] || fail "usage: bash cluster/ssh.sh HOSTFILE RECIPE.yaml [COORDINATOR OPTIONS…]"
+[ $# -ge 2 ] || fail "usage: bash cluster/launch/ssh.sh HOSTFILE RECIPE.yaml [COORDINATOR OPTIONS…]"
 hostfile=$1; recipe=$2; shift 2
 [ -f "$hostfile" ] || fail "no hostfile at $hostfile"
 [ -f "$recipe" ] || fail "no recipe at $recipe"
 recipe=$(realpath "$recipe")
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${REDI_PS_BIN:-$repo/.build/release}
 remote_bin=${REDI_PS_REMOTE_BIN:-$bin}
 read -r -a ssh <<< "${REDI_PS_SSH:-ssh -o BatchMode=yes}"
