@@ -39,6 +39,8 @@ let package = Package(
         // Which OpenBLAS kernel runs: chosen from the CPU's features, self-tested in a child process.
         .target(name: "BLASKernel", dependencies: ["COpenBLAS"]),
         .target(name: "Numerics", dependencies: ["COpenBLAS", "BLASKernel"], swiftSettings: optimized),
+        // Seeded randomness (weights, data order, samples, the task), apart from Numerics so the task needs no BLAS.
+        .target(name: "SeededRandom"),
         .target(name: "Model", dependencies: ["Numerics"], swiftSettings: optimized),
         .target(name: "Objectives"),
         .target(name: "Optimizer", swiftSettings: optimized),
@@ -52,12 +54,12 @@ let package = Package(
             name: "Cluster",
             dependencies: [
                 "BLASKernel", "Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
-                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "Yams"
+                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "SeededRandom", "Yams"
             ]),
-        .target(name: "Evaluation", dependencies: ["Model", "Numerics", "Tokenizers", "Data", "ReasoningTask", "Grading"]),
-        .target(name: "ReasoningTask", dependencies: ["Numerics", "Grading"]),
+        .target(name: "Evaluation", dependencies: ["SeededRandom", "Model", "Numerics", "Tokenizers", "Data", "ReasoningTask", "Grading"]),
+        .target(name: "ReasoningTask", dependencies: ["SeededRandom", "Grading"]),
         .target(name: "Grading"),
-        .target(name: "Training", dependencies: ["Model", "Objectives", "Optimizer", "Data"]),
+        .target(name: "Training", dependencies: ["SeededRandom", "Model", "Objectives", "Optimizer", "Data"]),
         .executableTarget(
             name: "redi-ps",
             dependencies: [
@@ -65,7 +67,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]),
         .executableTarget(name: "redi-worker", dependencies: ["Cluster", "BLASKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        // Mutation fuzzing of every decoder of outside bytes (cluster/fuzz.sh).
+        // Mutation fuzzing of every decoder of outside bytes (cluster/tools/fuzz.sh).
         .executableTarget(
             name: "redi-fuzz",
             dependencies: [
@@ -75,26 +77,26 @@ let package = Package(
         .executableTarget(
             name: "redi-bench",
             dependencies: [
-                "BLASKernel", "Numerics", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
+                "BLASKernel", "Numerics", "SeededRandom", "Model", "Training", "Objectives", "Data", "Evaluation", "Formats", "Tokenizers", "Transport", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ],
             swiftSettings: optimized),
 
-        .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "NumericsTests", dependencies: ["SeededRandom", "Numerics"]),
         .testTarget(name: "BLASKernelTests", dependencies: ["BLASKernel", "Numerics", "Model", "ProcessSupport"]),
         // The float64 oracle shared by the model and training tests.
         .target(name: "ReferenceLlama", dependencies: ["Model"], path: "Tests/ReferenceLlama"),
         // Child processes with deadlines, shared by the tests that start real processes.
         .target(name: "ProcessSupport", path: "Tests/ProcessSupport"),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Numerics", "ReferenceLlama", "BLASKernel"]),
+        .testTarget(name: "ModelTests", dependencies: ["SeededRandom", "Model", "Numerics", "ReferenceLlama", "BLASKernel"]),
         .testTarget(name: "ObjectivesTests", dependencies: ["Objectives"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer"]),
-        .testTarget(name: "FormatsTests", dependencies: ["Formats", "Model", "Tokenizers"]),
+        .testTarget(name: "FormatsTests", dependencies: ["SeededRandom", "Formats", "Model", "Tokenizers"]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "Formats"]),
         .testTarget(name: "ChatTemplateTests", dependencies: ["ChatTemplate"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "Tokenizers", "Model", "ChatTemplate"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
-        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "ReasoningTask", "Grading", "Model", "Numerics", "ChatTemplate"]),
+        .testTarget(name: "TrainingTests", dependencies: ["SeededRandom", "Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["SeededRandom", "Evaluation", "ReasoningTask", "Grading", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "GradingTests", dependencies: ["Grading"], resources: [.copy("math_verify_pairs.jsonl")]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),

@@ -3,6 +3,7 @@
 import Foundation
 import Model
 import Numerics
+import SeededRandom
 
 public struct SamplingSettings: Sendable, Equatable {
     /// 0 means greedy.

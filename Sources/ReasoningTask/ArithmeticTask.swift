@@ -3,7 +3,7 @@
 // realistic mistakes, and a verifier. Mirrors the Open-R1 → REDI pipeline on a task whose
 // answers can be checked exactly.
 import Foundation
-import Numerics
+import SeededRandom
 
 /// One operation applied to the running total.
 public struct Operation: Equatable, Sendable {

@@ -2,7 +2,7 @@
 // Open-R1 → REDI pipeline (sft.jsonl, pref.jsonl, test.jsonl, stats.json).
 import Foundation
 import Grading
-import Numerics
+import SeededRandom
 
 public struct SynthesisSettings: Sendable {
     public var problems: Int

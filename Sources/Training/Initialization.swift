@@ -2,6 +2,7 @@
 // every matrix ~ N(0, 0.02²), RMSNorm weights 1, biases 0. Seeded, so runs reproduce.
 import Model
 import Numerics
+import SeededRandom
 
 public func initializeParameters(_ parameters: FloatBuffer, layout: ParameterLayout, seed: UInt64, std: Double = 0.02) {
     precondition(parameters.count == layout.totalCount)

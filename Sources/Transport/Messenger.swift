@@ -121,7 +121,7 @@ extension ReceivedFrame {
             guard raw.count > 0 else { return }
             if bf16 {
                 let b = raw.baseAddress!.assumingMemoryBound(to: UInt16.self)
-                for i in 0..<(raw.count / 2) { destination[i] += Float(bitPattern: UInt32(b[i]) << 16) }
+                for i in 0..<(raw.count / 2) { destination[i] += float(fromBFloat16: b[i]) }
             } else if Int(bitPattern: raw.baseAddress!) % MemoryLayout<Float>.alignment == 0 {
                 let x = raw.baseAddress!.assumingMemoryBound(to: Float.self)
                 for i in 0..<(raw.count / 4) { destination[i] += x[i] }
@@ -154,7 +154,7 @@ public func sumOfSquares(_ raw: UnsafeRawBufferPointer, bf16: Bool) -> Double {
     var acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     func value(_ i: Int) -> Double {
         bf16
-            ? Double(Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16))
+            ? Double(float(fromBFloat16: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
             : Double(raw.loadUnaligned(fromByteOffset: 4 * i, as: Float.self))
     }
     let n = raw.count / (bf16 ? 2 : 4)

@@ -14,6 +14,7 @@ import Formats
 import Model
 import Numerics
 import Objectives
+import SeededRandom
 import Training
 
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 // The single-process reference for cluster efficiency: SFT steps of LocalTrainer (the same
 // gradient code the workers run, plus AdamW) over a JSONL file's records, global batches in
-// file order, with every core's BLAS threads. cluster/efficiency.sh divides a cluster run's
+// file order, with every core's BLAS threads. cluster/experiments/efficiency.sh divides a cluster run's
 // tokens/s by this.
 import ArgumentParser
 import Data

@@ -55,7 +55,7 @@ class CLITestCase: XCTestCase {
     /// Runs a reference script; skips the test when it exits 77 (its Python packages are missing).
     func reference(_ script: String, _ args: [String]) throws -> String {
         let r = try run(python, [Self.references.appendingPathComponent(script).path] + args, expect: -1)
-        if r.status == 77 { throw XCTSkip("\(script): \(r.out.trimmingCharacters(in: .whitespacesAndNewlines)) (cluster/install-deps.sh installs it)") }
+        if r.status == 77 { throw XCTSkip("\(script): \(r.out.trimmingCharacters(in: .whitespacesAndNewlines)) (cluster/tools/install-deps.sh installs it)") }
         XCTAssertEqual(r.status, 0, "\(script):\n\(r.out)\n\(r.err)")
         return r.out
     }

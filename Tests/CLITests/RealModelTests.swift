@@ -14,7 +14,7 @@ final class RealModelTests: CLITestCase {
             ProcessInfo.processInfo.environment["REDI_PS_TEST_MODEL"]
             ?? root.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
         guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("SmolLM2-135M-Instruct GGUF not found at \(path): run cluster/fetch-test-model.sh")
+            throw XCTSkip("SmolLM2-135M-Instruct GGUF not found at \(path): run cluster/tools/fetch-test-model.sh")
         }
         model = path
     }

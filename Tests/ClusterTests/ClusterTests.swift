@@ -117,7 +117,7 @@ class ClusterTestCase: XCTestCase {
     }
 
     /// Checks OUTPUT's TensorBoard events with TensorBoard's own reader against its metrics.jsonl
-    /// (`bash cluster/install-deps.sh` installs tensorboard).
+    /// (`bash cluster/tools/install-deps.sh` installs tensorboard).
     func checkTensorBoard(_ output: String) throws {
         let (status, text) = try python("Tests/reference/check_tensorboard.py", [output])
         print("tensorboard events of \(output): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")

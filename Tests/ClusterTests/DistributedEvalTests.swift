@@ -26,15 +26,15 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertEqual(ran, 0, log)
         XCTAssertTrue(log.contains("on 2 workers"), log)
 
-        // The figures users look at, from this run's metrics.jsonl (matplotlib, cluster/plot.py).
-        let (status, text) = try python("cluster/plot.py", ["--out", "plots", "tiny=out"])
+        // The figures users look at, from this run's metrics.jsonl (matplotlib, cluster/tools/plot.py).
+        let (status, text) = try python("cluster/tools/plot.py", ["--out", "plots", "tiny=out"])
         XCTAssertEqual(status, 0, text)
         for name in ["loss.png", "grad_norm.png", "logps.png", "pass1.png"] {
             let png = try Data(contentsOf: dir.appendingPathComponent("plots/\(name)"))
             XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], name)
             XCTAssertGreaterThan(png.count, 5000, name)
         }
-        let (bad, message) = try python("cluster/plot.py", ["nowhere"])
+        let (bad, message) = try python("cluster/tools/plot.py", ["nowhere"])
         XCTAssertEqual(bad, 1)
         XCTAssertTrue(message.contains("nowhere has no metrics.jsonl"), message)
         try checkTensorBoard("out")
@@ -60,7 +60,7 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertGreaterThan(Set(distributed.joined()).count, 3, "samples should differ: \(distributed)")
     }
 
-    /// `cluster/reproduce.sh --quick`: the SFT checkpoint, mined pairs, every method's grid on
+    /// `cluster/experiments/reproduce.sh --quick`: the SFT checkpoint, mined pairs, every method's grid on
     /// validation and its run at the tuned rate, the stability runs, the tables (paired
     /// comparison, log-probs, first mistakes) and the figures; run again, it keeps what
     /// finished instead of training it again.
@@ -72,7 +72,7 @@ final class DistributedEvalTests: ClusterTestCase {
             let p = try ChildProcess(
                 "bash",
                 [
-                    Self.repository.appendingPathComponent("cluster/reproduce.sh").path, "--quick", "--seeds", "1",
+                    Self.repository.appendingPathComponent("cluster/experiments/reproduce.sh").path, "--quick", "--seeds", "1",
                     "--out", dir.appendingPathComponent("repro").path
                 ],
                 in: dir, output: dir.appendingPathComponent(log), environment: environment)

@@ -1,10 +1,10 @@
-// The scripted launches, for real: cluster/slurm.sbatch under a Slurm brought up by the test
+// The scripted launches, for real: cluster/launch/slurm.sbatch under a Slurm brought up by the test
 // (one node, and three nodes that are network namespaces with their own addresses), and
-// cluster/ssh.sh over sshd in five network namespaces (one host per role, distinct addresses,
+// cluster/launch/ssh.sh over sshd in five network namespaces (one host per role, distinct addresses,
 // no loopback between roles). The scenarios are shell scripts in
 // Tests/launch, since they drive daemons; these tests run them and show their output on failure.
 // They need root (daemons, ip netns) and slurm-wlm, munge, openssh-server, iproute2, which
-// cluster/install-deps.sh installs as root; CI runs as root, so there they always run.
+// cluster/tools/install-deps.sh installs as root; CI runs as root, so there they always run.
 import Cluster
 import Foundation
 import ProcessSupport
@@ -31,7 +31,7 @@ final class LauncherTests: XCTestCase {
     func runScenario(_ name: String, _ arguments: [String], needs tools: [String], timeout: TimeInterval = 600) throws {
         guard getuid() == 0 else { throw XCTSkip("\(name) needs root (it starts daemons and network namespaces)") }
         for tool in tools where !FileManager.default.isExecutableFile(atPath: tool) {
-            XCTFail("\(tool) is missing: run `bash cluster/install-deps.sh` as root")
+            XCTFail("\(tool) is missing: run `bash cluster/tools/install-deps.sh` as root")
             return
         }
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("redi-launch-\(UUID().uuidString)")

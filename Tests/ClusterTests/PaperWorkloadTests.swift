@@ -8,7 +8,7 @@ import XCTest
 final class PaperWorkloadTests: ClusterTestCase {
     func testOpenR1DataToPerBenchmarkTable() throws {
         let gguf = Self.repository.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
-        guard FileManager.default.fileExists(atPath: gguf) else { throw XCTSkip("\(gguf) not found: run cluster/fetch-test-model.sh") }
+        guard FileManager.default.fileExists(atPath: gguf) else { throw XCTSkip("\(gguf) not found: run cluster/tools/fetch-test-model.sh") }
         let (status, text) = try python("Tests/reference/write_openr1_parquet.py", ["raw"])
         XCTAssertEqual(status, 0, text)
 

@@ -5,6 +5,7 @@ import Grading
 import Model
 import Numerics
 import ReasoningTask
+import SeededRandom
 import XCTest
 
 final class EvaluationTests: XCTestCase {

@@ -4,6 +4,7 @@ import Formats
 import Foundation
 import Model
 import Numerics
+import SeededRandom
 import Tokenizers
 import XCTest
 

@@ -4,6 +4,7 @@ import Foundation
 import Model
 import Numerics
 import ReferenceLlama
+import SeededRandom
 import XCTest
 
 final class EngineTests: XCTestCase {

@@ -6,6 +6,7 @@ import BLASKernel
 import Model
 import Numerics
 import ReferenceLlama
+import SeededRandom
 import XCTest
 
 final class GeneratorTests: XCTestCase {

@@ -2,6 +2,7 @@
 // differences of its own forward (loss = Σ r·out with a random projection r, in float64).
 import Foundation
 import Numerics
+import SeededRandom
 import XCTest
 
 func randomArray(_ n: Int, _ rng: inout SeededGenerator, scale: Double = 1) -> [Float] {

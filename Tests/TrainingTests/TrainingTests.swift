@@ -7,6 +7,7 @@ import Model
 import Numerics
 import Objectives
 import ReferenceLlama
+import SeededRandom
 import Tokenizers
 import Training
 import XCTest

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Step time of one recipe started three ways on this machine: cluster/local.sh (loopback),
-# cluster/slurm.sbatch on a one-node Slurm, and on a three-node Slurm whose nodes are network
+# Step time of one recipe started three ways on this machine: cluster/launch/local.sh (loopback),
+# cluster/launch/slurm.sbatch on a one-node Slurm, and on a three-node Slurm whose nodes are network
 # namespaces; plus the time from sbatch to the first step. Not part of the test run (minutes).
-# Needs root and the launcher-test packages (cluster/install-deps.sh --launch-tests).
+# Needs root and the launcher-test packages (cluster/tools/install-deps.sh --launch-tests).
 #   bash Tests/launch/compare_launchers.sh [RECIPE (default: the default recipe, SFT cut to 2 epochs)]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); repo=$(cd "$here/../.." && pwd)
@@ -35,7 +35,7 @@ PY
 
 echo "== local.sh (loopback)"
 recipe=$(copy local)
-bash cluster/local.sh "$recipe" > "$work/local/log" 2>&1 || { tail "$work/local/log"; exit 1; }
+bash cluster/launch/local.sh "$recipe" > "$work/local/log" 2>&1 || { tail "$work/local/log"; exit 1; }
 median_step "$work/local/out"
 
 for nodes in 1 3; do
@@ -44,7 +44,7 @@ for nodes in 1 3; do
   recipe=$(copy "slurm$nodes")
   cd "$work/slurm$nodes"
   start=$(date +%s.%N)
-  id=$(sbatch --parsable --nodes="$nodes" --ntasks=3 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" "$recipe")
+  id=$(sbatch --parsable --nodes="$nodes" --ntasks=3 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/launch/slurm.sbatch" "$recipe")
   wait_for_step "$work/slurm$nodes/out" 300
   echo "submit to first step: $(since "$start") s"
   while scontrol show job "$id" | grep -qE 'JobState=(PENDING|RUNNING|COMPLETING)'; do sleep 1; done

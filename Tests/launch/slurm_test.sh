@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launcher test: a real Slurm (munged, slurmctld, slurmd from Debian's slurm-wlm) of NODES
 # nodes (1: this machine; more: network namespaces with their own addresses, see
-# slurm_up.sh), cluster/slurm.sbatch submitted with sbatch: the job must finish with the run's
+# slurm_up.sh), cluster/launch/slurm.sbatch submitted with sbatch: the job must finish with the run's
 # table and checkpoints, scancel on a running job must stop every process it started, and a job
 # short of tasks must say how many it needs. Prints the time from submit to the first step and
 # the median step time. Needs root.
@@ -28,7 +28,7 @@ echo "== sbatch: 2 servers + 2 workers on $nodes node(s)"
 cd "$work/job"
 write_recipe run.yaml out slurmrun 4 2 2
 start=$(date +%s.%N)
-id=$(sbatch --parsable --nodes="$nodes" --ntasks=4 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" run.yaml)
+id=$(sbatch --parsable --nodes="$nodes" --ntasks=4 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/launch/slurm.sbatch" run.yaml)
 wait_for_step out 120 || { cat "redi-ps-$id.out"; exit 1; }
 echo "submit to first step: $(since $start) s"
 state=$(wait_job "$id" 300)
@@ -48,7 +48,7 @@ if ls -a | grep -q '^\.redi-ps-key'; then echo "FAIL: the job's run key director
 
 echo "== scancel stops every process"
 write_recipe long.yaml long slurmlong 400 1 2
-id=$(sbatch --parsable --nodes="$nodes" --ntasks=3 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" long.yaml)
+id=$(sbatch --parsable --nodes="$nodes" --ntasks=3 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/launch/slurm.sbatch" long.yaml)
 wait_for_step long 120 || { cat "redi-ps-$id.out"; exit 1; }
 cancelled=$(date +%s.%N)
 scancel "$id"
@@ -60,7 +60,7 @@ state=$(wait_job "$id" 60)
 grep -q "stopped by signal 15" "redi-ps-$id.out" || { echo "FAIL: the coordinator did not say it was stopped"; cat "redi-ps-$id.out"; exit 1; }
 
 echo "== a job with too few tasks is refused with the count it needs"
-id=$(sbatch --parsable --ntasks=2 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/slurm.sbatch" run.yaml)
+id=$(sbatch --parsable --ntasks=2 --overcommit --export="ALL,REDI_PS_BIN=$bin" "$repo/cluster/launch/slurm.sbatch" run.yaml)
 state=$(wait_job "$id" 60)
 [ "$state" = FAILED ] || { echo "FAIL: a job short of tasks ended $state"; exit 1; }
 grep -q "submit with --ntasks=4" "redi-ps-$id.out" || { cat "redi-ps-$id.out"; exit 1; }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Launcher test: cluster/ssh.sh across five hosts, each a network namespace with its own
+# Launcher test: cluster/launch/ssh.sh across five hosts, each a network namespace with its own
 # address and sshd (coordinator, two servers, two workers), so every byte between roles
 # crosses the namespaces' network and nothing can use loopback. Checks the run's table and
 # checkpoints, that servers advertised their own hosts, that the run key never appeared on a
@@ -34,7 +34,7 @@ EOF
 echo "== a run across 5 hosts"
 write_recipe "$work/run.yaml" "$work/out" sshnetns 4 2 2
 start=$(date +%s.%N)
-bash "$repo/cluster/ssh.sh" "$work/hostfile" "$work/run.yaml" > "$work/run.log" 2>&1 &
+bash "$repo/cluster/launch/ssh.sh" "$work/hostfile" "$work/run.yaml" > "$work/run.log" 2>&1 &
 launcher=$!
 wait_for_step "$work/out" 120 || { cat "$work/run.log"; exit 1; }
 echo "launch to first step: $(since $start) s"
@@ -52,7 +52,7 @@ if grep -rlsF -- "$secret" /tmp --include=run.key | grep -v "^$work/" ; then ech
 
 echo "== stopping ssh.sh (TERM, as Ctrl-C) stops every process on every host"
 write_recipe "$work/long.yaml" "$work/long" sshlong 400 2 2
-bash "$repo/cluster/ssh.sh" "$work/hostfile" "$work/long.yaml" > "$work/long.log" 2>&1 &
+bash "$repo/cluster/launch/ssh.sh" "$work/hostfile" "$work/long.yaml" > "$work/long.log" 2>&1 &
 launcher=$!
 wait_for_step "$work/long" 120 || { cat "$work/long.log"; exit 1; }
 kill -TERM "$launcher"   # what Ctrl-C does (a background script ignores INT)
@@ -70,7 +70,7 @@ echo "== a host ssh cannot reach ends the launch, and what started is stopped"
 cat "$work/hostfile" > "$work/unreachable-hostfile"
 echo "$subnet.99 worker" >> "$work/unreachable-hostfile"
 start=$(date +%s.%N)
-status=0; bash "$repo/cluster/ssh.sh" "$work/unreachable-hostfile" "$work/long.yaml" --overwrite > "$work/unreachable.log" 2>&1 || status=$?
+status=0; bash "$repo/cluster/launch/ssh.sh" "$work/unreachable-hostfile" "$work/long.yaml" --overwrite > "$work/unreachable.log" 2>&1 || status=$?
 [ "$status" = 1 ] || { echo "FAIL: ssh.sh exited $status with an unreachable host"; cat "$work/unreachable.log"; exit 1; }
 grep -q "ssh could not start the worker on $subnet.99 (exit 255)" "$work/unreachable.log" || { cat "$work/unreachable.log"; exit 1; }
 for _ in $(seq 100); do pgrep -f -- "$bin/redi-(ps|worker) .*$subnet" >/dev/null || break; sleep 0.1; done
@@ -79,6 +79,6 @@ echo "unreachable host: exit 1 after $(since "$start") s, every process gone"
 
 echo "== a bad hostfile is refused before anything starts"
 printf '%s coordinator\n%s sevrer 1\n' "${address[0]}" "${address[1]}" > "$work/bad-hostfile"
-if bash "$repo/cluster/ssh.sh" "$work/bad-hostfile" "$work/run.yaml" 2> "$work/bad.log"; then echo "FAIL: a bad hostfile was accepted"; exit 1; fi
+if bash "$repo/cluster/launch/ssh.sh" "$work/bad-hostfile" "$work/run.yaml" 2> "$work/bad.log"; then echo "FAIL: a bad hostfile was accepted"; exit 1; fi
 grep -q "bad-hostfile:2: role must be coordinator, server or worker, not 'sevrer'" "$work/bad.log" || { cat "$work/bad.log"; exit 1; }
 echo "PASS"

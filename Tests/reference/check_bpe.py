@@ -3,7 +3,7 @@ tokenizers with each pre-tokenizer redi-ps implements (GPT-2, SmolLM2's individu
 Qwen2's split pattern) on a mixed corpus, saves them as tokenizer.json, and checks that
 `redi-ps tokenize` gives the ids `tokenizers` gives and `redi-ps detokenize` the text back.
     python3 check_bpe.py REDI_PS_BINARY WORK_DIR
-Exit 77 when `tokenizers` is not installed (cluster/install-deps.sh installs it)."""
+Exit 77 when `tokenizers` is not installed (cluster/tools/install-deps.sh installs it)."""
 import json
 import os
 import subprocess

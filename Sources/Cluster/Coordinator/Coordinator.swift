@@ -16,6 +16,7 @@ import Numerics
 import Objectives
 import Optimizer
 import ReasoningTask
+import SeededRandom
 import Tokenizers
 import Training
 import Transport
