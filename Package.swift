@@ -98,7 +98,9 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["SeededRandom", "Training", "Model", "Objectives", "Optimizer", "Data", "Tokenizers", "Numerics", "ReferenceLlama"]),
         .testTarget(name: "EvaluationTests", dependencies: ["SeededRandom", "Evaluation", "ReasoningTask", "Grading", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "GradingTests", dependencies: ["Grading"], resources: [.copy("math_verify_pairs.jsonl")]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Transport", "Optimizer", "ProcessSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Optimizer", "ProcessSupport"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire"]),
+        .testTarget(name: "ReasoningTaskTests", dependencies: ["ReasoningTask"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterUnitTests", dependencies: ["Cluster", "Model", "Numerics", "Transport", "Wire", "Grading", "Objectives", "Optimizer"]),
         .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"])
