@@ -1,13 +1,13 @@
-// Training in one process: the same step a cluster runs (gradients → global norm → clip →
-// AdamW with the recipe's schedule), without the network. Tests and small runs use it; the
-// parameter server applies the same optimizer functions to its chunks.
+// Training in one process: the same step a cluster runs (`StepRule`: gradients → global norm →
+// clip → AdamW with the stage's schedule), without the network. Tests and small runs use it;
+// the parameter servers apply the same optimizer functions to their chunks.
 import Data
 import Model
 import Numerics
 import Objectives
 import Optimizer
 
-/// Hyper-parameters of one training stage.
+/// Hyper-parameters of one training stage's optimizer step (a recipe's stage carries them as `settings`).
 public struct StageSettings: Sendable {
     public var objective: Objective
     public var learningRate: Double
@@ -24,14 +24,41 @@ public struct StageSettings: Sendable {
     }
 }
 
+/// The optimizer step's rule, one for the single-process trainer and the cluster's stage run:
+/// the learning rate at a step, the clip coefficient from the global gradient norm, and the
+/// step's metrics as TRL names them (with `grad_norm` before clipping).
+public struct StepRule: Sendable {
+    public let settings: StageSettings
+    public let schedule: LearningRateSchedule
+
+    public init(_ settings: StageSettings, totalSteps: Int) {
+        self.settings = settings
+        schedule = LearningRateSchedule(settings.scheduler, peak: settings.learningRate, totalSteps: totalSteps, warmupRatio: settings.warmupRatio)
+    }
+
+    /// What AdamW applies at `step` (0-based; AdamW's own step count is `step + 1`).
+    public func update(atStep step: Int, globalNorm: Double) -> (learningRate: Double, gradientScale: Double) {
+        (schedule.learningRate(atStep: step), clipCoefficient(globalNorm: globalNorm, maxNorm: settings.maxGradNorm))
+    }
+
+    /// The step's metrics from the global batch's summed objective result; the loss is divided
+    /// by the global batch's `normalizer`, the one its gradients were scaled by.
+    public func metrics(_ result: ObjectiveResult, normalizer: Double, globalNorm: Double, learningRate: Double) -> [String: Double] {
+        var metrics = result.metrics(for: settings.objective)
+        metrics["loss"] = result.lossSum / max(1, normalizer)
+        metrics["grad_norm"] = globalNorm
+        metrics["learning_rate"] = learningRate
+        return metrics
+    }
+}
+
 /// Parameters plus AdamW state, stepped one global batch at a time.
 public final class LocalTrainer {
     public let parameters: FloatBuffer
     public let gradients: FloatBuffer
     let m: FloatBuffer, v: FloatBuffer
     public let computer: GradientComputer
-    public let settings: StageSettings
-    public let schedule: LearningRateSchedule
+    public let rule: StepRule
     public private(set) var step = 0
     let undecayed: [Range<Int>]
 
@@ -42,30 +69,22 @@ public final class LocalTrainer {
         v = FloatBuffer(count: parameters.count)
         computer = GradientComputer(config: config, microBatchTokens: microBatchTokens)
         undecayed = ParameterLayout(config: config).undecayed
-        self.settings = settings
-        schedule = LearningRateSchedule(settings.scheduler, peak: settings.learningRate, totalSteps: totalSteps, warmupRatio: settings.warmupRatio)
+        rule = StepRule(settings, totalSteps: totalSteps)
     }
 
-    /// One optimizer step on a global batch; returns TRL-named metrics (with grad_norm before clipping).
+    /// One optimizer step on a global batch; returns its metrics.
     @discardableResult
     public func step(_ batch: [Example]) throws -> [String: Double] {
         gradients.zero()
-        let objective = settings.objective
+        let objective = rule.settings.objective, normalizer = objective.normalizer(for: batch)
         let result = try computer.accumulate(
-            parameters: parameters.baseAddress, gradients: gradients.baseAddress,
-            examples: batch, objective: objective,
-            normalizer: objective.normalizer(for: batch))
+            parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: batch, objective: objective, normalizer: normalizer)
         let norm = sumOfSquares(gradients.baseAddress, count: gradients.count).squareRoot()
-        let lr = schedule.learningRate(atStep: step)
+        let (lr, scale) = rule.update(atStep: step, globalNorm: norm)
         step += 1
         adamWStep(
             parameters: parameters.baseAddress, gradients: gradients.baseAddress, m: m.baseAddress, v: v.baseAddress,
-            count: parameters.count, learningRate: lr, step: step,
-            gradientScale: clipCoefficient(globalNorm: norm, maxNorm: settings.maxGradNorm), config: settings.adamW,
-            undecayed: undecayed)
-        var metrics = result.metrics(for: objective)
-        metrics["grad_norm"] = norm
-        metrics["learning_rate"] = lr
-        return metrics
+            count: parameters.count, learningRate: lr, step: step, gradientScale: scale, config: rule.settings.adamW, undecayed: undecayed)
+        return rule.metrics(result, normalizer: normalizer, globalNorm: norm, learningRate: lr)
     }
 }

@@ -352,8 +352,7 @@ public final class Coordinator {
         // short), so one epoch uses every example exactly once.
         let total = stage.totalSteps(examples: examples.count)
         let perEpoch = (examples.count + stage.batchSize - 1) / stage.batchSize
-        let schedule = LearningRateSchedule(stage.scheduler, peak: stage.learningRate, totalSteps: total, warmupRatio: stage.warmupRatio)
-        let adamW = stage.adamW
+        let rule = StepRule(stage.settings, totalSteps: total)
         var order: [Int] = [], position = 0, epoch = 0
         // The data order of each epoch is a function of (seed, stage, epoch), so a resumed run
         // rebuilds the current epoch's order and continues at the saved position.
@@ -403,10 +402,8 @@ public final class Coordinator {
                 }
                 let t1 = Date()
                 let reports = outcome.reports, norm = outcome.sumsq.squareRoot()
-                let lr = schedule.learningRate(atStep: step)
-                let apply = ApplyUpdate(
-                    step: step, optimizerStep: step + 1, learningRate: lr,
-                    gradientScale: clipCoefficient(globalNorm: norm, maxNorm: stage.maxGradNorm), adamW: adamW)
+                let (lr, scale) = rule.update(atStep: step, globalNorm: norm)
+                let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr, gradientScale: scale, adamW: stage.adamW)
                 for id in servers { try messenger.send(.apply(apply), to: id) }
                 try awaitAcknowledgements(servers.count)
                 version.stepApplied()
@@ -423,16 +420,13 @@ public final class Coordinator {
                     result.merge(partial)
                 }
                 tokensSeen += result.tokens
-                var metrics = result.metrics(for: stage.objective)
-                metrics["loss"] = result.lossSum / max(1, normalizer)
-                metrics["grad_norm"] = norm
+                var metrics = rule.metrics(result, normalizer: normalizer, globalNorm: norm, learningRate: lr)
                 // Each worker's contribution, as the servers measured it: the largest and the median shard.
                 let shardNorms = outcome.shardNorms.sorted()
                 if let largest = shardNorms.last {
                     metrics["grad_norm/shard_max"] = largest
                     metrics["grad_norm/shard_median"] = shardNorms[shardNorms.count / 2]
                 }
-                metrics["learning_rate"] = lr
                 let stepSeconds = t2.timeIntervalSince(t0)
                 let compute = reports.map(\.computeSeconds).max() ?? 0
                 let communication = reports.map(\.communicationSeconds).max() ?? 0

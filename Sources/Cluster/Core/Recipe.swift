@@ -8,6 +8,7 @@ import Model
 import Objectives
 import Optimizer
 import ReasoningTask
+import Training
 
 public struct RecipeError: Error, CustomStringConvertible {
     public let description: String
@@ -74,6 +75,12 @@ public struct Recipe: Sendable {
         }
 
         public var adamW: AdamWConfig { AdamWConfig(beta1: adamBeta1, beta2: adamBeta2, eps: adamEpsilon, weightDecay: weightDecay) }
+
+        /// The optimizer step's settings, as the single-process trainer takes them (`StepRule`).
+        public var settings: StageSettings {
+            StageSettings(
+                objective: objective, learningRate: learningRate, warmupRatio: warmupRatio, maxGradNorm: maxGradNorm, adamW: adamW, scheduler: scheduler)
+        }
 
         /// Optimizer steps over `examples` records: `max_steps`, or whole batches per epoch
         /// (an epoch's last batch may be short, as the HF Trainer's) times `epochs`.
