@@ -80,243 +80,293 @@ public final class WorkerRole {
         context: ZMQContext, control: ControlChannel, welcome: Welcome, runID: String, name: String,
         dataKeys: CurveKeyPair, step: StepCounter
     ) throws {
-        let config: LlamaConfig
+        let session = try WorkerSession(
+            role: self, context: context, control: control, welcome: welcome, runID: runID, name: name, dataKeys: dataKeys, step: step)
+        do {
+            try session.serve()
+        } catch let stop as Stop {
+            log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB, CPU %.2f s)", stop.reason, peakResidentMiB(), cpuSeconds()))
+            if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
+        }
+    }
+}
+
+/// One membership of a run (from a welcome to the run's end or the coordinator's silence): the
+/// model's buffers, the connections of the current plan, and the loop that runs work units.
+final class WorkerSession {
+    let role: WorkerRole
+    let context: ZMQContext
+    let control: ControlChannel
+    let runID: String, name: String
+    let dataKeys: CurveKeyPair
+    let step: WorkerRole.StepCounter
+    let config: LlamaConfig
+    let timeout: Double
+    let parameters: FloatBuffer, gradients: FloatBuffer
+    /// With a bfloat16 wire, pushes are narrowed here first (each chunk once per step).
+    let narrowedGradients: BFloat16Buffer
+    let computer: GradientComputer
+    private(set) var welcome: Welcome
+    /// The current plan's server connections, and the chunks each server owns.
+    private(set) var servers: [Messenger] = []
+    private(set) var owned: [[ChunkRange]] = []
+    var lastHeard = Date()
+    /// Work units that arrived while another was in progress, in arrival order.
+    var queued: [Incoming] = []
+
+    init(
+        role: WorkerRole, context: ZMQContext, control: ControlChannel, welcome: Welcome, runID: String, name: String,
+        dataKeys: CurveKeyPair, step: WorkerRole.StepCounter
+    ) throws {
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: Data(welcome.modelConfigJSON.utf8)) } catch {
             throw ClusterError("\(name): the coordinator sent a model configuration that does not decode: \(error)")
         }
         guard ParameterLayout(config: config).totalCount == welcome.parameterCount else {
             throw ClusterError("\(name): the model configuration has \(ParameterLayout(config: config).totalCount) parameters, the welcome says \(welcome.parameterCount)")
         }
-        let timeout = peerTimeout(welcome, cli: self.timeout)
-        let parameters = FloatBuffer(count: welcome.parameterCount)
-        let gradients = FloatBuffer(count: welcome.parameterCount)
-        /// With a bfloat16 wire, pushes are narrowed here first (each chunk once per step).
-        let narrowedGradients = BFloat16Buffer(count: welcome.bf16Gradients ? welcome.parameterCount : 0)
-        var servers: [Messenger] = []
-        var owned: [[ChunkRange]] = []
-        var welcome = welcome
-        /// Connects to the servers of a (new) plan; the old connections close.
-        func connect(_ w: Welcome) throws {
-            guard w.parameterCount == parameters.count, w.index == welcome.index else {
-                throw ClusterError("\(name): a new plan for \(w.parameterCount) parameters as worker \(w.index)")
-            }
-            welcome = w
-            let largestChunk = w.chunks.map(\.count).max() ?? 0
-            servers = try w.serverEndpoints.map { endpoint in
-                let s = try ZMQSocket(context, .dealer)
-                try s.setIdentity(name)
-                if w.plainDataPlane {
-                    try s.makePlainClient(user: name, key: dataKeys.publicKey)
-                } else {
-                    try s.makeCurveClient(keys: dataKeys, serverKey: key.keys.publicKey)
-                }
-                try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
-                try s.connect(endpoint)
-                return Messenger(socket: s, runID: runID, sender: name, routed: false)
-            }
-            owned = Array(repeating: [ChunkRange](), count: servers.count)
-            for (i, c) in w.chunks.enumerated() { owned[w.chunkOwner[i]].append(c) }
-        }
-        try connect(welcome)
-        let computer = GradientComputer(config: config)
+        self.role = role; self.context = context; self.control = control; self.welcome = welcome
+        self.runID = runID; self.name = name; self.dataKeys = dataKeys; self.step = step
+        timeout = peerTimeout(welcome, cli: role.timeout)
+        parameters = FloatBuffer(count: welcome.parameterCount)
+        gradients = FloatBuffer(count: welcome.parameterCount)
+        narrowedGradients = BFloat16Buffer(count: welcome.bf16Gradients ? welcome.parameterCount : 0)
+        computer = GradientComputer(config: config)
         computer.engine.activationKeepBytes = welcome.activationKeepBytes
+        try connect(welcome)
         log(name, "joined run \(runID): \(welcome.parameterCount) parameters on \(servers.count) servers")
         // The start line measured one fixed shape; this is the model's own MLP shape (capped at 4096 outputs).
         let shape = MatmulShape(m: 512, n: min(config.intermediateSize, 4096), k: config.hiddenSize)
         log(name, "sgemm at this model's shape \(shape): \(Int(BLASStartup.sgemmRate(shape))) GFLOP/s (BLAS threads: \(matmulThreads))")
-        var lastHeard = Date()
+    }
 
-        /// Work units that arrived while another was in progress, in arrival order.
-        var queued: [Incoming] = []
-        func handleInterrupt(_ msg: Incoming) throws {
-            switch msg.envelope.body {
-            case let .shutdown(reason, failed): throw Stop(reason: reason, failed: failed)
-            case .error(PeerError.notInRun.rawValue, _): throw CoordinatorSilent(seconds: 0, restarted: true)
-            case let .error(_, message): throw ClusterError("\(name): coordinator error: \(message)")
-            case .work: queued.append(msg)
-            case let .welcome(w): throw Replan(welcome: w)
-            default: break
-            }
+    /// Connects to the servers of a (new) plan; the old connections close.
+    func connect(_ w: Welcome) throws {
+        guard w.parameterCount == parameters.count, w.index == welcome.index else {
+            throw ClusterError("\(name): a new plan for \(w.parameterCount) parameters as worker \(w.index)")
         }
+        welcome = w
+        let largestChunk = w.chunks.map(\.count).max() ?? 0
+        servers = try w.serverEndpoints.map { endpoint in
+            let s = try ZMQSocket(context, .dealer)
+            try s.setIdentity(name)
+            if w.plainDataPlane {
+                try s.makePlainClient(user: name, key: dataKeys.publicKey)
+            } else {
+                try s.makeCurveClient(keys: dataKeys, serverKey: role.key.keys.publicKey)
+            }
+            try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
+            try s.connect(endpoint)
+            return Messenger(socket: s, runID: runID, sender: name, routed: false)
+        }
+        owned = Array(repeating: [ChunkRange](), count: servers.count)
+        for (i, c) in w.chunks.enumerated() { owned[w.chunkOwner[i]].append(c) }
+    }
 
-        do {
-            while true {
-                guard
-                    let msg = queued.isEmpty
-                        ? try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(name, "dropped: \($0)") })
-                        : queued.removeFirst()
-                else {
-                    if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
-                    continue
-                }
-                lastHeard = Date()
+    /// Runs work units until the coordinator ends the run (`Stop`) or falls silent.
+    func serve() throws {
+        while true {
+            guard
+                let msg = queued.isEmpty
+                    ? try control.receive(timeout: welcome.heartbeatSeconds, onInvalid: { log(self.name, "dropped: \($0)") })
+                    : queued.removeFirst()
+            else {
+                if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
+                continue
+            }
+            lastHeard = Date()
+            do {
                 guard case let .work(unit) = msg.envelope.body else {
-                    do { try handleInterrupt(msg) } catch let r as Replan { try replan(r) }
+                    try handleInterrupt(msg)
                     continue
                 }
-                func replan(_ r: Replan) throws {
-                    try r.welcome.validate()
-                    try connect(r.welcome)
-                    queued.removeAll()  // units of the old plan: the coordinator sends the step again
-                    log(name, "the coordinator re-planned: \(servers.count) servers")
-                }
-                do {
-                    try unit.validate(config: config, name: name)
-                    step.value = unit.step
-                    let pushes = !unit.scoreOnly && unit.sampling == nil && !unit.verifyOnly
-                    if let failAtStep, unit.step == failAtStep, pushes {
-                        log(name, "fault injection: exiting at step \(unit.step + 1)")
-                        exit(3)
-                    }
-                    let t0 = Date()
-                    // The pull, then the pushes, on their own thread: forward starts on the first
-                    // blocks while the rest arrive, and pushes leave while backward goes on.
-                    let transfer = StepTransfer(
-                        servers: servers, owned: owned, parameters: parameters.baseAddress, parameterCount: parameters.count,
-                        version: unit.version, bf16Weights: welcome.bf16Weights,
-                        pushTag: pushes ? StepTransfer.PushTag(step: unit.step, shard: unit.shard, version: unit.version) : nil,
-                        name: name, timeout: timeout)
-                    transfer.start()
-                    /// The coordinator's channel, watched whenever this thread waits on the transfer.
-                    /// A push held by a server for a slow predecessor waits as long as the coordinator is
-                    /// heard from: it decides who is stuck (its step timeout), not this worker.
-                    func watch() throws {
-                        if let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
-                            lastHeard = Date()
-                            try handleInterrupt(msg)
-                        } else if Date().timeIntervalSince(lastHeard) > timeout {
-                            throw CoordinatorSilent(seconds: timeout)
-                        }
-                    }
-                    var waitedForWeights = 0.0
-                    var interruption: Error?
-                    /// Blocks compute until the weights up to `offset` are in; an interruption or a failed
-                    /// transfer is kept and compute runs on (its result is dropped) to its end.
-                    func needParameters(_ offset: Int) {
-                        guard interruption == nil else { return }
-                        let t = Date()
-                        do {
-                            if try !transfer.waitForParameters(upTo: offset, watch: watch) { interruption = StepTransfer.Cancelled() }
-                        } catch { interruption = error }
-                        waitedForWeights += Date().timeIntervalSince(t)
-                    }
-                    var report: StepReport
-                    let t2: Date
-                    do {
-                        if delay > 0 { Thread.sleep(forTimeInterval: delay) }
-                        computer.microBatchTokens = unit.microBatchTokens
-                        let examples = unit.examples.map { e in
-                            Example(
-                                sequences: e.sequences.map { TokenSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
-                                refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
-                        }
-                        if let sampling = unit.sampling {
-                            needParameters(parameters.count)
-                            if let interruption { throw interruption }
-                            let requests = unit.examples.map {
-                                GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
-                            }
-                            let settings = SamplingSettings(
-                                temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens,
-                                cache: sampling.bf16Cache ? .bf16 : .fp32)
-                            let samples = Array(
-                                generate(
-                                    config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows,
-                                    settings: settings, stop: Set(sampling.stopTokens)
-                                ).joined())
-                            report = StepReport(
-                                step: unit.step, lossSum: 0, examples: examples.count, tokens: samples.reduce(0) { $0 + $1.count },
-                                metricSums: [:], generated: samples)
-                        } else if unit.scoreOnly {
-                            needParameters(parameters.count)
-                            if let interruption { throw interruption }
-                            let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
-                            report = StepReport(
-                                step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens },
-                                metricSums: [:], sequenceLogps: scores.map(\.logp))
-                        } else {
-                            gradients.zero()
-                            let objective = unit.objective
-                            // Each chunk is queued once backward has finished every parameter in it; the
-                            // transfer sends it without a copy while compute continues.
-                            var pushed = Set<Int>()
-                            func push(from frontier: Int) {
-                                guard interruption == nil, pushes else { return }
-                                var ready: [StepTransfer.Push] = []
-                                for (s, chunks) in owned.enumerated() {
-                                    for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
-                                        if let scale = corruptGradients { for i in c.offset..<(c.offset + c.count) { gradients[i] *= scale } }
-                                        let tensor: OutgoingTensor
-                                        if welcome.bf16Gradients {
-                                            narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
-                                            tensor = OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
-                                        } else {
-                                            tensor = OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients)
-                                        }
-                                        ready.append(StepTransfer.Push(server: s, chunk: c.chunk, tensor: tensor))
-                                        pushed.insert(c.chunk)
-                                    }
-                                }
-                                transfer.push(ready)
-                            }
-                            let result: ObjectiveResult
-                            do {
-                                result =
-                                    examples.isEmpty
-                                    ? ObjectiveResult()
-                                    : try computer.accumulate(
-                                        parameters: parameters.baseAddress, gradients: gradients.baseAddress,
-                                        examples: examples, objective: objective, normalizer: unit.normalizer,
-                                        parametersNeeded: needParameters, gradientsFinal: push)
-                            } catch let e as ObjectiveError {
-                                throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
-                            }
-                            if let interruption { throw interruption }
-                            push(from: 0)
-                            transfer.finishPushes()
-                            report = StepReport(
-                                step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens,
-                                metricSums: result.metricSums)
-                            if unit.verifyOnly {
-                                // Σg² per chunk of the values as they would be pushed (the servers measure the same bytes).
-                                report.chunkSums = welcome.chunks.map { c in
-                                    if welcome.bf16Gradients {
-                                        narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
-                                        return sumOfSquares(UnsafeRawBufferPointer(start: narrowedGradients.baseAddress + c.offset, count: 2 * c.count), bf16: true)
-                                    }
-                                    return sumOfSquares(UnsafeRawBufferPointer(start: gradients.baseAddress + c.offset, count: 4 * c.count), bf16: false)
-                                }
-                            }
-                        }
-                        t2 = Date()
-                        try transfer.wait(watch: watch)
-                    } catch {
-                        transfer.cancel()
-                        // A cancelled compute says why through the transfer's own failure, if it had one.
-                        if error is StepTransfer.Cancelled { try transfer.wait(watch: {}) }
-                        throw error
-                    }
-                    report.exampleIDs = unit.examples.map(\.id)
-                    report.version = unit.version
-                    report.shard = unit.shard
-                    let t3 = Date()
-                    // Communication is what compute waited for: weights still arriving, then the last acknowledgements.
-                    report.computeSeconds = t2.timeIntervalSince(t0) - waitedForWeights
-                    report.communicationSeconds = waitedForWeights + t3.timeIntervalSince(t2)
-                    try control.send(.stepReport(report))
-                } catch let r as Replan {
-                    try replan(r)
-                } catch let fault as ServerFault {
-                    // The unit is abandoned; the coordinator replaces the server and sends the step again.
-                    let endpoint = welcome.serverEndpoints[fault.server]
-                    log(name, "server \(endpoint) \(fault.detail): reported to the coordinator")
-                    try control.send(.error(.serverFault, "server \(endpoint): \(fault.detail)"))
+                try control.send(.stepReport(try run(unit)))
+            } catch let r as Replan {
+                try r.welcome.validate()
+                try connect(r.welcome)
+                queued.removeAll()  // units of the old plan: the coordinator sends the step again
+                log(name, "the coordinator re-planned: \(servers.count) servers")
+            } catch let fault as ServerFault {
+                // The unit is abandoned; the coordinator replaces the server and sends the step again.
+                let endpoint = welcome.serverEndpoints[fault.server]
+                log(name, "server \(endpoint) \(fault.detail): reported to the coordinator")
+                try control.send(.error(.serverFault, "server \(endpoint): \(fault.detail)"))
+            }
+        }
+    }
+
+    /// A coordinator message that is not the next unit: the run's end, an error, a unit to run
+    /// after this one, or a new plan (thrown as `Replan`: the unit in progress is abandoned).
+    func handleInterrupt(_ msg: Incoming) throws {
+        switch msg.envelope.body {
+        case let .shutdown(reason, failed): throw Stop(reason: reason, failed: failed)
+        case .error(PeerError.notInRun.rawValue, _): throw CoordinatorSilent(seconds: 0, restarted: true)
+        case let .error(_, message): throw ClusterError("\(name): coordinator error: \(message)")
+        case .work: queued.append(msg)
+        case let .welcome(w): throw Replan(welcome: w)
+        default: break
+        }
+    }
+
+    /// The coordinator's channel, watched whenever this thread waits on the transfer. A push
+    /// held by a server for a slow predecessor waits as long as the coordinator is heard from:
+    /// it decides who is stuck (its step timeout), not this worker.
+    func watch() throws {
+        if let msg = try control.receive(timeout: 0, onInvalid: { log(self.name, "dropped: \($0)") }) {
+            lastHeard = Date()
+            try handleInterrupt(msg)
+        } else if Date().timeIntervalSince(lastHeard) > timeout {
+            throw CoordinatorSilent(seconds: timeout)
+        }
+    }
+
+    /// One work unit: the pull (and, for a training step, the pushes) on the transfer's thread
+    /// while this one computes; returns the report with its time split.
+    func run(_ unit: WorkUnit) throws -> StepReport {
+        try unit.validate(config: config, name: name)
+        step.value = unit.step
+        let pushes = !unit.scoreOnly && unit.sampling == nil && !unit.verifyOnly
+        if let failAtStep = role.failAtStep, unit.step == failAtStep, pushes {
+            log(name, "fault injection: exiting at step \(unit.step + 1)")
+            exit(3)
+        }
+        let t0 = Date()
+        // Forward starts on the first blocks while the rest arrive; pushes leave while backward goes on.
+        let transfer = StepTransfer(
+            servers: servers, owned: owned, parameters: parameters.baseAddress, parameterCount: parameters.count,
+            version: unit.version, bf16Weights: welcome.bf16Weights,
+            pushTag: pushes ? StepTransfer.PushTag(step: unit.step, shard: unit.shard, version: unit.version) : nil,
+            name: name, timeout: timeout)
+        transfer.start()
+        let pull = PullWait(transfer: transfer, watch: watch)
+        var report: StepReport
+        let t2: Date
+        do {
+            if role.delay > 0 { Thread.sleep(forTimeInterval: role.delay) }
+            computer.microBatchTokens = unit.microBatchTokens
+            let examples = unit.examples.map { e in
+                Example(
+                    sequences: e.sequences.map { TokenSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
+                    refChosen: e.reference?.chosen, refRejected: e.reference?.rejected, line: e.id + 1)
+            }
+            if let sampling = unit.sampling {
+                try pull.all(parameters.count)
+                report = sample(unit, sampling, prompts: examples.count)
+            } else if unit.scoreOnly {
+                try pull.all(parameters.count)
+                let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
+                report = StepReport(
+                    step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens }, metricSums: [:],
+                    sequenceLogps: scores.map(\.logp))
+            } else {
+                report = try gradient(unit, examples, pull: pull, pushes: pushes)
+            }
+            t2 = Date()
+            try transfer.wait(watch: watch)
+        } catch {
+            transfer.cancel()
+            // A cancelled compute says why through the transfer's own failure, if it had one.
+            if error is StepTransfer.Cancelled { try transfer.wait(watch: {}) }
+            throw error
+        }
+        report.exampleIDs = unit.examples.map(\.id)
+        report.version = unit.version
+        report.shard = unit.shard
+        // Communication is what compute waited for: weights still arriving, then the last acknowledgements.
+        report.computeSeconds = t2.timeIntervalSince(t0) - pull.waited
+        report.communicationSeconds = pull.waited + Date().timeIntervalSince(t2)
+        return report
+    }
+
+    /// Samples answers to the unit's prompts (evaluation on the workers).
+    private func sample(_ unit: WorkUnit, _ sampling: SamplingSpec, prompts: Int) -> StepReport {
+        let requests = unit.examples.map {
+            GenerationRequest(prompt: $0.sequences[0].tokens, samples: sampling.samples, seed: sampling.seed &+ UInt64($0.id))
+        }
+        let settings = SamplingSettings(
+            temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens, cache: sampling.bf16Cache ? .bf16 : .fp32)
+        let samples = Array(
+            generate(
+                config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows, settings: settings,
+                stop: Set(sampling.stopTokens)
+            ).joined())
+        return StepReport(
+            step: unit.step, lossSum: 0, examples: prompts, tokens: samples.reduce(0) { $0 + $1.count }, metricSums: [:], generated: samples)
+    }
+
+    /// The gradient of the unit's examples; each chunk is queued for its server once backward
+    /// has finished every parameter in it, and sent without a copy while compute continues.
+    private func gradient(_ unit: WorkUnit, _ examples: [Example], pull: PullWait, pushes: Bool) throws -> StepReport {
+        gradients.zero()
+        var pushed = Set<Int>()
+        func push(from frontier: Int) {
+            guard pull.interruption == nil, pushes else { return }
+            var ready: [StepTransfer.Push] = []
+            for (s, chunks) in owned.enumerated() {
+                for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
+                    if let scale = role.corruptGradients { for i in c.offset..<(c.offset + c.count) { gradients[i] *= scale } }
+                    ready.append(StepTransfer.Push(server: s, chunk: c.chunk, tensor: outgoing(c)))
+                    pushed.insert(c.chunk)
                 }
             }
-        } catch let stop as Stop {
-            log(name, String(format: "shutting down: %@ (peak RSS %.0f MiB, CPU %.2f s)", stop.reason, peakResidentMiB(), cpuSeconds()))
-            if stop.failed { throw ClusterError("\(name): the run failed: \(stop.reason)") }
+            pull.transfer.push(ready)
         }
+        let result: ObjectiveResult
+        do {
+            result =
+                examples.isEmpty
+                ? ObjectiveResult()
+                : try computer.accumulate(
+                    parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: examples, objective: unit.objective,
+                    normalizer: unit.normalizer, parametersNeeded: pull.upTo, gradientsFinal: push)
+        } catch let e as ObjectiveError {
+            throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
+        }
+        if let interruption = pull.interruption { throw interruption }
+        push(from: 0)
+        pull.transfer.finishPushes()
+        var report = StepReport(step: unit.step, lossSum: result.lossSum, examples: result.examples, tokens: result.tokens, metricSums: result.metricSums)
+        if unit.verifyOnly {
+            // Σg² per chunk of the values as they would be pushed (the servers measure the same bytes).
+            report.chunkSums = welcome.chunks.map { c in
+                let t = outgoing(c)
+                return sumOfSquares(UnsafeRawBufferPointer(start: t.bytes, count: t.byteCount), bf16: welcome.bf16Gradients)
+            }
+        }
+        return report
+    }
+
+    /// Chunk `c` of the gradient as it goes on the wire (narrowed to bfloat16 with that wire).
+    private func outgoing(_ c: ChunkRange) -> OutgoingTensor {
+        guard welcome.bf16Gradients else { return OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients) }
+        narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
+        return OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
+    }
+}
+
+/// Compute's side of the pull: blocks until the weights up to an offset are in. An
+/// interruption or a failed transfer is kept and compute runs on to its end (its result is
+/// dropped); the time spent waiting is communication, not compute.
+final class PullWait {
+    let transfer: StepTransfer
+    let watch: () throws -> Void
+    private(set) var interruption: Error?
+    private(set) var waited = 0.0
+
+    init(transfer: StepTransfer, watch: @escaping () throws -> Void) { self.transfer = transfer; self.watch = watch }
+
+    func upTo(_ offset: Int) {
+        guard interruption == nil else { return }
+        let t = Date()
+        do {
+            if try !transfer.waitForParameters(upTo: offset, watch: watch) { interruption = StepTransfer.Cancelled() }
+        } catch { interruption = error }
+        waited += Date().timeIntervalSince(t)
+    }
+
+    /// Every weight, or the interruption.
+    func all(_ count: Int) throws {
+        upTo(count)
+        if let interruption { throw interruption }
     }
 }
 
