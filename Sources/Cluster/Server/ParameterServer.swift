@@ -104,149 +104,11 @@ public final class ParameterServer {
         return best?.type
     }
 
-    private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome first: Welcome, runID: String, name: String) throws {
-        let timeout = peerTimeout(first, cli: self.timeout)
-        let peers = Messenger(socket: data, runID: runID, sender: name, routed: true)
-        var welcome = first
-        var state = ShardState(slots: welcome.workers, bf16Gradients: welcome.bf16Gradients)
-        // Kept across re-plans: a lost server's chunks are restored from what the survivors hold.
-        var snapshots = try snapshotStore(first, name: name)
-        func admit(_ keys: [[UInt8]]) {
-            for w in 0..<state.slots {
-                if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
-            }
-        }
-        /// Takes the chunks a (new) welcome assigns; their contents arrive with the next load.
-        func configure(_ w: Welcome) throws {
-            let config: LlamaConfig
-            do { config = try JSONDecoder().decode(LlamaConfig.self, from: Data(w.modelConfigJSON.utf8)) } catch {
-                throw ClusterError("\(name): the coordinator's model config does not decode: \(error)")
-            }
-            let layout = ParameterLayout(config: config)
-            if let last = w.chunks.last, last.offset + last.count != layout.totalCount {
-                throw ClusterError("\(name): the coordinator's chunks do not cover the model's \(layout.totalCount) parameters")
-            }
-            state.configure(w.chunks.indices.filter { w.chunkOwner[$0] == w.index }.map { w.chunks[$0] }, layout: layout)
-            pulls.forget()
-            log(name, "holding \(state.chunks.count) chunks, \(state.ordered.reduce(0) { $0 + $1.range.count }) parameters")
-        }
-        let pulls = PullTensors()
-        try configure(welcome)
-        admit(welcome.workerKeys)
-        var lastHeard = Date(), lastSent = Date()
-        func tellCoordinator(_ body: Body) throws {
-            try control.send(body)
-            lastSent = Date()
-        }
-
-        while true {
-            let ready = try poll([control.socket, data], timeout: welcome.heartbeatSeconds / 2)
-            if Date().timeIntervalSince(lastSent) >= welcome.heartbeatSeconds { try tellCoordinator(.heartbeat(step: state.version.number)) }
-            if !ready[0] && !ready[1] {
-                if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
-                continue
-            }
-            if ready[0], let msg = try control.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
-                lastHeard = Date()
-                switch msg.envelope.body {
-                case let .load(ids, reset, optimizerState, loadedVersion):
-                    try state.load(ids, msg.tensors, reset: reset, optimizerState: optimizerState, version: loadedVersion)
-                    try tellCoordinator(.updateDone(step: 0, version: state.version.number))
-                case let .apply(u):
-                    try state.apply(u)
-                    try tellCoordinator(.updateDone(step: u.step, version: state.version.number))
-                case let .pull(_, ids, optimizerState):
-                    try control.send(
-                        .pullReply(version: state.version.number, chunks: ids, optimizerState: optimizerState),
-                        tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
-                    lastSent = Date()
-                case let .snapshot(c):
-                    switch c.action {
-                    case .storeReplica:
-                        let sizes = Dictionary(uniqueKeysWithValues: welcome.chunks.map { ($0.chunk, $0.count) })
-                        try snapshots.storeReplica(tag: c.tag, chunks: c.chunks, sizes: sizes, msg.tensors)
-                    case .commit:
-                        try snapshots.commit(tag: c.tag, chunks: state.ordered)
-                    case .restore:
-                        try state.restore(from: snapshots, tag: c.tag, chunks: c.chunks, version: c.version)
-                        log(name, "restored \(c.chunks.count) of its \(state.chunks.count) chunks from its snapshot \(c.tag)")
-                    case .sendReplica:
-                        let copies = try snapshots.replicaCopies(c.chunks, tag: c.tag)
-                        try control.send(
-                            .pullReply(version: state.version.number, chunks: c.chunks, optimizerState: true),
-                            tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
-                        lastSent = Date()
-                    }
-                    if c.action != .sendReplica { try tellCoordinator(.updateDone(step: c.tag, version: state.version.number)) }
-                case let .reset(step, shardWorkers, keys):
-                    let dropped = try state.reset(owners: shardWorkers)
-                    admit(keys)
-                    for a in dropped { try peers.send(.pushAck(step: a.step), to: a.peer) }
-                    log(name, "step \(step + 1): shards computed by workers \(state.owners)")
-                    try tellCoordinator(.updateDone(step: step, version: state.version.number))
-                case let .welcome(w):
-                    // The coordinator re-planned the chunks (a server was lost); weights follow in a load,
-                    // whose acknowledgement covers this too.
-                    try w.validate()
-                    guard w.workers == state.slots, w.index < w.serverEndpoints.count, w.plainDataPlane == welcome.plainDataPlane else {
-                        throw ClusterError("\(name): a new plan with \(w.workers) worker slots (this run has \(state.slots)) or another data plane")
-                    }
-                    welcome = w
-                    try configure(w)
-                    admit(w.workerKeys)
-                case let .shutdown(reason, failed):
-                    throw Stop(reason: reason, failed: failed)
-                case .error(PeerError.notInRun.rawValue, _):
-                    throw CoordinatorSilent(seconds: 0, restarted: true)
-                case let .error(_, message):
-                    throw ClusterError("\(name): coordinator error: \(message)")
-                case .heartbeat:
-                    break
-                default:
-                    log(name, "ignored \(msg.envelope.body) from the coordinator")
-                }
-            }
-            if ready[1], let msg = try peers.receive(timeout: 0, onInvalid: { log(name, "dropped: \($0)") }) {
-                guard let peer = msg.identity else { continue }
-                func refuse(_ code: PeerError, _ text: String) throws {
-                    log(name, "refused \(msg.userID.isEmpty ? "an unauthenticated peer" : msg.userID): \(text)")
-                    try peers.send(.error(code, text), to: peer)
-                }
-                switch msg.envelope.body {
-                case let .pull(_, ids, _) where msg.userID.hasPrefix("worker-"):
-                    // A message per chunk, so the worker runs its first blocks while the rest arrive.
-                    do {
-                        let tensors = try pulls.workerTensors(ids, of: state, bf16: welcome.bf16Weights, name: name)
-                        for (id, tensor) in zip(ids, tensors) { try peers.send(.pullReply(version: state.version.number, chunks: [id]), to: peer, tensors: [tensor]) }
-                    } catch let e as WireError {
-                        try refuse(.unknownChunk, e.description)
-                    }
-                case let .push(step, ids, shard, pushedAt):
-                    switch state.push(
-                        from: msg.userID, step: step, chunks: ids, shard: shard, computedAt: pushedAt, values: msg.tensors,
-                        ack: ShardState.Acknowledgement(peer: peer, step: step))
-                    {
-                    case .stale:
-                        // From an attempt the coordinator abandoned: acknowledged, not counted, whichever shard it names.
-                        log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(state.version.number))")
-                        try peers.send(.pushAck(step: step), to: peer)
-                    case let .refused(code, text):
-                        try refuse(code, text)
-                    case let .fatal(text):
-                        try refuse(.nonFinite, text)
-                        throw ClusterError("\(name): \(text)")
-                    case let .accepted(acknowledge, mostHeld, completed):
-                        for a in acknowledge { try peers.send(.pushAck(step: a.step), to: a.peer) }
-                        if let mostHeld {
-                            log(name, "holding \(mostHeld) early push\(mostHeld == 1 ? "" : "es") (chunks whose earlier shards have not arrived), the most so far")
-                        }
-                        if let c = completed { try tellCoordinator(.norm(step: c.step, chunks: c.chunks, sums: c.sums, shardSums: c.shardSums)) }
-                    }
-                default:
-                    try refuse(.malformed, "\(name) does not handle \(msg.envelope.body) from \(msg.userID.isEmpty ? "this peer" : msg.userID)")
-                }
-            }
-        }
+    private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome: Welcome, runID: String, name: String) throws {
+        let session = try ServerSession(
+            control: control, peers: Messenger(socket: data, runID: runID, sender: name, routed: true), zap: zap, welcome: welcome,
+            snapshots: try snapshotStore(welcome, name: name), timeout: peerTimeout(welcome, cli: timeout), name: name)
+        try session.serve()
     }
 
     /// Listens on the same endpoint with the run's data-plane mechanism and frame limit: libzmq
@@ -259,6 +121,182 @@ public final class ParameterServer {
         // libzmq closes the old listener in its I/O thread: the port may be taken for a moment.
         for attempt in 1...100 {
             do { try data.bind(bound); return } catch  where attempt < 100 { Thread.sleep(forTimeInterval: 0.02) }
+        }
+    }
+}
+
+/// One membership of a run: `ShardState` (the rules, no sockets) between the coordinator's
+/// control channel and the workers' data port. Each message is handled by one short method;
+/// the state's answers become replies here.
+final class ServerSession {
+    let control: Messenger, peers: Messenger
+    let zap: ZAPHandler
+    let timeout: Double
+    let name: String
+    private(set) var welcome: Welcome
+    var state: ShardState
+    /// Kept across re-plans: a lost server's chunks are restored from what the survivors hold.
+    var snapshots: SnapshotStore
+    let pulls = PullTensors()
+    var lastHeard = Date(), lastSent = Date()
+
+    init(control: Messenger, peers: Messenger, zap: ZAPHandler, welcome: Welcome, snapshots: SnapshotStore, timeout: Double, name: String) throws {
+        self.control = control; self.peers = peers; self.zap = zap; self.welcome = welcome
+        self.snapshots = snapshots; self.timeout = timeout; self.name = name
+        state = ShardState(slots: welcome.workers, bf16Gradients: welcome.bf16Gradients)
+        try configure(welcome)
+        admit(welcome.workerKeys)
+    }
+
+    /// Admits the workers' data keys, each bound to its slot's user id; a slot without a key is revoked.
+    func admit(_ keys: [[UInt8]]) {
+        for w in 0..<state.slots {
+            if w < keys.count, keys[w].count == 32 { zap.allow(keys[w], userID: "worker-\(w)", domain: "data") } else { zap.revoke(userID: "worker-\(w)", domain: "data") }
+        }
+    }
+
+    /// Takes the chunks a (new) welcome assigns; their contents arrive with the next load.
+    func configure(_ w: Welcome) throws {
+        let config: LlamaConfig
+        do { config = try JSONDecoder().decode(LlamaConfig.self, from: Data(w.modelConfigJSON.utf8)) } catch {
+            throw ClusterError("\(name): the coordinator's model config does not decode: \(error)")
+        }
+        let layout = ParameterLayout(config: config)
+        if let last = w.chunks.last, last.offset + last.count != layout.totalCount {
+            throw ClusterError("\(name): the coordinator's chunks do not cover the model's \(layout.totalCount) parameters")
+        }
+        state.configure(w.chunks.indices.filter { w.chunkOwner[$0] == w.index }.map { w.chunks[$0] }, layout: layout)
+        pulls.forget()
+        log(name, "holding \(state.chunks.count) chunks, \(state.ordered.reduce(0) { $0 + $1.range.count }) parameters")
+    }
+
+    func tellCoordinator(_ body: Body, tensors: [OutgoingTensor] = []) throws {
+        try control.send(body, tensors: tensors)
+        lastSent = Date()
+    }
+
+    /// Serves both channels until the run ends (`Stop`) or the coordinator falls silent.
+    func serve() throws {
+        while true {
+            let ready = try poll([control.socket, peers.socket], timeout: welcome.heartbeatSeconds / 2)
+            if Date().timeIntervalSince(lastSent) >= welcome.heartbeatSeconds { try tellCoordinator(.heartbeat(step: state.version.number)) }
+            if !ready[0] && !ready[1] {
+                if Date().timeIntervalSince(lastHeard) > timeout { throw CoordinatorSilent(seconds: timeout) }
+                continue
+            }
+            if ready[0], let msg = try control.receive(timeout: 0, onInvalid: { log(self.name, "dropped: \($0)") }) {
+                lastHeard = Date()
+                try fromCoordinator(msg)
+            }
+            if ready[1], let msg = try peers.receive(timeout: 0, onInvalid: { log(self.name, "dropped: \($0)") }), let peer = msg.identity {
+                try fromWorker(msg, peer: peer)
+            }
+        }
+    }
+
+    /// The coordinator's commands: loads, updates, pulls, snapshots, resets, new plans, the end.
+    func fromCoordinator(_ msg: Incoming) throws {
+        switch msg.envelope.body {
+        case let .load(ids, reset, optimizerState, loadedVersion):
+            try state.load(ids, msg.tensors, reset: reset, optimizerState: optimizerState, version: loadedVersion)
+            try tellCoordinator(.updateDone(step: 0, version: state.version.number))
+        case let .apply(u):
+            try state.apply(u)
+            try tellCoordinator(.updateDone(step: u.step, version: state.version.number))
+        case let .pull(_, ids, optimizerState):
+            try tellCoordinator(
+                .pullReply(version: state.version.number, chunks: ids, optimizerState: optimizerState),
+                tensors: try pulls.tensors(ids, of: state, optimizerState: optimizerState, name: name))
+        case let .snapshot(c):
+            try snapshot(c, msg.tensors)
+        case let .reset(step, shardWorkers, keys):
+            let dropped = try state.reset(owners: shardWorkers)
+            admit(keys)
+            for a in dropped { try peers.send(.pushAck(step: a.step), to: a.peer) }
+            log(name, "step \(step + 1): shards computed by workers \(state.owners)")
+            try tellCoordinator(.updateDone(step: step, version: state.version.number))
+        case let .welcome(w):
+            // The coordinator re-planned the chunks (a server was lost); weights follow in a load,
+            // whose acknowledgement covers this too.
+            try w.validate()
+            guard w.workers == state.slots, w.index < w.serverEndpoints.count, w.plainDataPlane == welcome.plainDataPlane else {
+                throw ClusterError("\(name): a new plan with \(w.workers) worker slots (this run has \(state.slots)) or another data plane")
+            }
+            welcome = w
+            try configure(w)
+            admit(w.workerKeys)
+        case let .shutdown(reason, failed):
+            throw Stop(reason: reason, failed: failed)
+        case .error(PeerError.notInRun.rawValue, _):
+            throw CoordinatorSilent(seconds: 0, restarted: true)
+        case let .error(_, message):
+            throw ClusterError("\(name): coordinator error: \(message)")
+        case .heartbeat:
+            break
+        default:
+            log(name, "ignored \(msg.envelope.body) from the coordinator")
+        }
+    }
+
+    /// A snapshot command (two-phase: replicas stored, then committed; restored or sent on after a loss).
+    func snapshot(_ c: SnapshotCommand, _ tensors: [ReceivedFrame]) throws {
+        switch c.action {
+        case .storeReplica:
+            let sizes = Dictionary(uniqueKeysWithValues: welcome.chunks.map { ($0.chunk, $0.count) })
+            try snapshots.storeReplica(tag: c.tag, chunks: c.chunks, sizes: sizes, tensors)
+        case .commit:
+            try snapshots.commit(tag: c.tag, chunks: state.ordered)
+        case .restore:
+            try state.restore(from: snapshots, tag: c.tag, chunks: c.chunks, version: c.version)
+            log(name, "restored \(c.chunks.count) of its \(state.chunks.count) chunks from its snapshot \(c.tag)")
+        case .sendReplica:
+            let copies = try snapshots.replicaCopies(c.chunks, tag: c.tag)
+            try tellCoordinator(
+                .pullReply(version: state.version.number, chunks: c.chunks, optimizerState: true),
+                tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
+            return
+        }
+        try tellCoordinator(.updateDone(step: c.tag, version: state.version.number))
+    }
+
+    /// A worker's pull or push on the data port (authenticated: `msg.userID` is the worker the key was admitted as).
+    func fromWorker(_ msg: Incoming, peer: [UInt8]) throws {
+        func refuse(_ code: PeerError, _ text: String) throws {
+            log(name, "refused \(msg.userID.isEmpty ? "an unauthenticated peer" : msg.userID): \(text)")
+            try peers.send(.error(code, text), to: peer)
+        }
+        switch msg.envelope.body {
+        case let .pull(_, ids, _) where msg.userID.hasPrefix("worker-"):
+            // A message per chunk, so the worker runs its first blocks while the rest arrive.
+            do {
+                let tensors = try pulls.workerTensors(ids, of: state, bf16: welcome.bf16Weights, name: name)
+                for (id, tensor) in zip(ids, tensors) { try peers.send(.pullReply(version: state.version.number, chunks: [id]), to: peer, tensors: [tensor]) }
+            } catch let e as WireError {
+                try refuse(.unknownChunk, e.description)
+            }
+        case let .push(step, ids, shard, pushedAt):
+            switch state.push(
+                from: msg.userID, step: step, chunks: ids, shard: shard, computedAt: pushedAt, values: msg.tensors,
+                ack: ShardState.Acknowledgement(peer: peer, step: step))
+            {
+            case .stale:
+                // From an attempt the coordinator abandoned: acknowledged, not counted, whichever shard it names.
+                log(name, "ignored a stale push for step \(step + 1) shard \(shard) (version \(pushedAt) < \(state.version.number))")
+                try peers.send(.pushAck(step: step), to: peer)
+            case let .refused(code, text):
+                try refuse(code, text)
+            case let .fatal(text):
+                try refuse(.nonFinite, text)
+                throw ClusterError("\(name): \(text)")
+            case let .accepted(acknowledge, mostHeld, completed):
+                for a in acknowledge { try peers.send(.pushAck(step: a.step), to: a.peer) }
+                if let mostHeld {
+                    log(name, "holding \(mostHeld) early push\(mostHeld == 1 ? "" : "es") (chunks whose earlier shards have not arrived), the most so far")
+                }
+                if let c = completed { try tellCoordinator(.norm(step: c.step, chunks: c.chunks, sums: c.sums, shardSums: c.shardSums)) }
+            }
+        default:
+            try refuse(.malformed, "\(name) does not handle \(msg.envelope.body) from \(msg.userID.isEmpty ? "this peer" : msg.userID)")
         }
     }
 }
