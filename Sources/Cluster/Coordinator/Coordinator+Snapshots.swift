@@ -10,8 +10,9 @@ import Wire
 extension Coordinator {
     /// Where a snapshot left the data: what a replay starts from besides the servers' chunks.
     struct SnapshotMark {
-        let tag: Int, step: Int, epoch: Int, position: Int
-        let order: [Int]
+        let tag: Int, step: Int
+        /// Where the stage's data order stood.
+        let data: EpochOrder
         let logMark: RunLog.Mark?
     }
 
@@ -19,11 +20,11 @@ extension Coordinator {
     /// successor, then committed everywhere. `current` becomes the new mark at the commit,
     /// before its acknowledgements: from then on the servers hold the new snapshot, whatever
     /// is lost (before it, the previous one is whole on every server).
-    func takeSnapshot(step: Int, order: [Int], position: Int, epoch: Int, into current: inout SnapshotMark?) throws {
+    func takeSnapshot(step: Int, data: EpochOrder, into current: inout SnapshotMark?) throws {
         snapshotTag += 1
         let tag = snapshotTag
         try replicate(tag: tag)
-        current = SnapshotMark(tag: tag, step: step, epoch: epoch, position: position, order: order, logMark: try runLog?.mark())
+        current = SnapshotMark(tag: tag, step: step, data: data, logMark: try runLog?.mark())
         try commit(tag: tag)
     }
 

@@ -353,13 +353,7 @@ public final class Coordinator {
         let total = stage.totalSteps(examples: examples.count)
         let perEpoch = (examples.count + stage.batchSize - 1) / stage.batchSize
         let rule = StepRule(stage.settings, totalSteps: total)
-        var order: [Int] = [], position = 0, epoch = 0
-        // The data order of each epoch is a function of (seed, stage, epoch), so a resumed run
-        // rebuilds the current epoch's order and continues at the saved position.
-        func shuffled(_ e: Int) -> [Int] {
-            var rng = SeededGenerator(seed: recipe.seed &+ UInt64(index) &* 1_000_003 &+ UInt64(e))
-            return Array(0..<examples.count).shuffled(using: &rng)
-        }
+        var data = EpochOrder(count: examples.count, batchSize: stage.batchSize, recipeSeed: recipe.seed, stageIndex: index)
         if let start {
             // The checkpoint must be of this stage as the recipe now defines it.
             guard start.totalSteps == total, start.position <= examples.count,
@@ -369,16 +363,11 @@ public final class Coordinator {
                     "\(start.directory.path): written for \(start.totalSteps) steps at epoch \(start.epoch), position \(start.position); this recipe's stage \(stage.name) has \(total) steps over \(examples.count) examples (did its data, batch size or epochs change?)"
                 )
             }
+            if start.epoch > 0 { data.resume(epoch: start.epoch, position: start.position) }
         }
-        if let start, start.epoch > 0 { epoch = start.epoch; order = shuffled(epoch - 1); position = start.position }
         func nextBatch() throws -> [Picked] {
-            if position >= order.count {
-                order = shuffled(epoch)
-                position = 0; epoch += 1
-            }
-            let end = min(position + stage.batchSize, order.count)
-            defer { position = end }
-            return try order[position..<end].map { Picked(example: try examples.example($0), id: $0, epoch: epoch) }
+            let (ids, epoch) = data.nextBatch()
+            return try ids.map { Picked(example: try examples.example($0), id: $0, epoch: epoch) }
         }
         let started = Date()
         var tokensSeen = 0
@@ -389,7 +378,7 @@ public final class Coordinator {
             do {
                 // A snapshot every `snapshot_every` steps, and after the last: what a lost server's work is replayed from.
                 if recipe.cluster.snapshotEvery > 0, step == total || snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
-                    try takeSnapshot(step: step, order: order, position: position, epoch: epoch, into: &snapshot)
+                    try takeSnapshot(step: step, data: data, into: &snapshot)
                 }
                 if step == total { break }
                 let t0 = Date()
@@ -435,7 +424,7 @@ public final class Coordinator {
                 metrics["time/compute"] = compute
                 metrics["time/communication"] = communication
                 metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
-                try runLog?.step(stage: stage.name, step: step + 1, epoch: Double(epoch - 1) + Double(position) / Double(examples.count), metrics: metrics)
+                try runLog?.step(stage: stage.name, step: step + 1, epoch: data.progress, metrics: metrics)
                 let elapsed = Date().timeIntervalSince(started)
                 let eta = elapsed / Double(step + 1) * Double(total - step - 1)
                 say(
@@ -444,7 +433,7 @@ public final class Coordinator {
                         stage.name, step + 1, total, metrics["loss"]!, norm, lr, metrics["tokens_per_second"]!, eta))
                 if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < total {
                     try checkpoint(
-                        stage: stage.name, step: step + 1, of: total, epoch: epoch, position: position, config: config,
+                        stage: stage.name, step: step + 1, of: total, epoch: data.epoch, position: data.position, config: config,
                         tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
                 }
                 if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < total {
@@ -460,14 +449,14 @@ public final class Coordinator {
                 say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
                 try replan(losing: lost.index)
                 try restoreSnapshot(snap)
-                (order, position, epoch, step) = (snap.order, snap.position, snap.epoch, snap.step)
+                (data, step) = (snap.data, snap.step)
                 if let mark = snap.logMark { try runLog?.rewind(to: mark) }
             }
         }
         let final = snapshot
         let dir = try recovering(.snapshot(final)) {
             try checkpoint(
-                stage: stage.name, step: total, of: total, epoch: epoch, position: position, config: config,
+                stage: stage.name, step: total, of: total, epoch: data.epoch, position: data.position, config: config,
                 tokenizer: tokenizer, name: stage.name)
         }
         var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
