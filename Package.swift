@@ -50,12 +50,24 @@ let package = Package(
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate"]),
         .target(name: "Wire", dependencies: ["CREDIProto", "Objectives", "Optimizer"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),
+        // The cluster, one module per role over a shared core (joining, the control channel,
+        // recipes, the chunk plan, the version rule, snapshots, the memory plan).
         .target(
-            name: "Cluster",
+            name: "ClusterCore",
+            dependencies: ["Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats", "Data", "Training", "ReasoningTask", "Grading", "Yams"],
+            path: "Sources/Cluster/Core"),
+        .target(name: "ClusterServer", dependencies: ["ClusterCore", "Transport", "Wire", "Model", "Numerics", "Optimizer"], path: "Sources/Cluster/Server"),
+        .target(
+            name: "ClusterWorker", dependencies: ["ClusterCore", "BLASKernel", "Transport", "Wire", "Model", "Numerics", "Objectives", "Training", "Evaluation", "Data"],
+            path: "Sources/Cluster/Worker"),
+        .target(
+            name: "ClusterCoordinator",
             dependencies: [
-                "BLASKernel", "Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats",
-                "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "SeededRandom", "Yams"
-            ]),
+                // ClusterServer: with one server the coordinator keeps that server's snapshot replica in a SnapshotStore.
+                "ClusterCore", "ClusterServer", "Transport", "Wire", "Model", "Numerics", "Objectives", "Optimizer", "Formats", "Tokenizers", "Data",
+                "Training", "Evaluation", "ReasoningTask", "Grading", "SeededRandom"
+            ],
+            path: "Sources/Cluster/Coordinator"),
         .target(name: "Evaluation", dependencies: ["SeededRandom", "Model", "Numerics", "Tokenizers", "Data", "ReasoningTask", "Grading"]),
         .target(name: "ReasoningTask", dependencies: ["SeededRandom", "Grading"]),
         .target(name: "Grading"),
@@ -63,15 +75,16 @@ let package = Package(
         .executableTarget(
             name: "redi-ps",
             dependencies: [
-                "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "ChatTemplate", "Cluster", "BLASKernel", "Transport",
+                "Model", "Objectives", "Formats", "Tokenizers", "Data", "Training", "Evaluation", "ReasoningTask", "Grading", "ChatTemplate", "ClusterCore", "ClusterServer",
+                "ClusterWorker", "ClusterCoordinator", "BLASKernel", "Transport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]),
-        .executableTarget(name: "redi-worker", dependencies: ["Cluster", "BLASKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "redi-worker", dependencies: ["ClusterCore", "ClusterWorker", "BLASKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Mutation fuzzing of every decoder of outside bytes (cluster/tools/fuzz.sh).
         .executableTarget(
             name: "redi-fuzz",
             dependencies: [
-                "Formats", "Data", "Wire", "Cluster", "Tokenizers", "ChatTemplate", "Optimizer", "Objectives", "Grading",
+                "Formats", "Data", "Wire", "ClusterCore", "ClusterCoordinator", "Tokenizers", "ChatTemplate", "Optimizer", "Objectives", "Grading",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]),
         .executableTarget(
@@ -102,7 +115,11 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire"]),
         .testTarget(name: "ReasoningTaskTests", dependencies: ["ReasoningTask"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
-        .testTarget(name: "ClusterUnitTests", dependencies: ["Cluster", "Model", "Numerics", "Transport", "Wire", "Grading", "Objectives", "Optimizer"]),
-        .testTarget(name: "ClusterTests", dependencies: ["BLASKernel", "Cluster", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"])
+        .testTarget(
+            name: "ClusterUnitTests",
+            dependencies: ["ClusterCore", "ClusterServer", "ClusterCoordinator", "Model", "Numerics", "Transport", "Wire", "Grading", "Objectives", "Optimizer"]),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["BLASKernel", "ClusterCore", "ClusterServer", "Training", "Formats", "Model", "Numerics", "Objectives", "Tokenizers", "Data", "ProcessSupport"])
     ]
 )

@@ -8,7 +8,8 @@
 // a mutation loop over seeds, with inputs that decode kept as further seeds.
 import ArgumentParser
 import ChatTemplate
-import Cluster
+import ClusterCoordinator
+import ClusterCore
 import Data
 import Formats
 import Foundation

@@ -1,7 +1,10 @@
 // redi-ps keys / coordinate / serve: the run key and the coordinator and parameter-server
 // processes of a run.
 import ArgumentParser
-import Cluster
+import ClusterCoordinator
+import ClusterCore
+import ClusterServer
+import ClusterWorker
 import Foundation
 
 struct KeysCommand: ParsableCommand {

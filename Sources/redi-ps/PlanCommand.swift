@@ -1,6 +1,6 @@
 // redi-ps plan: each role's predicted peak memory for a recipe, and whether a cluster fits it.
 import ArgumentParser
-import Cluster
+import ClusterCore
 import Formats
 import Foundation
 import Model

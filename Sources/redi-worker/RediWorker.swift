@@ -2,7 +2,8 @@
 // a one-line error when it failed (here or anywhere in the run).
 import ArgumentParser
 import BLASKernel
-import Cluster
+import ClusterCore
+import ClusterWorker
 import Foundation
 import Numerics
 

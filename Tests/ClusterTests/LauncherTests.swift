@@ -5,7 +5,8 @@
 // Tests/launch, since they drive daemons; these tests run them and show their output on failure.
 // They need root (daemons, ip netns) and slurm-wlm, munge, openssh-server, iproute2, which
 // cluster/tools/install-deps.sh installs as root; CI runs as root, so there they always run.
-import Cluster
+import ClusterCore
+import ClusterServer
 import Foundation
 import ProcessSupport
 import XCTest

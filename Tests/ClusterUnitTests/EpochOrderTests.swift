@@ -1,6 +1,6 @@
 // The stage's data order without a run: batches never cross an epoch, every example once per
 // epoch, and a resumed order continues exactly where the saved epoch and position say.
-import Cluster
+import ClusterCoordinator
 import XCTest
 
 final class EpochOrderTests: XCTestCase {

@@ -1,6 +1,6 @@
 // The memory model's terms and placement (its figures are checked against measured peaks by
 // running recipes: see the README's memory section).
-import Cluster
+import ClusterCore
 import Foundation
 import Model
 import XCTest

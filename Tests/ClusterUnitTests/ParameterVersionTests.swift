@@ -1,6 +1,7 @@
 // The version rule both sides follow: the coordinator's copy and a server's agree after every
 // event of a run, so the coordinator's work units are never stale on an up-to-date server.
-import Cluster
+import ClusterCore
+import ClusterServer
 import XCTest
 
 final class ParameterVersionTests: XCTestCase {

@@ -1,6 +1,6 @@
 // Recipes parsed without a cluster: the paper's recipe says what the paper did, and each new
 // key is read, ranged and named in its errors.
-import Cluster
+import ClusterCore
 import Foundation
 import Grading
 import Model

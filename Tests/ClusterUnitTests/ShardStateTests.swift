@@ -1,7 +1,8 @@
 // The parameter server's rules without sockets or processes: pushes summed in shard order
 // whatever order they arrive in, early pushes held unacknowledged, one contribution per
 // (version, shard), stale / foreign / future / non-finite pushes, resets and loads.
-import Cluster
+import ClusterCore
+import ClusterServer
 import Model
 import Numerics
 import Transport

@@ -1,6 +1,7 @@
 // A server's snapshots without sockets: its own chunks and its neighbour's replica, taken in
 // two phases so a server lost at any moment leaves a whole snapshot, and restored exactly.
-import Cluster
+import ClusterCore
+import ClusterServer
 import Model
 import Numerics
 import Wire

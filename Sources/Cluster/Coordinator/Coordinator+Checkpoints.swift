@@ -1,5 +1,6 @@
 // The coordinator's durable state: checkpoints that transformers opens plus AdamW state and
 // the data position (trainer_state.json) to resume from, and finding the newest checkpoint of a run.
+import ClusterCore
 import Data
 import Evaluation
 import Formats

@@ -1,6 +1,7 @@
 // Evaluation on the workers: problems go out as prompt work units, samples come back and
 // are graded here (pass@1 with sampling, as the paper measures it), per named benchmark;
 // and the run's summary table.
+import ClusterCore
 import Data
 import Evaluation
 import Formats

@@ -2,6 +2,7 @@
 // is alive (every message counts as a heartbeat), admission at the start and of workers
 // that join mid-run, the one receive loop every wait goes through, and the shutdown that
 // tells every peer how the run ended.
+import ClusterCore
 import Foundation
 import Transport
 import Wire

@@ -2,6 +2,7 @@
 // its own chunks at the snapshot and a replica of its predecessor's (server s's replica is on
 // server s+1, the last's on the first; with one server, on the coordinator). The coordinator
 // keeps only where the data stood, and relays replicas between servers in bounded rounds.
+import ClusterCore
 import Foundation
 import Numerics
 import Transport

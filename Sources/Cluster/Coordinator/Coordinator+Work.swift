@@ -2,6 +2,7 @@
 // read, zeroing AdamW for a new stage, moving chunks in bounded rounds (snapshots, checkpoints),
 // cutting a global batch into one shard per worker slot, sending the shards out and collecting
 // the reports (and the servers' Σg² per chunk) in a fixed order.
+import ClusterCore
 import Data
 import Evaluation
 import Formats
@@ -83,10 +84,8 @@ extension Coordinator {
         try awaitAcknowledgements(servers.count)
     }
 
-    /// The most bytes of chunks in flight per server through the coordinator (the initial load,
-    /// snapshots relayed between servers, checkpoints): what its memory holds of the model. 16 MiB
-    /// keeps it within ~50 MB of a tiny model's at any size; a round trip per 16 MiB costs little.
-    public static let pullRoundBytes = 16 << 20
+    /// The most bytes of chunks in flight per server through the coordinator (`ChunkPlan.roundBytes`).
+    static var pullRoundBytes: Int { ChunkPlan.roundBytes }
 
     /// An example picked for a batch: its dataset index and the epoch it was drawn in.
     struct Picked {

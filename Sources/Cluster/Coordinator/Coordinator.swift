@@ -7,6 +7,8 @@
 // shards out to the workers and their reports back), Coordinator+Checkpoints (checkpoints,
 // snapshots, resuming), Coordinator+Evaluation (pass@1 on the workers, the summary table),
 // RunLog (metrics, examples, TensorBoard).
+import ClusterCore
+import ClusterServer
 import Data
 import Evaluation
 import Formats

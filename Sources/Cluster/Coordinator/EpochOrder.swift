@@ -2,6 +2,7 @@
 // shuffle, batches that never cross an epoch (an epoch's last batch may be short, so one epoch
 // uses every example exactly once). Each epoch's order is a function of (seed, stage, epoch),
 // so a resumed run rebuilds it from the epoch and position a checkpoint saved.
+import ClusterCore
 import SeededRandom
 
 public struct EpochOrder: Equatable, Sendable {

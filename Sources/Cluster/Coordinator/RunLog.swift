@@ -2,6 +2,7 @@
 // step and per evaluation), OUTPUT/examples.jsonl (the examples each applied step used), and
 // the same scalars as TensorBoard events under OUTPUT/tensorboard/. When steps are replayed
 // after a lost server, all three are cut back to the snapshot together.
+import ClusterCore
 import Formats
 import Foundation
 

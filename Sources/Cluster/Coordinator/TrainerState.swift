@@ -1,5 +1,6 @@
 // trainer_state.json: where a checkpoint stands (stage, step, epoch, data position, where the
 // logs stood). Read from disk on resume, so every field is validated before it is used.
+import ClusterCore
 import Foundation
 
 public struct TrainerState {

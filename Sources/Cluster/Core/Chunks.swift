@@ -15,6 +15,11 @@ public enum ChunkPlan {
         return (chunks, chunks.indices.map { $0 % servers })
     }
 
+    /// The most bytes of chunks in flight per server through the coordinator (the initial load,
+    /// snapshots relayed between servers, checkpoints): what its memory holds of the model. 16 MiB
+    /// keeps it within ~50 MB of a tiny model's at any size; a round trip per 16 MiB costs little.
+    public static let roundBytes = 16 << 20
+
     /// Bytes of the largest chunk a plan of `mib` MiB chunks holds.
     public static func chunkBytes(mib: Double) -> Int { 4 * max(1, Int(mib * 1_048_576 / 4)) }
 }

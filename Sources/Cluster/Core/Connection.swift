@@ -12,16 +12,18 @@ public struct ClusterError: Error, CustomStringConvertible {
 }
 
 /// The coordinator said nothing for a peer's whole timeout: it died or was cut off.
-struct CoordinatorSilent: Error, CustomStringConvertible {
-    let seconds: Double
+public struct CoordinatorSilent: Error, CustomStringConvertible {
+    public let seconds: Double
     /// A (restarted) coordinator answered that this process is not in its run.
-    var restarted = false
-    var description: String {
+    public var restarted = false
+    public init(seconds: Double, restarted: Bool = false) { self.seconds = seconds; self.restarted = restarted }
+    public var description: String {
         restarted ? "the coordinator does not know this process (it restarted)" : "the coordinator has been silent for \(Int(seconds)) s"
     }
 }
 
-func log(_ role: String, _ message: String) {
+/// A role's log line on stderr: `[role] message`.
+public func log(_ role: String, _ message: String) {
     FileHandle.standardError.write(Data("[\(role)] \(message)\n".utf8))
 }
 
@@ -53,12 +55,12 @@ public func cpuSeconds() -> Double {
 
 /// How long a server or worker waits on a silent coordinator once admitted: twice the
 /// coordinator's own timeout, so the coordinator is always the one that decides a peer is gone.
-func peerTimeout(_ welcome: Welcome, cli: Double) -> Double {
+public func peerTimeout(_ welcome: Welcome, cli: Double) -> Double {
     max(cli, 2 * welcome.timeoutSeconds + 2 * welcome.heartbeatSeconds)
 }
 
 /// Connects to the coordinator under the run key, says hello, and waits (bounded) for a Welcome.
-func join(
+public func join(
     context: ZMQContext, coordinator: String, key: RunKey, identity: String, hello: Hello,
     timeout: Double
 ) throws -> (Messenger, Welcome, String) {
@@ -105,7 +107,7 @@ func join(
 
 extension Welcome {
     /// Checks the layout a coordinator sent before anything is allocated or indexed with it.
-    func validate() throws {
+    public func validate() throws {
         guard parameterCount > 0, parameterCount <= 1 << 36 else { throw ClusterError("welcome: implausible parameter count \(parameterCount)") }
         guard chunkOwner.count == chunks.count, !serverEndpoints.isEmpty, chunkOwner.allSatisfy({ $0 < serverEndpoints.count }) else {
             throw ClusterError("welcome: chunk owners do not match the \(serverEndpoints.count) servers")
@@ -129,21 +131,21 @@ extension Welcome {
 /// The control socket of a process that computes for long stretches: its main thread and a
 /// heartbeat thread share it under a lock (libzmq sockets may change threads only behind a
 /// full barrier), so the coordinator hears from the process while it computes.
-final class ControlChannel: @unchecked Sendable {
+public final class ControlChannel: @unchecked Sendable {
     private let messenger: Messenger
     private let lock = NSLock()
     private var stopped = false, beating = false
     private let finished = DispatchSemaphore(value: 0)
 
-    init(_ messenger: Messenger) { self.messenger = messenger }
+    public init(_ messenger: Messenger) { self.messenger = messenger }
 
-    func send(_ body: Body) throws {
+    public func send(_ body: Body) throws {
         lock.lock(); defer { lock.unlock() }
         try messenger.send(body)
     }
 
     /// The next valid message within `timeout` seconds; the lock is released every 2 ms.
-    func receive(timeout: Double, onInvalid: (String) -> Void) throws -> Incoming? {
+    public func receive(timeout: Double, onInvalid: (String) -> Void) throws -> Incoming? {
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
             lock.lock()
@@ -156,7 +158,7 @@ final class ControlChannel: @unchecked Sendable {
     }
 
     /// Sends a heartbeat every `interval` seconds until `stop()`.
-    func startHeartbeats(every interval: Double, step: @escaping @Sendable () -> Int) {
+    public func startHeartbeats(every interval: Double, step: @escaping @Sendable () -> Int) {
         lock.lock(); beating = true; lock.unlock()
         let thread = Thread { [self] in
             var last = Date.distantPast
@@ -175,7 +177,7 @@ final class ControlChannel: @unchecked Sendable {
         thread.start()
     }
 
-    func stop() {
+    public func stop() {
         lock.lock(); let wait = beating && !stopped; stopped = true; lock.unlock()
         if wait { finished.wait() }
     }
@@ -190,6 +192,14 @@ private func poll(_ sockets: [ZMQSocket], timeout: Double, lockedBy lock: NSLock
     if !ready.contains(true) { Thread.sleep(forTimeInterval: timeout) }
 }
 
-func hostIdentity(_ role: String) -> String {
+/// A peer's name on the control channel: role, host and process id.
+public func hostIdentity(_ role: String) -> String {
     "\(role)-\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+}
+
+/// The coordinator ended the run (normally or not).
+public struct Stop: Error {
+    public let reason: String
+    public let failed: Bool
+    public init(reason: String, failed: Bool) { self.reason = reason; self.failed = failed }
 }

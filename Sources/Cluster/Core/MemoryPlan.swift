@@ -40,7 +40,7 @@ public struct MemoryPlan: Sendable {
         // Loads and replicas arrive a round at a time (the coordinator waits for the acknowledgements).
         var serverTerms: [(String, Int)] = [
             ("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
-            ("a round of chunks arriving", min(3 * share * f, Coordinator.pullRoundBytes)),
+            ("a round of chunks arriving", min(3 * share * f, ChunkPlan.roundBytes)),
             ("held pushes (one chunk per worker)", c.workers * chunk)
         ]
         if c.snapshotEvery > 0 {
@@ -105,11 +105,11 @@ public struct MemoryPlan: Sendable {
         var coordinator: [(String, Int)] = [
             ("base", Self.coordinatorBase),
             ("a piece of the model as it is read", min(p, ModelReader.pieceElements) * f),
-            ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * Coordinator.pullRoundBytes)),
+            ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * ChunkPlan.roundBytes)),
             // Control messages are CURVE: libzmq decrypts a server's reply into a
             // new frame while the encrypted one is still held (measured: the
             // Qwen-0.5B shape's coordinator 25 MiB above the plan without it).
-            ("a server's reply decrypted beside its encrypted frames", min(3 * p * f, Coordinator.pullRoundBytes))
+            ("a server's reply decrypted beside its encrypted frames", min(3 * p * f, ChunkPlan.roundBytes))
         ]
         if c.snapshotEvery > 0 && c.servers == 1 {
             coordinator.append(

@@ -25,5 +25,5 @@ public enum PeerError: Int, Sendable {
 }
 
 extension Body {
-    static func error(_ code: PeerError, _ message: String) -> Body { .error(code: code.rawValue, message: message) }
+    public static func error(_ code: PeerError, _ message: String) -> Body { .error(code: code.rawValue, message: message) }
 }

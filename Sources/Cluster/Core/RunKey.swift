@@ -63,12 +63,12 @@ public struct RunKey: Sendable {
 }
 
 /// Frames a run's sockets accept: the largest chunk plus the largest envelope's worth.
-func frameLimit(chunkBytes: Int) -> Int { max(chunkBytes, Wire.maximumEnvelopeBytes) + 4096 }
+public func frameLimit(chunkBytes: Int) -> Int { max(chunkBytes, Wire.maximumEnvelopeBytes) + 4096 }
 
 /// Frames a server's data port accepts once it knows the plan: one chunk of the run (data-port
 /// envelopes are a few chunk ids). libzmq applies the limit from the first byte, handshake
 /// included, so it also bounds what a peer without a key can make the server buffer.
-func dataFrameLimit(largestChunk count: Int) -> Int { max(4 * count, 1 << 20) + 4096 }
+public func dataFrameLimit(largestChunk count: Int) -> Int { max(4 * count, 1 << 20) + 4096 }
 
 /// A server's data port before the Welcome: only handshakes, so nothing large is buffered.
-let handshakeFrameLimit = 64 << 10
+public let handshakeFrameLimit = 64 << 10

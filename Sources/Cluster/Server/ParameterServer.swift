@@ -3,6 +3,7 @@
 // and applies clip-scaled AdamW when the coordinator says so. Its data port is a CURVE
 // server that admits only the workers' keys the coordinator announced, and a push counts
 // only from the connection admitted as the worker it names, at the current version.
+import ClusterCore
 import Foundation
 import Model
 import Numerics

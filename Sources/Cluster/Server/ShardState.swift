@@ -2,6 +2,7 @@
 // AdamW m and v, the step's gradient sum), the parameter version, which worker computes which
 // shard, and the rules for a push — counted, held for its predecessors, stale, or refused.
 // `ParameterServer` is the loop that feeds it messages and sends what it returns.
+import ClusterCore
 import Foundation
 import Model
 import Numerics

@@ -4,6 +4,7 @@
 // as soon as backward has finished it, at most one unacknowledged per server, so a server
 // holds at most one early chunk per worker). The thread owns the server sockets from `start`
 // until it ends; the worker's main thread computes and watches the coordinator meanwhile.
+import ClusterCore
 import Foundation
 import Numerics
 import Transport

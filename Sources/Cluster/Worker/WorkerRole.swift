@@ -1,8 +1,9 @@
+import BLASKernel
 // A worker: pulls the current weights, computes the gradient of its share of each global
 // batch (micro-batched), pushes the sums to the servers that own each chunk, and reports
 // the objective's sums and its time split to the coordinator. While it works, a heartbeat
 // thread tells the coordinator it is alive, so a long step is never taken for a dead worker.
-import BLASKernel
+import ClusterCore
 import Data
 import Evaluation
 import Foundation
@@ -373,12 +374,6 @@ final class PullWait {
 /// The coordinator sent a new plan (a server was lost): the unit in progress is abandoned.
 struct Replan: Error {
     let welcome: Welcome
-}
-
-/// The coordinator ended the run (normally or not).
-struct Stop: Error {
-    let reason: String
-    let failed: Bool
 }
 
 extension WorkUnit {
