@@ -110,6 +110,12 @@ public struct SafetensorsFile {
         try read(name, elements: 0..<info.count, into: destination)
     }
 
+    /// Elements `range` of tensor `name` into `destination`, which holds exactly that many.
+    public func read(_ name: String, elements range: Range<Int>, into destination: FloatBuffer, release: Bool = false) throws {
+        guard destination.count == range.count else { throw FormatError("\(url.path): \(range.count) elements of \"\(name)\" into \(destination.count) values") }
+        try read(name, elements: range, into: destination.baseAddress, release: release)
+    }
+
     /// Converts elements `range` of tensor `name` (flat, row-major) to fp32 into `destination`;
     /// with `release`, the file's pages read are dropped from memory afterwards (a streaming
     /// reader then stays small however large the file).

@@ -75,6 +75,34 @@ public final class FloatBuffer: @unchecked Sendable {
     }
 }
 
+/// Whole-buffer and range operations, so code outside the numeric modules works on buffers
+/// and ranges instead of pointer arithmetic.
+extension FloatBuffer {
+    /// Every value finite (no NaN, no ±inf): values from peers and files are checked with this.
+    public var isAllFinite: Bool { allFinite(baseAddress, count: count) }
+
+    /// Whether any value is below zero (AdamW's second moment never is).
+    public var hasNegative: Bool { (0..<count).contains { baseAddress[$0] < 0 } }
+
+    /// Adds `other` elementwise (same count).
+    public func add(_ other: FloatBuffer) {
+        precondition(other.count == count)
+        Numerics.add(baseAddress, other.baseAddress, count: count)
+    }
+
+    /// Multiplies `range`'s values by `factor`.
+    public func scale(_ range: Range<Int>, by factor: Float) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
+        for i in range { baseAddress[i] *= factor }
+    }
+
+    /// `range`'s values narrowed to bfloat16 into the same range of `destination`.
+    public func narrow(_ range: Range<Int>, into destination: BFloat16Buffer) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= min(count, destination.count))
+        narrowToBF16(baseAddress + range.lowerBound, into: destination.baseAddress + range.lowerBound, count: range.count)
+    }
+}
+
 public struct BufferFileError: Error, CustomStringConvertible {
     public let description: String
     init(_ description: String) { self.description = description }

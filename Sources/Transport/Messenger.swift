@@ -30,6 +30,21 @@ public struct OutgoingTensor {
     public init(bf16 pointer: UnsafePointer<UInt16>, count: Int, owner: AnyObject) {
         bytes = UnsafeRawPointer(pointer); byteCount = count * 2; self.owner = owner
     }
+    /// `range` of a buffer (all of it by default), which stays alive until libzmq is done.
+    public init(_ buffer: FloatBuffer, range: Range<Int>? = nil) {
+        let r = range ?? 0..<buffer.count
+        precondition(r.lowerBound >= 0 && r.upperBound <= buffer.count)
+        self.init(pointer: buffer.baseAddress + r.lowerBound, count: r.count, owner: buffer)
+    }
+    /// `range` of a bfloat16 buffer (all of it by default).
+    public init(_ buffer: BFloat16Buffer, range: Range<Int>? = nil) {
+        let r = range ?? 0..<buffer.count
+        precondition(r.lowerBound >= 0 && r.upperBound <= buffer.count)
+        self.init(bf16: buffer.baseAddress + r.lowerBound, count: r.count, owner: buffer)
+    }
+
+    /// Σx² of the values as they go on the wire (fp32, or bfloat16 with `bf16`).
+    public func sumOfSquares(bf16: Bool) -> Double { Transport.sumOfSquares(UnsafeRawBufferPointer(start: bytes, count: byteCount), bf16: bf16) }
 }
 
 /// Sends and receives envelopes on one socket for one run and one sender name.
@@ -135,6 +150,18 @@ extension ReceivedFrame {
     /// value is not (the largest float squared is ~1.2e77), so one pass checks and measures a push.
     public func sumOfSquares(bf16: Bool) -> Double {
         withUnsafeBytes { Transport.sumOfSquares($0, bf16: bf16) }
+    }
+
+    /// Adds the frame's values to `destination` (which must hold exactly as many; check with `holds`).
+    public func addValues(into destination: FloatBuffer, bf16: Bool) {
+        precondition(holds(destination.count, bf16: bf16))
+        addValues(into: destination.baseAddress, bf16: bf16)
+    }
+
+    /// The frame's values as fp32 into `destination` (which must hold exactly as many; check with `holds`).
+    public func copyValues(into destination: FloatBuffer, bf16: Bool) {
+        precondition(holds(destination.count, bf16: bf16))
+        copyValues(into: destination.baseAddress, bf16: bf16)
     }
 
     /// The frame's values as fp32 into `destination`: copied, or widened from bfloat16.

@@ -15,8 +15,8 @@ struct Values: ReceivedValues {
     init(_ floats: [Float]) { self.floats = floats }
     func holds(_ values: Int, bf16: Bool) -> Bool { !bf16 && floats.count == values }
     func sumOfSquares(bf16: Bool) -> Double { floats.withUnsafeBytes { Transport.sumOfSquares($0, bf16: false) } }
-    func addValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool) { for (i, x) in floats.enumerated() { destination[i] += x } }
-    func copyValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool) { for (i, x) in floats.enumerated() { destination[i] = x } }
+    func addValues(into destination: FloatBuffer, bf16: Bool) { for (i, x) in floats.enumerated() { destination[i] += x } }
+    func copyValues(into destination: FloatBuffer, bf16: Bool) { for (i, x) in floats.enumerated() { destination[i] = x } }
 }
 
 final class ShardStateTests: XCTestCase {

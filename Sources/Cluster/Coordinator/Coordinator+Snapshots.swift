@@ -95,7 +95,7 @@ extension Coordinator {
                     tensors = reply.tensors.map(OutgoingTensor.init(forwarding:))
                 } else {
                     tensors = try replicaOfOnlyServer.replicaCopies(ids, tag: mark.tag).flatMap { copy in
-                        [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) }
+                        [copy.weights, copy.m, copy.v].map { OutgoingTensor($0) }
                     }
                 }
                 try messenger.send(.load(chunks: ids, resetOptimizer: false, optimizerState: true, version: version.number), to: servers[group.owner], tensors: tensors)

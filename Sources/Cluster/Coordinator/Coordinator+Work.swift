@@ -31,21 +31,19 @@ extension Coordinator {
             var tensors = [weights]
             if let (optimizer, path) = resume {
                 let m = FloatBuffer(count: range.count), v = FloatBuffer(count: range.count)
-                try optimizer.read("exp_avg", elements: range, into: m.baseAddress, release: true)
-                try optimizer.read("exp_avg_sq", elements: range, into: v.baseAddress, release: true)
-                if master { try optimizer.read("master_weights", elements: range, into: weights.baseAddress, release: true) }
-                guard allFinite(weights.baseAddress, count: range.count), allFinite(m.baseAddress, count: range.count),
-                    allFinite(v.baseAddress, count: range.count), !(0..<range.count).contains(where: { v.baseAddress[$0] < 0 })
-                else {
+                try optimizer.read("exp_avg", elements: range, into: m, release: true)
+                try optimizer.read("exp_avg_sq", elements: range, into: v, release: true)
+                if master { try optimizer.read("master_weights", elements: range, into: weights, release: true) }
+                guard weights.isAllFinite, m.isAllFinite, v.isAllFinite, !v.hasNegative else {
                     throw ClusterError("\(path): non-finite weights or AdamW state, or a negative second moment")
                 }
                 tensors += [m, v]
-            } else if !allFinite(weights.baseAddress, count: range.count) {
+            } else if !weights.isAllFinite {
                 throw ClusterError("the model has non-finite weights (parameters \(range))")
             }
             try messenger.send(
                 .load(chunks: [c], resetOptimizer: resume == nil, optimizerState: resume != nil, version: version.number), to: servers[plan.owner[c]],
-                tensors: tensors.map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) })
+                tensors: tensors.map { OutgoingTensor($0) })
             unacknowledged += 1
             bytes += 4 * tensors.count * range.count
             if bytes >= Self.pullRoundBytes {

@@ -254,7 +254,7 @@ final class ServerSession {
             let copies = try snapshots.replicaCopies(c.chunks, tag: c.tag)
             try tellCoordinator(
                 .pullReply(version: state.version.number, chunks: c.chunks, optimizerState: true),
-                tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor(pointer: $0.baseAddress, count: $0.count, owner: $0) } })
+                tensors: copies.flatMap { copy in [copy.weights, copy.m, copy.v].map { OutgoingTensor($0) } })
             return
         }
         try tellCoordinator(.updateDone(step: c.tag, version: state.version.number))
@@ -347,7 +347,7 @@ final class PullTensors {
         try ids.flatMap { id -> [OutgoingTensor] in
             guard let c = state.chunks[id] else { throw WireError("chunk \(id) is not held by \(name)") }
             let buffers = optimizerState ? [c.weights, c.m, c.v] : [c.weights]
-            return buffers.map { OutgoingTensor(pointer: $0.baseAddress, count: c.range.count, owner: $0) }
+            return buffers.map { OutgoingTensor($0) }
         }
     }
 
@@ -357,11 +357,11 @@ final class PullTensors {
             guard let c = state.chunks[id] else { throw WireError("chunk \(id) is not held by \(name)") }
             if narrowed[id]?.version != state.version.number {
                 let b = BFloat16Buffer(count: c.range.count)
-                narrowToBF16(c.weights.baseAddress, into: b.baseAddress, count: c.range.count)
+                c.weights.narrow(0..<c.range.count, into: b)
                 narrowed[id] = (state.version.number, b)
             }
             let b = narrowed[id]!.values
-            return OutgoingTensor(bf16: b.baseAddress, count: c.range.count, owner: b)
+            return OutgoingTensor(b)
         }
     }
 }

@@ -14,8 +14,10 @@ import Wire
 public protocol ReceivedValues {
     func holds(_ values: Int, bf16: Bool) -> Bool
     func sumOfSquares(bf16: Bool) -> Double
-    func addValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool)
-    func copyValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool)
+    /// Adds the values into `destination`, which holds exactly as many.
+    func addValues(into destination: FloatBuffer, bf16: Bool)
+    /// Copies the values into `destination`, which holds exactly as many.
+    func copyValues(into destination: FloatBuffer, bf16: Bool)
 }
 
 extension ReceivedFrame: ReceivedValues {}
@@ -47,16 +49,16 @@ public struct ShardState {
         func accept(_ values: some ReceivedValues, shard: Int, bf16: Bool, ack: Acknowledgement) -> (held: Bool, released: [Acknowledgement]) {
             guard shard == summed else {
                 let copy = FloatBuffer(count: range.count)
-                values.copyValues(into: copy.baseAddress, bf16: bf16)
+                values.copyValues(into: copy, bf16: bf16)
                 early[shard] = (copy, ack)
                 return (true, [])
             }
             if summed == 0 { gradient.zero() }
-            values.addValues(into: gradient.baseAddress, bf16: bf16)
+            values.addValues(into: gradient, bf16: bf16)
             summed += 1
             var released: [Acknowledgement] = []
             while let next = early.removeValue(forKey: summed) {
-                add(gradient.baseAddress, next.values.baseAddress, count: range.count)
+                gradient.add(next.values)
                 released.append(next.ack)
                 summed += 1
             }
@@ -151,10 +153,10 @@ public struct ShardState {
         }
         for (k, id) in ids.enumerated() {
             let c = chunks[id]!
-            tensors[k * per].copyValues(into: c.weights.baseAddress, bf16: false)
+            tensors[k * per].copyValues(into: c.weights, bf16: false)
             if optimizerState {
-                tensors[k * per + 1].copyValues(into: c.m.baseAddress, bf16: false)
-                tensors[k * per + 2].copyValues(into: c.v.baseAddress, bf16: false)
+                tensors[k * per + 1].copyValues(into: c.m, bf16: false)
+                tensors[k * per + 2].copyValues(into: c.v, bf16: false)
             } else if reset {
                 c.m.zero(); c.v.zero()
             }

@@ -59,11 +59,10 @@ public struct SnapshotStore {
         for (k, id) in ids.enumerated() {
             let copy = try building[id] ?? Copy(count: sizes[id]!, directory: directory)
             defer { copy.release() }
-            tensors[3 * k].copyValues(into: copy.weights.baseAddress, bf16: false)
-            tensors[3 * k + 1].copyValues(into: copy.m.baseAddress, bf16: false)
-            tensors[3 * k + 2].copyValues(into: copy.v.baseAddress, bf16: false)
-            guard allFinite(copy.weights.baseAddress, count: copy.count), allFinite(copy.m.baseAddress, count: copy.count),
-                allFinite(copy.v.baseAddress, count: copy.count)
+            tensors[3 * k].copyValues(into: copy.weights, bf16: false)
+            tensors[3 * k + 1].copyValues(into: copy.m, bf16: false)
+            tensors[3 * k + 2].copyValues(into: copy.v, bf16: false)
+            guard copy.weights.isAllFinite, copy.m.isAllFinite, copy.v.isAllFinite
             else {
                 throw ShardStateError("replica chunk \(id) holds non-finite values")
             }

@@ -304,7 +304,7 @@ final class WorkerSession {
             var ready: [StepTransfer.Push] = []
             for (s, chunks) in owned.enumerated() {
                 for c in chunks where c.offset >= frontier && !pushed.contains(c.chunk) {
-                    if let scale = role.corruptGradients { for i in c.offset..<(c.offset + c.count) { gradients[i] *= scale } }
+                    if let scale = role.corruptGradients { gradients.scale(c.offset..<(c.offset + c.count), by: scale) }
                     ready.append(StepTransfer.Push(server: s, chunk: c.chunk, tensor: outgoing(c)))
                     pushed.insert(c.chunk)
                 }
@@ -329,8 +329,7 @@ final class WorkerSession {
         if unit.verifyOnly {
             // Σg² per chunk of the values as they would be pushed (the servers measure the same bytes).
             report.chunkSums = welcome.chunks.map { c in
-                let t = outgoing(c)
-                return sumOfSquares(UnsafeRawBufferPointer(start: t.bytes, count: t.byteCount), bf16: welcome.bf16Gradients)
+                outgoing(c).sumOfSquares(bf16: welcome.bf16Gradients)
             }
         }
         return report
@@ -338,9 +337,10 @@ final class WorkerSession {
 
     /// Chunk `c` of the gradient as it goes on the wire (narrowed to bfloat16 with that wire).
     private func outgoing(_ c: ChunkRange) -> OutgoingTensor {
-        guard welcome.bf16Gradients else { return OutgoingTensor(pointer: gradients.baseAddress + c.offset, count: c.count, owner: gradients) }
-        narrowToBF16(gradients.baseAddress + c.offset, into: narrowedGradients.baseAddress + c.offset, count: c.count)
-        return OutgoingTensor(bf16: narrowedGradients.baseAddress + c.offset, count: c.count, owner: narrowedGradients)
+        let range = c.offset..<(c.offset + c.count)
+        guard welcome.bf16Gradients else { return OutgoingTensor(gradients, range: range) }
+        gradients.narrow(range, into: narrowedGradients)
+        return OutgoingTensor(narrowedGradients, range: range)
     }
 }
 
