@@ -135,37 +135,24 @@ def rate(args):
     print(f"{median(rest, 'tokens_per_second'):.1f}")
 
 
+# name, function, help, positional arguments (a name, or (name, type)).
+COMMANDS = [
+    ("memory", memory, "peak RSS per process against `redi-ps plan`", ["plan", "log"]),
+    ("overhead", overhead, "a step's overhead and the coordinator's CPU per step", ["metrics", "log", ("workers", int), ("steps", int)]),
+    ("rss", rss, "RSS spread per process over a run", ["samples"]),
+    ("steps", steps, "a run's median step: compute and communication, against raw ZeroMQ", ["recipe", ("raw_gbps", float)]),
+    ("chaos", chaos, "chaos.sh's verdict: bit-identical weights, every example exactly once",
+     ["calm", "chaos", ("want", int), ("faults", int), ("status", int)]),
+    ("first-stage", first_stage, "efficiency.sh's recipe (first stage, 1 server + 2 workers) written into WORK", ["recipe", "work"]),
+    ("rate", rate, "median tokens/s of a run after its first step", ["metrics"]),
+]
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 sub = parser.add_subparsers(dest="report", required=True)
-p = sub.add_parser("memory", help="peak RSS per process against `redi-ps plan`")
-p.add_argument("plan")
-p.add_argument("log")
-p.set_defaults(run=memory)
-p = sub.add_parser("overhead", help="a step's overhead and the coordinator's CPU per step")
-p.add_argument("metrics")
-p.add_argument("log")
-p.add_argument("workers", type=int)
-p.add_argument("steps", type=int)
-p.set_defaults(run=overhead)
-p = sub.add_parser("rss", help="RSS spread per process over a run")
-p.add_argument("samples")
-p.set_defaults(run=rss)
-p = sub.add_parser("steps", help="a run's median step: compute and communication, against raw ZeroMQ")
-p.add_argument("recipe")
-p.add_argument("raw_gbps", type=float)
-p.set_defaults(run=steps)
-p = sub.add_parser("chaos", help="chaos.sh's verdict: bit-identical weights, every example exactly once")
-p.add_argument("calm")
-p.add_argument("chaos")
-for name in ("want", "faults", "status"):
-    p.add_argument(name, type=int)
-p.set_defaults(run=chaos)
-p = sub.add_parser("first-stage", help="efficiency.sh's recipe (first stage, 1 server + 2 workers) written into WORK")
-p.add_argument("recipe")
-p.add_argument("work")
-p.set_defaults(run=first_stage)
-p = sub.add_parser("rate", help="median tokens/s of a run after its first step")
-p.add_argument("metrics")
-p.set_defaults(run=rate)
+for name, run, help_text, positionals in COMMANDS:
+    p = sub.add_parser(name, help=help_text)
+    for arg in positionals:
+        arg, kind = (arg, str) if isinstance(arg, str) else arg
+        p.add_argument(arg, type=kind)
+    p.set_defaults(run=run)
 args = parser.parse_args()
 args.run(args)

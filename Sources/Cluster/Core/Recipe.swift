@@ -212,8 +212,7 @@ extension Recipe: Decodable {
     }
 
     public init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         let runID = try c.decodeIfPresent(String.self, forKey: .runID) ?? Recipe.defaultRunID
         self.init(
             runID: runID, output: try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(runID)",
@@ -252,8 +251,7 @@ extension Recipe.ModelSpec: Decodable {
     enum Keys: String, CodingKey, CaseIterable { case path, initialize = "init", tokenizer, overrides }
 
     public init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         self.init(
             path: try c.decodeIfPresent(String.self, forKey: .path), initialize: try c.decodeIfPresent(String.self, forKey: .initialize),
             tokenizer: try c.decodeIfPresent(String.self, forKey: .tokenizer))
@@ -288,8 +286,7 @@ extension Recipe.SynthSpec: Decodable {
     }
 
     public init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         self.init()
         problems = try c.whole(.problems, or: problems, in: 1...10_000_000)
         tracesPerProblem = try c.whole(.tracesPerProblem, or: tracesPerProblem, in: 2...1000)
@@ -312,8 +309,7 @@ extension Recipe.Stage: Decodable {
     }
 
     public init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         let objectiveName = try c.decode(String.self, forKey: .objective)
         let objective: Objective
         do {
@@ -358,8 +354,7 @@ extension Recipe.EvalSpec: Decodable {
     }
 
     public init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         self.init(benchmarks: [])
         samples = try c.whole(.samples, or: samples, in: 1...(1 << 16))
         maxNewTokens = try c.whole(.maxNewTokens, or: maxNewTokens, in: 1...(1 << 20))
@@ -401,8 +396,7 @@ extension Recipe.EvalSpec.Benchmark {
 
     /// One of `eval.sets`; what it leaves out comes from the eval section (`defaults`).
     init(from decoder: Decoder, defaults: Self) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         self = defaults
         name = try c.decode(String.self, forKey: .name)
         guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }), name.count <= 64 else {
@@ -428,8 +422,7 @@ extension Recipe.ClusterSpec: Decodable {
     enum Wire: String, CaseIterable { case fp32, bf16Gradients = "bf16-gradients", bf16 }
 
     public init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(Keys.self)
-        let c = try decoder.container(keyedBy: Keys.self)
+        let c = try decoder.strictContainer(Keys.self)
         self.init()
         servers = try c.whole(.servers, or: servers, in: 1...1024)
         workers = try c.whole(.workers, or: workers, in: 1...4096)

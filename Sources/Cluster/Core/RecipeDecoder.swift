@@ -189,6 +189,12 @@ private struct AnyKey: CodingKey {
 }
 
 extension Decoder {
+    /// This mapping's container, after refusing every key `Keys` does not have.
+    func strictContainer<Keys: CodingKey & CaseIterable>(_ keys: Keys.Type) throws -> KeyedDecodingContainer<Keys> {
+        try rejectUnknownKeys(keys)
+        return try container(keyedBy: keys)
+    }
+
     /// Fails naming every key of this mapping that `Keys` does not have: a typo is an error, not a default.
     func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ keys: Keys.Type) throws {
         let known = Set(Keys.allCases.map(\.stringValue))
