@@ -12,6 +12,7 @@ import Numerics
 import Objectives
 import ReasoningTask
 import Tokenizers
+import Training
 import Transport
 import Wire
 
@@ -353,5 +354,34 @@ extension Coordinator {
         WireExample(
             sequences: p.example.sequences.map { WireSequence(tokens: $0.tokens, promptLength: $0.promptLength) },
             reference: p.example.refChosen.map { ($0, p.example.refRejected ?? 0) }, id: p.id)
+    }
+}
+
+extension Coordinator.StepOutcome {
+    /// The step's metrics (TRL's names, `StepRule`) from the workers' summed reports, each
+    /// worker's contribution as the servers measured it (largest and median shard norm), and the
+    /// step's time split: `started` → `collected` (the workers' work) → `applied` (AdamW).
+    func metrics(rule: StepRule, normalizer: Double, globalNorm: Double, learningRate: Double, started: Date, collected: Date, applied: Date) -> [String: Double] {
+        var result = ObjectiveResult()
+        for r in reports {
+            var partial = ObjectiveResult()
+            partial.lossSum = r.lossSum; partial.examples = r.examples; partial.tokens = r.tokens; partial.metricSums = r.metricSums
+            result.merge(partial)
+        }
+        var metrics = rule.metrics(result, normalizer: normalizer, globalNorm: globalNorm, learningRate: learningRate)
+        let sorted = shardNorms.sorted()
+        if let largest = sorted.last {
+            metrics["grad_norm/shard_max"] = largest
+            metrics["grad_norm/shard_median"] = sorted[sorted.count / 2]
+        }
+        let stepSeconds = applied.timeIntervalSince(started)
+        let compute = reports.map(\.computeSeconds).max() ?? 0
+        let communication = reports.map(\.communicationSeconds).max() ?? 0
+        metrics["tokens_per_second"] = Double(result.tokens) / stepSeconds
+        metrics["time/step"] = stepSeconds
+        metrics["time/compute"] = compute
+        metrics["time/communication"] = communication
+        metrics["time/waiting"] = max(0, collected.timeIntervalSince(started) - compute - communication) + applied.timeIntervalSince(collected)
+        return metrics
     }
 }

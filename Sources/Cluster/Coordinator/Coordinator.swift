@@ -372,7 +372,6 @@ public final class Coordinator {
             return try ids.map { Picked(example: try examples.example($0), id: $0, epoch: epoch) }
         }
         let started = Date()
-        var tokensSeen = 0
         var step = start?.step ?? 0
         // The newest snapshot the servers hold: where a lost server's steps are replayed from.
         var snapshot: SnapshotMark?
@@ -403,29 +402,7 @@ public final class Coordinator {
                 let done = reports.flatMap(\.exampleIDs)
                 guard done == batch.map(\.id) else { throw ClusterError("step \(step + 1): the workers' reports do not cover the batch") }
                 try runLog?.examples(stage: stage.name, step: step + 1, pairs: batch.map { [$0.epoch, $0.id] })
-                let t2 = Date()
-                var result = ObjectiveResult()
-                for r in reports {
-                    var partial = ObjectiveResult()
-                    partial.lossSum = r.lossSum; partial.examples = r.examples; partial.tokens = r.tokens; partial.metricSums = r.metricSums
-                    result.merge(partial)
-                }
-                tokensSeen += result.tokens
-                var metrics = rule.metrics(result, normalizer: normalizer, globalNorm: norm, learningRate: lr)
-                // Each worker's contribution, as the servers measured it: the largest and the median shard.
-                let shardNorms = outcome.shardNorms.sorted()
-                if let largest = shardNorms.last {
-                    metrics["grad_norm/shard_max"] = largest
-                    metrics["grad_norm/shard_median"] = shardNorms[shardNorms.count / 2]
-                }
-                let stepSeconds = t2.timeIntervalSince(t0)
-                let compute = reports.map(\.computeSeconds).max() ?? 0
-                let communication = reports.map(\.communicationSeconds).max() ?? 0
-                metrics["tokens_per_second"] = Double(result.tokens) / stepSeconds
-                metrics["time/step"] = stepSeconds
-                metrics["time/compute"] = compute
-                metrics["time/communication"] = communication
-                metrics["time/waiting"] = max(0, t1.timeIntervalSince(t0) - compute - communication) + t2.timeIntervalSince(t1)
+                let metrics = outcome.metrics(rule: rule, normalizer: normalizer, globalNorm: norm, learningRate: lr, started: t0, collected: t1, applied: Date())
                 try runLog?.step(stage: stage.name, step: step + 1, epoch: data.progress, metrics: metrics)
                 let elapsed = Date().timeIntervalSince(started)
                 let eta = elapsed / Double(step + 1) * Double(total - step - 1)
