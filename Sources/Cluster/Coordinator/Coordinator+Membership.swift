@@ -18,36 +18,15 @@ struct ServerLost: Error, CustomStringConvertible {
     }
 }
 
-/// A worker slot's occupant: its control routing id and its data-plane key.
-struct WorkerSlot {
-    let id: [UInt8]
-    let key: [UInt8]
-    /// The OpenBLAS kernel it said it runs ("" when it did not say).
-    var kernel = ""
-    /// The threads it computes with: with the kernel, what makes two workers' results bit-identical.
-    var threads = 0
-}
-
 extension Coordinator {
-    func name(of id: [UInt8]) -> String {
-        let text = String(decoding: id, as: UTF8.self)
-        if let s = servers.firstIndex(of: id) { return "server \(s) (\(text))" }
-        if let w = workers.firstIndex(where: { $0?.id == id }) { return "worker \(w) (\(text))" }
-        return text
-    }
+    func name(of id: [UInt8]) -> String { members.name(of: id) }
 
-    /// Slots that are empty (never filled, or their worker was dropped).
-    var vacantSlots: [Int] { workers.indices.filter { workers[$0] == nil } }
-
-    /// Every slot's data key, empty for a vacant slot: what servers admit.
-    var workerKeys: [[UInt8]] { workers.map { $0?.key ?? [] } }
+    var vacantSlots: [Int] { members.vacantSlots }
+    var workerKeys: [[UInt8]] { members.workerKeys }
+    var shardOwners: [Int] { members.shardOwners }
 
     /// Servers that hold at least one chunk (only these report norms).
     var serversWithChunks: Set<Int> { Set(plan.owner) }
-
-    /// The worker slot that computes each shard: a batch always has one shard per slot, and
-    /// the live workers take them in turn, so the sums never depend on who is alive.
-    var shardOwners: [Int] { workers.indices.map { live[$0 % live.count] } }
 
     /// The next message for the caller, or nil when `timeout` passed or the message was one
     /// this loop consumed: heartbeats, hellos (admitted or queued), errors from dropped peers.
@@ -57,99 +36,58 @@ extension Coordinator {
         try checkStop()
         keepAlive()
         guard let msg = try messenger.receive(timeout: timeout, onInvalid: { self.say("dropped: \($0)") }), let id = msg.identity else { return nil }
-        let member = servers.contains(id) || workers.contains { $0?.id == id }
-        if member { lastHeard[id] = Date() }
-        switch msg.envelope.body {
-        case let .hello(h):
-            try hello(h, from: id)
-            return nil
-        case let .error(PeerError.serverFault.rawValue, message) where workers.contains(where: { $0?.id == id }) && message.hasPrefix("server "):
-            // A worker got chunks from a server that the plan rules out: that server is replaced
-            // (its steps replayed), the worker stays. Reports naming a server no longer in the plan are late.
-            let endpoint = String(message.dropFirst("server ".count).prefix { $0 != " " }.dropLast())
-            guard let s = serverEndpoints.firstIndex(of: endpoint) else {
-                say("\(name(of: id)) reported a server no longer in the plan: \(message)")
-                return nil
-            }
-            throw ServerLost(
-                index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: 0,
-                failedTo: "answer \(name(of: id)) within the plan (\(message.dropFirst(endpoint.count + 9)))")
-        case let .error(_, message):
-            guard member else {
-                say("ignored an error from \(name(of: id)), which is not in the run: \(message)")
-                return nil
-            }
-            throw ClusterError("\(name(of: id)) failed: \(message)")
-        case _ where !member:
-            // A peer of an earlier coordinator (restarted) or a dropped worker: it must join again.
-            if strays.count >= 4096 { strays.removeAll() }  // bounded: peers come and go
-            if strays.insert(id).inserted { say("\(name(of: id)) is not in the run; told to join again") }
-            try? messenger.send(.error(.notInRun, "not in this run (the coordinator restarted or dropped you): join again"), to: id)
-            return nil
+        switch members.classify(msg.envelope.body, from: id) {
+        case .deliver:
+            return msg
         case .heartbeat:
             return nil
-        default:
-            return msg
+        case .hello:
+            if case let .hello(h) = msg.envelope.body { try hello(h, from: id) }
+            return nil
+        case let .serverFault(s, detail):
+            // A worker got chunks from a server that the plan rules out: that server is replaced
+            // (its steps replayed), the worker stays.
+            throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: 0, failedTo: "answer \(name(of: id)) within the plan (\(detail))")
+        case let .lateServerFault(message):
+            say("\(name(of: id)) reported a server no longer in the plan: \(message)")
+            return nil
+        case let .memberFailed(message):
+            throw ClusterError("\(name(of: id)) failed: \(message)")
+        case let .strayError(message):
+            say("ignored an error from \(name(of: id)), which is not in the run: \(message)")
+            return nil
+        case let .stray(firstTime):
+            if firstTime { say("\(name(of: id)) is not in the run; told to join again") }
+            try? messenger.send(.error(.notInRun, "not in this run (the coordinator restarted or dropped you): join again"), to: id)
+            return nil
         }
     }
 
-    /// A hello: a server or worker filling a slot while the run is admitting, or a worker
-    /// queued for the next step boundary when the run has a vacant slot.
+    /// A hello, decided by `Membership` and answered here.
     func hello(_ h: Hello, from id: [UInt8]) throws {
-        if servers.contains(id) || workers.contains(where: { $0?.id == id }) || joining.contains(where: { $0.id == id }) { return }
-        guard h.protocolVersion == Wire.protocolVersion else {
-            try messenger.send(.error(.protocolMismatch, "protocol version \(h.protocolVersion), coordinator speaks \(Wire.protocolVersion)"), to: id)
-            return
+        let who = String(decoding: id, as: UTF8.self)
+        switch members.hello(h, from: id) {
+        case .known:
+            break
+        case let .refused(code, message):
+            try messenger.send(.error(code, message), to: id)
+        case let .serverJoined(index):
+            say("server \(index) joined: \(who) at \(h.endpoint)")
+        case .spare:
+            say("server \(who) at \(h.endpoint) waits as a spare")
+        case let .workerJoined(slot, warning):
+            if let warning { say(warning) }
+            say("worker \(slot) joined: \(who)\(h.blasKernel.isEmpty ? "" : " (BLAS kernel \(h.blasKernel))")")
+        case let .workerQueued(warning):
+            if let warning { say(warning) }
+            say("worker \(who) asks to join; admitted at the next step with a free slot")
         }
-        switch h.role {
-        case .server where admitting && servers.count < recipe.cluster.servers:
-            guard h.endpoint.hasPrefix("tcp://") || h.endpoint.hasPrefix("ipc://"), h.endpoint.utf8.count < 256 else {
-                try messenger.send(.error(.malformed, "server endpoint \"\(h.endpoint)\" is not tcp:// or ipc://"), to: id)
-                return
-            }
-            servers.append(id); serverEndpoints.append(h.endpoint)
-            lastHeard[id] = Date()
-            say("server \(servers.count - 1) joined: \(String(decoding: id, as: UTF8.self)) at \(h.endpoint)")
-        case .server where !admitting || servers.count >= recipe.cluster.servers:
-            // A spare: it waits (kept alive by heartbeats) and takes over a lost server's chunks.
-            guard h.endpoint.hasPrefix("tcp://") || h.endpoint.hasPrefix("ipc://"), h.endpoint.utf8.count < 256,
-                !spares.contains(where: { $0.id == id })
-            else { return }
-            spares.append((id, h.endpoint))
-            say("server \(String(decoding: id, as: UTF8.self)) at \(h.endpoint) waits as a spare")
-        case .worker where h.dataKey.count != 32:
-            try messenger.send(.error(.malformed, "a worker's hello must carry its 32-byte data key"), to: id)
-        case .worker where (admitting && !vacantSlots.isEmpty) || (!admitting && joining.count < workers.count):
-            warnIfKernelDiffers(h.blasKernel, of: String(decoding: id, as: UTF8.self))
-            if admitting {
-                let slot = vacantSlots[0]
-                workers[slot] = WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel, threads: h.threads)
-                lastHeard[id] = Date()
-                say("worker \(slot) joined: \(String(decoding: id, as: UTF8.self))\(h.blasKernel.isEmpty ? "" : " (BLAS kernel \(h.blasKernel))")")
-            } else {
-                joining.append(WorkerSlot(id: id, key: h.dataKey, kernel: h.blasKernel, threads: h.threads))
-                say("worker \(String(decoding: id, as: UTF8.self)) asks to join; admitted at the next step with a free slot")
-            }
-        default:
-            try messenger.send(.error(.conflict, "the run already has all its \(h.role == .server ? "servers" : "workers")"), to: id)
-        }
-    }
-
-    /// Kernels sum in their own order: a worker on another kernel than the others computes its
-    /// shards in other bits. Training stays correct; comparisons between runs (resume, replay,
-    /// evaluation) are bit-exact only on one kernel, so the run says so once per newcomer.
-    func warnIfKernelDiffers(_ kernel: String, of worker: String) {
-        let others = Set((workers.compactMap { $0?.kernel } + joining.map(\.kernel)).filter { !$0.isEmpty })
-        guard !kernel.isEmpty, !others.isEmpty, !others.contains(kernel) else { return }
-        say(
-            "WARNING: worker \(worker) runs BLAS kernel \(kernel), the others \(others.sorted().joined(separator: ", ")): training is "
-                + "correct, but not bit-identical to a run on one kernel (set REDI_PS_BLAS_KERNEL on every host to pin one)")
     }
 
     /// Waits until the recipe's servers and workers have said hello.
     func admit() throws {
-        admitting = true
-        defer { admitting = false }
+        members.admitting = true
+        defer { members.admitting = false }
         let started = Date()
         var lastStatus = Date()
         while servers.count < recipe.cluster.servers || !vacantSlots.isEmpty {
@@ -171,15 +109,8 @@ extension Coordinator {
     /// Admits queued workers into vacant slots before step `step`: servers learn the new
     /// membership and keys first, then the worker gets its Welcome.
     func admitJoiners(step: Int) throws {
-        guard !joining.isEmpty, !vacantSlots.isEmpty else { return }
-        var admitted: [Int] = []
-        while let slot = vacantSlots.first, !joining.isEmpty {
-            let w = joining.removeFirst()
-            workers[slot] = w
-            lastHeard[w.id] = Date()
-            admitted.append(slot)
-        }
-        live = workers.indices.filter { workers[$0] != nil }
+        let admitted = members.admitJoiners()
+        guard !admitted.isEmpty else { return }
         try resetServers(step: step)
         for slot in admitted {
             try messenger.send(welcome(slot, role: .worker), to: workers[slot]!.id)
@@ -197,20 +128,16 @@ extension Coordinator {
 
     /// Drops workers that have been silent for the timeout: their slots become vacant.
     func drop(_ slots: [Int], step: Int, because reason: String = "stopped answering") throws {
-        for w in slots {
-            // One that still listens is told, so it ends instead of waiting on a step that moved on.
-            if let id = workers[w]?.id { try? messenger.send(.shutdown(reason: "dropped from the run: \(reason)", failed: true), to: id) }
-            workers[w] = nil
-        }
-        live.removeAll { slots.contains($0) }
+        // One that still listens is told, so it ends instead of waiting on a step that moved on.
+        for id in members.drop(slots) { try? messenger.send(.shutdown(reason: "dropped from the run: \(reason)", failed: true), to: id) }
         say("worker(s) \(slots) \(reason) at step \(step + 1); continuing with \(live.count) workers")
         try resetServers(step: step)
     }
 
     /// Throws `ServerLost` when a server has been silent for the timeout.
     func checkServers() throws {
-        for (s, id) in servers.enumerated() where Date().timeIntervalSince(lastHeard[id] ?? .distantPast) > recipe.cluster.timeoutSeconds {
-            throw ServerLost(index: s, name: String(decoding: id, as: UTF8.self), seconds: recipe.cluster.timeoutSeconds)
+        if let s = members.silentServer(timeout: recipe.cluster.timeoutSeconds) {
+            throw ServerLost(index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.timeoutSeconds)
         }
     }
 
@@ -218,20 +145,10 @@ extension Coordinator {
     /// chunks), or its chunks go round-robin to the survivors. Every server and worker gets
     /// the new plan; the caller then loads a snapshot into the servers.
     func replan(losing lost: Int) throws {
-        let gone = servers[lost]
-        lastHeard[gone] = nil
-        if !spares.isEmpty {
-            let spare = spares.removeFirst()
-            servers[lost] = spare.id; serverEndpoints[lost] = spare.endpoint
-            lastHeard[spare.id] = Date()
-            say("spare server \(String(decoding: spare.id, as: UTF8.self)) takes over server \(lost)'s \(plan.owner.filter { $0 == lost }.count) chunks")
-        } else {
-            guard servers.count > 1 else { throw ClusterError("the only server stopped answering and no spare is waiting (start one with `redi-ps serve`)") }
-            servers.remove(at: lost); serverEndpoints.remove(at: lost)
-            var next = 0
-            for c in plan.owner.indices {
-                if plan.owner[c] == lost { plan.owner[c] = next % servers.count; next += 1 } else if plan.owner[c] > lost { plan.owner[c] -= 1 }
-            }
+        switch try members.replace(lost, owners: &plan.owner) {
+        case let .spare(id):
+            say("spare server \(String(decoding: id, as: UTF8.self)) takes over server \(lost)'s \(plan.owner.filter { $0 == lost }.count) chunks")
+        case .spread:
             say("server \(lost)'s chunks are spread over the \(servers.count) servers left")
         }
         // No acknowledgement: the load of the snapshot that follows on each connection is.
@@ -276,7 +193,7 @@ extension Coordinator {
     /// Tells every server and worker the coordinator is alive, at most once per heartbeat interval.
     func keepAlive() {
         guard Date().timeIntervalSince(lastHeartbeat) >= recipe.cluster.heartbeatSeconds, let messenger else { return }
-        for id in servers + workers.compactMap({ $0?.id }) + spares.map(\.id) + joining.map(\.id) { try? messenger.send(.heartbeat(step: 0), to: id) }
+        for id in members.everyone { try? messenger.send(.heartbeat(step: 0), to: id) }
         lastHeartbeat = Date()
     }
 
@@ -284,7 +201,7 @@ extension Coordinator {
     func shutdownAll(_ reason: String, failed: Bool) {
         guard let messenger else { return }
         let reason = stop.value.map { "coordinator stopped by signal \($0)" } ?? reason
-        for id in servers + workers.compactMap({ $0?.id }) + joining.map(\.id) + spares.map(\.id) {
+        for id in members.everyone {
             try? messenger.send(.shutdown(reason: reason, failed: failed), to: id)
         }
         Thread.sleep(forTimeInterval: 0.2)  // let the messages leave before the socket closes

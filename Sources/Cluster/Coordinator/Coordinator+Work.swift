@@ -224,7 +224,7 @@ extension Coordinator {
             }
             try checkServers()
             let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] } + checks.filter { recomputed[$0.shard] == nil }.map(\.slot))
-            let silent = waitingOn.filter { Date().timeIntervalSince(lastHeard[workers[$0]!.id] ?? .distantPast) > recipe.cluster.timeoutSeconds }.sorted()
+            let silent = members.silentWorkers(Array(waitingOn), timeout: recipe.cluster.timeoutSeconds)
             guard !silent.isEmpty else { continue }
             guard silent.count < live.count else {
                 throw ClusterError("every worker stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s at step \(step + 1)")

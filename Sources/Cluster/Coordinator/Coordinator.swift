@@ -40,18 +40,11 @@ public final class Coordinator {
     let bind: String
     let key: RunKey
     var messenger: Messenger!
-    var servers: [[UInt8]] = []
-    var serverEndpoints: [String] = []
-    /// One slot per worker the recipe asks for; nil while vacant.
-    var workers: [WorkerSlot?]
-    /// Workers that said hello mid-run, admitted into vacant slots at the next step.
-    var joining: [WorkerSlot] = []
-    /// Servers beyond the recipe's count, waiting to replace one that is lost.
-    var spares: [(id: [UInt8], endpoint: String)] = []
-    var admitting = false
-    /// Peers that sent something without being in the run (logged once each).
-    var strays = Set<[UInt8]>()
-    var lastHeard: [[UInt8]: Date] = [:]
+    /// Who is in the run (servers, spares, worker slots, queued workers) and when each was last heard.
+    var members: Membership
+    var servers: [[UInt8]] { members.servers }
+    var serverEndpoints: [String] { members.serverEndpoints }
+    var workers: [WorkerSlot?] { members.workers }
     /// The last steps' per-shard gradient norms (the outlier rule's history).
     var recentShardNorms: [Double] = []
     /// Shards recomputed by a second worker and found to agree (`cluster.verify_every`).
@@ -60,7 +53,7 @@ public final class Coordinator {
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
     var configJSON = ""
     /// Slots of the workers in the current step; batches are split over these.
-    var live: [Int] = []
+    var live: [Int] { members.live }
     var version = ParameterVersion()
     /// Snapshots (on the servers): the last tag handed out, and per chunk the server that
     /// keeps it in its own snapshot and the one that keeps its replica (nil: this process's
@@ -90,7 +83,7 @@ public final class Coordinator {
         self.resume = resume
         self.overwrite = overwrite || evaluateOnly
         self.evaluateOnly = evaluateOnly
-        workers = Array(repeating: nil, count: recipe.cluster.workers)
+        members = Membership(servers: recipe.cluster.servers, workers: recipe.cluster.workers)
     }
 
     /// Where an interrupted run continues: its stage, step, data position and AdamW state.
@@ -213,7 +206,7 @@ public final class Coordinator {
         messenger = Messenger(socket: socket, runID: recipe.runID, sender: "coordinator", routed: true)
         say("run \(recipe.runID): listening on \(endpoint) (run key \(key.fingerprint)); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
         try admit()
-        live = Array(workers.indices)
+        members.beginRun()
         plan = ChunkPlan.make(parameterCount: source.layout.totalCount, mib: recipe.cluster.chunkMiB, servers: servers.count)
         configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         // Servers first: they must admit the workers' keys before a worker connects to them.
