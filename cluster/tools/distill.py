@@ -247,10 +247,11 @@ def describe(args):
     with open(args.slip) as f:
         slip = json.load(f)
     o = mined["overlap"]
-    print("Mined: %d training problems sampled 4 times at T 1 (%.0f%% of samples correct): %d all correct, %d all wrong, "
+    per_problem = round(mined["samples"] / max(1, mined["problems"]))
+    print("Mined: %d training problems sampled %d times at T 1 (%.0f%% of samples correct): %d all correct, %d all wrong, "
           "%d pairs. A mined pair's traces share %.0f%% of the chosen trace as a common prefix and %.0f%% of its lines; "
           "the synthetic slip pairs share %.0f%% and %.0f%%." % (
-              mined["problems"], 100 * mined["sample_accuracy"], mined["all_correct"], mined["all_incorrect"], mined["paired"],
+              mined["problems"], per_problem, 100 * mined["sample_accuracy"], mined["all_correct"], mined["all_incorrect"], mined["paired"],
               100 * o["shared_prefix_of_chosen"], 100 * o["chosen_lines_also_in_rejected"],
               100 * slip["shared_prefix_of_chosen"], 100 * slip["chosen_lines_also_in_rejected"]))
 
