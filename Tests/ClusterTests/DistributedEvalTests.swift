@@ -83,7 +83,7 @@ final class DistributedEvalTests: ClusterTestCase {
         }
         let first = try reproduce("reproduce.log")
         let table = try String(contentsOf: dir.appendingPathComponent("repro/table.md"), encoding: .utf8)
-        let arms = ["redi", "dpo", "simpo", "simpo_trl", "sft_continued", "redi_slip"]
+        let arms = ["redi", "dpo", "simpo", "simpo_trl", "sft_continued", "redi_symmetric", "redi_slip"]
         for method in ["sft_checkpoint"] + arms {
             XCTAssertTrue(table.contains("| \(method) | 1 | "), "no row for \(method) in\n\(table)")
         }
@@ -110,8 +110,8 @@ final class DistributedEvalTests: ClusterTestCase {
         }
         XCTAssertTrue(first.contains("[reproduce] redi-seed1: eval after train: pass@1"), first)
         let again = try reproduce("reproduce-again.log")
-        // The SFT run, 10 grid runs, 6 arms, 2 stability runs.
-        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 19, again)
+        // The SFT run, 10 grid runs, 7 arms, 2 stability runs.
+        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 20, again)
         XCTAssertFalse(again.contains(": running"), again)
     }
 }
