@@ -128,7 +128,7 @@ extension Coordinator {
     }
 
     /// Writes a checkpoint of the servers' state, streamed from them in rounds of at most
-    /// `pullRoundBytes` a server straight into the files: never the whole model in this process.
+    /// `ChunkPlan.roundBytes` a server straight into the files: never the whole model in this process.
     @discardableResult
     func checkpoint(
         stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig,

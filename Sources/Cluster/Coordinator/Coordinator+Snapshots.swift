@@ -30,7 +30,7 @@ extension Coordinator {
     }
 
     /// Phase 1: each server's live chunks (weights, m, v) into the replica its successor builds
-    /// for `tag`, in rounds of at most `pullRoundBytes` a server.
+    /// for `tag`, in rounds of at most `ChunkPlan.roundBytes` a server.
     private func replicate(tag: Int) throws {
         try relayRounds(perChunk: 3, ask: { .pull(version: version.number, chunks: $0, optimizerState: true) }) { s, ids, frames in
             if servers.count == 1 {
@@ -119,13 +119,13 @@ extension Coordinator {
         }
     }
 
-    /// Chunks of `framesPerChunk` fp32 frames that fit one round of `pullRoundBytes` (at least one).
+    /// Chunks of `framesPerChunk` fp32 frames that fit one round of `ChunkPlan.roundBytes` (at least one).
     func chunksPerRound(framesPerChunk: Int) -> Int {
-        max(1, Self.pullRoundBytes / max(1, 4 * framesPerChunk * (plan.chunks.map(\.count).max() ?? 1)))
+        max(1, ChunkPlan.roundBytes / max(1, 4 * framesPerChunk * (plan.chunks.map(\.count).max() ?? 1)))
     }
 
     /// Moves every server's chunks (`perChunk` fp32 frames each: weights, or weights, m and v)
-    /// through this process in rounds of at most `pullRoundBytes` a server, so what is in flight
+    /// through this process in rounds of at most `ChunkPlan.roundBytes` a server, so what is in flight
     /// stays bounded: every server with chunks left is asked for its next round (`ask`), each
     /// reply is checked against the plan and handed to `deliver` (which returns the server it
     /// sent it on to, whose acknowledgement ends the round, or nil when it kept it), then the next round.

@@ -20,7 +20,7 @@ extension Coordinator {
     /// Loads the model into the servers as it is read: each chunk is assembled from the reader's
     /// pieces and sent to its server when complete (resuming: with AdamW's m and v, and a
     /// bfloat16 checkpoint's fp32 master weights, read for that chunk from `resume`'s optimizer
-    /// file), at most `pullRoundBytes` unacknowledged. The coordinator never holds the model.
+    /// file), at most `ChunkPlan.roundBytes` unacknowledged. The coordinator never holds the model.
     func streamModel(_ reader: ModelReader, resume: (optimizer: SafetensorsFile, path: String)?) throws {
         let total = plan.chunks.last.map { $0.offset + $0.count } ?? 0
         guard reader.layout.totalCount == total else { throw ClusterError("the model has \(reader.layout.totalCount) parameters, the plan \(total)") }
@@ -47,7 +47,7 @@ extension Coordinator {
                 tensors: tensors.map { OutgoingTensor($0) })
             unacknowledged += 1
             bytes += 4 * tensors.count * range.count
-            if bytes >= Self.pullRoundBytes {
+            if bytes >= ChunkPlan.roundBytes {
                 try awaitAcknowledgements(unacknowledged)
                 (unacknowledged, bytes) = (0, 0)
                 keepAlive()
@@ -82,9 +82,6 @@ extension Coordinator {
         for id in servers { try messenger.send(.load(chunks: [], resetOptimizer: true, version: version.number), to: id) }
         try awaitAcknowledgements(servers.count)
     }
-
-    /// The most bytes of chunks in flight per server through the coordinator (`ChunkPlan.roundBytes`).
-    static var pullRoundBytes: Int { ChunkPlan.roundBytes }
 
     /// An example picked for a batch: its dataset index and the epoch it was drawn in.
     struct Picked {
