@@ -23,6 +23,18 @@ public enum Record: Equatable, Sendable {
         default: false
         }
     }
+
+    /// Every text the record holds (prompt, completions; a chat's message contents): what a
+    /// tokenizer trained on the data sees.
+    public var texts: [String] {
+        func contents(_ m: Messages) -> [String] { m.compactMap { $0["content"] } }
+        switch self {
+        case let .completion(prompt, completion): return [prompt, completion]
+        case let .preference(prompt, chosen, rejected, _, _): return [prompt, chosen, rejected]
+        case let .chatCompletion(prompt, completion): return contents(prompt) + contents(completion)
+        case let .chatPreference(prompt, chosen, rejected, _, _): return contents(prompt) + contents(chosen) + contents(rejected)
+        }
+    }
 }
 
 /// A problem in a data file, located by file and 1-based line number.

@@ -1,5 +1,6 @@
 // redi-ps init: a randomly initialised model written as a Hugging Face checkpoint.
 import ArgumentParser
+import Data
 import Formats
 import Foundation
 import Model
@@ -27,12 +28,26 @@ struct InitCommand: ParsableCommand {
     @Option(help: "Largest weights file, as `save_pretrained`'s max_shard_size (e.g. 5GB, 500MB, 100000): larger models are sharded.")
     var maxShardSize = "5GB"
 
+    @Option(name: .customLong("train-tokenizer"), help: "Train a byte-level BPE tokenizer of up to this many ids on --tokenizer-data instead of using the byte tokenizer.")
+    var tokenizerIDs: Int?
+
+    @Option(help: "JSONL records (TRL formats) the tokenizer is trained on.")
+    var tokenizerData: String?
+
     func run() throws {
-        let tokenizer = ByteTokenizer()
+        guard (tokenizerIDs == nil) == (tokenizerData == nil) else {
+            throw ValidationError("--train-tokenizer and --tokenizer-data go together")
+        }
+        var tokenizer: any Tokenizer = ByteTokenizer()
+        if let size = tokenizerIDs, let data = tokenizerData {
+            let trained = try trainTokenizer(onRecordsIn: URL(fileURLWithPath: data), vocabularySize: size)
+            print(String(format: "trained a tokenizer of %d ids on %d records: %.2f bytes per token", trained.tokenizer.vocabularySize, trained.records, trained.bytesPerToken))
+            tokenizer = trained.tokenizer
+        }
         var modelConfig: LlamaConfig
         if let preset = try LlamaConfig.preset(
-            config, vocabSize: tokenizer.vocabularySize, bos: Int(ByteTokenizer.bos),
-            eos: Int(ByteTokenizer.eos), pad: Int(ByteTokenizer.pad))
+            config, vocabSize: tokenizer.vocabularySize, bos: tokenizer.bosID.map(Int.init),
+            eos: tokenizer.eosID.map(Int.init), pad: tokenizer.padID.map(Int.init))
         {
             modelConfig = preset
         } else if config.hasSuffix(".json") || FileManager.default.fileExists(atPath: config) {
@@ -44,9 +59,9 @@ struct InitCommand: ParsableCommand {
         if !force, ["model.safetensors", "model.safetensors.index.json"].contains(where: { FileManager.default.fileExists(atPath: outURL.appendingPathComponent($0).path) }) {
             throw CLIError("\(out) already holds a checkpoint; pass --force to overwrite it")
         }
-        // The byte tokenizer's ids fit any model with ≥ 260 ids; a smaller vocabulary gets no tokenizer.
+        // The tokenizer's ids fit any model with at least as many; a smaller vocabulary gets no tokenizer.
         let usable = modelConfig.vocabSize >= tokenizer.vocabularySize
-        if !usable { printError("note: vocab_size \(modelConfig.vocabSize) < 260, so no tokenizer files are written") }
+        if !usable { printError("note: vocab_size \(modelConfig.vocabSize) < \(tokenizer.vocabularySize), so no tokenizer files are written") }
         let layout = ParameterLayout(config: modelConfig)
         let parameters = FloatBuffer(count: layout.totalCount)
         initializeParameters(parameters, layout: layout, seed: seed)

@@ -35,9 +35,9 @@ struct PlanCommand: ParsableCommand {
             config = try loadConfig(path)
         } else {
             let name = self.config ?? r.model.initialize!
-            let tokenizer = try r.model.tokenizer.flatMap { try loadTokenizer($0) } ?? ByteTokenizer()
+            let vocabulary = try r.model.trainTokenizer ?? (r.model.tokenizer.flatMap { try loadTokenizer($0) } ?? ByteTokenizer()).vocabularySize
             config =
-                try LlamaConfig.preset(name, vocabSize: tokenizer.vocabularySize, bos: nil, eos: nil, pad: nil)
+                try LlamaConfig.preset(name, vocabSize: vocabulary, bos: nil, eos: nil, pad: nil)
                 ?? LlamaConfig.load(from: URL(fileURLWithPath: name))
         }
         config = r.model.applyingOverrides(to: config)

@@ -127,6 +127,19 @@ final class CLITests: CLITestCase {
             ], expect: -1)
         XCTAssertEqual(sharded.status, 0, sharded.out + sharded.err)
         print("sharded: " + sharded.out)
+        // A tokenizer trained on the data (`--train-tokenizer`): transformers encodes with it id for id.
+        let trainedInit = try redi("init", "--config", "tiny", "--seed", "6", "--out", "mt", "--train-tokenizer", "300", "--tokenizer-data", "sft.jsonl")
+        XCTAssertTrue(trainedInit.out.contains("trained a tokenizer of"), trainedInit.out)
+        try redi("logprobs", "--model", "mt", "--data", "sft.jsonl", "--ids", "--out", "lpt.jsonl")
+        try redi("grad", "--model", "mt", "--data", "sft.jsonl", "--objective", "sft", "--out", "gt.safetensors")
+        let trained = try run(
+            python,
+            [
+                Self.references.appendingPathComponent("check_transformers.py").path,
+                "mt", "sft.jsonl", "lpt.jsonl", "gt.safetensors"
+            ], expect: -1)
+        XCTAssertEqual(trained.status, 0, trained.out + trained.err)
+        print("trained tokenizer: " + trained.out)
     }
 
     func testGradPrintsMetricsForEveryObjectiveAndWritesEveryTensor() throws {

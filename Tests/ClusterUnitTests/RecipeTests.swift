@@ -94,6 +94,8 @@ final class RecipeTests: XCTestCase {
         // The one-file form keeps the metric names it always had.
         let single = try parse("model: {init: tiny}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]\neval: {data: t.jsonl}")
         XCTAssertFalse(try XCTUnwrap(single.eval).named)
+        XCTAssertNil(single.model.trainTokenizer)
+        XCTAssertEqual(try parse("model: {init: small, train_tokenizer: 512}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]").model.trainTokenizer, 512)
     }
 
     func testBadNewKeysNameTheKey() {
@@ -117,7 +119,10 @@ final class RecipeTests: XCTestCase {
             (base + "}]\neval: {sets: [{name: \"../x\", data: a.jsonl}]}", "eval.sets[0].name"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl, answer_rule: exact}]}", "eval.sets[0].answer_rule: \"exact\" is not one of marker, boxed, gsm8k, math"),
             (base + "}]\neval: {sets: [{name: a, data: a.jsonl, bogus: 1}]}", "unknown key eval.sets[0].bogus"),
-            (base + "}]\neval: {data: t.jsonl, kv_cache: fp16}", "eval.kv_cache: \"fp16\" is not fp32 or bf16")
+            (base + "}]\neval: {data: t.jsonl, kv_cache: fp16}", "eval.kv_cache: \"fp16\" is not fp32 or bf16"),
+            ("model: {init: tiny, train_tokenizer: 100}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.train_tokenizer: 100 must be in 259...65536"),
+            ("model: {path: m, train_tokenizer: 512}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.train_tokenizer: only for a model trained from scratch"),
+            ("model: {init: tiny, tokenizer: t, train_tokenizer: 512}\nstages: [{objective: sft, data: a.jsonl, learning_rate: 1}]", "model.train_tokenizer: only")
         ] {
             XCTAssertThrowsError(try parse(text), needle) { error in
                 XCTAssertTrue("\(error)".contains(needle), "\(error) should mention \(needle)")

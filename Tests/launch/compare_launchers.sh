@@ -19,7 +19,7 @@ copy() {  # NAME → path of a recipe whose output is $work/NAME/out
   if [ -n "$source_recipe" ]; then
     sed "s#^output:.*#output: $work/$1/out#" "$source_recipe" > "$work/$1/recipe.yaml"
   else
-    sed -e "s#^output:.*#output: $work/$1/out#" -e '0,/epochs: 6/s//epochs: 2/' cluster/recipes/default.yaml > "$work/$1/recipe.yaml"
+    sed -e "s#^output:.*#output: $work/$1/out#" -e '0,/epochs: [0-9]*/s//epochs: 2/' cluster/recipes/default.yaml > "$work/$1/recipe.yaml"
   fi
   echo "$work/$1/recipe.yaml"
 }

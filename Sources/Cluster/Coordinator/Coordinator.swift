@@ -292,7 +292,7 @@ public final class Coordinator {
             let config = overridden(reader.config)
             return (config, reader, try checked(t, config))
         }
-        let tokenizer = chosen ?? ByteTokenizer()
+        let tokenizer = try recipe.model.trainTokenizer.map(trainedTokenizer) ?? chosen ?? ByteTokenizer()
         let name = recipe.model.initialize!
         let preset =
             try LlamaConfig.preset(
@@ -303,6 +303,17 @@ public final class Coordinator {
         let reader = initialParameters(config: config, seed: recipe.seed)
         say("initialising \(config.modelType) from \(name): \(reader.layout.totalCount) parameters")
         return (config, reader, try checked(tokenizer, config))
+    }
+
+    /// A byte-level BPE tokenizer of up to `vocabularySize` ids trained on the first stage's records.
+    func trainedTokenizer(vocabularySize: Int) throws -> any Tokenizer {
+        let url = URL(fileURLWithPath: recipe.stages[0].data), started = Date()
+        let trained = try trainTokenizer(onRecordsIn: url, vocabularySize: vocabularySize)
+        say(
+            String(
+                format: "trained a byte-level BPE tokenizer of %d ids on %d records of %@ in %.1f s: %.2f bytes per token",
+                trained.tokenizer.vocabularySize, trained.records, url.lastPathComponent, Date().timeIntervalSince(started), trained.bytesPerToken))
+        return trained.tokenizer
     }
 
     /// `config` with the recipe's `model.overrides` set, each said in the log.

@@ -24,6 +24,10 @@ public struct Recipe: Sendable {
         /// A checkpoint directory or .gguf file whose tokenizer to use instead of the model's
         /// own (or, for `init`, instead of the byte tokenizer).
         public var tokenizer: String?
+        /// `train_tokenizer`: with `init`, a byte-level BPE tokenizer of this many ids trained
+        /// on the first stage's records instead of the byte tokenizer (a task's text in a
+        /// fraction of the positions).
+        public var trainTokenizer: Int?
         /// config.json values set over the model's own (`model.overrides`), e.g. the paper's
         /// max_position_embeddings 32768 and rope_theta 300000 for Qwen2.5-Math; written into checkpoints.
         public var overrides: [String: Double] = [:]
@@ -248,7 +252,7 @@ extension Recipe: Decodable {
 }
 
 extension Recipe.ModelSpec: Decodable {
-    enum Keys: String, CodingKey, CaseIterable { case path, initialize = "init", tokenizer, overrides }
+    enum Keys: String, CodingKey, CaseIterable { case path, initialize = "init", tokenizer, trainTokenizer = "train_tokenizer", overrides }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(Keys.self)
@@ -269,6 +273,12 @@ extension Recipe.ModelSpec: Decodable {
             }
         }
         guard (path == nil) != (initialize == nil) else { throw RecipeError("model: give exactly one of path or init") }
+        if c.contains(.trainTokenizer) {
+            guard initialize != nil && tokenizer == nil else {
+                throw RecipeError("\(c.path(.trainTokenizer)): only for a model trained from scratch (init) without model.tokenizer")
+            }
+            trainTokenizer = try c.whole(.trainTokenizer, or: 0, in: 259...65536)
+        }
     }
 
     /// Any key of `overrides` (checked against `overridableConfigKeys` with its own message).
