@@ -19,9 +19,12 @@
 #      REDI α 1 and α 0.8 at 5× REDI's tuned rate.
 # Every run is a real cluster run (coordinator, server, workers on loopback).
 #
-#   bash cluster/experiments/reproduce.sh [--seeds N] [--sft-epochs N] [--mine-samples N] [--out DIR] [--quick]
+#   bash cluster/experiments/reproduce.sh [--seeds N] [--sft-epochs N] [--mine-samples N] [--byte-tokenizer] [--out DIR] [--quick]
 #
-# --sft-epochs (default 20): SFT's length; the small byte model learns to copy the prompt's
+# The model's tokenizer is a byte-level BPE learned from the SFT records (`train_tokenizer`,
+# ~3 bytes a token, so every stage costs about a third of what bytes cost);
+# --byte-tokenizer keeps one token per byte (how the table of 2026-12-01 was made).
+# --sft-epochs (default 20): SFT's length; the small model learns to copy the prompt's
 # numbers at a step that moves with the data draw (500 on one draw, 1400 on this one), so the
 # default leaves room past it for the curve to level off. --mine-samples (default 8): samples of
 # each training problem to mine pairs from (more samples, more problems with both kinds).
@@ -37,14 +40,16 @@ out=runs/reproduce
 quick=no
 sft_epochs_option=""
 mine_option=""
+tokenizer_key="  train_tokenizer: 512"
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) seeds=${2:?--seeds needs a number}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --sft-epochs) sft_epochs_option=${2:?--sft-epochs needs a number}; shift 2 ;;
     --mine-samples) mine_option=${2:?--mine-samples needs a number}; shift 2 ;;
+    --byte-tokenizer) tokenizer_key=""; shift ;;
     --quick) quick=yes; shift ;;
-    -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -129,6 +134,7 @@ output: $out/runs/sft
 seed: 0
 model:
   init: small
+$tokenizer_key
 stages:
   - name: sft
     objective: sft
