@@ -58,13 +58,13 @@ class ClusterTestCase: XCTestCase {
     func recipe(
         servers: Int, workers: Int, port: Int, output: String? = nil, timeout: Double = 30, heartbeat: Double = 0.5,
         chunkMiB: Double = 0.05, sftData: String = "sft.jsonl", wire: String = "fp32", dataPlane: String = "curve",
-        stepTimeout: Double = 1800, verifyEvery: Int = 0, verifyShards: Int = 1, clusterExtra: String = ""
+        stepTimeout: Double = 1800, verifyEvery: Int = 0, verifyShards: Int = 1, clusterExtra: String = "", model: String = "{init: tiny}"
     ) -> String {
         """
         run_id: e2e
         output: \(output ?? "out-\(servers)x\(workers)")
         seed: 3
-        model: {init: tiny}
+        model: \(model)
         stages:
           - {name: sft, objective: sft, data: \(sftData), epochs: 4, batch_size: 12, learning_rate: 1.0e-2, warmup_ratio: 0.25, checkpoint_every: 2}
           - {name: redi, objective: redi, data: pref.jsonl, epochs: 2, batch_size: 12, learning_rate: 5.0e-3, warmup_ratio: 0}
@@ -127,16 +127,16 @@ class ClusterTestCase: XCTestCase {
     /// Runs the cluster; returns the final checkpoint's parameters.
     func runCluster(
         servers: Int, workers: Int, resume: String? = nil, failingWorkerAtStep: Int? = nil, wire: String = "fp32",
-        dataPlane: String = "curve"
+        dataPlane: String = "curve", trainTokenizer: Int? = nil
     ) throws -> [Float] {
         let port = freePort()
         let tag =
             "\(servers)x\(workers)\(resume == nil ? "" : "-resumed")\(failingWorkerAtStep == nil ? "" : "-failing")\(wire == "fp32" ? "" : "-" + wire)"
-            + (dataPlane == "curve" ? "" : "-" + dataPlane)
+            + (dataPlane == "curve" ? "" : "-" + dataPlane) + (trainTokenizer == nil ? "" : "-bpe")
         let name = "recipe-\(tag).yaml"
         try recipe(
             servers: servers, workers: workers, port: port, output: "out-\(tag)", timeout: failingWorkerAtStep == nil ? 30 : 3, wire: wire,
-            dataPlane: dataPlane
+            dataPlane: dataPlane, model: trainTokenizer.map { "{init: tiny, train_tokenizer: \($0)}" } ?? "{init: tiny}"
         )
         .write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
         let endpoint = "tcp://127.0.0.1:\(port)"
@@ -339,6 +339,23 @@ final class ClusterTests: ClusterTestCase {
         let resumed = try runCluster(servers: 1, workers: 1, resume: from)
         let worst = zip(full, resumed).map { abs($0 - $1) }.max()!
         print("resumed from sft step 2: max |w - uninterrupted| = \(worst)")
+        XCTAssertLessThan(worst, 1e-6)
+    }
+
+    /// A run whose tokenizer is learned from its data resumes with the tokenizer its checkpoint
+    /// was trained with (not one learned again) and ends with the uninterrupted run's weights.
+    func testAResumedRunKeepsTheTokenizerItsCheckpointWasTrainedWith() throws {
+        let full = try runCluster(servers: 1, workers: 1, trainTokenizer: 300)
+        let first = try String(contentsOf: dir.appendingPathComponent("coordinator-1x1-bpe.log"), encoding: .utf8)
+        XCTAssertTrue(first.contains("trained a byte-level BPE tokenizer of"), first)
+        let from = dir.appendingPathComponent("out-1x1-bpe/sft-step2").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: from + "/tokenizer.json"))
+        let resumed = try runCluster(servers: 1, workers: 1, resume: from, trainTokenizer: 300)
+        let log = try String(contentsOf: dir.appendingPathComponent("coordinator-1x1-resumed-bpe.log"), encoding: .utf8)
+        XCTAssertTrue(log.contains("the tokenizer of \(from)"), log)
+        XCTAssertFalse(log.contains("trained a byte-level BPE tokenizer"), log)
+        let worst = zip(full, resumed).map { abs($0 - $1) }.max()!
+        print("learned tokenizer, resumed from sft step 2: max |w - uninterrupted| = \(worst)")
         XCTAssertLessThan(worst, 1e-6)
     }
 

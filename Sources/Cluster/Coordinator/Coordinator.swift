@@ -178,10 +178,10 @@ public final class Coordinator {
         }
         // The model is read a piece at a time as it is loaded into the servers (resuming: the
         // checkpoint's, with AdamW's state): the coordinator never holds it.
-        let (config, model, tokenizer) = try prepareModel()
+        let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
+        let (config, model, tokenizer) = try prepareModel(resumingFrom: resumePath)
         var source = model
         benchmarks = try recipe.eval.map { try loadBenchmarks($0, tokenizer: tokenizer) } ?? []
-        let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
         var optimizerFile: SafetensorsFile?
         let resumePoint = try resumePath.map { path -> ResumePoint in
             let (point, reader, optimizer) = try loadResumePoint(path, config: config, verified: resume == "latest")
@@ -274,8 +274,9 @@ public final class Coordinator {
     // MARK: Model
 
     /// The model's configuration, a reader of its weights (read as they are loaded into the
-    /// servers) and the tokenizer.
-    func prepareModel() throws -> (LlamaConfig, ModelReader, any Tokenizer) {
+    /// servers) and the tokenizer; a run resumed from a checkpoint keeps the tokenizer its
+    /// weights were trained with rather than learning one again.
+    func prepareModel(resumingFrom checkpoint: String? = nil) throws -> (LlamaConfig, ModelReader, any Tokenizer) {
         let chosen = try recipe.model.tokenizer.map { path -> any Tokenizer in
             guard let t = try loadTokenizer(path) else { throw ClusterError("\(path): no tokenizer redi-ps can read") }
             return t
@@ -292,7 +293,14 @@ public final class Coordinator {
             let config = overridden(reader.config)
             return (config, reader, try checked(t, config))
         }
-        let tokenizer = try recipe.model.trainTokenizer.map(trainedTokenizer) ?? chosen ?? ByteTokenizer()
+        let tokenizer =
+            try recipe.model.trainTokenizer.map { size in
+                if let checkpoint, let stored = try loadTokenizer(checkpoint) {
+                    say("resuming with the tokenizer of \(checkpoint) (learned at the run's start)")
+                    return stored
+                }
+                return try trainedTokenizer(vocabularySize: size)
+            } ?? chosen ?? ByteTokenizer()
         let name = recipe.model.initialize!
         let preset =
             try LlamaConfig.preset(
