@@ -238,6 +238,7 @@ final class HardeningTests: ClusterTestCase {
         let rogue = try startHostile(["rogue-server", endpoint, "run.key", "silent-load"], log: "rogue.log")
         try waitFor("server 0 joined: server-rogue", in: "c.log")  // its hello first: it is server 0, the real one the spare
         let spare = try server(endpoint, "s.log")
+        try waitFor("waits as a spare", in: "c.log")  // waiting before the run starts, not racing the worker's hello
         let w = try worker(endpoint, "w.log")
         try coordinator.wait(); try spare.wait(); try w.wait()
         rogue.signal(SIGKILL); _ = try? rogue.wait()
@@ -288,6 +289,9 @@ final class HardeningTests: ClusterTestCase {
         // on a loaded machine, where Python took longer to start).
         try waitFor("server 0 joined: server-rogue", in: "c.log")
         let spare = try server(endpoint, "s.log")
+        // The spare must be waiting before the run starts: under load its hello came after
+        // the worker's, the run began, and the rogue was found with no spare to take over.
+        try waitFor("waits as a spare", in: "c.log")
         let w = try worker(endpoint, "w.log")
         try coordinator.wait(); try spare.wait(); try w.wait()
         rogue.signal(SIGKILL); _ = try? rogue.wait()

@@ -119,8 +119,6 @@ extension Coordinator {
         }
     }
 
-    /// Collects one attempt's shard reports and server norms; nil when workers were dropped
-    /// (the caller starts the step again).
     /// Which shards of this step another worker recomputes, and who: `verify_shards` random
     /// non-empty shards every `verify_every` steps, each by a live worker other than its owner
     /// (one with the same kernel and threads when there is one, so the bits must agree).
@@ -138,90 +136,31 @@ extension Coordinator {
         }
     }
 
+    /// Collects one attempt's shard reports and server norms; nil when workers were dropped
+    /// (the caller starts the step again).
     func collectStep(
         _ step: Int, sent: [[Int]], owners: [Int], expectNorms: Bool,
         checks: [(shard: Int, slot: Int)] = []
     ) throws -> StepOutcome? {
-        var reports: [Int: StepReport] = [:]
-        var recomputed: [Int: StepReport] = [:]
-        var chunkSums = [Double?](repeating: nil, count: expectNorms ? plan.chunks.count : 0)
-        var normsFrom = Set<Int>()
-        /// Each server's Σg² per shard over its chunks, by server (summed in server order below).
-        var shardSumsFrom: [Int: [Double]] = [:]
-        let expectedNorms = expectNorms ? serversWithChunks : []
+        var collection = StepCollection(
+            step: step, version: version.number, sent: sent, owners: owners, checks: checks, chunkOwner: plan.owner, expectNorms: expectNorms)
         let started = Date()
-        while reports.count < sent.count || normsFrom.count < expectedNorms.count || recomputed.count < checks.count {
-            // Progress, not heartbeats: past the step timeout, a server that has every report but
-            // not its norm is lost; otherwise the earliest unreported shard's worker is dropped
-            // (a server holds later shards' pushes until it arrives, so it is what the rest wait on).
-            if Date().timeIntervalSince(started) > recipe.cluster.stepTimeoutSeconds {
-                let limit = Int(recipe.cluster.stepTimeoutSeconds)
-                if let k = (0..<sent.count).first(where: { reports[$0] == nil }) {
-                    guard live.count > 1 else {
-                        throw ClusterError(
-                            "\(workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])") did not report step \(step + 1) within \(limit) s (cluster.step_timeout_seconds) and no other worker is left"
-                        )
-                    }
-                    try drop([owners[k]], step: step, because: "did not report shard \(k) within \(limit) s (cluster.step_timeout_seconds)")
-                    return nil
-                }
-                if let s = expectedNorms.first(where: { !normsFrom.contains($0) }) {
-                    throw ServerLost(
-                        index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
-                        failedTo: "report step \(step + 1)'s gradient norm")
-                }
-                if let check = checks.first(where: { recomputed[$0.shard] == nil }), live.count > 1 {
-                    try drop([check.slot], step: step, because: "did not report its recomputation of shard \(check.shard) within \(limit) s")
-                    return nil
-                }
-            }
+        while !collection.isComplete {
+            if Date().timeIntervalSince(started) > recipe.cluster.stepTimeoutSeconds, try giveUpOnLate(collection) { return nil }
             if let msg = try next(timeout: min(1, recipe.cluster.heartbeatSeconds)), let id = msg.identity {
                 switch msg.envelope.body {
-                case let .stepReport(r) where r.step == step && r.version == version.number && !r.chunkSums.isEmpty:
-                    guard let check = checks.first(where: { $0.shard == r.shard && workers[$0.slot]?.id == id }), recomputed[r.shard] == nil,
-                        r.isFinite, r.chunkSums.count == plan.chunks.count, r.chunkSums.allSatisfy({ $0 >= 0 })
-                    else {
-                        say("ignored a recomputation of shard \(r.shard) from \(name(of: id)), which was not asked for it or is malformed")
-                        continue
-                    }
-                    recomputed[check.shard] = r
-                case let .stepReport(r) where r.step == step && r.version == version.number:
-                    guard r.shard >= 0, r.shard < sent.count, workers[owners[r.shard]]?.id == id, reports[r.shard] == nil else {
-                        say("ignored a report for shard \(r.shard) from \(name(of: id)), which was not given it")
-                        continue
-                    }
-                    guard r.isFinite else {
-                        throw ClusterError("\(name(of: id)) reported non-finite values for step \(step + 1) (loss \(r.lossSum)): the run diverged or the worker is broken")
-                    }
-                    guard r.exampleIDs == sent[r.shard] else { throw ClusterError("\(name(of: id)) reported examples \(r.exampleIDs.prefix(8)) it was not given") }
-                    reports[r.shard] = r
-                case let .norm(s, chunks, sums, shardSums) where s == step && expectNorms:
-                    guard let server = servers.firstIndex(of: id), expectedNorms.contains(server), !normsFrom.contains(server) else { continue }
-                    let mine = plan.chunks.indices.filter { plan.owner[$0] == server }
-                    guard chunks == mine, shardSums.count == sent.count, (sums + shardSums).allSatisfy({ $0.isFinite && $0 >= 0 }) else {
-                        throw ClusterError(
-                            "\(name(of: id)) reported norms for chunks \(chunks.prefix(8)) (it holds \(mine.prefix(8))), \(shardSums.count) shards (the step has \(sent.count)) or non-finite sums for step \(step + 1)"
-                        )
-                    }
-                    // ‖Σₖ gₖ‖ ≤ Σₖ ‖gₖ‖: a server cannot report a sum larger than its pushes allow.
-                    let allowed = shardSums.reduce(0) { $0 + $1.squareRoot() }
-                    let claimed = sums.reduce(0, +).squareRoot()
-                    guard claimed <= allowed * (1 + 1e-6) + 1e-30 else {
-                        throw ClusterError(
-                            "\(name(of: id)) reported a gradient norm of \(claimed) for step \(step + 1), more than the workers' pushes to it allow (\(allowed)): the server is broken or not honest"
-                        )
-                    }
-                    for (c, v) in zip(chunks, sums) { chunkSums[c] = v }
-                    shardSumsFrom[server] = shardSums
-                    normsFrom.insert(server)
+                case let .stepReport(r):
+                    if let ignored = try collection.take(r, fromSlot: workers.firstIndex { $0?.id == id }, sender: name(of: id)) { say(ignored) }
+                case let .norm(s, chunks, sums, shardSums) where expectNorms:
+                    _ = try collection.takeNorms(
+                        step: s, server: servers.firstIndex(of: id), chunks: chunks, sums: sums, shardSums: shardSums, sender: name(of: id))
                 default:
                     continue
                 }
                 continue
             }
             try checkServers()
-            let waitingOn = Set((0..<sent.count).filter { reports[$0] == nil }.map { owners[$0] } + checks.filter { recomputed[$0.shard] == nil }.map(\.slot))
-            let silent = members.silentWorkers(Array(waitingOn), timeout: recipe.cluster.timeoutSeconds)
+            let silent = members.silentWorkers(Array(collection.waitingOn), timeout: recipe.cluster.timeoutSeconds)
             guard !silent.isEmpty else { continue }
             guard silent.count < live.count else {
                 throw ClusterError("every worker stopped answering for \(Int(recipe.cluster.timeoutSeconds)) s at step \(step + 1)")
@@ -229,14 +168,43 @@ extension Coordinator {
             try drop(silent, step: step)
             return nil
         }
-        let shardNorms = expectNorms ? try checkContributions(step, shardSumsFrom.keys.sorted().map { shardSumsFrom[$0]! }, owners: owners) : []
+        let sums = collection.shardSumsFrom
+        let shardNorms = expectNorms ? try checkContributions(step, sums.keys.sorted().map { sums[$0]! }, owners: owners) : []
         for check in checks {
             try compare(
-                step: step, shard: check.shard, pushed: reports[check.shard]!, by: owners[check.shard],
-                recomputed: recomputed[check.shard]!, by: check.slot, serverSums: shardSumsFrom)
+                step: step, shard: check.shard, pushed: collection.reports[check.shard]!, by: owners[check.shard],
+                recomputed: collection.recomputed[check.shard]!, by: check.slot, serverSums: sums)
         }
-        // Reports in shard order and Σg² in chunk order: the same sums whoever computed what.
-        return StepOutcome(reports: (0..<sent.count).map { reports[$0]! }, sumsq: chunkSums.reduce(0) { $0 + $1! }, shardNorms: shardNorms)
+        return StepOutcome(reports: collection.orderedReports, sumsq: collection.sumOfSquares, shardNorms: shardNorms)
+    }
+
+    /// Past the step timeout, judged by progress rather than heartbeats: the worker of the
+    /// earliest unreported shard is dropped (a server holds later shards' pushes until it
+    /// arrives, so it is what the rest wait on), else a server that has every report but not
+    /// its norm is lost, else a late recomputation's worker is dropped. True when workers were
+    /// dropped (the step starts again).
+    func giveUpOnLate(_ collection: StepCollection) throws -> Bool {
+        let limit = Int(recipe.cluster.stepTimeoutSeconds), step = collection.step
+        if let k = collection.firstMissingShard {
+            let owner = collection.owners[k]
+            guard live.count > 1 else {
+                throw ClusterError(
+                    "\(workers[owner].map { name(of: $0.id) } ?? "worker \(owner)") did not report step \(step + 1) within \(limit) s (cluster.step_timeout_seconds) and no other worker is left"
+                )
+            }
+            try drop([owner], step: step, because: "did not report shard \(k) within \(limit) s (cluster.step_timeout_seconds)")
+            return true
+        }
+        if let s = collection.firstSilentServer {
+            throw ServerLost(
+                index: s, name: String(decoding: servers[s], as: UTF8.self), seconds: recipe.cluster.stepTimeoutSeconds,
+                failedTo: "report step \(step + 1)'s gradient norm")
+        }
+        if let check = collection.firstMissingCheck, live.count > 1 {
+            try drop([check.slot], step: step, because: "did not report its recomputation of shard \(check.shard) within \(limit) s")
+            return true
+        }
+        return false
     }
 
     /// Verification by recomputation: the owner's loss and the servers' Σg² of its pushes against

@@ -2,11 +2,12 @@
 // schedule, splits every global batch over the workers, turns the servers' partial Σg² into
 // the global norm and clip coefficient, and sequences stage 1 → checkpoint → stage 2 →
 // checkpoint, evaluating after each stage. Synchronous data parallelism. This file is the
-// run and the stage loop; the rest is by name: Coordinator+Membership (who is in the run,
-// liveness, the receive loop), Coordinator+Work (weights to and from the servers, a step's
-// shards out to the workers and their reports back), Coordinator+Checkpoints (checkpoints,
-// snapshots, resuming), Coordinator+Evaluation (pass@1 on the workers, the summary table),
-// RunLog (metrics, examples, TensorBoard).
+// run's outline; the rest is by name: Coordinator+Stage (one stage's data, steps, replay and
+// end), Coordinator+Membership (who is in the run, liveness, the receive loop),
+// Coordinator+Work (weights to and from the servers, a step's shards out to the workers and
+// their reports back), Coordinator+Checkpoints (checkpoints, snapshots, resuming),
+// Coordinator+Evaluation (pass@1 on the workers, the summary table), RunLog (metrics,
+// examples, TensorBoard).
 import ClusterCore
 import ClusterServer
 import Data
@@ -128,16 +129,16 @@ public final class Coordinator {
 
     func say(_ message: String) { log("coordinator", message) }
 
-    /// Runs the recipe to the end.
-    ///
-    /// - Throws: `ClusterError` (or a data, format or recipe error) when the run fails; every
-    ///   peer has then been told the run failed.
     /// Checkpoint directories (holding trainer_state.json) directly under `out`.
     func previousCheckpoints(in out: URL) -> [URL] {
         ((try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []).map { out.appendingPathComponent($0) }
             .filter { FileManager.default.fileExists(atPath: $0.appendingPathComponent("trainer_state.json").path) }
     }
 
+    /// Runs the recipe to the end.
+    ///
+    /// - Throws: `ClusterError` (or a data, format or recipe error) when the run fails; every
+    ///   peer has then been told the run failed.
     public func run() throws -> [StageSummary] {
         do {
             let summaries = try runStages()
@@ -150,8 +151,50 @@ public final class Coordinator {
         }
     }
 
+    /// The run: output prepared, model and data read, peers admitted and loaded, then every
+    /// stage (or, with `--evaluate`, only the evaluation).
     func runStages() throws -> [StageSummary] {
         let out = URL(fileURLWithPath: recipe.output).standardizedFileURL
+        try prepareOutput(out)
+        // The model is read a piece at a time as it is loaded into the servers (resuming: the
+        // checkpoint's, with AdamW's state): the coordinator never holds it.
+        let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
+        let (config, model, tokenizer) = try prepareModel(resumingFrom: resumePath)
+        var source = model
+        benchmarks = try recipe.eval.map { try loadBenchmarks($0, tokenizer: tokenizer) } ?? []
+        var optimizerFile: SafetensorsFile?
+        let resumePoint = try resumePath.map { path -> ResumePoint in
+            let (point, reader, optimizer) = try loadResumePoint(path, config: config, verified: resume == "latest")
+            (source, optimizerFile) = (reader, optimizer)
+            return point
+        }
+        // Logs are cut back only when the checkpoint is this output's (not one copied from another run).
+        let ownMark = resumePoint.flatMap { $0.directory.standardizedFileURL.deletingLastPathComponent().path == out.path ? $0.logMark : nil }
+        runLog = try RunLog(output: out, fresh: resumePoint == nil, resumingAt: ownMark)
+
+        installSignalHandlers()
+        let context = ZMQContext()
+        let zap = try ZAPHandler(context: context) { log("coordinator", $0) }
+        defer { zap.stop() }
+        try listen(context, zap: zap)
+        try admit()
+        members.beginRun()
+        plan = ChunkPlan.make(parameterCount: source.layout.totalCount, mib: recipe.cluster.chunkMiB, servers: servers.count)
+        configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        // Servers first: they must admit the workers' keys before a worker connects to them.
+        for (i, s) in servers.enumerated() { try messenger.send(welcome(i, role: .server), to: s) }
+        say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
+        // A server that joined but does not take the load is replaced by a spare here too.
+        func loadServers() throws { try streamModel(source, resume: optimizerFile.map { ($0, resumePath!) }) }
+        try recovering(.bodyReloads) { try loadServers() }
+        for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
+        if evaluateOnly { return try evaluateModel(tokenizer: tokenizer, reload: loadServers) }
+        return try trainStages(config: config, tokenizer: tokenizer, from: resumePoint)
+    }
+
+    /// The output directory made ready: a run already there is refused unless resumed or
+    /// overwritten (`--overwrite` deletes its checkpoints), and the recipe's data synthesised.
+    func prepareOutput(_ out: URL) throws {
         say("output: \(out.path)")
         let checkpoints = previousCheckpoints(in: out)
         let metrics = out.appendingPathComponent("metrics.jsonl")
@@ -176,67 +219,46 @@ public final class Coordinator {
                     format: "synthesised %d sft, %d preference, %d test records (teacher accuracy %.2f)",
                     stats.sftRecords, stats.preferenceRecords, stats.testProblems, stats.teacherAccuracy))
         }
-        // The model is read a piece at a time as it is loaded into the servers (resuming: the
-        // checkpoint's, with AdamW's state): the coordinator never holds it.
-        let resumePath = try resume.map { $0 == "latest" ? try latestCheckpoint(in: out) : $0 }
-        let (config, model, tokenizer) = try prepareModel(resumingFrom: resumePath)
-        var source = model
-        benchmarks = try recipe.eval.map { try loadBenchmarks($0, tokenizer: tokenizer) } ?? []
-        var optimizerFile: SafetensorsFile?
-        let resumePoint = try resumePath.map { path -> ResumePoint in
-            let (point, reader, optimizer) = try loadResumePoint(path, config: config, verified: resume == "latest")
-            (source, optimizerFile) = (reader, optimizer)
-            return point
-        }
-        // Logs are cut back only when the checkpoint is this output's (not one copied from another run).
-        let ownMark = resumePoint.flatMap { $0.directory.standardizedFileURL.deletingLastPathComponent().path == out.path ? $0.logMark : nil }
-        runLog = try RunLog(output: out, fresh: resumePoint == nil, resumingAt: ownMark)
+    }
 
-        installSignalHandlers()
-        let context = ZMQContext()
-        let zap = try ZAPHandler(context: context) { log("coordinator", $0) }
-        defer { zap.stop() }
+    /// The control socket: a CurveZMQ server that admits holders of the run key, bound to
+    /// `bind`, whose largest message is a pull reply's whole chunk; `messenger` sends on it.
+    func listen(_ context: ZMQContext, zap: ZAPHandler) throws {
         zap.allow(key.keys.publicKey, userID: "member", domain: "control")
         let socket = try ZMQSocket(context, .router)
         try socket.makeCurveServer(secretKey: key.keys.secretKey, domain: "control")
         try socket.allowRoutingIDHandover()
-        // Pull replies carry whole chunks; nothing larger is ever legitimate.
         try socket.setMaximumMessageSize(frameLimit(chunkBytes: ChunkPlan.chunkBytes(mib: recipe.cluster.chunkMiB)))
         let endpoint = try socket.bind(bind)
         messenger = Messenger(socket: socket, runID: recipe.runID, sender: "coordinator", routed: true)
         say("run \(recipe.runID): listening on \(endpoint) (run key \(key.fingerprint)); waiting for \(recipe.cluster.servers) servers and \(recipe.cluster.workers) workers")
-        try admit()
-        members.beginRun()
-        plan = ChunkPlan.make(parameterCount: source.layout.totalCount, mib: recipe.cluster.chunkMiB, servers: servers.count)
-        configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
-        // Servers first: they must admit the workers' keys before a worker connects to them.
-        for (i, s) in servers.enumerated() { try messenger.send(welcome(i, role: .server), to: s) }
-        say("\(plan.chunks.count) chunks of ≤ \(recipe.cluster.chunkMiB) MiB over \(servers.count) servers")
-        // A server that joined but does not take the load is replaced by a spare here too.
-        func loadServers() throws { try streamModel(source, resume: optimizerFile.map { ($0, resumePath!) }) }
-        try recovering(.bodyReloads) { try loadServers() }
-        for w in live { try messenger.send(welcome(w, role: .worker), to: workers[w]!.id) }
+    }
 
-        if evaluateOnly {
-            let name = URL(fileURLWithPath: recipe.model.path ?? "model").lastPathComponent
-            guard let e = recipe.eval else { throw ClusterError("--evaluate: the recipe has no eval section") }
-            var summary = StageSummary(stage: name, steps: 0, checkpoint: recipe.model.path ?? "")
-            var reload = false  // after a lost server, the model again (no training: no snapshot)
-            summary.passAt1 = try recovering(.bodyReloads) {
-                if reload { try loadServers() }
-                reload = true
-                return try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: name, label: name)
-            }
-            printTable([summary])
-            return [summary]
+    /// `--evaluate`: the loaded model on the recipe's benchmarks, no training (after a lost
+    /// server the model is loaded again: there is no snapshot to go back to).
+    func evaluateModel(tokenizer: any Tokenizer, reload loadServers: () throws -> Void) throws -> [StageSummary] {
+        let name = URL(fileURLWithPath: recipe.model.path ?? "model").lastPathComponent
+        guard let e = recipe.eval else { throw ClusterError("--evaluate: the recipe has no eval section") }
+        var summary = StageSummary(stage: name, steps: 0, checkpoint: recipe.model.path ?? "")
+        var reload = false
+        summary.passAt1 = try recovering(.bodyReloads) {
+            if reload { try loadServers() }
+            reload = true
+            return try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: name, label: name)
         }
+        printTable([summary])
+        return [summary]
+    }
+
+    /// Every stage from the resume point's on (stage 2 restarts AdamW and its schedule), then
+    /// the summary table. The log-probabilities of a fixed set of (chosen, rejected) pairs
+    /// after every stage show what each stage did to the model.
+    func trainStages(config: LlamaConfig, tokenizer: any Tokenizer, from resumePoint: ResumePoint?) throws -> [StageSummary] {
         var summaries: [StageSummary] = []
         var previous: SnapshotMark?
-        // Log-probabilities of a fixed set of (chosen, rejected) pairs after every stage show
-        // what each stage did to the model.
-        var previousPref: [Example]?
+        var probe: [Example]?
         if let pref = recipe.stages.first(where: { $0.objective.isPreference }) {
-            previousPref = try Dataset.load(
+            probe = try Dataset.load(
                 URL(fileURLWithPath: pref.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
                 vocabularySize: config.vocabSize, limits: pref.limits, first: 64
             ).examples
@@ -247,11 +269,9 @@ public final class Coordinator {
             if let start {
                 say("resuming \(stage.name) at step \(start.step)")  // its weights and AdamW state were the initial load
             } else if index > 0 {
-                try recovering(.snapshot(previous)) { try resetOptimizerState() }  // stage 2 restarts AdamW and its schedule
+                try recovering(.snapshot(previous)) { try resetOptimizerState() }
             }
-            let (summary, final) = try runStage(
-                stage, index: index, config: config, tokenizer: tokenizer,
-                preferenceProbe: &previousPref, start: start)
+            let (summary, final) = try runStage(stage, index: index, config: config, tokenizer: tokenizer, preferenceProbe: &probe, start: start)
             summaries.append(summary)
             previous = final
         }
@@ -333,134 +353,6 @@ public final class Coordinator {
     }
 
     // MARK: Stages
-
-    /// Runs one stage; returns its summary and the snapshot taken at its end (what the next
-    /// stage's start is recovered from).
-    func runStage(
-        _ stage: Recipe.Stage, index: Int, config: LlamaConfig, tokenizer: any Tokenizer,
-        preferenceProbe: inout [Example]?, start: ResumePoint? = nil
-    ) throws -> (StageSummary, SnapshotMark?) {
-        referenceScores = nil
-        // The tokens wait in a scratch file beside the output; a batch reads its examples back.
-        let examples = try TokenStore(
-            URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
-            vocabularySize: config.vocabSize, limits: stage.limits, directory: URL(fileURLWithPath: recipe.output))
-        keepAlive()
-        say("stage \(stage.name) (\(stage.objective.name)): \(examples.report); \(examples.fileBytes >> 20) MiB of tokens")
-        if case .dpo = stage.objective, !examples.hasReferences {
-            // The reference is the model at the stage's start: computed once, and read back from
-            // the checkpoint when the stage resumes (the resumed model is no longer the reference).
-            let scores: [Double]
-            if let start {
-                scores = try loadReferenceScores(start.directory.appendingPathComponent("reference_logps.json"), count: 2 * examples.count)
-                say("resumed DPO stage: reference log-probabilities from its start, saved in \(start.directory.path)")
-            } else {
-                say("computing reference log-probabilities for DPO from the current model")
-                scores = try score(examples, microBatchTokens: stage.microBatchTokens)
-            }
-            referenceScores = scores
-            examples.setReferences(scores)
-        }
-        if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = try examples.examples(0..<min(64, examples.count)) }
-        // As Hugging Face's Trainer: batches never cross an epoch (an epoch's last batch may be
-        // short), so one epoch uses every example exactly once.
-        let total = stage.totalSteps(examples: examples.count)
-        let perEpoch = (examples.count + stage.batchSize - 1) / stage.batchSize
-        let rule = StepRule(stage.settings, totalSteps: total)
-        var data = EpochOrder(count: examples.count, batchSize: stage.batchSize, recipeSeed: recipe.seed, stageIndex: index)
-        if let start {
-            // The checkpoint must be of this stage as the recipe now defines it.
-            guard start.totalSteps == total, start.position <= examples.count,
-                start.epoch <= (total + perEpoch - 1) / perEpoch, start.epoch > 0 || start.step == 0
-            else {
-                throw ClusterError(
-                    "\(start.directory.path): written for \(start.totalSteps) steps at epoch \(start.epoch), position \(start.position); this recipe's stage \(stage.name) has \(total) steps over \(examples.count) examples (did its data, batch size or epochs change?)"
-                )
-            }
-            if start.epoch > 0 { data.resume(epoch: start.epoch, position: start.position) }
-        }
-        func nextBatch() throws -> [Picked] {
-            let (ids, epoch) = data.nextBatch()
-            return try ids.map { Picked(example: try examples.example($0), id: $0, epoch: epoch) }
-        }
-        let started = Date()
-        var step = start?.step ?? 0
-        // The newest snapshot the servers hold: where a lost server's steps are replayed from.
-        var snapshot: SnapshotMark?
-        while true {
-            do {
-                // A snapshot every `snapshot_every` steps, and after the last: what a lost server's work is replayed from.
-                if recipe.cluster.snapshotEvery > 0, step == total || snapshot.map({ step - $0.step >= recipe.cluster.snapshotEvery }) ?? true {
-                    try takeSnapshot(step: step, data: data, into: &snapshot)
-                }
-                if step == total { break }
-                let t0 = Date()
-                let batch = try nextBatch()
-                let normalizer = stage.objective.normalizer(for: batch.map(\.example))
-                let outcome = try distribute(batch, step: step, expectNorms: true) { version, shard in
-                    WorkUnit(
-                        stage: stage.name, step: step, version: version, objective: stage.objective,
-                        normalizer: normalizer, examples: shard, microBatchTokens: stage.microBatchTokens)
-                }
-                let t1 = Date()
-                let reports = outcome.reports, norm = outcome.sumsq.squareRoot()
-                let (lr, scale) = rule.update(atStep: step, globalNorm: norm)
-                let apply = ApplyUpdate(step: step, optimizerStep: step + 1, learningRate: lr, gradientScale: scale, adamW: stage.adamW)
-                for id in servers { try messenger.send(.apply(apply), to: id) }
-                try awaitAcknowledgements(servers.count)
-                version.stepApplied()
-                // What was applied, for the exactly-once check: (epoch, example id) in work order.
-                // Shards are contiguous cuts of the batch, so the reports' ids in shard order are the batch's.
-                let done = reports.flatMap(\.exampleIDs)
-                guard done == batch.map(\.id) else { throw ClusterError("step \(step + 1): the workers' reports do not cover the batch") }
-                try runLog?.examples(stage: stage.name, step: step + 1, pairs: batch.map { [$0.epoch, $0.id] })
-                let metrics = outcome.metrics(rule: rule, normalizer: normalizer, globalNorm: norm, learningRate: lr, started: t0, collected: t1, applied: Date())
-                try runLog?.step(stage: stage.name, step: step + 1, epoch: data.progress, metrics: metrics)
-                let elapsed = Date().timeIntervalSince(started)
-                let eta = elapsed / Double(step + 1) * Double(total - step - 1)
-                say(
-                    String(
-                        format: "%@ step %d/%d  loss %.4f  grad_norm %.3f  lr %.2e  %.0f tok/s  ETA %.0f s",
-                        stage.name, step + 1, total, metrics["loss"]!, norm, lr, metrics["tokens_per_second"]!, eta))
-                if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < total {
-                    try checkpoint(
-                        stage: stage.name, step: step + 1, of: total, epoch: data.epoch, position: data.position, config: config,
-                        tokenizer: tokenizer, name: "\(stage.name)-step\(step + 1)")
-                }
-                if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < total {
-                    _ = try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: "\(stage.name)-step\(step + 1)")
-                }
-                step += 1
-            } catch let lost as ServerLost {
-                // Re-plan the lost server's chunks, load the snapshot, and replay the steps since:
-                // the same batches, shards and sums, so the same weights as without the loss.
-                guard let snap = snapshot else {
-                    throw ClusterError("\(lost), and there is no complete snapshot to recover from\(recipe.cluster.snapshotEvery == 0 ? " (cluster.snapshot_every is 0)" : " yet")")
-                }
-                say("\(lost); replaying from the snapshot at step \(snap.step + 1)")
-                try replan(losing: lost.index)
-                try restoreSnapshot(snap)
-                (data, step) = (snap.data, snap.step)
-                if let mark = snap.logMark { try runLog?.rewind(to: mark) }
-            }
-        }
-        let final = snapshot
-        let dir = try recovering(.snapshot(final)) {
-            try checkpoint(
-                stage: stage.name, step: total, of: total, epoch: data.epoch, position: data.position, config: config,
-                tokenizer: tokenizer, name: stage.name)
-        }
-        var summary = StageSummary(stage: stage.name, steps: total, checkpoint: dir)
-        if let probe = preferenceProbe {
-            let s = try recovering(.snapshot(final)) { try score(probe, microBatchTokens: stage.microBatchTokens) }
-            summary.logpsChosen = stride(from: 0, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
-            summary.logpsRejected = stride(from: 1, to: s.count, by: 2).map { s[$0] }.reduce(0, +) / Double(probe.count)
-        }
-        if let e = recipe.eval {
-            summary.passAt1 = try recovering(.snapshot(final)) { try evaluate(e, benchmarks: benchmarks, tokenizer: tokenizer, stage: stage.name, label: stage.name) }
-        }
-        return (summary, final)
-    }
 
     /// How work between steps comes back after a lost server: its body loads every weight
     /// itself, or the servers go back to a snapshot (none: the run cannot recover).
