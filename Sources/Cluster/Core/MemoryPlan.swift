@@ -31,34 +31,48 @@ public struct MemoryPlan: Sendable {
     /// The prediction for `recipe` on a model of `config`, training sequences of `sequenceLength`
     /// tokens (packed into each stage's micro-batches).
     public init(recipe: Recipe, config: LlamaConfig, sequenceLength: Int) {
-        let p = ParameterLayout(config: config).totalCount, f = MemoryLayout<Float>.size
-        let c = recipe.cluster
-        let chunk = Int(c.chunkMiB * Double(1 << 20))
-        // Servers: weights, AdamW m and v and the gradient sum of their share; a held push per
-        // worker (a server acknowledges an early chunk only when its predecessors arrived).
+        let p = ParameterLayout(config: config).totalCount
+        let (worker, shorter) = Self.workerTerms(recipe, config, parameters: p, sequenceLength: sequenceLength)
+        shorterSequencesCost = shorter
+        roles = [
+            Role(name: "coordinator", terms: Self.coordinatorTerms(recipe.cluster, parameters: p)),
+            Role(name: "server", terms: Self.serverTerms(recipe.cluster, parameters: p)), Role(name: "worker", terms: worker)
+        ]
+        counts = [1, recipe.cluster.servers, recipe.cluster.workers]
+    }
+
+    /// Servers: weights, AdamW m and v and the gradient sum of their share; a held push per
+    /// worker (a server acknowledges an early chunk only when its predecessors arrived); loads
+    /// and replicas arriving a round at a time (the coordinator waits for the acknowledgements);
+    /// the snapshot terms.
+    static func serverTerms(_ c: Recipe.ClusterSpec, parameters p: Int) -> [(String, Int)] {
+        let f = MemoryLayout<Float>.size, chunk = Int(c.chunkMiB * Double(1 << 20))
         let share = (p + c.servers - 1) / c.servers
-        // Loads and replicas arrive a round at a time (the coordinator waits for the acknowledgements).
-        var serverTerms: [(String, Int)] = [
-            ("base", Self.serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
+        var terms: [(String, Int)] = [
+            ("base", serverBase), ("weights, m, v, gradient sum of its share", 4 * share * f),
             ("a round of chunks arriving", min(3 * share * f, ChunkPlan.roundBytes)),
             ("held pushes (one chunk per worker)", c.workers * chunk)
         ]
-        if c.snapshotEvery > 0 {
-            // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
-            // a snapshot is taken, the next one beside it.
-            var snapshot = [("snapshot of its share (weights, m, v)", 3 * share * f)]
-            if c.servers > 1 { snapshot.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
-            if let dir = c.snapshotDirectory {
-                // Files: written pages go back to the page cache, so they are disk, not resident memory.
-                let bytes = snapshot.reduce(0) { $0 + $1.1 }
-                serverTerms.append((String(format: "snapshot and replicas: %.2f GiB of files in %@, not resident", Double(bytes) / Double(1 << 30), dir), 0))
-            } else {
-                serverTerms += snapshot
-            }
+        guard c.snapshotEvery > 0 else { return terms }
+        // Its own chunks at the snapshot; with a neighbour, that neighbour's replica and, while
+        // a snapshot is taken, the next one beside it.
+        var snapshot = [("snapshot of its share (weights, m, v)", 3 * share * f)]
+        if c.servers > 1 { snapshot.append(("a neighbour's replica, and the next one while a snapshot is taken", 2 * 3 * share * f)) }
+        if let dir = c.snapshotDirectory {
+            // Files: written pages go back to the page cache, so they are disk, not resident memory.
+            let bytes = snapshot.reduce(0) { $0 + $1.1 }
+            terms.append((String(format: "snapshot and replicas: %.2f GiB of files in %@, not resident", Double(bytes) / Double(1 << 30), dir), 0))
+        } else {
+            terms += snapshot
         }
-        let server = Role(name: "server", terms: serverTerms)
-        // Workers: the whole model and its gradients, the engine's workspaces at the largest
-        // micro-batch (kept for the run), and an evaluation's KV cache and logits.
+        return terms
+    }
+
+    /// Workers: the whole model and its gradients, the engine's workspaces at the largest
+    /// micro-batch (kept for the run), and an evaluation's KV cache and logits; with what
+    /// shorter sequences may cost beyond that.
+    static func workerTerms(_ recipe: Recipe, _ config: LlamaConfig, parameters p: Int, sequenceLength: Int) -> ([(String, Int)], Int) {
+        let c = recipe.cluster, f = MemoryLayout<Float>.size
         let engine = LlamaEngine(config: config)
         engine.activationKeepBytes = c.activationKeepMiB << 20
         // Micro-batches pack whole sequences up to micro_batch_tokens (a longer one goes alone).
@@ -79,47 +93,49 @@ public struct MemoryPlan: Sendable {
             while l > 64 { l /= 2; candidates.append(l) }
             worst = max(worst, candidates.map { workspace(stage, $0) }.max()!)
         }
-        self.shorterSequencesCost = max(0, worst - planned)
-        let workspace = planned
-        var worker: [(String, Int)] = [("base", Self.workerBase), ("weights", p * f), ("gradients", p * f)]
-        if c.bf16Gradients { worker.append(("bf16 copy of the gradients to push", p * 2)) }
-        if c.bf16Weights { worker.append(("bf16 weights as pulled", p * 2)) }
-        worker.append(("training workspace (largest micro-batch)", workspace))
+        var terms: [(String, Int)] = [("base", workerBase), ("weights", p * f), ("gradients", p * f)]
+        if c.bf16Gradients { terms.append(("bf16 copy of the gradients to push", p * 2)) }
+        if c.bf16Weights { terms.append(("bf16 weights as pulled", p * 2)) }
+        terms.append(("training workspace (largest micro-batch)", planned))
         // Workspaces grow by at least a quarter at a time (so slowly rising micro-batches do not
         // reallocate every step): up to 25% more than the largest micro-batch needs.
-        worker.append(("workspace growth (up to a quarter more)", workspace / 4))
+        terms.append(("workspace growth (up to a quarter more)", planned / 4))
         if let e = recipe.eval {
             let kv = config.numKeyValueHeads * config.headDim, perValue = e.cache == .bf16 ? 2 : 4
             // A row's cache grows 256 tokens, then doubling, to its prompt (taken as ≤ 256 tokens) + answer.
-            let longest = min(config.maxPositionEmbeddings, Self.evalPromptTokens + (e.benchmarks.map(\.maxNewTokens).max() ?? e.maxNewTokens))
+            let longest = min(config.maxPositionEmbeddings, evalPromptTokens + (e.benchmarks.map(\.maxNewTokens).max() ?? e.maxNewTokens))
             var rowTokens = 256
             while rowTokens < longest { rowTokens *= 2 }
             rowTokens = min(rowTokens, config.maxPositionEmbeddings)
-            worker.append(("evaluation KV cache (\(e.batch) rows of \(rowTokens) tokens)", e.batch * rowTokens * kv * 2 * config.numHiddenLayers * perValue))
-            worker.append(("evaluation logits", ((e.batch + 15) / 16 * 16) * config.vocabSize * f))
+            terms.append(("evaluation KV cache (\(e.batch) rows of \(rowTokens) tokens)", e.batch * rowTokens * kv * 2 * config.numHiddenLayers * perValue))
+            terms.append(("evaluation logits", ((e.batch + 15) / 16 * 16) * config.vocabSize * f))
         }
-        // The coordinator: a piece of the model as it is read and streamed into the servers, a
-        // round of chunks in flight per server (the load, snapshots relayed between servers,
-        // checkpoints streamed to disk), and with a single server its replica (there is no other
-        // server to keep it). Nothing else of the model's size.
-        var coordinator: [(String, Int)] = [
-            ("base", Self.coordinatorBase),
+        return (terms, max(0, worst - planned))
+    }
+
+    /// The coordinator: a piece of the model as it is read and streamed into the servers, a
+    /// round of chunks in flight per server (the load, snapshots relayed between servers,
+    /// checkpoints streamed to disk), and with a single server its replica (there is no other
+    /// server to keep it). Nothing else of the model's size.
+    static func coordinatorTerms(_ c: Recipe.ClusterSpec, parameters p: Int) -> [(String, Int)] {
+        let f = MemoryLayout<Float>.size
+        var terms: [(String, Int)] = [
+            ("base", coordinatorBase),
             ("a piece of the model as it is read", min(p, ModelReader.pieceElements) * f),
             ("a round of chunks in flight (one per server)", min(3 * p * f, c.servers * ChunkPlan.roundBytes)),
-            // Control messages are CURVE: libzmq decrypts a server's reply into a
-            // new frame while the encrypted one is still held (measured: the
-            // Qwen-0.5B shape's coordinator 25 MiB above the plan without it).
+            // Control messages are CURVE: libzmq decrypts a server's reply into a new frame while
+            // the encrypted one is still held (measured: the Qwen-0.5B shape's coordinator 25 MiB
+            // above the plan without it).
             ("a server's reply decrypted beside its encrypted frames", min(3 * p * f, ChunkPlan.roundBytes))
         ]
         if c.snapshotEvery > 0 && c.servers == 1 {
-            coordinator.append(
+            terms.append(
                 (
                     "the only server's replica, and the next one while a snapshot is taken\(c.snapshotDirectory.map { " (files in \($0), not resident)" } ?? "")",
                     c.snapshotDirectory == nil ? 2 * 3 * p * f : 0
                 ))
         }
-        roles = [Role(name: "coordinator", terms: coordinator), server, Role(name: "worker", terms: worker)]
-        counts = [1, c.servers, c.workers]
+        return terms
     }
 
     /// Whether the run fits `machines` machines of `bytes` each, placing processes greedily
