@@ -104,42 +104,29 @@ final class CLITests: CLITestCase {
 
     func testCheckpointOpensInTransformersAndGradientsMatchAutograd() throws {
         try writeData()
+        /// `check_transformers.py` on checkpoint `model`: its token ids, log-probabilities and
+        /// SFT gradients against transformers and torch autograd.
+        func checkInTransformers(_ model: String, _ label: String) throws {
+            try redi("logprobs", "--model", model, "--data", "sft.jsonl", "--ids", "--out", "\(model)-lp.jsonl")
+            try redi("grad", "--model", model, "--data", "sft.jsonl", "--objective", "sft", "--out", "\(model)-g.safetensors")
+            let check = try run(
+                python,
+                [Self.references.appendingPathComponent("check_transformers.py").path, model, "sft.jsonl", "\(model)-lp.jsonl", "\(model)-g.safetensors"],
+                expect: -1)
+            if check.status == 77 { throw XCTSkip("transformers/torch not installed for \(python) (set REDI_PS_PYTHON): \(check.out)") }
+            XCTAssertEqual(check.status, 0, label + ": " + check.out + check.err)
+            print("\(label): " + check.out)
+        }
         try redi("init", "--config", "tiny", "--seed", "5", "--out", "m")
-        try redi("logprobs", "--model", "m", "--data", "sft.jsonl", "--ids", "--out", "lp.jsonl")
-        try redi("grad", "--model", "m", "--data", "sft.jsonl", "--objective", "sft", "--out", "g.safetensors")
-        let check = try run(
-            python,
-            [
-                Self.references.appendingPathComponent("check_transformers.py").path,
-                "m", "sft.jsonl", "lp.jsonl", "g.safetensors"
-            ], expect: -1)
-        if check.status == 77 { throw XCTSkip("transformers/torch not installed for \(python) (set REDI_PS_PYTHON): \(check.out)") }
-        XCTAssertEqual(check.status, 0, check.out + check.err)
-        print(check.out)
+        try checkInTransformers("m", "one file")
         // The same weights sharded as save_pretrained shards them: transformers opens them alike.
         try redi("init", "--config", "tiny", "--seed", "5", "--out", "ms", "--max-shard-size", "100KB")
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("ms/model.safetensors.index.json").path))
-        let sharded = try run(
-            python,
-            [
-                Self.references.appendingPathComponent("check_transformers.py").path,
-                "ms", "sft.jsonl", "lp.jsonl", "g.safetensors"
-            ], expect: -1)
-        XCTAssertEqual(sharded.status, 0, sharded.out + sharded.err)
-        print("sharded: " + sharded.out)
+        try checkInTransformers("ms", "sharded")
         // A tokenizer trained on the data (`--train-tokenizer`): transformers encodes with it id for id.
         let trainedInit = try redi("init", "--config", "tiny", "--seed", "6", "--out", "mt", "--train-tokenizer", "300", "--tokenizer-data", "sft.jsonl")
         XCTAssertTrue(trainedInit.out.contains("trained a tokenizer of"), trainedInit.out)
-        try redi("logprobs", "--model", "mt", "--data", "sft.jsonl", "--ids", "--out", "lpt.jsonl")
-        try redi("grad", "--model", "mt", "--data", "sft.jsonl", "--objective", "sft", "--out", "gt.safetensors")
-        let trained = try run(
-            python,
-            [
-                Self.references.appendingPathComponent("check_transformers.py").path,
-                "mt", "sft.jsonl", "lpt.jsonl", "gt.safetensors"
-            ], expect: -1)
-        XCTAssertEqual(trained.status, 0, trained.out + trained.err)
-        print("trained tokenizer: " + trained.out)
+        try checkInTransformers("mt", "trained tokenizer")
     }
 
     func testGradPrintsMetricsForEveryObjectiveAndWritesEveryTensor() throws {
