@@ -183,6 +183,14 @@ public func generate(
     return outputs
 }
 
+/// `generate` with the weights in a flat vector's buffer.
+public func generate(
+    config: LlamaConfig, parameters: FloatBuffer, requests: [GenerationRequest], rows: Int,
+    settings: SamplingSettings, stop: Set<Int32>, progress: ((Int, Int, Int) -> Void)? = nil
+) -> [[[Int32]]] {
+    generate(config: config, parameters: parameters.baseAddress, requests: requests, rows: rows, settings: settings, stop: stop, progress: progress)
+}
+
 /// `samples` continuations of one prompt (see the batched `generate` for the guarantees).
 public func generate(
     config: LlamaConfig, parameters: UnsafePointer<Float>, prompt: [Int32], samples: Int,

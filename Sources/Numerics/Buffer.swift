@@ -84,6 +84,14 @@ extension FloatBuffer {
     /// Whether any value is below zero (AdamW's second moment never is).
     public var hasNegative: Bool { (0..<count).contains { baseAddress[$0] < 0 } }
 
+    /// Σx² in float64, in index order: a gradient's squared norm (the servers' per-chunk sums
+    /// for the global norm, and the single-process trainer's, alike).
+    public var sumOfSquares: Double {
+        var s = 0.0
+        for i in 0..<count { let g = Double(baseAddress[i]); s += g * g }
+        return s
+    }
+
     /// Adds `other` elementwise (same count).
     public func add(_ other: FloatBuffer) {
         precondition(other.count == count)

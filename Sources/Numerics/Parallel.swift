@@ -39,6 +39,17 @@ public func parallelRanges(_ count: Int, minimumPerThread: Int = 1, _ body: (Ran
     }
 }
 
+/// `body(i)` for every i in 0..<count, spread over the threads as `parallelRanges` spreads
+/// ranges; the results in index order.
+public func parallelMap<T>(_ count: Int, _ body: (Int) -> T) -> [T] {
+    var results = [T?](repeating: nil, count: count)
+    results.withUnsafeMutableBufferPointer { out in
+        let slots = UncheckedSendable(out.baseAddress!)
+        parallelRanges(count) { r in for i in r { (slots.value + i).pointee = body(i) } }
+    }
+    return results.map { $0! }
+}
+
 /// y += x elementwise (threaded past 16k values).
 public func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
     parallelRanges(count, minimumPerThread: 8192) { r in for i in r { y[i] += x[i] } }

@@ -56,13 +56,6 @@ public func adamWStep(
     update(next..<count, decay: decay)
 }
 
-/// Σ g² over `count` gradients, in float64 (the partial sums servers report for the global norm).
-public func sumOfSquares(_ gradients: UnsafePointer<Float>, count: Int, scale: Double = 1) -> Double {
-    var s = 0.0
-    for i in 0..<count { let g = Double(gradients[i]); s += g * g }
-    return s * scale * scale
-}
-
 /// PyTorch's `clip_grad_norm_` coefficient: min(1, maxNorm / (norm + 1e-6)).
 public func clipCoefficient(globalNorm: Double, maxNorm: Double?) -> Double {
     guard let maxNorm, maxNorm > 0 else { return 1 }

@@ -18,6 +18,22 @@ public final class GradientComputer {
     }
 
     /// Summed log-probabilities of every sequence, forward only, in example order.
+    /// `scores` over a whole flat vector (its buffer outlives the call).
+    public func scores(parameters: FloatBuffer, examples: [Example]) -> [SequenceScore] {
+        scores(parameters: parameters.baseAddress, examples: examples)
+    }
+
+    /// `accumulate` over whole flat vectors of the same length.
+    public func accumulate(
+        parameters: FloatBuffer, gradients: FloatBuffer, examples: [Example], objective: Objective, normalizer: Double,
+        parametersNeeded: ((Int) -> Void)? = nil, gradientsFinal: ((Int) -> Void)? = nil
+    ) throws -> ObjectiveResult {
+        precondition(parameters.count == gradients.count)
+        return try accumulate(
+            parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: examples, objective: objective,
+            normalizer: normalizer, parametersNeeded: parametersNeeded, gradientsFinal: gradientsFinal)
+    }
+
     public func scores(parameters: UnsafePointer<Float>, examples: [Example]) -> [SequenceScore] {
         scoresWithTokens(parameters: parameters, examples: examples).0
     }

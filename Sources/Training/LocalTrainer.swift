@@ -79,7 +79,7 @@ public final class LocalTrainer {
         let objective = rule.settings.objective, normalizer = objective.normalizer(for: batch)
         let result = try computer.accumulate(
             parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: batch, objective: objective, normalizer: normalizer)
-        let norm = sumOfSquares(gradients.baseAddress, count: gradients.count).squareRoot()
+        let norm = gradients.sumOfSquares.squareRoot()
         let (lr, scale) = rule.update(atStep: step, globalNorm: norm)
         step += 1
         adamWStep(

@@ -87,7 +87,7 @@ public final class Messenger {
             let rest = routed ? Array(frames.dropFirst()) : frames
             do {
                 guard let head = rest.first else { throw WireError("message without an envelope frame") }
-                let envelope = try head.withUnsafeBytes { try Wire.decode($0) }
+                let envelope = try head.envelope()
                 // A process joining a run learns its id from the Welcome, so its Hello carries none.
                 // Error replies to a message that failed validation carry no run id (they must not leak it).
                 var joining = false
@@ -163,6 +163,16 @@ extension ReceivedFrame {
         precondition(holds(destination.count, bf16: bf16))
         copyValues(into: destination.baseAddress, bf16: bf16)
     }
+
+    /// The frame's values as fp32 into `destination` from `offset` on (they must fit).
+    public func copyValues(into destination: FloatBuffer, at offset: Int, bf16: Bool) {
+        precondition(offset >= 0 && offset + count / (bf16 ? 2 : 4) <= destination.count, "the frame's values do not fit at \(offset)")
+        copyValues(into: destination.baseAddress + offset, bf16: bf16)
+    }
+
+    /// The envelope this frame holds (the first frame of a message).
+    /// - Throws: `WireError` when it is not one.
+    public func envelope() throws -> Envelope { try withUnsafeBytes { try Wire.decode($0) } }
 
     /// The frame's values as fp32 into `destination`: copied, or widened from bfloat16.
     public func copyValues(into destination: UnsafeMutablePointer<Float>, bf16: Bool) {

@@ -85,7 +85,7 @@ struct GradCommand: ParsableCommand {
             throw CLIError("\(data): \(error.description)")
         }
         var metrics = result.metrics(for: objective)
-        metrics["grad_norm"] = sumOfSquares(gradients.baseAddress, count: gradients.count).squareRoot()
+        metrics["grad_norm"] = gradients.sumOfSquares.squareRoot()
         let tensors = model.layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: gradients.baseAddress + $0.offset) }
         try writeSafetensors(tensors, to: URL(fileURLWithPath: out))
         var report: [String: Any] = metrics

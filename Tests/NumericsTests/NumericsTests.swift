@@ -126,6 +126,15 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    func testSumOfSquaresAndParallelMapKeepTheirOrder() {
+        let b = FloatBuffer(count: 3)
+        for (i, v) in [3, 4, 1e-8].enumerated() { b.baseAddress[i] = Float(v) }
+        XCTAssertEqual(b.sumOfSquares, 25 + Double(Float(1e-8)) * Double(Float(1e-8)))
+        XCTAssertEqual(FloatBuffer(count: 0).sumOfSquares, 0)
+        XCTAssertEqual(parallelMap(1000) { $0 * $0 }, (0..<1000).map { $0 * $0 })
+        XCTAssertEqual(parallelMap(0) { $0 }, [])
+    }
+
     func testLinearBackwardMatchesFiniteDifferences() {
         var rng = SeededGenerator(seed: 2)
         let t = 5, i = 7, o = 6

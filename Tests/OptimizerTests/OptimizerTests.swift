@@ -37,7 +37,6 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(clipCoefficient(globalNorm: 4, maxNorm: 1), 1 / (4 + 1e-6), accuracy: 1e-15)
         XCTAssertEqual(clipCoefficient(globalNorm: 0.5, maxNorm: 1), 1)
         XCTAssertEqual(clipCoefficient(globalNorm: 10, maxNorm: nil), 1)
-        XCTAssertEqual(sumOfSquares([3, 4], count: 2), 25)
     }
 
     func testLinearWarmupThenDecay() {

@@ -85,7 +85,7 @@ public func join(
             lastHello = Date()
         }
         guard let frames = try socket.receive(timeout: 0.5) else { continue }
-        guard let head = frames.first, let envelope = try? head.withUnsafeBytes({ try Wire.decode($0) }) else { continue }
+        guard let head = frames.first, let envelope = try? head.envelope() else { continue }
         switch envelope.body {
         case let .welcome(w):
             try w.validate()

@@ -261,19 +261,11 @@ public struct ShardState {
 
     /// Each chunk's Σg² once every shard has been added (chunks in parallel).
     private func chunkSumsOfSquares() -> [Double] {
-        var partial = [Double](repeating: 0, count: ordered.count)
         let ordered = ordered
-        partial.withUnsafeMutableBufferPointer { out in
-            let sums = UncheckedSendable(out.baseAddress!)
-            parallelRanges(ordered.count) { r in
-                for k in r {
-                    let c = ordered[k]
-                    precondition(c.early.isEmpty, "chunk \(c.range.chunk): a push was never added")
-                    sums.value[k] = sumOfSquares(c.gradient.baseAddress, count: c.range.count)
-                }
-            }
+        return parallelMap(ordered.count) { k in
+            precondition(ordered[k].early.isEmpty, "chunk \(ordered[k].range.chunk): a push was never added")
+            return ordered[k].gradient.sumOfSquares
         }
-        return partial
     }
 }
 

@@ -28,7 +28,7 @@ final class StepTransfer: @unchecked Sendable {
 
     private let servers: [Messenger]
     private let owned: [[ChunkRange]]
-    private let parameters: UnsafeMutablePointer<Float>
+    private let parameters: FloatBuffer
     private let parameterCount: Int
     private let version: Int
     private let bf16Weights: Bool
@@ -50,10 +50,10 @@ final class StepTransfer: @unchecked Sendable {
     /// - Parameters:
     ///   - pushTag: nil for a unit that only reads the weights (scoring, sampling).
     init(
-        servers: [Messenger], owned: [[ChunkRange]], parameters: UnsafeMutablePointer<Float>, parameterCount: Int, version: Int,
+        servers: [Messenger], owned: [[ChunkRange]], parameters: FloatBuffer, version: Int,
         bf16Weights: Bool, pushTag: PushTag?, name: String, timeout: Double
     ) {
-        self.servers = servers; self.owned = owned; self.parameters = parameters; self.parameterCount = parameterCount
+        self.servers = servers; self.owned = owned; self.parameters = parameters; self.parameterCount = parameters.count
         self.version = version; self.bf16Weights = bf16Weights; self.pushTag = pushTag; self.name = name; self.timeout = timeout
         queued = Array(repeating: [], count: servers.count)
     }
@@ -151,7 +151,7 @@ final class StepTransfer: @unchecked Sendable {
                     guard frame.holds(c.count, bf16: bf16Weights) else {
                         throw ServerFault(server: s, detail: "sent chunk \(id) with \(frame.count) bytes, not \(c.count) \(bf16Weights ? "bfloat16" : "fp32") values")
                     }
-                    frame.copyValues(into: parameters + c.offset, bf16: bf16Weights)
+                    frame.copyValues(into: parameters, at: c.offset, bf16: bf16Weights)
                     missing[s].remove(id)
                     arrived.insert(id)
                 }

@@ -233,7 +233,7 @@ final class WorkerSession {
         let t0 = Date()
         // Forward starts on the first blocks while the rest arrive; pushes leave while backward goes on.
         let transfer = StepTransfer(
-            servers: servers, owned: owned, parameters: parameters.baseAddress, parameterCount: parameters.count,
+            servers: servers, owned: owned, parameters: parameters,
             version: unit.version, bf16Weights: welcome.bf16Weights,
             pushTag: pushes ? StepTransfer.PushTag(step: unit.step, shard: unit.shard, version: unit.version) : nil,
             name: name, timeout: timeout)
@@ -254,7 +254,7 @@ final class WorkerSession {
                 report = sample(unit, sampling, prompts: examples.count)
             } else if unit.scoreOnly {
                 try pull.all(parameters.count)
-                let scores = computer.scores(parameters: parameters.baseAddress, examples: examples)
+                let scores = computer.scores(parameters: parameters, examples: examples)
                 report = StepReport(
                     step: unit.step, lossSum: 0, examples: examples.count, tokens: scores.reduce(0) { $0 + $1.tokens }, metricSums: [:],
                     sequenceLogps: scores.map(\.logp))
@@ -287,7 +287,7 @@ final class WorkerSession {
             temperature: sampling.temperature, topP: sampling.topP, maxNewTokens: sampling.maxNewTokens, cache: sampling.bf16Cache ? .bf16 : .fp32)
         let samples = Array(
             generate(
-                config: config, parameters: parameters.baseAddress, requests: requests, rows: sampling.rows, settings: settings,
+                config: config, parameters: parameters, requests: requests, rows: sampling.rows, settings: settings,
                 stop: Set(sampling.stopTokens)
             ).joined())
         return StepReport(
@@ -317,7 +317,7 @@ final class WorkerSession {
                 examples.isEmpty
                 ? ObjectiveResult()
                 : try computer.accumulate(
-                    parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: examples, objective: unit.objective,
+                    parameters: parameters, gradients: gradients, examples: examples, objective: unit.objective,
                     normalizer: unit.normalizer, parametersNeeded: pull.upTo, gradientsFinal: push)
         } catch let e as ObjectiveError {
             throw ClusterError("\(name): stage \(unit.stage) step \(unit.step + 1): \(e.description)")
