@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "SeededRandom"),
         .target(name: "Model", dependencies: ["Numerics"], swiftSettings: optimized),
         .target(name: "Objectives"),
-        .target(name: "Optimizer", swiftSettings: optimized),
+        .target(name: "Optimizer", dependencies: ["Numerics"], swiftSettings: optimized),
         .target(name: "Tokenizers"),
         .target(name: "ChatTemplate"),
         .target(name: "Formats", dependencies: ["Model", "Numerics", "Tokenizers"]),

@@ -120,6 +120,13 @@ public final class CheckpointWriter {
 
     /// Writes flat parameters `range` (weights, and AdamW's m and v when the checkpoint has
     /// optimizer state); each pointer is at the range's first value.
+    /// `write` from buffer views of the range's values (each exactly `range.count` long).
+    public func write(_ range: Range<Int>, weights: UnsafeBufferPointer<Float>, m: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>) throws {
+        precondition([weights.count, m.count, v.count].allSatisfy { $0 == range.count }, "a range's values must be the range's length")
+        guard !range.isEmpty else { return }
+        try write(range, weights: weights.baseAddress!, m: m.baseAddress!, v: v.baseAddress!)
+    }
+
     public func write(_ range: Range<Int>, weights: UnsafePointer<Float>, m: UnsafePointer<Float>? = nil, v: UnsafePointer<Float>? = nil) throws {
         for (writer, entries) in model {
             for (k, e) in entries.enumerated() {

@@ -31,9 +31,9 @@ public struct ModelReader {
         self.config = config; self.layout = layout; self.whole = whole; self.startPass = pass
     }
 
-    /// Calls `body(offset, values, count)` for consecutive pieces of the flat vector, in order:
-    /// `count` values starting at flat index `offset`, valid only during the call.
-    public func forEachPiece(_ body: (Int, UnsafePointer<Float>, Int) throws -> Void) throws {
+    /// Calls `body(offset, values)` for consecutive pieces of the flat vector, in order: the
+    /// values from flat index `offset` on, valid only during the call.
+    public func forEachPiece(_ body: (Int, UnsafeBufferPointer<Float>) throws -> Void) throws {
         func columns(_ e: ParameterEntry) -> Int { e.shape.count > 1 ? e.shape.last! : e.count }
         func rowsPerPiece(_ e: ParameterEntry) -> Int { whole(e) ? e.count / columns(e) : max(1, Self.pieceElements / max(1, columns(e))) }
         let largest = layout.entries.map { min($0.count, rowsPerPiece($0) * columns($0)) }.max() ?? 0
@@ -45,7 +45,7 @@ public struct ModelReader {
             while row < rows {
                 let n = min(step, rows - row)
                 try readRows(entry, (row * width)..<((row + n) * width), buffer.baseAddress)
-                try body(entry.offset + row * width, buffer.baseAddress, n * width)
+                try body(entry.offset + row * width, UnsafeBufferPointer(start: buffer.baseAddress, count: n * width))
                 row += n
             }
         }
@@ -54,7 +54,7 @@ public struct ModelReader {
     /// The whole flat vector.
     public func readAll() throws -> FloatBuffer {
         let parameters = FloatBuffer(count: layout.totalCount)
-        try forEachPiece { offset, values, count in (parameters.baseAddress + offset).update(from: values, count: count) }
+        try forEachPiece { offset, values in parameters.update(at: offset, from: values[...]) }
         return parameters
     }
 }

@@ -84,6 +84,13 @@ extension FloatBuffer {
     /// Whether any value is below zero (AdamW's second moment never is).
     public var hasNegative: Bool { (0..<count).contains { baseAddress[$0] < 0 } }
 
+    /// Copies `values` into this buffer from `offset` on (they must fit).
+    public func update(at offset: Int, from values: Slice<UnsafeBufferPointer<Float>>) {
+        precondition(offset >= 0 && offset + values.count <= count, "\(values.count) values do not fit at \(offset) of \(count)")
+        guard let base = values.base.baseAddress, !values.isEmpty else { return }
+        (baseAddress + offset).update(from: base + values.startIndex, count: values.count)
+    }
+
     /// Σx² in float64, in index order: a gradient's squared norm (the servers' per-chunk sums
     /// for the global norm, and the single-process trainer's, alike).
     public var sumOfSquares: Double {
@@ -141,6 +148,12 @@ public struct GrowableBuffer {
 
 /// Whether every one of `count` values is finite (no NaN, no ±inf): values from peers are
 /// checked with this before they are used. An integer max over the exponent bits, so it vectorises.
+public func allFinite(_ values: UnsafeBufferPointer<Float>) -> Bool {
+    guard let base = values.baseAddress else { return true }
+    return allFinite(base, count: values.count)
+}
+
+/// `allFinite` over `count` values from `x`.
 public func allFinite(_ x: UnsafePointer<Float>, count: Int) -> Bool {
     let bits = UnsafeRawPointer(x).assumingMemoryBound(to: UInt32.self)
     var worst: UInt32 = 0

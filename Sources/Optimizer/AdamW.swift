@@ -1,6 +1,7 @@
 // AdamW with PyTorch's semantics (torch.optim.AdamW, foreach=False): decoupled weight decay,
 // bias correction, eps added outside the square root. Works on a range of the flat vector,
 // so a parameter server applies it to its chunks and a single process to everything.
+import Numerics
 
 /// AdamW hyper-parameters (PyTorch defaults except weight decay, which follows the REDI recipe).
 public struct AdamWConfig: Equatable, Sendable, Codable {
@@ -54,6 +55,18 @@ public func adamWStep(
         next = upper
     }
     update(next..<count, decay: decay)
+}
+
+/// `adamWStep` on whole buffers of one length (a server's chunk: its weights, summed
+/// gradient, m and v).
+public func adamWStep(
+    parameters: FloatBuffer, gradients: FloatBuffer, m: FloatBuffer, v: FloatBuffer,
+    learningRate: Double, step: Int, gradientScale: Double = 1, config: AdamWConfig, undecayed: [Range<Int>] = []
+) {
+    precondition([gradients.count, m.count, v.count].allSatisfy { $0 == parameters.count }, "AdamW's buffers must be one length")
+    adamWStep(
+        parameters: parameters.baseAddress, gradients: gradients.baseAddress, m: m.baseAddress, v: v.baseAddress, count: parameters.count,
+        learningRate: learningRate, step: step, gradientScale: gradientScale, config: config, undecayed: undecayed)
 }
 
 /// PyTorch's `clip_grad_norm_` coefficient: min(1, maxNorm / (norm + 1e-6)).

@@ -122,10 +122,8 @@ extension ReceivedFrame {
         withUnsafeBytes { if $0.count > 0 { UnsafeMutableRawPointer(destination).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
     }
 
-    /// The frame's fp32 values, read in place (valid only inside `body`; check the size with `holds` first).
-    public func withFloats<R>(_ body: (UnsafePointer<Float>) throws -> R) rethrows -> R {
-        try body(data.assumingMemoryBound(to: Float.self))
-    }
+    /// The frame's fp32 values, read in place: valid while the frame lives (check the size with `holds` first).
+    public var floats: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: data.assumingMemoryBound(to: Float.self), count: count / 4) }
 
     /// Whether the frame holds exactly `values` values in the given wire format.
     public func holds(_ values: Int, bf16: Bool) -> Bool { count == values * (bf16 ? 2 : 4) }

@@ -143,7 +143,8 @@ final class ModelReaderTests: XCTestCase {
         let reader = initialParameters(config: config, seed: 7)
         for _ in 0..<2 {
             var next = 0
-            try reader.forEachPiece { offset, values, count in
+            try reader.forEachPiece { offset, values in
+                let count = values.count
                 XCTAssertEqual(offset, next)
                 XCTAssertLessThanOrEqual(count, max(ModelReader.pieceElements, config.hiddenSize))
                 XCTAssertTrue((0..<count).allSatisfy { values[$0].bitPattern == whole.baseAddress[offset + $0].bitPattern })

@@ -99,16 +99,8 @@ extension Coordinator {
     private func write(chunk id: Int, _ frames: ArraySlice<ReceivedFrame>, from server: [UInt8], into writer: CheckpointWriter) throws {
         let c = plan.chunks[id], range = c.offset..<(c.offset + c.count)
         let (w, m, v) = (frames[frames.startIndex], frames[frames.startIndex + 1], frames[frames.startIndex + 2])
-        try w.withFloats { (w: UnsafePointer<Float>) in
-            try m.withFloats { (m: UnsafePointer<Float>) in
-                try v.withFloats { (v: UnsafePointer<Float>) in
-                    guard allFinite(w, count: c.count), allFinite(m, count: c.count), allFinite(v, count: c.count) else {
-                        throw ClusterError("\(name(of: server)) sent non-finite values for chunk \(id)")
-                    }
-                    try writer.write(range, weights: w, m: m, v: v)
-                }
-            }
-        }
+        guard [w, m, v].allSatisfy({ allFinite($0.floats) }) else { throw ClusterError("\(name(of: server)) sent non-finite values for chunk \(id)") }
+        try writer.write(range, weights: w.floats, m: m.floats, v: v.floats)
     }
 
     /// The reference log-probabilities a DPO stage saved at its start (chosen, rejected per example).

@@ -54,11 +54,11 @@ extension Coordinator {
             }
         }
         var next = 0, staging = FloatBuffer(count: plan.chunks.first?.count ?? 0)
-        try reader.forEachPiece { offset, values, count in
+        try reader.forEachPiece { offset, values in
             var done = 0
-            while done < count {
-                let c = plan.chunks[next], at = offset + done - c.offset, n = min(count - done, c.count - at)
-                (staging.baseAddress + at).update(from: values + done, count: n)
+            while done < values.count {
+                let c = plan.chunks[next], at = offset + done - c.offset, n = min(values.count - done, c.count - at)
+                staging.update(at: at, from: values[done..<(done + n)])
                 done += n
                 if at + n == c.count {
                     try send(next, staging)

@@ -183,8 +183,7 @@ public struct ShardState {
         parallelRanges(ordered.count) { r in
             for c in ordered[r] {
                 adamWStep(
-                    parameters: c.weights.baseAddress, gradients: c.gradient.baseAddress, m: c.m.baseAddress, v: c.v.baseAddress,
-                    count: c.range.count, learningRate: u.learningRate, step: u.optimizerStep,
+                    parameters: c.weights, gradients: c.gradient, m: c.m, v: c.v, learningRate: u.learningRate, step: u.optimizerStep,
                     gradientScale: u.gradientScale, config: u.adamW, undecayed: c.undecayed)
             }
         }
