@@ -13,7 +13,8 @@ extension BPETokenizer {
     /// tokens + 256 bytes + merges) or no pair occurs twice. Classic BPE (Sennrich et al.):
     /// count adjacent pairs over the pre-tokenised words weighted by frequency, merge the most
     /// frequent (ties: the smaller pair of ids, so the result is the same on every machine),
-    /// repeat. Every byte keeps its own id, so any text still encodes.
+    /// repeat; counts are updated only in the words a merge changes. Every byte keeps its own
+    /// id, so any text still encodes.
     ///
     /// - Throws: `TokenizerError` when `vocabularySize` leaves no room for the bytes or exceeds the limit.
     public static func train(texts: [String], vocabularySize: Int) throws -> BPETokenizer {
@@ -28,26 +29,48 @@ extension BPETokenizer {
         for text in texts {
             for piece in PreTokenizer.smollm.split(text) { counts[String(piece).utf8.map { Int32($0) + 3 }, default: 0] += 1 }
         }
-        var words = counts.map { (symbols: $0.key, count: $0.value) }.filter { $0.symbols.count > 1 }
+        // Distinct words in a fixed order (a dictionary's order is not), each pair's count over
+        // them and the words that may hold it: a merge touches only those words, so training is
+        // proportional to what changes, not to the corpus times the merges.
+        let distinct = counts.filter { $0.key.count > 1 }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
+        var words = distinct.map(\.key)
+        let frequency = distinct.map(\.value)
+        var pairCounts: [IDPair: Int] = [:], holders: [IDPair: Set<Int>] = [:]
+        var queue = PairQueue()
+        func count(_ k: Int, _ sign: Int) {
+            let w = words[k]
+            guard w.count > 1 else { return }
+            for i in 0..<(w.count - 1) {
+                let p = IDPair(a: w[i], b: w[i + 1]), n = pairCounts[p, default: 0] + sign * frequency[k]
+                pairCounts[p] = n
+                if sign > 0 { holders[p, default: []].insert(k) }
+                queue.push(n, p)
+            }
+        }
+        for k in words.indices { count(k, 1) }
         var merges: [(String, String)] = []
         while tokens.count < vocabularySize {
-            var pairs: [IDPair: Int] = [:]
-            for w in words { for i in 0..<(w.symbols.count - 1) { pairs[IDPair(a: w.symbols[i], b: w.symbols[i + 1]), default: 0] += w.count } }
-            guard let best = pairs.max(by: { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }), best.value >= 2 else { break }
-            let id = Int32(tokens.count), (a, b) = (best.key.a, best.key.b)
+            // The most frequent pair (ties: the smaller ids); entries whose count has changed since are stale.
+            var best: IDPair?
+            while let (n, p) = queue.pop() {
+                if pairCounts[p] == n { best = n >= 2 ? p : nil; break }
+            }
+            guard let pair = best else { break }
+            let id = Int32(tokens.count), (a, b) = (pair.a, pair.b)
             tokens.append(tokens[Int(a)] + tokens[Int(b)])
             merges.append((tokens[Int(a)], tokens[Int(b)]))
-            // Left to right within a word, as encoding applies a merge.
-            for k in words.indices {
-                var s = words[k].symbols, out: [Int32] = [], i = 0
-                guard s.count > 1 else { continue }
+            for k in holders.removeValue(forKey: pair) ?? [] {
+                let s = words[k]
+                // Left to right within a word, as encoding applies a merge.
+                var out: [Int32] = [], i = 0
                 while i < s.count {
                     if i + 1 < s.count && s[i] == a && s[i + 1] == b { out.append(id); i += 2 } else { out.append(s[i]); i += 1 }
                 }
-                s = out
-                words[k].symbols = s
+                guard out.count != s.count else { continue }  // a stale holder
+                count(k, -1)
+                words[k] = out
+                count(k, 1)
             }
-            words.removeAll { $0.symbols.count < 2 }
         }
         return BPETokenizer(
             tokens: tokens, merges: merges, special: [0, 1, 2], preTokenizer: .smollm,
@@ -59,4 +82,36 @@ extension BPETokenizer {
 private struct IDPair: Hashable, Comparable {
     let a: Int32, b: Int32
     static func < (l: IDPair, r: IDPair) -> Bool { (l.a, l.b) < (r.a, r.b) }
+}
+
+/// Candidate merges by (count descending, pair ascending): a binary heap with stale entries
+/// left in place (each count change pushes the new count; a popped entry whose count is no
+/// longer the pair's is skipped).
+private struct PairQueue {
+    private var items: [(n: Int, p: IDPair)] = []
+    private static func before(_ x: (n: Int, p: IDPair), _ y: (n: Int, p: IDPair)) -> Bool { x.n > y.n || (x.n == y.n && x.p < y.p) }
+
+    mutating func push(_ n: Int, _ p: IDPair) {
+        items.append((n, p))
+        var i = items.count - 1
+        while i > 0, Self.before(items[i], items[(i - 1) / 2]) { items.swapAt(i, (i - 1) / 2); i = (i - 1) / 2 }
+    }
+
+    mutating func pop() -> (Int, IDPair)? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        if !items.isEmpty {
+            items[0] = last
+            var i = 0
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < items.count && Self.before(items[l], items[m]) { m = l }
+                if r < items.count && Self.before(items[r], items[m]) { m = r }
+                if m == i { break }
+                items.swapAt(i, m); i = m
+            }
+        }
+        return (top.n, top.p)
+    }
 }

@@ -25,9 +25,6 @@ extension Coordinator {
     var workerKeys: [[UInt8]] { members.workerKeys }
     var shardOwners: [Int] { members.shardOwners }
 
-    /// Servers that hold at least one chunk (only these report norms).
-    var serversWithChunks: Set<Int> { Set(plan.owner) }
-
     /// The next message for the caller, or nil when `timeout` passed or the message was one
     /// this loop consumed: heartbeats, hellos (admitted or queued), errors from dropped peers.
     ///
