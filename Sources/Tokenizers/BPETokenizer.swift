@@ -104,7 +104,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         guard symbols.count > 1 else { return symbols }
         var next = Array(1...symbols.count), previous = Array(-1..<(symbols.count - 1))
         var alive = [Bool](repeating: true, count: symbols.count)
-        var heap = PairHeap()
+        var heap = Heap<(rank: Int, position: Int, left: String, right: String)> { ($0.rank, $0.position) < ($1.rank, $1.position) }
         func consider(_ k: Int) {
             guard k >= 0, next[k] < symbols.count, let r = ranks[Pair(a: symbols[k], b: symbols[next[k]])] else { return }
             let n = next[k]
@@ -126,41 +126,6 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         var k = 0
         while k < symbols.count { out.append(symbols[k]); k = next[k] }
         return out
-    }
-
-    /// A binary min-heap of candidate merges by (rank, position).
-    struct PairHeap {
-        typealias Entry = (rank: Int, position: Int, left: String, right: String)
-        private var items: [Entry] = []
-        private static func less(_ a: Entry, _ b: Entry) -> Bool { (a.rank, a.position) < (b.rank, b.position) }
-
-        mutating func push(_ e: Entry) {
-            items.append(e)
-            var i = items.count - 1
-            while i > 0 {
-                let parent = (i - 1) / 2
-                guard Self.less(items[i], items[parent]) else { break }
-                items.swapAt(i, parent); i = parent
-            }
-        }
-
-        mutating func pop() -> Entry? {
-            guard let first = items.first else { return nil }
-            let last = items.removeLast()
-            if !items.isEmpty {
-                items[0] = last
-                var i = 0
-                while true {
-                    let l = 2 * i + 1, r = l + 1
-                    var m = i
-                    if l < items.count && Self.less(items[l], items[m]) { m = l }
-                    if r < items.count && Self.less(items[r], items[m]) { m = r }
-                    if m == i { break }
-                    items.swapAt(i, m); i = m
-                }
-            }
-            return first
-        }
     }
 
     public func decode(_ ids: [Int32]) -> String {

@@ -36,7 +36,9 @@ extension BPETokenizer {
         var words = distinct.map(\.key)
         let frequency = distinct.map(\.value)
         var pairCounts: [IDPair: Int] = [:], holders: [IDPair: Set<Int>] = [:]
-        var queue = PairQueue()
+        // Candidates by (count descending, pair ascending); each count change pushes the new
+        // count, and a popped entry whose count is no longer the pair's is stale.
+        var queue = Heap<(n: Int, p: IDPair)> { $0.n > $1.n || ($0.n == $1.n && $0.p < $1.p) }
         func count(_ k: Int, _ sign: Int) {
             let w = words[k]
             guard w.count > 1 else { return }
@@ -44,7 +46,7 @@ extension BPETokenizer {
                 let p = IDPair(a: w[i], b: w[i + 1]), n = pairCounts[p, default: 0] + sign * frequency[k]
                 pairCounts[p] = n
                 if sign > 0 { holders[p, default: []].insert(k) }
-                queue.push(n, p)
+                queue.push((n, p))
             }
         }
         for k in words.indices { count(k, 1) }
@@ -82,36 +84,4 @@ extension BPETokenizer {
 private struct IDPair: Hashable, Comparable {
     let a: Int32, b: Int32
     static func < (l: IDPair, r: IDPair) -> Bool { (l.a, l.b) < (r.a, r.b) }
-}
-
-/// Candidate merges by (count descending, pair ascending): a binary heap with stale entries
-/// left in place (each count change pushes the new count; a popped entry whose count is no
-/// longer the pair's is skipped).
-private struct PairQueue {
-    private var items: [(n: Int, p: IDPair)] = []
-    private static func before(_ x: (n: Int, p: IDPair), _ y: (n: Int, p: IDPair)) -> Bool { x.n > y.n || (x.n == y.n && x.p < y.p) }
-
-    mutating func push(_ n: Int, _ p: IDPair) {
-        items.append((n, p))
-        var i = items.count - 1
-        while i > 0, Self.before(items[i], items[(i - 1) / 2]) { items.swapAt(i, (i - 1) / 2); i = (i - 1) / 2 }
-    }
-
-    mutating func pop() -> (Int, IDPair)? {
-        guard let top = items.first else { return nil }
-        let last = items.removeLast()
-        if !items.isEmpty {
-            items[0] = last
-            var i = 0
-            while true {
-                let l = 2 * i + 1, r = l + 1
-                var m = i
-                if l < items.count && Self.before(items[l], items[m]) { m = l }
-                if r < items.count && Self.before(items[r], items[m]) { m = r }
-                if m == i { break }
-                items.swapAt(i, m); i = m
-            }
-        }
-        return (top.n, top.p)
-    }
 }
