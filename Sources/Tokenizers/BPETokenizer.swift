@@ -104,11 +104,11 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         guard symbols.count > 1 else { return symbols }
         var next = Array(1...symbols.count), previous = Array(-1..<(symbols.count - 1))
         var alive = [Bool](repeating: true, count: symbols.count)
-        var heap = Heap<(rank: Int, position: Int, left: String, right: String)> { ($0.rank, $0.position) < ($1.rank, $1.position) }
+        var heap = Heap<Candidate>()
         func consider(_ k: Int) {
             guard k >= 0, next[k] < symbols.count, let r = ranks[Pair(a: symbols[k], b: symbols[next[k]])] else { return }
             let n = next[k]
-            heap.push((rank: r, position: k, left: symbols[k], right: symbols[n]))
+            heap.push(Candidate(rank: r, position: k, left: symbols[k], right: symbols[n]))
         }
         for k in 0..<(symbols.count - 1) { consider(k) }
         while let top = heap.pop() {
@@ -126,6 +126,12 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         var k = 0
         while k < symbols.count { out.append(symbols[k]); k = next[k] }
         return out
+    }
+
+    /// A merge that may apply at `position`, lowest rank first, then leftmost.
+    struct Candidate: HeapOrdered {
+        let rank: Int, position: Int, left: String, right: String
+        static func before(_ x: Candidate, _ y: Candidate) -> Bool { (x.rank, x.position) < (y.rank, y.position) }
     }
 
     public func decode(_ ids: [Int32]) -> String {

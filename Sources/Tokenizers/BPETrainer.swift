@@ -36,9 +36,8 @@ extension BPETokenizer {
         var words = distinct.map(\.key)
         let frequency = distinct.map(\.value)
         var pairCounts: [IDPair: Int] = [:], holders: [IDPair: Set<Int>] = [:]
-        // Candidates by (count descending, pair ascending); each count change pushes the new
-        // count, and a popped entry whose count is no longer the pair's is stale.
-        var queue = Heap<(n: Int, p: IDPair)> { $0.n > $1.n || ($0.n == $1.n && $0.p < $1.p) }
+        // Each count change pushes the new count; a popped entry whose count is no longer the pair's is stale.
+        var queue = Heap<CountedPair>()
         func count(_ k: Int, _ sign: Int) {
             let w = words[k]
             guard w.count > 1 else { return }
@@ -46,7 +45,7 @@ extension BPETokenizer {
                 let p = IDPair(a: w[i], b: w[i + 1]), n = pairCounts[p, default: 0] + sign * frequency[k]
                 pairCounts[p] = n
                 if sign > 0 { holders[p, default: []].insert(k) }
-                queue.push((n, p))
+                queue.push(CountedPair(n: n, p: p))
             }
         }
         for k in words.indices { count(k, 1) }
@@ -54,7 +53,7 @@ extension BPETokenizer {
         while tokens.count < vocabularySize {
             // The most frequent pair (ties: the smaller ids); entries whose count has changed since are stale.
             var best: IDPair?
-            while let (n, p) = queue.pop() {
+            while let (n, p) = queue.pop().map({ ($0.n, $0.p) }) {
                 if pairCounts[p] == n { best = n >= 2 ? p : nil; break }
             }
             guard let pair = best else { break }
@@ -84,4 +83,10 @@ extension BPETokenizer {
 private struct IDPair: Hashable, Comparable {
     let a: Int32, b: Int32
     static func < (l: IDPair, r: IDPair) -> Bool { (l.a, l.b) < (r.a, r.b) }
+}
+
+/// A pair with a count it had, most frequent first (ties: the smaller pair).
+private struct CountedPair: HeapOrdered {
+    let n: Int, p: IDPair
+    static func before(_ x: CountedPair, _ y: CountedPair) -> Bool { x.n > y.n || (x.n == y.n && x.p < y.p) }
 }
