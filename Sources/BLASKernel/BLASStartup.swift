@@ -9,12 +9,16 @@ import Foundation
 import Glibc
 #endif
 
-/// A matrix product's shape: C[m, n] = A[m, k] · B[k, n].
+/// A matrix product's shape: C[m, n] = op(A)[m, k] · op(B)[k, n], row-major, where op
+/// transposes a stored [k, m] A or [n, k] B (x·Wᵀ, a layer's forward, is `transposeB`).
 public struct MatmulShape: Sendable, CustomStringConvertible {
     public var m: Int, n: Int, k: Int
-    public init(m: Int, n: Int, k: Int) { self.m = m; self.n = n; self.k = k }
+    public var transposeA: Bool, transposeB: Bool
+    public init(m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false) {
+        self.m = m; self.n = n; self.k = k; self.transposeA = transposeA; self.transposeB = transposeB
+    }
     public var flops: Double { 2 * Double(m) * Double(n) * Double(k) }
-    public var description: String { "\(m)×\(n)×\(k)" }
+    public var description: String { "\(m)×\(n)×\(k)" + (transposeA || transposeB ? " (\(transposeA ? "T" : "N")\(transposeB ? "T" : "N"))" : "") }
     /// SmolLM2-135M's MLP up-projection over 512 tokens: the default probe.
     public static let trainingDefault = MatmulShape(m: 512, n: 1536, k: 576)
 }
@@ -95,20 +99,19 @@ public enum BLASStartup {
         return nil
     }
 
-    /// Best of three timed sgemm calls of `shape` (after one warm-up), in GFLOP/s, at the current thread count.
+    /// Best of `repeats` timed sgemm calls of `shape` (after one warm-up), in GFLOP/s, at the
+    /// current thread count: the machine's own limit that MFU figures are measured against.
     public static func sgemmRate(_ shape: MatmulShape, repeats: Int = 3) -> Double {
         ensureStarted()
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.k), b = UnsafeMutablePointer<Float>.allocate(capacity: shape.k * shape.n)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: shape.m * shape.n)
-        defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        a.initialize(repeating: 0.5, count: shape.m * shape.k)
-        b.initialize(repeating: 0.25, count: shape.k * shape.n)
+        let (m, n, k) = (Int32(shape.m), Int32(shape.n), Int32(shape.k))
+        let a = [Float](repeating: 0.5, count: shape.m * shape.k), b = [Float](repeating: 0.25, count: shape.k * shape.n)
+        var c = [Float](repeating: 0, count: shape.m * shape.n)
         var best = Double.infinity
         for i in 0...repeats {
             let t0 = DispatchTime.now().uptimeNanoseconds
             cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(shape.m), Int32(shape.n), Int32(shape.k), 1, a, Int32(shape.k),
-                b, Int32(shape.n), 0, c, Int32(shape.n))
+                CblasRowMajor, shape.transposeA ? CblasTrans : CblasNoTrans, shape.transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1,
+                a, shape.transposeA ? m : k, b, shape.transposeB ? k : n, 0, &c, n)
             if i > 0 { best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
         }
         return shape.flops / best / 1e9

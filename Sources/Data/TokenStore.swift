@@ -2,13 +2,10 @@
 // the JSONL streams through, each example read back (pread) when a batch needs it. What lets
 // the coordinator run the paper's data (131k traces, ~10 GB of token ids) holding only a few
 // bytes per example: where its tokens lie, its lengths, its line and DPO reference scores.
+import Formats
 import Foundation
 import Model
 import Tokenizers
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 public final class TokenStore {
     /// Usable examples, and what loading did (as `Dataset.load`).
@@ -19,7 +16,7 @@ public final class TokenStore {
     /// Bytes the scratch file holds (it is unlinked: gone when the store is).
     public let fileBytes: Int
 
-    private let descriptor: Int32
+    private let file: ScratchFile<Int32>
     private let path: String
     private let firstToken: [Int64]  // token index of each example's first sequence
     private let lengths: [Int32], promptLengths: [Int32]  // per sequence
@@ -33,51 +30,39 @@ public final class TokenStore {
         _ url: URL, tokenizer: any Tokenizer, maxLength: Int, vocabularySize: Int,
         limits: LengthLimits = LengthLimits(), skipInvalid: Bool = false, directory: URL
     ) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let scratch = directory.appendingPathComponent(".tokens-\(getpid())-\(UUID().uuidString)").path
-        descriptor = open(scratch, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw DataError(file: scratch, line: nil, message: "cannot create the token file (\(String(cString: strerror(errno))))") }
-        // Unlinked at once: the space is the open descriptor's and returns when it closes,
-        // whichever way the process ends.
-        unlink(scratch)
+        // Unlinked at once: the space returns when the store goes, whichever way the process ends.
+        let file = try ScratchFile<Int32>(in: directory, prefix: ".tokens")
+        self.file = file
         path = url.path
-        let fd = descriptor
         var pending: [Int32] = [], written: Int64 = 0, perExample: Int?
         var firstToken: [Int64] = [], lengths: [Int32] = [], promptLengths: [Int32] = [], lines: [Int32] = [], references: [Double] = []
         func flush() throws {
-            try pending.withUnsafeBytes { try Self.write($0, to: fd, at: Int(written) * 4, file: scratch) }
+            try file.write(pending, at: Int(written))
             written += Int64(pending.count)
             pending.removeAll(keepingCapacity: true)
         }
-        do {
-            report = try Dataset.forEach(
-                url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
-                limits: limits, skipInvalid: skipInvalid
-            ) { example in
-                perExample = perExample ?? example.sequences.count
-                firstToken.append(written + Int64(pending.count))
-                lines.append(Int32(clamping: example.line))
-                for s in example.sequences {
-                    lengths.append(Int32(s.tokens.count)); promptLengths.append(Int32(s.promptLength))
-                    pending += s.tokens
-                }
-                if example.isPreference { references += [example.refChosen ?? .nan, example.refRejected ?? .nan] }
-                if pending.count >= 1 << 20 { try flush() }
-                return true
+        report = try Dataset.forEach(
+            url, tokenizer: tokenizer, maxLength: maxLength, vocabularySize: vocabularySize,
+            limits: limits, skipInvalid: skipInvalid
+        ) { example in
+            perExample = perExample ?? example.sequences.count
+            firstToken.append(written + Int64(pending.count))
+            lines.append(Int32(clamping: example.line))
+            for s in example.sequences {
+                lengths.append(Int32(s.tokens.count)); promptLengths.append(Int32(s.promptLength))
+                pending += s.tokens
             }
-            try flush()
-        } catch {
-            close(fd)
-            throw error
+            if example.isPreference { references += [example.refChosen ?? .nan, example.refRejected ?? .nan] }
+            if pending.count >= 1 << 20 { try flush() }
+            return true
         }
+        try flush()
         self.firstToken = firstToken; self.lengths = lengths; self.promptLengths = promptLengths
         self.lines = lines; self.references = references
         count = lines.count
         sequencesPerExample = perExample ?? 1
         fileBytes = Int(written) * 4
     }
-
-    deinit { close(descriptor) }
 
     public var isPreference: Bool { sequencesPerExample == 2 }
 
@@ -94,15 +79,12 @@ public final class TokenStore {
     public func example(_ i: Int) throws -> Example {
         precondition(i >= 0 && i < count, "example \(i) of \(count)")
         let k = sequencesPerExample
-        var offset = Int(firstToken[i]) * 4
+        var offset = Int(firstToken[i])
         var sequences: [TokenSequence] = []
         for j in 0..<k {
             let n = Int(lengths[i * k + j])
-            let tokens = try [Int32](unsafeUninitializedCapacity: n) { buffer, initialized in
-                try Self.read(UnsafeMutableRawBufferPointer(buffer), from: descriptor, at: offset, file: path)
-                initialized = n
-            }
-            offset += 4 * n
+            let tokens = try file.read(n, at: offset)
+            offset += n
             sequences.append(TokenSequence(tokens: tokens, promptLength: Int(promptLengths[i * k + j])))
         }
         var e = Example(sequences: sequences, line: Int(lines[i]))
@@ -116,24 +98,4 @@ public final class TokenStore {
 
     /// Examples at `indices`, in that order.
     public func examples(_ indices: some Sequence<Int>) throws -> [Example] { try indices.map(example) }
-
-    private static func write(_ bytes: UnsafeRawBufferPointer, to fd: Int32, at offset: Int, file: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw DataError(file: file, line: nil, message: "cannot write the token file (\(String(cString: strerror(errno))))") }
-            done += n
-        }
-    }
-
-    private static func read(_ bytes: UnsafeMutableRawBufferPointer, from fd: Int32, at offset: Int, file: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pread(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw DataError(file: file, line: nil, message: "cannot read back its token file (\(n == 0 ? "truncated" : String(cString: strerror(errno))))") }
-            done += n
-        }
-    }
 }

@@ -18,63 +18,11 @@ public struct SamplingSettings: Sendable, Equatable {
     }
 }
 
-/// Picks the next token from logits: argmax at temperature 0, else a draw from the
-/// smallest set of most likely tokens whose probability reaches `topP` (ties broken by the
-/// lower id), in proportion to their probabilities.
-///
-/// Linear time: the weights are bucketed by their float exponent and top mantissa bits
-/// (an order-preserving key), whole buckets are taken from the top until the nucleus mass is
-/// reached, and only the boundary bucket is sorted. A trained model's nucleus is a handful of
-/// tokens, but a near-uniform one (early training, high temperature) is most of the vocabulary.
-/// The passes over the vocabulary are vectorised (max, exp) or byte-sized (each token's bucket
-/// is kept), since a decode step samples every row: 32 rows × 49k logits is a fifth of a step.
-public func sampleToken(_ logits: UnsafeBufferPointer<Float>, settings: SamplingSettings, rng: inout SeededGenerator) -> Int32 {
-    let n = logits.count
-    let l = logits.baseAddress!
-    let m = rowMax(l, n)
-    // The lowest id holding the maximum (none when every logit is NaN: token 0).
-    let best = (0..<n).first { l[$0] == m } ?? 0
-    if settings.temperature <= 0 { return Int32(best) }
-    let inv = Float(1 / settings.temperature)
-    // Bucket 0 holds the largest weights (≤ 1, 8 buckets per octave); the last lumps everything below 2^-31.
-    let buckets = 256
-    return withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { weights in
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: n) { bucketOf in
-            let w = weights.baseAddress!, b = bucketOf.baseAddress!
-            scaledExp(w, l, n, shift: m, scale: inv)
-            var mass = [Double](repeating: 0, count: buckets)
-            var total = 0.0
-            for i in 0..<n {
-                let key = Int(w[i].bitPattern >> 20)  // sign (0), exponent, 3 mantissa bits: increasing with w
-                let k = min(buckets - 1, max(0, (127 << 3) - key))
-                b[i] = UInt8(truncatingIfNeeded: k)
-                mass[k] += Double(w[i])
-                total += Double(w[i])
-            }
-            let target = settings.topP * total
-            // Whole buckets above the boundary bucket, then the boundary bucket's largest weights.
-            var boundary = 0, above = 0.0
-            while boundary < buckets - 1 && above + mass[boundary] < target { above += mass[boundary]; boundary += 1 }
-            let edge = UInt8(boundary)
-            var candidates: [(id: Int, w: Float)] = []
-            for i in 0..<n where b[i] == edge { candidates.append((i, w[i])) }
-            candidates.sort { $0.w > $1.w || ($0.w == $1.w && $0.id < $1.id) }
-            var kept = above, last = candidates.first ?? (best, w[best])
-            for c in candidates {
-                last = c
-                kept += Double(c.w)
-                if kept >= target { break }
-            }
-            var u = rng.nextUnit() * kept
-            var chosen = best
-            for i in 0..<n where b[i] < edge || (b[i] == edge && (w[i] > last.w || (w[i] == last.w && i <= last.id))) {
-                chosen = i
-                u -= Double(w[i])
-                if u <= 0 { break }
-            }
-            return Int32(chosen)
-        }
-    }
+/// Picks the next token from one row of logits: argmax at temperature 0, else a draw from
+/// the smallest set of most likely tokens whose probability reaches `topP` (ties broken by the
+/// lower id), in proportion to their probabilities (`nucleusSample`).
+public func sampleToken(_ logits: ArraySlice<Float>, settings: SamplingSettings, rng: inout SeededGenerator) -> Int32 {
+    Int32(nucleusSample(logits, temperature: settings.temperature, topP: settings.topP) { rng.nextUnit() })
 }
 
 /// Samples wanted for one prompt.
@@ -108,7 +56,7 @@ func sampleSeed(_ seed: UInt64, _ sample: Int) -> UInt64 {
 ///   - progress: called after each decode step with (samples finished, samples in all, tokens generated).
 /// - Returns: for each request, the generated ids of each sample (without the prompt).
 public func generate(
-    config: LlamaConfig, parameters: UnsafePointer<Float>, requests: [GenerationRequest], rows: Int,
+    config: LlamaConfig, parameters: FloatBuffer, requests: [GenerationRequest], rows: Int,
     settings: SamplingSettings, stop: Set<Int32>, progress: ((Int, Int, Int) -> Void)? = nil
 ) -> [[[Int32]]] {
     precondition(rows >= 1)
@@ -136,24 +84,16 @@ public func generate(
             finished += 1
         }
     }
-    /// Picks one token per listed row from `logits` (row i of logits for rows[i], or one shared row), in parallel.
+    /// Picks one token per listed row from `logits` (row i of logits for rows[i], or one shared
+    /// row), in parallel; each row's generator advances by its draw.
     func sample(_ rowsToSample: [Int], _ logits: [Float], shared: Bool) -> [Int32] {
-        var picked = [Int32](repeating: 0, count: rowsToSample.count)
-        logits.withUnsafeBufferPointer { l in
-            rngs.withUnsafeMutableBufferPointer { rng in
-                picked.withUnsafeMutableBufferPointer { out in
-                    let box = UncheckedSendable((l, rng, out))
-                    parallelRanges(rowsToSample.count, minimumPerThread: 4) { range in
-                        let (l, rng, out) = box.value
-                        for i in range {
-                            let at = shared ? 0 : i * vocab
-                            out[i] = sampleToken(UnsafeBufferPointer(rebasing: l[at..<(at + vocab)]), settings: settings, rng: &rng[rowsToSample[i]])
-                        }
-                    }
-                }
-            }
+        let drawn = parallelMap(rowsToSample.count, minimumPerThread: 4) { i -> (Int32, SeededGenerator) in
+            var rng = rngs[rowsToSample[i]]
+            let at = shared ? 0 : i * vocab
+            return (sampleToken(logits[at..<(at + vocab)], settings: settings, rng: &rng), rng)
         }
-        return picked
+        for (row, (_, rng)) in zip(rowsToSample, drawn) { rngs[row] = rng }
+        return drawn.map(\.0)
     }
 
     while true {
@@ -183,17 +123,9 @@ public func generate(
     return outputs
 }
 
-/// `generate` with the weights in a flat vector's buffer.
-public func generate(
-    config: LlamaConfig, parameters: FloatBuffer, requests: [GenerationRequest], rows: Int,
-    settings: SamplingSettings, stop: Set<Int32>, progress: ((Int, Int, Int) -> Void)? = nil
-) -> [[[Int32]]] {
-    generate(config: config, parameters: parameters.baseAddress, requests: requests, rows: rows, settings: settings, stop: stop, progress: progress)
-}
-
 /// `samples` continuations of one prompt (see the batched `generate` for the guarantees).
 public func generate(
-    config: LlamaConfig, parameters: UnsafePointer<Float>, prompt: [Int32], samples: Int,
+    config: LlamaConfig, parameters: FloatBuffer, prompt: [Int32], samples: Int,
     settings: SamplingSettings, stop: Set<Int32>
 ) -> [[Int32]] {
     generate(

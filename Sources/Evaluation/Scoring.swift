@@ -3,6 +3,7 @@
 import Foundation
 import Grading
 import Model
+import Numerics
 import ReasoningTask
 import Tokenizers
 
@@ -102,7 +103,7 @@ public func stopTokens(_ tokenizer: any Tokenizer) -> Set<Int32> {
 /// Samples `samples` answers to each problem (continuous batching over `rows` sequences) and
 /// counts the correct ones. Problem i's samples are seeded by `seeds[i]`.
 public func scoreProblems(
-    _ problems: [EvalSet.Problem], seeds: [UInt64], config: LlamaConfig, parameters: UnsafePointer<Float>,
+    _ problems: [EvalSet.Problem], seeds: [UInt64], config: LlamaConfig, parameters: FloatBuffer,
     tokenizer: any Tokenizer, samples: Int, rows: Int, settings: SamplingSettings, rule: AnswerRule, stop: Set<Int32>,
     progress: ((Int, Int, Int) -> Void)? = nil
 ) -> [ProblemResult] {

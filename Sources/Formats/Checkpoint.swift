@@ -119,15 +119,15 @@ public final class CheckpointWriter {
     }
 
     /// Writes flat parameters `range` (weights, and AdamW's m and v when the checkpoint has
-    /// optimizer state); each pointer is at the range's first value.
-    /// `write` from buffer views of the range's values (each exactly `range.count` long).
+    /// optimizer state), each a view of exactly the range's values.
     public func write(_ range: Range<Int>, weights: UnsafeBufferPointer<Float>, m: UnsafeBufferPointer<Float>, v: UnsafeBufferPointer<Float>) throws {
         precondition([weights.count, m.count, v.count].allSatisfy { $0 == range.count }, "a range's values must be the range's length")
         guard !range.isEmpty else { return }
         try write(range, weights: weights.baseAddress!, m: m.baseAddress!, v: v.baseAddress!)
     }
 
-    public func write(_ range: Range<Int>, weights: UnsafePointer<Float>, m: UnsafePointer<Float>? = nil, v: UnsafePointer<Float>? = nil) throws {
+    /// `write` with each pointer at the range's first value.
+    func write(_ range: Range<Int>, weights: UnsafePointer<Float>, m: UnsafePointer<Float>? = nil, v: UnsafePointer<Float>? = nil) throws {
         for (writer, entries) in model {
             for (k, e) in entries.enumerated() {
                 let lo = max(range.lowerBound, e.offset), hi = min(range.upperBound, e.offset + e.shape.reduce(1, *))
@@ -159,11 +159,12 @@ public enum Checkpoint {
     /// `model.safetensors`, or, past `maxShardBytes`, `model-0000k-of-0000n.safetensors` files
     /// of whole tensors and `model.safetensors.index.json`, as `save_pretrained` shards.
     public static func write(
-        to directory: URL, config: LlamaConfig, parameters: UnsafePointer<Float>,
+        to directory: URL, config: LlamaConfig, parameters: FloatBuffer,
         tokenizer: (any Tokenizer)?, dtype: StoredDType = .f32, maxShardBytes: Int = defaultMaxShardBytes
     ) throws {
         let writer = try CheckpointWriter(directory: directory, config: config, tokenizer: tokenizer, dtype: dtype, maxShardBytes: maxShardBytes)
-        try writer.write(0..<writer.layout.totalCount, weights: parameters)
+        precondition(parameters.count == writer.layout.totalCount, "the flat vector does not match the config's layout")
+        try writer.write(0..<writer.layout.totalCount, weights: parameters.baseAddress)
         try writer.finish()
     }
 
@@ -219,11 +220,11 @@ public enum Checkpoint {
         }
         return ModelReader(config: config, layout: layout) { entry, range, destination in
             let file = source[entry.name]!
-            try file.read(entry.name, elements: range, into: destination, release: true)
+            try file.read(entry.name, elements: range, into: destination.baseAddress, release: true)
             if let tiedHead, entry.offset == layout.embedding {
-                var head = [Float](repeating: 0, count: range.count)
-                try head.withUnsafeMutableBufferPointer { try tiedHead.read("lm_head.weight", elements: range, into: $0.baseAddress!, release: true) }
-                guard head.elementsEqual(UnsafeBufferPointer(start: destination, count: range.count)) else {
+                let head = FloatBuffer(count: range.count)
+                try tiedHead.read("lm_head.weight", elements: range, into: head.baseAddress, release: true)
+                guard (0..<range.count).allSatisfy({ head[$0] == destination[$0] }) else {
                     throw FormatError("\(tiedHead.url.path): lm_head.weight differs from model.embed_tokens.weight but tie_word_embeddings is true")
                 }
             }

@@ -142,15 +142,17 @@ public struct GGUFFile {
         tensorOrder = infos.map(\.0)
     }
 
-    /// Dequantises tensor `name` to fp32 into `destination` (which must hold `count` floats), in ggml element order.
-    public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
+    /// Tensor `name` dequantised into a new fp32 array, in ggml element order.
+    public func read(_ name: String) throws -> [Float] {
         guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
-        try read(name, elements: 0..<info.count, into: destination)
+        var out = [Float](repeating: 0, count: info.count)
+        try out.withUnsafeMutableBufferPointer { if let base = $0.baseAddress { try read(name, elements: 0..<info.count, into: base) } }
+        return out
     }
 
     /// Dequantises elements `range` of tensor `name` (whole blocks of a quantised type: rows
     /// always are) into `destination`; with `release`, the pages read are dropped from memory afterwards.
-    public func read(_ name: String, elements range: Range<Int>, into destination: UnsafeMutablePointer<Float>, release: Bool = false) throws {
+    func read(_ name: String, elements range: Range<Int>, into destination: UnsafeMutablePointer<Float>, release: Bool = false) throws {
         guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
         let (perBlock, blockBytes) = info.type.block
         guard range.lowerBound >= 0, range.upperBound <= info.count, range.lowerBound % perBlock == 0, range.count % perBlock == 0 else {

@@ -43,10 +43,10 @@ public enum GGUFModel {
         func permuted(_ name: String) -> Bool { permute && (name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_k.weight")) }
         return ModelReader(config: config, layout: layout, whole: { permuted(ggufName($0.name)) }) { entry, range, destination in
             let name = ggufName(entry.name)
-            try file.read(name, elements: range, into: destination, release: true)
+            try file.read(name, elements: range, into: destination.baseAddress, release: true)
             if permuted(name) {
                 let heads = name.hasSuffix("attn_q.weight") ? config.numAttentionHeads : config.numKeyValueHeads
-                unpermuteRows(destination, rows: entry.shape[0], columns: entry.shape[1], heads: heads)
+                unpermuteRows(destination.baseAddress, rows: entry.shape[0], columns: entry.shape[1], heads: heads)
             }
         }
     }

@@ -104,12 +104,6 @@ public struct SafetensorsFile {
         self.metadata = metadata
     }
 
-    /// Converts tensor `name` to fp32 into `destination` (which must hold `count` floats).
-    public func read(_ name: String, into destination: UnsafeMutablePointer<Float>) throws {
-        guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
-        try read(name, elements: 0..<info.count, into: destination)
-    }
-
     /// Elements `range` of tensor `name` into `destination`, which holds exactly that many.
     public func read(_ name: String, elements range: Range<Int>, into destination: FloatBuffer, release: Bool = false) throws {
         guard destination.count == range.count else { throw FormatError("\(url.path): \(range.count) elements of \"\(name)\" into \(destination.count) values") }
@@ -119,7 +113,7 @@ public struct SafetensorsFile {
     /// Converts elements `range` of tensor `name` (flat, row-major) to fp32 into `destination`;
     /// with `release`, the file's pages read are dropped from memory afterwards (a streaming
     /// reader then stays small however large the file).
-    public func read(_ name: String, elements range: Range<Int>, into destination: UnsafeMutablePointer<Float>, release: Bool = false) throws {
+    func read(_ name: String, elements range: Range<Int>, into destination: UnsafeMutablePointer<Float>, release: Bool = false) throws {
         guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
         guard range.lowerBound >= 0, range.upperBound <= info.count else { throw FormatError("\(url.path): elements \(range) of \"\(name)\" (\(info.count))") }
         let first = dataStart + info.dataRange.lowerBound + range.lowerBound * info.dtype.size
@@ -141,7 +135,7 @@ public struct SafetensorsFile {
     public func read(_ name: String) throws -> [Float] {
         guard let info = tensors[name] else { throw FormatError("\(url.path): no tensor \"\(name)\"") }
         var out = [Float](repeating: 0, count: info.count)
-        try out.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!) }
+        try out.withUnsafeMutableBufferPointer { if let base = $0.baseAddress { try read(name, elements: 0..<info.count, into: base) } }
         return out
     }
 }
@@ -171,13 +165,15 @@ public func halfToFloat(_ h: UInt16) -> Float {
     return Float(bitPattern: sign | UInt32(exponent - 15 + 127) << 23 | (mantissa << 13))
 }
 
-/// A tensor to write: a name, a shape, and `shape.product` floats at `values`.
+/// A tensor to write: a name, a shape, and `shape.product` floats of `values` from `offset` on.
 public struct TensorToWrite {
     public let name: String
     public let shape: [Int]
-    public let values: UnsafePointer<Float>
-    public init(name: String, shape: [Int], values: UnsafePointer<Float>) {
-        self.name = name; self.shape = shape; self.values = values
+    public let values: FloatBuffer
+    public let offset: Int
+    public init(name: String, shape: [Int], values: FloatBuffer, at offset: Int = 0) {
+        precondition(offset >= 0 && offset + shape.reduce(1, *) <= values.count, "tensor \(name) \(shape) does not fit at \(offset) of \(values.count) values")
+        self.name = name; self.shape = shape; self.values = values; self.offset = offset
     }
 }
 
@@ -194,7 +190,7 @@ public enum StoredDType: String, Sendable {
 /// Writes to a temporary file first and renames it, so a crash never leaves a half-written checkpoint.
 public func writeSafetensors(_ tensors: [TensorToWrite], metadata: [String: String] = ["format": "pt"], dtype: StoredDType = .f32, to url: URL) throws {
     let writer = try SafetensorsWriter(url: url, tensors: tensors.map { ($0.name, $0.shape) }, metadata: metadata, dtype: dtype)
-    for (k, t) in tensors.enumerated() { try writer.write(tensor: k, from: 0, t.values, count: t.shape.reduce(1, *)) }
+    for (k, t) in tensors.enumerated() { try writer.write(tensor: k, from: 0, t.values.baseAddress + t.offset, count: t.shape.reduce(1, *)) }
     try writer.finish()
 }
 
@@ -249,8 +245,16 @@ public final class SafetensorsWriter {
         if !finished { close(descriptor); unlink(temporary.path) }
     }
 
+    /// Writes `values` into tensor `tensor` from its element `first` on.
+    public func write(tensor: Int, from first: Int, _ values: [Float]) throws {
+        try values.withUnsafeBufferPointer { v in
+            guard let base = v.baseAddress else { return }
+            try write(tensor: tensor, from: first, base, count: v.count)
+        }
+    }
+
     /// Writes `count` values of tensor `tensor` starting at its element `first`.
-    public func write(tensor: Int, from first: Int, _ values: UnsafePointer<Float>, count: Int) throws {
+    func write(tensor: Int, from first: Int, _ values: UnsafePointer<Float>, count: Int) throws {
         precondition(first >= 0 && first + count <= counts[tensor], "a write past the end of tensor \(tensor)")
         let at = starts[tensor] + first * dtype.bytes
         switch dtype {
@@ -280,12 +284,8 @@ public final class SafetensorsWriter {
     }
 
     private func put(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw failure("writing \(temporary.lastPathComponent)") }
-            done += n
+        if let failure = PositionalIO.write(bytes, to: descriptor, at: offset) {
+            throw FormatError("\(url.path): cannot write (writing \(temporary.lastPathComponent): \(failure))")
         }
     }
 

@@ -4,6 +4,7 @@
 // once per step for the whole batch. Prefill goes through sgemm (the prompt's tokens are the
 // rows of every product); decode attention is batched over (row, kv head) pairs. Not for
 // training: no activations are kept.
+import Dispatch
 import Numerics
 
 /// How the KV cache stores keys and values: fp32, or bfloat16 (half the memory; each value
@@ -55,7 +56,9 @@ public final class Generator {
     public let config: LlamaConfig
     public let layout: ParameterLayout
     let rope: RotaryTable
-    let parameters: UnsafePointer<Float>
+    /// The flat vector the generator reads; held, so it lives as long as the generator.
+    let weights: FloatBuffer
+    var parameters: UnsafePointer<Float> { UnsafePointer(weights.baseAddress) }
     /// Sequences the cache holds.
     public let rows: Int
     /// Tokens per row (prompt + generated).
@@ -77,16 +80,17 @@ public final class Generator {
     public var cacheBytes: Int { rowCapacity.reduce(0, +) * kvDim * 2 * config.numHiddenLayers * (precision == .bf16 ? 2 : 4) }
 
     /// - Parameters:
-    ///   - parameters: the flat vector; must outlive the generator.
+    ///   - parameters: the flat vector (`config`'s layout).
     ///   - capacity: maximum total tokens (prompt + generated) per row.
     ///   - precision: how keys and values are cached (bf16: half the memory, each rounded once).
-    public init(config: LlamaConfig, parameters: UnsafePointer<Float>, rows: Int, capacity: Int, precision: CachePrecision = .fp32) {
+    public init(config: LlamaConfig, parameters: FloatBuffer, rows: Int, capacity: Int, precision: CachePrecision = .fp32) {
         precondition(rows >= 1 && capacity >= 1)
         self.config = config
         layout = ParameterLayout(config: config)
+        precondition(parameters.count == layout.totalCount, "the flat vector does not match the config's layout")
         self.capacity = min(capacity, config.maxPositionEmbeddings)
         rope = RotaryTable(headDim: config.headDim, maxPosition: self.capacity, theta: config.ropeTheta)
-        self.parameters = parameters
+        weights = parameters
         self.rows = rows
         lengths = Array(repeating: 0, count: rows)
         rowCapacity = Array(repeating: 0, count: rows)
@@ -254,5 +258,35 @@ public final class Generator {
             values[l][row].widen(into: next, count: n); vc.append(next); next += n * kvDim
         }
         return (kc, vc)
+    }
+}
+
+extension Generator {
+    /// Seconds for the matrix products of one decode step at `rows` rows (every layer's
+    /// projections and the LM head, with these weights, plain products; best of 5): what
+    /// OpenBLAS alone allows a decode step, attention, norms and sampling excluded. Kept
+    /// beside `decode` so the two list the same products.
+    public static func productSeconds(config c: LlamaConfig, parameters: FloatBuffer, rows: Int) -> Double {
+        let layout = ParameterLayout(config: c)
+        precondition(parameters.count == layout.totalCount, "the flat vector does not match the config's layout")
+        let w = parameters.baseAddress
+        let qDim = c.numAttentionHeads * c.headDim, kvDim = c.numKeyValueHeads * c.headDim
+        let x = FloatBuffer(count: rows * max(2 * c.intermediateSize, qDim)), y = FloatBuffer(count: rows * max(c.vocabSize, 2 * c.intermediateSize))
+        for i in 0..<x.count { x[i] = 0.01 * Float(i % 97) }
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for o in layout.layers {
+                for (weights, k, n) in [
+                    (o.q, c.hiddenSize, qDim), (o.k, c.hiddenSize, kvDim), (o.v, c.hiddenSize, kvDim), (o.o, qDim, c.hiddenSize),
+                    (o.gate, c.hiddenSize, 2 * c.intermediateSize), (o.down, c.intermediateSize, c.hiddenSize)
+                ] {
+                    linearForward(y.baseAddress, x.baseAddress, w + weights, nil, rows: rows, inFeatures: k, outFeatures: n)
+                }
+            }
+            linearForward(y.baseAddress, x.baseAddress, w + layout.lmHead, nil, rows: rows, inFeatures: c.hiddenSize, outFeatures: c.vocabSize)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return best
     }
 }

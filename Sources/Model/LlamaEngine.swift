@@ -364,3 +364,17 @@ public final class LlamaEngine {
         saved = nil
     }
 }
+
+/// Forward and backward over whole flat vectors (`config`'s layout), for callers outside the
+/// numeric modules.
+extension LlamaEngine {
+    public func forward(parameters: FloatBuffer, batch: PackedBatch, parametersNeeded: ((Int) -> Void)? = nil) -> [Float] {
+        precondition(parameters.count == layout.totalCount, "the flat vector does not match the config's layout")
+        return forward(parameters: UnsafePointer(parameters.baseAddress), batch: batch, parametersNeeded: parametersNeeded)
+    }
+
+    public func backward(parameters: FloatBuffer, gradients: FloatBuffer, weights: [Float], gradientsFinal: ((Int) -> Void)? = nil) {
+        precondition(parameters.count == layout.totalCount && gradients.count == layout.totalCount, "the flat vectors do not match the config's layout")
+        backward(parameters: parameters.baseAddress, gradients: gradients.baseAddress, weights: weights, gradientsFinal: gradientsFinal)
+    }
+}

@@ -7,9 +7,11 @@ import Numerics
 public struct ModelReader {
     public let config: LlamaConfig
     public let layout: ParameterLayout
-    /// Starts a pass: returns what reads elements `range` (whole rows) of `entry` into the
-    /// destination, called in layout order (a source may be a stream, such as seeded init).
-    let startPass: () -> (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void
+    /// What reads elements `range` (whole rows) of `entry` into the first `range.count` values
+    /// of a buffer; called in layout order (a source may be a stream, such as seeded init).
+    public typealias ReadRows = (_ entry: ParameterEntry, _ range: Range<Int>, _ destination: FloatBuffer) throws -> Void
+    /// Starts a pass.
+    let startPass: () -> ReadRows
     /// Whether `entry` can only be read whole.
     let whole: (ParameterEntry) -> Bool
 
@@ -18,7 +20,7 @@ public struct ModelReader {
 
     public init(
         config: LlamaConfig, layout: ParameterLayout, whole: @escaping (ParameterEntry) -> Bool = { _ in false },
-        readRows: @escaping (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void
+        readRows: @escaping ReadRows
     ) {
         self.init(config: config, layout: layout, whole: whole, pass: { readRows })
     }
@@ -26,7 +28,7 @@ public struct ModelReader {
     /// A reader whose every pass starts afresh from `pass()` (the same values each time).
     public init(
         config: LlamaConfig, layout: ParameterLayout, whole: @escaping (ParameterEntry) -> Bool = { _ in false },
-        pass: @escaping () -> (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) throws -> Void
+        pass: @escaping () -> ReadRows
     ) {
         self.config = config; self.layout = layout; self.whole = whole; self.startPass = pass
     }
@@ -44,7 +46,7 @@ public struct ModelReader {
             var row = 0
             while row < rows {
                 let n = min(step, rows - row)
-                try readRows(entry, (row * width)..<((row + n) * width), buffer.baseAddress)
+                try readRows(entry, (row * width)..<((row + n) * width), buffer)
                 try body(entry.offset + row * width, UnsafeBufferPointer(start: buffer.baseAddress, count: n * width))
                 row += n
             }

@@ -91,6 +91,19 @@ extension FloatBuffer {
         (baseAddress + offset).update(from: base + values.startIndex, count: values.count)
     }
 
+    /// Copies `source`'s values `range` into this buffer from `offset` on.
+    public func update(at offset: Int, from source: FloatBuffer, _ range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= source.count, "\(range) is outside \(source.count) values")
+        precondition(offset >= 0 && offset + range.count <= count, "\(range.count) values do not fit at \(offset) of \(count)")
+        (baseAddress + offset).update(from: source.baseAddress + range.lowerBound, count: range.count)
+    }
+
+    /// Sets every value in `range` to `value`.
+    public func fill(_ range: Range<Int>, with value: Float) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= count)
+        (baseAddress + range.lowerBound).update(repeating: value, count: range.count)
+    }
+
     /// Σx² in float64, in index order: a gradient's squared norm (the servers' per-chunk sums
     /// for the global norm, and the single-process trainer's, alike).
     public var sumOfSquares: Double {

@@ -41,11 +41,12 @@ public func parallelRanges(_ count: Int, minimumPerThread: Int = 1, _ body: (Ran
 
 /// `body(i)` for every i in 0..<count, spread over the threads as `parallelRanges` spreads
 /// ranges; the results in index order.
-public func parallelMap<T>(_ count: Int, _ body: (Int) -> T) -> [T] {
+public func parallelMap<T>(_ count: Int, minimumPerThread: Int = 1, _ body: (Int) -> T) -> [T] {
     var results = [T?](repeating: nil, count: count)
     results.withUnsafeMutableBufferPointer { out in
-        let slots = UncheckedSendable(out.baseAddress!)
-        parallelRanges(count) { r in for i in r { (slots.value + i).pointee = body(i) } }
+        guard let base = out.baseAddress else { return }
+        let slots = UncheckedSendable(base)
+        parallelRanges(count, minimumPerThread: minimumPerThread) { r in for i in r { (slots.value + i).pointee = body(i) } }
     }
     return results.map { $0! }
 }

@@ -14,7 +14,7 @@ public struct AdamWConfig: Equatable, Sendable, Codable {
     }
 }
 
-/// Applies one AdamW step to `count` parameters.
+/// Applies one AdamW step to `count` parameters (the kernel behind the buffer version).
 ///
 /// - Parameters:
 ///   - step: 1-based step number (after increment), used for bias correction.
@@ -22,7 +22,7 @@ public struct AdamWConfig: Equatable, Sendable, Codable {
 ///   - m, v: first and second moment estimates, updated in place; zero before step 1.
 ///   - undecayed: index ranges (within 0..<count, sorted, disjoint) that get no weight decay:
 ///     norm weights and biases, as Hugging Face's Trainer (and so TRL) leaves them.
-public func adamWStep(
+func adamWStep(
     parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
     m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, count: Int,
     learningRate: Double, step: Int, gradientScale: Double = 1, config: AdamWConfig,

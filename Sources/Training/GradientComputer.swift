@@ -18,28 +18,12 @@ public final class GradientComputer {
     }
 
     /// Summed log-probabilities of every sequence, forward only, in example order.
-    /// `scores` over a whole flat vector (its buffer outlives the call).
     public func scores(parameters: FloatBuffer, examples: [Example]) -> [SequenceScore] {
-        scores(parameters: parameters.baseAddress, examples: examples)
-    }
-
-    /// `accumulate` over whole flat vectors of the same length.
-    public func accumulate(
-        parameters: FloatBuffer, gradients: FloatBuffer, examples: [Example], objective: Objective, normalizer: Double,
-        parametersNeeded: ((Int) -> Void)? = nil, gradientsFinal: ((Int) -> Void)? = nil
-    ) throws -> ObjectiveResult {
-        precondition(parameters.count == gradients.count)
-        return try accumulate(
-            parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: examples, objective: objective,
-            normalizer: normalizer, parametersNeeded: parametersNeeded, gradientsFinal: gradientsFinal)
-    }
-
-    public func scores(parameters: UnsafePointer<Float>, examples: [Example]) -> [SequenceScore] {
         scoresWithTokens(parameters: parameters, examples: examples).0
     }
 
     /// Summed log-probabilities of every sequence, and each scored token's log-probability.
-    public func scoresWithTokens(parameters: UnsafePointer<Float>, examples: [Example]) -> ([SequenceScore], [[Float]]) {
+    public func scoresWithTokens(parameters: FloatBuffer, examples: [Example]) -> ([SequenceScore], [[Float]]) {
         var out: [SequenceScore] = [], tokens: [[Float]] = []
         for group in microBatches(examples) {
             let batch = PackedBatch(group.flatMap(\.sequences))
@@ -62,11 +46,12 @@ public final class GradientComputer {
     ///   - gradientsFinal: called during the last micro-batch's backward with the offset from
     ///     which gradients are final (see `LlamaEngine.backward`).
     public func accumulate(
-        parameters: UnsafePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+        parameters: FloatBuffer, gradients: FloatBuffer,
         examples: [Example], objective: Objective, normalizer: Double,
         parametersNeeded: ((Int) -> Void)? = nil,
         gradientsFinal: ((Int) -> Void)? = nil
     ) throws -> ObjectiveResult {
+        precondition(parameters.count == gradients.count)
         var total = ObjectiveResult()
         let groups = microBatches(examples)
         for (index, group) in groups.enumerated() {

@@ -7,7 +7,11 @@ import SeededRandom
 public func initializeParameters(_ parameters: FloatBuffer, layout: ParameterLayout, seed: UInt64, std: Double = 0.02) {
     precondition(parameters.count == layout.totalCount)
     let fill = initialValues(layout: layout, seed: seed, std: std)
-    for entry in layout.entries { fill(entry, 0..<entry.count, parameters.baseAddress + entry.offset) }
+    let piece = FloatBuffer(count: layout.entries.map(\.count).max() ?? 0)
+    for entry in layout.entries {
+        try! fill(entry, 0..<entry.count, piece)  // drawing never throws
+        parameters.update(at: entry.offset, from: piece, 0..<entry.count)
+    }
 }
 
 /// The same initialisation as a `ModelReader`: drawn piece by piece in layout order (one
@@ -19,14 +23,14 @@ public func initialParameters(config: LlamaConfig, seed: UInt64, std: Double = 0
 }
 
 /// Fills elements `range` of a tensor; called in layout order (the values come from one stream).
-private func initialValues(layout: ParameterLayout, seed: UInt64, std: Double) -> (ParameterEntry, Range<Int>, UnsafeMutablePointer<Float>) -> Void {
+private func initialValues(layout: ParameterLayout, seed: UInt64, std: Double) -> ModelReader.ReadRows {
     final class Stream { var rng: SeededGenerator; init(_ seed: UInt64) { rng = SeededGenerator(seed: seed) } }
     let stream = Stream(seed), norms = layout.normOffsets
     return { entry, range, p in
         if norms.contains(entry.offset) {
-            p.update(repeating: 1, count: range.count)
+            p.fill(0..<range.count, with: 1)
         } else if entry.shape.count == 1 {
-            p.update(repeating: 0, count: range.count)
+            p.fill(0..<range.count, with: 0)
         } else {
             for i in 0..<range.count { p[i] = Float(stream.rng.nextNormal() * std) }
         }

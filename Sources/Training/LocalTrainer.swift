@@ -78,13 +78,12 @@ public final class LocalTrainer {
         gradients.zero()
         let objective = rule.settings.objective, normalizer = objective.normalizer(for: batch)
         let result = try computer.accumulate(
-            parameters: parameters.baseAddress, gradients: gradients.baseAddress, examples: batch, objective: objective, normalizer: normalizer)
+            parameters: parameters, gradients: gradients, examples: batch, objective: objective, normalizer: normalizer)
         let norm = gradients.sumOfSquares.squareRoot()
         let (lr, scale) = rule.update(atStep: step, globalNorm: norm)
         step += 1
         adamWStep(
-            parameters: parameters.baseAddress, gradients: gradients.baseAddress, m: m.baseAddress, v: v.baseAddress,
-            count: parameters.count, learningRate: lr, step: step, gradientScale: scale, config: rule.settings.adamW, undecayed: undecayed)
+            parameters: parameters, gradients: gradients, m: m, v: v, learningRate: lr, step: step, gradientScale: scale, config: rule.settings.adamW, undecayed: undecayed)
         return rule.metrics(result, normalizer: normalizer, globalNorm: norm, learningRate: lr)
     }
 }

@@ -54,21 +54,9 @@ struct BenchModel {
     }
 }
 
-/// Best-of-N sgemm rate in GFLOP/s at the shape (m, n, k).
-func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
-    let a = FloatBuffer(count: m * k), b = FloatBuffer(count: k * n), c = FloatBuffer(count: m * n)
-    var rng = SeededGenerator(seed: 1)
-    for i in 0..<a.count { a[i] = Float(rng.nextNormal()) }
-    for i in 0..<b.count { b[i] = Float(rng.nextNormal()) }
-    var best = Double.infinity
-    for _ in 0..<repeats {
-        let t0 = now()
-        gemm(
-            opA, opB, m: m, n: n, k: k, a.baseAddress, lda: opA == .n ? k : m, b.baseAddress, ldb: opB == .n ? n : k,
-            c.baseAddress, ldc: n)
-        best = min(best, now() - t0)
-    }
-    return 2 * Double(m * n * k) / best / 1e9
+/// Best-of-5 sgemm rate in GFLOP/s at the shape (m, n, k), A and B stored as `opA`, `opB` say.
+func sgemmRate(_ opA: Op, _ opB: Op, m: Int, n: Int, k: Int) -> Double {
+    BLASStartup.sgemmRate(MatmulShape(m: m, n: n, k: k, transposeA: opA == .t, transposeB: opB == .t), repeats: 5)
 }
 
 @main
@@ -132,7 +120,7 @@ struct Step: ParsableCommand {
             grads.zero()
             let t0 = now()
             _ = try computer.accumulate(
-                parameters: model.parameters.baseAddress, gradients: grads.baseAddress, examples: examples,
+                parameters: model.parameters, gradients: grads, examples: examples,
                 objective: .sft, normalizer: Objective.sft.normalizer(for: examples))
             let dt = now() - t0
             if i > 0 { times.append(dt) }  // the first step allocates the arena
@@ -187,11 +175,11 @@ struct Generate: ParsableCommand {
         }
         let settings = SamplingSettings(temperature: 0.6, topP: 0.95, maxNewTokens: tokens, cache: cache)
         _ = generate(
-            config: c, parameters: model.parameters.baseAddress, requests: Array(requests.prefix(1)), rows: batch,
+            config: c, parameters: model.parameters, requests: Array(requests.prefix(1)), rows: batch,
             settings: SamplingSettings(temperature: 0.6, maxNewTokens: 4), stop: [])
         var steps = 0
         let t0 = now()
-        let out = generate(config: c, parameters: model.parameters.baseAddress, requests: requests, rows: batch, settings: settings, stop: []) { _, _, _ in steps += 1 }
+        let out = generate(config: c, parameters: model.parameters, requests: requests, rows: batch, settings: settings, stop: []) { _, _, _ in steps += 1 }
         let dt = now() - t0
         let produced = out.joined().reduce(0) { $0 + $1.count }
         // Model FLOPs per generated token: 2 per weight of every product (the embedding is a
@@ -202,7 +190,7 @@ struct Generate: ParsableCommand {
         // Prefill counts too: every prompt once per group of samples that start together (at most once per sample).
         let achieved = flopsPerToken * Double(produced) / dt / 1e9
         let streamed = Double(steps) * Double(bytes) / dt / 1e9
-        let products = decodeProductsSeconds(model, rows: batch)
+        let products = Generator.productSeconds(config: c, parameters: model.parameters, rows: batch)
         let ceiling = Double(batch) / products
         print(
             String(
@@ -218,29 +206,4 @@ struct Generate: ParsableCommand {
                 1000 * dt / Double(steps), batch, 1000 * products, ceiling, 100 * flopsPerToken * ceiling / 1e9 / peak,
                 100 * Double(produced) / dt / ceiling))
     }
-}
-
-/// Seconds for the matrix products of one decode step at `rows` rows (every layer's
-/// projections and the LM head, with the model's weights; best of 5): what OpenBLAS alone
-/// allows a decode step, the rest (attention, norms, sampling) excluded.
-func decodeProductsSeconds(_ model: BenchModel, rows: Int) -> Double {
-    let c = model.config, w = model.parameters.baseAddress
-    let qDim = c.numAttentionHeads * c.headDim, kvDim = c.numKeyValueHeads * c.headDim
-    let x = FloatBuffer(count: rows * max(2 * c.intermediateSize, qDim)), y = FloatBuffer(count: rows * max(c.vocabSize, 2 * c.intermediateSize))
-    for i in 0..<x.count { x[i] = 0.01 * Float(i % 97) }
-    var best = Double.infinity
-    for _ in 0..<5 {
-        let t0 = now()
-        for o in model.layout.layers {
-            for (weights, k, n) in [
-                (o.q, c.hiddenSize, qDim), (o.k, c.hiddenSize, kvDim), (o.v, c.hiddenSize, kvDim), (o.o, qDim, c.hiddenSize),
-                (o.gate, c.hiddenSize, 2 * c.intermediateSize), (o.down, c.intermediateSize, c.hiddenSize)
-            ] {
-                linearForward(y.baseAddress, x.baseAddress, w + weights, nil, rows: rows, inFeatures: k, outFeatures: n)
-            }
-        }
-        linearForward(y.baseAddress, x.baseAddress, w + model.layout.lmHead, nil, rows: rows, inFeatures: c.hiddenSize, outFeatures: c.vocabSize)
-        best = min(best, now() - t0)
-    }
-    return best
 }

@@ -179,11 +179,7 @@ func allTargets(seedDirectory dir: URL) -> [Target] {
         Target(name: "gguf", seeds: { try files(dir, ".gguf") }) { bytes in
             guard let file = try? GGUFFile(data: Data(bytes), url: fakeURL) else { return false }
             // Everything a loader does with a parsed file: tensors, configuration, tokenizer.
-            for info in file.tensors.values {
-                let out = UnsafeMutablePointer<Float>.allocate(capacity: max(1, info.count))
-                try? file.read(info.name, into: out)
-                out.deallocate()
-            }
+            for name in file.tensors.keys { _ = try? file.read(name) }
             if let model = try? GGUFModel.load(file: file), let t = model.tokenizer {
                 _ = t.decode(t.encode("hello world 123"))
             }

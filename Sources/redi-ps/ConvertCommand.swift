@@ -28,7 +28,7 @@ struct ConvertCommand: ParsableCommand {
             throw CLIError("\(out) already holds a checkpoint; pass --force to overwrite it")
         }
         let model = try GGUFModel.load(from: URL(fileURLWithPath: from))
-        try Checkpoint.write(to: outURL, config: model.config, parameters: model.parameters.baseAddress, tokenizer: model.tokenizer)
+        try Checkpoint.write(to: outURL, config: model.config, parameters: model.parameters, tokenizer: model.tokenizer)
         print("wrote \(out): \(model.config.modelType), \(model.layout.totalCount) parameters\(model.tokenizer == nil ? " (no tokenizer in the file)" : "")")
     }
 }

@@ -60,7 +60,7 @@ struct EvalCommand: ParsableCommand {
         // Problem i's samples are seeded by seed + i, as a run's evaluation on the workers is.
         let seeds = problems.indices.map { sampling.seed &+ UInt64($0) }
         let results = scoreProblems(
-            problems, seeds: seeds, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: tokenizer,
+            problems, seeds: seeds, config: loaded.config, parameters: loaded.parameters, tokenizer: tokenizer,
             samples: samples, rows: batch, settings: sampling.settings, rule: answerRule, stop: stop
         ) { done, all, tokens in
             guard Date().timeIntervalSince(lastReport) >= 2 || done == all else { return }

@@ -66,12 +66,12 @@ struct GenerateCommand: ParsableCommand {
         let (loaded, tokenizer) = try loadModelWithTokenizer(model)
         let input = try promptIDs(prompt, system: system, raw: raw, tokenizer: tokenizer)
         if let logitsOut {
-            let g = Generator(config: loaded.config, parameters: loaded.parameters.baseAddress, rows: 1, capacity: input.count)
+            let g = Generator(config: loaded.config, parameters: loaded.parameters, rows: 1, capacity: input.count)
             try (try jsonLine(["prompt_ids": input, "logits": g.prefill(row: 0, prompt: input)]) + "\n").write(toFile: logitsOut, atomically: true, encoding: .utf8)
         }
         let started = Date()
         let outputs = generate(
-            config: loaded.config, parameters: loaded.parameters.baseAddress, prompt: input,
+            config: loaded.config, parameters: loaded.parameters, prompt: input,
             samples: samples, settings: sampling.settings, stop: stopTokens(tokenizer))
         let seconds = Date().timeIntervalSince(started)
         let stop = stopTokens(tokenizer)

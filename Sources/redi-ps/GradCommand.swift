@@ -78,7 +78,7 @@ struct GradCommand: ParsableCommand {
         let result: ObjectiveResult
         do {
             result = try computer.accumulate(
-                parameters: model.parameters.baseAddress, gradients: gradients.baseAddress,
+                parameters: model.parameters, gradients: gradients,
                 examples: examples, objective: objective,
                 normalizer: objective.normalizer(for: examples))
         } catch let error as ObjectiveError {
@@ -86,7 +86,7 @@ struct GradCommand: ParsableCommand {
         }
         var metrics = result.metrics(for: objective)
         metrics["grad_norm"] = gradients.sumOfSquares.squareRoot()
-        let tensors = model.layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: gradients.baseAddress + $0.offset) }
+        let tensors = model.layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: gradients, at: $0.offset) }
         try writeSafetensors(tensors, to: URL(fileURLWithPath: out))
         var report: [String: Any] = metrics
         report["objective"] = objective.name

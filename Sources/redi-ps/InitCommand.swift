@@ -67,7 +67,7 @@ struct InitCommand: ParsableCommand {
         initializeParameters(parameters, layout: layout, seed: seed)
         guard let shardBytes = parseByteSize(maxShardSize) else { throw ValidationError("--max-shard-size \(maxShardSize): expected bytes, or a number with KB, MB or GB") }
         try Checkpoint.write(
-            to: outURL, config: modelConfig, parameters: parameters.baseAddress,
+            to: outURL, config: modelConfig, parameters: parameters,
             tokenizer: usable ? tokenizer : nil, maxShardBytes: shardBytes)
         print("wrote \(out): \(modelConfig.modelType), \(layout.totalCount) parameters, seed \(seed)")
     }

@@ -34,7 +34,7 @@ struct LogprobsCommand: ParsableCommand {
         let started = Date()
         for start in stride(from: 0, to: examples.count, by: chunk) {
             let part = Array(examples[start..<min(examples.count, start + chunk)])
-            let (scores, tokenLogps) = computer.scoresWithTokens(parameters: model.parameters.baseAddress, examples: part)
+            let (scores, tokenLogps) = computer.scoresWithTokens(parameters: model.parameters, examples: part)
             var k = 0
             for e in part {
                 var line: [String: Any] = [:]

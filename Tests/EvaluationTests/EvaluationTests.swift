@@ -36,7 +36,8 @@ final class EvaluationTests: XCTestCase {
 
     func testSamplingIsGreedyAtZeroReproducibleAndRespectsTopP() {
         let logits: [Float] = [0.1, 3.0, 2.9, -5, 1.0]
-        logits.withUnsafeBufferPointer { l in
+        do {
+            let l = logits[...]
             var rng = SeededGenerator(seed: 1)
             XCTAssertEqual(sampleToken(l, settings: SamplingSettings(temperature: 0), rng: &rng), 1)
             // top-p small enough to keep only the best token.
@@ -66,9 +67,7 @@ final class EvaluationTests: XCTestCase {
             var nucleus = Set<Int>(), mass = 0.0
             for i in order where mass < topP * w.reduce(0, +) { nucleus.insert(i); mass += w[i] }
             var drawn = Set<Int>()
-            logits.withUnsafeBufferPointer { l in
-                for _ in 0..<4000 { drawn.insert(Int(sampleToken(l, settings: SamplingSettings(temperature: 1, topP: topP), rng: &rng))) }
-            }
+            for _ in 0..<4000 { drawn.insert(Int(sampleToken(logits[...], settings: SamplingSettings(temperature: 1, topP: topP), rng: &rng))) }
             XCTAssertTrue(drawn.isSubset(of: nucleus), "spread \(spread): drew \(drawn.subtracting(nucleus).count) tokens outside the nucleus")
             if nucleus.count <= 20 { XCTAssertEqual(drawn, nucleus) }
         }
@@ -98,7 +97,7 @@ final class EvaluationTests: XCTestCase {
         let settings = SamplingSettings(temperature: 1.0, topP: 0.95, maxNewTokens: 24)
         let stop: Set<Int32> = Set((0..<60).map { Int32($0) })
         func run(_ r: [GenerationRequest]) -> [[[Int32]]] {
-            generate(config: config, parameters: parameters.baseAddress, requests: r, rows: 5, settings: settings, stop: stop)
+            generate(config: config, parameters: parameters, requests: r, rows: 5, settings: settings, stop: stop)
         }
         let together = run(requests)
         let lengths = together.joined().map { (sample: [Int32]) in sample.count }

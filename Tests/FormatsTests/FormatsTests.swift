@@ -38,12 +38,12 @@ final class FormatsTests: XCTestCase {
             let layout = ParameterLayout(config: c)
             let params = randomParameters(layout)
             let a = dir.appendingPathComponent("a-\(type)"), b = dir.appendingPathComponent("b-\(type)")
-            try Checkpoint.write(to: a, config: c, parameters: params.baseAddress, tokenizer: ByteTokenizer())
+            try Checkpoint.write(to: a, config: c, parameters: params, tokenizer: ByteTokenizer())
             let loaded = try Checkpoint.load(from: a)
             XCTAssertEqual(loaded.config, c)
             XCTAssertEqual(loaded.parameters.array.map(\.bitPattern), params.array.map(\.bitPattern))
             XCTAssertNotNil(loaded.tokenizer)
-            try Checkpoint.write(to: b, config: loaded.config, parameters: loaded.parameters.baseAddress, tokenizer: loaded.tokenizer)
+            try Checkpoint.write(to: b, config: loaded.config, parameters: loaded.parameters, tokenizer: loaded.tokenizer)
             for file in ["model.safetensors", "config.json", "tokenizer_config.json"] {
                 XCTAssertEqual(try Data(contentsOf: a.appendingPathComponent(file)), try Data(contentsOf: b.appendingPathComponent(file)), file)
             }
@@ -58,7 +58,7 @@ final class FormatsTests: XCTestCase {
         let layout = ParameterLayout(config: c)
         let params = randomParameters(layout)
         let out = dir.appendingPathComponent("sharded")
-        try Checkpoint.write(to: out, config: c, parameters: params.baseAddress, tokenizer: nil, maxShardBytes: 4096)
+        try Checkpoint.write(to: out, config: c, parameters: params, tokenizer: nil, maxShardBytes: 4096)
         let files = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".safetensors") }.sorted()
         XCTAssertGreaterThan(files.count, 1)
         XCTAssertEqual(files.first, "model-00001-of-\(String(format: "%05d", files.count)).safetensors")
@@ -66,7 +66,7 @@ final class FormatsTests: XCTestCase {
         XCTAssertEqual((index["weight_map"] as? [String: String])?.count, layout.entries.count)
         XCTAssertEqual((index["metadata"] as? [String: Any])?["total_size"] as? Int, layout.totalCount * 4)
         XCTAssertEqual(try Checkpoint.load(from: out).parameters.array.map(\.bitPattern), params.array.map(\.bitPattern))
-        try Checkpoint.write(to: out, config: c, parameters: params.baseAddress, tokenizer: nil)
+        try Checkpoint.write(to: out, config: c, parameters: params, tokenizer: nil)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasPrefix("model") }.sorted(), ["model.safetensors"])
         XCTAssertEqual(parseByteSize("5GB"), 5_000_000_000)
         XCTAssertEqual(parseByteSize("500MB"), 500_000_000)
@@ -126,16 +126,16 @@ final class FormatsTests: XCTestCase {
         let layout = ParameterLayout(config: c)
         let params = randomParameters(layout)
         let ckpt = dir.appendingPathComponent("ckpt")
-        try Checkpoint.write(to: ckpt, config: c, parameters: params.baseAddress, tokenizer: nil)
+        try Checkpoint.write(to: ckpt, config: c, parameters: params, tokenizer: nil)
         let weights = ckpt.appendingPathComponent("model.safetensors")
         func rewrite(_ tensors: [TensorToWrite]) throws { try writeSafetensors(tensors, to: weights) }
-        let all = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: params.baseAddress + $0.offset) }
+        let all = layout.entries.map { TensorToWrite(name: $0.name, shape: $0.shape, values: params, at: $0.offset) }
 
         try rewrite(all.filter { $0.name != "model.norm.weight" })
         XCTAssertThrowsError(try Checkpoint.load(from: ckpt)) { XCTAssertTrue("\($0)".contains("missing tensor \"model.norm.weight\"")) }
-        try rewrite(all + [TensorToWrite(name: "model.layers.9.mlp.up_proj.weight", shape: [1], values: params.baseAddress)])
+        try rewrite(all + [TensorToWrite(name: "model.layers.9.mlp.up_proj.weight", shape: [1], values: params)])
         XCTAssertThrowsError(try Checkpoint.load(from: ckpt)) { XCTAssertTrue("\($0)".contains("unexpected tensor")) }
-        try rewrite(all.map { $0.name == "model.norm.weight" ? TensorToWrite(name: $0.name, shape: [4, 2], values: $0.values) : $0 })
+        try rewrite(all.map { $0.name == "model.norm.weight" ? TensorToWrite(name: $0.name, shape: [4, 2], values: $0.values, at: $0.offset) : $0 })
         XCTAssertThrowsError(try Checkpoint.load(from: ckpt)) { XCTAssertTrue("\($0)".contains("has shape [4, 2]")) }
         XCTAssertThrowsError(try Checkpoint.load(from: dir.appendingPathComponent("nowhere"))) { XCTAssertTrue("\($0)".contains("no such checkpoint")) }
     }
@@ -300,10 +300,9 @@ final class StreamedWriteTests: XCTestCase {
             let dir = root.appendingPathComponent(name)
             let writer = try CheckpointWriter(directory: dir, config: config, tokenizer: nil, dtype: .bf16, maxShardBytes: p / 2, optimizer: metadata)
             for r in ranges {
-                try writer.write(
-                    r, weights: w.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
-                    m: m.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound },
-                    v: v.withUnsafeBufferPointer { $0.baseAddress! + r.lowerBound })
+                try w[r].withUnsafeBufferPointer { w in
+                    try m[r].withUnsafeBufferPointer { m in try v[r].withUnsafeBufferPointer { v in try writer.write(r, weights: w, m: m, v: v) } }
+                }
             }
             try writer.finish()
             return dir
@@ -334,8 +333,7 @@ final class StreamedWriteTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: root) }
         do {
             let writer = try SafetensorsWriter(url: root.appendingPathComponent("x.safetensors"), tensors: [("a", [4])])
-            var values: [Float] = [1, 2]
-            try writer.write(tensor: 0, from: 0, &values, count: 2)
+            try writer.write(tensor: 0, from: 0, [1, 2])
         }
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root.path), [])
     }

@@ -40,7 +40,7 @@ final class EngineTests: XCTestCase {
             let engine = LlamaEngine(config: config)
             let params = Self.randomParameters(engine.layout, seed: 7)
             let batch = PackedBatch(Self.sequences)
-            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let logp = engine.forward(parameters: params, batch: batch)
             let ref = ReferenceLlama(config: config).logProbs(params.array.map(Double.init), sequences: Self.sequences)
             XCTAssertEqual(logp.count, ref.count)
             let worst = zip(logp, ref).map { abs(Double($0) - $1) }.max()!
@@ -59,9 +59,9 @@ final class EngineTests: XCTestCase {
             let engine = LlamaEngine(config: config)
             if let blockRows { engine.lmHeadWholeRows = 2; engine.lmHeadBlockRows = blockRows }
             let batch = PackedBatch(Self.sequences)
-            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let logp = engine.forward(parameters: params, batch: batch)
             let grads = FloatBuffer(count: engine.layout.totalCount)
-            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 3) - 0.7 })
+            engine.backward(parameters: params, gradients: grads, weights: logp.indices.map { Float($0 % 3) - 0.7 })
             return (logp, grads.array)
         }
         let (wholeLogp, wholeGrad) = run(blockRows: nil)
@@ -83,9 +83,9 @@ final class EngineTests: XCTestCase {
             let engine = LlamaEngine(config: config)
             if !keep { engine.attentionKeepBytes = 0 }
             let batch = PackedBatch(Self.sequences)
-            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let logp = engine.forward(parameters: params, batch: batch)
             let grads = FloatBuffer(count: engine.layout.totalCount)
-            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 4) - 1.3 })
+            engine.backward(parameters: params, gradients: grads, weights: logp.indices.map { Float($0 % 4) - 1.3 })
             return (logp, grads.array)
         }
         let (keptLogp, keptGrad) = run(keep: true), (logp, grad) = run(keep: false)
@@ -104,9 +104,9 @@ final class EngineTests: XCTestCase {
             engine.activationKeepBytes = keepBytes
             let batch = PackedBatch(Self.sequences)
             let predicted = engine.workspaceBytes(sequenceLengths: Self.sequences.map(\.tokens.count), scored: batch.scoredCount)
-            let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+            let logp = engine.forward(parameters: params, batch: batch)
             let grads = FloatBuffer(count: engine.layout.totalCount)
-            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.map { _ in 1 })
+            engine.backward(parameters: params, gradients: grads, weights: logp.map { _ in 1 })
             XCTAssertEqual(engine.workspaceHeldBytes, predicted.forward + predicted.backward, "activationKeepBytes \(keepBytes)")
         }
         let engine = LlamaEngine(config: config)
@@ -127,11 +127,11 @@ final class EngineTests: XCTestCase {
                 engine.activationKeepBytes = keepBytes
                 engine.attentionKeepBytes = 0  // recomputed layers never keep probabilities: compare like with like
                 let batch = PackedBatch(Self.sequences)
-                let logp = engine.forward(parameters: params.baseAddress, batch: batch)
+                let logp = engine.forward(parameters: params, batch: batch)
                 let grads = FloatBuffer(count: engine.layout.totalCount)
                 var finals: [Int] = []
                 engine.backward(
-                    parameters: params.baseAddress, gradients: grads.baseAddress, weights: logp.indices.map { Float($0 % 3) - 0.7 },
+                    parameters: params, gradients: grads, weights: logp.indices.map { Float($0 % 3) - 0.7 },
                     gradientsFinal: { finals.append($0) })
                 XCTAssertEqual(finals.count, config.numHiddenLayers)
                 return (logp, grads.array)
@@ -146,9 +146,9 @@ final class EngineTests: XCTestCase {
         let config = try Self.config("llama", tied: true)
         let engine = LlamaEngine(config: config)
         let params = Self.randomParameters(engine.layout, seed: 3)
-        let packed = engine.forward(parameters: params.baseAddress, batch: PackedBatch(Self.sequences))
+        let packed = engine.forward(parameters: params, batch: PackedBatch(Self.sequences))
         var separate: [Float] = []
-        for s in Self.sequences { separate += engine.forward(parameters: params.baseAddress, batch: PackedBatch([s])) }
+        for s in Self.sequences { separate += engine.forward(parameters: params, batch: PackedBatch([s])) }
         XCTAssertEqual(packed.count, separate.count)
         for (a, b) in zip(packed, separate) { XCTAssertEqual(a, b, accuracy: 1e-5) }
     }
@@ -162,9 +162,9 @@ final class EngineTests: XCTestCase {
             let batch = PackedBatch(Self.sequences)
             var rng = SeededGenerator(seed: 5)
             let weights = (0..<batch.scoredCount).map { _ in Float(rng.nextNormal()) }
-            _ = engine.forward(parameters: params.baseAddress, batch: batch)
+            _ = engine.forward(parameters: params, batch: batch)
             let grads = FloatBuffer(count: layout.totalCount)
-            engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: weights)
+            engine.backward(parameters: params, gradients: grads, weights: weights)
 
             let reference = ReferenceLlama(config: config)
             var theta = params.array.map(Double.init)
@@ -198,9 +198,9 @@ final class EngineTests: XCTestCase {
         let batch = PackedBatch(Self.sequences)
         let weights = [Float](repeating: -1, count: batch.scoredCount)
         let grads = FloatBuffer(count: engine.layout.totalCount)
-        _ = engine.forward(parameters: params.baseAddress, batch: batch)
+        _ = engine.forward(parameters: params, batch: batch)
         var frontiers: [Int] = [], snapshots: [[Float]] = []
-        engine.backward(parameters: params.baseAddress, gradients: grads.baseAddress, weights: weights) { frontier in
+        engine.backward(parameters: params, gradients: grads, weights: weights) { frontier in
             frontiers.append(frontier)
             snapshots.append(Array(UnsafeBufferPointer(start: grads.baseAddress + frontier, count: grads.count - frontier)))
         }
@@ -218,11 +218,11 @@ final class EngineTests: XCTestCase {
         let batch = PackedBatch(Self.sequences)
         let weights = [Float](repeating: -1, count: batch.scoredCount)
         let once = FloatBuffer(count: engine.layout.totalCount), twice = FloatBuffer(count: engine.layout.totalCount)
-        _ = engine.forward(parameters: params.baseAddress, batch: batch)
-        engine.backward(parameters: params.baseAddress, gradients: once.baseAddress, weights: weights)
+        _ = engine.forward(parameters: params, batch: batch)
+        engine.backward(parameters: params, gradients: once, weights: weights)
         for _ in 0..<2 {
-            _ = engine.forward(parameters: params.baseAddress, batch: batch)
-            engine.backward(parameters: params.baseAddress, gradients: twice.baseAddress, weights: weights)
+            _ = engine.forward(parameters: params, batch: batch)
+            engine.backward(parameters: params, gradients: twice, weights: weights)
         }
         for i in 0..<once.count { XCTAssertEqual(2 * once[i], twice[i], accuracy: 1e-5 * max(1, abs(twice[i]))) }
     }

@@ -21,7 +21,7 @@ final class GeneratorTests: XCTestCase {
         let params = EngineTests.randomParameters(layout, seed: 5)
         let reference = ReferenceLlama(config: Self.config)
         let promptLength = 3
-        let g = Generator(config: Self.config, parameters: params.baseAddress, rows: Self.sequences.count, capacity: 16)
+        let g = Generator(config: Self.config, parameters: params, rows: Self.sequences.count, capacity: 16)
         var got: [[[Float]]] = Self.sequences.indices.map { [g.prefill(row: $0, prompt: Array(Self.sequences[$0].prefix(promptLength)))] }
         // Decode all rows together while they last, then the longest alone (a padded single row).
         for position in promptLength..<(Self.sequences.map(\.count).max()! - 1) {
@@ -47,7 +47,7 @@ final class GeneratorTests: XCTestCase {
         var config = Self.config
         config.maxPositionEmbeddings = 1000
         let params = EngineTests.randomParameters(ParameterLayout(config: config), seed: 6)
-        let g = Generator(config: config, parameters: params.baseAddress, rows: 8, capacity: 1000)
+        let g = Generator(config: config, parameters: params, rows: 8, capacity: 1000)
         let perToken = 2 * config.numHiddenLayers * config.numKeyValueHeads * config.headDim * MemoryLayout<Float>.stride
         XCTAssertEqual(g.cacheBytes, 0)
         let tokens = (0..<262).map { Int32(($0 * 7 + 3) % 23) }
@@ -69,8 +69,8 @@ final class GeneratorTests: XCTestCase {
     /// still independent of each other.
     func testABFloat16CacheHalvesTheMemory() {
         let params = EngineTests.randomParameters(ParameterLayout(config: Self.config), seed: 5)
-        let full = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32)
-        let half = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32, precision: .bf16)
+        let full = Generator(config: Self.config, parameters: params, rows: 3, capacity: 32)
+        let half = Generator(config: Self.config, parameters: params, rows: 3, capacity: 32, precision: .bf16)
         var worst: Float = 0
         for (r, s) in Self.sequences.enumerated() {
             _ = full.prefill(row: r, prompt: Array(s.prefix(3)))
@@ -85,11 +85,11 @@ final class GeneratorTests: XCTestCase {
         XCTAssertEqual(half.cacheBytes * 2, full.cacheBytes)
         XCTAssertLessThan(worst, 0.05)
         // Row 1 decoded alone in a bf16 generator: the same bits as among the others.
-        let alone = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32, precision: .bf16)
+        let alone = Generator(config: Self.config, parameters: params, rows: 3, capacity: 32, precision: .bf16)
         _ = alone.prefill(row: 1, prompt: Array(Self.sequences[1].prefix(3)))
         var last: [Float] = []
         for p in 3..<7 { last = alone.decode(rows: [1], tokens: [Self.sequences[1][p]]) }
-        let together = Generator(config: Self.config, parameters: params.baseAddress, rows: 3, capacity: 32, precision: .bf16)
+        let together = Generator(config: Self.config, parameters: params, rows: 3, capacity: 32, precision: .bf16)
         for (r, s) in Self.sequences.enumerated() { _ = together.prefill(row: r, prompt: Array(s.prefix(3))) }
         var mine: [Float] = []
         for p in 3..<7 {
@@ -106,14 +106,14 @@ final class GeneratorTests: XCTestCase {
         let steps = 6
         // Alone: the only active row of a 5-row generator, in its last row.
         func alone(_ s: [Int32]) -> [[Float]] {
-            let g = Generator(config: config, parameters: params.baseAddress, rows: 5, capacity: 32)
+            let g = Generator(config: config, parameters: params, rows: 5, capacity: 32)
             var out = [g.prefill(row: 4, prompt: Array(s.prefix(3)))]
             for p in 3..<(3 + steps) { out.append(g.decode(rows: [4], tokens: [s[p % s.count]])) }
             return out
         }
         // Together: 5 rows, where row 2 is refilled with a new prompt mid-flight and row 4
         // is a copy of row 0 (same prompt, another sample).
-        let g = Generator(config: config, parameters: params.baseAddress, rows: 5, capacity: 32)
+        let g = Generator(config: config, parameters: params, rows: 5, capacity: 32)
         var together: [[[Float]]] = Array(repeating: [], count: 5)
         let prompts = [0, 1, 2, 1].map { Self.sequences[$0] }
         for r in 0..<4 { together[r].append(g.prefill(row: r, prompt: Array(prompts[r].prefix(3)))) }
@@ -150,7 +150,7 @@ final class GeneratorTests: XCTestCase {
         var rng = SeededGenerator(seed: 4)
         let target: [Int32] = [1, 5, 7], steps: [Int32] = [2, 3, 4, 5]
         func decode(at position: Int, alone: Bool) -> [[Float]] {
-            let g = Generator(config: config, parameters: params.baseAddress, rows: 32, capacity: 16)
+            let g = Generator(config: config, parameters: params, rows: 32, capacity: 16)
             let active = alone ? [position] : Array(0..<32)
             var out: [[Float]] = []
             for r in active {

@@ -1,20 +1,28 @@
 // AdamW, clipping and the schedule against values computed by hand from PyTorch's and
 // Hugging Face's definitions.
 import Foundation
+import Numerics
 import Optimizer
 import XCTest
 
+/// A buffer holding `values`.
+private func buffer(_ values: [Float]) -> FloatBuffer {
+    let b = FloatBuffer(count: values.count)
+    for (i, x) in values.enumerated() { b[i] = x }
+    return b
+}
+
 final class OptimizerTests: XCTestCase {
     func testAdamWTwoStepsByHand() {
-        var p: [Float] = [1.0, -2.0], m: [Float] = [0, 0], v: [Float] = [0, 0]
+        let p = buffer([1.0, -2.0]), m = buffer([0, 0]), v = buffer([0, 0])
         let g1: [Float] = [0.5, -0.25], g2: [Float] = [-0.1, 0.3]
         let cfg = AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01)
-        adamWStep(parameters: &p, gradients: g1, m: &m, v: &v, count: 2, learningRate: 0.1, step: 1, config: cfg)
+        adamWStep(parameters: p, gradients: buffer(g1), m: m, v: v, learningRate: 0.1, step: 1, config: cfg)
         // Step 1: m̂ = g, v̂ = g², so the update is lr·g/(|g|+eps) = ±lr after decay p·(1 - lr·wd).
         XCTAssertEqual(Double(p[0]), 1.0 * (1 - 0.001) - 0.1 * 0.5 / (0.5 + 1e-8), accuracy: 1e-6)
         XCTAssertEqual(Double(p[1]), -2.0 * (1 - 0.001) + 0.1 * 0.25 / (0.25 + 1e-8), accuracy: 1e-6)
-        let p1 = p
-        adamWStep(parameters: &p, gradients: g2, m: &m, v: &v, count: 2, learningRate: 0.05, step: 2, config: cfg)
+        let p1 = p.array
+        adamWStep(parameters: p, gradients: buffer(g2), m: m, v: v, learningRate: 0.05, step: 2, config: cfg)
         for i in 0..<2 {
             let m2 = 0.9 * 0.1 * Double(g1[i]) + 0.1 * Double(g2[i])
             let v2 = 0.999 * 0.001 * Double(g1[i] * g1[i]) + 0.001 * Double(g2[i] * g2[i])
@@ -25,12 +33,12 @@ final class OptimizerTests: XCTestCase {
     }
 
     func testGradientScaleIsAppliedBeforeTheMoments() {
-        var a: [Float] = [1], ma: [Float] = [0], va: [Float] = [0]
-        var b: [Float] = [1], mb: [Float] = [0], vb: [Float] = [0]
-        adamWStep(parameters: &a, gradients: [4], m: &ma, v: &va, count: 1, learningRate: 0.1, step: 1, gradientScale: 0.25, config: AdamWConfig())
-        adamWStep(parameters: &b, gradients: [1], m: &mb, v: &vb, count: 1, learningRate: 0.1, step: 1, config: AdamWConfig())
-        XCTAssertEqual(a, b)
-        XCTAssertEqual(ma, mb)
+        let a = buffer([1]), ma = buffer([0]), va = buffer([0])
+        let b = buffer([1]), mb = buffer([0]), vb = buffer([0])
+        adamWStep(parameters: a, gradients: buffer([4]), m: ma, v: va, learningRate: 0.1, step: 1, gradientScale: 0.25, config: AdamWConfig())
+        adamWStep(parameters: b, gradients: buffer([1]), m: mb, v: vb, learningRate: 0.1, step: 1, config: AdamWConfig())
+        XCTAssertEqual(a.array, b.array)
+        XCTAssertEqual(ma.array, mb.array)
     }
 
     func testClipCoefficientFollowsPyTorch() {
@@ -65,11 +73,11 @@ final class OptimizerTests: XCTestCase {
 
     func testNormWeightsAndBiasesGetNoWeightDecay() throws {
         // Zero gradients: a decayed parameter shrinks by (1 − lr·wd), an undecayed one stays.
-        var p: [Float] = Array(repeating: 2, count: 10), m = [Float](repeating: 0, count: 10), v = m
+        let p = buffer(Array(repeating: 2, count: 10)), m = FloatBuffer(count: 10), v = FloatBuffer(count: 10)
         let cfg = AdamWConfig(weightDecay: 0.5)
         adamWStep(
-            parameters: &p, gradients: [Float](repeating: 0, count: 10), m: &m, v: &v, count: 10, learningRate: 0.1, step: 1,
+            parameters: p, gradients: FloatBuffer(count: 10), m: m, v: v, learningRate: 0.1, step: 1,
             config: cfg, undecayed: [1..<3, 6..<7, 9..<12])
-        XCTAssertEqual(p, [1.9, 2, 2, 1.9, 1.9, 1.9, 2, 1.9, 1.9, 2])
+        XCTAssertEqual(p.array, [1.9, 2, 2, 1.9, 1.9, 1.9, 2, 1.9, 1.9, 2])
     }
 }

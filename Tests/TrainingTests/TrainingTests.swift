@@ -51,7 +51,7 @@ final class TrainingTests: XCTestCase {
             let normalizer = objective.normalizer(for: examples)
             let computer = GradientComputer(config: config)
             _ = try computer.accumulate(
-                parameters: params.baseAddress, gradients: grads.baseAddress, examples: examples,
+                parameters: params, gradients: grads, examples: examples,
                 objective: objective, normalizer: normalizer)
             let sequences = examples.flatMap(\.sequences)
             let refs = examples.map { ReferenceScores(chosen: $0.refChosen ?? 0, rejected: $0.refRejected ?? 0) }
@@ -91,9 +91,9 @@ final class TrainingTests: XCTestCase {
             let whole = FloatBuffer(count: layout.totalCount), pieces = FloatBuffer(count: layout.totalCount)
             let normalizer = objective.normalizer(for: examples)
             let a = try GradientComputer(config: config, microBatchTokens: 10_000)
-                .accumulate(parameters: params.baseAddress, gradients: whole.baseAddress, examples: examples, objective: objective, normalizer: normalizer)
+                .accumulate(parameters: params, gradients: whole, examples: examples, objective: objective, normalizer: normalizer)
             let b = try GradientComputer(config: config, microBatchTokens: 1)
-                .accumulate(parameters: params.baseAddress, gradients: pieces.baseAddress, examples: examples, objective: objective, normalizer: normalizer)
+                .accumulate(parameters: params, gradients: pieces, examples: examples, objective: objective, normalizer: normalizer)
             XCTAssertEqual(a.lossSum, b.lossSum, accuracy: 1e-4)
             XCTAssertEqual(a.examples, b.examples)
             for i in 0..<whole.count { XCTAssertEqual(whole[i], pieces[i], accuracy: 1e-5 * max(1, abs(whole[i]))) }
