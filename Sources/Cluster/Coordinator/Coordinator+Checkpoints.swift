@@ -124,7 +124,7 @@ extension Coordinator {
     @discardableResult
     func checkpoint(
         stage: String, step: Int, of total: Int, epoch: Int, position: Int, config: LlamaConfig,
-        tokenizer: any Tokenizer, name: String
+        tokenizer: any Tokenizer, references: [Double]? = nil, name: String
     ) throws -> String {
         keepAlive()
         let dir = URL(fileURLWithPath: recipe.output).appendingPathComponent(name)
@@ -142,20 +142,16 @@ extension Coordinator {
         }
         try writer.finish()
         keepAlive()
-        var state: [String: Any] = [
-            "stage": stage, "step": step, "total_steps": total, "epoch": epoch, "data_position": position,
-            "optimizer_step": step, "seed": recipe.seed, "run_id": recipe.runID, "parameter_version": version.number
-        ]
-        // Where the logs stood: a resumed run cuts them back here.
-        if let mark = try runLog?.mark() { state["log"] = mark.json }
-        if let referenceScores {
+        // With where the logs stood: a resumed run cuts them back there.
+        let state = TrainerState(
+            stage: stage, step: step, totalSteps: total, epoch: epoch, position: position, runID: recipe.runID,
+            logMark: try runLog?.mark(), seed: recipe.seed, parameterVersion: version.number)
+        if let references {
             try writeAtomically(
-                try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": referenceScores]),
+                try JSONSerialization.data(withJSONObject: ["stage": stage, "logps": references]),
                 to: dir.appendingPathComponent("reference_logps.json"))
         }
-        try writeAtomically(
-            try JSONSerialization.data(withJSONObject: state, options: [.prettyPrinted, .sortedKeys]),
-            to: dir.appendingPathComponent("trainer_state.json"))
+        try writeAtomically(try state.json(), to: dir.appendingPathComponent("trainer_state.json"))
         keepAlive()
         try CheckpointManifest.write(in: dir, facts: ["stage": stage, "step": step, "run_id": recipe.runID])
         say("checkpoint \(dir.path)")

@@ -22,8 +22,7 @@ extension Coordinator {
     /// before its acknowledgements: from then on the servers hold the new snapshot, whatever
     /// is lost (before it, the previous one is whole on every server).
     func takeSnapshot(step: Int, data: EpochOrder, into current: inout SnapshotMark?) throws {
-        snapshotTag += 1
-        let tag = snapshotTag
+        let tag = snapshots.nextTag()
         try replicate(tag: tag)
         current = SnapshotMark(tag: tag, step: step, data: data, logMark: try runLog?.mark())
         try commit(tag: tag)
@@ -49,8 +48,7 @@ extension Coordinator {
     private func commit(tag: Int) throws {
         for id in servers { try messenger.send(.snapshot(SnapshotCommand(.commit, tag: tag)), to: id) }
         if servers.count == 1 { try replicaOfOnlyServer.commit(tag: tag, chunks: []) }
-        snapshotOwner = plan.owner.map { servers[$0] }
-        replicaHolder = plan.owner.map { servers.count == 1 ? nil : servers[($0 + 1) % servers.count] }
+        snapshots.committed(owners: plan.owner, servers: servers)
         try awaitAcknowledgements(servers.count)
     }
 
@@ -59,32 +57,15 @@ extension Coordinator {
     /// survivors); then the snapshot is taken again on the new chain of servers.
     func restoreSnapshot(_ mark: SnapshotMark) throws {
         version.weightsReplaced()
-        let moved = plan.chunks.indices.filter { servers[plan.owner[$0]] != snapshotOwner[$0] }
+        let restore = try snapshots.restorePlan(owners: plan.owner, servers: servers)
         for (s, id) in servers.enumerated() {
-            let kept = plan.chunks.indices.filter { plan.owner[$0] == s && snapshotOwner[$0] == id }
-            try messenger.send(.snapshot(SnapshotCommand(.restore, tag: mark.tag, chunks: kept, version: version.number)), to: id)
+            try messenger.send(.snapshot(SnapshotCommand(.restore, tag: mark.tag, chunks: restore.keptBy[s], version: version.number)), to: id)
         }
         try awaitAcknowledgements(servers.count)
-        // Grouped by (replica holder: a server, or nil for this process; new owner): one load per group and round.
-        var groups: [(holder: Int?, owner: Int, ids: [Int])] = []
-        for c in moved {
-            var holder: Int?
-            if let h = replicaHolder[c] {
-                guard let index = servers.firstIndex(of: h) else {
-                    throw ClusterError("chunk \(c): the server that held it and the one holding its replica were both lost; no snapshot to restore it from")
-                }
-                holder = index
-            }
-            if let g = groups.firstIndex(where: { $0.holder == holder && $0.owner == plan.owner[c] }) {
-                groups[g].ids.append(c)
-            } else {
-                groups.append((holder, plan.owner[c], [c]))
-            }
-        }
         let perRound = chunksPerRound(framesPerChunk: 3)
-        for group in groups {
-            for start in stride(from: 0, to: group.ids.count, by: perRound) {
-                let ids = Array(group.ids[start..<min(start + perRound, group.ids.count)])
+        for group in restore.moves {
+            for start in stride(from: 0, to: group.chunks.count, by: perRound) {
+                let ids = Array(group.chunks[start..<min(start + perRound, group.chunks.count)])
                 let tensors: [OutgoingTensor]
                 if let h = group.holder {
                     try messenger.send(.snapshot(SnapshotCommand(.sendReplica, tag: mark.tag, chunks: ids)), to: servers[h])
@@ -102,7 +83,7 @@ extension Coordinator {
                 try awaitAcknowledgements(1, from: [group.owner])
             }
         }
-        say("restored the snapshot of step \(mark.step): \(plan.chunks.count - moved.count) chunks in place, \(moved.count) from replicas")
+        say("restored the snapshot of step \(mark.step): \(plan.chunks.count - restore.movedCount) chunks in place, \(restore.movedCount) from replicas")
         try replicate(tag: mark.tag)
         try commit(tag: mark.tag)
     }

@@ -16,6 +16,9 @@ extension Coordinator {
         let config: LlamaConfig
         let tokenizer: any Tokenizer
         let examples: TokenStore
+        /// DPO's reference log-probabilities when computed at the stage's start (not from the
+        /// data): written into each of its checkpoints, so a resumed stage keeps them.
+        let references: [Double]?
         let total: Int
         let rule: StepRule
         let started = Date()
@@ -27,11 +30,11 @@ extension Coordinator {
         _ stage: Recipe.Stage, index: Int, config: LlamaConfig, tokenizer: any Tokenizer,
         preferenceProbe: inout [Example]?, start: ResumePoint? = nil
     ) throws -> (StageSummary, SnapshotMark?) {
-        let examples = try loadStageData(stage, config: config, tokenizer: tokenizer, start: start)
+        let (examples, references) = try loadStageData(stage, config: config, tokenizer: tokenizer, start: start)
         if stage.objective.isPreference && preferenceProbe == nil { preferenceProbe = try examples.examples(0..<min(64, examples.count)) }
         let total = stage.totalSteps(examples: examples.count)
         let run = StageRun(
-            stage: stage, config: config, tokenizer: tokenizer, examples: examples, total: total,
+            stage: stage, config: config, tokenizer: tokenizer, examples: examples, references: references, total: total,
             rule: StepRule(stage.settings, totalSteps: total))
         var data = try stageOrder(stage, index: index, examples: examples.count, total: total, start: start)
         var step = start?.step ?? 0
@@ -56,27 +59,26 @@ extension Coordinator {
     /// The stage's examples, tokenised into a scratch file beside the output (a batch reads its
     /// examples back). A DPO stage without stored references gets them from the model at the
     /// stage's start, computed once, and read back from the checkpoint when the stage resumes
-    /// (the resumed model is no longer the reference).
-    func loadStageData(_ stage: Recipe.Stage, config: LlamaConfig, tokenizer: any Tokenizer, start: ResumePoint?) throws -> TokenStore {
-        referenceScores = nil
+    /// (the resumed model is no longer the reference); those are returned too, for the checkpoints.
+    func loadStageData(
+        _ stage: Recipe.Stage, config: LlamaConfig, tokenizer: any Tokenizer, start: ResumePoint?
+    ) throws -> (TokenStore, references: [Double]?) {
         let examples = try TokenStore(
             URL(fileURLWithPath: stage.data), tokenizer: tokenizer, maxLength: config.maxPositionEmbeddings,
             vocabularySize: config.vocabSize, limits: stage.limits, directory: URL(fileURLWithPath: recipe.output))
         keepAlive()
         say("stage \(stage.name) (\(stage.objective.name)): \(examples.report); \(examples.fileBytes >> 20) MiB of tokens")
-        if case .dpo = stage.objective, !examples.hasReferences {
-            let scores: [Double]
-            if let start {
-                scores = try loadReferenceScores(start.directory.appendingPathComponent("reference_logps.json"), count: 2 * examples.count)
-                say("resumed DPO stage: reference log-probabilities from its start, saved in \(start.directory.path)")
-            } else {
-                say("computing reference log-probabilities for DPO from the current model")
-                scores = try score(examples, microBatchTokens: stage.microBatchTokens)
-            }
-            referenceScores = scores
-            examples.setReferences(scores)
+        guard case .dpo = stage.objective, !examples.hasReferences else { return (examples, nil) }
+        let scores: [Double]
+        if let start {
+            scores = try loadReferenceScores(start.directory.appendingPathComponent("reference_logps.json"), count: 2 * examples.count)
+            say("resumed DPO stage: reference log-probabilities from its start, saved in \(start.directory.path)")
+        } else {
+            say("computing reference log-probabilities for DPO from the current model")
+            scores = try score(examples, microBatchTokens: stage.microBatchTokens)
         }
-        return examples
+        examples.setReferences(scores)
+        return (examples, scores)
     }
 
     /// The stage's data order: as Hugging Face's Trainer, batches never cross an epoch (an
@@ -129,7 +131,7 @@ extension Coordinator {
         if let every = stage.checkpointEvery, (step + 1) % every == 0, step + 1 < run.total {
             try checkpoint(
                 stage: stage.name, step: step + 1, of: run.total, epoch: data.epoch, position: data.position, config: run.config,
-                tokenizer: run.tokenizer, name: "\(stage.name)-step\(step + 1)")
+                tokenizer: run.tokenizer, references: run.references, name: "\(stage.name)-step\(step + 1)")
         }
         if let every = stage.evalEvery, let e = recipe.eval, (step + 1) % every == 0, step + 1 < run.total {
             _ = try evaluate(e, benchmarks: benchmarks, tokenizer: run.tokenizer, stage: stage.name, label: "\(stage.name)-step\(step + 1)")
@@ -157,7 +159,7 @@ extension Coordinator {
         let dir = try recovering(.snapshot(final)) {
             try checkpoint(
                 stage: stage.name, step: run.total, of: run.total, epoch: data.epoch, position: data.position, config: run.config,
-                tokenizer: run.tokenizer, name: stage.name)
+                tokenizer: run.tokenizer, references: run.references, name: stage.name)
         }
         var summary = StageSummary(stage: stage.name, steps: run.total, checkpoint: dir)
         if let probe {

@@ -230,39 +230,29 @@ extension Coordinator {
                 "step \(step + 1) shard \(k): what \(who(owner)) pushed and \(who(verifier))'s recomputation disagree (\(disagreements.joined(separator: "; "))): one of them is broken or not honest (cluster.verify_every)"
             )
         }
-        verifiedShards += 1
-        if verifiedShards == 1 || verifiedShards % 100 == 0 {
+        if screen.recordVerified() {
             say(
-                "verified by recomputation: \(verifiedShards) shard\(verifiedShards == 1 ? "" : "s") so far (step \(step + 1) shard \(k): \(who(verifier)) agrees with \(who(owner))\(exact ? " bit for bit" : " to 1e-3"))"
+                "verified by recomputation: \(screen.verified) shard\(screen.verified == 1 ? "" : "s") so far (step \(step + 1) shard \(k): \(who(verifier)) agrees with \(who(owner))\(exact ? " bit for bit" : " to 1e-3"))"
             )
         }
     }
 
-    /// The trust rule for gradients (README, Security): a shard's norm ‖gₖ‖ (Σ over servers of
-    /// their Σg² for its pushes) above `cluster.max_shard_grad_norm` ends the run naming the
-    /// worker; one over 100× the median of the last 50 steps' shard norms is logged as an
-    /// outlier (training can spike, so it is not refused).
+    /// The trust rule for gradients (`ContributionScreen`): a shard over
+    /// `cluster.max_shard_grad_norm` ends the run naming its worker; an outlier is logged.
     /// Returns each shard's norm.
     func checkContributions(_ step: Int, _ byServer: [[Double]], owners: [Int]) throws -> [Double] {
-        guard let shards = byServer.first?.count else { return [] }
-        let norms = (0..<shards).map { k in byServer.reduce(0) { $0 + $1[k] }.squareRoot() }
-        for (k, norm) in norms.enumerated() where norm > recipe.cluster.maxShardGradNorm {
-            let who = workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])"
+        let who = { (k: Int) in self.workers[owners[k]].map { self.name(of: $0.id) } ?? "worker \(owners[k])" }
+        switch screen.screen(byServer) {
+        case .refused(let k, let norm):
             throw ClusterError(
-                "\(who) pushed a gradient of norm \(norm) for step \(step + 1) (shard \(k)), over cluster.max_shard_grad_norm \(recipe.cluster.maxShardGradNorm): refused; the worker is broken or not honest"
+                "\(who(k)) pushed a gradient of norm \(norm) for step \(step + 1) (shard \(k)), over cluster.max_shard_grad_norm \(screen.maxShardNorm): refused; the worker is broken or not honest"
             )
-        }
-        let history = recentShardNorms.sorted()
-        if history.count >= 5 {
-            let median = history[history.count / 2]
-            for (k, norm) in norms.enumerated() where norm > 100 * median {
-                let who = workers[owners[k]].map { name(of: $0.id) } ?? "worker \(owners[k])"
-                say("WARNING: \(who)'s gradient for step \(step + 1) (shard \(k)) has norm \(norm), over 100× the recent median \(median)")
+        case .accepted(let norms, let outliers):
+            for (k, median) in outliers {
+                say("WARNING: \(who(k))'s gradient for step \(step + 1) (shard \(k)) has norm \(norms[k]), over 100× the recent median \(median)")
             }
+            return norms
         }
-        recentShardNorms.append(contentsOf: norms.filter { $0 > 0 })
-        if recentShardNorms.count > 50 * max(1, shards) { recentShardNorms.removeFirst(recentShardNorms.count - 50 * max(1, shards)) }
-        return norms
     }
 
     /// Summed log-probabilities of every sequence of `store`, in order: read and scored a block

@@ -46,22 +46,18 @@ public final class Coordinator {
     var servers: [[UInt8]] { members.servers }
     var serverEndpoints: [String] { members.serverEndpoints }
     var workers: [WorkerSlot?] { members.workers }
-    /// The last steps' per-shard gradient norms (the outlier rule's history).
-    var recentShardNorms: [Double] = []
-    /// Shards recomputed by a second worker and found to agree (`cluster.verify_every`).
-    var verifiedShards = 0
+    /// The trust rule for the workers' gradients, with its history, and the shards verified by recomputation.
+    var screen: ContributionScreen
     var lastHeartbeat = Date.distantPast
     var plan: (chunks: [ChunkRange], owner: [Int]) = ([], [])
     var configJSON = ""
     /// Slots of the workers in the current step; batches are split over these.
     var live: [Int] { members.live }
     var version = ParameterVersion()
-    /// Snapshots (on the servers): the last tag handed out, and per chunk the server that
-    /// keeps it in its own snapshot and the one that keeps its replica (nil: this process's
-    /// `replicaOfOnlyServer`, with one server there is no other to keep it).
-    var snapshotTag = 0
-    var snapshotOwner: [[UInt8]] = []
-    var replicaHolder: [[UInt8]?] = []
+    /// Snapshots (on the servers): the last tag, and where each chunk's copies are (a replica
+    /// held by no server is this process's `replicaOfOnlyServer`: with one server there is no
+    /// other to keep it).
+    var snapshots = SnapshotChain()
     lazy var replicaOfOnlyServer = SnapshotStore(directory: recipe.cluster.snapshotDirectory)
     /// metrics.jsonl, examples.jsonl and TensorBoard events (open once the run starts).
     var runLog: RunLog?
@@ -85,6 +81,7 @@ public final class Coordinator {
         self.overwrite = overwrite || evaluateOnly
         self.evaluateOnly = evaluateOnly
         members = Membership(servers: recipe.cluster.servers, workers: recipe.cluster.workers)
+        screen = ContributionScreen(maxShardNorm: recipe.cluster.maxShardGradNorm)
     }
 
     /// Where an interrupted run continues: its stage, step, data position and AdamW state.
@@ -94,34 +91,13 @@ public final class Coordinator {
         /// Where the logs stood when the checkpoint was written (nil in older checkpoints).
         let logMark: RunLog.Mark?
     }
-    /// A DPO stage's reference log-probabilities (chosen, rejected per example), computed at the
-    /// stage's start and written into each of its checkpoints, so a resumed stage keeps them.
-    var referenceScores: [Double]?
     /// The recipe's benchmarks, read at launch.
     var benchmarks: [LoadedBenchmark] = []
     let evaluateOnly: Bool
 
-    /// Set from a signal handler; checked wherever the coordinator waits, so Ctrl-C or a
-    /// TERM ends the run with every server and worker told to shut down.
-    final class StopFlag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var signal: Int32?
-        func set(_ s: Int32) { lock.lock(); signal = s; lock.unlock() }
-        var value: Int32? { lock.lock(); defer { lock.unlock() }; return signal }
-    }
-    let stop = StopFlag()
-    var signalSources: [DispatchSourceSignal] = []
-
-    func installSignalHandlers() {
-        for sig in [SIGINT, SIGTERM] {
-            Foundation.signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            let flag = stop
-            source.setEventHandler { flag.set(sig) }
-            source.resume()
-            signalSources.append(source)
-        }
-    }
+    /// Ctrl-C and TERM: checked wherever the coordinator waits, so they end the run with
+    /// every server and worker told to shut down.
+    let stop = StopSignals()
 
     func checkStop() throws {
         if let sig = stop.value { throw ClusterError("stopped by signal \(sig); servers and workers were told to shut down") }
@@ -172,7 +148,7 @@ public final class Coordinator {
         let ownMark = resumePoint.flatMap { $0.directory.standardizedFileURL.deletingLastPathComponent().path == out.path ? $0.logMark : nil }
         runLog = try RunLog(output: out, fresh: resumePoint == nil, resumingAt: ownMark)
 
-        installSignalHandlers()
+        stop.install()
         let context = ZMQContext()
         let zap = try ZAPHandler(context: context) { log("coordinator", $0) }
         defer { zap.stop() }
@@ -379,4 +355,28 @@ public final class Coordinator {
 
 extension String {
     func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
+
+/// SIGINT and SIGTERM noted by dispatch sources (not acted on in a handler): the run loop
+/// checks `value` wherever it waits.
+final class StopSignals: @unchecked Sendable {
+    private let lock = NSLock()
+    private var signal: Int32?
+    private var sources: [DispatchSourceSignal] = []
+
+    /// The signal received, if any.
+    var value: Int32? { lock.lock(); defer { lock.unlock() }; return signal }
+
+    /// Replaces the default handlers (which would end the process without telling the peers).
+    func install() {
+        for sig in [SIGINT, SIGTERM] {
+            Foundation.signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { [weak self] in self?.note(sig) }
+            source.resume()
+            lock.lock(); sources.append(source); lock.unlock()
+        }
+    }
+
+    private func note(_ s: Int32) { lock.lock(); signal = s; lock.unlock() }
 }

@@ -15,23 +15,25 @@ final class RunLog {
     private var lastStep: [String: Int] = [:]
 
     /// Where each file ended at a snapshot or checkpoint (`eventsFile`: the TensorBoard file then written).
-    struct Mark {
+    struct Mark: Codable, Equatable {
         let metrics: UInt64, examples: UInt64, events: UInt64
         var eventsFile = ""
 
-        /// As stored in trainer_state.json.
-        var json: [String: Any] { ["metrics": metrics, "examples": examples, "events": events, "events_file": eventsFile] }
+        enum CodingKeys: String, CodingKey { case metrics, examples, events, eventsFile = "events_file" }
 
         init(metrics: UInt64, examples: UInt64, events: UInt64, eventsFile: String = "") {
             self.metrics = metrics; self.examples = examples; self.events = events; self.eventsFile = eventsFile
         }
 
-        init?(json: Any?) {
-            guard let o = json as? [String: Any], let m = (o["metrics"] as? NSNumber)?.int64Value, let e = (o["examples"] as? NSNumber)?.int64Value,
-                let v = (o["events"] as? NSNumber)?.int64Value, let f = o["events_file"] as? String,
-                m >= 0, e >= 0, v >= 0, f.hasPrefix("events.out.tfevents."), !f.contains("/")
-            else { return nil }
-            self.init(metrics: UInt64(m), examples: UInt64(e), events: UInt64(v), eventsFile: f)
+        /// As stored in trainer_state.json; the events file must be a TensorBoard file's bare name.
+        init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                metrics: try c.decode(UInt64.self, forKey: .metrics), examples: try c.decode(UInt64.self, forKey: .examples),
+                events: try c.decode(UInt64.self, forKey: .events), eventsFile: try c.decode(String.self, forKey: .eventsFile))
+            guard eventsFile.hasPrefix("events.out.tfevents."), !eventsFile.contains("/") else {
+                throw DecodingError.dataCorruptedError(forKey: .eventsFile, in: c, debugDescription: "not a TensorBoard file name")
+            }
         }
     }
 
