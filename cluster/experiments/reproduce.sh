@@ -1,59 +1,60 @@
 #!/usr/bin/env bash
 # The REDI paper's comparison in miniature, run the way the paper runs it, on this machine:
-#   1. Data: the built-in arithmetic task; its teacher's correct traces are the SFT data, and
-#      held-out problems are split into a validation and a test set.
-#   2. SFT of the `small` model, evaluated on validation every epoch (the curve shows where it
-#      levels off); its checkpoint is where every method starts.
-#   3. Pairs as the paper makes them: independent whole traces of each training problem,
-#      sampled from the SFT model at temperature 1 and graded by the task's checker; a pair is
-#      the first correct with the first incorrect sample of a problem. (The paper samples a
-#      stronger teacher; here the student's own samples stand in for it, so correct and
-#      incorrect traces start about equally likely, as in the paper's Fig. 7.)
-#   4. Every method's learning rate tuned on validation (seed 1) over a grid that includes
+#   1. Data: the built-in arithmetic task; its synthetic teacher's correct traces train the
+#      teacher model, and held-out problems are split into a validation and a test set.
+#   2. A teacher model (`small`, 2.9 M parameters in its body) trained by SFT on those traces,
+#      evaluated on validation every epoch (good but imperfect: the paper's teacher is too).
+#   3. Distillation data as the paper makes it: the teacher samples independent whole traces of
+#      every training problem at temperature 1, graded by the task's checker. The first correct
+#      sample of each problem is the student's SFT data (rejection sampling); the first correct
+#      with the first incorrect sample of a problem is a preference pair.
+#   4. A smaller student (1.2 M in its body, the teacher's tokenizer) trained by SFT on the
+#      teacher's correct samples until validation levels off (the curve is in the table); its
+#      checkpoint is where every method starts.
+#   5. Every method's learning rate tuned on validation (seed 1) over a grid that includes
 #      SFT's rate / 50 and lower: REDI (α 0.8), DPO (β 0.1), SimPO at the paper's β 2, γ 1 and
 #      at TRL's defaults, and SFT continued on the pairs' correct traces (the paper's control).
-#   5. Each at its tuned rate with N seeds, evaluated on test alike (T 0.6, top-p 0.95), and
+#   6. Each at its tuned rate with N seeds, evaluated on test alike (T 0.6, top-p 0.95), and
 #      symmetric REDI (α 1) at REDI's rate; differences paired per problem. A control arm: REDI
-#      on the task's synthetic slip pairs
-#      (each incorrect trace is the correct one with one slip). The paper's stability check:
-#      REDI α 1 and α 0.8 at 5× REDI's tuned rate.
+#      on the task's synthetic slip pairs (each incorrect trace is the correct one with one
+#      slip). The paper's stability check: REDI α 1 and α 0.8 at 5× REDI's tuned rate.
 # Every run is a real cluster run (coordinator, server, workers on loopback).
 #
-#   bash cluster/experiments/reproduce.sh [--seeds N] [--sft-epochs N] [--mine-samples N] [--byte-tokenizer] [--out DIR] [--quick]
+#   bash cluster/experiments/reproduce.sh [--seeds N] [--teacher-epochs N] [--student-epochs N] [--teacher-samples N]
+#                                         [--byte-tokenizer] [--out DIR] [--quick]
 #
-# The model's tokenizer is a byte-level BPE learned from the SFT records (`train_tokenizer`,
-# ~3 bytes a token, so every stage costs about a third of what bytes cost);
-# --byte-tokenizer keeps one token per byte (how the table of 2026-12-01 was made).
-# --sft-epochs (default 20): SFT's length; the small model learns to copy the prompt's
-# numbers at a step that moves with the data draw (500 on one draw, 1400 on this one), so the
-# default leaves room past it for the curve to level off. --mine-samples (default 8): samples of
-# each training problem to mine pairs from (more samples, more problems with both kinds).
+# The models' tokenizer is a byte-level BPE learned from the teacher's SFT records
+# (`train_tokenizer`, ~3 bytes a token); --byte-tokenizer keeps one token per byte.
+# --teacher-epochs (default 20; 0.74 pass@1 on validation on 2026-12-01), --student-epochs
+# (default 40): the SFT lengths. --teacher-samples (default 8): samples of each training problem.
 #
-# Writes DIR/table.md (SFT curve, grid, test table with paired differences, per-token
-# log-probs at start and end, first-mistake types on test), the figures (DIR/figures/*.png,
-# DIR/stability/*.png) and every run under DIR/runs. A finished run is not run again: after an
-# interruption the same command goes on. --quick shrinks every budget (a smoke test of the
-# pipeline, not a result).
+# Writes DIR/table.md (the teacher's and the student's SFT curves, the grid, the test table
+# with paired differences, per-token log-probs at start and end, first-mistake types on
+# test), the figures (DIR/figures/*.png, DIR/stability/*.png) and every run under DIR/runs. A
+# finished run is not run again: after an interruption the same command goes on. --quick
+# shrinks every budget (a smoke test of the pipeline, not a result).
 set -euo pipefail
 seeds=3
 out=runs/reproduce
 quick=no
-sft_epochs_option=""
-mine_option=""
+teacher_epochs_option=""
+student_epochs_option=""
+samples_option=""
 tokenizer_key="  train_tokenizer: 512"
 while [ $# -gt 0 ]; do
   case "$1" in
     --seeds) seeds=${2:?--seeds needs a number}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
-    --sft-epochs) sft_epochs_option=${2:?--sft-epochs needs a number}; shift 2 ;;
-    --mine-samples) mine_option=${2:?--mine-samples needs a number}; shift 2 ;;
+    --teacher-epochs) teacher_epochs_option=${2:?--teacher-epochs needs a number}; shift 2 ;;
+    --student-epochs) student_epochs_option=${2:?--student-epochs needs a number}; shift 2 ;;
+    --teacher-samples) samples_option=${2:?--teacher-samples needs a number}; shift 2 ;;
     --byte-tokenizer) tokenizer_key=""; shift ;;
     --quick) quick=yes; shift ;;
-    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for option in "--seeds=$seeds" "--sft-epochs=$sft_epochs_option" "--mine-samples=$mine_option"; do
+for option in "--seeds=$seeds" "--teacher-epochs=$teacher_epochs_option" "--student-epochs=$student_epochs_option" "--teacher-samples=$samples_option"; do
   value=${option#*=}
   [ -z "$value" ] || [[ "$value" =~ ^[1-9][0-9]*$ ]] || { echo "error: ${option%%=*} must be a positive whole number, not $value" >&2; exit 2; }
 done
@@ -63,12 +64,13 @@ cd "$(dirname "$0")/../.."
 
 # Budgets. Every preference method sees the same pairs for the same number of steps.
 if [ "$quick" = yes ]; then
-  problems=150 val_problems=16 test_problems=16 samples=2 mine_samples=2 sft_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
+  problems=150 val_problems=16 test_problems=16 samples=2 teacher_samples=2 teacher_epochs=2 student_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
 else
-  problems=3000 val_problems=200 test_problems=400 samples=4 mine_samples=8 sft_epochs=20 pref_epochs=1 grid="6.0e-6 2.0e-5 6.0e-5"
+  problems=3000 val_problems=200 test_problems=400 samples=4 teacher_samples=8 teacher_epochs=20 student_epochs=40 pref_epochs=1 grid="6.0e-6 2.0e-5 6.0e-5"
 fi
-sft_epochs=${sft_epochs_option:-$sft_epochs}
-mine_samples=${mine_option:-$mine_samples}
+teacher_epochs=${teacher_epochs_option:-$teacher_epochs}
+student_epochs=${student_epochs_option:-$student_epochs}
+teacher_samples=${samples_option:-$teacher_samples}
 sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5 and two steps lower (DPO's range; 2e-4 lost for every method on 2026-12-01)
 port=${REDI_PS_REPRODUCE_PORT:-5590}
 
@@ -116,7 +118,40 @@ cluster:
 EOF
 }
 
-# 1. Data: training problems with the teacher's traces; held-out problems split into validation and test.
+# evaluate MODEL NAME DATA: `redi-ps eval` of a checkpoint, as every run evaluates (once).
+evaluate() {
+  local model=$1 name=$2 eval_data=$3
+  [ -f "$out/runs/$name/report.json" ] && return
+  mkdir -p "$out/runs/$name"
+  "$bin/redi-ps" eval --model "$model" --data "$eval_data" --samples "$samples" --temperature 0.6 --top-p 0.95 \
+    --max-new-tokens 160 --batch 64 --samples-out "$out/runs/$name/eval_samples.jsonl" --out "$out/runs/$name/report.json" >/dev/null
+}
+
+# sft_stage NAME MODEL-LINES DATA EPOCHS: an SFT run from scratch, validation pass@1 every epoch.
+sft_stage() {
+  local name=$1 model=$2 records=$3 epochs=$4
+  cat >"$out/recipes/$name.yaml" <<EOF
+run_id: reproduce-$name
+output: $out/runs/$name
+seed: 0
+model:
+$model
+stages:
+  - name: sft
+    objective: sft
+    data: $records
+    epochs: $epochs
+    batch_size: 16
+    learning_rate: $sft_lr
+    warmup_ratio: 0.05
+    micro_batch_tokens: 4096
+    eval_every: $(( ($(wc -l <"$records") + 15) / 16 ))
+$(cluster_section "$data/val-problems.jsonl")
+EOF
+  run "$name"
+}
+
+# 1. Data: training problems with the synthetic teacher's traces; held-out problems split into validation and test.
 data=$out/data
 if [ ! -f "$data/stats.json" ]; then
   "$bin/redi-ps" data synth --problems "$problems" --traces-per-problem 4 --test-problems $((val_problems + test_problems)) \
@@ -126,56 +161,36 @@ head -n "$val_problems" "$data/test.jsonl" >"$data/val-problems.jsonl"
 tail -n +$((val_problems + 1)) "$data/test.jsonl" >"$data/test-problems.jsonl"
 python3 cluster/tools/distill.py problems "$data/sft.jsonl" "$data/train-problems.jsonl" >&2
 
-# 2. SFT on the teacher's correct traces, validation pass@1 every epoch.
-sft_records=$(wc -l <"$data/sft.jsonl")
-cat >"$out/recipes/sft.yaml" <<EOF
-run_id: reproduce-sft
-output: $out/runs/sft
-seed: 0
-model:
-  init: small
-$tokenizer_key
-stages:
-  - name: sft
-    objective: sft
-    data: $data/sft.jsonl
-    epochs: $sft_epochs
-    batch_size: 16
-    learning_rate: $sft_lr
-    warmup_ratio: 0.05
-    micro_batch_tokens: 4096
-    eval_every: $(( (sft_records + 15) / 16 ))
-$(cluster_section "$data/val-problems.jsonl")
-EOF
-run sft
-checkpoint=$out/runs/sft/sft
+# 2. The teacher: SFT on the synthetic teacher's correct traces.
+sft_stage teacher "  init: small
+$tokenizer_key" "$data/sft.jsonl" "$teacher_epochs"
+teacher=$out/runs/teacher/sft
+evaluate "$teacher" teacher-on-test "$data/test-problems.jsonl"
 
-# 3. Pairs from independent samples of every training problem (temperature 1, the whole distribution).
-mined=$out/data/mined
-if [ ! -f "$mined/stats.json" ]; then
-  say "sampling $mine_samples traces of each training problem from the SFT model"
-  "$bin/redi-ps" eval --model "$checkpoint" --data "$data/train-problems.jsonl" --samples "$mine_samples" --temperature 1.0 --top-p 1.0 \
-    --max-new-tokens 160 --batch 64 --seed 11 --samples-out "$data/train-samples.jsonl" --out "$data/train-samples-report.json" >/dev/null
+# 3. The teacher's independent samples of every training problem (temperature 1, the whole
+# distribution): the student's SFT data and the pairs.
+pairs=$out/data/teacher
+if [ ! -f "$pairs/stats.json" ]; then
+  say "sampling $teacher_samples traces of each training problem from the teacher"
+  "$bin/redi-ps" eval --model "$teacher" --data "$data/train-problems.jsonl" --samples "$teacher_samples" --temperature 1.0 --top-p 1.0 \
+    --max-new-tokens 160 --batch 64 --seed 11 --samples-out "$data/teacher-samples.jsonl" --out "$data/teacher-samples-report.json" >/dev/null
   status=0
-  python3 cluster/tools/distill.py pairs "$data/train-problems.jsonl" "$data/train-samples.jsonl" "$mined" >&2 || status=$?
+  python3 cluster/tools/distill.py pairs "$data/train-problems.jsonl" "$data/teacher-samples.jsonl" "$pairs" >&2 || status=$?
   if [ "$status" = 3 ] && [ "$quick" = yes ]; then
-    # A quick run's SFT model is too weak to be right on any problem: the slip pairs stand in.
-    say "quick: no mined pairs (the SFT model solves nothing yet); the slip pairs stand in"
-    mkdir -p "$mined"
-    cp "$data/pref.jsonl" "$mined/pref.jsonl"
-    python3 -c 'import json, sys
-with open(sys.argv[2], "w") as g:
-    for line in open(sys.argv[1]):
-        r = json.loads(line); g.write(json.dumps({"prompt": r["prompt"], "completion": r["chosen"]}) + "\n")' "$mined/pref.jsonl" "$mined/positives.jsonl"
-    python3 -c 'import json, sys
-o = json.loads(sys.argv[1]); print(json.dumps({"problems": 0, "all_correct": 0, "all_incorrect": 0, "paired": o["pairs"], "samples": 0, "correct_samples": 0, "sample_accuracy": 0, "overlap": o}))' \
-      "$(python3 cluster/tools/distill.py overlap "$mined/pref.jsonl")" >"$mined/stats.json"
+    say "quick: the teacher solves nothing yet; the synthetic slip pairs stand in for its samples"
+    python3 cluster/tools/distill.py slip-stand-in "$data/pref.jsonl" "$pairs"
   elif [ "$status" != 0 ]; then
     exit 1
   fi
 fi
-# The slip pairs' correct traces for nothing else than the overlap comparison.
+# The slip pairs' overlap, for comparison with the teacher's.
 python3 cluster/tools/distill.py overlap "$data/pref.jsonl" >"$data/slip-overlap.json"
+
+# 4. The student: smaller, the teacher's tokenizer, SFT on the teacher's correct samples.
+python3 cluster/tools/distill.py student-config "$teacher/config.json" "$data/student-config.json"
+sft_stage student "  init: $data/student-config.json
+  tokenizer: $teacher" "$pairs/sft.jsonl" "$student_epochs"
+checkpoint=$out/runs/student/sft
 
 # preference NAME SEED OBJECTIVE-LINES DATA LR EVAL_DATA: one method's run from the SFT checkpoint.
 preference() {
@@ -213,13 +228,13 @@ objective_of() {
 }
 data_of() {
   case "$1" in
-    sft_continued) echo "$mined/positives.jsonl" ;;
+    sft_continued) echo "$pairs/positives.jsonl" ;;
     redi_slip) echo "$data/pref.jsonl" ;;
-    *) echo "$mined/pref.jsonl" ;;
+    *) echo "$pairs/pref.jsonl" ;;
   esac
 }
 
-# 4. The grid on validation.
+# 5. The grid on validation.
 for m in "${methods[@]}"; do
   for lr in $grid; do preference "grid-$m-lr$lr" 1 "$(objective_of "$m")" "$(data_of "$m")" "$lr" "$data/val-problems.jsonl"; done
 done
@@ -227,9 +242,7 @@ done
 tuned() {
   local m=$1 best="" best_lr="" lr value
   for lr in $grid; do
-    value=$(python3 -c 'import json, sys
-p = [json.loads(l).get("eval/pass@1") for l in open(sys.argv[1])]
-print([v for v in p if v is not None][-1])' "$out/runs/grid-$m-lr$lr/metrics.jsonl")
+    value=$(python3 cluster/tools/distill.py last-pass "$out/runs/grid-$m-lr$lr/metrics.jsonl")
     if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $value > $best else 1)"; then best=$value best_lr=$lr; fi
   done
   echo "$best_lr"
@@ -239,7 +252,7 @@ for m in "${methods[@]}"; do rate[$m]=$(tuned "$m"); say "$m: learning rate ${ra
 rate[redi_slip]=${rate[redi]}
 rate[redi_symmetric]=${rate[redi]}
 
-# 5. Seeds at the tuned rates on test, symmetric REDI (α 1) at REDI's rate, the slip-pair
+# 6. Seeds at the tuned rates on test, symmetric REDI (α 1) at REDI's rate, the slip-pair
 # control arm, and the stability check.
 arms=("${methods[@]}" redi_symmetric redi_slip)
 for seed in $(seq 1 "$seeds"); do
@@ -250,43 +263,45 @@ done
 high=$(python3 -c "print('%.1e' % (5 * ${rate[redi]}))")
 preference "stability-redi-lr$high" 1 "$(objective_of redi)" "$(data_of redi)" "$high" "$data/test-problems.jsonl"
 preference "stability-redi_symmetric-lr$high" 1 "$(objective_of redi_symmetric)" "$(data_of redi)" "$high" "$data/test-problems.jsonl"
-# The SFT checkpoint itself on test (where every method starts), with the same evaluation.
-if [ ! -f "$out/runs/sft-on-test/report.json" ]; then
-  mkdir -p "$out/runs/sft-on-test"
-  "$bin/redi-ps" eval --model "$checkpoint" --data "$data/test-problems.jsonl" --samples "$samples" --temperature 0.6 --top-p 0.95 \
-    --max-new-tokens 160 --batch 64 --samples-out "$out/runs/sft-on-test/eval_samples.jsonl" --out "$out/runs/sft-on-test/report.json" >/dev/null
-fi
+# The student's SFT checkpoint itself on test (where every method starts), with the same evaluation.
+evaluate "$checkpoint" sft-on-test "$data/test-problems.jsonl"
 
-# 6. What explains the outcome: per-token log-probs of 64 mined and 64 slip pairs at the start and end.
+# 7. What explains the outcome: per-token log-probs of 64 teacher and 64 slip pairs at the start and end.
 probe() {
   local model=$1 name=$2
   [ -f "$out/probes/$name.json" ] && return
   mkdir -p "$out/probes"
-  "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/mined-pairs.jsonl" --out "$out/probes/$name-mined.jsonl" 2>/dev/null
+  "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/teacher-pairs.jsonl" --out "$out/probes/$name-teacher.jsonl" 2>/dev/null
   "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/slip-pairs.jsonl" --out "$out/probes/$name-slip.jsonl" 2>/dev/null
-  python3 cluster/tools/distill.py logps "$out/probes/$name-mined.jsonl" "$out/probes/$name-slip.jsonl" >"$out/probes/$name.json"
+  python3 cluster/tools/distill.py logps "$out/probes/$name-teacher.jsonl" "$out/probes/$name-slip.jsonl" >"$out/probes/$name.json"
 }
 mkdir -p "$out/probes"
-head -n 64 "$mined/pref.jsonl" >"$out/probes/mined-pairs.jsonl"
+head -n 64 "$pairs/pref.jsonl" >"$out/probes/teacher-pairs.jsonl"
 head -n 64 "$data/pref.jsonl" >"$out/probes/slip-pairs.jsonl"
 probe "$checkpoint" sft_checkpoint
 for m in "${arms[@]}"; do probe "$out/runs/$m-seed1/train" "$m"; done
 probe "$out/runs/stability-redi-lr$high/train" "stability-redi"
 probe "$out/runs/stability-redi_symmetric-lr$high/train" "stability-redi_symmetric"
 
-# 7. The tables and the figures.
+# 8. The tables and the figures.
 labelled=()
 for m in "${arms[@]}"; do for seed in $(seq 1 "$seeds"); do labelled+=("$m=$out/runs/$m-seed$seed"); done; done
 grid_runs=()
 for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/runs/grid-$m-lr$lr"); done; done
 {
-  echo "## SFT: validation pass@1 ($val_problems problems × $samples samples) by step"
+  echo "## The teacher (small, $teacher_epochs epochs of SFT on the synthetic teacher's correct traces): validation pass@1 ($val_problems problems × $samples samples) by step"
   echo
-  python3 cluster/tools/distill.py curve "$out/runs/sft/metrics.jsonl"
+  python3 cluster/tools/distill.py curve "$out/runs/teacher/metrics.jsonl"
   echo
-  echo "## Pairs"
+  echo "On test: $(python3 cluster/tools/distill.py report "$out/runs/teacher-on-test/report.json")."
   echo
-  python3 cluster/tools/distill.py describe "$mined/stats.json" "$data/slip-overlap.json"
+  echo "## The teacher's samples"
+  echo
+  python3 cluster/tools/distill.py describe "$pairs/stats.json" "$data/slip-overlap.json"
+  echo
+  echo "## The student (smaller, $student_epochs epochs of SFT on the teacher's correct samples): validation pass@1 by step"
+  echo
+  python3 cluster/tools/distill.py curve "$out/runs/student/metrics.jsonl"
   echo
   echo "## Learning rates on validation (seed 1; the best is each method's tuned rate)"
   echo
@@ -294,11 +309,11 @@ for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/run
   echo
   echo "## Test: pass@1 on $test_problems held-out problems × $samples samples (T 0.6, top-p 0.95), $seeds seeds per method at its tuned rate"
   echo
-  echo "The SFT checkpoint on the same test: $(python3 cluster/tools/distill.py report "$out/runs/sft-on-test/report.json")."
+  echo "The student's SFT checkpoint on the same test: $(python3 cluster/tools/distill.py report "$out/runs/sft-on-test/report.json"); the teacher: $(python3 cluster/tools/distill.py report "$out/runs/teacher-on-test/report.json")."
   echo
   python3 cluster/tools/compare.py --method redi --baseline "$out/runs/sft-on-test/eval_samples.jsonl" "${labelled[@]}"
   echo
-  echo "## Per-token log-probs of 64 pairs (mined: the student's own; slip: the synthetic teacher's), start → end (seed 1)"
+  echo "## Per-token log-probs of 64 pairs (teacher: the teacher model's samples; slip: the synthetic teacher's), start → end (seed 1)"
   echo
   python3 cluster/tools/distill.py probes "$out/probes" sft_checkpoint "${arms[@]}" stability-redi stability-redi_symmetric
   echo

@@ -5,26 +5,36 @@
         Training problems in eval format ({"prompt", "answer"}), one per distinct prompt of a
         prompt/completion file whose completions end with "Answer: N" (the teacher's correct traces).
     python3 cluster/tools/distill.py pairs PROBLEMS SAMPLES OUT_DIR
-        Pairs as the paper makes them, from independent whole samples of each training problem
-        (`redi-ps eval --samples-out`): the first correct with the first incorrect sample of a
-        problem -> OUT_DIR/pref.jsonl, the chosen ones as OUT_DIR/positives.jsonl (the SFT
-        control), OUT_DIR/stats.json.
+        The teacher's samples as the paper uses them, from independent whole samples of each
+        training problem (`redi-ps eval --samples-out`): the first correct sample of every
+        problem that has one -> OUT_DIR/sft.jsonl (rejection sampling: the student's SFT data);
+        the first correct with the first incorrect sample of a problem -> OUT_DIR/pref.jsonl,
+        their chosen traces as OUT_DIR/positives.jsonl (the SFT-continued control);
+        OUT_DIR/stats.json. Exit status 3 when no problem has both.
+    python3 cluster/tools/distill.py slip-stand-in PREF_JSONL OUT_DIR
+        OUT_DIR as `pairs` makes it from the synthetic slip pairs (for a --quick run whose
+        teacher solves nothing yet).
     python3 cluster/tools/distill.py overlap PREF_JSONL
         How alike a file's chosen and rejected traces are (shared prefix, equal lines).
     python3 cluster/tools/distill.py errors PROBLEMS EVAL_SAMPLES [EVAL_SAMPLES ...]
         The first mistake of every incorrect sample of the arithmetic task, by type, as JSON.
     python3 cluster/tools/distill.py error-table PROBLEMS LABEL=SAMPLES[,SAMPLES...] ...
         The same for several methods, as a markdown table.
-    python3 cluster/tools/distill.py logps MINED_LOGPROBS SLIP_LOGPROBS
+    python3 cluster/tools/distill.py logps TEACHER_LOGPROBS SLIP_LOGPROBS
         Mean per-token log-probabilities of chosen and rejected (`redi-ps logprobs` outputs).
     python3 cluster/tools/distill.py probes DIR NAME ...
         Those of several checkpoints (DIR/NAME.json) as a markdown table.
     python3 cluster/tools/distill.py curve METRICS_JSONL
-        A stage's evaluations during training (eval_every) as a markdown table.
-    python3 cluster/tools/distill.py describe MINED_STATS SLIP_OVERLAP
-        The mined pairs next to the synthetic slip pairs, in words.
+        A stage's evaluations during training (eval_every) as a markdown table, and whether
+        it levelled off (its last evaluations within noise of each other).
+    python3 cluster/tools/distill.py describe TEACHER_STATS SLIP_OVERLAP
+        The teacher's pairs next to the synthetic slip pairs, in words.
     python3 cluster/tools/distill.py report EVAL_REPORT
         A `redi-ps eval --out` report's pass@1 ± its standard error.
+    python3 cluster/tools/distill.py last-pass METRICS_JSONL
+        A run's last pass@1 (its final evaluation).
+    python3 cluster/tools/distill.py student-config TEACHER_CONFIG OUT_CONFIG
+        The student's config.json: the teacher's vocabulary and special ids, a smaller body.
 """
 import argparse
 import json
@@ -85,7 +95,7 @@ def overlap_stats(pairs):
 
 def pairs(args):
     problem_rows = read_jsonl(args.problems)
-    pref, positives = [], []
+    pref, positives, sft = [], [], []
     counts = {"problems": 0, "all_correct": 0, "all_incorrect": 0, "paired": 0, "samples": 0, "correct_samples": 0}
     for row in read_jsonl(args.samples):
         prompt = problem_rows[row["line"] - 1]["prompt"]
@@ -95,6 +105,8 @@ def pairs(args):
         good = [s["text"] for s in samples if s["correct"]]
         bad = [s["text"] for s in samples if not s["correct"]]
         counts["correct_samples"] += len(good)
+        if good:
+            sft.append({"prompt": prompt, "completion": good[0]})
         if not bad:
             counts["all_correct"] += 1
         elif not good:
@@ -107,12 +119,26 @@ def pairs(args):
         print("error: no problem has both a correct and an incorrect sample", file=sys.stderr)
         sys.exit(3)
     os.makedirs(args.out, exist_ok=True)
+    write_jsonl(os.path.join(args.out, "sft.jsonl"), sft)
     write_jsonl(os.path.join(args.out, "pref.jsonl"), pref)
     write_jsonl(os.path.join(args.out, "positives.jsonl"), positives)
-    stats = dict(counts, sample_accuracy=counts["correct_samples"] / max(1, counts["samples"]), overlap=overlap_stats(pref))
+    stats = dict(counts, sft_records=len(sft), sample_accuracy=counts["correct_samples"] / max(1, counts["samples"]), overlap=overlap_stats(pref))
     with open(os.path.join(args.out, "stats.json"), "w") as f:
         json.dump(stats, f, indent=2)
     print(json.dumps(stats))
+
+
+def slip_stand_in(args):
+    pref = read_jsonl(args.pref)
+    os.makedirs(args.out, exist_ok=True)
+    write_jsonl(os.path.join(args.out, "pref.jsonl"), pref)
+    positives = [{"prompt": p["prompt"], "completion": p["chosen"]} for p in pref]
+    write_jsonl(os.path.join(args.out, "positives.jsonl"), positives)
+    write_jsonl(os.path.join(args.out, "sft.jsonl"), positives)
+    stats = {"problems": 0, "all_correct": 0, "all_incorrect": 0, "paired": len(pref), "samples": 0, "correct_samples": 0,
+             "sft_records": len(positives), "sample_accuracy": 0, "overlap": overlap_stats(pref), "stand_in": True}
+    with open(os.path.join(args.out, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
 
 
 def overlap(args):
@@ -216,16 +242,16 @@ def mean_per_token(path):
 
 
 def logps(args):
-    print(json.dumps({"mined": mean_per_token(args.mined), "slip": mean_per_token(args.slip)}))
+    print(json.dumps({"teacher": mean_per_token(args.teacher), "slip": mean_per_token(args.slip)}))
 
 
 def probes(args):
-    print("| model | mined chosen | mined rejected | slip chosen | slip rejected |")
+    print("| model | teacher chosen | teacher rejected | slip chosen | slip rejected |")
     print("| --- | --- | --- | --- | --- |")
     for name in args.names:
         with open(os.path.join(args.dir, name + ".json")) as f:
             p = json.load(f)
-        print("| %s | %.3f | %.3f | %.3f | %.3f |" % (name, p["mined"]["chosen"], p["mined"]["rejected"], p["slip"]["chosen"], p["slip"]["rejected"]))
+        print("| %s | %.3f | %.3f | %.3f | %.3f |" % (name, p["teacher"]["chosen"], p["teacher"]["rejected"], p["slip"]["chosen"], p["slip"]["rejected"]))
 
 
 def curve(args):
@@ -239,20 +265,35 @@ def curve(args):
     print("| --- | --- | --- |")
     for step, value, error in rows:
         print("| %d | %.3f | %.3f |" % (step, value, error))
+    # Levelled off: the last quarter of the evaluations (at least 3) spans no more than the
+    # noise of one evaluation (3 of its standard errors, over samples) plus a point.
+    tail = rows[-max(3, len(rows) // 4):]
+    if len(rows) >= 3:
+        values = [v for _, v, _ in tail]
+        noise = 3 * max(e for _, _, e in tail) + 0.01
+        span = max(values) - min(values)
+        rise = values[-1] - values[0]
+        print()
+        print("Over the last %d evaluations pass@1 %s by %.3f (spread %.3f; noise %.3f): %s." % (
+            len(tail), "rose" if rise >= 0 else "fell", abs(rise), span, noise,
+            "levelled off" if span <= noise else "not yet level"))
 
 
 def describe(args):
     with open(args.stats) as f:
-        mined = json.load(f)
+        teacher = json.load(f)
     with open(args.slip) as f:
         slip = json.load(f)
-    o = mined["overlap"]
-    per_problem = round(mined["samples"] / max(1, mined["problems"]))
-    print("Mined: %d training problems sampled %d times at T 1 (%.0f%% of samples correct): %d all correct, %d all wrong, "
-          "%d pairs. A mined pair's traces share %.0f%% of the chosen trace as a common prefix and %.0f%% of its lines; "
-          "the synthetic slip pairs share %.0f%% and %.0f%%." % (
-              mined["problems"], per_problem, 100 * mined["sample_accuracy"], mined["all_correct"], mined["all_incorrect"], mined["paired"],
-              100 * o["shared_prefix_of_chosen"], 100 * o["chosen_lines_also_in_rejected"],
+    o = teacher["overlap"]
+    if teacher.get("stand_in"):
+        print("(--quick: the teacher solved nothing yet, so the synthetic slip pairs stand in for its pairs.)")
+        return
+    per_problem = round(teacher["samples"] / max(1, teacher["problems"]))
+    print("The teacher sampled %d training problems %d times each at T 1 (%.0f%% of samples correct): %d problems with a correct "
+          "sample give the student's SFT data; %d all correct, %d all wrong, %d pairs. A pair's traces share %.0f%% of the chosen "
+          "trace as a common prefix and %.0f%% of its lines; the synthetic slip pairs share %.0f%% and %.0f%%." % (
+              teacher["problems"], per_problem, 100 * teacher["sample_accuracy"], teacher["sft_records"], teacher["all_correct"],
+              teacher["all_incorrect"], teacher["paired"], 100 * o["shared_prefix_of_chosen"], 100 * o["chosen_lines_also_in_rejected"],
               100 * slip["shared_prefix_of_chosen"], 100 * slip["chosen_lines_also_in_rejected"]))
 
 
@@ -262,18 +303,41 @@ def report(args):
     print("pass@1 %.3f ± %.3f" % (r["pass@1"], r.get("pass@1_stderr_problems", r.get("pass@1_stderr", 0))))
 
 
+def last_pass(args):
+    values = [r["eval/pass@1"] for r in read_jsonl(args.metrics) if r.get("eval/pass@1") is not None]
+    if not values:
+        sys.exit("error: %s has no evaluation" % args.metrics)
+    print(values[-1])
+
+
+# The student: as the paper's, smaller than the teacher; the same tokenizer and special ids.
+STUDENT = {"hidden_size": 192, "intermediate_size": 512, "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 3}
+
+
+def student_config(args):
+    with open(args.teacher) as f:
+        config = json.load(f)
+    config.update(STUDENT)
+    config.pop("head_dim", None)
+    with open(args.out, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+
+
 # Each subcommand: its function and its positional arguments ("NAME+" takes one or more).
 COMMANDS = {
     "problems": (problems, ["sft", "out"]),
     "pairs": (pairs, ["problems", "samples", "out"]),
+    "slip-stand-in": (slip_stand_in, ["pref", "out"]),
     "overlap": (overlap, ["pref"]),
     "errors": (errors, ["problems", "samples+"]),
     "error-table": (error_table, ["problems", "methods+"]),
-    "logps": (logps, ["mined", "slip"]),
+    "logps": (logps, ["teacher", "slip"]),
     "probes": (probes, ["dir", "names+"]),
     "curve": (curve, ["metrics"]),
     "describe": (describe, ["stats", "slip"]),
     "report": (report, ["report"]),
+    "last-pass": (last_pass, ["metrics"]),
+    "student-config": (student_config, ["teacher", "out"]),
 }
 
 
