@@ -17,7 +17,7 @@
 #   6. Each at its tuned rate with N seeds, evaluated on test alike (T 0.6, top-p 0.95), and
 #      symmetric REDI (α 1) at REDI's rate; differences paired per problem. A control arm: REDI
 #      on the task's synthetic slip pairs (each incorrect trace is the correct one with one
-#      slip). The paper's stability check: REDI α 1 and α 0.8 at 5× REDI's tuned rate.
+#      slip). The paper's stability check: REDI α 1 and α 0.8 at 5× REDI's tuned rate and at the grid's top.
 # Every run is a real cluster run (coordinator, server, workers on loopback).
 #
 #   bash cluster/experiments/reproduce.sh [--seeds N] [--teacher-epochs N] [--student-epochs N] [--teacher-samples N]
@@ -66,12 +66,12 @@ cd "$(dirname "$0")/../.."
 if [ "$quick" = yes ]; then
   problems=150 val_problems=16 test_problems=16 samples=2 teacher_samples=2 teacher_epochs=2 student_epochs=2 pref_epochs=1 grid="6.0e-5 2.0e-4"
 else
-  problems=3000 val_problems=200 test_problems=400 samples=4 teacher_samples=8 teacher_epochs=20 student_epochs=40 pref_epochs=1 grid="6.0e-6 2.0e-5 6.0e-5"
+  problems=3000 val_problems=200 test_problems=400 samples=4 teacher_samples=8 teacher_epochs=20 student_epochs=40 pref_epochs=1 grid="6.0e-6 2.0e-5 6.0e-5 2.0e-4 6.0e-4"
 fi
 teacher_epochs=${teacher_epochs_option:-$teacher_epochs}
 student_epochs=${student_epochs_option:-$student_epochs}
 teacher_samples=${samples_option:-$teacher_samples}
-sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5 and two steps lower (DPO's range; 2e-4 lost for every method on 2026-12-01)
+sft_lr=3.0e-3  # grid: SFT's rate / 50 = 6e-5, two steps lower (DPO's range) and two higher (where the objectives move the model)
 port=${REDI_PS_REPRODUCE_PORT:-5590}
 
 source cluster/lib/build.sh
@@ -261,8 +261,11 @@ for seed in $(seq 1 "$seeds"); do
   done
 done
 high=$(python3 -c "print('%.1e' % (5 * ${rate[redi]}))")
-preference "stability-redi-lr$high" 1 "$(objective_of redi)" "$(data_of redi)" "$high" "$data/test-problems.jsonl"
-preference "stability-redi_symmetric-lr$high" 1 "$(objective_of redi_symmetric)" "$(data_of redi)" "$high" "$data/test-problems.jsonl"
+top=${grid##* }  # the grid's highest rate: where, here, pushing rejected traces down moves the model most
+for lr in "$high" "$top"; do
+  preference "stability-redi-lr$lr" 1 "$(objective_of redi)" "$(data_of redi)" "$lr" "$data/test-problems.jsonl"
+  preference "stability-redi_symmetric-lr$lr" 1 "$(objective_of redi_symmetric)" "$(data_of redi)" "$lr" "$data/test-problems.jsonl"
+done
 # The student's SFT checkpoint itself on test (where every method starts), with the same evaluation.
 evaluate "$checkpoint" sft-on-test "$data/test-problems.jsonl"
 
@@ -282,6 +285,8 @@ probe "$checkpoint" sft_checkpoint
 for m in "${arms[@]}"; do probe "$out/runs/$m-seed1/train" "$m"; done
 probe "$out/runs/stability-redi-lr$high/train" "stability-redi"
 probe "$out/runs/stability-redi_symmetric-lr$high/train" "stability-redi_symmetric"
+probe "$out/runs/stability-redi-lr$top/train" "stability-redi-top"
+probe "$out/runs/stability-redi_symmetric-lr$top/train" "stability-redi_symmetric-top"
 
 # 8. The tables and the figures.
 labelled=()
@@ -315,11 +320,12 @@ for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/run
   echo
   echo "## Per-token log-probs of 64 pairs (teacher: the teacher model's samples; slip: the synthetic teacher's), start → end (seed 1)"
   echo
-  python3 cluster/tools/distill.py probes "$out/probes" sft_checkpoint "${arms[@]}" stability-redi stability-redi_symmetric
+  python3 cluster/tools/distill.py probes "$out/probes" sft_checkpoint "${arms[@]}" stability-redi stability-redi_symmetric stability-redi-top stability-redi_symmetric-top
   echo
-  echo "## Stability at 5× REDI's tuned rate ($high)"
+  echo "## Stability: α 0.8 and α 1 at 5× REDI's tuned rate ($high) and at the grid's highest ($top), on test"
   echo
-  python3 cluster/tools/compare.py --no-paired "redi α 0.8 lr $high=$out/runs/stability-redi-lr$high" "redi α 1 lr $high=$out/runs/stability-redi_symmetric-lr$high"
+  python3 cluster/tools/compare.py --no-paired "redi α 0.8 lr $high=$out/runs/stability-redi-lr$high" "redi α 1 lr $high=$out/runs/stability-redi_symmetric-lr$high" \
+    "redi α 0.8 lr $top=$out/runs/stability-redi-lr$top" "redi α 1 lr $top=$out/runs/stability-redi_symmetric-lr$top"
   echo
   echo "## First mistake of incorrect test samples (all seeds)"
   echo
@@ -327,7 +333,7 @@ for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/run
     $(for m in "${arms[@]}"; do printf '%s=%s ' "$m" "$(ls "$out"/runs/"$m"-seed*/eval_train.jsonl | paste -sd, -)"; done)
 } >"$out/table.md"
 python3 cluster/tools/plot.py --out "$out/figures" "${labelled[@]}" >&2
-python3 cluster/tools/plot.py --out "$out/stability" "redi α=0.8 lr $high=$out/runs/stability-redi-lr$high" \
-  "redi α=1 lr $high=$out/runs/stability-redi_symmetric-lr$high" "redi α=0.8 lr ${rate[redi]}=$out/runs/redi-seed1" >&2
+python3 cluster/tools/plot.py --out "$out/stability" "redi α=0.8 lr $top=$out/runs/stability-redi-lr$top" \
+  "redi α=1 lr $top=$out/runs/stability-redi_symmetric-lr$top" "redi α=0.8 lr ${rate[redi]}=$out/runs/redi-seed1" >&2
 cat "$out/table.md"
 say "done in $(( ($(date +%s) - started) / 60 )) min: $out/table.md, $out/figures, $out/stability"
