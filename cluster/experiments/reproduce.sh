@@ -11,9 +11,10 @@
 #   4. A smaller student (1.2 M in its body, the teacher's tokenizer) trained by SFT on the
 #      teacher's correct samples until validation levels off (the curve is in the table); its
 #      checkpoint is where every method starts.
-#   5. Every method's learning rate tuned on validation (seed 1) over a grid that includes
-#      SFT's rate / 50 and lower: REDI (α 0.8), DPO (β 0.1), SimPO at the paper's β 2, γ 1 and
-#      at TRL's defaults, and SFT continued on the pairs' correct traces (the paper's control).
+#   5. Every method's learning rate tuned on validation (seed 1) over a grid around SFT's
+#      rate / 50 (two steps lower, DPO's range, and two higher): REDI (α 0.8), DPO (β 0.1),
+#      SimPO at the paper's β 2, γ 1 and at TRL's defaults, and SFT continued on the pairs'
+#      correct traces (the paper's control).
 #   6. Each at its tuned rate with N seeds, evaluated on test alike (T 0.6, top-p 0.95), and
 #      symmetric REDI (α 1) at REDI's rate; differences paired per problem. A control arm: REDI
 #      on the task's synthetic slip pairs (each incorrect trace is the correct one with one
@@ -50,7 +51,7 @@ while [ $# -gt 0 ]; do
     --teacher-samples) samples_option=${2:?--teacher-samples needs a number}; shift 2 ;;
     --byte-tokenizer) tokenizer_key=""; shift ;;
     --quick) quick=yes; shift ;;
-    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -255,9 +256,11 @@ rate[redi_symmetric]=${rate[redi]}
 # 6. Seeds at the tuned rates on test, symmetric REDI (α 1) at REDI's rate, the slip-pair
 # control arm, and the stability check.
 arms=("${methods[@]}" redi_symmetric redi_slip)
+# arm METHOD SEED: the run's name, with its rate (a run at another rate is another run, not a cached one).
+arm() { echo "$1-lr${rate[$1]}-seed$2"; }
 for seed in $(seq 1 "$seeds"); do
   for m in "${arms[@]}"; do
-    preference "$m-seed$seed" "$seed" "$(objective_of "$m")" "$(data_of "$m")" "${rate[$m]}" "$data/test-problems.jsonl"
+    preference "$(arm "$m" "$seed")" "$seed" "$(objective_of "$m")" "$(data_of "$m")" "${rate[$m]}" "$data/test-problems.jsonl"
   done
 done
 high=$(python3 -c "print('%.1e' % (5 * ${rate[redi]}))")
@@ -272,17 +275,19 @@ evaluate "$checkpoint" sft-on-test "$data/test-problems.jsonl"
 # 7. What explains the outcome: per-token log-probs of 64 teacher and 64 slip pairs at the start and end.
 probe() {
   local model=$1 name=$2
-  [ -f "$out/probes/$name.json" ] && return
+  # Kept only when made from the same model (a tuned rate can change between invocations).
+  [ -f "$out/probes/$name.json" ] && [ "$(cat "$out/probes/$name.model" 2>/dev/null)" = "$model" ] && return
   mkdir -p "$out/probes"
   "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/teacher-pairs.jsonl" --out "$out/probes/$name-teacher.jsonl" 2>/dev/null
   "$bin/redi-ps" logprobs --model "$model" --data "$out/probes/slip-pairs.jsonl" --out "$out/probes/$name-slip.jsonl" 2>/dev/null
   python3 cluster/tools/distill.py logps "$out/probes/$name-teacher.jsonl" "$out/probes/$name-slip.jsonl" >"$out/probes/$name.json"
+  echo "$model" >"$out/probes/$name.model"
 }
 mkdir -p "$out/probes"
 head -n 64 "$pairs/pref.jsonl" >"$out/probes/teacher-pairs.jsonl"
 head -n 64 "$data/pref.jsonl" >"$out/probes/slip-pairs.jsonl"
 probe "$checkpoint" sft_checkpoint
-for m in "${arms[@]}"; do probe "$out/runs/$m-seed1/train" "$m"; done
+for m in "${arms[@]}"; do probe "$out/runs/$(arm "$m" 1)/train" "$m"; done
 probe "$out/runs/stability-redi-lr$high/train" "stability-redi"
 probe "$out/runs/stability-redi_symmetric-lr$high/train" "stability-redi_symmetric"
 probe "$out/runs/stability-redi-lr$top/train" "stability-redi-top"
@@ -290,7 +295,7 @@ probe "$out/runs/stability-redi_symmetric-lr$top/train" "stability-redi_symmetri
 
 # 8. The tables and the figures.
 labelled=()
-for m in "${arms[@]}"; do for seed in $(seq 1 "$seeds"); do labelled+=("$m=$out/runs/$m-seed$seed"); done; done
+for m in "${arms[@]}"; do for seed in $(seq 1 "$seeds"); do labelled+=("$m=$out/runs/$(arm "$m" "$seed")"); done; done
 grid_runs=()
 for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/runs/grid-$m-lr$lr"); done; done
 {
@@ -330,10 +335,10 @@ for m in "${methods[@]}"; do for lr in $grid; do grid_runs+=("$m lr $lr=$out/run
   echo "## First mistake of incorrect test samples (all seeds)"
   echo
   python3 cluster/tools/distill.py error-table "$data/test-problems.jsonl" "sft_checkpoint=$out/runs/sft-on-test/eval_samples.jsonl" \
-    $(for m in "${arms[@]}"; do printf '%s=%s ' "$m" "$(ls "$out"/runs/"$m"-seed*/eval_train.jsonl | paste -sd, -)"; done)
+    $(for m in "${arms[@]}"; do printf '%s=%s ' "$m" "$(for seed in $(seq 1 "$seeds"); do echo "$out/runs/$(arm "$m" "$seed")/eval_train.jsonl"; done | paste -sd, -)"; done)
 } >"$out/table.md"
 python3 cluster/tools/plot.py --out "$out/figures" "${labelled[@]}" >&2
 python3 cluster/tools/plot.py --out "$out/stability" "redi α=0.8 lr $top=$out/runs/stability-redi-lr$top" \
-  "redi α=1 lr $top=$out/runs/stability-redi_symmetric-lr$top" "redi α=0.8 lr ${rate[redi]}=$out/runs/redi-seed1" >&2
+  "redi α=1 lr $top=$out/runs/stability-redi_symmetric-lr$top" "redi α=0.8 lr ${rate[redi]}=$out/runs/$(arm redi 1)" >&2
 cat "$out/table.md"
 say "done in $(( ($(date +%s) - started) / 60 )) min: $out/table.md, $out/figures, $out/stability"
