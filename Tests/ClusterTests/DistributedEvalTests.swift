@@ -60,10 +60,11 @@ final class DistributedEvalTests: ClusterTestCase {
         XCTAssertGreaterThan(Set(distributed.joined()).count, 3, "samples should differ: \(distributed)")
     }
 
-    /// `cluster/experiments/reproduce.sh --quick`: the SFT checkpoint, mined pairs, every method's grid on
-    /// validation and its run at the tuned rate, the stability runs, the tables (paired
-    /// comparison, log-probs, first mistakes) and the figures; run again, it keeps what
-    /// finished instead of training it again.
+    /// `cluster/experiments/reproduce.sh --quick`: the teacher, the student trained on its
+    /// samples (here, the quick teacher solving nothing, on the slip pairs standing in), every
+    /// method's grid on validation from the student's checkpoint and its run at the tuned rate,
+    /// the stability runs, the tables (curves, paired comparison, log-probs, first mistakes) and
+    /// the figures; run again, it keeps what finished instead of training it again.
     func testReproductionRunsEveryMethodFromOneCheckpointAndKeepsFinishedRuns() throws {
         var environment = ProcessInfo.processInfo.environment
         environment["REDI_PS_BIN"] = Self.products.path
@@ -88,18 +89,22 @@ final class DistributedEvalTests: ClusterTestCase {
             XCTAssertTrue(table.contains("| \(method) | 1 | "), "no row for \(method) in\n\(table)")
         }
         for section in [
-            "| redi vs | difference (paired per problem) | its SEM | ≥ 2 SEM better? |", "## SFT: validation pass@1",
+            "| redi vs | difference (paired per problem) | its SEM | ≥ 2 SEM better? |", "## The teacher (small", "## The teacher's samples",
+            "## The student (smaller",
             "## Learning rates on validation", "## Per-token log-probs", "## Stability", "## First mistake"
         ] {
             XCTAssertTrue(table.contains(section), "no \(section) in\n\(table)")
         }
         // Every method trained from the same checkpoint for its own stage and was evaluated:
-        // the grid (two rates per method), the seeds, the stability pair.
+        // the grid (two rates per method), the seeds (named with their tuned rate), the two
+        // stability pairs (5× REDI's rate and the grid's top).
         let runs = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("repro/runs").path)
         let grid = runs.filter { $0.hasPrefix("grid-") }, stability = runs.filter { $0.hasPrefix("stability-") }
         XCTAssertEqual(grid.count, 10, "\(runs)")
-        XCTAssertEqual(stability.count, 2, "\(runs)")
-        for run in arms.map({ "\($0)-seed1" }) + grid + stability {
+        XCTAssertEqual(stability.count, 4, "\(runs)")
+        let seeded = try arms.map { arm in try XCTUnwrap(runs.first { $0.hasPrefix("\(arm)-lr") && $0.hasSuffix("-seed1") }, "no seed run of \(arm): \(runs)") }
+        XCTAssertTrue(runs.contains("teacher") && runs.contains("student"), "\(runs)")
+        for run in seeded + grid + stability {
             let metrics = try String(contentsOf: dir.appendingPathComponent("repro/runs/\(run)/metrics.jsonl"), encoding: .utf8)
             XCTAssertTrue(metrics.contains("\"eval/pass@1\""), run)
             XCTAssertFalse(metrics.contains("\"stage\":\"sft\""), "\(run) trained SFT again")
@@ -108,10 +113,10 @@ final class DistributedEvalTests: ClusterTestCase {
             let png = try Data(contentsOf: dir.appendingPathComponent("repro/\(figure)"))
             XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], figure)
         }
-        XCTAssertTrue(first.contains("[reproduce] redi-seed1: eval after train: pass@1"), first)
+        XCTAssertTrue(first.contains("[reproduce] \(seeded[0]): eval after train: pass@1"), first)
         let again = try reproduce("reproduce-again.log")
-        // The SFT run, 10 grid runs, 7 arms, 2 stability runs.
-        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 20, again)
+        // The teacher, the student, 10 grid runs, 7 arms, 4 stability runs.
+        XCTAssertEqual(again.components(separatedBy: "done before, kept").count - 1, 23, again)
         XCTAssertFalse(again.contains(": running"), again)
     }
 }
