@@ -10,7 +10,8 @@
 /// reached, and only the boundary bucket is sorted. A trained model's nucleus is a handful of
 /// tokens, but a near-uniform one (early training, high temperature) is most of the vocabulary.
 /// The passes over the vocabulary are vectorised (max, exp) or byte-sized (each token's bucket
-/// is kept), since a decode step samples every row: 32 rows × 49k logits is a fifth of a step.
+/// is kept), since a decode step samples every row (32 rows × 49k logits: 2.5% of a SmolLM2-135M
+/// decode step with these passes, `perf` on 2026-12-01).
 public func nucleusSample(_ logits: ArraySlice<Float>, temperature: Double, topP: Double, uniform: () -> Double) -> Int {
     logits.withUnsafeBufferPointer { row in
         guard let l = row.baseAddress else { return 0 }
