@@ -7,10 +7,14 @@ import SeededRandom
 public func initializeParameters(_ parameters: FloatBuffer, layout: ParameterLayout, seed: UInt64, std: Double = 0.02) {
     precondition(parameters.count == layout.totalCount)
     let fill = initialValues(layout: layout, seed: seed, std: std)
-    let piece = FloatBuffer(count: layout.entries.map(\.count).max() ?? 0)
+    // Drawn a bounded piece at a time (the stream is sequential, so the cut changes no value).
+    let piece = FloatBuffer(count: max(1, min(ModelReader.pieceElements, layout.totalCount)))
     for entry in layout.entries {
-        try! fill(entry, 0..<entry.count, piece)  // drawing never throws
-        parameters.update(at: entry.offset, from: piece, 0..<entry.count)
+        for start in stride(from: 0, to: entry.count, by: piece.count) {
+            let range = start..<min(start + piece.count, entry.count)
+            try! fill(entry, range, piece)  // drawing never throws
+            parameters.update(at: entry.offset + start, from: piece, 0..<range.count)
+        }
     }
 }
 

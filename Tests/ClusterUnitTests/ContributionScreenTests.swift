@@ -28,7 +28,7 @@ final class ContributionScreenTests: XCTestCase {
         XCTAssertEqual(s.screen(sums([1, 1e6])), .accepted(norms: [1, 1e6], outliers: []), "no history yet: nothing to compare with")
         for _ in 0..<3 { _ = s.screen(sums([1, 2])) }
         // History: 1, 1e6, 1, 2, 1, 2, 1, 2: median (upper) 2.
-        XCTAssertEqual(s.screen(sums([150, 250])), .accepted(norms: [150, 250], outliers: [(1, 2)]))
+        XCTAssertEqual(s.screen(sums([150, 250])), .accepted(norms: [150, 250], outliers: [.init(shard: 1, median: 2)]))
     }
 
     func testTheHistoryIsTheLastFiftyStepsOfNonZeroNorms() {

@@ -4,22 +4,18 @@
 // the shards verified by recomputation.
 
 public struct ContributionScreen: Sendable {
+    /// A shard whose norm is over 100× the recent median.
+    public struct Outlier: Equatable, Sendable {
+        public var shard: Int, median: Double
+        public init(shard: Int, median: Double) { self.shard = shard; self.median = median }
+    }
+
     /// A step's shards as the rule sees them.
     public enum Verdict: Equatable, Sendable {
-        /// Every shard within the limit: their norms, and the outliers among them with the
-        /// median they were compared with.
-        case accepted(norms: [Double], outliers: [(shard: Int, median: Double)])
+        /// Every shard within the limit: their norms, and the outliers among them.
+        case accepted(norms: [Double], outliers: [Outlier])
         /// Shard `shard`'s norm is over the limit: the run ends naming its worker.
         case refused(shard: Int, norm: Double)
-
-        public static func == (a: Verdict, b: Verdict) -> Bool {
-            switch (a, b) {
-            case let (.accepted(n1, o1), .accepted(n2, o2)):
-                return n1 == n2 && o1.map(\.shard) == o2.map(\.shard) && o1.map(\.median) == o2.map(\.median)
-            case let (.refused(s1, n1), .refused(s2, n2)): return s1 == s2 && n1 == n2
-            default: return false
-            }
-        }
     }
 
     public let maxShardNorm: Double
@@ -38,10 +34,10 @@ public struct ContributionScreen: Sendable {
         guard let shards = byServer.first?.count else { return .accepted(norms: [], outliers: []) }
         let norms = (0..<shards).map { k in byServer.reduce(0) { $0 + $1[k] }.squareRoot() }
         if let k = norms.indices.first(where: { !(norms[$0] <= maxShardNorm) }) { return .refused(shard: k, norm: norms[k]) }
-        var outliers: [(shard: Int, median: Double)] = []
+        var outliers: [Outlier] = []
         if history.count >= 5 {
             let sorted = history.sorted(), median = sorted[sorted.count / 2]
-            outliers = norms.indices.filter { norms[$0] > 100 * median }.map { ($0, median) }
+            outliers = norms.indices.filter { norms[$0] > 100 * median }.map { Outlier(shard: $0, median: median) }
         }
         history += norms.filter { $0 > 0 }
         let keep = Self.historySteps * max(1, shards)

@@ -248,8 +248,8 @@ extension Coordinator {
                 "\(who(k)) pushed a gradient of norm \(norm) for step \(step + 1) (shard \(k)), over cluster.max_shard_grad_norm \(screen.maxShardNorm): refused; the worker is broken or not honest"
             )
         case .accepted(let norms, let outliers):
-            for (k, median) in outliers {
-                say("WARNING: \(who(k))'s gradient for step \(step + 1) (shard \(k)) has norm \(norms[k]), over 100× the recent median \(median)")
+            for o in outliers {
+                say("WARNING: \(who(o.shard))'s gradient for step \(step + 1) (shard \(o.shard)) has norm \(norms[o.shard]), over 100× the recent median \(o.median)")
             }
             return norms
         }
