@@ -32,9 +32,11 @@ public enum BLASStartup {
         return choice
     }()
 
-    /// Whether decoding may run a whole batch as one threaded product and keep each row's bits
-    /// (the running kernel's self-test said so); otherwise it runs 16 rows per product.
-    public static let wholeBatchRowStable: Bool = choice.runningVerdict == .correct(wholeBatch: true)
+    /// How decoding lays out its products on the running kernel (its self-test's verdict; 16 rows
+    /// per product when it was not tested).
+    public static let decodeLayout: DecodeLayout = {
+        if case .correct(let layout) = choice.runningVerdict { layout } else { .sixteenRowBlocks }
+    }()
 
     private static let logged = LogOnce()
 

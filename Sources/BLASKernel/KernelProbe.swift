@@ -2,8 +2,9 @@
 // instruction or a crash only ends the child), switch to the kernel and run products of every
 // operand layout and of shapes that reach every edge tile and several cache blocks, against a
 // float64 reference; then the property decoding relies on: a row's result is the same bits at
-// every position of a 16-row block. Older OpenBLAS builds are known to compute wrong results or
-// crash on some processors; this is how such a kernel is caught and skipped.
+// every position of a 16-row block, and which faster decode layouts keep that too. Older
+// OpenBLAS builds are known to compute wrong results or crash on some processors; this is how
+// such a kernel is caught and skipped.
 import COpenBLAS
 import Foundation
 
@@ -11,14 +12,39 @@ import Foundation
 import Glibc
 #endif
 
+/// How decoding lays out its matrix products so that a row's bits never depend on the other
+/// rows: the self-test finds which layouts the kernel keeps a row's bits in, and decoding uses
+/// the fastest of them (later cases are faster).
+public enum DecodeLayout: String, Codable, Comparable, Sendable, CustomStringConvertible {
+    /// 16 rows per single-threaded product, the rows vectorised (Cᵀ = W · Xᵀ): every kernel
+    /// that passes the self-test keeps a row's bits at every position of such a product.
+    case sixteenRowBlocks
+    /// All the rows (up to 256) in one single-threaded product per slice of W, the rows
+    /// vectorised: the kernel gave a row the same bits at every position of products of 16 to
+    /// 256 rows, so W is packed once per product instead of once per 16 rows.
+    case vectorisedBatch
+    /// One plain threaded product over the batch (C = X · Wᵀ) of a fixed row count: the kernel
+    /// gave a row the same bits at every position of such a product on 1, 2 or 3 threads.
+    case plainBatch
+
+    public static func < (a: DecodeLayout, b: DecodeLayout) -> Bool { a.rank < b.rank }
+    private var rank: Int { self == .sixteenRowBlocks ? 0 : self == .vectorisedBatch ? 1 : 2 }
+
+    public var description: String {
+        switch self {
+        case .sixteenRowBlocks: "16 rows per product"
+        case .vectorisedBatch: "the batch's rows vectorised in one product per slice of the weights"
+        case .plainBatch: "one threaded product over the batch"
+        }
+    }
+}
+
 /// What the self-test found for one kernel.
 public enum KernelVerdict: Codable, Equatable, Sendable, CustomStringConvertible {
     /// Every product within the float32 error bound, and a row's bits the same at every position
-    /// of a 16-row product with the rows vectorised (Cᵀ = W · Xᵀ, one thread). `wholeBatch`: also
-    /// in a plain product (C = X · Wᵀ) of 16 to 256 rows, at every position and on 1, 2 or 3
-    /// threads as at its first on one, so decoding may run the batch as one threaded product of a
-    /// fixed row count (Prescott, Haswell and Zen do not: they decode 16 rows per product).
-    case correct(wholeBatch: Bool)
+    /// of a 16-row product with the rows vectorised (Cᵀ = W · Xᵀ, one thread); `layout`: the
+    /// fastest decode layout whose products keep a row's bits too.
+    case correct(layout: DecodeLayout)
     /// A product off by more than the error bound: the worst error over its bound.
     case wrongResult(errorOverBound: Double)
     /// A row's result changed with its position in a 16-row block.
@@ -34,7 +60,7 @@ public enum KernelVerdict: Codable, Equatable, Sendable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .correct(let wholeBatch): wholeBatch ? "correct" : "correct (rows stable in 16-row products only)"
+        case .correct(let layout): "correct (decoding: \(layout))"
         case .wrongResult(let r): String(format: "wrong results (error %.3g× the float32 bound)", r)
         case .rowDependent: "a row's result depends on its position in the batch"
         case .crashed(let signal): "crashed (signal \(signal)\(signal == SIGILL ? ", illegal instruction" : ""))"
@@ -75,12 +101,18 @@ public enum KernelProbe {
             let ratio = problem.worstErrorOverBound(perturb: fault == .wrongResult)
             if !(ratio <= 1) { return (10, ratio) }
             guard problem.rowsIndependentOfPosition(rowsVectorised: true, blockSizes: [16], threads: [1]) else { return (11, ratio) }
-            return problem.rowsIndependentOfPosition(rowsVectorised: false, blockSizes: [16, 32, 48, 64, 128, 256], threads: [1, 2, 3])
-                ? (0, ratio) : (1, ratio)
+            if problem.rowsIndependentOfPosition(rowsVectorised: false, blockSizes: [16, 32, 48, 64, 128, 256], threads: [1, 2, 3]) {
+                return (0, ratio)
+            }
+            // One reference for every size: a row's bits may not depend on how many rows there are.
+            let everySize = Array(stride(from: 16, through: problem.maxRows, by: 16))  // decoding pads to a multiple of 16
+            return problem.rowsIndependentOfPosition(rowsVectorised: true, blockSizes: everySize, threads: [1], acrossSizes: true)
+                ? (2, ratio) : (1, ratio)
         }
         switch outcome {
-        case .exited(0, _): return .correct(wholeBatch: true)
-        case .exited(1, _): return .correct(wholeBatch: false)
+        case .exited(0, _): return .correct(layout: .plainBatch)
+        case .exited(1, _): return .correct(layout: .sixteenRowBlocks)
+        case .exited(2, _): return .correct(layout: .vectorisedBatch)
         case .exited(10, let ratio): return .wrongResult(errorOverBound: ratio)
         case .exited(11, _): return .rowDependent
         case .exited: return .unavailable
@@ -217,9 +249,10 @@ final class SelfTestProblem: @unchecked Sendable {
     }
 
     /// Whether the test row's outputs are the same bits at every position of products over each of
-    /// `blockSizes` rows, on each of `threads` thread counts, as at position 0 on one thread. The
-    /// rows are the vectorised dimension (Cᵀ = W · Xᵀ) or the plain product's (C = X · Wᵀ).
-    func rowsIndependentOfPosition(rowsVectorised: Bool, blockSizes: [Int], threads: [Int]) -> Bool {
+    /// `blockSizes` rows, on each of `threads` thread counts, as at position 0 on the first thread
+    /// count (of each size, or with `acrossSizes` of the first size). The rows are the vectorised
+    /// dimension (Cᵀ = W · Xᵀ) or the plain product's (C = X · Wᵀ).
+    func rowsIndependentOfPosition(rowsVectorised: Bool, blockSizes: [Int], threads: [Int], acrossSizes: Bool = false) -> Bool {
         let saved = openblas_get_num_threads()
         defer { openblas_set_num_threads(saved) }
         for rows in blockSizes {
@@ -243,7 +276,11 @@ final class SelfTestProblem: @unchecked Sendable {
                     }
                     for j in 0..<blockOut {
                         let value = rowsVectorised ? blockC[j * rows + position] : blockC[position * blockOut + j]
-                        if count == threads[0], position == 0 { firstColumn[j] = value } else if value.bitPattern != firstColumn[j].bitPattern { return false }
+                        if count == threads[0], position == 0, !acrossSizes || rows == blockSizes[0] {
+                            firstColumn[j] = value
+                        } else if value.bitPattern != firstColumn[j].bitPattern {
+                            return false
+                        }
                     }
                 }
             }

@@ -167,9 +167,10 @@ public final class Generator {
         let heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads
         let qDim = heads * hd, vocab = config.vocabSize
         let real = tokens.count
-        // Rows every product runs on: a prompt's, or for a decode the active rows in 16-row
-        // blocks, or every cache row when the batch is one product (a fixed shape).
-        let t = ((prefill || !RowStableProducts.wholeBatch ? real : rows) + rowStableBlock - 1) / rowStableBlock * rowStableBlock
+        // Rows every product runs on: a prompt's, or for a decode the active rows padded to a
+        // multiple of 16, or every cache row when the batch is one plain product (a fixed shape).
+        let plain = RowStableProducts.layout == .plainBatch
+        let t = ((prefill || !plain ? real : rows) + rowStableBlock - 1) / rowStableBlock * rowStableBlock
         let headRows = prefill ? 1 : real, headPadded = prefill ? rowStableBlock : t  // the LM head's rows: the same shape rule
         let longest = prefill ? real : rowsOfTokens.map { lengths[$0] + 1 }.max()!
         let prefillShape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: hd, sequenceStarts: [0, real])
@@ -179,13 +180,14 @@ public final class Generator {
         func slot(_ n: Int) -> Int { defer { next += (n + 15) & ~15 }; return next }
         let x = slot(t * c), ln = slot(max(t, headPadded) * c), rstd = slot(max(t, headPadded)), q = slot(t * qDim), k = slot(t * kvDim)
         let v = slot(t * kvDim), att = slot(t * qDim), gateUp = slot(t * 2 * inter), h = slot(t * inter), scratch = slot(attentionScratch)
-        let logitsSlot = slot(headPadded * vocab), products = slot(rowStableScratchCount(inFeatures: min(c, qDim, inter)))
+        let shapes = [(c, qDim), (c, kvDim), (qDim, c), (c, 2 * inter), (inter, c), (c, vocab)]
+        let logitsSlot = slot(headPadded * vocab), products = slot(prefill ? 0 : rowStableScratchCount(rows: max(t, headPadded), products: shapes))
         let a = work.reserve(next)
         let w = parameters
-        // A decode in 16-row products runs every product single-threaded (spread over rows and
+        // A decode with the rows vectorised runs every product single-threaded (spread over
         // slices by `forEachPair`): set OpenBLAS to one thread once, not twice per product.
         let savedThreads = matmulThreads
-        let oneThread = !prefill && !RowStableProducts.wholeBatch && savedThreads != 1
+        let oneThread = !prefill && !plain && savedThreads != 1
         if oneThread { setMatmulThreads(1) }
         defer { if oneThread { setMatmulThreads(savedThreads) } }
         let eps = Float(config.rmsNormEps)

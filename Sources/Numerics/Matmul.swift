@@ -119,15 +119,16 @@ public func linearBackward(
 }
 
 /// Rows per product in `rowStableLinearForward` on kernels that keep a row's bits only within
-/// a 16-row product (Haswell, Zen); the row count is always padded to a multiple of it.
+/// a 16-row product; the row count is always padded to a multiple of it.
 public let rowStableBlock = 16
+
+/// The most rows `rowStableLinearForward` puts in one product (the self-test's largest).
+public let vectorisedRowsLimit = 256
 
 /// How `rowStableLinearForward` lays out its products on this process's kernel.
 public enum RowStableProducts {
-    /// One plain threaded product over the whole batch (the running kernel's self-test found a
-    /// row's bits the same at every position of 16–256-row products on 1–3 threads), else 16 rows
-    /// per single-threaded product. Set from the self-test at start; tests set it for a kernel they run.
-    nonisolated(unsafe) public static var wholeBatch: Bool = BLASStartup.wholeBatchRowStable
+    /// Set from the running kernel's self-test at start; tests set it for a kernel they run.
+    nonisolated(unsafe) public static var layout: DecodeLayout = BLASStartup.decodeLayout
 }
 
 /// y[rows, out] = x[rows, in] · Wᵀ (+ b), or y += that with `accumulate`, for decoding: a row's
@@ -135,15 +136,16 @@ public enum RowStableProducts {
 /// rows there are and how many threads run, on every kernel the self-test passes.
 ///
 /// OpenBLAS gives no such promise for a plain product: kernels pick code paths by shape and
-/// sum a row in another order at another position (measured on Prescott and Haswell). On
-/// kernels whose self-test found a plain product position-independent (SkylakeX, Cooperlake,
-/// Sandybridge) this is one threaded `linearForward`, and the caller keeps `rows` fixed (a
-/// product's path depends on its shape). Elsewhere the rows are the vectorised dimension
-/// (Cᵀ = W · Xᵀ), position-independent within 16 rows on every kernel the self-test passes:
-/// each (output slice, 16-row block) is one single-threaded product, the slices sized by
-/// `inFeatures` alone so a slice of W (≤ 256 KiB) stays in cache for every block.
+/// sum a row in another order at another position (measured on Prescott and Haswell). So the
+/// layout is the one the running kernel's self-test allows (`RowStableProducts.layout`): a
+/// plain threaded product where it found that position-independent (the caller keeps `rows`
+/// fixed: a product's path depends on its shape), else the rows as the vectorised dimension
+/// (Cᵀ = W · Xᵀ), each (slice of W, row block) one single-threaded product spread over the
+/// cores, the slices set by W's shape alone. The row block is the whole batch where the kernel
+/// gave a row the same bits in products of 16 to 256 rows (W packed once per product), else 16
+/// rows, with slices of W small enough (≤ 256 KiB) to stay in cache from one block to the next.
 /// - Precondition: `rows` is a multiple of `rowStableBlock`; `scratch` holds
-///   `rowStableScratchCount(inFeatures:)` floats.
+///   `rowStableScratchCount(rows:products:)` floats for this product's shape.
 public func rowStableLinearForward(
     _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
     _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
@@ -152,23 +154,25 @@ public func rowStableLinearForward(
 ) {
     precondition(rows % rowStableBlock == 0, "rows must be a multiple of \(rowStableBlock)")
     BLASStartup.ensureStarted()
-    if RowStableProducts.wholeBatch {
+    let layout = RowStableProducts.layout
+    if layout == .plainBatch {
         linearForward(y, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
         return
     }
-    let slice = rowStableSlice(inFeatures: inFeatures), slices = (outFeatures + slice - 1) / slice, blocks = rows / rowStableBlock
+    let slice = rowStableSlice(inFeatures: inFeatures, outFeatures: outFeatures, layout: layout)
+    let slices = (outFeatures + slice - 1) / slice, block = rowStableRowBlock(rows: rows, layout: layout)
     forEachPair(slices) { s, worker in
-        let t = scratch + worker * slice * rowStableBlock  // Cᵀ [slice, block]
+        let t = scratch + worker * slice * block  // Cᵀ [slice, block]
         let o0 = s * slice, width = min(slice, outFeatures - o0)
-        for b in 0..<blocks {
+        for r0 in stride(from: 0, to: rows, by: block) {
+            let n = min(block, rows - r0)
             cblas_sgemm(
-                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(rowStableBlock), Int32(inFeatures), 1,
-                w + o0 * inFeatures, Int32(inFeatures), x + b * rowStableBlock * inFeatures, Int32(inFeatures), 0, t,
-                Int32(rowStableBlock))
-            for r in 0..<rowStableBlock {  // y[block rows, slice] from Cᵀ [slice, block]
-                let out = y + (b * rowStableBlock + r) * outFeatures + o0
+                CblasRowMajor, CblasNoTrans, CblasTrans, Int32(width), Int32(n), Int32(inFeatures), 1,
+                w + o0 * inFeatures, Int32(inFeatures), x + r0 * inFeatures, Int32(inFeatures), 0, t, Int32(n))
+            for r in 0..<n {  // y[block rows, slice] from Cᵀ [slice, block]
+                let out = y + (r0 + r) * outFeatures + o0
                 for j in 0..<width {
-                    let v = t[j * rowStableBlock + r] + (bias?[o0 + j] ?? 0)
+                    let v = t[j * n + r] + (bias?[o0 + j] ?? 0)
                     out[j] = accumulate ? out[j] + v : v
                 }
             }
@@ -191,12 +195,12 @@ public func promptLinearForward(
     rows: Int, inFeatures: Int, outFeatures: Int, accumulate: Bool = false
 ) {
     BLASStartup.ensureStarted()
-    if RowStableProducts.wholeBatch {  // a plain product is position- and thread-independent on this kernel
+    if RowStableProducts.layout == .plainBatch {  // a plain product is position- and thread-independent on this kernel
         linearForward(y, x, w, bias, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, accumulate: accumulate)
         return
     }
-    let slice = rowStableSlice(inFeatures: inFeatures), slices = (outFeatures + slice - 1) / slice
-    let blocks = (rows + promptBlock - 1) / promptBlock
+    let slice = rowStableSlice(inFeatures: inFeatures, outFeatures: outFeatures, layout: .sixteenRowBlocks)
+    let slices = (outFeatures + slice - 1) / slice, blocks = (rows + promptBlock - 1) / promptBlock
     forEachPair(slices * blocks) { p, _ in
         let s = p / blocks, b = p % blocks
         let r0 = b * promptBlock, n = min(promptBlock, rows - r0), o0 = s * slice, width = min(slice, outFeatures - o0)
@@ -210,11 +214,28 @@ public func promptLinearForward(
     }
 }
 
-/// Output features per product in `rowStableLinearForward`'s 16-row layout: a multiple of 16 whose W slice fits 256 KiB.
-func rowStableSlice(inFeatures: Int) -> Int { max(16, (65536 / max(1, inFeatures)) / 16 * 16) }
+/// Output features per product of W[out, in] in `rowStableLinearForward` (a multiple of 16,
+/// set by W's shape alone). With 16-row blocks, a W slice fits 256 KiB so it stays in cache
+/// from one block to the next; with the batch in one product, W is read once whatever the
+/// slice, so slices are as wide as an even split of W into pieces of ≤ 1 MiB allows (each
+/// product packs X again: fewer, wider slices pack it less, and an even count keeps two cores even).
+func rowStableSlice(inFeatures: Int, outFeatures: Int, layout: DecodeLayout) -> Int {
+    guard layout == .vectorisedBatch else { return max(16, (65536 / max(1, inFeatures)) / 16 * 16) }
+    let pieceFloats = 1 << 18
+    var pieces = max(1, (inFeatures * outFeatures + pieceFloats - 1) / pieceFloats)
+    pieces += pieces % 2
+    return max(16, ((outFeatures + pieces - 1) / pieces + 15) / 16 * 16)
+}
 
-/// Scratch floats `rowStableLinearForward` needs for products with at least `inFeatures`
-/// inputs (fewer inputs make wider slices).
-public func rowStableScratchCount(inFeatures: Int) -> Int {
-    elementwiseThreads * rowStableSlice(inFeatures: inFeatures) * rowStableBlock
+/// Rows per product in `rowStableLinearForward` for a batch of `rows`.
+func rowStableRowBlock(rows: Int, layout: DecodeLayout) -> Int {
+    layout == .vectorisedBatch ? min(max(rows, rowStableBlock), vectorisedRowsLimit) : rowStableBlock
+}
+
+/// Scratch floats `rowStableLinearForward` needs for products of `rows` rows of these
+/// (inFeatures, outFeatures) shapes on this process's layout.
+public func rowStableScratchCount(rows: Int, products: [(inFeatures: Int, outFeatures: Int)]) -> Int {
+    let layout = RowStableProducts.layout, block = rowStableRowBlock(rows: rows, layout: layout)
+    let widest = products.map { rowStableSlice(inFeatures: $0.inFeatures, outFeatures: $0.outFeatures, layout: layout) }.max() ?? 0
+    return elementwiseThreads * widest * block
 }

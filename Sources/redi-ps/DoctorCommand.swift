@@ -42,7 +42,7 @@ struct DoctorCommand: ParsableCommand {
         print("OpenBLAS: \(OpenBLASRuntime.config)")
         print("  library \(OpenBLASRuntime.libraryPath); \(OpenBLASRuntime.canSwitchKernels ? "can switch kernels at run time" : "cannot switch kernels (not DYNAMIC_ARCH)")")
         print("kernel: \(choice.runningName) (\(BLASStartup.describe(choice))), \(OpenBLASRuntime.threads) threads")
-        print("  decoding: \(RowStableProducts.wholeBatch ? "one product over the batch" : "16 rows per product") (a row's numbers never depend on its neighbours)")
+        print("  decoding: \(RowStableProducts.layout) (a row's numbers never depend on its neighbours)")
         let probe = MatmulShape.trainingDefault
         if !quick, OpenBLASRuntime.canSwitchKernels {
             print("kernels this CPU qualifies for (each in a child process; sgemm at \(probe), \(OpenBLASRuntime.threads) threads):")

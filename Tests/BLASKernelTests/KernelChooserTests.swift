@@ -91,6 +91,13 @@ final class KernelChooserTests: XCTestCase {
         XCTAssertEqual(again.reason, .selfTested(cached: false))
         XCTAssertEqual(again.running, first.running)
         XCTAssertNoThrow(try JSONSerialization.jsonObject(with: Data(contentsOf: files[0])), "rewritten whole")
+        // A verdict in an earlier format (before decode layouts) is tested again, not trusted.
+        let old = """
+            {"cpu": "x", "features": "x", "openblas": "x", "verdicts": [{"kernel": "\(first.running)", "verdict": {"correct": {"wholeBatch": true}}}]}
+            """
+        try Data(old.utf8).write(to: files[0])
+        XCTAssertEqual(KernelChooser.choose(cpu: cpu, environment: [:], cacheDirectory: dir, apply: false).reason, .selfTested(cached: false))
+        XCTAssertTrue(try String(contentsOf: files[0], encoding: .utf8).contains("\"layout\""))
         // Another processor's features are another file.
         _ = KernelChooser.choose(cpu: RecordedCPUs.maskedZen5, environment: [:], cacheDirectory: dir, apply: false)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).count, cpu == RecordedCPUs.maskedZen5 ? 1 : 2)

@@ -144,8 +144,8 @@ final class GeneratorTests: XCTestCase {
 
     /// Whether a prompt decoded alone gets the same logits, bit for bit, at positions across two
     /// row blocks of a 32-row batch whose other rows hold other prompts.
-    static func sameLogitsAtEveryPosition(_ config: LlamaConfig, wholeBatch: Bool = BLASStartup.wholeBatchRowStable) -> Bool {
-        RowStableProducts.wholeBatch = wholeBatch
+    static func sameLogitsAtEveryPosition(_ config: LlamaConfig, layout: DecodeLayout = BLASStartup.decodeLayout) -> Bool {
+        RowStableProducts.layout = layout
         let params = EngineTests.randomParameters(ParameterLayout(config: config), seed: 11)
         var rng = SeededGenerator(seed: 4)
         let target: [Int32] = [1, 5, 7], steps: [Int32] = [2, 3, 4, 5]
@@ -188,7 +188,8 @@ final class GeneratorTests: XCTestCase {
             guard verdict.isCorrect else { continue }
             // The child decides its product layout from this verdict, as a process running the kernel would.
             let outcome = KernelProbe.inChild(kernel: kernel, timeout: 120) {
-                (Self.sameLogitsAtEveryPosition(Self.wider, wholeBatch: verdict == .correct(wholeBatch: true)) ? 0 : 1, 0)
+                guard case .correct(let layout) = verdict else { return (2, 0) }
+                return (Self.sameLogitsAtEveryPosition(Self.wider, layout: layout) ? 0 : 1, 0)
             }
             XCTAssertEqual(outcome, .exited(code: 0, value: 0), "kernel \(kernel) (\(verdict))")
             tried.append("\(kernel) (\(verdict))")

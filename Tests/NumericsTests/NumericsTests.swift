@@ -1,5 +1,6 @@
 // Each kernel against a naive reference, and each layer's backward against central finite
 // differences of its own forward (loss = Σ r·out with a random projection r, in float64).
+import BLASKernel
 import Foundation
 import Numerics
 import SeededRandom
@@ -62,28 +63,29 @@ final class MatmulTests: XCTestCase {
         var rng = SeededGenerator(seed: 3)
         let inF = 70, outF = 1100, rows = 32  // several output slices, a ragged last one
         let w = randomArray(outF * inF, &rng), bias = randomArray(outF, &rng), row = randomArray(inF, &rng), y0 = randomArray(outF, &rng)
-        var scratch = [Float](repeating: 0, count: rowStableScratchCount(inFeatures: inF))
-        func product(_ x: [Float], accumulate: Bool) -> [Float] {
+        func product(_ x: [Float], accumulate: Bool, scratch: inout [Float]) -> [Float] {
             var y = (0..<rows).flatMap { _ in y0 }
             rowStableLinearForward(&y, x, w, bias, rows: rows, inFeatures: inF, outFeatures: outF, accumulate: accumulate, scratch: &scratch)
             return y
         }
-        let layout = RowStableProducts.wholeBatch
-        defer { RowStableProducts.wholeBatch = layout }
-        // Values in both layouts; bits wherever the row sits in the 16-row layout, and in the
-        // whole-batch one where the running kernel's self-test allows it.
-        for (accumulate, wholeBatch) in [(false, false), (true, false), (false, true), (true, true)] {
-            RowStableProducts.wholeBatch = wholeBatch
+        let running = RowStableProducts.layout
+        defer { RowStableProducts.layout = running }
+        // Values in every layout; bits wherever the row sits in those the running kernel's
+        // self-test allows (16-row blocks always).
+        let layouts: [DecodeLayout] = [.sixteenRowBlocks, .vectorisedBatch, .plainBatch]
+        for (accumulate, layout) in layouts.flatMap({ l in [(false, l), (true, l)] }) {
+            RowStableProducts.layout = layout
+            var scratch = [Float](repeating: 0, count: rowStableScratchCount(rows: rows, products: [(inF, outF)]))
             var first: [Float]?
             for (position, threads) in [(0, matmulThreads), (13, matmulThreads), (31, 1), (16, matmulThreads)] {
                 let saved = matmulThreads
                 setMatmulThreads(threads)
                 var x = randomArray(rows * inF, &rng)
                 x.replaceSubrange((position * inF)..<((position + 1) * inF), with: row)
-                let y = product(x, accumulate: accumulate)
+                let y = product(x, accumulate: accumulate, scratch: &scratch)
                 setMatmulThreads(saved)
                 let mine = Array(y[(position * outF)..<((position + 1) * outF)])
-                if let first, !wholeBatch || layout { XCTAssertEqual(mine, first, "row at \(position) on \(threads) threads") } else { first = mine }
+                if let first, layout <= running { XCTAssertEqual(mine, first, "row at \(position) on \(threads) threads, \(layout)") } else { first = mine }
                 var worst = 0.0
                 for o in 0..<outF {
                     let want = (0..<inF).reduce(0.0) { $0 + Double(row[$1]) * Double(w[o * inF + $1]) } + Double(bias[o]) + (accumulate ? Double(y0[o]) : 0)
@@ -94,16 +96,41 @@ final class MatmulTests: XCTestCase {
         }
     }
 
+    /// The decode layout the running kernel's self-test chose keeps a row's bits whatever the
+    /// row count (a multiple of 16: 16 rows, padded, when a sample decodes alone, up to a full
+    /// batch); a plain product only promises that at a fixed count, so it is checked as the
+    /// vectorised layout.
+    func testRowStableLinearKeepsARowsBitsWhateverTheRowCount() {
+        var rng = SeededGenerator(seed: 5)
+        let inF = 96, outF = 700
+        let w = randomArray(outF * inF, &rng), row = randomArray(inF, &rng)
+        let running = RowStableProducts.layout
+        defer { RowStableProducts.layout = running }
+        RowStableProducts.layout = min(running, .vectorisedBatch)
+        var first: [Float]?
+        for rows in [16, 32, 48, 80, 128] {
+            for position in Set([0, 7, 8, 15, rows / 2, rows - 9, rows - 1]) {
+                var x = randomArray(rows * inF, &rng)
+                x.replaceSubrange((position * inF)..<((position + 1) * inF), with: row)
+                var y = [Float](repeating: 0, count: rows * outF)
+                var scratch = [Float](repeating: 0, count: rowStableScratchCount(rows: rows, products: [(inF, outF)]))
+                rowStableLinearForward(&y, x, w, nil, rows: rows, inFeatures: inF, outFeatures: outF, scratch: &scratch)
+                let mine = Array(y[(position * outF)..<((position + 1) * outF)])
+                if let first { XCTAssertEqual(mine, first, "row at \(position) of \(rows), \(RowStableProducts.layout)") } else { first = mine }
+            }
+        }
+    }
+
     /// The prefill product: the float64 reference's values over several 64-row blocks and output
     /// slices (ragged both), with bias and accumulation; the same bits on 1 or all BLAS threads.
     func testPromptLinearAgreesWithTheReferenceAndDoesNotDependOnThreads() {
         var rng = SeededGenerator(seed: 4)
         let inF = 70, outF = 1100, rows = 150
         let w = randomArray(outF * inF, &rng), bias = randomArray(outF, &rng), x = randomArray(rows * inF, &rng), y0 = randomArray(rows * outF, &rng)
-        let layout = RowStableProducts.wholeBatch
-        defer { RowStableProducts.wholeBatch = layout }
-        for (accumulate, wholeBatch) in [(false, false), (true, false), (true, true)] {
-            RowStableProducts.wholeBatch = wholeBatch
+        let running = RowStableProducts.layout
+        defer { RowStableProducts.layout = running }
+        for (accumulate, plain) in [(false, false), (true, false), (true, true)] {
+            RowStableProducts.layout = plain ? .plainBatch : .sixteenRowBlocks
             var results: [[Float]] = []
             for threads in [matmulThreads, 1] {
                 let saved = matmulThreads
@@ -113,7 +140,7 @@ final class MatmulTests: XCTestCase {
                 setMatmulThreads(saved)
                 results.append(y)
             }
-            if !wholeBatch || layout { XCTAssertEqual(results[0], results[1], "bits depend on the thread count") }
+            if !plain || running == .plainBatch { XCTAssertEqual(results[0], results[1], "bits depend on the thread count") }
             var worst = 0.0
             for r in 0..<rows {
                 for o in 0..<outF {
@@ -122,7 +149,7 @@ final class MatmulTests: XCTestCase {
                     worst = max(worst, abs(Double(results[0][r * outF + o]) - want))
                 }
             }
-            XCTAssertLessThan(worst, 1e-4, "accumulate \(accumulate), whole batch \(wholeBatch)")
+            XCTAssertLessThan(worst, 1e-4, "accumulate \(accumulate), plain \(plain)")
         }
     }
 
