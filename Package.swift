@@ -30,6 +30,9 @@ let package = Package(
             name: "CZeroMQ", pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"]), .brew(["zeromq"])]),
         .systemLibrary(
+            name: "COpenSSL", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"]), .brew(["openssl"])]),
+        .systemLibrary(
             name: "CProtobufC", pkgConfig: "libprotobuf-c",
             providers: [.apt(["libprotobuf-c-dev"]), .brew(["protobuf-c"])]),
 
@@ -49,7 +52,7 @@ let package = Package(
         .target(name: "Formats", dependencies: ["Model", "Numerics", "Tokenizers"]),
         .target(name: "Data", dependencies: ["Tokenizers", "Model", "ChatTemplate", "Formats"]),
         .target(name: "Wire", dependencies: ["CREDIProto", "Objectives", "Optimizer"]),
-        .target(name: "Transport", dependencies: ["CZeroMQ", "Wire", "Numerics"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ", "COpenSSL", "Wire", "Numerics"]),
         // The cluster, one module per role over a shared core (joining, the control channel,
         // recipes, the chunk plan, the version rule, snapshots, the memory plan).
         .target(
@@ -112,7 +115,7 @@ let package = Package(
         .testTarget(name: "EvaluationTests", dependencies: ["SeededRandom", "Evaluation", "ReasoningTask", "Grading", "Model", "Numerics", "ChatTemplate"]),
         .testTarget(name: "GradingTests", dependencies: ["Grading"], resources: [.copy("math_verify_pairs.jsonl")]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Optimizer", "ProcessSupport"]),
-        .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "Numerics"]),
         .testTarget(name: "ReasoningTaskTests", dependencies: ["ReasoningTask"]),
         .testTarget(name: "CLITests", dependencies: ["ProcessSupport"]),
         .testTarget(

@@ -1299,7 +1299,7 @@ const ProtobufCMessageDescriptor redi__hello__descriptor =
   (ProtobufCMessageInit) redi__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[15] =
+static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[16] =
 {
   {
     "index",
@@ -1481,6 +1481,18 @@ static const ProtobufCFieldDescriptor redi__welcome__field_descriptors[15] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "sealed_data_plane",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Redi__Welcome, sealed_data_plane),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned redi__welcome__field_indices_by_name[] = {
   13,   /* field[13] = activation_keep_bytes */
@@ -1493,6 +1505,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
   1,   /* field[1] = model_config_json */
   5,   /* field[5] = parameter_count */
   12,   /* field[12] = plain_data_plane */
+  15,   /* field[15] = sealed_data_plane */
   4,   /* field[4] = server_endpoints */
   14,   /* field[14] = snapshot_dir */
   8,   /* field[8] = timeout_seconds */
@@ -1502,7 +1515,7 @@ static const unsigned redi__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange redi__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor redi__welcome__descriptor =
 {
@@ -1512,7 +1525,7 @@ const ProtobufCMessageDescriptor redi__welcome__descriptor =
   "Redi__Welcome",
   "redi",
   sizeof(Redi__Welcome),
-  15,
+  16,
   redi__welcome__field_descriptors,
   redi__welcome__field_indices_by_name,
   1,  redi__welcome__number_ranges,

@@ -36,20 +36,27 @@ public enum LoopbackThroughput {
         return Double(floats * 4 * messages) / seconds / 1e9
     }
 
-    /// GB/s of `messages` redi-ps pushes of one `mib`-MiB tensor each, in clear or over CURVE.
-    public static func messages(mib: Int, messages: Int, curve: Bool) throws -> Double {
+    /// How the measured messages are protected, as the cluster's data plane may be.
+    public enum Protection: String, CaseIterable, Sendable {
+        case clear, curve, sealed
+    }
+
+    /// GB/s of `messages` redi-ps pushes of one `mib`-MiB tensor each, in clear, over CURVE or sealed.
+    public static func messages(mib: Int, messages: Int, protection: Protection) throws -> Double {
         let floats = mib << 18, payload = Payload(floats)
         let context = ZMQContext()
         let router = try ZMQSocket(context, .router), dealer = try ZMQSocket(context, .dealer)
         try dealer.setIdentity("worker-0")
-        if curve {
+        if protection == .curve {
             let serverKeys = try CurveKeyPair.generate()
             try router.makeCurveServer(secretKey: serverKeys.secretKey, domain: "data")
             try dealer.makeCurveClient(keys: try CurveKeyPair.generate(), serverKey: serverKeys.publicKey)
         }
         try dealer.connect(try router.bind("tcp://127.0.0.1:*"))
-        let server = Messenger(socket: router, runID: "bench", sender: "server-0", routed: true)
-        let worker = Messenger(socket: dealer, runID: "bench", sender: "worker-0", routed: false)
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
+        func sealing() -> FrameSealing? { protection == .sealed ? FrameSealing(runSecret: secret, runID: "bench") : nil }
+        let server = Messenger(socket: router, runID: "bench", sender: "server-0", routed: true, sealing: sealing())
+        let worker = Messenger(socket: dealer, runID: "bench", sender: "worker-0", routed: false, sealing: sealing())
         let tensor = OutgoingTensor(pointer: payload.buffer.baseAddress, count: floats, owner: payload)
         let seconds = try timed {
             let box = UncheckedSendable((worker, tensor))

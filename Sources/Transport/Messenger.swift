@@ -1,5 +1,7 @@
 // Protocol messages over ZeroMQ: [routing id (ROUTER only)] + one envelope frame + raw
-// little-endian fp32 (or, between workers and servers with a bf16 wire, bfloat16) tensor frames. Validation happens here, before any role sees a message.
+// little-endian fp32 (or, between workers and servers with a bf16 wire, bfloat16) tensor
+// frames, each sealed on the sealed data plane (`FrameSealing`). Validation happens here,
+// before any role sees a message.
 import Foundation
 import Numerics
 import Wire
@@ -53,11 +55,16 @@ public final class Messenger {
     public let runID: String
     public let sender: String
     let routed: Bool
+    /// Seals every frame sent and opens every frame received (the sealed data plane), or nil.
+    let sealing: FrameSealing?
     private var seq: UInt64 = 0
 
-    /// - Parameter routed: true for ROUTER sockets, whose messages start with a peer identity frame.
-    public init(socket: ZMQSocket, runID: String, sender: String, routed: Bool) {
-        self.socket = socket; self.runID = runID; self.sender = sender; self.routed = routed
+    /// - Parameters:
+    ///   - routed: true for ROUTER sockets, whose messages start with a peer identity frame.
+    ///   - sealing: for the sealed data plane: a server's ROUTER, or a worker's DEALER whose
+    ///     socket identity is `sender` (the worker's identity is part of what each frame's tag covers).
+    public init(socket: ZMQSocket, runID: String, sender: String, routed: Bool, sealing: FrameSealing? = nil) {
+        self.socket = socket; self.runID = runID; self.sender = sender; self.routed = routed; self.sealing = sealing
     }
 
     public func send(_ body: Body, to identity: [UInt8]? = nil, tensors: [OutgoingTensor] = []) throws {
@@ -68,9 +75,16 @@ public final class Messenger {
         precondition(routed == (identity != nil), "ROUTER sockets need a destination identity; others must not have one")
         seq += 1
         var frames: [OutgoingFrame] = identity.map { [.bytes($0)] } ?? []
-        frames.append(.bytes(Wire.encode(Envelope(runID: runID, sender: sender, seq: seq, body: body))))
-        for t in tensors { frames.append(.borrowed(t.bytes, count: t.byteCount, owner: t.owner)) }
-        try socket.send(frames)
+        let envelope = Wire.encode(Envelope(runID: runID, sender: sender, seq: seq, body: body))
+        if let sealing {
+            let (direction, worker): (FrameSealing.Direction, [UInt8]) = identity.map { (.toWorker, $0) } ?? (.toServer, Array(sender.utf8))
+            frames += sealing.seal(direction, worker: worker, envelope: envelope, tensors: tensors.map { ($0.bytes, $0.byteCount) })
+        } else {
+            frames.append(.bytes(envelope))
+            for t in tensors { frames.append(.borrowed(t.bytes, count: t.byteCount, owner: t.owner)) }
+        }
+        // Sealed frames read the tensors while libzmq builds its messages, inside `send`.
+        try withExtendedLifetime(tensors) { try socket.send(frames) }
     }
 
     /// Receives the next valid message, or nil on timeout.
@@ -86,6 +100,10 @@ public final class Messenger {
             let identity = routed ? frames.first?.bytes : nil
             let rest = routed ? Array(frames.dropFirst()) : frames
             do {
+                if let sealing {
+                    if routed, identity == nil { throw WireError("message without a peer identity") }
+                    try sealing.open(routed ? .toServer : .toWorker, worker: identity ?? Array(sender.utf8), frames: rest)
+                }
                 guard let head = rest.first else { throw WireError("message without an envelope frame") }
                 let envelope = try head.envelope()
                 // A process joining a run learns its id from the Welcome, so its Hello carries none.

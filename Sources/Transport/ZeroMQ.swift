@@ -47,20 +47,34 @@ public enum SocketType: Int32, Sendable {
 /// A frame received from the network: owns its zmq_msg_t, exposes the bytes without copying.
 public final class ReceivedFrame: @unchecked Sendable {
     var message = zmq_msg_t()
+    /// The part of the message this frame is: all of it, or the plaintext of a sealed frame once opened.
+    private var viewStart = 0, viewCount: Int?
     init() { zmq_msg_init(&message) }
     deinit { zmq_msg_close(&message) }
 
-    public var count: Int { zmq_msg_size(&message) }
+    public var count: Int { viewCount ?? zmq_msg_size(&message) }
 
     /// The frame's bytes, valid only inside `body`.
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try body(UnsafeRawBufferPointer(start: zmq_msg_data(&message), count: zmq_msg_size(&message)))
+        try body(UnsafeRawBufferPointer(start: data, count: count))
     }
 
     public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
 
     /// The frame's data: stable for the frame's lifetime (libzmq owns it until close).
-    var data: UnsafeRawPointer { UnsafeRawPointer(zmq_msg_data(&message)) }
+    var data: UnsafeRawPointer { UnsafeRawPointer(zmq_msg_data(&message)) + viewStart }
+
+    /// The whole message's bytes, writable (a received message is this process's own copy):
+    /// where a sealed frame is opened in place.
+    func withWholeMessage<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeMutableRawBufferPointer(start: zmq_msg_data(&message), count: zmq_msg_size(&message)))
+    }
+
+    /// From now on the frame is `count` bytes from `start` of the message.
+    func narrow(start: Int, count: Int) {
+        precondition(start >= 0 && count >= 0 && start + count <= zmq_msg_size(&message))
+        viewStart = start; viewCount = count
+    }
 }
 
 /// A frame to send: bytes copied into the message, or memory handed to libzmq without a
@@ -68,6 +82,9 @@ public final class ReceivedFrame: @unchecked Sendable {
 public enum OutgoingFrame {
     case bytes([UInt8])
     case borrowed(UnsafeRawPointer, count: Int, owner: AnyObject)
+    /// `count` bytes written by `fill` straight into libzmq's message (a sealed frame: one pass,
+    /// no buffer of ours in between). `fill` returns false when it could not write them.
+    case filled(count: Int, fill: (UnsafeMutableRawBufferPointer) -> Bool)
 }
 
 /// A ZeroMQ socket. Not thread-safe: use each socket from one thread, as libzmq requires.
@@ -130,6 +147,12 @@ public final class ZMQSocket {
                     Unmanaged<AnyObject>.fromOpaque(hint!).release()
                 }
                 try ZMQError.check(zmq_msg_init_data(&msg, UnsafeMutableRawPointer(mutating: pointer), count, release, hint), "zmq_msg_init_data")
+            case let .filled(count, fill):
+                try ZMQError.check(zmq_msg_init_size(&msg, count), "zmq_msg_init_size")
+                guard fill(UnsafeMutableRawBufferPointer(start: zmq_msg_data(&msg), count: count)) else {
+                    zmq_msg_close(&msg)
+                    throw ZMQError(errno: EINVAL, operation: "send: a frame could not be written")
+                }
             }
             var rc = zmq_msg_send(&msg, handle, flags)
             while rc == -1 && zmq_errno() == EINTR { rc = zmq_msg_send(&msg, handle, flags) }

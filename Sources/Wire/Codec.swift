@@ -176,6 +176,7 @@ private struct Packer {
         m.pointee.bf16_gradients = w.bf16Gradients ? 1 : 0
         m.pointee.bf16_weights = w.bf16Weights ? 1 : 0
         m.pointee.plain_data_plane = w.plainDataPlane ? 1 : 0
+        m.pointee.sealed_data_plane = w.sealedDataPlane ? 1 : 0
         m.pointee.activation_keep_bytes = UInt64(w.activationKeepBytes)
         m.pointee.snapshot_dir = a.string(w.snapshotDirectory)
         m.pointee.timeout_seconds = w.timeoutSeconds
@@ -365,7 +366,7 @@ private enum Unpack {
             parameterCount: try int(m.parameter_count, "parameter_count"), heartbeatSeconds: m.heartbeat_seconds,
             workers: Int(m.workers), timeoutSeconds: m.timeout_seconds,
             workerKeys: (0..<m.n_worker_keys).map { binary(m.worker_keys[$0]) }, bf16Gradients: m.bf16_gradients != 0, bf16Weights: m.bf16_weights != 0,
-            plainDataPlane: m.plain_data_plane != 0,
+            plainDataPlane: m.plain_data_plane != 0, sealedDataPlane: m.sealed_data_plane != 0,
             activationKeepBytes: try int(m.activation_keep_bytes, "activation_keep_bytes"),
             snapshotDirectory: str(m.snapshot_dir))
     }

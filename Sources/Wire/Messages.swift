@@ -43,6 +43,8 @@ public struct Welcome: Equatable, Sendable {
     public var bf16Gradients: Bool, bf16Weights: Bool
     /// Pushes and pulls travel unencrypted, the worker authenticated by its data key as a PLAIN password.
     public var plainDataPlane: Bool
+    /// With `plainDataPlane`: every data-plane frame sealed under the run's data key (`FrameSealing`).
+    public var sealedDataPlane: Bool
     /// Workers only: activations kept for backward up to this many bytes, recomputed past it
     /// (`LlamaEngine.activationKeepBytes`).
     public var activationKeepBytes: Int
@@ -51,10 +53,11 @@ public struct Welcome: Equatable, Sendable {
     public init(
         index: Int, modelConfigJSON: String, chunks: [ChunkRange], chunkOwner: [Int], serverEndpoints: [String],
         parameterCount: Int, heartbeatSeconds: Double, workers: Int, timeoutSeconds: Double, workerKeys: [[UInt8]] = [],
-        bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false, activationKeepBytes: Int = 4 << 30,
-        snapshotDirectory: String = ""
+        bf16Gradients: Bool = false, bf16Weights: Bool = false, plainDataPlane: Bool = false, sealedDataPlane: Bool = false,
+        activationKeepBytes: Int = 4 << 30, snapshotDirectory: String = ""
     ) {
-        self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights; self.plainDataPlane = plainDataPlane
+        self.bf16Gradients = bf16Gradients; self.bf16Weights = bf16Weights
+        self.plainDataPlane = plainDataPlane; self.sealedDataPlane = sealedDataPlane
         self.activationKeepBytes = activationKeepBytes; self.snapshotDirectory = snapshotDirectory
         self.index = index; self.modelConfigJSON = modelConfigJSON; self.chunks = chunks; self.chunkOwner = chunkOwner
         self.serverEndpoints = serverEndpoints; self.parameterCount = parameterCount; self.heartbeatSeconds = heartbeatSeconds

@@ -79,9 +79,13 @@ struct DoctorCommand: ParsableCommand {
                 copyBandwidth(FloatBuffer(count: count), from: FloatBuffer(count: count), count: count, repeats: 3)))
         if !quick {
             let raw = try LoopbackThroughput.raw(mib: 4, messages: 50)
-            let plain = try LoopbackThroughput.messages(mib: 4, messages: 50, curve: false)
-            let curve = try LoopbackThroughput.messages(mib: 4, messages: 50, curve: true)
-            print(String(format: "ZeroMQ TCP loopback, 4 MiB messages: raw %.2f GB/s; redi-ps messages plain %.2f GB/s, CURVE %.2f GB/s", raw, plain, curve))
+            let plain = try LoopbackThroughput.messages(mib: 4, messages: 50, protection: .clear)
+            let curve = try LoopbackThroughput.messages(mib: 4, messages: 50, protection: .curve)
+            let sealed = try LoopbackThroughput.messages(mib: 4, messages: 50, protection: .sealed)
+            print(
+                String(
+                    format: "ZeroMQ TCP loopback, 4 MiB messages: raw %.2f GB/s; redi-ps messages plain %.2f GB/s, CURVE %.2f GB/s, sealed %.2f GB/s",
+                    raw, plain, curve, sealed))
         }
     }
 }

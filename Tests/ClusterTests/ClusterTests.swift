@@ -198,7 +198,7 @@ final class ClusterTests: ClusterTestCase {
     func testClustersMatchTheSingleProcessTrainer() throws {
         let reference = try runSingleProcess()
         var byPlane: [String: [Float]] = [:]
-        for (servers, workers, plane) in [(1, 1, "curve"), (2, 2, "curve"), (2, 2, "plain")] {
+        for (servers, workers, plane) in [(1, 1, "curve"), (2, 2, "curve"), (2, 2, "plain"), (2, 2, "sealed")] {
             let weights = try runCluster(servers: servers, workers: workers, dataPlane: plane)
             XCTAssertEqual(weights.count, reference.count)
             let worst = zip(weights, reference).map { abs($0 - $1) }.max()!
@@ -208,6 +208,7 @@ final class ClusterTests: ClusterTestCase {
         }
         // The data plane changes how bytes travel, never which: the same weights bit for bit.
         XCTAssertEqual(byPlane["plain"], byPlane["curve"])
+        XCTAssertEqual(byPlane["sealed"], byPlane["curve"])
         // And the two stages moved the weights away from the initialisation.
         let config = try XCTUnwrap(try LlamaConfig.preset("tiny", vocabSize: 260, bos: 259, eos: 1, pad: 0))
         let initial = FloatBuffer(count: ParameterLayout(config: config).totalCount)

@@ -1,6 +1,7 @@
 // The transport over real loopback sockets: envelopes with tensor frames (fp32 and bfloat16,
 // zero-copy), invalid messages answered and skipped, connection errors with their reason.
 import Foundation
+import Numerics
 import Transport
 import Wire
 import XCTest
@@ -71,5 +72,112 @@ final class TransportTests: XCTestCase {
         let context = ZMQContext()
         let s = try ZMQSocket(context, .router)
         XCTAssertThrowsError(try s.bind("nonsense://x")) { XCTAssertTrue("\($0)".contains("bind nonsense://x")) }
+    }
+}
+
+/// The sealed data plane: frames cross as ciphertext and arrive intact; a frame tampered with,
+/// moved, dropped, turned around, replayed or sealed under another run's key is refused, and
+/// the next good message still arrives.
+final class FrameSealingTests: XCTestCase {
+    let secret = [UInt8](repeating: 7, count: 32)
+
+    /// A server (ROUTER) and a worker (DEALER named `worker-3`) sealing under one run's key.
+    func pair(workerRun: String = "run") throws -> (server: Messenger, worker: Messenger, raw: ZMQSocket, context: ZMQContext) {
+        let context = ZMQContext()
+        let router = try ZMQSocket(context, .router)
+        let endpoint = try router.bind("tcp://127.0.0.1:*")
+        let dealer = try ZMQSocket(context, .dealer)
+        try dealer.setIdentity("worker-3")
+        try dealer.connect(endpoint)
+        let server = Messenger(socket: router, runID: "run", sender: "server-0", routed: true, sealing: FrameSealing(runSecret: secret, runID: "run"))
+        let worker = Messenger(
+            socket: dealer, runID: "run", sender: "worker-3", routed: false, sealing: FrameSealing(runSecret: secret, runID: workerRun))
+        return (server, worker, dealer, context)
+    }
+
+    func testSealedFramesArriveIntactBothWaysAndAreNotPlaintextOnTheWire() throws {
+        let (server, worker, _, _) = try pair()
+        let values = (0..<300_000).map { Float($0) * 0.25 - 7 }
+        let buffer = FloatBuffer(count: values.count)
+        for (i, v) in values.enumerated() { buffer[i] = v }
+        try worker.send(.push(step: 2, chunks: [0], shard: 3, version: 1), tensors: [OutgoingTensor(buffer)])
+        let got = try XCTUnwrap(try server.receive(timeout: 5))
+        XCTAssertEqual(got.envelope.body, .push(step: 2, chunks: [0], shard: 3, version: 1))
+        XCTAssertEqual(got.tensors.map(\.count), [values.count * 4])
+        var back = [Float](repeating: 0, count: values.count)
+        got.tensors[0].copyFloats(into: &back)
+        XCTAssertEqual(back, values)
+        try server.send(.pushAck(step: 2), to: got.identity, tensors: [OutgoingTensor(buffer, range: 10..<20)])
+        let reply = try XCTUnwrap(try worker.receive(timeout: 5))
+        XCTAssertEqual(reply.envelope.body, .pushAck(step: 2))
+        XCTAssertEqual(reply.tensors[0].floats.map { $0 }, Array(values[10..<20]))
+
+        // What travels: the envelope's and the values' bytes appear nowhere in the frames.
+        let sealing = FrameSealing(runSecret: secret, runID: "run")
+        let context = ZMQContext()
+        let sink = try ZMQSocket(context, .pull), source = try ZMQSocket(context, .push)
+        try source.connect(try sink.bind("tcp://127.0.0.1:*"))
+        let plain = Array("a readable envelope".utf8)
+        try values.withUnsafeBytes { v in
+            try source.send(sealing.seal(.toServer, worker: Array("worker-3".utf8), envelope: plain, tensors: [(v.baseAddress!, 64)]))
+        }
+        let wire = try XCTUnwrap(try sink.receive(timeout: 5))
+        XCTAssertEqual(wire.map(\.count), [plain.count + FrameSealing.overhead, 64 + FrameSealing.overhead])
+        XCTAssertNil(wire[0].bytes.firstRange(of: plain.prefix(8)))
+        let first = values.prefix(16).withUnsafeBytes { Array($0) }
+        XCTAssertNil(wire[1].bytes.firstRange(of: first.prefix(8)))
+    }
+
+    /// Each hostile message below is refused with its reason; the good one after it arrives.
+    func testTamperedMovedDroppedReflectedReplayedOrForeignFramesAreRefused() throws {
+        let (server, worker, raw, _) = try pair()
+        let attacker = FrameSealing(runSecret: secret, runID: "run")  // a sealer with the key, for the misplacement cases
+        let me = Array("worker-3".utf8)
+        let values = [Float](repeating: 1.5, count: 1000)
+        func envelope(_ step: Int) -> [UInt8] { Wire.encode(Envelope(runID: "run", sender: "worker-3", seq: UInt64(step), body: .heartbeat(step: step))) }
+        func frames(_ direction: FrameSealing.Direction = .toServer, worker: [UInt8]? = nil, step: Int = 1, tensors: Int = 2) -> [OutgoingFrame] {
+            values.withUnsafeBytes { v in
+                attacker.seal(direction, worker: worker ?? me, envelope: envelope(step), tensors: Array(repeating: (v.baseAddress!, v.count), count: tensors))
+            }
+        }
+        func refused(_ send: () throws -> Void, _ reason: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            try send()
+            try worker.send(.heartbeat(step: 99))
+            var problems: [String] = []
+            let got = try XCTUnwrap(try server.receive(timeout: 5) { problems.append($0) }, file: file, line: line)
+            XCTAssertEqual(got.envelope.body, .heartbeat(step: 99), file: file, line: line)
+            XCTAssertEqual(problems.count, 1, "\(problems)", file: file, line: line)
+            XCTAssertTrue(problems.first?.contains(reason) == true, "\(problems) should say \(reason)", file: file, line: line)
+            _ = try worker.receive(timeout: 0.2)  // the error reply, sealed for this worker
+        }
+        // A flipped byte in a tensor frame.
+        var tampered = frames()
+        guard case let .filled(count, fill) = tampered[2] else { return XCTFail("a sealed frame is filled in place") }
+        tampered[2] = .filled(count: count) { out in
+            guard fill(out) else { return false }
+            out[100] ^= 1
+            return true
+        }
+        try refused({ try raw.send(tampered) }, "frame 2 does not open")
+        // The same frames untouched open (so the refusal above was the flipped byte).
+        try raw.send(frames(step: 3))
+        XCTAssertEqual(try server.receive(timeout: 5)?.envelope.body, .heartbeat(step: 3))
+        // Tensor frames swapped, or the last one dropped (the envelope counts the frames).
+        let swapped = frames()
+        try refused({ try raw.send([swapped[0], swapped[2], swapped[1]]) }, "frame 1 does not open")
+        try refused({ try raw.send(Array(frames().prefix(2))) }, "frame 0 does not open")
+        // Sealed for another worker's connection, or the other way (a server's frame sent back).
+        try refused({ try raw.send(frames(worker: Array("worker-4".utf8))) }, "frame 0 does not open")
+        try refused({ try raw.send(frames(.toWorker)) }, "frame 0 does not open")
+        // Under another run's key, or not sealed at all.
+        let other = FrameSealing(runSecret: secret, runID: "another-run")
+        try refused({ try raw.send(other.seal(.toServer, worker: me, envelope: envelope(1), tensors: [])) }, "frame 0 does not open")
+        try refused({ try raw.send([.bytes(envelope(1) + envelope(2))]) }, "frame 0 does not open")
+        try refused({ try raw.send([.bytes([1, 2, 3])]) }, "fewer than a nonce and a tag")
+        // The same sealed message twice: the second is a replay.
+        let once = frames(step: 5)
+        try raw.send(once)
+        XCTAssertEqual(try server.receive(timeout: 5)?.envelope.body, .heartbeat(step: 5))
+        try refused({ try raw.send(once) }, "replayed")
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what redi-ps needs on a Debian/Ubuntu machine, only where it is missing:
-# OpenBLAS, libzmq, protobuf-c (+ protoc-c), pkg-config, and the Python references the tests use.
+# OpenBLAS, libzmq, OpenSSL's libcrypto (the sealed data plane), protobuf-c (+ protoc-c),
+# pkg-config, and the Python references the tests use.
 #   bash cluster/tools/install-deps.sh [--launch-tests]
 # --launch-tests adds what the launcher tests start for real (Slurm with munge, sshd,
 # iproute2 for network namespaces); only as root, since those tests need root anyway.
@@ -19,7 +20,7 @@ install() {  # APT OPTIONS… -- PACKAGES…: those not installed yet
   updated=yes
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
 }
-install -- libopenblas-dev libzmq3-dev libprotobuf-c-dev protobuf-c-compiler pkg-config
+install -- libopenblas-dev libzmq3-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler pkg-config
 if [ "${1:-}" = --launch-tests ] && [ "$(id -u)" -eq 0 ]; then
   install --no-install-recommends -- slurm-wlm munge openssh-server openssh-client iproute2 procps util-linux
 fi

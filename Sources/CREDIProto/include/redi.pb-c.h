@@ -162,10 +162,15 @@ struct  Redi__Welcome
    * this directory on the local disk instead of memory (empty: in memory).
    */
   char *snapshot_dir;
+  /*
+   * With plain_data_plane: every data-plane frame is sealed (AES-256-GCM under a key derived
+   * from the run key and run id), so PLAIN connections carry only ciphertext.
+   */
+  protobuf_c_boolean sealed_data_plane;
 };
 #define REDI__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&redi__welcome__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, 0, 0,NULL, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Redi__Error

@@ -263,7 +263,8 @@ public final class Coordinator {
                 heartbeatSeconds: recipe.cluster.heartbeatSeconds, workers: workers.count,
                 timeoutSeconds: recipe.cluster.timeoutSeconds, workerKeys: role == .server ? workerKeys : [],
                 bf16Gradients: recipe.cluster.bf16Gradients, bf16Weights: recipe.cluster.bf16Weights,
-                plainDataPlane: recipe.cluster.plainDataPlane, activationKeepBytes: recipe.cluster.activationKeepMiB << 20,
+                plainDataPlane: recipe.cluster.dataPlane != .curve, sealedDataPlane: recipe.cluster.dataPlane == .sealed,
+                activationKeepBytes: recipe.cluster.activationKeepMiB << 20,
                 snapshotDirectory: recipe.cluster.snapshotDirectory ?? ""))
     }
 

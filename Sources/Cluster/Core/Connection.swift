@@ -125,6 +125,14 @@ extension Welcome {
         else {
             throw ClusterError("welcome: implausible workers, index, heartbeat or timeout")
         }
+        guard !sealedDataPlane || plainDataPlane else { throw ClusterError("welcome: a sealed data plane runs over PLAIN connections, not CURVE") }
+    }
+
+    /// The data plane in words, for logs.
+    public var dataPlaneDescription: String {
+        sealedDataPlane
+            ? "sealed (PLAIN connections, workers authenticated, every frame AES-256-GCM under the run's data key)"
+            : plainDataPlane ? "PLAIN (workers authenticated, frames unencrypted)" : "CURVE"
     }
 }
 

@@ -133,8 +133,8 @@ public struct Recipe: Sendable {
         public var snapshotEvery = 10
         /// Worker pushes (bf16-gradients), or pushes and pulls (bf16), as bfloat16; servers stay fp32.
         public var bf16Gradients = false, bf16Weights = false
-        /// `data_plane: plain`: pushes and pulls unencrypted (workers still authenticate); `curve` (default) encrypts them.
-        public var plainDataPlane = false
+        /// How pushes and pulls travel (`data_plane`).
+        public var dataPlane = DataPlane.curve
         /// The largest gradient norm one worker's shard may contribute to a step; a larger
         /// (finite) push ends the run naming the worker: a broken or hostile peer, not training.
         public var maxShardGradNorm = 1e6
@@ -459,14 +459,24 @@ extension Recipe.ClusterSpec: Decodable {
         let wire = try c.choice(.wire, or: Wire.fp32, among: "fp32, bf16-gradients or bf16")
         bf16Gradients = wire != .fp32
         bf16Weights = wire == .bf16
-        plainDataPlane =
-            try c.choice(
-                .dataPlane, or: DataPlane.curve,
-                among: "curve (encrypted, the default) or plain (unencrypted, for a private network)") == .plain
+        dataPlane = try c.choice(
+            .dataPlane, or: DataPlane.curve,
+            among: "curve (encrypted by libzmq, the default), sealed (encrypted by redi-ps with AES-256-GCM, faster) or plain (unencrypted, for a private network)"
+        )
     }
+}
 
-    /// `data_plane`: pushes and pulls encrypted (curve) or not (plain).
-    enum DataPlane: String, CaseIterable { case curve, plain }
+extension Recipe.ClusterSpec {
+    /// `data_plane`: how pushes and pulls travel.
+    public enum DataPlane: String, CaseIterable, Sendable {
+        /// CURVE connections, as the control plane: libzmq encrypts every frame (XSalsa20-Poly1305).
+        case curve
+        /// PLAIN connections (workers authenticated), every frame sealed by redi-ps with
+        /// AES-256-GCM under a key derived from the run key (`FrameSealing`).
+        case sealed
+        /// PLAIN connections, frames in the clear: private networks only.
+        case plain
+    }
 }
 
 extension Recipe {

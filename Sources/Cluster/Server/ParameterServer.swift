@@ -53,7 +53,7 @@ public final class ParameterServer {
             if welcome.plainDataPlane != plain || runLimit != limit {
                 try listenAgain(data, at: bound, plain: welcome.plainDataPlane, frameLimit: runLimit)
                 plain = welcome.plainDataPlane; limit = runLimit
-                log(name, "data plane: \(plain ? "PLAIN (workers authenticated, frames unencrypted)" : "CURVE"), frames up to \(limit) bytes")
+                log(name, "data plane: \(welcome.dataPlaneDescription), frames up to \(limit) bytes")
             }
             do {
                 try serve(control: control, data: data, zap: zap, welcome: welcome, runID: runID, name: name)
@@ -107,9 +107,15 @@ public final class ParameterServer {
 
     private func serve(control: Messenger, data: ZMQSocket, zap: ZAPHandler, welcome: Welcome, runID: String, name: String) throws {
         let session = try ServerSession(
-            control: control, peers: Messenger(socket: data, runID: runID, sender: name, routed: true), zap: zap, welcome: welcome,
+            control: control, peers: Messenger(socket: data, runID: runID, sender: name, routed: true, sealing: sealing(welcome, runID: runID)),
+            zap: zap, welcome: welcome,
             snapshots: try snapshotStore(welcome, name: name), timeout: peerTimeout(welcome, cli: timeout), name: name)
         try session.serve()
+    }
+
+    /// The sealing of the data port's frames when the run's data plane is sealed.
+    private func sealing(_ welcome: Welcome, runID: String) -> FrameSealing? {
+        welcome.sealedDataPlane ? FrameSealing(runSecret: key.keys.secretKey, runID: runID) : nil
     }
 
     /// Listens on the same endpoint with the run's data-plane mechanism and frame limit: libzmq
@@ -220,7 +226,9 @@ final class ServerSession {
             // The coordinator re-planned the chunks (a server was lost); weights follow in a load,
             // whose acknowledgement covers this too.
             try w.validate()
-            guard w.workers == state.slots, w.index < w.serverEndpoints.count, w.plainDataPlane == welcome.plainDataPlane else {
+            guard w.workers == state.slots, w.index < w.serverEndpoints.count, w.plainDataPlane == welcome.plainDataPlane,
+                w.sealedDataPlane == welcome.sealedDataPlane
+            else {
                 throw ClusterError("\(name): a new plan with \(w.workers) worker slots (this run has \(state.slots)) or another data plane")
             }
             welcome = w

@@ -157,7 +157,9 @@ final class WorkerSession {
             }
             try s.setMaximumMessageSize(frameLimit(chunkBytes: largestChunk * 4))
             try s.connect(endpoint)
-            return Messenger(socket: s, runID: runID, sender: name, routed: false)
+            // A sealed frame's tag covers the worker's identity: the socket's, which is `name`.
+            let sealing = w.sealedDataPlane ? FrameSealing(runSecret: role.key.keys.secretKey, runID: runID) : nil
+            return Messenger(socket: s, runID: runID, sender: name, routed: false, sealing: sealing)
         }
         owned = Array(repeating: [ChunkRange](), count: servers.count)
         for (i, c) in w.chunks.enumerated() { owned[w.chunkOwner[i]].append(c) }

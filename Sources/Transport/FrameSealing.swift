@@ -1,0 +1,144 @@
+// The sealed data plane: pushes and pulls cross a ZeroMQ PLAIN connection (workers still
+// authenticated by the ZAP handler), and every frame of every message is sealed with
+// AES-256-GCM under a key derived from the run key, which every member holds and no one else
+// does. Confidential and tamper-evident like CURVE, at several GB/s a core (AES-NI) where
+// CURVE's XSalsa20-Poly1305 does ~1.6: on a 2-core machine CURVE's pass over every byte of a
+// step's pulls and pushes takes about a fifth of the step from the workers.
+//
+// A sealed frame is nonce (12 bytes) ‖ ciphertext ‖ tag (16). The nonce is the sealing
+// messenger's random 64-bit salt and a 32-bit frame counter, so no two frames anywhere share
+// one (a restarted process draws a new salt). What each tag also covers (associated data):
+//   envelope frame: "redi-ps sealed v1", the direction (to a server / to a worker), the worker's
+//                   identity on that connection, the number of frames in the message;
+//   tensor frame i: the same, the envelope's nonce and i;
+// so a frame cannot be moved to another connection, another message, another place in its
+// message, turned around, dropped from the end of a message or replayed (a receiver takes
+// each salt's envelope counters in increasing order only).
+import COpenSSL
+import Foundation
+import Wire
+
+/// Seals what one messenger sends and opens what it receives. Used by one thread (its
+/// messenger's), like the socket.
+public final class FrameSealing {
+    /// Bytes a sealed frame adds: the nonce and the tag.
+    public static let overhead = 28
+    static let nonceBytes = 12, tagBytes = 16
+
+    let key: [UInt8]
+    private var salt: UInt64
+    private var counter: UInt32 = 0
+    /// Each sender salt's last envelope counter opened (a replay or reorder is refused).
+    private var lastOpened: [UInt64: UInt32] = [:]
+    /// Salts remembered at most (only key holders can add one; past this the oldest goes).
+    static let remembered = 4096
+    private var saltOrder: [UInt64] = []
+
+    /// - Parameters:
+    ///   - runSecret: the run key's secret (every member holds it).
+    ///   - runID: the run's id, so each run's frames have a key of their own.
+    public init(runSecret: [UInt8], runID: String) {
+        key = FrameSealing.dataKey(runSecret: runSecret, runID: runID)
+        salt = UInt64.random(in: .min ... .max)
+    }
+
+    /// HMAC-SHA256(run secret, label ‖ run id): the data plane's AES-256 key.
+    static func dataKey(runSecret: [UInt8], runID: String) -> [UInt8] {
+        let message = Array("redi-ps sealed data plane v1\u{0}".utf8) + Array(runID.utf8)
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = runSecret.withUnsafeBufferPointer { k in
+            message.withUnsafeBufferPointer { m in out.withUnsafeMutableBufferPointer { redi_hmac_sha256(k.baseAddress, k.count, m.baseAddress, m.count, $0.baseAddress) } }
+        }
+        precondition(ok == 1, "HMAC-SHA256 failed (libcrypto)")
+        return out
+    }
+
+    /// Which way a message goes, from the worker's side of the connection.
+    public enum Direction: UInt8 { case toServer = 0, toWorker = 1 }
+
+    /// The associated data of frame `index` (0: the envelope) of a `frames`-frame message.
+    static func associatedData(_ direction: Direction, worker: [UInt8], frames: Int, index: Int, envelopeNonce: [UInt8]) -> [UInt8] {
+        var ad = Array("redi-ps sealed v1".utf8)
+        ad.append(direction.rawValue)
+        ad += withUnsafeBytes(of: UInt32(worker.count).littleEndian, Array.init) + worker
+        ad += withUnsafeBytes(of: UInt32(frames).littleEndian, Array.init)
+        ad += withUnsafeBytes(of: UInt32(index).littleEndian, Array.init) + envelopeNonce
+        return ad
+    }
+
+    private func nextNonce() -> [UInt8] {
+        if counter == .max {  // 4 billion frames under one salt: draw another
+            salt = UInt64.random(in: .min ... .max); counter = 0
+        }
+        counter += 1
+        return withUnsafeBytes(of: salt.littleEndian, Array.init) + withUnsafeBytes(of: counter.littleEndian, Array.init)
+    }
+
+    /// The frames of one message, sealed: the envelope's bytes and each tensor's (bytes, count),
+    /// written by libzmq's send straight into its messages (the tensors must live until then).
+    public func seal(_ direction: Direction, worker: [UInt8], envelope: [UInt8], tensors: [(UnsafeRawPointer, Int)]) -> [OutgoingFrame] {
+        let frames = 1 + tensors.count, key = self.key
+        let envelopeNonce = nextNonce()
+        let envelopeAD = Self.associatedData(direction, worker: worker, frames: frames, index: 0, envelopeNonce: [])
+        var out: [OutgoingFrame] = [
+            .filled(count: envelope.count + Self.overhead) { o in
+                envelope.withUnsafeBytes { Self.seal(into: o, key: key, nonce: envelopeNonce, ad: envelopeAD, plaintext: $0.baseAddress, count: $0.count) }
+            }
+        ]
+        for (i, (bytes, count)) in tensors.enumerated() {
+            let nonce = nextNonce()
+            let ad = Self.associatedData(direction, worker: worker, frames: frames, index: i + 1, envelopeNonce: envelopeNonce)
+            out.append(.filled(count: count + Self.overhead) { o in Self.seal(into: o, key: key, nonce: nonce, ad: ad, plaintext: bytes, count: count) })
+        }
+        return out
+    }
+
+    /// Writes nonce ‖ ciphertext ‖ tag of `count` plaintext bytes into `out` (count + overhead bytes).
+    private static func seal(
+        into out: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: [UInt8], ad: [UInt8], plaintext: UnsafeRawPointer?, count: Int
+    ) -> Bool {
+        precondition(out.count == count + overhead)
+        let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        nonce.withUnsafeBufferPointer { o.update(from: $0.baseAddress!, count: nonceBytes) }
+        return redi_seal(key, nonce, ad, ad.count, plaintext?.assumingMemoryBound(to: UInt8.self), count, o + nonceBytes, o + nonceBytes + count) == 1
+    }
+
+    /// Opens a received message's frames in place (each then shows its plaintext), refusing a
+    /// frame that was not sealed under this run's key as this message's frame at this place,
+    /// or an envelope whose counter its sender already used.
+    /// - Throws: `WireError` naming what failed.
+    public func open(_ direction: Direction, worker: [UInt8], frames: [ReceivedFrame]) throws {
+        guard !frames.isEmpty else { throw WireError("message without an envelope frame") }
+        var envelopeNonce: [UInt8] = []
+        for (i, f) in frames.enumerated() {
+            guard f.count >= Self.overhead else { throw WireError("sealed frame \(i) has \(f.count) bytes, fewer than a nonce and a tag") }
+            let ad = Self.associatedData(direction, worker: worker, frames: frames.count, index: i, envelopeNonce: envelopeNonce)
+            let n = f.count - Self.overhead
+            let nonce: [UInt8] = f.withWholeMessage { m in
+                let p = m.baseAddress!.assumingMemoryBound(to: UInt8.self)
+                return Array(UnsafeBufferPointer(start: p, count: Self.nonceBytes))
+            }
+            let ok = f.withWholeMessage { m in
+                let p = m.baseAddress!.assumingMemoryBound(to: UInt8.self) + Self.nonceBytes
+                return redi_open(key, nonce, ad, ad.count, p, n, p, p + n) == 1
+            }
+            guard ok else { throw WireError("frame \(i) does not open with this run's data key (tampered, misplaced or from outside the run)") }
+            f.narrow(start: Self.nonceBytes, count: n)
+            if i == 0 { envelopeNonce = nonce }
+        }
+        try acceptEnvelope(nonce: envelopeNonce)
+    }
+
+    /// Records an envelope's (salt, counter), refusing one not above its salt's last.
+    private func acceptEnvelope(nonce: [UInt8]) throws {
+        let sender = nonce.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        let count = nonce.suffix(4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+        if let last = lastOpened[sender] {
+            guard count > last else { throw WireError("a replayed or reordered message (frame counter \(count), already at \(last))") }
+        } else {
+            if saltOrder.count >= Self.remembered { lastOpened[saltOrder.removeFirst()] = nil }
+            saltOrder.append(sender)
+        }
+        lastOpened[sender] = count
+    }
+}
