@@ -5,25 +5,44 @@
 // CURVE's XSalsa20-Poly1305 does ~1.6: on a 2-core machine CURVE's pass over every byte of a
 // step's pulls and pushes takes about a fifth of the step from the workers.
 //
-// A sealed frame is nonce (12 bytes) ‖ ciphertext ‖ tag (16). The nonce is the sealing
-// messenger's random 64-bit salt and a 32-bit frame counter, so no two frames anywhere share
-// one (a restarted process draws a new salt). What each tag also covers (associated data):
+// A sealed frame is nonce (12 bytes) ‖ ciphertext ‖ one 16-byte tag per 1 MiB segment of
+// it: the segments are sealed and opened in parallel (a server seals every worker's pulls and
+// opens every push in its one thread), and in place, since the ciphertext is contiguous. The
+// nonce is the sealing messenger's random 64-bit salt and a 32-bit counter (segment j of a
+// frame uses the frame's counter + j), so no two segments anywhere share one (a restarted
+// process draws a new salt). What each tag also covers (associated data):
 //   envelope frame: "redi-ps sealed v1", the direction (to a server / to a worker), the worker's
 //                   identity on that connection, the number of frames in the message;
 //   tensor frame i: the same, the envelope's nonce and i;
+//   and the segment's index and the frame's segment count;
 // so a frame cannot be moved to another connection, another message, another place in its
-// message, turned around, dropped from the end of a message or replayed (a receiver takes
-// each salt's envelope counters in increasing order only).
+// message, turned around, cut, dropped from the end of a message or replayed (a receiver
+// takes each salt's envelope counters in increasing order only).
 import COpenSSL
 import Foundation
+import Numerics
 import Wire
 
 /// Seals what one messenger sends and opens what it receives. Used by one thread (its
 /// messenger's), like the socket.
 public final class FrameSealing {
-    /// Bytes a sealed frame adds: the nonce and the tag.
-    public static let overhead = 28
+    /// Plaintext bytes per segment (each has its own tag; segments are sealed in parallel).
+    public static let segmentBytes = 1 << 20
     static let nonceBytes = 12, tagBytes = 16
+
+    /// Segments of a frame of `count` plaintext bytes (one for an empty frame).
+    static func segments(_ count: Int) -> Int { max(1, (count + segmentBytes - 1) / segmentBytes) }
+
+    /// Bytes a sealed frame of `count` plaintext bytes takes on the wire.
+    public static func sealedCount(_ count: Int) -> Int { nonceBytes + count + tagBytes * segments(count) }
+
+    /// The plaintext bytes a sealed frame of `sealed` bytes holds, or nil when no plaintext seals to that size.
+    static func plaintextCount(sealed: Int) -> Int? {
+        guard sealed >= nonceBytes + tagBytes else { return nil }
+        let k = (sealed - nonceBytes + segmentBytes + tagBytes - 1) / (segmentBytes + tagBytes)
+        let n = sealed - nonceBytes - tagBytes * k
+        return n >= 0 && segments(n) == k ? n : nil
+    }
 
     let key: [UInt8]
     private var salt: UInt64
@@ -66,41 +85,68 @@ public final class FrameSealing {
         return ad
     }
 
-    private func nextNonce() -> [UInt8] {
-        if counter == .max {  // 4 billion frames under one salt: draw another
+    /// A nonce for a frame of `segments` segments (its segments use the counters after it).
+    private func nextNonce(segments: Int = 1) -> [UInt8] {
+        if counter > UInt32.max - UInt32(segments) {  // 4 billion segments under one salt: draw another
             salt = UInt64.random(in: .min ... .max); counter = 0
         }
-        counter += 1
-        return withUnsafeBytes(of: salt.littleEndian, Array.init) + withUnsafeBytes(of: counter.littleEndian, Array.init)
+        let nonce = Self.nonce(salt: salt, counter: counter + 1)
+        counter += UInt32(segments)
+        return nonce
+    }
+
+    static func nonce(salt: UInt64, counter: UInt32) -> [UInt8] {
+        withUnsafeBytes(of: salt.littleEndian, Array.init) + withUnsafeBytes(of: counter.littleEndian, Array.init)
+    }
+
+    /// Segment j's nonce: the frame's salt with its counter + j.
+    static func segmentNonce(_ frameNonce: [UInt8], _ j: Int) -> [UInt8] {
+        var n = frameNonce
+        let c = UInt32(n[8]) | UInt32(n[9]) << 8 | UInt32(n[10]) << 16 | UInt32(n[11]) << 24
+        withUnsafeBytes(of: (c &+ UInt32(j)).littleEndian) { for i in 0..<4 { n[8 + i] = $0[i] } }
+        return n
+    }
+
+    /// The segment's associated data: the frame's, its index and the frame's segment count.
+    static func segmentAD(_ frameAD: [UInt8], _ j: Int, of k: Int) -> [UInt8] {
+        frameAD + withUnsafeBytes(of: UInt32(j).littleEndian, Array.init) + withUnsafeBytes(of: UInt32(k).littleEndian, Array.init)
     }
 
     /// The frames of one message, sealed: the envelope's bytes and each tensor's (bytes, count),
     /// written by libzmq's send straight into its messages (the tensors must live until then).
     public func seal(_ direction: Direction, worker: [UInt8], envelope: [UInt8], tensors: [(UnsafeRawPointer, Int)]) -> [OutgoingFrame] {
         let frames = 1 + tensors.count, key = self.key
-        let envelopeNonce = nextNonce()
+        let envelopeNonce = nextNonce(segments: Self.segments(envelope.count))
         let envelopeAD = Self.associatedData(direction, worker: worker, frames: frames, index: 0, envelopeNonce: [])
         var out: [OutgoingFrame] = [
-            .filled(count: envelope.count + Self.overhead) { o in
+            .filled(count: Self.sealedCount(envelope.count)) { o in
                 envelope.withUnsafeBytes { Self.seal(into: o, key: key, nonce: envelopeNonce, ad: envelopeAD, plaintext: $0.baseAddress, count: $0.count) }
             }
         ]
         for (i, (bytes, count)) in tensors.enumerated() {
-            let nonce = nextNonce()
+            let nonce = nextNonce(segments: Self.segments(count))
             let ad = Self.associatedData(direction, worker: worker, frames: frames, index: i + 1, envelopeNonce: envelopeNonce)
-            out.append(.filled(count: count + Self.overhead) { o in Self.seal(into: o, key: key, nonce: nonce, ad: ad, plaintext: bytes, count: count) })
+            out.append(.filled(count: Self.sealedCount(count)) { o in Self.seal(into: o, key: key, nonce: nonce, ad: ad, plaintext: bytes, count: count) })
         }
         return out
     }
 
-    /// Writes nonce ‖ ciphertext ‖ tag of `count` plaintext bytes into `out` (count + overhead bytes).
+    /// Writes nonce ‖ ciphertext ‖ tags of `count` plaintext bytes into `out` (`sealedCount(count)`
+    /// bytes), the segments in parallel.
     private static func seal(
         into out: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: [UInt8], ad: [UInt8], plaintext: UnsafeRawPointer?, count: Int
     ) -> Bool {
-        precondition(out.count == count + overhead)
-        let o = out.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        nonce.withUnsafeBufferPointer { o.update(from: $0.baseAddress!, count: nonceBytes) }
-        return redi_seal(key, nonce, ad, ad.count, plaintext?.assumingMemoryBound(to: UInt8.self), count, o + nonceBytes, o + nonceBytes + count) == 1
+        precondition(out.count == sealedCount(count))
+        let o = UncheckedSendable(out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        nonce.withUnsafeBufferPointer { o.value.update(from: $0.baseAddress!, count: nonceBytes) }
+        let k = segments(count), input = UncheckedSendable(plaintext?.assumingMemoryBound(to: UInt8.self))
+        let sealed = parallelMap(k) { j -> Bool in
+            let start = j * segmentBytes, n = min(segmentBytes, count - start)
+            let segmentNonce = Self.segmentNonce(nonce, j), segmentAD = Self.segmentAD(ad, j, of: k)
+            let ciphertext = o.value + nonceBytes, tag = ciphertext + count + j * tagBytes
+            return redi_seal(key, segmentNonce, segmentAD, segmentAD.count, input.value.map { $0 + start }, n, ciphertext + start, tag) == 1
+        }
+        return !sealed.contains(false)
     }
 
     /// Opens a received message's frames in place (each then shows its plaintext), refusing a
@@ -111,19 +157,25 @@ public final class FrameSealing {
         guard !frames.isEmpty else { throw WireError("message without an envelope frame") }
         var envelopeNonce: [UInt8] = []
         for (i, f) in frames.enumerated() {
-            guard f.count >= Self.overhead else { throw WireError("sealed frame \(i) has \(f.count) bytes, fewer than a nonce and a tag") }
+            guard let count = Self.plaintextCount(sealed: f.count) else {
+                throw WireError("sealed frame \(i) has \(f.count) bytes, not a nonce, whole segments and their tags")
+            }
             let ad = Self.associatedData(direction, worker: worker, frames: frames.count, index: i, envelopeNonce: envelopeNonce)
-            let n = f.count - Self.overhead
-            let nonce: [UInt8] = f.withWholeMessage { m in
-                let p = m.baseAddress!.assumingMemoryBound(to: UInt8.self)
-                return Array(UnsafeBufferPointer(start: p, count: Self.nonceBytes))
+            let k = Self.segments(count), key = self.key
+            let nonce = f.withWholeMessage { Array($0.prefix(Self.nonceBytes)) }
+            let opened = f.withWholeMessage { m in
+                let ciphertext = UncheckedSendable(m.baseAddress!.assumingMemoryBound(to: UInt8.self) + Self.nonceBytes)
+                return parallelMap(k) { j -> Bool in
+                    let start = j * Self.segmentBytes, n = min(Self.segmentBytes, count - start)
+                    let segmentNonce = Self.segmentNonce(nonce, j), segmentAD = Self.segmentAD(ad, j, of: k)
+                    let c = ciphertext.value
+                    return redi_open(key, segmentNonce, segmentAD, segmentAD.count, c + start, n, c + start, c + count + j * Self.tagBytes) == 1
+                }
             }
-            let ok = f.withWholeMessage { m in
-                let p = m.baseAddress!.assumingMemoryBound(to: UInt8.self) + Self.nonceBytes
-                return redi_open(key, nonce, ad, ad.count, p, n, p, p + n) == 1
+            guard !opened.contains(false) else {
+                throw WireError("frame \(i) does not open with this run's data key (tampered, misplaced or from outside the run)")
             }
-            guard ok else { throw WireError("frame \(i) does not open with this run's data key (tampered, misplaced or from outside the run)") }
-            f.narrow(start: Self.nonceBytes, count: n)
+            f.narrow(start: Self.nonceBytes, count: count)
             if i == 0 { envelopeNonce = nonce }
         }
         try acceptEnvelope(nonce: envelopeNonce)

@@ -177,7 +177,7 @@ extension ReceivedFrame {
     /// The frame's values as fp32 into `destination` (which must hold exactly as many; check with `holds`).
     public func copyValues(into destination: FloatBuffer, bf16: Bool) {
         precondition(holds(destination.count, bf16: bf16))
-        copyValues(into: destination.baseAddress, bf16: bf16)
+        copyValues(into: destination, at: 0, bf16: bf16)
     }
 
     /// The frame's values as fp32 into `destination` from `offset` on (they must fit).

@@ -97,7 +97,7 @@ final class FrameSealingTests: XCTestCase {
 
     func testSealedFramesArriveIntactBothWaysAndAreNotPlaintextOnTheWire() throws {
         let (server, worker, _, _) = try pair()
-        let values = (0..<300_000).map { Float($0) * 0.25 - 7 }
+        let values = (0..<700_000).map { Float($0) * 0.25 - 7 }  // 2.7 MB: three segments, sealed in parallel
         let buffer = FloatBuffer(count: values.count)
         for (i, v) in values.enumerated() { buffer[i] = v }
         try worker.send(.push(step: 2, chunks: [0], shard: 3, version: 1), tensors: [OutgoingTensor(buffer)])
@@ -122,7 +122,7 @@ final class FrameSealingTests: XCTestCase {
             try source.send(sealing.seal(.toServer, worker: Array("worker-3".utf8), envelope: plain, tensors: [(v.baseAddress!, 64)]))
         }
         let wire = try XCTUnwrap(try sink.receive(timeout: 5))
-        XCTAssertEqual(wire.map(\.count), [plain.count + FrameSealing.overhead, 64 + FrameSealing.overhead])
+        XCTAssertEqual(wire.map(\.count), [plain.count + 28, 64 + 28])  // a nonce and one tag each
         XCTAssertNil(wire[0].bytes.firstRange(of: plain.prefix(8)))
         let first = values.prefix(16).withUnsafeBytes { Array($0) }
         XCTAssertNil(wire[1].bytes.firstRange(of: first.prefix(8)))
@@ -151,14 +151,28 @@ final class FrameSealingTests: XCTestCase {
             _ = try worker.receive(timeout: 0.2)  // the error reply, sealed for this worker
         }
         // A flipped byte in a tensor frame.
-        var tampered = frames()
-        guard case let .filled(count, fill) = tampered[2] else { return XCTFail("a sealed frame is filled in place") }
-        tampered[2] = .filled(count: count) { out in
-            guard fill(out) else { return false }
-            out[100] ^= 1
-            return true
+        func altered(_ frames: [OutgoingFrame], at index: Int, _ change: @escaping (UnsafeMutableRawBufferPointer) -> Void, count: Int? = nil) -> [OutgoingFrame] {
+            var out = frames
+            guard case let .filled(full, fill) = out[index] else { preconditionFailure("a sealed frame is filled in place") }
+            out[index] = .filled(count: count ?? full) { o in
+                let whole = UnsafeMutableRawBufferPointer.allocate(byteCount: full, alignment: 16)
+                defer { whole.deallocate() }
+                guard fill(whole) else { return false }
+                change(whole)
+                o.copyMemory(from: UnsafeRawBufferPointer(rebasing: whole[..<o.count]))
+                return true
+            }
+            return out
         }
-        try refused({ try raw.send(tampered) }, "frame 2 does not open")
+        try refused({ try raw.send(altered(frames(), at: 2, { $0[100] ^= 1 })) }, "frame 2 does not open")
+        // A byte of the third 1 MiB segment of a big frame, or the frame cut short by a segment.
+        let big = [Float](repeating: 2, count: 700_000)
+        func bigFrames() -> [OutgoingFrame] {
+            big.withUnsafeBytes { attacker.seal(.toServer, worker: me, envelope: envelope(4), tensors: [($0.baseAddress!, $0.count)]) }
+        }
+        try refused({ try raw.send(altered(bigFrames(), at: 1, { $0[12 + 2_500_000] ^= 0x80 })) }, "frame 1 does not open")
+        try refused({ try raw.send(altered(bigFrames(), at: 1, { _ in }, count: FrameSealing.sealedCount(2 << 20))) }, "frame 1 does not open")
+        try refused({ try raw.send(altered(bigFrames(), at: 1, { _ in }, count: FrameSealing.segmentBytes + 29)) }, "whole segments")
         // The same frames untouched open (so the refusal above was the flipped byte).
         try raw.send(frames(step: 3))
         XCTAssertEqual(try server.receive(timeout: 5)?.envelope.body, .heartbeat(step: 3))
@@ -173,7 +187,7 @@ final class FrameSealingTests: XCTestCase {
         let other = FrameSealing(runSecret: secret, runID: "another-run")
         try refused({ try raw.send(other.seal(.toServer, worker: me, envelope: envelope(1), tensors: [])) }, "frame 0 does not open")
         try refused({ try raw.send([.bytes(envelope(1) + envelope(2))]) }, "frame 0 does not open")
-        try refused({ try raw.send([.bytes([1, 2, 3])]) }, "fewer than a nonce and a tag")
+        try refused({ try raw.send([.bytes([1, 2, 3])]) }, "not a nonce, whole segments and their tags")
         // The same sealed message twice: the second is a replay.
         let once = frames(step: 5)
         try raw.send(once)

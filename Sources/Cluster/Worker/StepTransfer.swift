@@ -29,7 +29,6 @@ final class StepTransfer: @unchecked Sendable {
     private let servers: [Messenger]
     private let owned: [[ChunkRange]]
     private let parameters: FloatBuffer
-    private let parameterCount: Int
     private let version: Int
     private let bf16Weights: Bool
     private let pushTag: PushTag?
@@ -53,7 +52,7 @@ final class StepTransfer: @unchecked Sendable {
         servers: [Messenger], owned: [[ChunkRange]], parameters: FloatBuffer, version: Int,
         bf16Weights: Bool, pushTag: PushTag?, name: String, timeout: Double
     ) {
-        self.servers = servers; self.owned = owned; self.parameters = parameters; self.parameterCount = parameters.count
+        self.servers = servers; self.owned = owned; self.parameters = parameters
         self.version = version; self.bf16Weights = bf16Weights; self.pushTag = pushTag; self.name = name; self.timeout = timeout
         queued = Array(repeating: [], count: servers.count)
     }
@@ -158,7 +157,7 @@ final class StepTransfer: @unchecked Sendable {
                 deadline = Date().addingTimeInterval(timeout)
                 while prefix < order.count && arrived.contains(order[prefix].chunk) { prefix += 1 }
                 condition.lock()
-                available = prefix < order.count ? order[prefix].offset : parameterCount
+                available = prefix < order.count ? order[prefix].offset : parameters.count
                 condition.broadcast()
                 condition.unlock()
             }
