@@ -5,8 +5,9 @@
 # Prints both medians (scored tokens/s) and their ratio.
 #   bash cluster/experiments/efficiency.sh [RECIPE.yaml]     (default: cluster/recipes/smollm2.yaml)
 # WIRE=bf16-gradients (pushes) or WIRE=bf16 (pushes and pulls) runs the cluster with bfloat16 on the wire; the per-step losses are printed
-# so two runs (fp32, bf16) can be compared step by step (same data order). DATA_PLANE=plain runs
-# pushes and pulls unencrypted (CURVE's encryption and decryption of every byte cost CPU that
+# so two runs (fp32, bf16) can be compared step by step (same data order). DATA_PLANE=sealed runs
+# pushes and pulls over PLAIN connections with every frame sealed by redi-ps (AES-256-GCM),
+# DATA_PLANE=plain unencrypted (CURVE's encryption and decryption of every byte cost CPU that
 # a 2-core machine takes from the workers).
 set -euo pipefail
 recipe=${1:-}
