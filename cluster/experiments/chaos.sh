@@ -4,6 +4,7 @@
 # spare server). Prints every fault, the final weights' largest difference to the
 # uninterrupted run, and whether every example was used exactly once per epoch.
 #   bash cluster/experiments/chaos.sh [FAULTS (default 10)] [SECONDS between faults (default 4)]
+# DATA_PLANE=sealed|plain runs both runs with that data plane (default curve).
 # Exits nonzero when the run fails, fewer faults were injected, the weights differ, or an
 # example was used twice or not at all.
 set -euo pipefail
@@ -28,7 +29,7 @@ stages:
   - {name: sft, objective: sft, data: sft.jsonl, epochs: 8, batch_size: 12, learning_rate: 2.0e-3, warmup_ratio: 0.1}
   - {name: redi, objective: redi, data: pref.jsonl, epochs: 1, batch_size: 8, learning_rate: 2.0e-4}
 cluster: {servers: 2, workers: 3, bind: "tcp://127.0.0.1:$2", timeout_seconds: 1.5, heartbeat_seconds: 0.2,
-          chunk_mib: 0.05, snapshot_every: 4}
+          chunk_mib: 0.05, snapshot_every: 4, data_plane: ${DATA_PLANE:-curve}}
 EOF
 }
 # The synthesised data lands in each output directory; the stage paths are relative to it.
