@@ -76,35 +76,49 @@ public final class FrameSealing {
     public enum Direction: UInt8 { case toServer = 0, toWorker = 1 }
 
     /// The associated data of frame `index` (0: the envelope) of a `frames`-frame message.
-    static func associatedData(_ direction: Direction, worker: [UInt8], frames: Int, index: Int, envelopeNonce: [UInt8]) -> [UInt8] {
+    static func associatedData(_ direction: Direction, worker: [UInt8], frames: Int, index: Int, envelopeNonce: Nonce?) -> [UInt8] {
         var ad = Array("redi-ps sealed v1".utf8)
         ad.append(direction.rawValue)
         ad += withUnsafeBytes(of: UInt32(worker.count).littleEndian, Array.init) + worker
         ad += withUnsafeBytes(of: UInt32(frames).littleEndian, Array.init)
-        ad += withUnsafeBytes(of: UInt32(index).littleEndian, Array.init) + envelopeNonce
+        ad += withUnsafeBytes(of: UInt32(index).littleEndian, Array.init) + (envelopeNonce?.bytes ?? [])
         return ad
     }
 
+    /// A 96-bit nonce: a sealing messenger's salt and a counter (little-endian on the wire).
+    struct Nonce: Equatable {
+        var salt: UInt64, counter: UInt32
+        init(salt: UInt64, counter: UInt32) { self.salt = salt; self.counter = counter }
+        /// The nonce at the start of a sealed frame (`bytes` holds at least `nonceBytes`).
+        init(_ bytes: UnsafeRawBufferPointer) {
+            salt = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
+            counter = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        }
+        var bytes: [UInt8] { withUnsafeBytes(of: salt.littleEndian, Array.init) + withUnsafeBytes(of: counter.littleEndian, Array.init) }
+        /// Segment j's nonce: the same salt, the counter + j.
+        func segment(_ j: Int) -> Nonce { Nonce(salt: salt, counter: counter &+ UInt32(j)) }
+    }
+
     /// A nonce for a frame of `segments` segments (its segments use the counters after it).
-    private func nextNonce(segments: Int = 1) -> [UInt8] {
+    private func nextNonce(segments: Int) -> Nonce {
         if counter > UInt32.max - UInt32(segments) {  // 4 billion segments under one salt: draw another
             salt = UInt64.random(in: .min ... .max); counter = 0
         }
-        let nonce = Self.nonce(salt: salt, counter: counter + 1)
+        let nonce = Nonce(salt: salt, counter: counter + 1)
         counter += UInt32(segments)
         return nonce
     }
 
-    static func nonce(salt: UInt64, counter: UInt32) -> [UInt8] {
-        withUnsafeBytes(of: salt.littleEndian, Array.init) + withUnsafeBytes(of: counter.littleEndian, Array.init)
-    }
-
-    /// Segment j's nonce: the frame's salt with its counter + j.
-    static func segmentNonce(_ frameNonce: [UInt8], _ j: Int) -> [UInt8] {
-        var n = frameNonce
-        let c = UInt32(n[8]) | UInt32(n[9]) << 8 | UInt32(n[10]) << 16 | UInt32(n[11]) << 24
-        withUnsafeBytes(of: (c &+ UInt32(j)).littleEndian) { for i in 0..<4 { n[8 + i] = $0[i] } }
-        return n
+    /// Runs `body` on every segment of a `count`-byte frame, in parallel: the segment's index,
+    /// byte range, nonce and associated data. True when every call was.
+    private static func eachSegment(
+        of count: Int, nonce: Nonce, ad: [UInt8], _ body: @Sendable (_ j: Int, _ range: Range<Int>, _ nonce: [UInt8], _ ad: [UInt8]) -> Bool
+    ) -> Bool {
+        let k = segments(count)
+        return !parallelMap(k) { j in
+            let start = j * segmentBytes
+            return body(j, start..<min(start + segmentBytes, count), nonce.segment(j).bytes, segmentAD(ad, j, of: k))
+        }.contains(false)
     }
 
     /// The segment's associated data: the frame's, its index and the frame's segment count.
@@ -117,7 +131,7 @@ public final class FrameSealing {
     public func seal(_ direction: Direction, worker: [UInt8], envelope: [UInt8], tensors: [(UnsafeRawPointer, Int)]) -> [OutgoingFrame] {
         let frames = 1 + tensors.count, key = self.key
         let envelopeNonce = nextNonce(segments: Self.segments(envelope.count))
-        let envelopeAD = Self.associatedData(direction, worker: worker, frames: frames, index: 0, envelopeNonce: [])
+        let envelopeAD = Self.associatedData(direction, worker: worker, frames: frames, index: 0, envelopeNonce: nil)
         var out: [OutgoingFrame] = [
             .filled(count: Self.sealedCount(envelope.count)) { o in
                 envelope.withUnsafeBytes { Self.seal(into: o, key: key, nonce: envelopeNonce, ad: envelopeAD, plaintext: $0.baseAddress, count: $0.count) }
@@ -134,19 +148,16 @@ public final class FrameSealing {
     /// Writes nonce ‖ ciphertext ‖ tags of `count` plaintext bytes into `out` (`sealedCount(count)`
     /// bytes), the segments in parallel.
     private static func seal(
-        into out: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: [UInt8], ad: [UInt8], plaintext: UnsafeRawPointer?, count: Int
+        into out: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: Nonce, ad: [UInt8], plaintext: UnsafeRawPointer?, count: Int
     ) -> Bool {
         precondition(out.count == sealedCount(count))
-        let o = UncheckedSendable(out.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        nonce.withUnsafeBufferPointer { o.value.update(from: $0.baseAddress!, count: nonceBytes) }
-        let k = segments(count), input = UncheckedSendable(plaintext?.assumingMemoryBound(to: UInt8.self))
-        let sealed = parallelMap(k) { j -> Bool in
-            let start = j * segmentBytes, n = min(segmentBytes, count - start)
-            let segmentNonce = Self.segmentNonce(nonce, j), segmentAD = Self.segmentAD(ad, j, of: k)
-            let ciphertext = o.value + nonceBytes, tag = ciphertext + count + j * tagBytes
-            return redi_seal(key, segmentNonce, segmentAD, segmentAD.count, input.value.map { $0 + start }, n, ciphertext + start, tag) == 1
+        out.copyBytes(from: nonce.bytes)
+        let ciphertext = UncheckedSendable(out.baseAddress!.assumingMemoryBound(to: UInt8.self) + nonceBytes)
+        let input = UncheckedSendable(plaintext?.assumingMemoryBound(to: UInt8.self))
+        return eachSegment(of: count, nonce: nonce, ad: ad) { j, r, nonce, ad in
+            let c = ciphertext.value
+            return redi_seal(key, nonce, ad, ad.count, input.value.map { $0 + r.lowerBound }, r.count, c + r.lowerBound, c + count + j * tagBytes) == 1
         }
-        return !sealed.contains(false)
     }
 
     /// Opens a received message's frames in place (each then shows its plaintext), refusing a
@@ -155,42 +166,41 @@ public final class FrameSealing {
     /// - Throws: `WireError` naming what failed.
     public func open(_ direction: Direction, worker: [UInt8], frames: [ReceivedFrame]) throws {
         guard !frames.isEmpty else { throw WireError("message without an envelope frame") }
-        var envelopeNonce: [UInt8] = []
+        var envelopeNonce: Nonce?
         for (i, f) in frames.enumerated() {
             guard let count = Self.plaintextCount(sealed: f.count) else {
                 throw WireError("sealed frame \(i) has \(f.count) bytes, not a nonce, whole segments and their tags")
             }
             let ad = Self.associatedData(direction, worker: worker, frames: frames.count, index: i, envelopeNonce: envelopeNonce)
-            let k = Self.segments(count), key = self.key
-            let nonce = f.withWholeMessage { Array($0.prefix(Self.nonceBytes)) }
-            let opened = f.withWholeMessage { m in
+            let key = self.key
+            let (nonce, opened) = f.withWholeMessage { m -> (Nonce, Bool) in
+                let nonce = Nonce(UnsafeRawBufferPointer(m))
                 let ciphertext = UncheckedSendable(m.baseAddress!.assumingMemoryBound(to: UInt8.self) + Self.nonceBytes)
-                return parallelMap(k) { j -> Bool in
-                    let start = j * Self.segmentBytes, n = min(Self.segmentBytes, count - start)
-                    let segmentNonce = Self.segmentNonce(nonce, j), segmentAD = Self.segmentAD(ad, j, of: k)
-                    let c = ciphertext.value
-                    return redi_open(key, segmentNonce, segmentAD, segmentAD.count, c + start, n, c + start, c + count + j * Self.tagBytes) == 1
-                }
+                return (
+                    nonce,
+                    Self.eachSegment(of: count, nonce: nonce, ad: ad) { j, r, nonce, ad in
+                        let c = ciphertext.value
+                        return redi_open(key, nonce, ad, ad.count, c + r.lowerBound, r.count, c + r.lowerBound, c + count + j * Self.tagBytes) == 1
+                    }
+                )
             }
-            guard !opened.contains(false) else {
+            guard opened else {
                 throw WireError("frame \(i) does not open with this run's data key (tampered, misplaced or from outside the run)")
             }
             f.narrow(start: Self.nonceBytes, count: count)
             if i == 0 { envelopeNonce = nonce }
         }
-        try acceptEnvelope(nonce: envelopeNonce)
+        try acceptEnvelope(envelopeNonce!)
     }
 
     /// Records an envelope's (salt, counter), refusing one not above its salt's last.
-    private func acceptEnvelope(nonce: [UInt8]) throws {
-        let sender = nonce.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        let count = nonce.suffix(4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
-        if let last = lastOpened[sender] {
-            guard count > last else { throw WireError("a replayed or reordered message (frame counter \(count), already at \(last))") }
+    private func acceptEnvelope(_ nonce: Nonce) throws {
+        if let last = lastOpened[nonce.salt] {
+            guard nonce.counter > last else { throw WireError("a replayed or reordered message (frame counter \(nonce.counter), already at \(last))") }
         } else {
             if saltOrder.count >= Self.remembered { lastOpened[saltOrder.removeFirst()] = nil }
-            saltOrder.append(sender)
+            saltOrder.append(nonce.salt)
         }
-        lastOpened[sender] = count
+        lastOpened[nonce.salt] = nonce.counter
     }
 }

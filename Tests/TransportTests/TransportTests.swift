@@ -6,18 +6,28 @@ import Transport
 import Wire
 import XCTest
 
+/// A ROUTER messenger ("server-0") and a DEALER messenger named `name` connected over TCP
+/// loopback for run "run", both sealing under `secret` when one is given; and the DEALER's
+/// socket, for sending frames by hand.
+func loopbackPair(worker name: String, sealedWith secret: [UInt8]? = nil) throws -> (server: Messenger, worker: Messenger, dealer: ZMQSocket) {
+    let context = ZMQContext()
+    let router = try ZMQSocket(context, .router)
+    let endpoint = try router.bind("tcp://127.0.0.1:*")
+    let dealer = try ZMQSocket(context, .dealer)
+    try dealer.setIdentity(name)
+    try dealer.connect(endpoint)
+    func sealing() -> FrameSealing? { secret.map { FrameSealing(runSecret: $0, runID: "run") } }
+    return (
+        Messenger(socket: router, runID: "run", sender: "server-0", routed: true, sealing: sealing()),
+        Messenger(socket: dealer, runID: "run", sender: name, routed: false, sealing: sealing()), dealer
+    )
+}
+
 final class TransportTests: XCTestCase {
     final class Owned { let values: [Float]; init(_ v: [Float]) { values = v } }
 
     func testEnvelopeAndTensorFramesCrossLoopback() throws {
-        let context = ZMQContext()
-        let router = try ZMQSocket(context, .router)
-        let endpoint = try router.bind("tcp://127.0.0.1:*")
-        let dealer = try ZMQSocket(context, .dealer)
-        try dealer.setIdentity("worker-7")
-        try dealer.connect(endpoint)
-        let server = Messenger(socket: router, runID: "run", sender: "server-0", routed: true)
-        let worker = Messenger(socket: dealer, runID: "run", sender: "worker-7", routed: false)
+        let (server, worker, _) = try loopbackPair(worker: "worker-7")
 
         let big = Owned((0..<1_000_000).map { Float($0) * 0.5 }), small = Owned([1, -2, 3])
         try big.values.withUnsafeBufferPointer { b in
@@ -81,22 +91,8 @@ final class TransportTests: XCTestCase {
 final class FrameSealingTests: XCTestCase {
     let secret = [UInt8](repeating: 7, count: 32)
 
-    /// A server (ROUTER) and a worker (DEALER named `worker-3`) sealing under one run's key.
-    func pair(workerRun: String = "run") throws -> (server: Messenger, worker: Messenger, raw: ZMQSocket, context: ZMQContext) {
-        let context = ZMQContext()
-        let router = try ZMQSocket(context, .router)
-        let endpoint = try router.bind("tcp://127.0.0.1:*")
-        let dealer = try ZMQSocket(context, .dealer)
-        try dealer.setIdentity("worker-3")
-        try dealer.connect(endpoint)
-        let server = Messenger(socket: router, runID: "run", sender: "server-0", routed: true, sealing: FrameSealing(runSecret: secret, runID: "run"))
-        let worker = Messenger(
-            socket: dealer, runID: "run", sender: "worker-3", routed: false, sealing: FrameSealing(runSecret: secret, runID: workerRun))
-        return (server, worker, dealer, context)
-    }
-
     func testSealedFramesArriveIntactBothWaysAndAreNotPlaintextOnTheWire() throws {
-        let (server, worker, _, _) = try pair()
+        let (server, worker, _) = try loopbackPair(worker: "worker-3", sealedWith: secret)
         let values = (0..<700_000).map { Float($0) * 0.25 - 7 }  // 2.7 MB: three segments, sealed in parallel
         let buffer = FloatBuffer(count: values.count)
         for (i, v) in values.enumerated() { buffer[i] = v }
@@ -130,7 +126,7 @@ final class FrameSealingTests: XCTestCase {
 
     /// Each hostile message below is refused with its reason; the good one after it arrives.
     func testTamperedMovedDroppedReflectedReplayedOrForeignFramesAreRefused() throws {
-        let (server, worker, raw, _) = try pair()
+        let (server, worker, raw) = try loopbackPair(worker: "worker-3", sealedWith: secret)
         let attacker = FrameSealing(runSecret: secret, runID: "run")  // a sealer with the key, for the misplacement cases
         let me = Array("worker-3".utf8)
         let values = [Float](repeating: 1.5, count: 1000)
