@@ -180,9 +180,11 @@ func forEachPair(_ count: Int, _ body: (Int, Int) -> Void) {
 ///   - keys, values: query i's cache (its row's), one position per kvHeads·hd; it sees
 ///     `visible[i]` positions.
 ///   - scratch: `decodeScratchCount(heads:kvHeads:longest:)` floats.
-/// Work is spread over (query, kv head) pairs, each head two single-threaded sgemv (one query
-/// against its cache: sgemm would pack the cache first), in a fixed assignment, so a row's
-/// result never depends on which other rows are in the batch.
+/// Work is spread over the rows (over (row, kv head) pairs when there are too few rows to keep
+/// every core busy), each head two single-threaded sgemv (one query against its cache: sgemm
+/// would pack the cache first), in a fixed assignment, so a row's result never depends on which
+/// other rows are in the batch. A whole row per worker reads its cache's positions whole, not a
+/// third of each on each core: 32 rows of SmolLM2 at 128 positions, 20.0 → 16.7 ms a step on 2 cores.
 public func cachedAttention(
     _ out: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>,
     keys: [UnsafePointer<Float>], values: [UnsafePointer<Float>],
@@ -194,15 +196,18 @@ public func cachedAttention(
     let group = heads / kvHeads, qStride = heads * hd, kvStride = kvHeads * hd
     let longest = visible.max() ?? 0
     let scale = 1 / Float(hd).squareRoot()
-    forEachPair(n * kvHeads) { pair, w in
+    let headsPerPair = n >= 2 * elementwiseThreads ? kvHeads : 1
+    forEachPair(n * kvHeads / headsPerPair) { pair, w in
         let s = scratch + w * longest
-        let i = pair / kvHeads, g = pair % kvHeads, l = visible[i]
-        let kg = keys[i] + g * hd, vg = values[i] + g * hd
-        for h in g * group..<(g + 1) * group {
-            // scores[l] = K · q_h / √hd; softmax; out_h = Vᵀ · scores (normalised in the product).
-            gemv(.n, m: l, n: hd, alpha: scale, kg, lda: kvStride, q + i * qStride + h * hd, s)
-            let sum = expInPlace(s, l, shift: rowMax(s, l))
-            gemv(.t, m: l, n: hd, alpha: 1 / sum, vg, lda: kvStride, s, out + i * qStride + h * hd)
+        let first = pair * headsPerPair, i = first / kvHeads, l = visible[i]
+        for g in first % kvHeads..<first % kvHeads + headsPerPair {
+            let kg = keys[i] + g * hd, vg = values[i] + g * hd
+            for h in g * group..<(g + 1) * group {
+                // scores[l] = K · q_h / √hd; softmax; out_h = Vᵀ · scores (normalised in the product).
+                gemv(.n, m: l, n: hd, alpha: scale, kg, lda: kvStride, q + i * qStride + h * hd, s)
+                let sum = expInPlace(s, l, shift: rowMax(s, l))
+                gemv(.t, m: l, n: hd, alpha: 1 / sum, vg, lda: kvStride, s, out + i * qStride + h * hd)
+            }
         }
     }
 }
