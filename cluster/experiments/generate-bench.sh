@@ -3,13 +3,13 @@
 # checkpoint (SmolLM2-135M-Instruct, dequantised from the test model's GGUF), the same shape
 # (PROMPTS prompts × SAMPLES samples of TOKENS new tokens after PROMPT_TOKENS-token prompts,
 # BATCH rows decoded together, temperature 0.6, top-p 0.95, fp32) and the same threads (every
-# core). Prints both rates and their ratio; redi-bench also prints its MFU against sgemm and
-# against its own matrix products alone.
+# core), in ROUNDS rounds (default 3) that each run both. Prints every round's ratio and the
+# median; redi-bench also prints its MFU against sgemm and against its own matrix products alone.
 #   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/experiments/generate-bench.sh [BATCH]
 # (torch from PyPI is large: python3 -m venv V && V/bin/pip install torch transformers)
 set -euo pipefail
 batch=${1:-32}
-samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64}
+samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64} rounds=${ROUNDS:-3}
 prompts=${PROMPTS:-$(( 2 * batch / samples ))}
 cd "$(dirname "$0")/../.."
 python=$(bash cluster/tools/require-torch.sh generate-bench)
@@ -20,14 +20,19 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin/redi-ps" convert --from .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --out "$work/model" >&2
 threads=$(nproc)
-echo "== redi-ps" >&2
-ours=$("$bin/redi-bench" generate --model "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
-       --tokens "$tokens" --prompt-tokens "$prompt_tokens")
-echo "$ours"
-echo "== transformers" >&2
-theirs=$("$python" Tests/reference/transformers_generate.py "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
-         --tokens "$tokens" --prompt-tokens "$prompt_tokens" --threads "$threads" 2>/dev/null)
-echo "$theirs"
-a=$(sed -n 's/.*new tokens after [0-9]*-token prompts: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours" | head -1)
-b=$(sed -n 's/^transformers generate: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")
-python3 -c "print(f'redi-ps {$a:.1f} tokens/s vs transformers generate {$b:.1f} tokens/s = {$a / $b:.2f}x (batch $batch, $threads threads)')"
+# Rounds alternate the two, so a noisy moment on a shared machine slows one round, not one side.
+ours_rates=() theirs_rates=()
+for round in $(seq "$rounds"); do
+  echo "== round $round of $rounds: redi-ps" >&2
+  ours=$("$bin/redi-bench" generate --model "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
+         --tokens "$tokens" --prompt-tokens "$prompt_tokens")
+  echo "$ours"
+  echo "== round $round of $rounds: transformers" >&2
+  theirs=$("$python" Tests/reference/transformers_generate.py "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
+           --tokens "$tokens" --prompt-tokens "$prompt_tokens" --threads "$threads" 2>/dev/null)
+  echo "$theirs"
+  ours_rates+=("$(sed -n 's/.*new tokens after [0-9]*-token prompts: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours" | head -1)")
+  theirs_rates+=("$(sed -n 's/^transformers generate: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")")
+done
+python3 cluster/tools/reports.py rounds redi-ps "transformers generate" "$(IFS=,; echo "${ours_rates[*]}")" "$(IFS=,; echo "${theirs_rates[*]}")" \
+  "(batch $batch, $threads threads)"

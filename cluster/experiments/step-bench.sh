@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # Training-step throughput, redi-ps against PyTorch eager, in one invocation on the same shape
 # (SmolLM2-135M's configuration, random weights, RECORDS sequences of LENGTH tokens, every token
-# after the first scored, forward + backward) and the same threads (every core). Prints both
-# rates and their ratio; redi-bench also prints its MFU against sgemm measured in the same run.
+# after the first scored, forward + backward) and the same threads (every core), in ROUNDS rounds
+# (default 3) that each run both. Prints every round's ratio and the median; redi-bench also
+# prints its MFU against sgemm measured in the same run.
 #   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/experiments/step-bench.sh
 set -euo pipefail
-records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3}
+records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3} rounds=${ROUNDS:-3}
 cd "$(dirname "$0")/../.."
 python=$(bash cluster/tools/require-torch.sh step-bench)
 source cluster/lib/build.sh
 build redi-bench
 threads=$(nproc)
-echo "== redi-ps" >&2
-ours=$("$bin/redi-bench" step --records "$records" --length "$length" --repeats "$repeats")
-echo "$ours"
-echo "== pytorch eager" >&2
-theirs=$("$python" Tests/reference/torch_train_step.py --records "$records" --length "$length" --repeats "$repeats" --threads "$threads")
-echo "$theirs"
-a=$(sed -n 's/^forward+backward: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours")
-b=$(sed -n 's/^pytorch eager step: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")
-python3 -c "print(f'redi-ps {$a:.1f} tokens/s vs pytorch eager {$b:.1f} tokens/s = {$a / $b:.2f}x ($records x $length tokens, $threads threads)')"
+# Rounds alternate the two, so a noisy moment on a shared machine slows one round, not one side.
+ours_rates=() theirs_rates=()
+for round in $(seq "$rounds"); do
+  echo "== round $round of $rounds: redi-ps" >&2
+  ours=$("$bin/redi-bench" step --records "$records" --length "$length" --repeats "$repeats")
+  echo "$ours"
+  echo "== round $round of $rounds: pytorch eager" >&2
+  theirs=$("$python" Tests/reference/torch_train_step.py --records "$records" --length "$length" --repeats "$repeats" --threads "$threads")
+  echo "$theirs"
+  ours_rates+=("$(sed -n 's/^forward+backward: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours")")
+  theirs_rates+=("$(sed -n 's/^pytorch eager step: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")")
+done
+python3 cluster/tools/reports.py rounds redi-ps "pytorch eager" "$(IFS=,; echo "${ours_rates[*]}")" "$(IFS=,; echo "${theirs_rates[*]}")" \
+  "($records x $length tokens, $threads threads)"

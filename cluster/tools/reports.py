@@ -12,6 +12,8 @@ in cluster/ call it; it can be run on kept files too).
   python3 cluster/tools/reports.py first-stage RECIPE WORK           efficiency.sh's recipe: the first (SFT) stage on
                                                                1 server + 2 workers; prints MODEL BATCH MICRO
   python3 cluster/tools/reports.py rate METRICS.jsonl                median tokens/s after the first step (and the split)
+  python3 cluster/tools/reports.py rounds OURS THEIRS A,… B,… TAIL   a benchmark's rounds (each ran A then B): every
+                                                               round's ratio A/B and their median
 """
 import argparse
 import collections
@@ -135,6 +137,21 @@ def rate(args):
     print(f"{median(rest, 'tokens_per_second'):.1f}")
 
 
+def rounds(args):
+    ours, theirs = ([float(v) for v in values.split(",")] for values in (args.ours_rates, args.theirs_rates))
+    if len(ours) != len(theirs) or not ours:
+        sys.exit(f"rounds: {len(ours)} rates of {args.ours} but {len(theirs)} of {args.theirs}")
+    def show(ratio):
+        return f"{100 * ratio:.0f}%" if args.percent else f"{ratio:.2f}x"
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    for i, (a, b, r) in enumerate(zip(ours, theirs, ratios), 1):
+        print(f"  round {i}: {args.ours} {a:.1f} vs {args.theirs} {b:.1f} = {show(r)}", file=sys.stderr)
+    # The median round's ratio: a noisy neighbour slows one side of one round, not every round.
+    print(f"{args.ours} {statistics.median(ours):.1f} tokens/s vs {args.theirs} {statistics.median(theirs):.1f} tokens/s = "
+          f"{show(statistics.median(ratios))} (median of {len(ratios)} rounds, each ran both; spread "
+          f"{show(min(ratios))}-{show(max(ratios))}) {args.tail}".rstrip())
+
+
 # name, function, help, positional arguments (a name, or (name, type)).
 COMMANDS = [
     ("memory", memory, "peak RSS per process against `redi-ps plan`", ["plan", "log"]),
@@ -145,6 +162,8 @@ COMMANDS = [
      ["calm", "chaos", ("want", int), ("faults", int), ("status", int)]),
     ("first-stage", first_stage, "efficiency.sh's recipe (first stage, 1 server + 2 workers) written into WORK", ["recipe", "work"]),
     ("rate", rate, "median tokens/s of a run after its first step", ["metrics"]),
+    ("rounds", rounds, "a benchmark's rounds: each round's ratio and their median",
+     ["ours", "theirs", "ours_rates", "theirs_rates", "tail"]),
 ]
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 sub = parser.add_subparsers(dest="report", required=True)
@@ -153,6 +172,8 @@ for name, run, help_text, positionals in COMMANDS:
     for arg in positionals:
         arg, kind = (arg, str) if isinstance(arg, str) else arg
         p.add_argument(arg, type=kind)
+    if name == "rounds":
+        p.add_argument("--percent", action="store_true", help="ratios as percentages (an efficiency)")
     p.set_defaults(run=run)
 args = parser.parse_args()
 args.run(args)
