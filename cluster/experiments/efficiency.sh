@@ -20,8 +20,6 @@ bash cluster/tools/fetch-test-model.sh >/dev/null
 work=$(mktemp -d)
 # The recipe's first stage only, no evaluation, 1 server and 2 workers, output in $work.
 read -r model batch micro data < <(python3 cluster/tools/reports.py first-stage "$recipe" "$work")
-records=$(grep -c . "$data")
-steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8
 # Rounds alternate the two, so a noisy moment on a shared machine slows one round, not one side.
 cluster_rates=() single_rates=()
 for round in $(seq "$rounds"); do
@@ -30,11 +28,13 @@ for round in $(seq "$rounds"); do
   bash cluster/launch/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "$work/cluster.log"; exit 1; }
   cluster_rates+=("$(python3 cluster/tools/reports.py rate "$work/out/metrics.jsonl")")
   echo "== round $round of $rounds: single process" >&2
+  records=$(grep -c . "$data")  # a synthesised recipe's data is written by the run
+  steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8
   reference=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" --steps "$steps")
   echo "$reference" >&2
   single_rates+=("$(sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p' <<< "$reference")")
 done
-printf 'cluster efficiency (%s wire, %s data plane): ' "${WIRE:-fp32}" "${DATA_PLANE:-curve}"
 python3 cluster/tools/reports.py rounds "1 server + 2 workers" "single process" --percent \
+  --label "cluster efficiency (${WIRE:-fp32} wire, ${DATA_PLANE:-curve} data plane)" \
   "$(IFS=,; echo "${cluster_rates[*]}")" "$(IFS=,; echo "${single_rates[*]}")" ""
 rm -rf "$work"

@@ -147,7 +147,7 @@ def rounds(args):
     for i, (a, b, r) in enumerate(zip(ours, theirs, ratios), 1):
         print(f"  round {i}: {args.ours} {a:.1f} vs {args.theirs} {b:.1f} = {show(r)}", file=sys.stderr)
     # The median round's ratio: a noisy neighbour slows one side of one round, not every round.
-    print(f"{args.ours} {statistics.median(ours):.1f} tokens/s vs {args.theirs} {statistics.median(theirs):.1f} tokens/s = "
+    print(f"{args.label + ': ' if args.label else ''}{args.ours} {statistics.median(ours):.1f} tokens/s vs {args.theirs} {statistics.median(theirs):.1f} tokens/s = "
           f"{show(statistics.median(ratios))} (median of {len(ratios)} rounds, each ran both; spread "
           f"{show(min(ratios))}-{show(max(ratios))}) {args.tail}".rstrip())
 
@@ -174,6 +174,7 @@ for name, run, help_text, positionals in COMMANDS:
         p.add_argument(arg, type=kind)
     if name == "rounds":
         p.add_argument("--percent", action="store_true", help="ratios as percentages (an efficiency)")
+        p.add_argument("--label", default="", help="what was measured, to start the result line")
     p.set_defaults(run=run)
 args = parser.parse_args()
 args.run(args)
