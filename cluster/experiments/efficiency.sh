@@ -10,7 +10,7 @@
 # DATA_PLANE=plain unencrypted (CURVE's encryption and decryption of every byte cost CPU that
 # a 2-core machine takes from the workers).
 set -euo pipefail
-recipe=${1:-} rounds=${ROUNDS:-3}
+recipe=${1:-}
 if [ -n "$recipe" ]; then recipe=$(realpath "$recipe"); fi
 cd "$(dirname "$0")/../.."
 recipe=${recipe:-cluster/recipes/smollm2.yaml}
@@ -20,21 +20,19 @@ bash cluster/tools/fetch-test-model.sh >/dev/null
 work=$(mktemp -d)
 # The recipe's first stage only, no evaluation, 1 server and 2 workers, output in $work.
 read -r model batch micro data < <(python3 cluster/tools/reports.py first-stage "$recipe" "$work")
-# Rounds alternate the two, so a noisy moment on a shared machine slows one round, not one side.
-cluster_rates=() single_rates=()
-for round in $(seq "$rounds"); do
-  echo "== round $round of $rounds: cluster, 1 server + 2 workers × 1 thread" >&2
+ours() {  # the cluster, from a fresh output (a synthesised recipe's data is written by the run)
   rm -rf "$work/out"
   bash cluster/launch/local.sh "$work/recipe.yaml" > "$work/cluster.log" 2>&1 || { tail "$work/cluster.log"; exit 1; }
-  cluster_rates+=("$(python3 cluster/tools/reports.py rate "$work/out/metrics.jsonl")")
-  echo "== round $round of $rounds: single process" >&2
-  records=$(grep -c . "$data")  # a synthesised recipe's data is written by the run
+  rate=$(python3 cluster/tools/reports.py rate "$work/out/metrics.jsonl")
+}
+theirs() {
+  local records steps out
+  records=$(grep -c . "$data")
   steps=$(( records / batch - 1 )); [ "$steps" -le 8 ] || steps=8
-  reference=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" --steps "$steps")
-  echo "$reference" >&2
-  single_rates+=("$(sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p' <<< "$reference")")
-done
-python3 cluster/tools/reports.py rounds "1 server + 2 workers" "single process" --percent \
-  --label "cluster efficiency (${WIRE:-fp32} wire, ${DATA_PLANE:-curve} data plane)" \
-  "$(IFS=,; echo "${cluster_rates[*]}")" "$(IFS=,; echo "${single_rates[*]}")" ""
+  out=$("$bin/redi-bench" train --model "$model" --data "$data" --batch-size "$batch" --micro-batch-tokens "$micro" --steps "$steps")
+  echo "$out" >&2
+  rate=$(sed -n 's/.*median \([0-9.]*\) tokens\/s.*/\1/p' <<< "$out")
+}
+source cluster/lib/rounds.sh
+rounds "1 server + 2 workers" "single process" "" --percent --label "cluster efficiency (${WIRE:-fp32} wire, ${DATA_PLANE:-curve} data plane)"
 rm -rf "$work"

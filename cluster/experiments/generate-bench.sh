@@ -9,7 +9,7 @@
 # (torch from PyPI is large: python3 -m venv V && V/bin/pip install torch transformers)
 set -euo pipefail
 batch=${1:-32}
-samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64} rounds=${ROUNDS:-3}
+samples=${SAMPLES:-4} tokens=${TOKENS:-128} prompt_tokens=${PROMPT_TOKENS:-64}
 prompts=${PROMPTS:-$(( 2 * batch / samples ))}
 cd "$(dirname "$0")/../.."
 python=$(bash cluster/tools/require-torch.sh generate-bench)
@@ -20,19 +20,19 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin/redi-ps" convert --from .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --out "$work/model" >&2
 threads=$(nproc)
-# Rounds alternate the two, so a noisy moment on a shared machine slows one round, not one side.
-ours_rates=() theirs_rates=()
-for round in $(seq "$rounds"); do
-  echo "== round $round of $rounds: redi-ps" >&2
-  ours=$("$bin/redi-bench" generate --model "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
-         --tokens "$tokens" --prompt-tokens "$prompt_tokens")
-  echo "$ours"
-  echo "== round $round of $rounds: transformers" >&2
-  theirs=$("$python" Tests/reference/transformers_generate.py "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
-           --tokens "$tokens" --prompt-tokens "$prompt_tokens" --threads "$threads" 2>/dev/null)
-  echo "$theirs"
-  ours_rates+=("$(sed -n 's/.*new tokens after [0-9]*-token prompts: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours" | head -1)")
-  theirs_rates+=("$(sed -n 's/^transformers generate: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")")
-done
-python3 cluster/tools/reports.py rounds redi-ps "transformers generate" "$(IFS=,; echo "${ours_rates[*]}")" "$(IFS=,; echo "${theirs_rates[*]}")" \
-  "(batch $batch, $threads threads)"
+ours() {
+  local out
+  out=$("$bin/redi-bench" generate --model "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
+        --tokens "$tokens" --prompt-tokens "$prompt_tokens")
+  echo "$out"
+  rate=$(sed -n 's/.*new tokens after [0-9]*-token prompts: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$out" | head -1)
+}
+theirs() {
+  local out
+  out=$("$python" Tests/reference/transformers_generate.py "$work/model" --batch "$batch" --samples "$samples" --prompts "$prompts" \
+        --tokens "$tokens" --prompt-tokens "$prompt_tokens" --threads "$threads" 2>/dev/null)
+  echo "$out"
+  rate=$(sed -n 's/^transformers generate: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$out")
+}
+source cluster/lib/rounds.sh
+rounds redi-ps "transformers generate" "(batch $batch, $threads threads)"

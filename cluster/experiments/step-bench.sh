@@ -6,23 +6,23 @@
 # prints its MFU against sgemm measured in the same run.
 #   REDI_PS_PYTHON=/path/to/python-with-torch bash cluster/experiments/step-bench.sh
 set -euo pipefail
-records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3} rounds=${ROUNDS:-3}
+records=${RECORDS:-4} length=${LENGTH:-256} repeats=${REPEATS:-3}
 cd "$(dirname "$0")/../.."
 python=$(bash cluster/tools/require-torch.sh step-bench)
 source cluster/lib/build.sh
 build redi-bench
 threads=$(nproc)
-# Rounds alternate the two, so a noisy moment on a shared machine slows one round, not one side.
-ours_rates=() theirs_rates=()
-for round in $(seq "$rounds"); do
-  echo "== round $round of $rounds: redi-ps" >&2
-  ours=$("$bin/redi-bench" step --records "$records" --length "$length" --repeats "$repeats")
-  echo "$ours"
-  echo "== round $round of $rounds: pytorch eager" >&2
-  theirs=$("$python" Tests/reference/torch_train_step.py --records "$records" --length "$length" --repeats "$repeats" --threads "$threads")
-  echo "$theirs"
-  ours_rates+=("$(sed -n 's/^forward+backward: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$ours")")
-  theirs_rates+=("$(sed -n 's/^pytorch eager step: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$theirs")")
-done
-python3 cluster/tools/reports.py rounds redi-ps "pytorch eager" "$(IFS=,; echo "${ours_rates[*]}")" "$(IFS=,; echo "${theirs_rates[*]}")" \
-  "($records x $length tokens, $threads threads)"
+ours() {
+  local out
+  out=$("$bin/redi-bench" step --records "$records" --length "$length" --repeats "$repeats")
+  echo "$out"
+  rate=$(sed -n 's/^forward+backward: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$out")
+}
+theirs() {
+  local out
+  out=$("$python" Tests/reference/torch_train_step.py --records "$records" --length "$length" --repeats "$repeats" --threads "$threads")
+  echo "$out"
+  rate=$(sed -n 's/^pytorch eager step: \([0-9.]*\) tokens\/s.*/\1/p' <<< "$out")
+}
+source cluster/lib/rounds.sh
+rounds redi-ps "pytorch eager" "($records x $length tokens, $threads threads)"

@@ -174,7 +174,7 @@ public final class Coordinator {
         say("output: \(out.path)")
         let checkpoints = previousCheckpoints(in: out)
         let metrics = out.appendingPathComponent("metrics.jsonl")
-        let logged = ((try? FileManager.default.attributesOfItem(atPath: metrics.path)[.size] as? Int) ?? 0) ?? 0
+        let logged = (try? FileManager.default.attributesOfItem(atPath: metrics.path)[.size] as? Int) ?? 0
         if resume == nil, !checkpoints.isEmpty || logged > 0 {
             guard overwrite else {
                 throw ClusterError(

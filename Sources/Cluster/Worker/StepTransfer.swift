@@ -81,7 +81,7 @@ final class StepTransfer: @unchecked Sendable {
         while true {
             condition.lock()
             var over: Bool { failure != nil || cancelled || finished }
-            if available < offset && !over { condition.wait(until: Date().addingTimeInterval(0.05)) }
+            if available < offset && !over { _ = condition.wait(until: Date().addingTimeInterval(0.05)) }
             let (arrived, ended) = (available >= offset, over)
             condition.unlock()
             if arrived { return true }
@@ -193,7 +193,7 @@ final class StepTransfer: @unchecked Sendable {
                 // coordinator (whose silence the main thread watches) decides who is stuck.
             } else {
                 condition.lock()
-                if !cancelled && !allQueued && queued.allSatisfy(\.isEmpty) { condition.wait(until: Date().addingTimeInterval(0.05)) }
+                if !cancelled && !allQueued && queued.allSatisfy(\.isEmpty) { _ = condition.wait(until: Date().addingTimeInterval(0.05)) }
                 condition.unlock()
             }
         }
