@@ -169,10 +169,8 @@ struct Generate: ParsableCommand {
         // The products a decode step of `batch` rows is made of, at that row count.
         // sgemm's best rate (MFU's denominator), and its rate at this batch's row count, which
         // bounds what a decode step's products can reach (OpenBLAS packs the weights per call).
-        // The best of everything measured is the denominator, so a slow moment while measuring
-        // one shape cannot push MFU past 100%.
-        // Measured before and after the run, the best kept: a noisy moment on a shared machine
-        // while measuring must not lower the denominator (MFU past 100% was seen).
+        // The best of everything measured, before and after the run, is the denominator, so a
+        // slow moment on a shared machine while measuring cannot push MFU past 100% (it did once).
         func sgemmRates() -> (atBatch: Double, peak: Double) {
             let atBatch = max(sgemmRate(.n, .t, m: batch, n: 2 * c.intermediateSize, k: c.hiddenSize), sgemmRate(.n, .t, m: batch, n: c.vocabSize, k: c.hiddenSize))
             return (
