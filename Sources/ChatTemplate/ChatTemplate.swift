@@ -322,7 +322,7 @@ struct Renderer {
         case let (.object(o), "items"): return .array(o.map { .array([.string($0.0), $0.1]) })
         case let (.object(o), "keys"): return .array(o.map { .string($0.0) })
         case let (.object(o), "values"): return .array(o.map { $0.1 })
-        case let (.object, "get"): let v = member(base, args[0].text); return v == .undefined ? (args.count > 1 ? args[1] : .none) : v
+        case (.object, "get"): let v = member(base, args[0].text); return v == .undefined ? (args.count > 1 ? args[1] : .none) : v
         default: throw TemplateError("unsupported method \(method) on \(base.repr)")
         }
     }

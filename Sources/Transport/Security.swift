@@ -18,7 +18,7 @@ public struct CurveKeyPair: Sendable, Equatable {
     public static func generate() throws -> CurveKeyPair {
         var pub = [CChar](repeating: 0, count: 41), sec = [CChar](repeating: 0, count: 41)
         try ZMQError.check(zmq_curve_keypair(&pub, &sec), "zmq_curve_keypair (libzmq built without CURVE?)")
-        return CurveKeyPair(publicKey: try z85Decode(String(cString: pub))!, secretKey: try z85Decode(String(cString: sec))!)
+        return CurveKeyPair(publicKey: try z85Decode(nulTerminatedString(pub))!, secretKey: try z85Decode(nulTerminatedString(sec))!)
     }
 
     /// The public key that belongs to `secretKey`.
@@ -27,7 +27,7 @@ public struct CurveKeyPair: Sendable, Equatable {
         let secret = z85Encode(secretKey)
         var pub = [CChar](repeating: 0, count: 41)
         try ZMQError.check(zmq_curve_public(&pub, secret), "zmq_curve_public")
-        return CurveKeyPair(publicKey: try z85Decode(String(cString: pub))!, secretKey: secretKey)
+        return CurveKeyPair(publicKey: try z85Decode(nulTerminatedString(pub))!, secretKey: secretKey)
     }
 }
 
@@ -36,7 +36,7 @@ public func z85Encode(_ key: [UInt8]) -> String {
     precondition(key.count % 4 == 0)
     var out = [CChar](repeating: 0, count: key.count * 5 / 4 + 1)
     _ = zmq_z85_encode(&out, key, key.count)
-    return String(cString: out)
+    return nulTerminatedString(out)
 }
 
 /// Decodes 40 Z85 characters into a 32-byte key; nil when the text is not one.

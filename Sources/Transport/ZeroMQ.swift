@@ -119,7 +119,7 @@ public final class ZMQSocket {
         var buffer = [CChar](repeating: 0, count: 256)
         var size = buffer.count
         try ZMQError.check(zmq_getsockopt(handle, ZMQ_LAST_ENDPOINT, &buffer, &size), "last endpoint")
-        return String(cString: buffer)
+        return nulTerminatedString(buffer)
     }
 
     /// Stops listening on `endpoint` (as `bind` returned it); connections already made stay.
@@ -193,4 +193,9 @@ public func poll(_ sockets: [ZMQSocket], timeout: Double) throws -> [Bool] {
     if rc == -1 && zmq_errno() == EINTR { return items.map { _ in false } }
     try ZMQError.check(rc, "poll")
     return items.map { $0.revents & Int16(ZMQ_POLLIN) != 0 }
+}
+
+/// The text a C function wrote into `buffer`, up to its first NUL.
+func nulTerminatedString(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
