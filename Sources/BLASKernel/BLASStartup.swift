@@ -52,17 +52,24 @@ public enum BLASStartup {
 
     /// The start line, and a warning line when sgemm is far below what the features allow.
     public static func startLines(program: String, shape: MatmulShape) -> [String] {
-        let rate = sgemmRate(shape)
+        let probe = sgemmProbe(shape)
+        let threads = OpenBLASRuntime.threads
+        // Processes started together (a local cluster, the tests) probe at once on the same cores.
+        let busy =
+            probe.coreShare < busyShare ? String(format: " (measured with %.0f%% of %d cores: other processes or a CPU quota held the rest)", 100 * probe.coreShare, threads) : ""
         var lines = [
             "\(program): BLAS \(OpenBLASRuntime.version), kernel \(choice.runningName) "
-                + "(\(describe(choice))), \(OpenBLASRuntime.threads) threads, sgemm \(Int(rate.rounded())) GFLOP/s at \(shape)"
+                + "(\(describe(choice))), \(threads) threads, sgemm \(Int(probe.rate.rounded())) GFLOP/s at \(shape)\(busy)"
         ]
-        if let warning = speedWarning(choice, rate: rate, threads: OpenBLASRuntime.threads) { lines.append("\(program): WARNING: \(warning)") }
+        if let warning = speedWarning(choice, rate: probe.rate, threads: threads, coreShare: probe.coreShare) { lines.append("\(program): WARNING: \(warning)") }
         for (kernel, verdict) in choice.verdicts where !verdict.isCorrect {
             lines.append("\(program): note: kernel \(kernel) skipped: \(verdict)")
         }
         return lines
     }
+
+    /// Below this share of its threads' cores during a probe, a process was competing for them.
+    public static let busyShare = 0.8
 
     /// How the kernel was chosen, in words.
     public static func describe(_ choice: KernelChoice) -> String {
@@ -85,8 +92,9 @@ public enum BLASStartup {
     }
 
     /// A warning when `rate` is below 40% of the floor the features promise (2 FMA ports'
-    /// worth of FLOPs per cycle at the reported clock), or the kernel is SSE-class on an AVX2+ CPU.
-    public static func speedWarning(_ choice: KernelChoice, rate: Double, threads: Int) -> String? {
+    /// worth of FLOPs per cycle at the reported clock) while the process had its cores
+    /// (`coreShare`, `sgemmProbe`'s), or the kernel is SSE-class on an AVX2+ CPU.
+    public static func speedWarning(_ choice: KernelChoice, rate: Double, threads: Int, coreShare: Double = 1) -> String? {
         let level = choice.cpu.vectorLevel
         let expected = Double(threads) * choice.cpu.megahertz / 1000 * level.floorFlopsPerCycle
         let name = choice.runningName
@@ -94,29 +102,44 @@ public enum BLASStartup {
             return "OpenBLAS runs its \(name) (\(choice.runningLevel)) kernel on a CPU with \(level): matrix products run several times "
                 + "slower than they could (sgemm \(Int(rate)) GFLOP/s). Run 'redi-ps doctor' and see the README's 'Speed'."
         }
-        if expected > 0, rate < 0.4 * expected {
+        // A rate measured while other processes held the cores says nothing about the kernel.
+        if expected > 0, rate < 0.4 * expected, coreShare >= busyShare {
             return "sgemm runs at \(Int(rate)) GFLOP/s, under 40% of the ~\(Int(expected)) GFLOP/s \(threads) cores of \(level) "
-                + "at \(Int(choice.cpu.megahertz)) MHz sustain (kernel \(name)); the machine may be oversubscribed. Run 'redi-ps doctor'."
+                + "at \(Int(choice.cpu.megahertz)) MHz sustain (kernel \(name)), though this process had its cores: "
+                + "the CPU may be throttled or shared by the hypervisor. Run 'redi-ps doctor'."
         }
         return nil
     }
 
     /// Best of `repeats` timed sgemm calls of `shape` (after one warm-up), in GFLOP/s, at the
     /// current thread count: the machine's own limit that MFU figures are measured against.
-    public static func sgemmRate(_ shape: MatmulShape, repeats: Int = 3) -> Double {
+    public static func sgemmRate(_ shape: MatmulShape, repeats: Int = 3) -> Double { sgemmProbe(shape, repeats: repeats).rate }
+
+    /// `sgemmRate`, and the share of its BLAS threads' cores the process had meanwhile (its CPU
+    /// time over wall time × threads, at most 1): well under 1 when other processes competed.
+    public static func sgemmProbe(_ shape: MatmulShape, repeats: Int = 3) -> (rate: Double, coreShare: Double) {
         ensureStarted()
         let (m, n, k) = (Int32(shape.m), Int32(shape.n), Int32(shape.k))
         let a = [Float](repeating: 0.5, count: shape.m * shape.k), b = [Float](repeating: 0.25, count: shape.k * shape.n)
         var c = [Float](repeating: 0, count: shape.m * shape.n)
-        var best = Double.infinity
+        var best = Double.infinity, wall = 0.0, cpu = 0.0
         for i in 0...repeats {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+            let t0 = DispatchTime.now().uptimeNanoseconds, cpu0 = processCPUSeconds()
             cblas_sgemm(
                 CblasRowMajor, shape.transposeA ? CblasTrans : CblasNoTrans, shape.transposeB ? CblasTrans : CblasNoTrans, m, n, k, 1,
                 a, shape.transposeA ? m : k, b, shape.transposeB ? k : n, 0, &c, n)
-            if i > 0 { best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            if i > 0 { best = min(best, dt); wall += dt; cpu += processCPUSeconds() - cpu0 }
         }
-        return shape.flops / best / 1e9
+        let share = wall > 0 ? min(1, cpu / (wall * Double(max(1, OpenBLASRuntime.threads)))) : 1
+        return (shape.flops / best / 1e9, share)
+    }
+
+    /// CPU time of every thread of this process so far.
+    private static func processCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
     }
 }
 
