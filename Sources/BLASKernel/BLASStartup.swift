@@ -56,7 +56,9 @@ public enum BLASStartup {
         let threads = OpenBLASRuntime.threads
         // Processes started together (a local cluster, the tests) probe at once on the same cores.
         let busy =
-            probe.coreShare < busyShare ? String(format: " (measured with %.0f%% of %d cores: other processes or a CPU quota held the rest)", 100 * probe.coreShare, threads) : ""
+            probe.coreShare < busyShare
+            ? String(format: " (measured with %.0f%% of %d cores: other processes, a CPU quota or the hypervisor held the rest)", 100 * probe.coreShare, threads)
+            : ""
         var lines = [
             "\(program): BLAS \(OpenBLASRuntime.version), kernel \(choice.runningName) "
                 + "(\(describe(choice))), \(threads) threads, sgemm \(Int(probe.rate.rounded())) GFLOP/s at \(shape)\(busy)"
