@@ -14,6 +14,8 @@ in cluster/ call it; it can be run on kept files too).
   python3 cluster/tools/reports.py rate METRICS.jsonl                median tokens/s after the first step (and the split)
   python3 cluster/tools/reports.py rounds OURS THEIRS A,… B,… TAIL   a benchmark's rounds (each ran A then B): every
                                                                round's ratio A/B and their median
+  python3 cluster/tools/reports.py targets OUT                       targets.sh's table: each speed target, what its
+                                                               benchmark's output in OUT measured, met or not
 """
 import argparse
 import collections
@@ -152,6 +154,60 @@ def rounds(args):
           f"{show(min(ratios))}-{show(max(ratios))}) {args.tail}".rstrip())
 
 
+def targets(args):
+    def read(name):
+        path = os.path.join(args.out, name + ".txt")
+        if not os.path.exists(path):
+            sys.exit(f"targets: no {path}: run cluster/experiments/targets.sh")
+        return open(path).read()
+
+    def median_line(name, unit):
+        # rounds' result line: "… = 1.47x (median of 3 rounds, each ran both; spread 1.37x-1.51x) …"
+        found = re.findall(rf"= ([0-9.]+){unit} \(median of (\d+) rounds, each ran both; spread ([0-9.]+){unit}-([0-9.]+){unit}\)", read(name))
+        if not found:
+            sys.exit(f"targets: {name}.txt has no result line (the benchmark did not finish?)")
+        return [float(v) for v in found[-1]]
+
+    # What the numbers hold for: the CPU as the kernel reports it, the environment, the kernel's start line.
+    cpu = {}
+    for line in open("/proc/cpuinfo"):
+        key, _, value = line.partition(":")
+        cpu.setdefault(key.strip(), value.strip())
+    preset = [f"{v}={os.environ[v]}" for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
+    start = re.search(r"BLAS (OpenBLAS .*)", read("step"))
+    print(f"CPU: {cpu.get('model name', '?')} (vendor {cpu.get('vendor_id', '?')}, family {cpu.get('cpu family', '?')}, "
+          f"model {cpu.get('model', '?')}), {os.cpu_count()} cores; preset: {', '.join(preset) or 'nothing'}")
+    print(f"BLAS: {start.group(1) if start else '? (no start line in step.txt)'}")
+
+    rows = []
+    def row(what, measured, spread, target, met):
+        rows.append((what, measured, spread, target, "met" if met else "MISSED"))
+
+    ratio, n, low, high = median_line("step", "x")
+    row("training step vs PyTorch eager", f"{ratio:.2f}x", f"{low:.2f}-{high:.2f}x, {n:.0f} rounds", ">= 1.5x", ratio >= 1.5)
+    ratio, n, low, high = median_line("generate", "x")
+    row("sampling, batch 32, vs transformers", f"{ratio:.2f}x", f"{low:.2f}-{high:.2f}x, {n:.0f} rounds", ">= 2x", ratio >= 2)
+    mfu = [float(v) for v in re.findall(r"^redi-bench generate: .* MFU ([0-9.]+)% of sgemm", read("generate"), re.M)]
+    if not mfu:
+        sys.exit("targets: generate.txt has no 'MFU …% of sgemm' line")
+    row("sampling, batch 32, of sgemm", f"{statistics.median(mfu):.1f}%", f"{min(mfu):.1f}-{max(mfu):.1f}%, {len(mfu)} rounds", ">= 45%",
+        statistics.median(mfu) >= 45)
+    for plane, target in (("plain", 92), ("curve", 80)):
+        share, n, low, high = median_line("efficiency-" + plane, "%")
+        row(f"cluster efficiency, {plane}", f"{share:.0f}%", f"{low:.0f}-{high:.0f}%, {n:.0f} rounds", f">= {target}%", share >= target)
+    seconds = dict(line.split() for line in read("default").splitlines() if line.strip())
+    for key, what, target in (("fresh", "default job, fresh clone with the build", 240), ("built", "default job, binaries built", 90)):
+        if key not in seconds:
+            sys.exit(f"targets: default.txt has no '{key}' time")
+        row(what, f"{float(seconds[key]):.0f} s", "1 run", f"<= {target} s", float(seconds[key]) <= target)
+
+    widths = [max(len(str(r[i])) for r in rows + [("target", "measured", "spread", "want", "verdict")]) for i in range(5)]
+    for r in [("target", "measured", "spread", "want", "verdict")] + rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    missed = [r[0] for r in rows if r[4] != "met"]
+    print(f"{len(rows) - len(missed)} of {len(rows)} targets met" + (f"; missed: {'; '.join(missed)}" if missed else ""))
+
+
 # name, function, help, positional arguments (a name, or (name, type)).
 COMMANDS = [
     ("memory", memory, "peak RSS per process against `redi-ps plan`", ["plan", "log"]),
@@ -164,6 +220,7 @@ COMMANDS = [
     ("rate", rate, "median tokens/s of a run after its first step", ["metrics"]),
     ("rounds", rounds, "a benchmark's rounds: each round's ratio and their median",
      ["ours", "theirs", "ours_rates", "theirs_rates", "tail"]),
+    ("targets", targets, "targets.sh's table: every speed target against what its benchmark measured", ["out"]),
 ]
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 sub = parser.add_subparsers(dest="report", required=True)
