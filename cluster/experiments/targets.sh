@@ -34,7 +34,7 @@ step efficiency-curve env DATA_PLANE=curve bash cluster/experiments/efficiency.s
 
 # The default job as a newcomer runs it: a clone of this checkout's HEAD, built from nothing,
 # then run again with its binaries built (synthesis, training and evaluation; the build is
-# only checked).
+# only checked). REDI_PS_BIN is ignored here: the clone builds its own.
 clone=$(mktemp -d)
 trap 'rm -rf "$clone"' EXIT
 git clone --quiet "$PWD" "$clone/redi-ps"
@@ -42,7 +42,7 @@ timed() {  # NAME: the default job in the clone, its wall seconds appended to OU
   local start end
   echo "== default job ($1)" >&2
   start=$(date +%s.%N)
-  if ! (cd "$clone/redi-ps" && bash cluster/launch/local.sh) > "$out/default-$1.txt" 2>&1; then
+  if ! (cd "$clone/redi-ps" && env -u REDI_PS_BIN bash cluster/launch/local.sh) > "$out/default-$1.txt" 2>&1; then
     tail -20 "$out/default-$1.txt" >&2
     echo "targets: the default job failed (whole output in $out/default-$1.txt)" >&2
     exit 1
