@@ -168,7 +168,7 @@ def targets(args):
             sys.exit(f"targets: {name}.txt has no result line (the benchmark did not finish?)")
         return [float(v) for v in found[-1]]
 
-    # What the numbers hold for: the CPU as the kernel reports it, the environment, the kernel's start line.
+    # What the numbers hold for: the CPU as Linux reports it, the environment, the BLAS start line.
     cpu = {}
     for line in open("/proc/cpuinfo"):
         key, _, value = line.partition(":")
