@@ -16,15 +16,16 @@ out=${1:-$(mktemp -d)}
 mkdir -p "$out"
 out=$(realpath "$out")
 bash cluster/tools/require-torch.sh targets >/dev/null
+failed() {  # WHAT FILE: the end of what failed, where the rest is, exit 1
+  tail -20 "$2" >&2
+  echo "targets: $1 failed (whole output in $2)" >&2
+  exit 1
+}
 step() {  # NAME COMMAND…: runs one benchmark, its output (both streams) into OUT/NAME.txt
   local name=$1
   shift
   echo "== $name: $*" >&2
-  if ! "$@" > "$out/$name.txt" 2>&1; then
-    tail -20 "$out/$name.txt" >&2
-    echo "targets: $name failed (whole output in $out/$name.txt)" >&2
-    exit 1
-  fi
+  "$@" > "$out/$name.txt" 2>&1 || failed "$name" "$out/$name.txt"
   tail -1 "$out/$name.txt" >&2
 }
 step step bash cluster/experiments/step-bench.sh
@@ -42,11 +43,8 @@ timed() {  # NAME: the default job in the clone, its wall seconds appended to OU
   local start end
   echo "== default job ($1)" >&2
   start=$(date +%s.%N)
-  if ! (cd "$clone/redi-ps" && env -u REDI_PS_BIN bash cluster/launch/local.sh) > "$out/default-$1.txt" 2>&1; then
-    tail -20 "$out/default-$1.txt" >&2
-    echo "targets: the default job failed (whole output in $out/default-$1.txt)" >&2
-    exit 1
-  fi
+  (cd "$clone/redi-ps" && env -u REDI_PS_BIN bash cluster/launch/local.sh) > "$out/default-$1.txt" 2>&1 ||
+    failed "the default job ($1)" "$out/default-$1.txt"
   end=$(date +%s.%N)
   echo "$1 $(python3 -c "print(f'{$end - $start:.1f}')")" >> "$out/default.txt"
   tail -1 "$out/default.txt" >&2

@@ -201,9 +201,10 @@ def targets(args):
             sys.exit(f"targets: default.txt has no '{key}' time")
         row(what, f"{float(seconds[key]):.0f} s", "1 run", f"<= {target} s", float(seconds[key]) <= target)
 
-    widths = [max(len(str(r[i])) for r in rows + [("target", "measured", "spread", "want", "verdict")]) for i in range(5)]
-    for r in [("target", "measured", "spread", "want", "verdict")] + rows:
-        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+    table = [("target", "measured", "spread", "want", "verdict")] + rows
+    widths = [max(len(r[i]) for r in table) for i in range(5)]
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     missed = [r[0] for r in rows if r[4] != "met"]
     print(f"{len(rows) - len(missed)} of {len(rows)} targets met" + (f"; missed: {'; '.join(missed)}" if missed else ""))
 
